@@ -1,1 +1,16 @@
+//! Node.js binding for [`tensorbridge_core`], built with napi-rs.
+//!
+//! This crate is a thin shell: each `#[napi]` item converts its arguments,
+//! calls the core crate and converts the result back. Tensor logic (layout
+//! checks, DLPack import/export, ownership) lives in `tensorbridge-core`; the
+//! idiomatic TypeScript API lives in `src/` and wraps the classes exported
+//! here, which are prefixed `Native` so that the TS layer owns the clean names.
 
+#![deny(clippy::all)]
+
+mod binding_capsule;
+mod binding_stats;
+mod binding_tensor;
+mod error;
+mod options;
+mod view;

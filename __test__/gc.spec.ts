@@ -1,0 +1,92 @@
+// Ownership under garbage collection: every deleter runs exactly once and
+// memory stays bounded. Serial, in its own process (ava runs each file in
+// one), so that counter deltas belong to the test that reads them.
+import test from "ava";
+import { DLPackCapsule, Tensor, debug } from "../src/index.js";
+
+const gc = globalThis.gc;
+
+/** Collects until finalizers stop changing the counters. */
+async function settle(): Promise<ReturnType<typeof debug.stats>> {
+  let last = JSON.stringify(debug.stats());
+  for (let quiet = 0, i = 0; quiet < 3 && i < 200; i++) {
+    gc!();
+    await new Promise((r) => setImmediate(r));
+    const now = JSON.stringify(debug.stats());
+    quiet = now === last ? quiet + 1 : 0;
+    last = now;
+  }
+  return debug.stats();
+}
+
+test.before((t) => {
+  if (!gc) t.fail("these tests need --expose-gc (set in package.json's ava.nodeArguments)");
+});
+
+test.serial("10^5 dropped tensors and capsules: every deleter exactly once, RSS bounded", async (t) => {
+  const before = await settle();
+  const rss0 = process.memoryUsage().rss;
+  const N = 100_000;
+  let consumed = 0;
+  for (let i = 0; i < N; i++) {
+    const x = i % 2 === 0 ? Tensor.zeros([256], "FP32") : Tensor.from(new Float32Array(256));
+    const capsule = x.toDlpack({ maxVersion: i % 3 === 0 ? [1, 0] : undefined });
+    if (i % 4 === 0) {
+      Tensor.fromDlpack(capsule); // consumed, then dropped
+      consumed++;
+    }
+    if (i % 10_000 === 0) await new Promise((r) => setImmediate(r));
+  }
+  const after = await settle();
+  const rss1 = process.memoryUsage().rss;
+  t.is(after.exportsCreated - before.exportsCreated, N);
+  t.is(after.exportsDeleted - before.exportsDeleted, N, "each export's deleter ran exactly once");
+  t.is(after.ownedAllocations - before.ownedAllocations, N / 2);
+  t.is(after.ownedFrees - before.ownedFrees, N / 2, "each native allocation was freed");
+  t.is(after.ownedLiveBytes, before.ownedLiveBytes);
+  t.true(consumed > 0);
+  // 10^5 × 1 KiB = ~100 MB went through; a leak would keep most of it.
+  t.true(rss1 - rss0 < 64 * 1024 * 1024, `RSS grew by ${((rss1 - rss0) / 2 ** 20).toFixed(1)} MiB`);
+});
+
+test.serial("large native tensors are reported to V8 so GC reclaims them", async (t) => {
+  const before = await settle();
+  // 64 × 32 MiB = 2 GiB allocated in total; without external memory
+  // accounting V8 would see only tiny handles and never collect them.
+  for (let i = 0; i < 64; i++) {
+    Tensor.zeros([8 * 1024 * 1024], "FP32");
+    await new Promise((r) => setImmediate(r));
+  }
+  const mid = debug.stats();
+  t.true(mid.ownedLiveBytes - before.ownedLiveBytes < 1024 * 1024 * 1024, "GC ran before 1 GiB piled up");
+  const after = await settle();
+  t.is(after.ownedLiveBytes, before.ownedLiveBytes);
+});
+
+test.serial("release + fromAddress: one export, one deleter", async (t) => {
+  const before = await settle();
+  const x = Tensor.from(new Float32Array([1, 2, 3]));
+  const address = x.toDlpack({ maxVersion: [1, 0] }).release();
+  const y = Tensor.fromDlpack(DLPackCapsule.fromAddress(address, { versioned: true }));
+  t.is(y.data()[2], 3);
+  y.dispose();
+  const after = await settle();
+  t.is(after.exportsCreated - before.exportsCreated, 1);
+  t.is(after.exportsDeleted - before.exportsDeleted, 1);
+});
+
+test.serial("dispose releases native memory at once, views keep theirs", async (t) => {
+  const before = await settle();
+  const x = Tensor.zeros([1024], "FP64");
+  t.is(debug.stats().ownedLiveBytes - before.ownedLiveBytes, 8192);
+  x.dispose();
+  t.is(debug.stats().ownedLiveBytes, before.ownedLiveBytes, "freed without waiting for GC");
+  const y = Tensor.zeros([1024], "FP64");
+  let view: Float64Array | undefined = y.data() as Float64Array;
+  y.dispose();
+  t.is(debug.stats().ownedLiveBytes - before.ownedLiveBytes, 8192, "the view still holds the memory");
+  view[0] = 1;
+  view = undefined;
+  const after = await settle();
+  t.is(after.ownedLiveBytes, before.ownedLiveBytes, "collected with the view");
+});

@@ -1,0 +1,59 @@
+#!/usr/bin/env node
+// `npm test`: every check the project has, in one command, cheapest first so a
+// mistake shows up fast. Stops at the first failing step and exits non-zero.
+//
+//   node scripts/test.mjs            all steps
+//   node scripts/test.mjs --only ava only the named step(s) (repeatable)
+import { spawnSync } from "node:child_process";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+const bin = (name) => join(root, "node_modules", ".bin", name);
+
+function has(cmd) {
+  return spawnSync("sh", ["-c", `command -v ${cmd}`], { stdio: "ignore" }).status === 0;
+}
+
+/** @type {Array<{ name: string, cmd: string[], skip?: string }>} */
+const steps = [
+  { name: "cargo-fmt", cmd: ["cargo", "fmt", "--all", "--check"] },
+  {
+    name: "clippy",
+    cmd: ["cargo", "clippy", "--workspace", "--all-targets", "--all-features", "--", "-D", "warnings"],
+  },
+  { name: "cargo-test", cmd: ["cargo", "test", "--workspace", "--all-features"] },
+  {
+    name: "valgrind",
+    cmd: ["bash", "scripts/valgrind-core.sh"],
+    skip: has("valgrind") ? undefined : "valgrind is not installed (apt-get install valgrind)",
+  },
+  { name: "addon", cmd: [process.execPath, "scripts/ensure-addon.mjs"] },
+  { name: "typecheck", cmd: [bin("tsc"), "-p", "tsconfig.json", "--noEmit"] },
+  { name: "lint", cmd: [bin("oxlint"), "--deny-warnings", "src", "__test__", "examples", "bench", "scripts"] },
+  { name: "ava", cmd: [bin("ava")] },
+];
+
+const only = [];
+for (let i = 2; i < process.argv.length; i++) {
+  if (process.argv[i] === "--only") only.push(process.argv[++i]);
+}
+
+const started = Date.now();
+for (const step of steps) {
+  if (only.length > 0 && !only.includes(step.name)) continue;
+  if (step.skip) {
+    console.log(`\n=== ${step.name}: SKIPPED (${step.skip})`);
+    continue;
+  }
+  console.log(`\n=== ${step.name}: ${step.cmd.map((c) => c.replace(root + "/", "")).join(" ")}`);
+  const t0 = Date.now();
+  const r = spawnSync(step.cmd[0], step.cmd.slice(1), { cwd: root, stdio: "inherit" });
+  const secs = ((Date.now() - t0) / 1000).toFixed(1);
+  if (r.status !== 0) {
+    console.error(`\n=== ${step.name}: FAILED after ${secs}s (exit ${r.status ?? r.signal})`);
+    process.exit(r.status || 1);
+  }
+  console.log(`=== ${step.name}: ok (${secs}s)`);
+}
+console.log(`\nall checks passed in ${((Date.now() - started) / 1000).toFixed(0)}s`);

@@ -1,0 +1,31 @@
+/**
+ * Diagnostics for tests and benchmarks: ownership counters from the native
+ * core. Not needed by ordinary users.
+ * @module
+ */
+
+import { type NativeStats, errorCodes, nativeStats, noop } from "./native.js";
+
+/** Process-wide ownership counters (cumulative since the addon loaded). */
+export type Stats = NativeStats;
+
+/** Diagnostics namespace. */
+export const debug = {
+  /**
+   * Ownership counters of the native core: DLPack exports made and deleted,
+   * foreign deleters called, native allocations and frees. After everything
+   * is released, `exportsCreated === exportsDeleted` and
+   * `ownedAllocations === ownedFrees`.
+   */
+  stats(): Stats {
+    return nativeStats();
+  },
+  /** Every error code the native core can raise. */
+  nativeErrorCodes(): string[] {
+    return errorCodes();
+  },
+  /** An empty native call: the floor of napi call overhead, for benchmarks. */
+  noop(): void {
+    noop();
+  },
+} as const;

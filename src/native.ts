@@ -1,0 +1,10 @@
+/**
+ * The generated native binding (`index.js` at the package root, made by
+ * `napi build`). Only this module imports it, so the rest of `src/` sees one
+ * typed surface.
+ * @internal
+ * @module
+ */
+
+export { NativeCapsule, NativeTensor, errorCodes, nativeStats, noop } from "../index.js";
+export type { NativeExportOptions, NativeStats } from "../index.js";

@@ -1,0 +1,650 @@
+/**
+ * `Tensor`: an n-dimensional array over host or device memory, exchanged with
+ * other frameworks through DLPack without copying.
+ * @module
+ */
+
+import { DLPackCapsule } from "./capsule.js";
+import { type DType, type TypedArray, checkDType, elementSize, inferDType, viewClass } from "./dtype.js";
+import { ErrorCode, TensorBridgeError, rethrowNative } from "./errors.js";
+import { NativeTensor } from "./native.js";
+
+/** Where a tensor's memory lives. */
+export interface Device {
+  /** `"cpu"`, `"cuda"`, `"cuda_host"` (pinned host memory), … */
+  readonly type: string;
+  /** Device ordinal (0 for the CPU). */
+  readonly id: number;
+}
+
+/** Options of `new Tensor(data, options)` and {@link Tensor.from}. */
+export interface TensorOptions {
+  /** Dimensions; defaults to `[length]` (a 1-d tensor over all the data). */
+  shape?: readonly number[];
+  /** Element type; inferred from the TypedArray when absent (UINT8 for an ArrayBuffer). */
+  dtype?: DType;
+  /** Tensor name, as Triton's `pb_utils.Tensor(name, …)`. */
+  name?: string;
+  /** Mark the tensor read-only in DLPack exports. @default false */
+  readOnly?: boolean;
+}
+
+/** Options of {@link Tensor.empty} and {@link Tensor.zeros}. */
+export interface AllocOptions {
+  /** Tensor name. */
+  name?: string;
+  /** Device, `"cpu"` (default), `"cuda"` or `"cuda:N"`. */
+  device?: string;
+}
+
+/** Options of {@link Tensor.toDlpack}, after the Python array API's `__dlpack__`. */
+export interface ToDlpackOptions {
+  /**
+   * Highest DLPack version the consumer understands. `[1, 0]` or higher gives
+   * a versioned (1.x) capsule; absent or lower gives the legacy struct.
+   */
+  maxVersion?: readonly [number, number];
+  /** `true`: always copy (flagged IS_COPIED). `false`: fail if a copy is needed. */
+  copy?: boolean;
+  /** Target device (`"cpu"`, `"cuda:0"`), or a `[deviceType, deviceId]` pair. */
+  device?: string | readonly [number, number];
+  /**
+   * Consumer stream, as in the array API: `undefined`/`null` or `-1` for host
+   * tensors. CUDA streams are handled by CUDA builds; `0` is always invalid.
+   */
+  stream?: number | bigint | null;
+}
+
+/** Anything `Tensor.fromDlpack` accepts. */
+export type DlpackSource =
+  | DLPackCapsule
+  | { toDlpack(options?: ToDlpackOptions): DLPackCapsule }
+  | { __dlpack__(options?: ToDlpackOptions): DLPackCapsule };
+
+/** A tensor handed to another thread by {@link Tensor.transfer}: a plain, cloneable object. */
+export interface TransferredTensor {
+  /** Marks the object as a tensorbridge transfer. */
+  readonly kind: "tensorbridge.tensor";
+  /** `DLManagedTensorVersioned*` whose ownership travels with the message. */
+  readonly address: bigint;
+  /** The tensor's name, if any. */
+  readonly name: string | undefined;
+}
+
+/** DLPack device type numbers of the device kinds tensorbridge names. */
+const DEVICE_TYPES: Readonly<Record<string, number>> = {
+  cpu: 1,
+  cuda: 2,
+  cuda_host: 3,
+  opencl: 4,
+  vulkan: 7,
+  metal: 8,
+  vpi: 9,
+  rocm: 10,
+  rocm_host: 11,
+  ext_dev: 12,
+  cuda_managed: 13,
+  oneapi: 14,
+  webgpu: 15,
+  hexagon: 16,
+  maia: 17,
+  trn: 18,
+};
+
+const INTERNAL = Symbol("tensorbridge.tensor.internal");
+
+interface InternalInit {
+  readonly [INTERNAL]: true;
+  readonly native: NativeTensor | undefined;
+  readonly source: TypedArray | undefined;
+  readonly bytes: readonly Uint8Array[] | undefined;
+  readonly shape: readonly number[];
+  readonly dtype: DType;
+  readonly name: string | undefined;
+}
+
+function fail(code: string, message: string): never {
+  throw new TensorBridgeError(code, message);
+}
+
+function checkShape(shape: unknown): number[] {
+  if (!Array.isArray(shape)) fail(ErrorCode.INVALID_ARGUMENT, "shape must be an array of integers");
+  for (const [axis, d] of shape.entries()) {
+    if (!Number.isSafeInteger(d)) {
+      fail(ErrorCode.INVALID_ARGUMENT, `shape[${axis}] is ${String(d)}; dimensions must be integers`);
+    }
+    if (d < 0) {
+      fail(ErrorCode.SHAPE_NEGATIVE, `shape[${axis}] is ${d}; dimensions must be >= 0`);
+    }
+  }
+  return shape.slice() as number[];
+}
+
+function product(shape: readonly number[]): number {
+  let n = 1;
+  for (const d of shape) n *= d;
+  return n;
+}
+
+function checkName(name: unknown): string | undefined {
+  if (name === undefined) return undefined;
+  if (typeof name !== "string") fail(ErrorCode.INVALID_ARGUMENT, "a tensor name must be a string");
+  return name;
+}
+
+function versionAtLeast(v: readonly [number, number] | undefined, major: number, minor: number): boolean {
+  if (v === undefined) return false;
+  if (!Array.isArray(v) || v.length !== 2 || !v.every(Number.isInteger)) {
+    fail(ErrorCode.INVALID_ARGUMENT, "maxVersion must be a [major, minor] pair of integers");
+  }
+  return v[0] > major || (v[0] === major && v[1] >= minor);
+}
+
+function deviceString(device: string | readonly [number, number]): string {
+  if (typeof device === "string") return device;
+  if (!Array.isArray(device) || device.length !== 2) {
+    fail(ErrorCode.INVALID_ARGUMENT, 'device must be "cpu", "cuda:N" or a [deviceType, deviceId] pair');
+  }
+  const [type, id] = device;
+  const name = Object.keys(DEVICE_TYPES).find((k) => DEVICE_TYPES[k] === type);
+  if (name === undefined) fail(ErrorCode.DEVICE_UNSUPPORTED, `DLPack device type ${type} is not supported`);
+  return name === "cpu" ? "cpu" : `${name}:${id}`;
+}
+
+/**
+ * An n-dimensional array with a dtype, a shape and a device.
+ *
+ * Host tensors expose their bytes as a zero-copy TypedArray ({@link data}).
+ * Any tensor can be handed to another framework with {@link toDlpack} and
+ * taken from one with {@link Tensor.fromDlpack}, without copying; only
+ * C-order contiguous tensors are accepted, as in Triton's Python backend.
+ *
+ * Memory is released when the tensor is garbage collected, or at once by
+ * {@link dispose} (also `using t = Tensor.zeros(…)`).
+ *
+ * @example
+ * const t = Tensor.from(new Float32Array([1, 2, 3, 4]), { shape: [2, 2], name: "INPUT0" });
+ * t.data()[0] = 5; // writes the caller's array: no copy was made
+ */
+export class Tensor {
+  #native: NativeTensor | undefined;
+  #source: TypedArray | undefined;
+  #bytes: readonly Uint8Array[] | undefined;
+  #view: TypedArray | undefined;
+  readonly #shape: readonly number[];
+  readonly #dtype: DType;
+  readonly #name: string | undefined;
+  #disposed = false;
+
+  /**
+   * Wraps `data` without copying; the tensor keeps it alive. Same as
+   * {@link Tensor.from}.
+   * @throws {TensorBridgeError} `ERR_SHAPE_MISMATCH` if the length doesn't fit
+   *   the shape, `ERR_INVALID_ARGUMENT` for misaligned or detached data.
+   */
+  constructor(data: ArrayBufferView | ArrayBuffer | SharedArrayBuffer, options?: TensorOptions);
+  /** @internal */
+  constructor(data: InternalInit);
+  constructor(data: ArrayBufferView | ArrayBufferLike | InternalInit, options: TensorOptions = {}) {
+    if (typeof data === "object" && data !== null && INTERNAL in data) {
+      this.#native = data.native;
+      this.#source = data.source;
+      this.#bytes = data.bytes;
+      this.#shape = Object.freeze(data.shape.slice());
+      this.#dtype = data.dtype;
+      this.#name = data.name;
+      return;
+    }
+    const init = Tensor.#wrapHost(data, options);
+    this.#native = init.native;
+    this.#source = init.source;
+    this.#shape = Object.freeze(init.shape.slice());
+    this.#dtype = init.dtype;
+    this.#name = init.name;
+  }
+
+  static #wrapHost(data: ArrayBufferView | ArrayBufferLike, options: TensorOptions): InternalInit {
+    if (typeof options !== "object" || options === null) {
+      fail(ErrorCode.INVALID_ARGUMENT, "tensor options must be an object");
+    }
+    let view: ArrayBufferView;
+    if (ArrayBuffer.isView(data)) {
+      view = data;
+    } else if (data instanceof ArrayBuffer || (typeof SharedArrayBuffer === "function" && data instanceof SharedArrayBuffer)) {
+      view = new Uint8Array(data);
+    } else {
+      fail(ErrorCode.INVALID_ARGUMENT, "tensor data must be a TypedArray, Buffer, DataView or ArrayBuffer");
+    }
+    const dtype = options.dtype === undefined ? inferDType(view) : checkDType(options.dtype);
+    if (dtype === "BYTES") {
+      fail(ErrorCode.DTYPE_UNSUPPORTED, "BYTES tensors hold variable-length elements; use Tensor.fromBytes()");
+    }
+    const size = elementSize(dtype);
+    if (view.byteOffset % size !== 0) {
+      fail(
+        ErrorCode.INVALID_ARGUMENT,
+        `the data starts at byte ${view.byteOffset}, not a multiple of ${dtype}'s ${size}-byte element size; copy it to an aligned array first`,
+      );
+    }
+    if (view.byteLength % size !== 0) {
+      fail(
+        ErrorCode.SHAPE_MISMATCH,
+        `${view.byteLength} bytes is not a whole number of ${dtype} elements (${size} bytes each)`,
+      );
+    }
+    const shape = options.shape === undefined ? [view.byteLength / size] : checkShape(options.shape);
+    const name = checkName(options.name);
+    const Ctor = viewClass(dtype)!;
+    const source = new Ctor(view.buffer, view.byteOffset, view.byteLength / size);
+    const bytes = new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
+    let native: NativeTensor;
+    try {
+      native = NativeTensor.fromBytes(bytes, shape, dtype, options.readOnly === true);
+    } catch (e) {
+      rethrowNative(e);
+    }
+    return { [INTERNAL]: true, native, source, bytes: undefined, shape, dtype, name };
+  }
+
+  /** @internal Wraps a native tensor made by the binding. */
+  static fromNative(native: NativeTensor, name?: string, source?: TypedArray): Tensor {
+    let shape: number[];
+    let dtype: DType;
+    try {
+      shape = native.shape;
+      dtype = native.dtype as DType;
+    } catch (e) {
+      rethrowNative(e);
+    }
+    return new Tensor({ [INTERNAL]: true, native, source, bytes: undefined, shape, dtype, name });
+  }
+
+  /**
+   * Wraps a TypedArray, Buffer or ArrayBuffer without copying. Writes through
+   * {@link data} are writes to `data`, and the other way round.
+   *
+   * Do not transfer or detach the underlying ArrayBuffer while the tensor (or
+   * an export of it) is alive: the tensor points at its memory.
+   * @throws {TensorBridgeError} `ERR_SHAPE_MISMATCH`, `ERR_DTYPE_UNSUPPORTED`, `ERR_INVALID_ARGUMENT`.
+   */
+  static from(data: ArrayBufferView | ArrayBuffer | SharedArrayBuffer, options?: TensorOptions): Tensor {
+    return new Tensor(data, options);
+  }
+
+  /**
+   * A new tensor in native memory. The memory is zero-filled, so `empty` and
+   * {@link zeros} differ only in intent.
+   * @throws {TensorBridgeError} `ERR_SHAPE_NEGATIVE`, `ERR_SHAPE_OVERFLOW`, `ERR_CUDA_UNAVAILABLE`.
+   */
+  static empty(shape: readonly number[], dtype: DType, options: AllocOptions = {}): Tensor {
+    return Tensor.zeros(shape, dtype, options);
+  }
+
+  /**
+   * A new zero-filled tensor in native memory (64-byte aligned).
+   * @throws {TensorBridgeError} `ERR_SHAPE_NEGATIVE`, `ERR_SHAPE_OVERFLOW`, `ERR_CUDA_UNAVAILABLE`.
+   */
+  static zeros(shape: readonly number[], dtype: DType, options: AllocOptions = {}): Tensor {
+    const dims = checkShape(shape);
+    const type = checkDType(dtype);
+    const name = checkName(options.name);
+    if (type === "BYTES") {
+      return Tensor.fromBytes(new Array<Uint8Array>(product(dims)).fill(new Uint8Array(0)), { shape: dims, name });
+    }
+    const device = options.device ?? "cpu";
+    if (device !== "cpu") {
+      // CUDA allocation arrives with the CUDA issue; until then say so clearly.
+      fail(
+        ErrorCode.CUDA_UNAVAILABLE,
+        `can't allocate on ${device}: this build of tensorbridge has no CUDA support yet; use device "cpu"`,
+      );
+    }
+    let native: NativeTensor;
+    try {
+      native = NativeTensor.zeros(dims, type);
+    } catch (e) {
+      rethrowNative(e);
+    }
+    return new Tensor({ [INTERNAL]: true, native, source: undefined, bytes: undefined, shape: dims, dtype: type, name });
+  }
+
+  /**
+   * A BYTES tensor (Triton's variable-length strings), from byte strings or
+   * JS strings (encoded as UTF-8). BYTES tensors live in JS only: they have
+   * no DLPack form, as in Triton.
+   * @throws {TensorBridgeError} `ERR_SHAPE_MISMATCH` when the shape doesn't hold the element count.
+   */
+  static fromBytes(elements: ReadonlyArray<Uint8Array | string>, options: Omit<TensorOptions, "dtype"> = {}): Tensor {
+    if (!Array.isArray(elements)) fail(ErrorCode.INVALID_ARGUMENT, "BYTES elements must be an array");
+    const encoder = new TextEncoder();
+    const bytes = elements.map((e, i) => {
+      if (typeof e === "string") return encoder.encode(e);
+      if (e instanceof Uint8Array) return e;
+      return fail(ErrorCode.INVALID_ARGUMENT, `BYTES element ${i} must be a Uint8Array or a string`);
+    });
+    const shape = options.shape === undefined ? [bytes.length] : checkShape(options.shape);
+    if (product(shape) !== bytes.length) {
+      fail(ErrorCode.SHAPE_MISMATCH, `shape [${shape.join(", ")}] holds ${product(shape)} elements, got ${bytes.length}`);
+    }
+    const name = checkName(options.name);
+    return new Tensor({ [INTERNAL]: true, native: undefined, source: undefined, bytes, shape, dtype: "BYTES", name });
+  }
+
+  /**
+   * Takes a tensor from DLPack without copying: a {@link DLPackCapsule}, or an
+   * object with `toDlpack()` or `__dlpack__()` (asked for a versioned capsule).
+   * Consumes the capsule.
+   * @throws {TensorBridgeError} `ERR_DLPACK_NOT_CONTIGUOUS` for non C-order
+   *   input (e.g. `x[::2]`), `ERR_DLPACK_CONSUMED` for a used capsule, and the
+   *   other `ERR_DLPACK_*` codes for a malformed tensor.
+   */
+  static fromDlpack(source: DlpackSource, options: { name?: string } = {}): Tensor {
+    const capsule = Tensor.#capsuleOf(source);
+    let native: NativeTensor;
+    try {
+      native = NativeTensor.fromCapsule(capsule.native);
+    } catch (e) {
+      rethrowNative(e);
+    }
+    return Tensor.fromNative(native, checkName(options.name));
+  }
+
+  static #capsuleOf(source: DlpackSource): DLPackCapsule {
+    if (source instanceof DLPackCapsule) return source;
+    let made: unknown;
+    if (typeof source === "object" && source !== null) {
+      if ("toDlpack" in source && typeof source.toDlpack === "function") {
+        made = source.toDlpack({ maxVersion: [1, 3] });
+      } else if ("__dlpack__" in source && typeof source.__dlpack__ === "function") {
+        made = source.__dlpack__({ maxVersion: [1, 3] });
+      }
+    }
+    if (!(made instanceof DLPackCapsule)) {
+      fail(
+        ErrorCode.INVALID_ARGUMENT,
+        "fromDlpack needs a DLPackCapsule, or an object whose toDlpack()/__dlpack__() returns one",
+      );
+    }
+    return made;
+  }
+
+  /**
+   * Rebuilds a tensor sent from another thread with {@link transfer}. Takes
+   * ownership of the transferred tensor; call it once per message.
+   * @throws {TensorBridgeError} `ERR_INVALID_ARGUMENT` for anything else than a transfer object.
+   */
+  static fromTransferred(message: TransferredTensor): Tensor {
+    if (
+      typeof message !== "object" ||
+      message === null ||
+      message.kind !== "tensorbridge.tensor" ||
+      typeof message.address !== "bigint"
+    ) {
+      fail(ErrorCode.INVALID_ARGUMENT, "not a tensor transfer object; make one with tensor.transfer()");
+    }
+    const capsule = DLPackCapsule.fromAddress(message.address, { versioned: true });
+    return Tensor.fromDlpack(capsule, { name: message.name });
+  }
+
+  #live(): NativeTensor | undefined {
+    if (this.#disposed) {
+      fail(ErrorCode.DISPOSED, "this tensor was disposed; create a new one, or dispose it only when done");
+    }
+    return this.#native;
+  }
+
+  #hostNative(what: string): NativeTensor {
+    const native = this.#live();
+    if (native === undefined) {
+      fail(ErrorCode.DTYPE_UNSUPPORTED, `BYTES tensors have no ${what}; use tensor.bytes()`);
+    }
+    return native;
+  }
+
+  /** The tensor's name (Triton input/output name), if it has one. */
+  get name(): string | undefined {
+    return this.#name;
+  }
+
+  /** Dimensions (a frozen array). */
+  get shape(): readonly number[] {
+    return this.#shape;
+  }
+
+  /** Element type, by Triton name. */
+  get dtype(): DType {
+    return this.#dtype;
+  }
+
+  /** Strides in elements (always C-order for tensorbridge tensors). */
+  get strides(): number[] {
+    const native = this.#live();
+    if (native === undefined) {
+      const strides = new Array<number>(this.#shape.length);
+      let acc = 1;
+      for (let i = this.#shape.length - 1; i >= 0; i--) {
+        strides[i] = acc;
+        acc *= this.#shape[i]!;
+      }
+      return strides;
+    }
+    return native.strides;
+  }
+
+  /** Number of elements. */
+  get size(): number {
+    return product(this.#shape);
+  }
+
+  /** Size of the data in bytes (for BYTES, the sum of the element lengths). */
+  get byteLength(): number {
+    const native = this.#live();
+    if (native === undefined) return this.#bytes!.reduce((n, b) => n + b.byteLength, 0);
+    return native.byteLength;
+  }
+
+  /** Where the memory lives. */
+  get device(): Device {
+    const native = this.#live();
+    if (native === undefined) return { type: "cpu", id: 0 };
+    return { type: native.deviceKind, id: native.deviceId };
+  }
+
+  /**
+   * Address of the first element (like PyTorch's `data_ptr()`), for native
+   * interop and zero-copy checks. 0n for BYTES tensors.
+   */
+  get dataPtr(): bigint {
+    return this.#live()?.dataAddress ?? 0n;
+  }
+
+  /** Whether exports are flagged read-only. */
+  get readOnly(): boolean {
+    return this.#live()?.readOnly ?? false;
+  }
+
+  /** Whether {@link dispose} was called. */
+  get disposed(): boolean {
+    return this.#disposed;
+  }
+
+  /** Whether the host can read the memory directly (Triton's `Tensor.is_cpu()`). */
+  isCpu(): boolean {
+    return this.#live()?.isCpu ?? true;
+  }
+
+  /** `[deviceType, deviceId]` as DLPack numbers (the array API's `__dlpack_device__`). */
+  dlpackDevice(): [number, number] {
+    const native = this.#live();
+    if (native === undefined) return [1, 0];
+    return [native.deviceType, native.deviceId];
+  }
+
+  /** Alias of {@link dlpackDevice}, for code written against the array API. */
+  __dlpack_device__(): [number, number] {
+    return this.dlpackDevice();
+  }
+
+  /**
+   * A zero-copy TypedArray over the host memory: `Float32Array` for FP32,
+   * `Uint16Array` for FP16/BF16 (raw bits), `Uint8Array` for BOOL,
+   * `BigInt64Array` for INT64, … The view stays valid after `dispose()`: it
+   * keeps the memory alive itself.
+   * @throws {TensorBridgeError} `ERR_NOT_CPU` for device memory (call `toCpu()`),
+   *   `ERR_DTYPE_UNSUPPORTED` for BYTES (use `bytes()`), `ERR_DISPOSED`.
+   */
+  data(): TypedArray {
+    const native = this.#hostNative("numeric view");
+    if (this.#view !== undefined) return this.#view;
+    if (this.#source !== undefined) return (this.#view = this.#source);
+    if (!native.isCpu) {
+      fail(ErrorCode.NOT_CPU, `this tensor is on ${native.deviceKind}:${native.deviceId}; call toCpu() to read it on the host`);
+    }
+    let buffer: ArrayBuffer;
+    try {
+      buffer = native.view();
+    } catch (e) {
+      rethrowNative(e);
+    }
+    const Ctor = viewClass(this.#dtype)!;
+    return (this.#view = new Ctor(buffer, 0, buffer.byteLength / Ctor.BYTES_PER_ELEMENT));
+  }
+
+  /** Alias of {@link data}. */
+  asTypedArray(): TypedArray {
+    return this.data();
+  }
+
+  /**
+   * The elements of a BYTES tensor (no copy).
+   * @throws {TensorBridgeError} `ERR_DTYPE_UNSUPPORTED` for other dtypes.
+   */
+  bytes(): readonly Uint8Array[] {
+    this.#live();
+    if (this.#bytes === undefined) {
+      fail(ErrorCode.DTYPE_UNSUPPORTED, `bytes() is for BYTES tensors; this one is ${this.#dtype}, use data()`);
+    }
+    return this.#bytes;
+  }
+
+  /** A tensor over the same memory with another name (no copy). */
+  withName(name: string): Tensor {
+    const native = this.#live();
+    const checked = checkName(name);
+    if (native === undefined) return Tensor.fromBytes(this.#bytes!, { shape: this.#shape, name: checked });
+    let shared: NativeTensor;
+    try {
+      shared = native.share();
+    } catch (e) {
+      rethrowNative(e);
+    }
+    return new Tensor({
+      [INTERNAL]: true,
+      native: shared,
+      source: this.#source,
+      bytes: undefined,
+      shape: this.#shape,
+      dtype: this.#dtype,
+      name: checked,
+    });
+  }
+
+  /** A deep copy in fresh native memory, with the same name. */
+  clone(): Tensor {
+    const native = this.#live();
+    if (native === undefined) return Tensor.fromBytes(this.#bytes!.map((b) => b.slice()), { shape: this.#shape, name: this.#name });
+    let copy: NativeTensor;
+    try {
+      copy = native.deepCopy();
+    } catch (e) {
+      rethrowNative(e);
+    }
+    return Tensor.fromNative(copy, this.#name);
+  }
+
+  /**
+   * This tensor on the CPU. A host tensor is returned as is; device tensors
+   * are copied (CUDA support arrives with the CUDA build).
+   * @throws {TensorBridgeError} `ERR_CUDA_UNAVAILABLE` for device memory without CUDA.
+   */
+  toCpu(): Tensor {
+    if (this.isCpu()) return this;
+    return fail(
+      ErrorCode.CUDA_UNAVAILABLE,
+      "copying device memory to the host needs CUDA, which this build of tensorbridge does not have",
+    );
+  }
+
+  /**
+   * Exports the tensor as a DLPack capsule, without copying unless asked to.
+   * The capsule keeps the memory alive; the tensor stays usable.
+   * @throws {TensorBridgeError} `ERR_DTYPE_UNSUPPORTED` for BYTES,
+   *   `ERR_COPY_REQUIRED` when `copy: false` can't be honoured,
+   *   `ERR_INVALID_ARGUMENT` for a bad stream or version.
+   */
+  toDlpack(options: ToDlpackOptions = {}): DLPackCapsule {
+    const native = this.#live();
+    if (native === undefined) {
+      fail(ErrorCode.DTYPE_UNSUPPORTED, "BYTES tensors have no DLPack form (as in Triton); send them as BYTES");
+    }
+    const { stream } = options;
+    if (stream === 0 || stream === 0n) {
+      fail(ErrorCode.INVALID_ARGUMENT, "stream 0 is ambiguous and forbidden by the DLPack protocol; use 1 for the legacy default stream");
+    }
+    if (stream !== undefined && stream !== null && stream !== -1 && stream !== -1n && native.isCpu) {
+      fail(ErrorCode.INVALID_ARGUMENT, `stream must be null or -1 for a host tensor, got ${String(stream)}`);
+    }
+    const versioned = versionAtLeast(options.maxVersion, 1, 0);
+    const device = options.device === undefined ? undefined : deviceString(options.device);
+    try {
+      return DLPackCapsule.wrap(native.toDlpack({ versioned, copy: options.copy, device }));
+    } catch (e) {
+      rethrowNative(e);
+    }
+  }
+
+  /** Alias of {@link toDlpack}, for code written against the array API. */
+  __dlpack__(options: ToDlpackOptions = {}): DLPackCapsule {
+    return this.toDlpack(options);
+  }
+
+  /**
+   * Packs the tensor for `postMessage` to a worker thread: no bytes are
+   * copied. The receiver must call {@link Tensor.fromTransferred} exactly
+   * once; this tensor stays usable (both share the memory).
+   */
+  transfer(): TransferredTensor {
+    const capsule = this.toDlpack({ maxVersion: [1, 3] });
+    return { kind: "tensorbridge.tensor", address: capsule.release(), name: this.#name };
+  }
+
+  /**
+   * Releases this tensor's hold on its memory now. Idempotent. Views returned
+   * by {@link data} and exported capsules keep their own hold.
+   */
+  dispose(): void {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    this.#native?.dispose();
+    this.#native = undefined;
+    this.#source = undefined;
+    this.#view = undefined;
+    this.#bytes = undefined;
+  }
+
+  /** Same as {@link dispose}, so that `using t = …` works. */
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+
+  /** @internal */
+  get [Symbol.toStringTag](): string {
+    return "Tensor";
+  }
+
+  /** A short description, e.g. `Tensor(FP32[2,2] cpu "INPUT0")`. */
+  toString(): string {
+    const where = this.#disposed ? "disposed" : `${this.device.type}${this.device.id ? `:${this.device.id}` : ""}`;
+    return `Tensor(${this.#dtype}[${this.#shape.join(",")}] ${where}${this.#name === undefined ? "" : ` ${JSON.stringify(this.#name)}`})`;
+  }
+}
