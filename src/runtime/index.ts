@@ -1,0 +1,52 @@
+/**
+ * The tensorbridge model runtime: Triton-style model repositories of
+ * TypeScript models (the counterpart of Triton's Python backend).
+ *
+ * @module
+ */
+export { InferenceRequest, type InferenceRequestInit, type RequestParameter } from "./request.js";
+export { InferenceResponse, type InferenceResponseInit } from "./response.js";
+export { ModelError, MODEL_ERROR_STATUS, type ModelErrorCode } from "./model-error.js";
+export type { InitializeArgs, TritonModel, TritonModelClass } from "./types.js";
+export {
+  FORCE_CPU_ONLY_INPUT_TENSORS,
+  SUPPORTED_BACKENDS,
+  configTypeToDtype,
+  dtypeToConfigType,
+  forceCpuOnlyInputs,
+  modelConfigFromJson,
+  parseModelConfig,
+  type InstanceGroupKind,
+  type ModelConfig,
+  type ModelDynamicBatching,
+  type ModelInputConfig,
+  type ModelInstanceGroupConfig,
+  type ModelOutputConfig,
+  type ModelParameter,
+  type ModelTensorReshape,
+  type ModelVersionPolicy,
+  type ParseModelConfigOptions,
+  type TritonDataType,
+} from "./config.js";
+export { parsePbtxt, type ParsePbtxtOptions, type PbField, type PbMessage, type PbPosition, type PbScalar, type PbValue } from "./pbtxt.js";
+export { ConfigError, ServingError, SERVING_ERROR_STATUS, type ServingErrorCode, type ServingErrorOptions } from "./errors.js";
+export {
+  MODEL_FILE_NAMES,
+  findModelFile,
+  findRepositoryModel,
+  readModelConfig,
+  scanRepository,
+  selectVersions,
+  type RepositoryModel,
+} from "./repository.js";
+export { defaultEntryUrl, importModelClass, installModelModuleHook } from "./loader.js";
+export {
+  ModelVersion,
+  type InferInput,
+  type InferOutput,
+  type ModelVersionOptions,
+  type ModelVersionState,
+  type RuntimeLogger,
+} from "./model-version.js";
+export { ModelRegistry, type LoadOptions, type ModelIndexEntry, type ModelRegistryOptions, type ModelState } from "./model-registry.js";
+export { StatsRecorder, type BatchStats, type InferenceObserver, type InferenceStats, type ModelStatistics, type StatDuration } from "./stats.js";

@@ -1,0 +1,154 @@
+/**
+ * Loads model modules. Installs (once) a Node module resolution hook so that
+ * `import ... from "tensorbridge"` inside a model, wherever the model
+ * repository lies on disk and with no `node_modules` of its own, resolves to
+ * the serving process's own copy of tensorbridge (the way Triton provides
+ * `triton_python_backend_utils` to Python models). `.ts` models load without
+ * a build step: under tsx the running loader handles them; from the built
+ * `dist/` the runtime registers tsx itself.
+ *
+ * @module
+ */
+import { existsSync } from "node:fs";
+import { register } from "node:module";
+import { extname } from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
+
+import { ServingError, errorMessage } from "./errors.js";
+
+/**
+ * The resolve hook, as an ES module source. It runs on Node's loader thread;
+ * `initialize` receives the entry URL. Bare `tensorbridge` (and
+ * `tensorbridge/...` for the package's own subpaths) maps to the serving
+ * copy; model files (`.ts`/`.js` with no package scope that says otherwise)
+ * are loaded as ES modules.
+ */
+const HOOK_SOURCE = `
+let entry;
+let modelDirs = [];
+let port;
+export async function initialize(data) {
+  entry = data.entry;
+  port = data.port;
+  if (port) port.on("message", (m) => { if (m && m.type === "model-dir") modelDirs.push(m.dir); });
+}
+export async function resolve(specifier, context, next) {
+  if (specifier === "tensorbridge") return next(entry, context);
+  const r = await next(specifier, context);
+  if (r.url.startsWith("file:") && modelDirs.some((d) => r.url.startsWith(d))) {
+    const path = r.url.split(/[?#]/)[0];
+    if (/\\.(ts|js)$/.test(path) && (r.format === undefined || r.format === null || r.format === "commonjs")) {
+      return { ...r, format: "module" };
+    }
+  }
+  return r;
+}
+`;
+
+let installed: { entry: string; port?: import("node:worker_threads").MessagePort } | undefined;
+let tsxReady: Promise<void> | undefined;
+let loadCounter = 0;
+
+/**
+ * The URL that bare `tensorbridge` resolves to for models: this copy's
+ * `index.ts` (running from source under tsx) or `index.js` (running from
+ * `dist/`).
+ */
+export function defaultEntryUrl(): string {
+  const here = new URL(import.meta.url);
+  const ext = extname(here.pathname) === ".ts" ? ".ts" : ".js";
+  return new URL(`../index${ext}`, here).href;
+}
+
+/** True when this module itself was loaded as TypeScript (tsx or similar is active). */
+function typescriptLoaderActive(): boolean {
+  return extname(new URL(import.meta.url).pathname) === ".ts";
+}
+
+/**
+ * Installs the module hook (idempotent). Models imported afterwards see the
+ * serving copy of `tensorbridge`.
+ *
+ * @param entry - override the URL bare `tensorbridge` resolves to (tests).
+ * @returns resolves once `.ts` files can be imported.
+ */
+export async function installModelModuleHook(entry?: string): Promise<void> {
+  if (!installed) {
+    const { MessageChannel } = await import("node:worker_threads");
+    const { port1, port2 } = new MessageChannel();
+    const url = entry ?? defaultEntryUrl();
+    register(`data:text/javascript,${encodeURIComponent(HOOK_SOURCE)}`, {
+      parentURL: import.meta.url,
+      data: { entry: url, port: port2 },
+      transferList: [port2],
+    });
+    port1.unref();
+    installed = { entry: url, port: port1 };
+  }
+  if (!typescriptLoaderActive()) {
+    tsxReady ??= import("tsx/esm/api").then((m) => {
+      m.register();
+    });
+    await tsxReady;
+  }
+}
+
+/** The entry URL the hook maps `tensorbridge` to (undefined before installation). */
+export function installedEntryUrl(): string | undefined {
+  return installed?.entry;
+}
+
+/**
+ * Tells the hook that files under `dir` are model files (loaded as ES
+ * modules even without a package.json that says `"type": "module"`).
+ */
+export function registerModelDirectory(dir: string): void {
+  let href = pathToFileURL(dir).href;
+  if (!href.endsWith("/")) href += "/";
+  installed?.port?.postMessage({ type: "model-dir", dir: href });
+}
+
+function isClass(v: unknown): v is new () => unknown {
+  return typeof v === "function" && v.prototype !== undefined;
+}
+
+/**
+ * Imports a model module and returns its model class (the default export;
+ * a module that has no default but exactly one exported class, or a named
+ * export `TritonPythonModel`/`Model`, is accepted too).
+ *
+ * Each call imports a fresh copy (a load after an unload picks up edits).
+ *
+ * @param file - absolute path of `model.ts`/`.js`/`.mjs`.
+ * @returns the class.
+ * @throws {ServingError} `ERR_MODEL_LOAD` when the file is missing, does not
+ * import, or exports no class.
+ */
+export async function importModelClass(file: string): Promise<new () => unknown> {
+  if (!existsSync(file)) throw new ServingError("ERR_MODEL_LOAD", `model file ${file} does not exist`);
+  await installModelModuleHook();
+  registerModelDirectory(fileURLToPath(new URL(".", pathToFileURL(file))));
+  let mod: Record<string, unknown>;
+  try {
+    mod = (await import(`${pathToFileURL(file).href}?tensorbridge-load=${++loadCounter}`)) as Record<string, unknown>;
+  } catch (e) {
+    throw new ServingError("ERR_MODEL_LOAD", `failed to import ${file}: ${errorMessage(e)}`, { cause: e });
+  }
+  let cls: unknown = mod["default"];
+  // A CommonJS module's default export is module.exports
+  if (!isClass(cls) && cls && typeof cls === "object" && isClass((cls as Record<string, unknown>)["default"])) {
+    cls = (cls as Record<string, unknown>)["default"];
+  }
+  if (!isClass(cls)) cls = mod["TritonPythonModel"] ?? mod["Model"];
+  if (!isClass(cls)) {
+    const classes = Object.values(mod).filter(isClass);
+    if (classes.length === 1) cls = classes[0];
+  }
+  if (!isClass(cls)) {
+    throw new ServingError("ERR_MODEL_LOAD", `${file} must export a model class as its default export (export default class ... { execute(requests) { ... } })`);
+  }
+  if (typeof (cls.prototype as { execute?: unknown }).execute !== "function") {
+    throw new ServingError("ERR_MODEL_LOAD", `the model class exported by ${file} has no execute(requests) method`);
+  }
+  return cls;
+}

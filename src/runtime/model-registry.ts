@@ -1,0 +1,318 @@
+/**
+ * The set of models a server serves from one repository: load all at start,
+ * load/reload/unload on request, look models up, list the repository index,
+ * and finalize everything on close.
+ *
+ * @module
+ */
+import { modelConfigFromJson, type ModelConfig } from "./config.js";
+import { ServingError, errorMessage } from "./errors.js";
+import { ModelVersion, type RuntimeLogger } from "./model-version.js";
+import {
+  findModelFile,
+  findRepositoryModel,
+  readModelConfig,
+  scanRepository,
+  selectVersions,
+  type RepositoryModel,
+} from "./repository.js";
+import type { InferenceObserver } from "./stats.js";
+import { join } from "node:path";
+
+/** Readiness of a model as the repository index reports it. */
+export type ModelState = "READY" | "UNAVAILABLE" | "LOADING" | "UNLOADING";
+
+/** One row of the repository index (`POST /v2/repository/index`). */
+export interface ModelIndexEntry {
+  /** Model name. */
+  name: string;
+  /** Version (absent for a model that was never loaded, or failed before its versions were known). */
+  version?: string;
+  /** State (absent for a model that was never loaded). */
+  state?: ModelState;
+  /** Why it is not ready. */
+  reason?: string;
+}
+
+/** Options of {@link ModelRegistry}. */
+export interface ModelRegistryOptions {
+  /** The repository directory. */
+  repository: string;
+  /** Receives inference events (metrics). */
+  observer?: InferenceObserver;
+  /** Where load/unload messages go (default: silent). */
+  logger?: RuntimeLogger;
+}
+
+/** Options of {@link ModelRegistry.load}. */
+export interface LoadOptions {
+  /** A config (Triton JSON form, object or JSON string) to use instead of config.pbtxt. */
+  config?: unknown;
+}
+
+interface ModelEntry {
+  name: string;
+  state: ModelState;
+  reason: string;
+  config: ModelConfig | undefined;
+  versions: Map<number, ModelVersion>;
+  /** Serialises loads and unloads of this model. */
+  lock: Promise<void>;
+}
+
+const silent: RuntimeLogger = { info() {}, warn() {}, error() {} };
+
+/** Models served from one repository. */
+export class ModelRegistry {
+  /** The repository directory. */
+  readonly repository: string;
+  readonly #observer: InferenceObserver | undefined;
+  readonly #log: RuntimeLogger;
+  readonly #models = new Map<string, ModelEntry>();
+  #closed = false;
+
+  /** @param opts - repository, observer, logger. */
+  constructor(opts: ModelRegistryOptions) {
+    this.repository = opts.repository;
+    this.#observer = opts.observer;
+    this.#log = opts.logger ?? silent;
+  }
+
+  /**
+   * Loads every model in the repository. A model that fails is recorded as
+   * UNAVAILABLE with its reason (and logged); the others load regardless.
+   *
+   * @returns the names of the models that failed.
+   * @throws {ServingError} `ERR_REPOSITORY` when the repository cannot be read.
+   */
+  async loadAll(): Promise<string[]> {
+    const models = await scanRepository(this.repository);
+    const failed: string[] = [];
+    for (const m of models) {
+      try {
+        await this.#withLock(m.name, () => this.#load(m, undefined));
+      } catch {
+        failed.push(m.name);
+      }
+    }
+    return failed;
+  }
+
+  /**
+   * Loads (or reloads) one model. On reload the new versions are loaded
+   * first and the old ones are unloaded (after their requests finish) only
+   * when that succeeded; otherwise the old ones keep serving.
+   *
+   * @throws {ServingError} `ERR_MODEL_NOT_FOUND` when the repository has no
+   * such model; `ERR_CONFIG_*` / `ERR_MODEL_LOAD` when it fails to load.
+   */
+  async load(name: string, opts: LoadOptions = {}): Promise<void> {
+    if (this.#closed) throw new ServingError("ERR_SERVER_CLOSED", "the server is shutting down");
+    const m = await findRepositoryModel(this.repository, name);
+    if (!m) throw new ServingError("ERR_MODEL_NOT_FOUND", `failed to load '${name}': no model directory '${name}' in the model repository`);
+    await this.#withLock(name, () => this.#load(m, opts.config));
+  }
+
+  /**
+   * Unloads a model: it stops taking requests, waits for running ones, and
+   * its instances are finalised. Unloading a model that is not loaded does
+   * nothing.
+   *
+   * @throws {ServingError} `ERR_MODEL_NOT_FOUND` for a model neither loaded
+   * nor in the repository.
+   */
+  async unload(name: string): Promise<void> {
+    const entry = this.#models.get(name);
+    if (!entry) {
+      if (await findRepositoryModel(this.repository, name)) return;
+      throw new ServingError("ERR_MODEL_NOT_FOUND", `failed to unload '${name}': no such model`);
+    }
+    await this.#withLock(name, async () => {
+      entry.state = "UNLOADING";
+      const versions = [...entry.versions.values()];
+      await Promise.all(versions.map((v) => v.unload(this.#log)));
+      entry.versions.clear();
+      entry.state = "UNAVAILABLE";
+      entry.reason = "unloaded";
+      this.#log.info(`successfully unloaded '${name}'`);
+    });
+  }
+
+  async #withLock<T>(name: string, fn: () => Promise<T>): Promise<T> {
+    let entry = this.#models.get(name);
+    if (!entry) {
+      entry = { name, state: "LOADING", reason: "", config: undefined, versions: new Map(), lock: Promise.resolve() };
+      this.#models.set(name, entry);
+    }
+    const prev = entry.lock;
+    let release!: () => void;
+    entry.lock = new Promise<void>((r) => (release = r));
+    await prev;
+    try {
+      return await fn();
+    } finally {
+      release();
+    }
+  }
+
+  async #load(m: RepositoryModel, override: unknown): Promise<void> {
+    const entry = this.#models.get(m.name)!;
+    const wasServing = entry.versions.size > 0;
+    if (!wasServing) entry.state = "LOADING";
+    let config: ModelConfig;
+    const fresh: ModelVersion[] = [];
+    try {
+      if (override !== undefined && override !== null && override !== "") {
+        let obj = override;
+        if (typeof obj === "string") {
+          try {
+            obj = JSON.parse(obj);
+          } catch (e) {
+            throw new ServingError("ERR_CONFIG_INVALID", `the config given for '${m.name}' is not valid JSON: ${errorMessage(e)}`);
+          }
+        }
+        config = modelConfigFromJson(obj, { file: `config of '${m.name}'`, modelName: m.name });
+      } else {
+        config = await readModelConfig(m);
+      }
+      const versions = selectVersions(config.version_policy, m.versions);
+      if (versions.length === 0) {
+        throw new ServingError(
+          "ERR_MODEL_LOAD",
+          `model '${m.name}' has no version directory that its version policy selects (found: ${m.versions.length ? m.versions.join(", ") : "none"})`,
+        );
+      }
+      for (const v of versions) {
+        const dir = join(m.dir, String(v));
+        const file = findModelFile(dir, config);
+        if (!file) {
+          throw new ServingError(
+            "ERR_MODEL_LOAD",
+            `model '${m.name}' version ${v} has no model file (${config.default_model_filename || "model.ts, model.mts, model.js or model.mjs"}) in ${dir}`,
+          );
+        }
+        const mv = new ModelVersion({ name: m.name, version: v, config, modelDir: m.dir, file, observer: this.#observer });
+        await mv.load();
+        fresh.push(mv);
+      }
+    } catch (e) {
+      for (const mv of fresh) await mv.unload(this.#log);
+      const err =
+        e instanceof ServingError ? e : new ServingError("ERR_MODEL_LOAD", `failed to load '${m.name}': ${errorMessage(e)}`, { cause: e });
+      if (!wasServing) {
+        entry.state = "UNAVAILABLE";
+        entry.reason = err.message;
+      }
+      this.#log.error(`failed to load '${m.name}': ${err.message}`);
+      throw err;
+    }
+    const old = [...entry.versions.values()];
+    entry.versions = new Map(fresh.map((v) => [v.version, v]));
+    entry.config = config;
+    entry.state = "READY";
+    entry.reason = "";
+    for (const v of fresh) this.#log.info(`successfully loaded '${m.name}' version ${v.version}`);
+    await Promise.all(old.map((v) => v.unload(this.#log)));
+  }
+
+  /**
+   * The model version that serves a request.
+   *
+   * @param name - model name.
+   * @param version - a version number or decimal string; absent or `""` means the newest ready one.
+   * @throws {ServingError} `ERR_MODEL_NOT_FOUND` for an unknown model or
+   * version, `ERR_MODEL_UNAVAILABLE` for a model that is not ready,
+   * `ERR_INVALID_REQUEST` for a malformed version.
+   */
+  get(name: string, version?: number | string): ModelVersion {
+    const entry = this.#models.get(name);
+    if (!entry) throw new ServingError("ERR_MODEL_NOT_FOUND", `Request for unknown model: '${name}' is not found`);
+    if (version === undefined || version === "") {
+      let best: ModelVersion | undefined;
+      for (const v of entry.versions.values()) if (v.ready && (!best || v.version > best.version)) best = v;
+      if (!best) {
+        throw new ServingError(
+          "ERR_MODEL_UNAVAILABLE",
+          `Request for unknown model: '${name}' has no available versions${entry.reason ? ` (${entry.reason})` : ""}`,
+        );
+      }
+      return best;
+    }
+    const n = typeof version === "number" ? version : /^[0-9]+$/.test(version) ? Number(version) : NaN;
+    if (!Number.isSafeInteger(n) || n < 1) {
+      throw new ServingError("ERR_INVALID_REQUEST", `invalid model version '${String(version)}' (expected a positive integer)`);
+    }
+    const v = entry.versions.get(n);
+    if (!v) throw new ServingError("ERR_MODEL_NOT_FOUND", `Request for unknown model: '${name}' version ${n} is not found`);
+    if (!v.ready) throw new ServingError("ERR_MODEL_UNAVAILABLE", `Request for unknown model: '${name}' version ${n} is not at ready state`);
+    return v;
+  }
+
+  /** True when the model (version) is ready to serve. */
+  isReady(name: string, version?: number | string): boolean {
+    try {
+      return this.get(name, version).ready;
+    } catch {
+      return false;
+    }
+  }
+
+  /** All model versions that are loaded and ready, by name then version. */
+  readyVersions(): ModelVersion[] {
+    const out: ModelVersion[] = [];
+    for (const e of [...this.#models.values()].toSorted((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
+      for (const v of [...e.versions.values()].toSorted((a, b) => a.version - b.version)) if (v.ready) out.push(v);
+    }
+    return out;
+  }
+
+  /** Every loaded version of a model (ready or not). */
+  versionsOf(name: string): ModelVersion[] {
+    return [...(this.#models.get(name)?.versions.values() ?? [])].toSorted((a, b) => a.version - b.version);
+  }
+
+  /** True when every model that was asked to load is ready (the server's readiness). */
+  allReady(): boolean {
+    for (const e of this.#models.values()) if (e.state === "LOADING") return false;
+    return !this.#closed;
+  }
+
+  /**
+   * The repository index: every model directory, with version, state and
+   * reason for those that were loaded or failed.
+   *
+   * @param opts - `ready: true` lists only ready versions.
+   */
+  async index(opts: { ready?: boolean } = {}): Promise<ModelIndexEntry[]> {
+    const names = new Set<string>(this.#models.keys());
+    try {
+      for (const m of await scanRepository(this.repository)) names.add(m.name);
+    } catch {
+      // repository gone: list what we know
+    }
+    const out: ModelIndexEntry[] = [];
+    for (const name of [...names].toSorted()) {
+      const e = this.#models.get(name);
+      if (!e) {
+        if (!opts.ready) out.push({ name });
+        continue;
+      }
+      if (e.versions.size > 0) {
+        for (const v of [...e.versions.values()].toSorted((a, b) => a.version - b.version)) {
+          const state: ModelState = v.state === "READY" ? "READY" : v.state === "UNLOADING" ? "UNLOADING" : v.state === "LOADING" ? "LOADING" : "UNAVAILABLE";
+          if (opts.ready && state !== "READY") continue;
+          out.push({ name, version: String(v.version), state, reason: v.reason });
+        }
+      } else if (!opts.ready) {
+        out.push({ name, state: e.state === "READY" ? "UNAVAILABLE" : e.state, reason: e.reason });
+      }
+    }
+    return out;
+  }
+
+  /** Unloads every model (finalising instances) and refuses further loads. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    await Promise.all([...this.#models.keys()].map((n) => this.unload(n).catch((e) => this.#log.error(errorMessage(e)))));
+  }
+}

@@ -1,0 +1,564 @@
+/**
+ * One loaded version of a model: its instances (one model object each), the
+ * scheduler that spreads requests across them (one `execute()` per instance
+ * at a time; with `dynamic_batching`, queued requests are grouped), request
+ * and response validation against the config, and statistics.
+ *
+ * @module
+ */
+import type { DType } from "../dtype.js";
+import type { Tensor } from "../tensor.js";
+import { configTypeToDtype, forceCpuOnlyInputs, type ModelConfig, type ModelInputConfig, type ModelOutputConfig } from "./config.js";
+import { ServingError, errorMessage } from "./errors.js";
+import { importModelClass } from "./loader.js";
+import { ModelError } from "./model-error.js";
+import { InferenceRequest, type RequestParameter } from "./request.js";
+import { InferenceResponse } from "./response.js";
+import { StatsRecorder, type InferenceObserver } from "./stats.js";
+import type { InitializeArgs, TritonModel } from "./types.js";
+
+/** Readiness of a model version. */
+export type ModelVersionState = "LOADING" | "READY" | "UNLOADING" | "UNAVAILABLE";
+
+/** An inference request as the runtime takes it (the server builds it from HTTP). */
+export interface InferInput {
+  /** Named input tensors. */
+  inputs: Tensor[];
+  /** Requested output names; empty or absent means all. */
+  outputs?: string[];
+  /** Request id. */
+  id?: string;
+  /** Request parameters. */
+  parameters?: Record<string, RequestParameter>;
+  /** When the request arrived (`process.hrtime.bigint()`), for end-to-end statistics. */
+  receivedAt?: bigint;
+}
+
+/** The runtime's answer to one request. */
+export interface InferOutput {
+  /** Model name. */
+  modelName: string;
+  /** Model version. */
+  modelVersion: number;
+  /** The request's id ("" when none). */
+  id: string;
+  /** Output tensors, named, in the order the model returned them (filtered to the requested ones). */
+  outputs: Tensor[];
+}
+
+/** Logger used by the runtime (a subset of pino's / console's). */
+export interface RuntimeLogger {
+  /** Informational message. */
+  info(msg: string): void;
+  /** Warning. */
+  warn(msg: string): void;
+  /** Error. */
+  error(msg: string): void;
+  /** Verbose detail. */
+  debug?(msg: string): void;
+}
+
+/** Options of {@link ModelVersion}. */
+export interface ModelVersionOptions {
+  /** The model's name. */
+  name: string;
+  /** The version. */
+  version: number;
+  /** The normalised config. */
+  config: ModelConfig;
+  /** The model directory (`<repo>/<model>`). */
+  modelDir: string;
+  /** The model file to import. */
+  file: string;
+  /** Event sink for metrics. */
+  observer?: InferenceObserver | undefined;
+}
+
+interface Pending {
+  input: InferInput;
+  batchSize: number;
+  enqueuedAt: bigint;
+  resolve: (o: InferOutput) => void;
+  reject: (e: unknown) => void;
+}
+
+interface Instance {
+  name: string;
+  kind: "CPU" | "GPU" | "MODEL";
+  deviceId: number;
+  model: TritonModel;
+  busy: boolean;
+  passive: boolean;
+}
+
+const now = (): bigint => process.hrtime.bigint();
+const since = (t: bigint): number => Number(now() - t);
+
+function badRequest(m: string): never {
+  throw new ServingError("ERR_INVALID_REQUEST", m);
+}
+
+function shapeMatches(shape: readonly number[], dims: readonly number[]): boolean {
+  if (shape.length !== dims.length) return false;
+  for (let i = 0; i < dims.length; i++) if (dims[i] !== -1 && dims[i] !== shape[i]) return false;
+  return true;
+}
+
+function fmtShape(s: readonly number[]): string {
+  return `[${s.join(",")}]`;
+}
+
+/**
+ * One loaded model version: load (instances + `initialize`), `infer`, and
+ * unload (drains, then `finalize`).
+ */
+export class ModelVersion {
+  /** Model name. */
+  readonly name: string;
+  /** Version. */
+  readonly version: number;
+  /** The normalised config this version was loaded with. */
+  readonly config: ModelConfig;
+  /** The model file. */
+  readonly file: string;
+  /** Statistics. */
+  readonly stats: StatsRecorder;
+  #state: ModelVersionState = "LOADING";
+  #reason = "";
+  readonly #modelDir: string;
+  readonly #observer: InferenceObserver | undefined;
+  readonly #instances: Instance[] = [];
+  readonly #queue: Pending[] = [];
+  readonly #inputs: Map<string, ModelInputConfig>;
+  readonly #outputs: Map<string, ModelOutputConfig>;
+  readonly #forceCpu: boolean;
+  #inflight = 0;
+  #drained: (() => void) | undefined;
+  #rr = 0;
+  #batchTimer: NodeJS.Timeout | undefined;
+
+  /** @param opts - what to load. */
+  constructor(opts: ModelVersionOptions) {
+    this.name = opts.name;
+    this.version = opts.version;
+    this.config = opts.config;
+    this.file = opts.file;
+    this.#modelDir = opts.modelDir;
+    this.#observer = opts.observer;
+    this.stats = new StatsRecorder(opts.name, opts.version);
+    this.#inputs = new Map(opts.config.input.map((i) => [i.name, i]));
+    this.#outputs = new Map(opts.config.output.map((o) => [o.name, o]));
+    this.#forceCpu = forceCpuOnlyInputs(opts.config);
+  }
+
+  /** Current state. */
+  get state(): ModelVersionState {
+    return this.#state;
+  }
+
+  /** Why the version is unavailable ("" when ready). */
+  get reason(): string {
+    return this.#reason;
+  }
+
+  /** True when requests are accepted. */
+  get ready(): boolean {
+    return this.#state === "READY";
+  }
+
+  /** Number of model instances. */
+  get instanceCount(): number {
+    return this.#instances.length;
+  }
+
+  /**
+   * Imports the model file, makes every instance and calls `initialize`.
+   * On failure, instances already initialised are finalised.
+   *
+   * @throws {ServingError} `ERR_MODEL_LOAD`.
+   */
+  async load(): Promise<void> {
+    try {
+      const cls = await importModelClass(this.file);
+      const plan: { name: string; kind: Instance["kind"]; deviceId: number; passive: boolean }[] = [];
+      for (const g of this.config.instance_group) {
+        const kind = g.kind === "KIND_GPU" ? "GPU" : g.kind === "KIND_MODEL" ? "MODEL" : "CPU";
+        const devices = kind === "GPU" ? g.gpus : [0];
+        for (const dev of devices) {
+          for (let c = 0; c < g.count; c++) {
+            let name = g.count > 1 ? `${g.name}_${c}` : g.name;
+            if (kind === "GPU" && devices.length > 1) name += `_gpu${dev}`;
+            plan.push({ name, kind, deviceId: dev, passive: g.passive });
+          }
+        }
+      }
+      const configJson = JSON.stringify(this.config);
+      for (const p of plan) {
+        let model: TritonModel;
+        try {
+          model = new cls() as TritonModel;
+        } catch (e) {
+          throw new ServingError("ERR_MODEL_LOAD", `constructing instance ${p.name} failed: ${errorMessage(e)}`, { cause: e });
+        }
+        const args: InitializeArgs = {
+          model_config: configJson,
+          model_instance_kind: p.kind,
+          model_instance_name: p.name,
+          model_instance_device_id: String(p.deviceId),
+          model_repository: this.#modelDir,
+          model_version: String(this.version),
+          model_name: this.name,
+        };
+        if (typeof model.initialize === "function") {
+          try {
+            await model.initialize(args);
+          } catch (e) {
+            await this.#finalizeAll();
+            throw new ServingError("ERR_MODEL_LOAD", `initialize() of instance ${p.name} failed: ${errorMessage(e)}`, { cause: e });
+          }
+        }
+        this.#instances.push({ ...p, model, busy: false });
+      }
+      if (!this.#instances.some((i) => !i.passive)) {
+        // Only passive instances: nothing will serve, but Triton still loads it.
+        this.#instances.forEach((i) => (i.passive = false));
+      }
+      this.#state = "READY";
+      this.#reason = "";
+    } catch (e) {
+      this.#state = "UNAVAILABLE";
+      this.#reason = errorMessage(e);
+      if (e instanceof ServingError) throw e;
+      throw new ServingError("ERR_MODEL_LOAD", errorMessage(e), { cause: e });
+    }
+  }
+
+  /**
+   * Stops taking requests, waits for queued and running ones, then calls
+   * every instance's `finalize()` (errors are logged, not thrown).
+   */
+  async unload(logger?: RuntimeLogger): Promise<void> {
+    if (this.#state === "UNAVAILABLE" && this.#instances.length === 0) return;
+    this.#state = "UNLOADING";
+    if (this.#queue.length > 0 || this.#inflight > 0) {
+      await new Promise<void>((r) => {
+        this.#drained = r;
+        this.#pump();
+      });
+    }
+    await this.#finalizeAll(logger);
+    this.#state = "UNAVAILABLE";
+    this.#reason = "unloaded";
+  }
+
+  async #finalizeAll(logger?: RuntimeLogger): Promise<void> {
+    for (const inst of this.#instances.splice(0)) {
+      if (typeof inst.model.finalize !== "function") continue;
+      try {
+        await inst.model.finalize();
+      } catch (e) {
+        logger?.error(`finalize() of ${this.name} instance ${inst.name} failed: ${errorMessage(e)}`);
+      }
+    }
+  }
+
+  /**
+   * Checks a request against the config (names, dtypes, shapes, required
+   * inputs, requested outputs) and returns its batch size (1 for a model
+   * without batching).
+   *
+   * @throws {ServingError} `ERR_INVALID_REQUEST`.
+   */
+  validate(input: InferInput): number {
+    const model = this.name;
+    const bad: (m: string) => never = badRequest;
+    const seen = new Set<string>();
+    const mbs = this.config.max_batch_size;
+    let batch = -1;
+    for (const t of input.inputs) {
+      const n = t.name ?? "";
+      const cfg = this.#inputs.get(n);
+      if (!cfg) bad(`unexpected inference input '${n}' for model '${model}'`);
+      if (seen.has(n)) bad(`input '${n}' is given more than once`);
+      seen.add(n);
+      const want = configTypeToDtype(cfg.data_type);
+      if (t.dtype !== want) bad(`inference input '${n}' data-type is '${t.dtype}', but model '${model}' expects '${want}'`);
+      let shape = t.shape;
+      if (mbs > 0) {
+        if (shape.length === 0) bad(`input '${n}' of model '${model}' needs a batch dimension (max_batch_size is ${mbs})`);
+        const b = shape[0]!;
+        if (b < 1 || b > mbs) bad(`inference request batch-size must be <= ${mbs} for '${model}' (input '${n}' has batch size ${b})`);
+        if (batch !== -1 && b !== batch) bad(`inputs of model '${model}' have different batch sizes (${batch} and ${b})`);
+        batch = b;
+        shape = shape.slice(1);
+      }
+      if (!shapeMatches(shape, cfg.dims)) {
+        const expected = mbs > 0 ? `[-1,${cfg.dims.join(",")}]` : fmtShape(cfg.dims);
+        bad(`unexpected shape for input '${n}' for model '${model}'. Expected ${expected}, got ${fmtShape(t.shape)}`);
+      }
+    }
+    const missing = [...this.#inputs.values()].filter((i) => !i.optional && !seen.has(i.name)).map((i) => i.name);
+    if (missing.length > 0) {
+      bad(
+        `expected ${this.#inputs.size} inputs but got ${input.inputs.length} inputs for model '${model}'. ` +
+          `Got input(s) [${[...seen].map((s) => `'${s}'`).join(", ")}], but missing required input(s) [${missing.map((s) => `'${s}'`).join(", ")}]. Please provide all required input(s).`,
+      );
+    }
+    const outs = new Set<string>();
+    for (const o of input.outputs ?? []) {
+      if (!this.#outputs.has(o)) bad(`unexpected inference output '${o}' for model '${model}'`);
+      if (outs.has(o)) bad(`output '${o}' is requested more than once`);
+      outs.add(o);
+    }
+    return mbs > 0 ? Math.max(batch, 1) : 1;
+  }
+
+  /** The dtype the config gives an input (undefined for an unknown input). */
+  inputDtype(name: string): DType | undefined {
+    const c = this.#inputs.get(name);
+    return c ? configTypeToDtype(c.data_type) : undefined;
+  }
+
+  /** The dtype the config gives an output (undefined for an unknown output). */
+  outputDtype(name: string): DType | undefined {
+    const c = this.#outputs.get(name);
+    return c ? configTypeToDtype(c.data_type) : undefined;
+  }
+
+  /**
+   * Runs one request: validates it, queues it for a free instance, checks
+   * the model's response.
+   *
+   * @returns the outputs.
+   * @throws {ServingError} `ERR_INVALID_REQUEST` for a request that does not
+   * fit the config, `ERR_MODEL_UNAVAILABLE` when the version is not ready,
+   * `ERR_MODEL_EXECUTE` when the response does not fit the config.
+   * @throws {ModelError} the model's own error for this request.
+   */
+  infer(input: InferInput): Promise<InferOutput> {
+    const received = input.receivedAt ?? now();
+    if (this.#state !== "READY") {
+      this.#record(false, received, -1, 1, "REJECTED");
+      return Promise.reject(
+        new ServingError("ERR_MODEL_UNAVAILABLE", `model '${this.name}' version ${this.version} is not ready (${this.#state.toLowerCase()})`),
+      );
+    }
+    let batchSize: number;
+    try {
+      batchSize = this.validate(input);
+    } catch (e) {
+      this.#record(false, received, -1, 1, "REJECTED");
+      return Promise.reject(e);
+    }
+    return new Promise<InferOutput>((resolve, reject) => {
+      this.#queue.push({ input: { ...input, receivedAt: received }, batchSize, enqueuedAt: now(), resolve, reject });
+      this.#pump();
+    });
+  }
+
+  #record(ok: boolean, received: bigint, queueNs: number, batchSize: number, reason?: "REJECTED" | "BACKEND" | "OTHER"): void {
+    const ns = since(received);
+    this.stats.request(ok, ns, batchSize, queueNs);
+    this.#observer?.requestDone({
+      model: this.name,
+      version: this.version,
+      success: ok,
+      ...(reason ? { reason } : {}),
+      durationNs: ns,
+      queueNs: Math.max(0, queueNs),
+      batchSize,
+    });
+  }
+
+  #takeBatch(): Pending[] {
+    const first = this.#queue.shift()!;
+    const batch = [first];
+    if (this.config.dynamic_batching && this.config.max_batch_size > 0) {
+      let total = first.batchSize;
+      while (this.#queue.length > 0 && total + this.#queue[0]!.batchSize <= this.config.max_batch_size) {
+        const p = this.#queue.shift()!;
+        total += p.batchSize;
+        batch.push(p);
+      }
+    }
+    return batch;
+  }
+
+  #pump(): void {
+    while (this.#queue.length > 0) {
+      const idle = this.#pickIdle();
+      if (!idle) break;
+      const delayUs = this.config.dynamic_batching?.max_queue_delay_microseconds ?? 0;
+      if (delayUs > 0 && this.#state === "READY" && this.config.max_batch_size > 0) {
+        const total = this.#queue.reduce((s, p) => s + p.batchSize, 0);
+        const preferred = this.config.dynamic_batching!.preferred_batch_size;
+        const full = total >= this.config.max_batch_size || preferred.includes(total);
+        const waited = Number(now() - this.#queue[0]!.enqueuedAt) / 1000;
+        if (!full && waited < delayUs) {
+          if (!this.#batchTimer) {
+            this.#batchTimer = setTimeout(() => {
+              this.#batchTimer = undefined;
+              this.#pump();
+            }, Math.max(0, Math.ceil((delayUs - waited) / 1000)));
+          }
+          break;
+        }
+      }
+      const batch = this.#takeBatch();
+      idle.busy = true;
+      this.#inflight++;
+      void this.#run(idle, batch).finally(() => {
+        idle.busy = false;
+        this.#inflight--;
+        if (this.#queue.length > 0) this.#pump();
+        else if (this.#inflight === 0 && this.#drained) {
+          const d = this.#drained;
+          this.#drained = undefined;
+          d();
+        }
+      });
+    }
+  }
+
+  #pickIdle(): Instance | undefined {
+    const n = this.#instances.length;
+    for (let k = 0; k < n; k++) {
+      const inst = this.#instances[(this.#rr + k) % n]!;
+      if (!inst.busy && !inst.passive) {
+        this.#rr = (this.#rr + k + 1) % n;
+        return inst;
+      }
+    }
+    return undefined;
+  }
+
+  async #run(inst: Instance, batch: Pending[]): Promise<void> {
+    const start = now();
+    const queueNs = batch.map((p) => Number(start - p.enqueuedAt));
+    const fail = (p: Pending, i: number, e: unknown, reason: "BACKEND" | "OTHER") => {
+      this.#record(false, p.input.receivedAt!, queueNs[i]!, p.batchSize, reason);
+      p.reject(e);
+    };
+    // compute_input: build the requests (inputs to CPU when forced)
+    let requests: InferenceRequest[];
+    try {
+      requests = batch.map(
+        (p) =>
+          new InferenceRequest({
+            inputs: this.#forceCpu ? p.input.inputs.map((t) => (t.isCpu() ? t : t.toCpu())) : p.input.inputs,
+            requestedOutputNames: p.input.outputs && p.input.outputs.length > 0 ? p.input.outputs : [...this.#outputs.keys()],
+            requestId: p.input.id ?? "",
+            parameters: p.input.parameters ?? {},
+            modelName: this.name,
+            modelVersion: this.version,
+          }),
+      );
+    } catch (e) {
+      const err = new ServingError("ERR_MODEL_EXECUTE", `preparing inputs for model '${this.name}' failed: ${errorMessage(e)}`, { cause: e });
+      batch.forEach((p, i) => fail(p, i, err, "OTHER"));
+      return;
+    }
+    const inferStart = now();
+    const inputNs = Number(inferStart - start);
+    let responses: unknown;
+    try {
+      responses = await inst.model.execute(requests);
+    } catch (e) {
+      const err = ModelError.from(e);
+      const inferNs = since(inferStart);
+      this.#execution(batch, inputNs, inferNs, 0);
+      batch.forEach((p, i) => fail(p, i, err, "BACKEND"));
+      return;
+    }
+    const outStart = now();
+    const inferNs = Number(outStart - inferStart);
+    const results: ({ ok: true; out: InferOutput } | { ok: false; err: unknown })[] = [];
+    if (!Array.isArray(responses) || responses.length !== batch.length) {
+      const got = Array.isArray(responses) ? `${responses.length} responses` : `${responses === undefined ? "undefined" : typeof responses}`;
+      const err = new ServingError(
+        "ERR_MODEL_EXECUTE",
+        `model '${this.name}' execute() must return one InferenceResponse per request (${batch.length}), got ${got}`,
+      );
+      for (let i = 0; i < batch.length; i++) results.push({ ok: false, err });
+    } else {
+      for (let i = 0; i < batch.length; i++) {
+        try {
+          results.push({ ok: true, out: this.#checkResponse(responses[i], batch[i]!, i) });
+        } catch (e) {
+          results.push({ ok: false, err: e });
+        }
+      }
+    }
+    this.#execution(batch, inputNs, inferNs, since(outStart));
+    results.forEach((r, i) => {
+      const p = batch[i]!;
+      if (r.ok) {
+        this.#record(true, p.input.receivedAt!, queueNs[i]!, p.batchSize);
+        p.resolve(r.out);
+      } else {
+        fail(p, i, r.err, "BACKEND");
+      }
+    });
+  }
+
+  #execution(batch: Pending[], inputNs: number, inferNs: number, outputNs: number): void {
+    const total = batch.reduce((s, p) => s + p.batchSize, 0);
+    this.stats.execution(batch.length, total, inputNs, inferNs, outputNs);
+    this.#observer?.executionDone({
+      model: this.name,
+      version: this.version,
+      requests: batch.length,
+      batchSize: total,
+      computeInputNs: inputNs,
+      computeInferNs: inferNs,
+      computeOutputNs: outputNs,
+    });
+  }
+
+  #checkResponse(r: unknown, p: Pending, index: number): InferOutput {
+    const model = this.name;
+    const bad: (m: string) => never = (m) => {
+      throw new ServingError("ERR_MODEL_EXECUTE", `model '${model}' returned an invalid response: ${m}`);
+    };
+    if (!(r instanceof InferenceResponse) && !isResponseLike(r)) {
+      bad(`execute() result ${index} is not an InferenceResponse`);
+    }
+    const resp = r as InferenceResponse;
+    if (resp.error) throw ModelError.from(resp.error);
+    const outs = new Map<string, Tensor>();
+    for (const t of resp.outputTensors) {
+      if (typeof t !== "object" || t === null || !Array.isArray((t as Tensor).shape)) bad("an output is not a Tensor");
+      const n = t.name;
+      if (n === undefined || n === "") bad("an output tensor has no name (use Tensor.from(data, { name }) or a { NAME: tensor } record)");
+      const cfg = this.#outputs.get(n);
+      if (!cfg) bad(`output '${n}' is not in the model's config (outputs: ${[...this.#outputs.keys()].join(", ")})`);
+      if (outs.has(n)) bad(`output '${n}' appears more than once`);
+      const want = configTypeToDtype(cfg.data_type);
+      if (t.dtype !== want) bad(`output '${n}' has data type ${t.dtype}, but the config says ${cfg.data_type} (${want})`);
+      let shape = t.shape;
+      if (this.config.max_batch_size > 0) {
+        if (shape.length === 0 || shape[0] !== p.batchSize) {
+          bad(`output '${n}' has shape ${fmtShape(t.shape)}; its first dim must be the request's batch size ${p.batchSize}`);
+        }
+        shape = shape.slice(1);
+      }
+      if (!shapeMatches(shape, cfg.dims)) {
+        const expected = this.config.max_batch_size > 0 ? `[${p.batchSize},${cfg.dims.join(",")}]` : fmtShape(cfg.dims);
+        bad(`output '${n}' has shape ${fmtShape(t.shape)}, but the config expects ${expected}`);
+      }
+      outs.set(n, t);
+    }
+    const requested = p.input.outputs ?? [];
+    let outputs: Tensor[];
+    if (requested.length > 0) {
+      outputs = requested.map((n) => outs.get(n) ?? bad(`requested output '${n}' was not produced`));
+    } else {
+      outputs = [...outs.values()];
+    }
+    return { modelName: this.name, modelVersion: this.version, id: p.input.id ?? "", outputs };
+  }
+}
+
+function isResponseLike(r: unknown): r is InferenceResponse {
+  return typeof r === "object" && r !== null && Array.isArray((r as { outputTensors?: unknown }).outputTensors);
+}

@@ -1,0 +1,75 @@
+/**
+ * `InferenceRequest`: one request as a model sees it in `execute()`.
+ *
+ * @module
+ */
+import type { Tensor } from "../tensor.js";
+
+/** A request parameter value (KServe v2 allows string, number and boolean). */
+export type RequestParameter = string | number | boolean;
+
+/** What an {@link InferenceRequest} is made of. */
+export interface InferenceRequestInit {
+  /** Input tensors, each named. */
+  inputs: Tensor[];
+  /** Names of the outputs the client asked for; empty means all. */
+  requestedOutputNames?: string[];
+  /** The request's `id` (empty string when the client sent none). */
+  requestId?: string;
+  /** The request's `parameters`. */
+  parameters?: Record<string, RequestParameter>;
+  /** The model the request is for. */
+  modelName?: string;
+  /** The model version the request is for. */
+  modelVersion?: number;
+}
+
+/**
+ * One inference request, as `execute(requests)` receives it (Triton's
+ * `pb_utils.InferenceRequest`).
+ */
+export class InferenceRequest {
+  readonly #inputs: Tensor[];
+  readonly #byName: Map<string, Tensor>;
+  readonly #requested: string[];
+  /** The request's `id`, or `""` when the client sent none. */
+  readonly requestId: string;
+  /** The request's `parameters` (never undefined). */
+  readonly parameters: Readonly<Record<string, RequestParameter>>;
+  /** The model this request is for. */
+  readonly modelName: string;
+  /** The model version this request is for. */
+  readonly modelVersion: number;
+
+  /** @param init - inputs and metadata. */
+  constructor(init: InferenceRequestInit) {
+    this.#inputs = [...init.inputs];
+    this.#byName = new Map();
+    for (const t of this.#inputs) if (t.name !== undefined) this.#byName.set(t.name, t);
+    this.#requested = [...(init.requestedOutputNames ?? [])];
+    this.requestId = init.requestId ?? "";
+    this.parameters = Object.freeze({ ...init.parameters });
+    this.modelName = init.modelName ?? "";
+    this.modelVersion = init.modelVersion ?? 0;
+  }
+
+  /** The input tensors, in the order the client sent them. */
+  inputs(): Tensor[] {
+    return [...this.#inputs];
+  }
+
+  /**
+   * The input tensor with this name.
+   *
+   * @returns the tensor, or `undefined` when the request has no such input
+   * (an optional input the client left out).
+   */
+  getInputTensorByName(name: string): Tensor | undefined {
+    return this.#byName.get(name);
+  }
+
+  /** Names of the outputs the client asked for (all of the config's outputs when it asked for none). */
+  requestedOutputNames(): string[] {
+    return [...this.#requested];
+  }
+}

@@ -1,0 +1,193 @@
+/**
+ * Per-model-version statistics in the shape of Triton's statistics
+ * extension (`GET /v2/models/{m}/stats`). Every count and duration is an
+ * integer (perf_analyzer parses them as such).
+ *
+ * @module
+ */
+
+/** A count and the total nanoseconds spent. */
+export interface StatDuration {
+  /** Number of events. */
+  count: number;
+  /** Total duration in nanoseconds. */
+  ns: number;
+}
+
+/** Statistics of one batch size. */
+export interface BatchStats {
+  /** The batch size. */
+  batch_size: number;
+  /** Input preparation. */
+  compute_input: StatDuration;
+  /** `execute()` time. */
+  compute_infer: StatDuration;
+  /** Output checking and collection. */
+  compute_output: StatDuration;
+}
+
+/** Triton's `InferStatistics`. */
+export interface InferenceStats {
+  /** Successful requests, end to end. */
+  success: StatDuration;
+  /** Failed requests, end to end. */
+  fail: StatDuration;
+  /** Time requests waited for an instance. */
+  queue: StatDuration;
+  /** Input preparation. */
+  compute_input: StatDuration;
+  /** `execute()` time. */
+  compute_infer: StatDuration;
+  /** Output checking and collection. */
+  compute_output: StatDuration;
+  /** Response cache hits (always zero: no cache). */
+  cache_hit: StatDuration;
+  /** Response cache misses (always zero: no cache). */
+  cache_miss: StatDuration;
+}
+
+/** Triton's `ModelStatistics` for one model version. */
+export interface ModelStatistics {
+  /** Model name. */
+  name: string;
+  /** Version as a decimal string. */
+  version: string;
+  /** Milliseconds since the epoch of the last inference (0 if none). */
+  last_inference: number;
+  /** Inferences performed (sum of batch sizes of successful requests). */
+  inference_count: number;
+  /** `execute()` calls. */
+  execution_count: number;
+  /** Request-level statistics. */
+  inference_stats: InferenceStats;
+  /** Per-response statistics (empty: no decoupled models). */
+  response_stats: Record<string, never>;
+  /** Per-batch-size statistics. */
+  batch_stats: BatchStats[];
+  /** Memory usage (empty). */
+  memory_usage: never[];
+}
+
+const zero = (): StatDuration => ({ count: 0, ns: 0 });
+const copy = (d: StatDuration): StatDuration => ({ count: d.count, ns: d.ns });
+function add(d: StatDuration, ns: number, count: number): void {
+  d.count += count;
+  d.ns += Math.max(0, Math.round(ns));
+}
+
+/** Accumulates {@link ModelStatistics} for one model version. */
+export class StatsRecorder {
+  #lastInference = 0;
+  #inferenceCount = 0;
+  #executionCount = 0;
+  readonly #stats: InferenceStats = {
+    success: zero(),
+    fail: zero(),
+    queue: zero(),
+    compute_input: zero(),
+    compute_infer: zero(),
+    compute_output: zero(),
+    cache_hit: zero(),
+    cache_miss: zero(),
+  };
+  readonly #batches = new Map<number, BatchStats>();
+
+  /**
+   * @param name - model name.
+   * @param version - model version.
+   */
+  constructor(
+    readonly name: string,
+    readonly version: number,
+  ) {}
+
+  /** Records one finished request. */
+  request(ok: boolean, ns: number, batchSize: number, queueNs: number): void {
+    const d = ok ? this.#stats.success : this.#stats.fail;
+    d.count++;
+    d.ns += Math.max(0, Math.round(ns));
+    if (ok) {
+      this.#inferenceCount += batchSize;
+      this.#lastInference = Date.now();
+    }
+    if (queueNs >= 0) {
+      this.#stats.queue.count++;
+      this.#stats.queue.ns += Math.round(queueNs);
+    }
+  }
+
+  /** Records one `execute()` call over `requests` requests totalling `batchSize`. */
+  execution(requests: number, batchSize: number, inputNs: number, inferNs: number, outputNs: number): void {
+    this.#executionCount++;
+    add(this.#stats.compute_input, inputNs, requests);
+    add(this.#stats.compute_infer, inferNs, requests);
+    add(this.#stats.compute_output, outputNs, requests);
+    let b = this.#batches.get(batchSize);
+    if (!b) {
+      b = { batch_size: batchSize, compute_input: zero(), compute_infer: zero(), compute_output: zero() };
+      this.#batches.set(batchSize, b);
+    }
+    add(b.compute_input, inputNs, 1);
+    add(b.compute_infer, inferNs, 1);
+    add(b.compute_output, outputNs, 1);
+  }
+
+  /** A snapshot in Triton's JSON shape. */
+  snapshot(): ModelStatistics {
+    const s = this.#stats;
+    return {
+      name: this.name,
+      version: String(this.version),
+      last_inference: this.#lastInference,
+      inference_count: this.#inferenceCount,
+      execution_count: this.#executionCount,
+      inference_stats: {
+        success: copy(s.success),
+        fail: copy(s.fail),
+        queue: copy(s.queue),
+        compute_input: copy(s.compute_input),
+        compute_infer: copy(s.compute_infer),
+        compute_output: copy(s.compute_output),
+        cache_hit: copy(s.cache_hit),
+        cache_miss: copy(s.cache_miss),
+      },
+      response_stats: {},
+      batch_stats: [...this.#batches.values()]
+        .toSorted((a, b) => a.batch_size - b.batch_size)
+        .map((b) => ({
+          batch_size: b.batch_size,
+          compute_input: copy(b.compute_input),
+          compute_infer: copy(b.compute_infer),
+          compute_output: copy(b.compute_output),
+        })),
+      memory_usage: [],
+    };
+  }
+}
+
+/**
+ * Receives inference events as they happen (the server's Prometheus metrics
+ * implement it).
+ */
+export interface InferenceObserver {
+  /** One request finished; `reason` is set on failure (`REJECTED`, `BACKEND`, `OTHER`). */
+  requestDone(e: {
+    model: string;
+    version: number;
+    success: boolean;
+    reason?: "REJECTED" | "BACKEND" | "OTHER";
+    durationNs: number;
+    queueNs: number;
+    batchSize: number;
+  }): void;
+  /** One `execute()` call finished. */
+  executionDone(e: {
+    model: string;
+    version: number;
+    requests: number;
+    batchSize: number;
+    computeInputNs: number;
+    computeInferNs: number;
+    computeOutputNs: number;
+  }): void;
+}
