@@ -1,1 +1,72 @@
-//! x
+//! Zero-copy DLPack tensors with one clear owner: the Rust core of tensorbridge.
+//!
+//! - [`Tensor`]: a dense, C-contiguous tensor over shared storage that is owned (aligned,
+//!   zeroed), borrowed (kept alive by a value you give), or foreign (an imported DLPack
+//!   tensor whose deleter runs exactly once).
+//! - [`Tensor::to_dlpack`] exports a legacy or versioned DLPack managed tensor as an
+//!   [`ExportedTensor`], an owning handle; [`ExportedTensor::into_tensor`] and
+//!   `Tensor::from_dlpack_*` import one, validating every field first ([`import`] lists the
+//!   checks and who owns the tensor after each failure).
+//! - [`Capsule`]: a consume-once, thread-safe holder for handing a managed tensor across
+//!   language or thread boundaries.
+//! - [`DataType`] (Triton's types), [`Device`], the [`layout`] rules (C order as NumPy,
+//!   PyTorch and CuPy define it), the raw [`ffi`] structs, and [`Error`] with stable `ERR_*`
+//!   codes.
+//!
+//! No Node.js here: `tensorbridge-node` is a thin binding over this crate.
+//!
+//! ```
+//! use tensorbridge_core::{Capsule, DataType, ExportOptions, Tensor};
+//!
+//! let bytes: Vec<u8> = [1.0_f32, 2.0, 3.0, 4.0, 5.0, 6.0]
+//!     .iter()
+//!     .flat_map(|x| x.to_ne_bytes())
+//!     .collect();
+//! let tensor = Tensor::from_vec(bytes, &[2, 3], DataType::F32)?;
+//!
+//! // Export as a versioned DLPack tensor, pass it through a capsule, import it back.
+//! let capsule = Capsule::new(tensor.to_dlpack(&ExportOptions::versioned())?);
+//! let back = capsule.consume()?;
+//! assert_eq!(back.shape(), &[2, 3]);
+//! assert_eq!(back.data_ptr(), tensor.data_ptr()); // zero-copy
+//! assert_eq!(back.as_bytes()?, tensor.as_bytes()?);
+//!
+//! // A capsule transfers ownership once.
+//! assert_eq!(capsule.consume().unwrap_err().code(), "ERR_DLPACK_CONSUMED");
+//! # Ok::<(), tensorbridge_core::Error>(())
+//! ```
+#![deny(unsafe_op_in_unsafe_fn)]
+
+/// Consume-once holders of a DLPack managed tensor.
+pub mod capsule;
+/// Devices (`cpu`, `cuda:0`, …) and which of them the CPU can address.
+pub mod device;
+/// Element types and their Triton and DLPack names.
+pub mod dtype;
+/// The error type and its stable `ERR_*` codes.
+pub mod error;
+/// Tensor → DLPack, and the owning [`ExportedTensor`] handle.
+pub mod export;
+/// The DLPack C ABI structs (v1.3).
+pub mod ffi;
+/// DLPack → tensor: the validation rules and ownership after each failure.
+pub mod import;
+/// Shape, stride and size arithmetic; the C-contiguity rule.
+pub mod layout;
+/// Process-wide counters for tests and leak checks.
+pub mod stats;
+/// Who owns a tensor's bytes.
+pub mod storage;
+/// The tensor type.
+pub mod tensor;
+
+/// Conversions to and from dlpark 0.8's types.
+#[cfg(feature = "dlpark")]
+pub mod dlpark_interop;
+
+pub use capsule::Capsule;
+pub use device::Device;
+pub use dtype::DataType;
+pub use error::{Error, Result};
+pub use export::{ExportOptions, ExportedTensor, ImportError};
+pub use tensor::Tensor;

@@ -1,0 +1,610 @@
+//! Export: [`Tensor`] → DLPack managed tensor, and [`ExportedTensor`], the owning handle to one.
+//!
+//! # What an export looks like
+//!
+//! One heap block holds the managed struct (legacy `DLManagedTensor` or
+//! `DLManagedTensorVersioned`, first, so its address is the block's), the shape and strides
+//! arrays, and a clone of the [`Tensor`], which keeps the storage alive. `manager_ctx` points
+//! at the block. The deleter frees the block, dropping the tensor clone; it is safe from any
+//! thread (it only drops `Send + Sync` values) and must be called once, as DLPack requires.
+//!
+//! Every export fills `strides` (required since DLPack 1.2 when `ndim != 0`), sets
+//! `byte_offset = 0`, and sets `data = NULL` for zero-byte tensors (as `dlpack.h` asks).
+//! Versioned exports carry version 1.3 and the flags `READ_ONLY` (a read-only tensor) and
+//! `IS_COPIED` (a copy was made for this export).
+//!
+//! # Options
+//!
+//! - `copy: Some(true)`: always export a fresh host copy, flagged `IS_COPIED`.
+//! - `copy: Some(false)`: never copy; fail with `ERR_COPY_REQUIRED` when the export needs one.
+//! - `copy: None`: copy only when needed; since a silent copy of a big tensor is a surprise,
+//!   the two cases that would need one fail as with `Some(false)` (see below).
+//! - `device`: the device the consumer wants. The tensor's own device, or `cpu` for a tensor
+//!   in pinned host memory (`cuda_host`, `rocm_host` are CPU memory: relabelled, not copied),
+//!   works without a copy. Any other device needs a device copy: `ERR_COPY_REQUIRED` with
+//!   `copy: Some(false)`, otherwise `ERR_DEVICE_UNSUPPORTED` (this build has no CUDA).
+//!
+//! A read-only tensor can't be exported as a legacy capsule without a copy, because the
+//! legacy struct has no flags to say so and a consumer could write into it (NumPy refuses the
+//! same export). With `copy: Some(true)` it works; otherwise `ERR_COPY_REQUIRED` tells the
+//! caller to ask for a versioned export or a copy.
+
+use std::ffi::c_void;
+use std::fmt;
+use std::ptr::{self, NonNull};
+
+use crate::device::Device;
+use crate::error::{Error, Result};
+use crate::ffi::{
+    DLManagedTensor, DLManagedTensorVersioned, DLPackVersion, DLTensor,
+    DLPACK_FLAG_BITMASK_IS_COPIED, DLPACK_FLAG_BITMASK_READ_ONLY,
+};
+use crate::stats;
+use crate::tensor::Tensor;
+
+/// How to export a tensor (the Python array API's `__dlpack__` arguments, minus `stream`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExportOptions {
+    /// `true`: a `DLManagedTensorVersioned` (DLPack ≥ 1.0, with flags); `false` (default): a
+    /// legacy `DLManagedTensor`, for consumers that only know DLPack 0.x.
+    pub versioned: bool,
+    /// `Some(true)`: always copy; `Some(false)`: never copy; `None` (default): no copy unless
+    /// one is needed, and then an error (see the [module docs](self)).
+    pub copy: Option<bool>,
+    /// The device the consumer wants; `None` (default) keeps the tensor's.
+    pub device: Option<Device>,
+}
+
+impl ExportOptions {
+    /// Default options with `versioned: true`.
+    pub fn versioned() -> ExportOptions {
+        ExportOptions { versioned: true, ..ExportOptions::default() }
+    }
+}
+
+/// Pointer to a managed struct, with the ABI it follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Managed {
+    Legacy(NonNull<DLManagedTensor>),
+    Versioned(NonNull<DLManagedTensorVersioned>),
+}
+
+impl Managed {
+    fn as_ptr(self) -> *mut c_void {
+        match self {
+            Managed::Legacy(p) => p.as_ptr().cast(),
+            Managed::Versioned(p) => p.as_ptr().cast(),
+        }
+    }
+}
+
+/// An owning handle to one DLPack managed tensor, legacy or versioned, produced here or
+/// received from anyone. Dropping it calls the deleter exactly once (nothing if the deleter is
+/// NULL); [`into_raw`](ExportedTensor::into_raw) gives ownership away instead. `Send`.
+pub struct ExportedTensor {
+    managed: Managed,
+}
+
+// SAFETY: the handle owns the managed tensor exclusively. DLPack allows the deleter to run on
+// any thread, and this crate's own deleter only drops `Send + Sync` values. Reading the
+// descriptor on another thread is fine because the producer keeps it immutable while it is
+// owned by a consumer.
+unsafe impl Send for ExportedTensor {}
+
+impl ExportedTensor {
+    /// Whether this is a `DLManagedTensorVersioned` (else a legacy `DLManagedTensor`).
+    pub fn is_versioned(&self) -> bool {
+        matches!(self.managed, Managed::Versioned(_))
+    }
+
+    /// The managed struct's address; the handle still owns it.
+    pub fn as_ptr(&self) -> *mut c_void {
+        self.managed.as_ptr()
+    }
+
+    /// Gives up ownership and returns the managed struct's address: the deleter is not called,
+    /// and whoever receives the pointer must call it (once).
+    pub fn into_raw(self) -> *mut c_void {
+        let ptr = self.managed.as_ptr();
+        std::mem::forget(self);
+        ptr
+    }
+
+    /// Takes ownership of a managed tensor. Nothing is read yet: the descriptor and version
+    /// are validated by [`into_tensor`](ExportedTensor::into_tensor).
+    ///
+    /// # Safety
+    ///
+    /// `ptr` must be NULL or point to a `DLManagedTensorVersioned` (`versioned`) or a
+    /// `DLManagedTensor` (`!versioned`) that nobody else owns or will delete, valid until its
+    /// deleter runs, with a deleter (if non-NULL) that may be called once from any thread. For
+    /// a versioned tensor of another major version, only `version` and `deleter` need be valid.
+    ///
+    /// # Errors
+    ///
+    /// `ERR_DLPACK_NULL` for a NULL pointer; `ERR_DLPACK_INVALID` for a pointer not aligned to
+    /// 8 bytes. In both cases nothing was taken.
+    pub unsafe fn from_raw(ptr: *mut c_void, versioned: bool) -> Result<ExportedTensor> {
+        let Some(nn) = NonNull::new(ptr) else {
+            return Err(Error::Null { what: "managed tensor pointer" });
+        };
+        if (ptr as usize) % std::mem::align_of::<DLManagedTensor>() != 0 {
+            return Err(Error::invalid(format!(
+                "managed tensor pointer {ptr:p} is not 8-byte aligned, so it can't point to a \
+                 DLPack struct; pass the address the producer returned"
+            )));
+        }
+        let managed =
+            if versioned { Managed::Versioned(nn.cast()) } else { Managed::Legacy(nn.cast()) };
+        Ok(ExportedTensor { managed })
+    }
+
+    /// Imports the tensor: validates the descriptor and, on success, returns a [`Tensor`] over
+    /// the same memory (no copy) that owns the managed tensor.
+    ///
+    /// # Errors
+    ///
+    /// An [`ImportError`] with the [`Error`] and, for every failure but one, this handle back
+    /// (it still owns the managed tensor, which is not modified). The exception is a
+    /// versioned tensor with another major version: its deleter has been called, as DLPack
+    /// requires, and `handle` is `None`. See [`crate::import`] for the list of checks.
+    pub fn into_tensor(self) -> std::result::Result<Tensor, ImportError> {
+        crate::import::import(self)
+    }
+
+    pub(crate) fn managed(&self) -> Managed {
+        self.managed
+    }
+}
+
+impl Drop for ExportedTensor {
+    fn drop(&mut self) {
+        // SAFETY: the handle owns the managed tensor and this is the one place it is released
+        // (`into_raw` forgets the handle). Only the `deleter` field is read, which DLPack keeps
+        // at the same offset in every major version.
+        unsafe { call_deleter(self.managed) };
+    }
+}
+
+/// Calls the managed tensor's deleter, if it has one.
+///
+/// # Safety
+///
+/// `managed` must be owned by the caller, not yet deleted, and is invalid afterwards.
+unsafe fn call_deleter(managed: Managed) {
+    match managed {
+        Managed::Legacy(p) => {
+            // SAFETY: `p` points to a live `DLManagedTensor` (caller's contract); the field is
+            // read through a raw place without creating a reference to the whole struct.
+            let deleter = unsafe { ptr::addr_of!((*p.as_ptr()).deleter).read() };
+            if let Some(deleter) = deleter {
+                stats::foreign_deleter_called();
+                // SAFETY: DLPack's contract: the owner calls the deleter once with the struct.
+                unsafe { deleter(p.as_ptr()) };
+            }
+        }
+        Managed::Versioned(p) => {
+            // SAFETY: as above; `deleter` sits at offset 16 in every major version.
+            let deleter = unsafe { ptr::addr_of!((*p.as_ptr()).deleter).read() };
+            if let Some(deleter) = deleter {
+                stats::foreign_deleter_called();
+                // SAFETY: as above.
+                unsafe { deleter(p.as_ptr()) };
+            }
+        }
+    }
+}
+
+impl fmt::Debug for ExportedTensor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ExportedTensor")
+            .field("ptr", &self.as_ptr())
+            .field("versioned", &self.is_versioned())
+            .finish()
+    }
+}
+
+/// A failed import: the error, and the handle when the caller still owns the tensor.
+///
+/// Converting it into an [`Error`] (`?` does this) drops the handle, which calls the deleter:
+/// the tensor is released rather than leaked. Use [`ImportError::into_parts`] to keep it.
+#[derive(Debug)]
+pub struct ImportError {
+    /// What failed.
+    pub error: Error,
+    /// The still-owned managed tensor; `None` only after a major-version mismatch, when the
+    /// deleter has already been called.
+    pub handle: Option<ExportedTensor>,
+}
+
+impl ImportError {
+    /// The error and the handle, separately.
+    pub fn into_parts(self) -> (Error, Option<ExportedTensor>) {
+        (self.error, self.handle)
+    }
+
+    /// The stable code of the error.
+    pub fn code(&self) -> &'static str {
+        self.error.code()
+    }
+}
+
+impl fmt::Display for ImportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.error, f)
+    }
+}
+
+impl std::error::Error for ImportError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
+
+impl From<ImportError> for Error {
+    fn from(e: ImportError) -> Error {
+        e.error
+    }
+}
+
+/// The heap block behind one export. `#[repr(C)]` with the managed struct first, so a pointer
+/// to the struct is a pointer to the block.
+#[repr(C)]
+struct ExportBlock<M> {
+    managed: M,
+    /// `shape` then `strides`, `ndim` each; the descriptor points into it.
+    dims: Box<[i64]>,
+    /// Keeps the storage alive until the deleter runs.
+    tensor: Tensor,
+}
+
+unsafe extern "C" fn delete_legacy(managed: *mut DLManagedTensor) {
+    if managed.is_null() {
+        return;
+    }
+    // SAFETY: our legacy exports are `Box<ExportBlock<DLManagedTensor>>` leaked as a pointer
+    // to their first field; DLPack's contract makes this the one call with that pointer.
+    drop(unsafe { Box::from_raw(managed.cast::<ExportBlock<DLManagedTensor>>()) });
+    stats::export_deleted();
+}
+
+unsafe extern "C" fn delete_versioned(managed: *mut DLManagedTensorVersioned) {
+    if managed.is_null() {
+        return;
+    }
+    // SAFETY: as in `delete_legacy`, for `ExportBlock<DLManagedTensorVersioned>`.
+    drop(unsafe { Box::from_raw(managed.cast::<ExportBlock<DLManagedTensorVersioned>>()) });
+    stats::export_deleted();
+}
+
+/// If `managed` is one of our own exports, the tensor it keeps alive.
+///
+/// Recognised by its deleter's address. A false negative (the same function at two addresses)
+/// only costs the generic path; a false positive would need another function at our address,
+/// which would then be identical code.
+///
+/// # Safety
+///
+/// `managed` must be a live managed tensor of the ABI it claims, and the returned reference is
+/// valid only until its deleter runs.
+pub(crate) unsafe fn own_export<'a>(managed: Managed) -> Option<&'a Tensor> {
+    match managed {
+        Managed::Legacy(p) => {
+            // SAFETY: `p` is a live `DLManagedTensor` (caller's contract).
+            let deleter = unsafe { (*p.as_ptr()).deleter }?;
+            let ours: unsafe extern "C" fn(*mut DLManagedTensor) = delete_legacy;
+            if !ptr::fn_addr_eq(deleter, ours) {
+                return None;
+            }
+            // SAFETY: only our exports use `delete_legacy`, and they are `ExportBlock`s.
+            Some(unsafe { &(*p.as_ptr().cast::<ExportBlock<DLManagedTensor>>()).tensor })
+        }
+        Managed::Versioned(p) => {
+            // SAFETY: `p` is a live `DLManagedTensorVersioned` (caller's contract).
+            let deleter = unsafe { (*p.as_ptr()).deleter }?;
+            let ours: unsafe extern "C" fn(*mut DLManagedTensorVersioned) = delete_versioned;
+            if !ptr::fn_addr_eq(deleter, ours) {
+                return None;
+            }
+            // SAFETY: only our exports use `delete_versioned`, and they are `ExportBlock`s.
+            Some(unsafe { &(*p.as_ptr().cast::<ExportBlock<DLManagedTensorVersioned>>()).tensor })
+        }
+    }
+}
+
+/// `Tensor::to_dlpack`.
+pub(crate) fn export(tensor: &Tensor, options: &ExportOptions) -> Result<ExportedTensor> {
+    let dtype = tensor.dtype().to_dlpack()?;
+    let source = tensor.device();
+    let target = options.device.unwrap_or(source);
+    let relabel_host = target == Device::CPU && source.is_cpu();
+    if target != source && !relabel_host {
+        if options.copy == Some(false) {
+            return Err(Error::CopyRequired {
+                reason: format!(
+                    "the tensor is on {source} and the consumer asked for {target}, which needs \
+                     a device copy; allow one with copy: true (or leave copy unset)"
+                ),
+            });
+        }
+        return Err(Error::DeviceUnsupported {
+            device: target.to_string(),
+            reason: format!(
+                "exporting a tensor on {source} to {target} needs a device copy, which this \
+                 build can't make (host only); export on {source} instead"
+            ),
+        });
+    }
+    let read_only_legacy = tensor.is_read_only() && !options.versioned;
+    let copied = match options.copy {
+        Some(true) => Some(tensor.deep_copy()?),
+        _ if read_only_legacy => {
+            return Err(Error::CopyRequired {
+                reason: "the tensor is read-only and a legacy DLPack capsule can't say so, so \
+                         a consumer could write into it; ask for a versioned export \
+                         (max_version >= 1.0) or allow a copy with copy: true"
+                    .into(),
+            })
+        }
+        _ => None,
+    };
+    let is_copied = copied.is_some();
+    let tensor = copied.unwrap_or_else(|| tensor.clone());
+
+    let ndim = tensor.ndim();
+    let mut dims: Box<[i64]> = tensor.shape().iter().chain(tensor.strides()).copied().collect();
+    let (shape, strides) = if ndim == 0 {
+        (ptr::null_mut(), ptr::null_mut())
+    } else {
+        let base = dims.as_mut_ptr();
+        (base, base.wrapping_add(ndim))
+    };
+    let data =
+        if tensor.byte_len() == 0 { ptr::null_mut() } else { tensor.data_ptr().cast::<c_void>() };
+    let dl_tensor = DLTensor {
+        data,
+        device: target.to_dlpack(),
+        ndim: i32::try_from(ndim).expect("ndim is at most MAX_NDIM"),
+        dtype,
+        shape,
+        strides,
+        byte_offset: 0,
+    };
+
+    // The `dims` box moves into the block below; moving a `Box` does not move its heap
+    // allocation, so `shape`/`strides` stay valid.
+    let managed = if options.versioned {
+        let mut flags = 0;
+        if tensor.is_read_only() {
+            flags |= DLPACK_FLAG_BITMASK_READ_ONLY;
+        }
+        if is_copied {
+            flags |= DLPACK_FLAG_BITMASK_IS_COPIED;
+        }
+        let block = Box::into_raw(Box::new(ExportBlock {
+            managed: DLManagedTensorVersioned {
+                version: DLPackVersion::CURRENT,
+                manager_ctx: ptr::null_mut(),
+                deleter: Some(delete_versioned),
+                flags,
+                dl_tensor,
+            },
+            dims,
+            tensor,
+        }));
+        // SAFETY: `block` is a fresh, valid allocation; we only write one of its fields.
+        unsafe { (*block).managed.manager_ctx = block.cast() };
+        // SAFETY: `Box::into_raw` never returns NULL.
+        Managed::Versioned(unsafe { NonNull::new_unchecked(block.cast()) })
+    } else {
+        let block = Box::into_raw(Box::new(ExportBlock {
+            managed: DLManagedTensor {
+                dl_tensor,
+                manager_ctx: ptr::null_mut(),
+                deleter: Some(delete_legacy),
+            },
+            dims,
+            tensor,
+        }));
+        // SAFETY: as above.
+        unsafe { (*block).managed.manager_ctx = block.cast() };
+        // SAFETY: `Box::into_raw` never returns NULL.
+        Managed::Legacy(unsafe { NonNull::new_unchecked(block.cast()) })
+    };
+    stats::export_created();
+    Ok(ExportedTensor { managed })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dtype::DataType;
+    use crate::ffi::DLDeviceType;
+
+    fn assert_send<T: Send>() {}
+
+    #[test]
+    fn exported_tensor_is_send() {
+        assert_send::<ExportedTensor>();
+    }
+
+    fn legacy_view(e: &ExportedTensor) -> DLManagedTensor {
+        assert!(!e.is_versioned());
+        // SAFETY: `e` owns a live legacy managed tensor of ours.
+        unsafe { *e.as_ptr().cast::<DLManagedTensor>() }
+    }
+
+    fn versioned_view(e: &ExportedTensor) -> DLManagedTensorVersioned {
+        assert!(e.is_versioned());
+        // SAFETY: `e` owns a live versioned managed tensor of ours.
+        unsafe { *e.as_ptr().cast::<DLManagedTensorVersioned>() }
+    }
+
+    #[test]
+    fn legacy_export_fills_strides_and_zero_offset() {
+        let t = Tensor::zeros(&[2, 3], DataType::I16).unwrap();
+        let e = t.to_dlpack(&ExportOptions::default()).unwrap();
+        let m = legacy_view(&e);
+        let dl = m.dl_tensor;
+        assert_eq!(dl.data.cast::<u8>(), t.data_ptr());
+        assert_eq!(dl.ndim, 2);
+        assert_eq!(dl.byte_offset, 0);
+        // SAFETY: the export keeps its shape/strides arrays alive while `e` lives.
+        let (shape, strides) = unsafe {
+            (std::slice::from_raw_parts(dl.shape, 2), std::slice::from_raw_parts(dl.strides, 2))
+        };
+        assert_eq!((shape, strides), (&[2_i64, 3][..], &[3_i64, 1][..]));
+        assert_eq!(m.manager_ctx, e.as_ptr());
+        assert!(m.deleter.is_some());
+    }
+
+    #[test]
+    fn versioned_export_carries_version_and_read_only_flag() {
+        let mut buf = [0_u8; 4];
+        // SAFETY: `buf` outlives the tensor and the export, both dropped in this test.
+        let t = unsafe {
+            Tensor::from_borrowed(
+                buf.as_mut_ptr(),
+                4,
+                &[4],
+                DataType::U8,
+                Device::CPU,
+                true,
+                Box::new(()),
+            )
+        }
+        .unwrap();
+        let e = t.to_dlpack(&ExportOptions::versioned()).unwrap();
+        let m = versioned_view(&e);
+        assert_eq!(m.version, DLPackVersion { major: 1, minor: 3 });
+        assert_eq!(m.flags, DLPACK_FLAG_BITMASK_READ_ONLY);
+        drop(e);
+        drop(t);
+    }
+
+    #[test]
+    fn copy_true_makes_a_flagged_writable_copy() {
+        let t = Tensor::from_vec(vec![1, 2], &[2], DataType::U8).unwrap();
+        let opts = ExportOptions { versioned: true, copy: Some(true), device: None };
+        let e = t.to_dlpack(&opts).unwrap();
+        let m = versioned_view(&e);
+        assert_eq!(m.flags, DLPACK_FLAG_BITMASK_IS_COPIED);
+        assert_ne!(m.dl_tensor.data.cast::<u8>(), t.data_ptr());
+    }
+
+    #[test]
+    fn zero_byte_and_zero_d_exports_use_null_pointers_where_dlpack_allows() {
+        let t = Tensor::zeros(&[0, 4], DataType::F32).unwrap();
+        let e = t.to_dlpack(&ExportOptions::default()).unwrap();
+        assert!(legacy_view(&e).dl_tensor.data.is_null());
+        let t = Tensor::zeros(&[], DataType::F32).unwrap();
+        let e = t.to_dlpack(&ExportOptions::default()).unwrap();
+        let dl = legacy_view(&e).dl_tensor;
+        assert_eq!(dl.ndim, 0);
+        assert!(dl.shape.is_null() && dl.strides.is_null() && !dl.data.is_null());
+    }
+
+    #[test]
+    fn a_device_move_without_copy_is_copy_required_and_with_copy_unsupported() {
+        let t = Tensor::zeros(&[1], DataType::U8).unwrap();
+        let mut opts =
+            ExportOptions { versioned: true, copy: Some(false), device: Some(Device::cuda(0)) };
+        assert_eq!(t.to_dlpack(&opts).unwrap_err().code(), "ERR_COPY_REQUIRED");
+        opts.copy = None;
+        assert_eq!(t.to_dlpack(&opts).unwrap_err().code(), "ERR_DEVICE_UNSUPPORTED");
+        opts.copy = Some(true);
+        assert_eq!(t.to_dlpack(&opts).unwrap_err().code(), "ERR_DEVICE_UNSUPPORTED");
+    }
+
+    #[test]
+    fn pinned_host_memory_exports_as_cpu_without_a_copy() {
+        let mut buf = [0_u8; 4];
+        // SAFETY: `buf` outlives the tensor and the export; cuda_host memory is host memory.
+        let t = unsafe {
+            Tensor::from_borrowed(
+                buf.as_mut_ptr(),
+                4,
+                &[4],
+                DataType::U8,
+                Device::new(DLDeviceType::CUDAHOST, 0),
+                false,
+                Box::new(()),
+            )
+        }
+        .unwrap();
+        let opts = ExportOptions {
+            device: Some(Device::CPU),
+            copy: Some(false),
+            ..ExportOptions::default()
+        };
+        let e = t.to_dlpack(&opts).unwrap();
+        let dl = legacy_view(&e).dl_tensor;
+        assert_eq!(dl.device.device_type, DLDeviceType::CPU);
+        assert_eq!(dl.data.cast::<u8>(), buf.as_mut_ptr());
+        drop(e);
+        drop(t);
+    }
+
+    #[test]
+    fn read_only_tensors_need_a_copy_for_a_legacy_export() {
+        let t = Tensor::from_vec(vec![1], &[1], DataType::U8).unwrap();
+        let ro = unsafe_read_only(&t);
+        let err = ro.to_dlpack(&ExportOptions::default()).unwrap_err();
+        assert_eq!(err.code(), "ERR_COPY_REQUIRED");
+        assert!(err.to_string().contains("versioned"), "{err}");
+        let opts = ExportOptions { copy: Some(true), ..ExportOptions::default() };
+        ro.to_dlpack(&opts).unwrap();
+        ro.to_dlpack(&ExportOptions::versioned()).unwrap();
+    }
+
+    /// A read-only tensor over `t`'s bytes (kept alive by a clone of `t`).
+    fn unsafe_read_only(t: &Tensor) -> Tensor {
+        // SAFETY: the keep-alive clone keeps the bytes alive as long as the new tensor.
+        unsafe {
+            Tensor::from_borrowed(
+                t.data_ptr(),
+                t.byte_len(),
+                t.shape(),
+                t.dtype(),
+                t.device(),
+                true,
+                Box::new(t.clone()),
+            )
+        }
+        .unwrap()
+    }
+
+    #[test]
+    fn bytes_tensors_cannot_be_built_so_export_needs_no_check_beyond_dtype() {
+        assert_eq!(DataType::Bytes.to_dlpack().unwrap_err().code(), "ERR_DTYPE_UNSUPPORTED");
+    }
+
+    #[test]
+    fn from_raw_refuses_null_and_misaligned_pointers() {
+        // SAFETY: NULL is refused before anything is read.
+        let err = unsafe { ExportedTensor::from_raw(ptr::null_mut(), true) }.unwrap_err();
+        assert_eq!(err.code(), "ERR_DLPACK_NULL");
+        // SAFETY: a misaligned pointer is refused before anything is read.
+        let err = unsafe { ExportedTensor::from_raw(4usize as *mut c_void, false) }.unwrap_err();
+        assert_eq!(err.code(), "ERR_DLPACK_INVALID");
+    }
+
+    #[test]
+    fn our_exports_are_recognised_and_others_are_not() {
+        let t = Tensor::zeros(&[3], DataType::U8).unwrap();
+        for versioned in [false, true] {
+            let e = t.to_dlpack(&ExportOptions { versioned, ..ExportOptions::default() }).unwrap();
+            // SAFETY: `e` is a live export of ours.
+            let inner = unsafe { own_export(e.managed()) }.unwrap();
+            assert_eq!(inner.data_ptr(), t.data_ptr());
+        }
+        let mut fake = DLManagedTensor {
+            dl_tensor: legacy_view(&t.to_dlpack(&ExportOptions::default()).unwrap()).dl_tensor,
+            manager_ctx: ptr::null_mut(),
+            deleter: None,
+        };
+        let managed = Managed::Legacy(NonNull::from(&mut fake));
+        // SAFETY: `fake` is a live legacy struct with a NULL deleter.
+        assert!(unsafe { own_export(managed) }.is_none());
+    }
+}

@@ -1,0 +1,606 @@
+//! [`Tensor`]: a dense, C-contiguous, immutable-shape view over shared [`Storage`].
+//!
+//! Every tensor here is C-contiguous; strides are kept (always filled, in elements) because
+//! DLPack exports need them and zero-sized or size-1 axes may carry any stride. Only host
+//! memory is read (`kDLCPU`, `kDLCUDAHost`, `kDLROCMHost`); tensors on other known devices
+//! can be imported and re-exported as metadata plus foreign storage, and any host access to
+//! them fails with `ERR_NOT_CPU`. Device copies come later (through cudarc), behind the same
+//! API.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::device::Device;
+use crate::dtype::DataType;
+use crate::error::{Error, Result};
+use crate::export::{ExportOptions, ExportedTensor};
+use crate::ffi::{DLManagedTensor, DLManagedTensorVersioned};
+use crate::layout;
+use crate::storage::{Storage, StorageKind};
+
+/// A dense C-contiguous tensor. `Clone` is cheap (one `Arc` increment) and shares the bytes;
+/// `Send + Sync`.
+#[derive(Clone)]
+pub struct Tensor {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    storage: Arc<Storage>,
+    /// Bytes from the storage's start to the first element.
+    offset: usize,
+    shape: Box<[i64]>,
+    strides: Box<[i64]>,
+    dtype: DataType,
+    device: Device,
+    element_count: usize,
+    byte_len: usize,
+    read_only: bool,
+    copied: bool,
+}
+
+/// Flags a tensor carries besides its layout.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct TensorFlags {
+    pub(crate) read_only: bool,
+    pub(crate) copied: bool,
+}
+
+impl Tensor {
+    /// Builds a tensor over `storage` at `offset`, checking that the C-contiguous extent of
+    /// `shape` × `dtype` fits inside it.
+    ///
+    /// `strides` are the producer's (already checked to be C order) or `None` for compact.
+    pub(crate) fn from_storage(
+        storage: Arc<Storage>,
+        offset: usize,
+        shape: &[i64],
+        strides: Option<&[i64]>,
+        dtype: DataType,
+        device: Device,
+        flags: TensorFlags,
+    ) -> Result<Tensor> {
+        layout::check_ndim_argument(shape.len())?;
+        let byte_len = layout::byte_size(shape, dtype)?;
+        let element_count = layout::element_count(shape)?;
+        let fits = offset.checked_add(byte_len).is_some_and(|end| end <= storage.len());
+        if !fits {
+            return Err(Error::invalid(format!(
+                "{byte_len} bytes at offset {offset} do not fit a storage of {} bytes",
+                storage.len()
+            )));
+        }
+        let strides = match strides {
+            Some(strides) => {
+                layout::check_c_contiguous(shape, Some(strides))?;
+                strides.into()
+            }
+            None => layout::compact_strides(shape)?.into_boxed_slice(),
+        };
+        Ok(Tensor {
+            inner: Arc::new(Inner {
+                storage,
+                offset,
+                shape: shape.into(),
+                strides,
+                dtype,
+                device,
+                element_count,
+                byte_len,
+                read_only: flags.read_only,
+                copied: flags.copied,
+            }),
+        })
+    }
+
+    /// A new zero-filled host tensor (never uninitialised memory, so nothing stale can leak to
+    /// JavaScript). Same as [`Tensor::zeros`].
+    ///
+    /// # Errors
+    ///
+    /// `ERR_INVALID_ARGUMENT` (more than [`layout::MAX_NDIM`] axes), `ERR_SHAPE_NEGATIVE`,
+    /// `ERR_SHAPE_OVERFLOW`, `ERR_DTYPE_UNSUPPORTED` (`BYTES`), `ERR_ALLOCATION`.
+    pub fn empty(shape: &[i64], dtype: DataType) -> Result<Tensor> {
+        Self::zeros(shape, dtype)
+    }
+
+    /// A new zero-filled host tensor in an owned, 256-byte-aligned allocation.
+    ///
+    /// # Errors
+    ///
+    /// As [`Tensor::empty`].
+    pub fn zeros(shape: &[i64], dtype: DataType) -> Result<Tensor> {
+        layout::check_ndim_argument(shape.len())?;
+        let bytes = layout::byte_size(shape, dtype)?;
+        let storage = Storage::zeroed(bytes)?;
+        Self::from_storage(
+            Arc::new(storage),
+            0,
+            shape,
+            None,
+            dtype,
+            Device::CPU,
+            TensorFlags::default(),
+        )
+    }
+
+    /// A host tensor over `bytes` (native-endian elements, C order). The `Vec`'s buffer is
+    /// used in place when it is aligned to the element size (always, with the system
+    /// allocator); otherwise the bytes are copied once into an aligned allocation.
+    ///
+    /// # Errors
+    ///
+    /// `ERR_SHAPE_MISMATCH` when `bytes.len()` is not exactly shape × element size, plus the
+    /// shape and dtype errors of [`Tensor::empty`].
+    pub fn from_vec(bytes: Vec<u8>, shape: &[i64], dtype: DataType) -> Result<Tensor> {
+        layout::check_ndim_argument(shape.len())?;
+        let expected = layout::byte_size(shape, dtype)?;
+        check_len(expected, bytes.len(), shape, dtype)?;
+        let align = dtype.element_size().unwrap_or(1);
+        let storage = if bytes.as_ptr() as usize % align == 0 {
+            Storage::from_vec(bytes)
+        } else {
+            Storage::copy_of(&bytes)?
+        };
+        Self::from_storage(
+            Arc::new(storage),
+            0,
+            shape,
+            None,
+            dtype,
+            Device::CPU,
+            TensorFlags::default(),
+        )
+    }
+
+    /// A tensor over memory someone else owns, without copying. `keep_alive` is dropped when
+    /// the last tensor (or export) using the memory is gone; on an error it is dropped before
+    /// this returns.
+    ///
+    /// # Safety
+    ///
+    /// Until `keep_alive` is dropped, `[ptr, ptr + len)` must stay a live allocation on
+    /// `device` that nobody frees; when `device.is_cpu()` it must be host memory the CPU can
+    /// read (and write, unless `read_only`). Concurrent writes by others are allowed only
+    /// while nobody reads the tensor. `ptr` may be NULL only when `len == 0`.
+    ///
+    /// # Errors
+    ///
+    /// `ERR_INVALID_ARGUMENT` for a NULL `ptr` with `len > 0`, `ERR_DEVICE_UNSUPPORTED` for a
+    /// device type DLPack does not define, `ERR_SHAPE_MISMATCH` when `len` is not exactly
+    /// shape × element size, plus the shape and dtype errors of [`Tensor::empty`].
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn from_borrowed(
+        ptr: *mut u8,
+        len: usize,
+        shape: &[i64],
+        dtype: DataType,
+        device: Device,
+        read_only: bool,
+        keep_alive: Box<dyn Send + Sync>,
+    ) -> Result<Tensor> {
+        if ptr.is_null() && len > 0 {
+            return Err(Error::invalid_argument(format!(
+                "a NULL pointer can't hold {len} bytes; pass the buffer's address"
+            )));
+        }
+        if !device.is_known() {
+            return Err(unknown_device(device));
+        }
+        layout::check_ndim_argument(shape.len())?;
+        let expected = layout::byte_size(shape, dtype)?;
+        check_len(expected, len, shape, dtype)?;
+        // SAFETY: the caller guarantees `[ptr, ptr + len)` stays live and unaliased-by-frees
+        // on `device` until `keep_alive` drops, which is exactly `Storage::borrowed`'s
+        // contract.
+        let storage = unsafe { Storage::borrowed(ptr, len, device, keep_alive) };
+        Self::from_storage(
+            Arc::new(storage),
+            0,
+            shape,
+            None,
+            dtype,
+            device,
+            TensorFlags { read_only, copied: false },
+        )
+    }
+
+    /// The element type.
+    pub fn dtype(&self) -> DataType {
+        self.inner.dtype
+    }
+
+    /// The device the data lives on.
+    pub fn device(&self) -> Device {
+        self.inner.device
+    }
+
+    /// The size of each axis.
+    pub fn shape(&self) -> &[i64] {
+        &self.inner.shape
+    }
+
+    /// The stride of each axis in elements (C order; size-0/size-1 axes may hold any value a
+    /// producer chose).
+    pub fn strides(&self) -> &[i64] {
+        &self.inner.strides
+    }
+
+    /// The number of axes.
+    pub fn ndim(&self) -> usize {
+        self.inner.shape.len()
+    }
+
+    /// The number of elements (1 for a 0-d tensor).
+    pub fn element_count(&self) -> usize {
+        self.inner.element_count
+    }
+
+    /// The size of the data in bytes.
+    pub fn byte_len(&self) -> usize {
+        self.inner.byte_len
+    }
+
+    /// Address of the first element (any DLPack `byte_offset` already added). May be NULL or
+    /// dangling for a zero-byte tensor; for a non-host device it is a device address. Data
+    /// imported from a foreign producer is not guaranteed to be aligned to the element size.
+    pub fn data_ptr(&self) -> *mut u8 {
+        self.inner.storage.as_ptr().wrapping_add(self.inner.offset)
+    }
+
+    /// Whether writers must not modify the data (DLPack's `READ_ONLY` flag, or a read-only
+    /// borrowed buffer).
+    pub fn is_read_only(&self) -> bool {
+        self.inner.read_only
+    }
+
+    /// Whether the data is a private copy (DLPack's `IS_COPIED` flag, or [`Tensor::deep_copy`]).
+    pub fn is_copied(&self) -> bool {
+        self.inner.copied
+    }
+
+    /// Who owns the bytes.
+    pub fn storage_kind(&self) -> StorageKind {
+        self.inner.storage.kind()
+    }
+
+    pub(crate) fn storage(&self) -> &Arc<Storage> {
+        &self.inner.storage
+    }
+
+    /// The data as bytes (native-endian elements in C order).
+    ///
+    /// The slice aliases memory other owners may write (a JS `TypedArray` over the same
+    /// tensor, the DLPack producer); don't hold it while they run.
+    ///
+    /// # Errors
+    ///
+    /// `ERR_NOT_CPU` when the tensor is not in host memory.
+    pub fn as_bytes(&self) -> Result<&[u8]> {
+        self.require_host("reading the bytes")?;
+        if self.byte_len() == 0 {
+            return Ok(&[]);
+        }
+        // SAFETY: the storage (kept alive by `self`) holds `byte_len` bytes of host memory at
+        // `data_ptr()` (checked when the tensor was built and by `require_host`), and it is
+        // initialised: owned buffers are zeroed or fully copied, borrowed and foreign ones
+        // are initialised by their owners' contracts.
+        Ok(unsafe { std::slice::from_raw_parts(self.data_ptr(), self.byte_len()) })
+    }
+
+    /// A new owned host tensor with a copy of the bytes; it is writable and
+    /// [`is_copied`](Tensor::is_copied).
+    ///
+    /// # Errors
+    ///
+    /// `ERR_NOT_CPU` for tensors outside host memory (device copies come later),
+    /// `ERR_ALLOCATION`.
+    pub fn deep_copy(&self) -> Result<Tensor> {
+        self.require_host("deep_copy")?;
+        let storage = Storage::copy_of(self.as_bytes()?)?;
+        Self::from_storage(
+            Arc::new(storage),
+            0,
+            self.shape(),
+            Some(self.strides()),
+            self.dtype(),
+            Device::CPU,
+            TensorFlags { read_only: false, copied: true },
+        )
+    }
+
+    /// Exports the tensor as a DLPack managed tensor (see [`crate::export`]).
+    ///
+    /// # Errors
+    ///
+    /// See [`crate::export`]: `ERR_DTYPE_UNSUPPORTED`, `ERR_COPY_REQUIRED`,
+    /// `ERR_DEVICE_UNSUPPORTED`, `ERR_NOT_CPU`, `ERR_ALLOCATION`.
+    pub fn to_dlpack(&self, options: &ExportOptions) -> Result<ExportedTensor> {
+        crate::export::export(self, options)
+    }
+
+    /// Imports a legacy DLPack managed tensor, taking ownership on success (its deleter then
+    /// runs exactly once, when the last user of the data is gone).
+    ///
+    /// On any error the caller keeps ownership: nothing was freed, and the caller still has to
+    /// call the deleter (or hand the pointer back).
+    ///
+    /// # Safety
+    ///
+    /// `ptr` must be NULL or point to a valid, properly aligned `DLManagedTensor` that nobody
+    /// else will delete, whose descriptor describes memory the producer keeps alive until the
+    /// deleter runs, and whose deleter (if any) may be called once from any thread.
+    ///
+    /// # Errors
+    ///
+    /// Every validation failure listed in [`crate::import`] (NULL pointers, bad ndim, lanes,
+    /// unknown device, negative shape, non-C-order strides, overflow, unsupported dtype).
+    pub unsafe fn from_dlpack_legacy(ptr: *mut DLManagedTensor) -> Result<Tensor> {
+        // SAFETY: forwarded from this function's contract.
+        unsafe { crate::import::import_raw(ptr.cast(), false) }
+    }
+
+    /// Imports a versioned DLPack managed tensor, taking ownership on success.
+    ///
+    /// On a major-version mismatch the tensor's deleter is called (as DLPack requires) and
+    /// `ERR_DLPACK_VERSION` returned: the pointer is then gone. On every other error the
+    /// caller keeps ownership.
+    ///
+    /// # Safety
+    ///
+    /// As [`Tensor::from_dlpack_legacy`], for a `DLManagedTensorVersioned`; with another
+    /// major version only the `version` and `deleter` fields need to be valid.
+    ///
+    /// # Errors
+    ///
+    /// `ERR_DLPACK_VERSION` plus everything [`Tensor::from_dlpack_legacy`] reports.
+    pub unsafe fn from_dlpack_versioned(ptr: *mut DLManagedTensorVersioned) -> Result<Tensor> {
+        // SAFETY: forwarded from this function's contract.
+        unsafe { crate::import::import_raw(ptr.cast(), true) }
+    }
+
+    fn require_host(&self, operation: &'static str) -> Result<()> {
+        if self.device().is_cpu() {
+            Ok(())
+        } else {
+            Err(Error::NotCpu { operation, device: self.device() })
+        }
+    }
+}
+
+pub(crate) fn unknown_device(device: Device) -> Error {
+    Error::DeviceUnsupported {
+        device: device.to_string(),
+        reason: format!(
+            "device type {} is not defined by DLPack 1.3; use one of cpu, cuda, cuda_host, ...",
+            device.kind.0
+        ),
+    }
+}
+
+fn check_len(expected: usize, actual: usize, shape: &[i64], dtype: DataType) -> Result<()> {
+    if expected == actual {
+        Ok(())
+    } else {
+        Err(Error::ShapeMismatch { expected, actual, shape: shape.to_vec(), dtype })
+    }
+}
+
+impl fmt::Debug for Tensor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tensor")
+            .field("dtype", &self.dtype())
+            .field("shape", &self.shape())
+            .field("strides", &self.strides())
+            .field("device", &format_args!("{}", self.device()))
+            .field("data_ptr", &self.data_ptr())
+            .field("byte_len", &self.byte_len())
+            .field("storage", &self.storage_kind())
+            .field("read_only", &self.is_read_only())
+            .field("copied", &self.is_copied())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn tensor_is_send_and_sync() {
+        assert_send_sync::<Tensor>();
+    }
+
+    #[test]
+    fn zeros_fills_metadata_and_zeroes_the_bytes() {
+        let t = Tensor::zeros(&[2, 3], DataType::F32).unwrap();
+        assert_eq!(t.shape(), [2, 3]);
+        assert_eq!(t.strides(), [3, 1]);
+        assert_eq!((t.ndim(), t.element_count(), t.byte_len()), (2, 6, 24));
+        assert_eq!(t.device(), Device::CPU);
+        assert!(t.as_bytes().unwrap().iter().all(|&b| b == 0));
+        assert_eq!(t.storage_kind(), StorageKind::Owned);
+        assert!(!t.is_read_only() && !t.is_copied());
+    }
+
+    #[test]
+    fn zero_d_tensors_hold_one_element() {
+        let t = Tensor::empty(&[], DataType::I64).unwrap();
+        assert_eq!((t.ndim(), t.element_count(), t.byte_len()), (0, 1, 8));
+    }
+
+    #[test]
+    fn bytes_tensors_are_refused() {
+        let err = Tensor::zeros(&[2], DataType::Bytes).unwrap_err();
+        assert_eq!(err.code(), "ERR_DTYPE_UNSUPPORTED");
+    }
+
+    #[test]
+    fn too_many_axes_are_an_invalid_argument() {
+        let shape = vec![1_i64; layout::MAX_NDIM + 1];
+        let err = Tensor::zeros(&shape, DataType::U8).unwrap_err();
+        assert_eq!(err.code(), "ERR_INVALID_ARGUMENT");
+        Tensor::zeros(&shape[1..], DataType::U8).unwrap();
+    }
+
+    #[test]
+    fn from_vec_uses_the_buffer_in_place() {
+        let v: Vec<u8> = (0..16).collect();
+        let p = v.as_ptr();
+        let t = Tensor::from_vec(v, &[4], DataType::U32).unwrap();
+        assert_eq!(t.data_ptr().cast_const(), p);
+        assert_eq!(t.as_bytes().unwrap()[15], 15);
+    }
+
+    #[test]
+    fn from_vec_refuses_a_wrong_length_naming_both_sizes() {
+        let err = Tensor::from_vec(vec![0; 7], &[2], DataType::F32).unwrap_err();
+        assert_eq!(
+            err,
+            Error::ShapeMismatch { expected: 8, actual: 7, shape: vec![2], dtype: DataType::F32 }
+        );
+        assert!(err.to_string().contains("7 bytes"), "{err}");
+    }
+
+    #[test]
+    fn clones_share_the_bytes() {
+        let t = Tensor::from_vec(vec![1, 2, 3], &[3], DataType::U8).unwrap();
+        let c = t.clone();
+        assert_eq!(t.data_ptr(), c.data_ptr());
+    }
+
+    #[test]
+    fn deep_copy_is_a_writable_flagged_copy() {
+        let t = Tensor::from_vec(vec![1, 2, 3, 4], &[2, 2], DataType::U8).unwrap();
+        let c = t.deep_copy().unwrap();
+        assert_ne!(t.data_ptr(), c.data_ptr());
+        assert_eq!(c.as_bytes().unwrap(), [1, 2, 3, 4]);
+        assert!(c.is_copied() && !c.is_read_only());
+        assert_eq!(c.storage_kind(), StorageKind::Owned);
+    }
+
+    #[test]
+    fn borrowed_tensors_drop_their_keep_alive_with_the_last_clone() {
+        struct Guard(Arc<AtomicUsize>);
+        impl Drop for Guard {
+            fn drop(&mut self) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let drops = Arc::new(AtomicUsize::new(0));
+        let mut buf = Box::new([5_u8; 4]);
+        let ptr = buf.as_mut_ptr();
+        // SAFETY: `buf` outlives both tensors (dropped before it at the end of the test).
+        let t = unsafe {
+            Tensor::from_borrowed(
+                ptr,
+                4,
+                &[4],
+                DataType::U8,
+                Device::CPU,
+                true,
+                Box::new(Guard(drops.clone())),
+            )
+        }
+        .unwrap();
+        assert!(t.is_read_only());
+        assert_eq!(t.storage_kind(), StorageKind::Borrowed);
+        let c = t.clone();
+        drop(t);
+        assert_eq!(drops.load(Ordering::SeqCst), 0);
+        assert_eq!(c.as_bytes().unwrap(), [5; 4]);
+        drop(c);
+        assert_eq!(drops.load(Ordering::SeqCst), 1);
+        drop(buf);
+    }
+
+    #[test]
+    fn from_borrowed_refuses_null_with_bytes_and_wrong_lengths() {
+        // SAFETY: the calls fail validation before the pointer is stored.
+        let err = unsafe {
+            Tensor::from_borrowed(
+                std::ptr::null_mut(),
+                4,
+                &[4],
+                DataType::U8,
+                Device::CPU,
+                false,
+                Box::new(()),
+            )
+        }
+        .unwrap_err();
+        assert_eq!(err.code(), "ERR_INVALID_ARGUMENT");
+        let mut buf = [0_u8; 4];
+        // SAFETY: as above.
+        let err = unsafe {
+            Tensor::from_borrowed(
+                buf.as_mut_ptr(),
+                4,
+                &[5],
+                DataType::U8,
+                Device::CPU,
+                false,
+                Box::new(()),
+            )
+        }
+        .unwrap_err();
+        assert_eq!(err.code(), "ERR_SHAPE_MISMATCH");
+        // SAFETY: zero bytes at NULL are allowed and never read.
+        let t = unsafe {
+            Tensor::from_borrowed(
+                std::ptr::null_mut(),
+                0,
+                &[0, 3],
+                DataType::F64,
+                Device::CPU,
+                false,
+                Box::new(()),
+            )
+        }
+        .unwrap();
+        assert_eq!(t.as_bytes().unwrap(), [0_u8; 0]);
+    }
+
+    #[test]
+    fn device_tensors_refuse_host_access() {
+        let mut buf = [0_u8; 4];
+        // SAFETY: the pointer is never dereferenced: every host access is refused for cuda.
+        let t = unsafe {
+            Tensor::from_borrowed(
+                buf.as_mut_ptr(),
+                4,
+                &[1],
+                DataType::F32,
+                Device::cuda(0),
+                false,
+                Box::new(()),
+            )
+        }
+        .unwrap();
+        assert_eq!(t.as_bytes().unwrap_err().code(), "ERR_NOT_CPU");
+        assert_eq!(t.deep_copy().unwrap_err().code(), "ERR_NOT_CPU");
+        assert!(t.as_bytes().unwrap_err().to_string().contains("cuda:0"));
+    }
+
+    #[test]
+    fn unknown_devices_are_refused() {
+        let mut buf = [0_u8; 1];
+        // SAFETY: validation fails before the pointer is stored.
+        let err = unsafe {
+            Tensor::from_borrowed(
+                buf.as_mut_ptr(),
+                1,
+                &[1],
+                DataType::U8,
+                Device::new(crate::ffi::DLDeviceType(99), 0),
+                false,
+                Box::new(()),
+            )
+        }
+        .unwrap_err();
+        assert_eq!(err.code(), "ERR_DEVICE_UNSUPPORTED");
+    }
+}
