@@ -1,8 +1,9 @@
 //! The crate's one error type, with a stable `ERR_*` code per variant.
 //!
-//! Codes are part of the public contract: the TypeScript layer mirrors [`ALL_CODES`] and maps
-//! each to its own error class, so a code is never renamed or reused. Messages are for people:
-//! each says what was wrong and what to do about it.
+//! Codes are part of the public contract: the TypeScript layer mirrors
+//! [`ALL_CODES`](crate::error::ALL_CODES) and maps each to its own error class, so a code is
+//! never renamed or reused. Messages are for people: each says what was wrong and what to do
+//! about it.
 
 use crate::device::Device;
 use crate::dtype::DataType;

@@ -6,11 +6,16 @@
 //! as in DESIGN.md), and `tests/abi_layout.rs` checks each of them again against dlpark 0.8's
 //! bindgen output, so a typo here cannot slip through.
 //!
-//! Enumerations that cross the ABI ([`DLDeviceType`], [`DLDataTypeCode`]) are
+//! Enumerations that cross the ABI ([`DLDeviceType`][dt], [`DLDataTypeCode`][dc]) are
 //! `#[repr(transparent)]` newtypes over their integer, never Rust `enum`s: a value this crate
 //! does not know (from a newer producer, or garbage) is then an ordinary integer to reject,
-//! not undefined behaviour. Associated constants use dlpack.h's names, upper-cased without the
-//! `kDL` prefix (`kDLCUDAHost` → [`DLDeviceType::CUDAHOST`]), the same spelling as dlpark.
+//! not undefined behaviour. Associated constants use dlpack.h's names, upper-cased without
+//! the `kDL` prefix (`kDLCUDAHost` → [`DLDeviceType::CUDAHOST`][cuda_host]), the same
+//! spelling as dlpark.
+//!
+//! [dt]: crate::ffi::DLDeviceType
+//! [dc]: crate::ffi::DLDataTypeCode
+//! [cuda_host]: crate::ffi::DLDeviceType::CUDAHOST
 
 use std::ffi::c_void;
 use std::fmt;

@@ -1,10 +1,16 @@
-//! Who owns a tensor's bytes: us ([`StorageKind::Owned`]), someone we keep alive
-//! ([`StorageKind::Borrowed`]), or a DLPack producer ([`StorageKind::Foreign`]).
+//! Who owns a tensor's bytes: us ([`StorageKind::Owned`][owned]), someone we keep alive
+//! ([`StorageKind::Borrowed`][borrowed]), or a DLPack producer
+//! ([`StorageKind::Foreign`][foreign]).
 //!
-//! A [`Storage`] is one contiguous region `[as_ptr(), as_ptr() + len())` on one device. It is
-//! immutable once built and shared through `Arc`; dropping the last reference releases the
-//! region exactly once: the owned allocation is freed, the borrowed keep-alive value is
-//! dropped, or the producer's DLPack deleter is called.
+//! A [`Storage`](crate::storage::Storage) is one contiguous region
+//! `[as_ptr(), as_ptr() + len())` on one device. It is immutable once built and shared
+//! through `Arc`; dropping the last reference releases the region exactly once: the owned
+//! allocation is freed, the borrowed keep-alive value is dropped, or the producer's DLPack
+//! deleter is called.
+//!
+//! [owned]: crate::storage::StorageKind::Owned
+//! [borrowed]: crate::storage::StorageKind::Borrowed
+//! [foreign]: crate::storage::StorageKind::Foreign
 
 use std::alloc::Layout;
 use std::fmt;

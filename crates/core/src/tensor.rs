@@ -1,4 +1,5 @@
-//! [`Tensor`]: a dense, C-contiguous, immutable-shape view over shared [`Storage`].
+//! [`Tensor`]: a dense, C-contiguous, immutable-shape view over shared
+//! [`Storage`](crate::storage::Storage).
 //!
 //! Every tensor here is C-contiguous; strides are kept (always filled, in elements) because
 //! DLPack exports need them and zero-sized or size-1 axes may carry any stride. Only host
