@@ -58,6 +58,8 @@ interface ModelEntry {
   versions: Map<number, ModelVersion>;
   /** Serialises loads and unloads of this model. */
   lock: Promise<void>;
+  /** True while the model is meant to be served (loaded and not unloaded since). */
+  wanted: boolean;
 }
 
 const silent: RuntimeLogger = { info() {}, warn() {}, error() {} };
@@ -128,6 +130,7 @@ export class ModelRegistry {
       throw new ServingError("ERR_MODEL_NOT_FOUND", `failed to unload '${name}': no such model`);
     }
     await this.#withLock(name, async () => {
+      entry.wanted = false;
       entry.state = "UNLOADING";
       const versions = [...entry.versions.values()];
       await Promise.all(versions.map((v) => v.unload(this.#log)));
@@ -141,7 +144,7 @@ export class ModelRegistry {
   async #withLock<T>(name: string, fn: () => Promise<T>): Promise<T> {
     let entry = this.#models.get(name);
     if (!entry) {
-      entry = { name, state: "LOADING", reason: "", config: undefined, versions: new Map(), lock: Promise.resolve() };
+      entry = { name, state: "LOADING", reason: "", config: undefined, versions: new Map(), lock: Promise.resolve(), wanted: true };
       this.#models.set(name, entry);
     }
     const prev = entry.lock;
@@ -157,6 +160,7 @@ export class ModelRegistry {
 
   async #load(m: RepositoryModel, override: unknown): Promise<void> {
     const entry = this.#models.get(m.name)!;
+    entry.wanted = true;
     const wasServing = entry.versions.size > 0;
     if (!wasServing) entry.state = "LOADING";
     let config: ModelConfig;
@@ -271,10 +275,18 @@ export class ModelRegistry {
     return [...(this.#models.get(name)?.versions.values() ?? [])].toSorted((a, b) => a.version - b.version);
   }
 
-  /** True when every model that was asked to load is ready (the server's readiness). */
-  allReady(): boolean {
-    for (const e of this.#models.values()) if (e.state === "LOADING") return false;
-    return !this.#closed;
+  /**
+   * The server's readiness: false while closing or while a model is
+   * loading; with `strict` (Triton's default), also false while a model
+   * that is meant to be served (not explicitly unloaded) is not ready.
+   */
+  allReady(strict = true): boolean {
+    if (this.#closed) return false;
+    for (const e of this.#models.values()) {
+      if (e.state === "LOADING" && e.versions.size === 0) return false;
+      if (strict && e.wanted && e.versions.size === 0) return false;
+    }
+    return true;
   }
 
   /**

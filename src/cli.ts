@@ -1,0 +1,235 @@
+#!/usr/bin/env node
+/**
+ * The `tensorbridge` command line.
+ *
+ * ```
+ * tensorbridge serve [<repository>] [--http-port 8000] [--host 127.0.0.1] [--log-verbose]
+ * ```
+ *
+ * @module
+ */
+import { readFileSync, realpathSync } from "node:fs";
+import { fileURLToPath, pathToFileURL } from "node:url";
+
+import { ServingError, errorMessage } from "./runtime/errors.js";
+import { DEFAULT_BODY_LIMIT, InferenceServer, type ServerOptions } from "./server/server.js";
+
+/** The help text of `tensorbridge --help`. */
+export const USAGE = `Usage: tensorbridge serve [<model-repository>] [options]
+
+Serve a Triton-layout model repository of TypeScript models over the
+KServe v2 / Triton HTTP protocol.
+
+  <model-repository>        directory with <model>/config.pbtxt and
+                            <model>/<version>/model.ts (default: the bundled
+                            examples/models); --model-repository=<dir> also works
+
+Options:
+  --http-port <port>        HTTP port (default 8000; 0 picks a free port)
+  --host <address>          interface to bind (default 127.0.0.1; 0.0.0.0 for all)
+  --log-verbose             log every request and model event
+  --http-max-body-size <n>  largest request body in bytes (default ${DEFAULT_BODY_LIMIT}); larger: HTTP 413
+  --allow-client-shm[=true|false]
+                            allow the system shared-memory extension (default false)
+  --strict-readiness[=true|false]
+                            /v2/health/ready only when every model is ready (default true)
+  -h, --help                show this help
+  -v, --version             show the version
+
+SIGINT or SIGTERM stops the server gracefully: in-flight requests finish,
+then every model's finalize() runs. A second signal exits at once.
+
+Example:
+  tensorbridge serve examples/models --http-port 8000
+  curl -s localhost:8000/v2/models/add_sub/infer -d '{"inputs":[
+    {"name":"INPUT0","shape":[4],"datatype":"FP32","data":[1,2,3,4]},
+    {"name":"INPUT1","shape":[4],"datatype":"FP32","data":[4,3,2,1]}]}'
+`;
+
+/** Parsed command line. */
+export interface CliCommand {
+  /** What to do. */
+  command: "serve" | "help" | "version";
+  /** Server options for `serve`. */
+  options: ServerOptions;
+}
+
+function usageError(message: string): never {
+  throw new ServingError("ERR_CLI_USAGE", `${message}\nRun 'tensorbridge --help' for usage.`);
+}
+
+function parseBool(name: string, v: string | undefined): boolean {
+  if (v === undefined || v === "true" || v === "1" || v === "yes") return true;
+  if (v === "false" || v === "0" || v === "no") return false;
+  return usageError(`--${name} takes true or false, got '${v}'`);
+}
+
+/** The bundled example repository (`examples/models` next to `src/` or `dist/`). */
+export function defaultRepository(): string {
+  return fileURLToPath(new URL("../examples/models", import.meta.url));
+}
+
+/**
+ * Parses the arguments after `tensorbridge`.
+ *
+ * @throws {ServingError} `ERR_CLI_USAGE` for unknown or malformed options.
+ */
+export function parseCli(argv: readonly string[]): CliCommand {
+  const options: ServerOptions = { repository: "" };
+  let command: CliCommand["command"] | undefined;
+  const positional: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === "-h" || arg === "--help") return { command: "help", options };
+    if (arg === "-v" || arg === "--version") return { command: "version", options };
+    if (!arg.startsWith("-") || arg === "-") {
+      positional.push(arg);
+      continue;
+    }
+    const eq = arg.indexOf("=");
+    const name = (eq >= 0 ? arg.slice(0, eq) : arg).replace(/^--?/, "");
+    const inline = eq >= 0 ? arg.slice(eq + 1) : undefined;
+    const value = (): string => {
+      if (inline !== undefined) return inline;
+      const next = argv[i + 1];
+      if (next === undefined || next.startsWith("--")) usageError(`--${name} needs a value`);
+      i++;
+      return next;
+    };
+    const intValue = (min: number, max: number): number => {
+      const s = value();
+      if (!/^[0-9]+$/.test(s) || Number(s) < min || Number(s) > max) usageError(`--${name} must be an integer from ${min} to ${max}, got '${s}'`);
+      return Number(s);
+    };
+    switch (name) {
+      case "http-port":
+      case "port":
+        options.port = intValue(0, 65535);
+        break;
+      case "host":
+      case "http-address":
+        options.host = value();
+        break;
+      case "model-repository":
+      case "model-store":
+        positional.push(value());
+        break;
+      case "log-verbose":
+        options.logVerbose = inline === undefined ? true : inline !== "0" && parseBool(name, inline);
+        break;
+      case "http-max-body-size":
+        options.bodyLimit = intValue(1, Number.MAX_SAFE_INTEGER);
+        break;
+      case "allow-client-shm":
+        options.allowClientShm = parseBool(name, inline);
+        break;
+      case "strict-readiness":
+        options.strictReadiness = parseBool(name, inline);
+        break;
+      default:
+        usageError(`unknown option '${arg}'`);
+    }
+  }
+  if (positional[0] === "serve") {
+    command = "serve";
+    positional.shift();
+  } else if (positional.length === 0 && argv.some((a) => a.startsWith("--model-repository") || a.startsWith("--model-store"))) {
+    command = "serve";
+  }
+  if (command === undefined) {
+    if (positional.length === 0) return { command: "help", options };
+    usageError(`unknown command '${positional[0]}'`);
+  }
+  if (positional.length > 1) usageError(`serve takes one model repository, got ${positional.length}: ${positional.join(" ")}`);
+  options.repository = positional[0] ?? defaultRepository();
+  return { command, options };
+}
+
+function version(): string {
+  try {
+    return (JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version?: string }).version ?? "0.0.0";
+  } catch {
+    return "0.0.0";
+  }
+}
+
+/**
+ * Runs the CLI. For `serve`, resolves once the server listens and installs
+ * SIGINT/SIGTERM handlers that close it gracefully and exit.
+ *
+ * @param argv - the arguments after the program name.
+ * @returns the exit code for `help`/`version`/errors, or the running server.
+ */
+export async function main(argv: readonly string[]): Promise<number | InferenceServer> {
+  let cmd: CliCommand;
+  try {
+    cmd = parseCli(argv);
+  } catch (e) {
+    process.stderr.write(`tensorbridge: ${errorMessage(e)}\n`);
+    return 2;
+  }
+  if (cmd.command === "help") {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  if (cmd.command === "version") {
+    process.stdout.write(`tensorbridge ${version()}\n`);
+    return 0;
+  }
+  const opts = cmd.options;
+  let server: InferenceServer;
+  try {
+    server = await InferenceServer.start(opts);
+  } catch (e) {
+    process.stderr.write(`tensorbridge: cannot start the server: ${errorMessage(e)}\n`);
+    return 1;
+  }
+  const index = await server.registry.index();
+  const rows = index.map((r) => [r.name, r.version ?? "-", r.state ?? "-", r.reason ?? ""]);
+  if (rows.length > 0) {
+    const w = [5, 7, 6].map((min, c) => Math.max(min, ...rows.map((r) => r[c]!.length)));
+    const line = (r: string[]) => `| ${r[0]!.padEnd(w[0]!)} | ${r[1]!.padEnd(w[1]!)} | ${r[2]!.padEnd(w[2]!)} | ${r[3]}`;
+    process.stdout.write(`${line(["Model", "Version", "Status", "Reason"])}\n${rows.map(line).join("\n")}\n`);
+  } else {
+    process.stdout.write(`no models in ${server.registry.repository}\n`);
+  }
+  process.stdout.write(`Started HTTPService at ${server.address.host}:${server.address.port}\n`);
+  process.stdout.write(`Started Metrics Service at ${server.address.url}/metrics\n`);
+  let stopping = false;
+  const stop = (signal: NodeJS.Signals) => {
+    if (stopping) {
+      process.stderr.write(`tensorbridge: ${signal} again, exiting now\n`);
+      process.exit(130);
+    }
+    stopping = true;
+    process.stdout.write(`tensorbridge: ${signal}: stopping (waiting for in-flight requests, then finalizing models)\n`);
+    server.close().then(
+      () => {
+        process.stdout.write("tensorbridge: stopped\n");
+        process.exit(0);
+      },
+      (e: unknown) => {
+        process.stderr.write(`tensorbridge: error while stopping: ${errorMessage(e)}\n`);
+        process.exit(1);
+      },
+    );
+  };
+  process.on("SIGINT", stop);
+  process.on("SIGTERM", stop);
+  return server;
+}
+
+function invokedDirectly(): boolean {
+  const script = process.argv[1];
+  if (!script) return false;
+  try {
+    return pathToFileURL(realpathSync(script)).href === import.meta.url;
+  } catch {
+    return false;
+  }
+}
+
+if (invokedDirectly()) {
+  const result = await main(process.argv.slice(2));
+  if (typeof result === "number") process.exitCode = result;
+}

@@ -1,0 +1,436 @@
+/**
+ * KServe v2 / Triton inference request decoding and response encoding: JSON
+ * tensors and the binary tensor extension (`Inference-Header-Content-Length`,
+ * `binary_data_size`, `binary_data_output`, `binary_data`).
+ *
+ * Binary inputs become zero-copy views of the request body when the bytes
+ * are aligned for their dtype (they are copied once otherwise); binary
+ * outputs go out as views of the tensors' memory.
+ *
+ * @module
+ */
+import { type DType, elementSize, isDType, viewClass, type TypedArray } from "../dtype.js";
+import { Tensor } from "../tensor.js";
+import { ServingError, errorMessage } from "../runtime/errors.js";
+import type { InferInput, InferOutput } from "../runtime/model-version.js";
+import type { RequestParameter } from "../runtime/request.js";
+import { bf16BitsToFloat, floatToBf16Bits, floatToHalfBits, halfBitsToFloat } from "./half.js";
+
+/** How one requested output is to be returned. */
+export interface OutputSpec {
+  /** Output name. */
+  name: string;
+  /** Send as binary (binary tensor extension). */
+  binary: boolean;
+  /** Shared-memory placement, when the client asked for it. */
+  shm?: { region: string; byteSize: number; offset: number };
+}
+
+/** A decoded inference request. */
+export interface DecodedRequest {
+  /** What the runtime takes. */
+  input: InferInput;
+  /** Requested outputs with their encoding (empty: all outputs, `binaryDefault` encoding). */
+  outputs: OutputSpec[];
+  /** Encoding of outputs the request did not list (request parameter `binary_data_output`). */
+  binaryDefault: boolean;
+}
+
+/** An encoded response body. */
+export interface EncodedResponse {
+  /** Body chunks, in order. */
+  chunks: Uint8Array[];
+  /** Total body length. */
+  length: number;
+  /** Length of the JSON header when binary outputs follow it; undefined for a JSON-only body. */
+  headerLength: number | undefined;
+}
+
+/** Reads shared-memory regions for inputs and writes outputs into them. */
+export interface SharedMemoryAccess {
+  /** The bytes of a registered region (a view when possible). */
+  read(region: string, offset: number, byteSize: number): Uint8Array;
+  /** Writes `data` into a registered region. */
+  write(region: string, offset: number, byteSize: number, data: readonly Uint8Array[]): void;
+}
+
+function bad(message: string): never {
+  throw new ServingError("ERR_INVALID_REQUEST", message);
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
+
+function checkParameters(v: unknown, where: string): Record<string, RequestParameter> {
+  if (v === undefined || v === null) return {};
+  if (!isObject(v)) bad(`${where} 'parameters' must be a JSON object`);
+  for (const [k, x] of Object.entries(v)) {
+    if (typeof x !== "string" && typeof x !== "number" && typeof x !== "boolean") {
+      bad(`${where} parameter '${k}' must be a string, number or boolean`);
+    }
+  }
+  return v as Record<string, RequestParameter>;
+}
+
+function elementCount(shape: readonly number[]): number {
+  let n = 1;
+  for (const d of shape) n *= d;
+  return n;
+}
+
+/**
+ * Splits the body into the JSON header and the binary part.
+ *
+ * @param body - the raw request body.
+ * @param headerLength - the `Inference-Header-Content-Length` header value, if any.
+ */
+function splitBody(body: Uint8Array, headerLength: string | string[] | undefined): { json: unknown; binary: Uint8Array; binaryStart: number } {
+  let hdrLen = body.length;
+  if (headerLength !== undefined) {
+    const h = Array.isArray(headerLength) ? headerLength[0] : headerLength;
+    if (h === undefined || !/^[0-9]+$/.test(h.trim())) bad(`Inference-Header-Content-Length must be a non-negative integer, got '${String(h)}'`);
+    hdrLen = Number(h.trim());
+    if (hdrLen > body.length) {
+      bad(`Inference-Header-Content-Length (${hdrLen}) is larger than the request body (${body.length} bytes)`);
+    }
+  }
+  if (hdrLen === 0) bad("the request has no JSON header (empty body)");
+  const text = Buffer.from(body.buffer, body.byteOffset, hdrLen).toString("utf8");
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    bad(`failed to parse the request JSON buffer: ${errorMessage(e)}`);
+  }
+  return { json, binary: body.subarray(hdrLen), binaryStart: hdrLen };
+}
+
+/**
+ * Decodes an inference request body.
+ *
+ * @param body - raw body bytes.
+ * @param headerLength - the `Inference-Header-Content-Length` header.
+ * @param shm - shared-memory access (inputs with `shared_memory_region`); absent: such inputs are an error.
+ * @returns the runtime's input and the output encoding.
+ * @throws {ServingError} `ERR_INVALID_REQUEST` for anything malformed
+ * (JSON, datatypes, shapes, element counts, binary sizes).
+ */
+export function decodeInferRequest(
+  body: Uint8Array | undefined,
+  headerLength: string | string[] | undefined,
+  shm?: SharedMemoryAccess,
+): DecodedRequest {
+  if (!body || body.length === 0) bad("the inference request has an empty body; send a JSON object with 'inputs'");
+  const { json, binary } = splitBody(body, headerLength);
+  if (!isObject(json)) bad("the inference request must be a JSON object");
+  const id = json["id"];
+  if (id !== undefined && typeof id !== "string") bad("'id' must be a string");
+  const parameters = checkParameters(json["parameters"], "request");
+  const inputsJson = json["inputs"];
+  if (!Array.isArray(inputsJson)) bad("the inference request must have an 'inputs' array");
+  let cursor = 0;
+  const inputs: Tensor[] = [];
+  for (const [i, inp] of inputsJson.entries()) {
+    if (!isObject(inp)) bad(`inputs[${i}] must be a JSON object`);
+    const name = inp["name"];
+    if (typeof name !== "string" || name === "") bad(`inputs[${i}] must have a 'name' string`);
+    const datatype = inp["datatype"];
+    if (!isDType(datatype)) {
+      bad(`input '${name}' has an unknown datatype ${JSON.stringify(datatype)} (expected one of BOOL, UINT8, ..., FP32, FP64, BF16, BYTES)`);
+    }
+    const shape = inp["shape"];
+    if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && (d as number) >= 0)) {
+      bad(`input '${name}' must have a 'shape' array of non-negative integers`);
+    }
+    const dims = shape as number[];
+    const count = elementCount(dims);
+    const params = checkParameters(inp["parameters"], `input '${name}'`);
+    const hasData = Object.hasOwn(inp, "data");
+    const binSize = params["binary_data_size"];
+    const region = params["shared_memory_region"];
+    const sources = [hasData, binSize !== undefined, region !== undefined].filter(Boolean).length;
+    if (sources === 0) bad(`input '${name}' has no 'data', no 'binary_data_size' and no 'shared_memory_region'`);
+    if (sources > 1) bad(`input '${name}' must have exactly one of 'data', 'binary_data_size' and 'shared_memory_region'`);
+    if (binSize !== undefined) {
+      if (typeof binSize !== "number" || !Number.isSafeInteger(binSize) || binSize < 0) {
+        bad(`input '${name}': binary_data_size must be a non-negative integer`);
+      }
+      if (cursor + binSize > binary.length) {
+        bad(
+          `input '${name}': binary_data_size ${binSize} goes past the end of the request body (${binary.length - cursor} binary bytes left)`,
+        );
+      }
+      const bytes = binary.subarray(cursor, cursor + binSize);
+      cursor += binSize;
+      inputs.push(tensorFromBytes(name, datatype, dims, count, bytes));
+    } else if (region !== undefined) {
+      if (!shm) bad(`input '${name}': shared memory is not available on this server`);
+      if (typeof region !== "string") bad(`input '${name}': shared_memory_region must be a string`);
+      const size = params["shared_memory_byte_size"];
+      const offset = params["shared_memory_offset"] ?? 0;
+      if (typeof size !== "number" || !Number.isSafeInteger(size) || size < 0) {
+        bad(`input '${name}': shared_memory_byte_size must be given with shared_memory_region, as a non-negative integer`);
+      }
+      if (typeof offset !== "number" || !Number.isSafeInteger(offset) || offset < 0) {
+        bad(`input '${name}': shared_memory_offset must be a non-negative integer`);
+      }
+      inputs.push(tensorFromBytes(name, datatype, dims, count, shm.read(region, offset, size)));
+    } else {
+      inputs.push(tensorFromJson(name, datatype, dims, count, inp["data"]));
+    }
+  }
+  if (cursor !== binary.length) {
+    bad(`the request body has ${binary.length - cursor} bytes of binary data that no input claims (check binary_data_size)`);
+  }
+  const binaryDefault = parameters["binary_data_output"] === true;
+  const outputs: OutputSpec[] = [];
+  const outputsJson = json["outputs"];
+  if (outputsJson !== undefined && outputsJson !== null) {
+    if (!Array.isArray(outputsJson)) bad("'outputs' must be an array");
+    for (const [i, o] of outputsJson.entries()) {
+      if (!isObject(o)) bad(`outputs[${i}] must be a JSON object`);
+      const name = o["name"];
+      if (typeof name !== "string" || name === "") bad(`outputs[${i}] must have a 'name' string`);
+      const p = checkParameters(o["parameters"], `output '${name}'`);
+      if (p["classification"] !== undefined) {
+        throw new ServingError("ERR_UNSUPPORTED", `output '${name}': the classification extension is not supported by this server`);
+      }
+      const bin = p["binary_data"];
+      if (bin !== undefined && typeof bin !== "boolean") bad(`output '${name}': binary_data must be true or false`);
+      const spec: OutputSpec = { name, binary: bin ?? binaryDefault };
+      const r = p["shared_memory_region"];
+      if (r !== undefined) {
+        if (!shm) bad(`output '${name}': shared memory is not available on this server`);
+        const size = p["shared_memory_byte_size"];
+        const offset = p["shared_memory_offset"] ?? 0;
+        if (typeof r !== "string") bad(`output '${name}': shared_memory_region must be a string`);
+        if (typeof size !== "number" || !Number.isSafeInteger(size) || size < 0) {
+          bad(`output '${name}': shared_memory_byte_size must be given with shared_memory_region, as a non-negative integer`);
+        }
+        if (typeof offset !== "number" || !Number.isSafeInteger(offset) || offset < 0) {
+          bad(`output '${name}': shared_memory_offset must be a non-negative integer`);
+        }
+        spec.shm = { region: r, byteSize: size, offset };
+      }
+      outputs.push(spec);
+    }
+  }
+  const input: InferInput = { inputs, outputs: outputs.map((o) => o.name), parameters };
+  if (id !== undefined) input.id = id;
+  return { input, outputs, binaryDefault };
+}
+
+/** Parses the BYTES wire form: each element a 4-byte little-endian length and its bytes. */
+export function parseBytesElements(bytes: Uint8Array, count: number, name: string): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let off = 0;
+  while (off < bytes.length) {
+    if (off + 4 > bytes.length) bad(`input '${name}': BYTES data ends inside an element's 4-byte length prefix`);
+    const len = dv.getUint32(off, true);
+    off += 4;
+    if (off + len > bytes.length) bad(`input '${name}': a BYTES element of ${len} bytes goes past the end of its data`);
+    out.push(bytes.subarray(off, off + len));
+    off += len;
+  }
+  if (out.length !== count) bad(`input '${name}': expected ${count} BYTES elements for its shape, got ${out.length}`);
+  return out;
+}
+
+/** Serialises BYTES elements in the wire form (length-prefixed). */
+export function serializeBytesElements(elements: readonly Uint8Array[]): Uint8Array {
+  let total = 0;
+  for (const e of elements) total += 4 + e.length;
+  const out = Buffer.allocUnsafe(total);
+  let off = 0;
+  for (const e of elements) {
+    out.writeUInt32LE(e.length, off);
+    off += 4;
+    out.set(e, off);
+    off += e.length;
+  }
+  return out;
+}
+
+function tensorFromBytes(name: string, dtype: DType, shape: number[], count: number, bytes: Uint8Array): Tensor {
+  if (dtype === "BYTES") return Tensor.fromBytes(parseBytesElements(bytes, count, name), { shape, name });
+  const size = elementSize(dtype);
+  if (bytes.length !== count * size) {
+    bad(
+      `input '${name}': got ${bytes.length} bytes of binary data, but shape [${shape.join(",")}] of ${dtype} needs ${count * size} bytes`,
+    );
+  }
+  let view = bytes;
+  if (bytes.byteOffset % size !== 0) view = bytes.slice(); // one copy to align; a fresh buffer is aligned
+  const Ctor = viewClass(dtype)!;
+  const typed = new Ctor(view.buffer, view.byteOffset, count);
+  return Tensor.from(typed, { shape, dtype, name });
+}
+
+function flatten(data: unknown, out: unknown[]): void {
+  if (Array.isArray(data)) {
+    for (const d of data) {
+      if (Array.isArray(d)) flatten(d, out);
+      else out.push(d);
+    }
+  } else {
+    out.push(data);
+  }
+}
+
+const INT_RANGES: Partial<Record<DType, [number, number]>> = {
+  UINT8: [0, 255],
+  UINT16: [0, 65535],
+  UINT32: [0, 4294967295],
+  INT8: [-128, 127],
+  INT16: [-32768, 32767],
+  INT32: [-2147483648, 2147483647],
+};
+
+function tensorFromJson(name: string, dtype: DType, shape: number[], count: number, data: unknown): Tensor {
+  const flat: unknown[] = [];
+  flatten(data, flat);
+  if (flat.length !== count) {
+    bad(`input '${name}': shape [${shape.join(",")}] needs ${count} elements, but 'data' has ${flat.length}`);
+  }
+  const wrongType = (i: number, want: string): never =>
+    bad(`input '${name}': data[${i}] is ${JSON.stringify(flat[i])}, but ${dtype} needs ${want}`);
+  if (dtype === "BYTES") {
+    const els = flat.map((v, i) => (typeof v === "string" ? v : wrongType(i, "a string")));
+    return Tensor.fromBytes(els, { shape, name });
+  }
+  const Ctor = viewClass(dtype)!;
+  const typed: TypedArray = new Ctor(new ArrayBuffer(count * elementSize(dtype)), 0, count);
+  switch (dtype) {
+    case "BOOL":
+      for (let i = 0; i < count; i++) {
+        const v = flat[i];
+        if (typeof v === "boolean") typed[i] = v ? 1 : 0;
+        else if (v === 0 || v === 1) typed[i] = v;
+        else wrongType(i, "true or false");
+      }
+      break;
+    case "INT64":
+    case "UINT64":
+      for (let i = 0; i < count; i++) {
+        const v = flat[i];
+        if (typeof v !== "number" || !Number.isInteger(v)) wrongType(i, "an integer");
+        if (dtype === "UINT64" && (v as number) < 0) wrongType(i, "a non-negative integer");
+        (typed as BigInt64Array)[i] = BigInt(v as number);
+      }
+      break;
+    case "FP16":
+    case "BF16": {
+      const conv = dtype === "FP16" ? floatToHalfBits : floatToBf16Bits;
+      for (let i = 0; i < count; i++) {
+        const v = flat[i];
+        if (typeof v !== "number") wrongType(i, "a number");
+        typed[i] = conv(v as number);
+      }
+      break;
+    }
+    case "FP32":
+    case "FP64":
+      for (let i = 0; i < count; i++) {
+        const v = flat[i];
+        if (typeof v !== "number") wrongType(i, "a number");
+        typed[i] = v as number;
+      }
+      break;
+    default: {
+      const [lo, hi] = INT_RANGES[dtype]!;
+      for (let i = 0; i < count; i++) {
+        const v = flat[i];
+        if (typeof v !== "number" || !Number.isInteger(v) || v < lo || v > hi) wrongType(i, `an integer in [${lo}, ${hi}]`);
+        typed[i] = v as number;
+      }
+    }
+  }
+  return Tensor.from(typed, { shape, dtype, name });
+}
+
+/** JSON text of a tensor's elements (a flat array). */
+function jsonData(t: Tensor): string {
+  if (t.dtype === "BYTES") {
+    const dec = new TextDecoder("utf-8", { fatal: false });
+    return JSON.stringify(t.bytes().map((b) => dec.decode(b)));
+  }
+  const d = t.data();
+  const n = d.length;
+  const parts: string[] = [];
+  parts.length = n;
+  switch (t.dtype) {
+    case "BOOL":
+      for (let i = 0; i < n; i++) parts[i] = d[i] ? "true" : "false";
+      break;
+    case "FP16":
+    case "BF16": {
+      const conv = t.dtype === "FP16" ? halfBitsToFloat : bf16BitsToFloat;
+      for (let i = 0; i < n; i++) parts[i] = jsonNumber(conv(d[i] as number));
+      break;
+    }
+    case "FP32":
+    case "FP64":
+      for (let i = 0; i < n; i++) parts[i] = jsonNumber(d[i] as number);
+      break;
+    default:
+      for (let i = 0; i < n; i++) parts[i] = String(d[i]);
+  }
+  return `[${parts.join(",")}]`;
+}
+
+function jsonNumber(v: number): string {
+  return Number.isFinite(v) ? String(v) : "null";
+}
+
+function tensorBytes(t: Tensor): Uint8Array {
+  if (t.dtype === "BYTES") return serializeBytesElements(t.bytes());
+  const d = t.data();
+  return new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
+}
+
+/**
+ * Encodes the response: JSON, or a JSON header followed by binary outputs.
+ *
+ * @param result - the runtime's result.
+ * @param req - the decoded request (output encodings).
+ * @param shm - shared-memory access for outputs placed in a region.
+ */
+export function encodeInferResponse(result: InferOutput, req: DecodedRequest, shm?: SharedMemoryAccess): EncodedResponse {
+  const specs = new Map(req.outputs.map((o) => [o.name, o]));
+  const binaries: Uint8Array[] = [];
+  const parts: string[] = [];
+  for (const raw of result.outputs) {
+    const t = raw.isCpu() ? raw : raw.toCpu();
+    const name = t.name!;
+    const spec = specs.get(name);
+    const head = `{"name":${JSON.stringify(name)},"datatype":"${t.dtype}","shape":[${t.shape.join(",")}]`;
+    if (spec?.shm && shm) {
+      const bytes = tensorBytes(t);
+      if (bytes.length > spec.shm.byteSize) {
+        bad(`output '${name}' needs ${bytes.length} bytes, but its shared memory region slot has ${spec.shm.byteSize}`);
+      }
+      shm.write(spec.shm.region, spec.shm.offset, spec.shm.byteSize, [bytes]);
+      parts.push(
+        `${head},"parameters":{"shared_memory_region":${JSON.stringify(spec.shm.region)},"shared_memory_byte_size":${bytes.length}` +
+          `${spec.shm.offset ? `,"shared_memory_offset":${spec.shm.offset}` : ""}}}`,
+      );
+      continue;
+    }
+    if (spec?.binary ?? req.binaryDefault) {
+      const bytes = tensorBytes(t);
+      binaries.push(bytes);
+      parts.push(`${head},"parameters":{"binary_data_size":${bytes.length}}}`);
+    } else {
+      parts.push(`${head},"data":${jsonData(t)}}`);
+    }
+  }
+  const idPart = result.id ? `"id":${JSON.stringify(result.id)},` : "";
+  const header = Buffer.from(
+    `{${idPart}"model_name":${JSON.stringify(result.modelName)},"model_version":"${result.modelVersion}","outputs":[${parts.join(",")}]}`,
+    "utf8",
+  );
+  if (binaries.length === 0) return { chunks: [header], length: header.length, headerLength: undefined };
+  let length = header.length;
+  for (const b of binaries) length += b.length;
+  return { chunks: [header, ...binaries], length, headerLength: header.length };
+}

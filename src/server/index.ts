@@ -1,0 +1,21 @@
+/**
+ * The tensorbridge inference server: KServe v2 / Triton HTTP protocol over a
+ * model repository of TypeScript models.
+ *
+ * @module
+ */
+export { DEFAULT_BODY_LIMIT, InferenceServer, startServer, type ServerAddress, type ServerOptions } from "./server.js";
+export { EXTENSIONS } from "./routes.js";
+export { ServerMetrics } from "./metrics.js";
+export { SystemSharedMemory, type SystemShmRegionStatus } from "./shm.js";
+export {
+  decodeInferRequest,
+  encodeInferResponse,
+  parseBytesElements,
+  serializeBytesElements,
+  type DecodedRequest,
+  type EncodedResponse,
+  type OutputSpec,
+  type SharedMemoryAccess,
+} from "./codec.js";
+export { bf16BitsToFloat, floatToBf16Bits, floatToHalfBits, halfBitsToFloat } from "./half.js";

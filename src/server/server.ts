@@ -1,0 +1,214 @@
+/**
+ * The HTTP inference server: a fastify app speaking KServe v2 / Triton over
+ * one model repository, with listen and graceful close.
+ *
+ * @module
+ */
+import { readFileSync } from "node:fs";
+import { resolve } from "node:path";
+
+import Fastify, { type FastifyInstance } from "fastify";
+
+import { ServingError, errorMessage } from "../runtime/errors.js";
+import { ModelRegistry } from "../runtime/model-registry.js";
+import type { RuntimeLogger } from "../runtime/model-version.js";
+import { ServerMetrics } from "./metrics.js";
+import { errorStatus, registerRoutes } from "./routes.js";
+import { SystemSharedMemory } from "./shm.js";
+
+/** Default request body limit: 64 MiB. */
+export const DEFAULT_BODY_LIMIT = 64 * 1024 * 1024;
+
+/** Options of {@link InferenceServer.start}. */
+export interface ServerOptions {
+  /** The model repository directory. */
+  repository: string;
+  /** Interface to bind; default `127.0.0.1` (use `0.0.0.0` to serve other machines). */
+  host?: string;
+  /** HTTP port; default 8000; 0 picks a free one. */
+  port?: number;
+  /** Log every request and model event (pino JSON on stderr). */
+  logVerbose?: boolean;
+  /** Where model load/unload messages go (default: stderr lines, or nothing when `quiet`). */
+  logger?: RuntimeLogger;
+  /** Log nothing (tests). */
+  quiet?: boolean;
+  /** Largest request body in bytes; larger ones get 413. Default {@link DEFAULT_BODY_LIMIT}. */
+  bodyLimit?: number;
+  /** Allow the system shared-memory extension (Triton's `--allow-client-shm`). Default false. */
+  allowClientShm?: boolean;
+  /** Triton's `--strict-readiness`: ready only when every model is. Default true. */
+  strictReadiness?: boolean;
+  /** Include Node's process metrics in `/metrics`. Default true. */
+  defaultMetrics?: boolean;
+  /** Do not load the repository's models at start (load them via the API). Default false. */
+  noAutoLoad?: boolean;
+}
+
+/** Where a started server listens. */
+export interface ServerAddress {
+  /** Bound host. */
+  host: string;
+  /** Bound port. */
+  port: number;
+  /** `http://host:port`. */
+  url: string;
+}
+
+function packageVersion(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version?: string };
+    return pkg.version ?? "0.0.0";
+  } catch {
+    return "0.0.0";
+  }
+}
+
+const stderrLogger: RuntimeLogger = {
+  info: (m) => process.stderr.write(`I ${new Date().toISOString()} ${m}\n`),
+  warn: (m) => process.stderr.write(`W ${new Date().toISOString()} ${m}\n`),
+  error: (m) => process.stderr.write(`E ${new Date().toISOString()} ${m}\n`),
+  debug: (m) => process.stderr.write(`V ${new Date().toISOString()} ${m}\n`),
+};
+const silentLogger: RuntimeLogger = { info() {}, warn() {}, error() {} };
+
+/**
+ * A KServe v2 / Triton HTTP server over one model repository.
+ *
+ * @example
+ * ```ts
+ * await using server = await InferenceServer.start({ repository: "examples/models", port: 0 });
+ * console.log(server.address.url); // http://127.0.0.1:41234
+ * ```
+ */
+export class InferenceServer {
+  /** The fastify app (routes are registered; add your own before traffic if needed). */
+  readonly app: FastifyInstance;
+  /** The models being served. */
+  readonly registry: ModelRegistry;
+  /** Prometheus metrics. */
+  readonly metrics: ServerMetrics;
+  /** System shared-memory regions. */
+  readonly shm: SystemSharedMemory;
+  #address: ServerAddress | undefined;
+  #closing: Promise<void> | undefined;
+  readonly #log: RuntimeLogger;
+
+  private constructor(opts: ServerOptions) {
+    this.#log = opts.logger ?? (opts.quiet ? silentLogger : stderrLogger);
+    let registry: ModelRegistry | undefined;
+    this.metrics = new ServerMetrics(() => registry, { defaultMetrics: opts.defaultMetrics ?? true });
+    this.registry = registry = new ModelRegistry({ repository: resolve(opts.repository), observer: this.metrics, logger: this.#log });
+    this.shm = new SystemSharedMemory(opts.allowClientShm ?? false);
+    const bodyLimit = opts.bodyLimit ?? DEFAULT_BODY_LIMIT;
+    this.app = Fastify({
+      logger: opts.logVerbose ? { level: "debug" } : false,
+      bodyLimit,
+      return503OnClosing: true,
+      forceCloseConnections: "idle",
+      keepAliveTimeout: 65_000,
+      routerOptions: { maxParamLength: 1024, ignoreTrailingSlash: true },
+    });
+    // Every body reaches the handlers as a Buffer: inference bodies are JSON
+    // or JSON + binary tensors whatever the content type says.
+    this.app.removeAllContentTypeParsers();
+    this.app.addContentTypeParser("*", { parseAs: "buffer" }, (_req, body, done) => done(null, body));
+    this.app.setErrorHandler((err, req, reply) => {
+      let { status, message } = errorStatus(err);
+      const code = (err as { code?: unknown }).code;
+      if (code === "FST_ERR_CTP_BODY_TOO_LARGE") {
+        status = 413;
+        message = `the request body is larger than this server's limit of ${bodyLimit} bytes (see --http-max-body-size)`;
+      }
+      if (status >= 500) this.#log.error(`${req.method} ${req.url}: ${message}`);
+      else this.#log.debug?.(`${req.method} ${req.url}: ${status} ${message}`);
+      if (!reply.sent) void reply.code(status).header("content-type", "application/json").send({ error: message });
+    });
+    this.app.setNotFoundHandler((req, reply) => {
+      void reply.code(404).send({ error: `unknown endpoint: ${req.method} ${req.url.split("?")[0]}` });
+    });
+    registerRoutes(this.app, {
+      name: "tensorbridge",
+      version: packageVersion(),
+      registry,
+      metrics: this.metrics,
+      shm: this.shm,
+      closing: () => this.#closing !== undefined,
+      strictReadiness: opts.strictReadiness ?? true,
+      chunkThreshold: 64 * 1024,
+    });
+  }
+
+  /**
+   * Loads the repository's models (a model that fails is reported and
+   * skipped) and starts listening.
+   *
+   * @throws {ServingError} `ERR_REPOSITORY` when the repository cannot be
+   * read; the listen error when the port is taken.
+   */
+  static async start(opts: ServerOptions): Promise<InferenceServer> {
+    const server = new InferenceServer(opts);
+    if (!opts.noAutoLoad) {
+      const failed = await server.registry.loadAll();
+      for (const name of failed) server.#log.warn(`model '${name}' is not available; the server serves the others`);
+    }
+    const host = opts.host ?? "127.0.0.1";
+    try {
+      await server.app.listen({ host, port: opts.port ?? 8000 });
+    } catch (e) {
+      await server.registry.close();
+      throw e;
+    }
+    const addr = server.app.server.address();
+    const port = typeof addr === "object" && addr ? addr.port : (opts.port ?? 8000);
+    const shownHost = host.includes(":") ? `[${host}]` : host;
+    server.#address = { host, port, url: `http://${shownHost}:${port}` };
+    return server;
+  }
+
+  /** Where the server listens. */
+  get address(): ServerAddress {
+    if (!this.#address) throw new ServingError("ERR_SERVER_CLOSED", "the server is not listening");
+    return this.#address;
+  }
+
+  /** True once {@link close} was called. */
+  get closing(): boolean {
+    return this.#closing !== undefined;
+  }
+
+  /**
+   * Graceful shutdown: stops accepting connections, lets in-flight requests
+   * finish, then unloads every model (calling `finalize()`). Idempotent.
+   */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      try {
+        await this.app.close();
+      } catch (e) {
+        this.#log.error(`closing the HTTP server failed: ${errorMessage(e)}`);
+      }
+      await this.registry.close();
+      this.shm.close();
+    })();
+    return this.#closing;
+  }
+
+  /** Same as {@link close}, for `await using`. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
+
+/**
+ * Starts a server: {@link InferenceServer.start}.
+ *
+ * @example
+ * ```ts
+ * const server = await startServer({ repository: "examples/models", port: 8000 });
+ * process.on("SIGTERM", () => void server.close());
+ * ```
+ */
+export function startServer(opts: ServerOptions): Promise<InferenceServer> {
+  return InferenceServer.start(opts);
+}
