@@ -33,8 +33,9 @@ pub enum Error {
 
     /// A versioned DLPack tensor has a major version other than ours. `ERR_DLPACK_VERSION`.
     #[error(
-        "DLPack version {major}.{minor} is not supported (this library reads major version {}); \
-         its deleter was called. Ask the producer for max_version=(1, {}) or a legacy capsule",
+        "DLPack version {major}.{minor} is not supported (this library reads major version {}), \
+         so the tensor was released through its deleter as DLPack requires; ask the producer \
+         for max_version=(1, {}) or a legacy capsule",
         crate::ffi::DLPACK_MAJOR_VERSION,
         crate::ffi::DLPACK_MINOR_VERSION
     )]

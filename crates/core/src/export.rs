@@ -15,7 +15,9 @@
 //!
 //! # Options
 //!
-//! - `copy: Some(true)`: always export a fresh host copy, flagged `IS_COPIED`.
+//! - `copy: Some(true)`: always export a fresh copy in ordinary host memory (`cpu`), flagged
+//!   `IS_COPIED`. Host tensors only for now (`ERR_DEVICE_UNSUPPORTED` for device memory, or
+//!   when the consumer explicitly asks for pinned memory).
 //! - `copy: Some(false)`: never copy; fail with `ERR_COPY_REQUIRED` when the export needs one.
 //! - `copy: None`: copy only when needed; since a silent copy of a big tensor is a surprise,
 //!   the two cases that would need one fail as with `Some(false)` (see below).
@@ -337,7 +339,27 @@ pub(crate) fn export(tensor: &Tensor, options: &ExportOptions) -> Result<Exporte
     }
     let read_only_legacy = tensor.is_read_only() && !options.versioned;
     let copied = match options.copy {
-        Some(true) => Some(tensor.deep_copy()?),
+        Some(true) => {
+            if !source.is_cpu() {
+                return Err(Error::DeviceUnsupported {
+                    device: source.to_string(),
+                    reason: format!(
+                        "copying memory on {source} needs device support, which this build lacks \
+                         (host only); export without copy: true"
+                    ),
+                });
+            }
+            if options.device.is_some_and(|d| d != Device::CPU) {
+                return Err(Error::DeviceUnsupported {
+                    device: target.to_string(),
+                    reason: format!(
+                        "copies are made in ordinary host memory and this build can't allocate \
+                         {target} memory; ask for device cpu"
+                    ),
+                });
+            }
+            Some(tensor.deep_copy()?)
+        }
         _ if read_only_legacy => {
             return Err(Error::CopyRequired {
                 reason: "the tensor is read-only and a legacy DLPack capsule can't say so, so \
@@ -349,6 +371,8 @@ pub(crate) fn export(tensor: &Tensor, options: &ExportOptions) -> Result<Exporte
         _ => None,
     };
     let is_copied = copied.is_some();
+    // A copy lives in ordinary host memory, whatever (host) device the source was on.
+    let device = copied.as_ref().map_or(target, Tensor::device);
     let tensor = copied.unwrap_or_else(|| tensor.clone());
 
     let ndim = tensor.ndim();
@@ -363,7 +387,7 @@ pub(crate) fn export(tensor: &Tensor, options: &ExportOptions) -> Result<Exporte
         if tensor.byte_len() == 0 { ptr::null_mut() } else { tensor.data_ptr().cast::<c_void>() };
     let dl_tensor = DLTensor {
         data,
-        device: target.to_dlpack(),
+        device: device.to_dlpack(),
         ndim: i32::try_from(ndim).expect("ndim is at most MAX_NDIM"),
         dtype,
         shape,
@@ -543,6 +567,48 @@ mod tests {
         assert_eq!(dl.data.cast::<u8>(), buf.as_mut_ptr());
         drop(e);
         drop(t);
+    }
+
+    #[test]
+    fn copies_of_pinned_tensors_are_labelled_cpu_and_device_copies_are_unsupported() {
+        let mut buf = [7_u8; 4];
+        let pinned = Device::new(DLDeviceType::CUDAHOST, 0);
+        // SAFETY: `buf` outlives the tensor and the export; cuda_host memory is host memory.
+        let t = unsafe {
+            Tensor::from_borrowed(
+                buf.as_mut_ptr(),
+                4,
+                &[4],
+                DataType::U8,
+                pinned,
+                false,
+                Box::new(()),
+            )
+        }
+        .unwrap();
+        let mut opts = ExportOptions { copy: Some(true), ..ExportOptions::default() };
+        let e = t.to_dlpack(&opts).unwrap();
+        assert_eq!(legacy_view(&e).dl_tensor.device.device_type, DLDeviceType::CPU);
+        opts.device = Some(pinned);
+        assert_eq!(t.to_dlpack(&opts).unwrap_err().code(), "ERR_DEVICE_UNSUPPORTED");
+        drop((e, t));
+
+        // SAFETY: the pointer is never dereferenced: cuda memory is never read on the host.
+        let t = unsafe {
+            Tensor::from_borrowed(
+                buf.as_mut_ptr(),
+                4,
+                &[4],
+                DataType::U8,
+                Device::cuda(0),
+                false,
+                Box::new(()),
+            )
+        }
+        .unwrap();
+        let opts = ExportOptions { copy: Some(true), ..ExportOptions::default() };
+        assert_eq!(t.to_dlpack(&opts).unwrap_err().code(), "ERR_DEVICE_UNSUPPORTED");
+        assert!(t.to_dlpack(&ExportOptions::default()).is_ok(), "metadata-only re-export");
     }
 
     #[test]

@@ -22,7 +22,9 @@
 //! "Caller" means nothing was freed or written: the caller still owns the managed tensor and
 //! must delete it (an [`ImportError`](crate::export::ImportError) hands the
 //! [`ExportedTensor`] back; the raw `Tensor::from_dlpack_*` functions leave the pointer with
-//! the caller). Minor versions above ours are accepted; `strides == NULL` means compact;
+//! the caller). Minor versions above ours are accepted; `strides == NULL` means compact, and
+//! accepted strides are replaced by the canonical ones (they can only differ on size-0/size-1
+//! axes);
 //! `byte_offset` is honoured (`data_ptr() == data + byte_offset`); the `READ_ONLY` and
 //! `IS_COPIED` flags of a versioned tensor are carried into the tensor; a NULL deleter is
 //! allowed (the producer keeps ownership of the memory, and nothing is called on drop).

@@ -51,7 +51,7 @@ impl Tensor {
     /// Builds a tensor over `storage` at `offset`, checking that the C-contiguous extent of
     /// `shape` × `dtype` fits inside it.
     ///
-    /// `strides` are the producer's (already checked to be C order) or `None` for compact.
+    /// `strides` are a producer's (checked to be C order, then normalised) or `None`.
     pub(crate) fn from_storage(
         storage: Arc<Storage>,
         offset: usize,
@@ -71,13 +71,11 @@ impl Tensor {
                 storage.len()
             )));
         }
-        let strides = match strides {
-            Some(strides) => {
-                layout::check_c_contiguous(shape, Some(strides))?;
-                strides.into()
-            }
-            None => layout::compact_strides(shape)?.into_boxed_slice(),
-        };
+        // Producer strides are checked, then replaced by the canonical ones: they can differ
+        // only on size-0/size-1 axes, and exporting canonical strides keeps strict consumers
+        // (PyTorch issue 56789) from tripping over a producer's arbitrary choice there.
+        layout::check_c_contiguous(shape, strides)?;
+        let strides = layout::compact_strides(shape)?.into_boxed_slice();
         Ok(Tensor {
             inner: Arc::new(Inner {
                 storage,
@@ -221,8 +219,8 @@ impl Tensor {
         &self.inner.shape
     }
 
-    /// The stride of each axis in elements (C order; size-0/size-1 axes may hold any value a
-    /// producer chose).
+    /// The stride of each axis in elements: always the canonical C-order strides of the shape
+    /// ([`layout::compact_strides`]), whatever equivalent strides a producer used.
     pub fn strides(&self) -> &[i64] {
         &self.inner.strides
     }
