@@ -260,6 +260,48 @@ struct ExportBlock<M> {
     tensor: Tensor,
 }
 
+/// The fields of a managed struct that `leak` fills in.
+trait ManagedStruct {
+    fn parts(&mut self) -> (&mut DLTensor, &mut *mut c_void);
+}
+
+impl ManagedStruct for DLManagedTensor {
+    fn parts(&mut self) -> (&mut DLTensor, &mut *mut c_void) {
+        (&mut self.dl_tensor, &mut self.manager_ctx)
+    }
+}
+
+impl ManagedStruct for DLManagedTensorVersioned {
+    fn parts(&mut self) -> (&mut DLTensor, &mut *mut c_void) {
+        (&mut self.dl_tensor, &mut self.manager_ctx)
+    }
+}
+
+/// Moves the block to the heap for good, points the descriptor's `shape`/`strides` into its
+/// `dims` and `manager_ctx` at the block, and returns the managed struct's address (the
+/// block's). Only the deleter frees it.
+fn leak<M: ManagedStruct>(block: ExportBlock<M>) -> NonNull<M> {
+    let raw = Box::into_raw(Box::new(block));
+    // SAFETY: `raw` is a fresh, valid, unaliased allocation; this reference is the only one
+    // and ends before the pointer is returned. The pointers into `dims` are taken after the
+    // block (and its `dims` box) reached their final place, so no later move invalidates them.
+    let block = unsafe { &mut *raw };
+    let ndim = block.dims.len() / 2;
+    let (shape, strides) = if ndim == 0 {
+        (ptr::null_mut(), ptr::null_mut())
+    } else {
+        let base = block.dims.as_mut_ptr();
+        (base, base.wrapping_add(ndim))
+    };
+    let (dl_tensor, manager_ctx) = block.managed.parts();
+    dl_tensor.shape = shape;
+    dl_tensor.strides = strides;
+    *manager_ctx = raw.cast();
+    // SAFETY: `Box::into_raw` never returns NULL, and `managed` is the first field of the
+    // `#[repr(C)]` block, so the block's address is the struct's.
+    unsafe { NonNull::new_unchecked(raw.cast()) }
+}
+
 unsafe extern "C" fn delete_legacy(managed: *mut DLManagedTensor) {
     if managed.is_null() {
         return;
@@ -376,13 +418,7 @@ pub(crate) fn export(tensor: &Tensor, options: &ExportOptions) -> Result<Exporte
     let tensor = copied.unwrap_or_else(|| tensor.clone());
 
     let ndim = tensor.ndim();
-    let mut dims: Box<[i64]> = tensor.shape().iter().chain(tensor.strides()).copied().collect();
-    let (shape, strides) = if ndim == 0 {
-        (ptr::null_mut(), ptr::null_mut())
-    } else {
-        let base = dims.as_mut_ptr();
-        (base, base.wrapping_add(ndim))
-    };
+    let dims: Box<[i64]> = tensor.shape().iter().chain(tensor.strides()).copied().collect();
     let data =
         if tensor.byte_len() == 0 { ptr::null_mut() } else { tensor.data_ptr().cast::<c_void>() };
     let dl_tensor = DLTensor {
@@ -390,13 +426,10 @@ pub(crate) fn export(tensor: &Tensor, options: &ExportOptions) -> Result<Exporte
         device: device.to_dlpack(),
         ndim: i32::try_from(ndim).expect("ndim is at most MAX_NDIM"),
         dtype,
-        shape,
-        strides,
+        shape: ptr::null_mut(),   // set by `leak`, once the block is in place
+        strides: ptr::null_mut(), // likewise
         byte_offset: 0,
     };
-
-    // The `dims` box moves into the block below; moving a `Box` does not move its heap
-    // allocation, so `shape`/`strides` stay valid.
     let managed = if options.versioned {
         let mut flags = 0;
         if tensor.is_read_only() {
@@ -405,35 +438,21 @@ pub(crate) fn export(tensor: &Tensor, options: &ExportOptions) -> Result<Exporte
         if is_copied {
             flags |= DLPACK_FLAG_BITMASK_IS_COPIED;
         }
-        let block = Box::into_raw(Box::new(ExportBlock {
-            managed: DLManagedTensorVersioned {
-                version: DLPackVersion::CURRENT,
-                manager_ctx: ptr::null_mut(),
-                deleter: Some(delete_versioned),
-                flags,
-                dl_tensor,
-            },
-            dims,
-            tensor,
-        }));
-        // SAFETY: `block` is a fresh, valid allocation; we only write one of its fields.
-        unsafe { (*block).managed.manager_ctx = block.cast() };
-        // SAFETY: `Box::into_raw` never returns NULL.
-        Managed::Versioned(unsafe { NonNull::new_unchecked(block.cast()) })
+        let managed = DLManagedTensorVersioned {
+            version: DLPackVersion::CURRENT,
+            manager_ctx: ptr::null_mut(),
+            deleter: Some(delete_versioned),
+            flags,
+            dl_tensor,
+        };
+        Managed::Versioned(leak(ExportBlock { managed, dims, tensor }))
     } else {
-        let block = Box::into_raw(Box::new(ExportBlock {
-            managed: DLManagedTensor {
-                dl_tensor,
-                manager_ctx: ptr::null_mut(),
-                deleter: Some(delete_legacy),
-            },
-            dims,
-            tensor,
-        }));
-        // SAFETY: as above.
-        unsafe { (*block).managed.manager_ctx = block.cast() };
-        // SAFETY: `Box::into_raw` never returns NULL.
-        Managed::Legacy(unsafe { NonNull::new_unchecked(block.cast()) })
+        let managed = DLManagedTensor {
+            dl_tensor,
+            manager_ctx: ptr::null_mut(),
+            deleter: Some(delete_legacy),
+        };
+        Managed::Legacy(leak(ExportBlock { managed, dims, tensor }))
     };
     stats::export_created();
     Ok(ExportedTensor { managed })
