@@ -1,6 +1,8 @@
 import test, { type ExecutionContext } from "ava";
 
+import type { DType } from "../src/dtype.js";
 import {
+  type TritonDataType,
   FORCE_CPU_ONLY_INPUT_TENSORS,
   configTypeToDtype,
   dtypeToConfigType,
@@ -87,8 +89,8 @@ test("every TYPE_* maps to a dtype and back; TYPE_STRING is BYTES", (t) => {
     ["TYPE_BF16", "BF16"],
   ];
   for (const [c, d] of pairs) {
-    t.is(configTypeToDtype(c), d);
-    t.is(dtypeToConfigType(d as never), c);
+    t.is(configTypeToDtype(c), d as DType);
+    t.is(dtypeToConfigType(d as DType), c as TritonDataType);
   }
   t.is(configTypeToDtype("TYPE_INVALID"), undefined);
   t.is(configTypeToDtype("FP32"), undefined);

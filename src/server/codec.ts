@@ -260,7 +260,10 @@ function tensorFromBytes(name: string, dtype: DType, shape: number[], count: num
     );
   }
   let view = bytes;
-  if (bytes.byteOffset % size !== 0) view = bytes.slice(); // one copy to align; a fresh buffer is aligned
+  if (bytes.byteOffset % size !== 0) {
+    view = new Uint8Array(bytes.length); // one copy to align (a fresh ArrayBuffer is aligned)
+    view.set(bytes);
+  }
   const Ctor = viewClass(dtype)!;
   const typed = new Ctor(view.buffer, view.byteOffset, count);
   return Tensor.from(typed, { shape, dtype, name });

@@ -1,0 +1,171 @@
+/** Shared helpers of the runtime and server suites (not a test file). */
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
+
+import { request } from "undici";
+
+import { installModelModuleHook } from "../src/runtime/loader.js";
+import { InferenceServer, type ServerOptions } from "../src/server/server.js";
+
+const here = dirname(fileURLToPath(import.meta.url));
+/** The repository root. */
+export const ROOT = join(here, "..");
+
+/**
+ * Installs the model module hook. Models import `tensorbridge`, which maps to
+ * src/index.ts. Until src/index.ts re-exports the runtime barrel, the suites
+ * use a fixture entry that adds it (same modules, so the same classes).
+ */
+export async function setupModelEntry(): Promise<void> {
+  const index = readFileSync(join(ROOT, "src/index.ts"), "utf8");
+  if (index.includes("./runtime/index.js")) {
+    await installModelModuleHook();
+  } else {
+    await installModelModuleHook(pathToFileURL(join(here, "fixtures/serving/tensorbridge-entry.ts")).href);
+  }
+}
+
+/** A model to write into a temporary repository. */
+export interface TestModel {
+  /** config.pbtxt content (`name` is not needed). */
+  config: string;
+  /** model.ts content (or per version). */
+  model?: string;
+  /** Versions to create (default [1]). */
+  versions?: number[];
+  /** File name in the version directory (default model.ts). */
+  file?: string;
+}
+
+const made: string[] = [];
+
+/** Writes a model repository into a fresh temporary directory. */
+export function makeRepo(models: Record<string, TestModel>): string {
+  const root = mkdtempSync(join(tmpdir(), "tb-repo-"));
+  made.push(root);
+  for (const [name, m] of Object.entries(models)) addModel(root, name, m);
+  return root;
+}
+
+/** Adds (or overwrites) a model in a repository. */
+export function addModel(root: string, name: string, m: TestModel): void {
+  const dir = join(root, name);
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, "config.pbtxt"), m.config);
+  for (const v of m.versions ?? [1]) {
+    mkdirSync(join(dir, String(v)), { recursive: true });
+    if (m.model !== undefined) writeFileSync(join(dir, String(v), m.file ?? "model.ts"), m.model);
+  }
+}
+
+/** Removes the temporary repositories (call from test.after.always). */
+export function cleanupRepos(): void {
+  for (const d of made.splice(0)) rmSync(d, { recursive: true, force: true });
+}
+
+/** Starts a quiet server on 127.0.0.1 and a free port. */
+export async function startTestServer(repository: string, opts: Partial<ServerOptions> = {}): Promise<InferenceServer> {
+  await setupModelEntry();
+  return InferenceServer.start({ repository, host: "127.0.0.1", port: 0, quiet: true, defaultMetrics: false, ...opts });
+}
+
+/** An HTTP answer. */
+export interface Answer {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: Buffer;
+  /** The body parsed as JSON (undefined when empty or not JSON). */
+  json: any;
+}
+
+/** Sends a request with undici. */
+export async function http(
+  server: InferenceServer,
+  method: "GET" | "POST" | "PUT" | "DELETE",
+  path: string,
+  body?: string | Buffer | object,
+  headers: Record<string, string> = {},
+): Promise<Answer> {
+  let payload: string | Buffer | undefined;
+  if (body === undefined || typeof body === "string" || Buffer.isBuffer(body)) payload = body as string | Buffer | undefined;
+  else payload = JSON.stringify(body);
+  const res = await request(`${server.address.url}${path}`, { method, body: payload, headers });
+  const buf = Buffer.from(await res.body.arrayBuffer());
+  let json: unknown;
+  try {
+    json = buf.length ? JSON.parse(buf.toString("utf8")) : undefined;
+  } catch {
+    json = undefined;
+  }
+  return { status: res.statusCode, headers: res.headers, body: buf, json };
+}
+
+/** One binary input of {@link binaryRequest}. */
+export interface BinaryInput {
+  name: string;
+  datatype: string;
+  shape: number[];
+  bytes: Uint8Array;
+}
+
+/** Builds a binary-extension body: JSON header + tensors. */
+export function binaryRequest(
+  inputs: BinaryInput[],
+  extra: Record<string, unknown> = {},
+): { body: Buffer; headers: Record<string, string> } {
+  const header = Buffer.from(
+    JSON.stringify({
+      ...extra,
+      inputs: inputs.map((i) => ({ name: i.name, datatype: i.datatype, shape: i.shape, parameters: { binary_data_size: i.bytes.length } })),
+    }),
+  );
+  return {
+    body: Buffer.concat([header, ...inputs.map((i) => Buffer.from(i.bytes.buffer, i.bytes.byteOffset, i.bytes.byteLength))]),
+    headers: { "inference-header-content-length": String(header.length), "content-type": "application/octet-stream" },
+  };
+}
+
+/** Splits a binary-extension response into its JSON header and each output's bytes. */
+export function parseBinaryResponse(a: Answer): { header: any; outputs: Map<string, Buffer> } {
+  const hl = a.headers["inference-header-content-length"];
+  const n = hl === undefined ? a.body.length : Number(hl);
+  const header = JSON.parse(a.body.subarray(0, n).toString("utf8"));
+  const outputs = new Map<string, Buffer>();
+  let off = n;
+  for (const o of header.outputs as { name: string; parameters?: { binary_data_size?: number } }[]) {
+    const size = o.parameters?.binary_data_size;
+    if (size === undefined) continue;
+    outputs.set(o.name, a.body.subarray(off, off + size));
+    off += size;
+  }
+  return { header, outputs };
+}
+
+/** Bytes of a TypedArray. */
+export function bytesOf(v: ArrayBufferView): Uint8Array {
+  return new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
+}
+
+/** The BYTES wire form of strings. */
+export function bytesElements(elements: string[]): Uint8Array {
+  const parts = elements.map((s) => Buffer.from(s, "utf8"));
+  const out = Buffer.alloc(parts.reduce((n, p) => n + 4 + p.length, 0));
+  let off = 0;
+  for (const p of parts) {
+    out.writeUInt32LE(p.length, off);
+    p.copy(out, off + 4);
+    off += 4 + p.length;
+  }
+  return out;
+}
+
+/** The add_sub example's config and model, from examples/models. */
+export const ADD_SUB: TestModel = {
+  config: readFileSync(join(ROOT, "examples/models/add_sub/config.pbtxt"), "utf8"),
+  model: readFileSync(join(ROOT, "examples/models/add_sub/1/model.ts"), "utf8"),
+};
+
+/** Resolves after `ms` milliseconds. */
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
