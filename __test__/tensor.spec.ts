@@ -33,10 +33,10 @@ for (const dtype of NUMERIC) {
     t.is(x.dtype, dtype);
     t.is(x.byteLength, 6 * elementSize(dtype));
     const view = x.data();
-    const expected = { BOOL: Uint8Array, UINT8: Uint8Array, INT8: Int8Array, UINT16: Uint16Array, INT16: Int16Array,
+    const expected: Record<string, Function> = { BOOL: Uint8Array, UINT8: Uint8Array, INT8: Int8Array, UINT16: Uint16Array, INT16: Int16Array,
       UINT32: Uint32Array, INT32: Int32Array, UINT64: BigUint64Array, INT64: BigInt64Array, FP16: Uint16Array,
-      BF16: Uint16Array, FP32: Float32Array, FP64: Float64Array }[dtype];
-    t.true(view instanceof expected, `${dtype} is viewed as ${expected.name}`);
+      BF16: Uint16Array, FP32: Float32Array, FP64: Float64Array };
+    t.true(view instanceof expected[dtype]!, `${dtype} is viewed as ${expected[dtype]!.name}`);
     t.true(sameBytes(view, src));
     for (const maxVersion of [undefined, [1, 0] as const]) {
       const y = Tensor.fromDlpack(x.toDlpack({ maxVersion }));

@@ -8,8 +8,10 @@ import { Tensor, type TransferredTensor, debug } from "../src/index.js";
 const gc = globalThis.gc!;
 
 function startWorker(): Worker {
-  return new Worker(new URL("./fixtures/echo-worker.ts", import.meta.url), {
-    execArgv: [...process.execArgv],
+  return new Worker(new URL("./fixtures/ts-worker.mjs", import.meta.url), {
+    workerData: { module: new URL("./echo-worker.ts", new URL("./fixtures/", import.meta.url)).href },
+    // Workers reject --expose-gc.
+    execArgv: process.execArgv.filter((a) => a !== "--expose-gc"),
   });
 }
 
@@ -29,7 +31,7 @@ test.serial("100 tensors go to a worker and back: same bytes, same memory, delet
   const before = await settle();
   const worker = startWorker();
   const sources = Array.from({ length: 100 }, (_, i) =>
-    i % 2 === 0 ? Tensor.from(Float32Array.from({ length: 64 }, (_, j) => i * 100 + j)) : Tensor.zeros([64], "FP32"),
+    i % 2 === 0 ? Tensor.from(Float32Array.from({ length: 64 }, (_v, j) => i * 100 + j)) : Tensor.zeros([64], "FP32"),
   );
   const ptrs = sources.map((s) => s.dataPtr);
   worker.postMessage({ tensors: sources.map((s) => s.transfer()) });

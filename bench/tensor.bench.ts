@@ -11,6 +11,9 @@ const huge = Tensor.zeros([GiB / 4], "FP32");
 const jsBacked = new Float32Array(KiB / 4);
 const buffer = new ArrayBuffer(KiB);
 
+/** Results land here so the engine can't drop the work as dead code. */
+let sink: unknown;
+
 const bench = new Bench({ time: 1000, warmupTime: 200 });
 bench
   .add("napi floor: empty native call", () => {
@@ -29,19 +32,20 @@ bench
     Tensor.fromDlpack(huge.toDlpack({ maxVersion: [1, 0] })).dispose();
   })
   .add("baseline: new Float32Array(buffer)", () => {
-    new Float32Array(buffer);
+    sink = new Float32Array(buffer);
   })
   .add("data() view (cached)", () => {
-    small.data();
+    sink = small.data();
   })
   .add("Tensor.from(Float32Array) + first data()", () => {
-    Tensor.from(jsBacked).data();
+    sink = Tensor.from(jsBacked).data();
   })
   .add("fromDlpack + first data() (native view)", () => {
-    Tensor.fromDlpack(small.toDlpack()).data();
+    sink = Tensor.fromDlpack(small.toDlpack()).data();
   });
 
 await bench.run();
+if (sink === null) console.log(sink);
 
 const rows = bench.tasks.map((task) => {
   const r = task.result as unknown as { latency?: { p50?: number; mean?: number }; throughput?: { mean?: number } };

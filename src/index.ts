@@ -22,3 +22,5 @@ export {
   type TransferredTensor,
 } from "./tensor.js";
 export { debug } from "./debug.js";
+export * from "./runtime/index.js";
+export * from "./server/index.js";

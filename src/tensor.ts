@@ -289,7 +289,7 @@ export class Tensor {
     const type = checkDType(dtype);
     const name = checkName(options.name);
     if (type === "BYTES") {
-      return Tensor.fromBytes(new Array<Uint8Array>(product(dims)).fill(new Uint8Array(0)), { shape: dims, name });
+      return Tensor.fromBytes(Array.from({ length: product(dims) }, () => new Uint8Array(0)), { shape: dims, name });
     }
     const device = options.device ?? "cpu";
     if (device !== "cpu") {
@@ -420,10 +420,10 @@ export class Tensor {
   get strides(): number[] {
     const native = this.#live();
     if (native === undefined) {
-      const strides = new Array<number>(this.#shape.length);
+      const strides: number[] = [];
       let acc = 1;
       for (let i = this.#shape.length - 1; i >= 0; i--) {
-        strides[i] = acc;
+        strides.unshift(acc);
         acc *= this.#shape[i]!;
       }
       return strides;

@@ -5,32 +5,32 @@ use napi_derive::napi;
 /// Process-wide ownership counters from core (cumulative since load).
 #[napi(object)]
 pub struct NativeStats {
-  /// Managed tensors exported by tensorbridge.
-  pub exports_created: f64,
-  /// Exports whose deleter ran.
-  pub exports_deleted: f64,
-  /// Foreign deleters tensorbridge called.
-  pub foreign_deleters_called: f64,
-  /// Native allocations made.
-  pub owned_allocations: f64,
-  /// Native allocations freed.
-  pub owned_frees: f64,
-  /// Bytes currently held by native allocations.
-  pub owned_live_bytes: f64,
+    /// Managed tensors exported by tensorbridge.
+    pub exports_created: f64,
+    /// Exports whose deleter ran.
+    pub exports_deleted: f64,
+    /// Foreign deleters tensorbridge called.
+    pub foreign_deleters_called: f64,
+    /// Native allocations made.
+    pub owned_allocations: f64,
+    /// Native allocations freed.
+    pub owned_frees: f64,
+    /// Bytes currently held by native allocations.
+    pub owned_live_bytes: f64,
 }
 
 /// Reads the ownership counters.
 #[napi]
 pub fn native_stats() -> NativeStats {
-  let s = tensorbridge_core::stats::snapshot();
-  NativeStats {
-    exports_created: s.exports_created as f64,
-    exports_deleted: s.exports_deleted as f64,
-    foreign_deleters_called: s.foreign_deleters_called as f64,
-    owned_allocations: s.owned_allocations as f64,
-    owned_frees: s.owned_frees as f64,
-    owned_live_bytes: s.owned_live_bytes as f64,
-  }
+    let s = tensorbridge_core::stats::snapshot();
+    NativeStats {
+        exports_created: s.exports_created as f64,
+        exports_deleted: s.exports_deleted as f64,
+        foreign_deleters_called: s.foreign_deleters_called as f64,
+        owned_allocations: s.owned_allocations as f64,
+        owned_frees: s.owned_frees as f64,
+        owned_live_bytes: s.owned_live_bytes as f64,
+    }
 }
 
 /// Does nothing: the floor of a napi call, for benchmarks.
@@ -40,5 +40,5 @@ pub fn noop() {}
 /// Every error code core can raise, for the TS layer's consistency test.
 #[napi]
 pub fn error_codes() -> Vec<&'static str> {
-  tensorbridge_core::error::ALL_CODES.to_vec()
+    tensorbridge_core::error::ALL_CODES.to_vec()
 }

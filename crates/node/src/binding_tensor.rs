@@ -2,11 +2,12 @@
 
 use napi::bindgen_prelude::{ArrayBuffer, BigInt, ObjectFinalize, Uint8Array};
 use napi::Env;
+use napi::Result;
 use napi_derive::napi;
 use tensorbridge_core::{ExportOptions, Tensor};
 
 use crate::binding_capsule::NativeCapsule;
-use crate::error::{js_error, to_js, BindingResult};
+use crate::error::{js_error, to_js, Code};
 use crate::options::{parse_dtype, NativeExportOptions};
 
 /// Keeps a JS `Uint8Array` (and so its `ArrayBuffer`) alive while core borrows
@@ -21,194 +22,194 @@ struct JsKeepAlive(#[allow(dead_code)] Uint8Array);
 /// views and exports made from it hold their own shares.
 #[napi(custom_finalize)]
 pub struct NativeTensor {
-  inner: Option<Tensor>,
-  /// Bytes reported to V8 with `adjust_external_memory`, returned on release.
-  external_bytes: i64,
+    inner: Option<Tensor>,
+    /// Bytes reported to V8 with `adjust_external_memory`, returned on release.
+    external_bytes: i64,
 }
 
 impl NativeTensor {
-  /// Wraps a core tensor, reporting `external` bytes of native memory to V8 so
-  /// that large native tensors make the GC run sooner.
-  fn wrap(env: &Env, tensor: Tensor, external: bool) -> BindingResult<Self> {
-    let external_bytes = if external { tensor.byte_len() as i64 } else { 0 };
-    if external_bytes > 0 {
-      env.adjust_external_memory(external_bytes).map_err(crate::error::from_napi)?;
+    /// Wraps a core tensor, reporting `external` bytes of native memory to V8 so
+    /// that large native tensors make the GC run sooner.
+    fn wrap(env: &Env, tensor: Tensor, external: bool) -> Result<Self, Code> {
+        let external_bytes = if external { tensor.byte_len() as i64 } else { 0 };
+        if external_bytes > 0 {
+            env.adjust_external_memory(external_bytes).map_err(crate::error::from_napi)?;
+        }
+        Ok(Self { inner: Some(tensor), external_bytes })
     }
-    Ok(Self { inner: Some(tensor), external_bytes })
-  }
 
-  fn tensor(&self) -> BindingResult<&Tensor> {
-    self.inner.as_ref().ok_or_else(|| {
-      js_error(
-        "ERR_DISPOSED",
-        "this tensor was disposed; create a new one, or keep it until you are done with it",
-      )
-    })
-  }
-
-  fn release(&mut self, env: &Env) {
-    self.inner = None;
-    if self.external_bytes > 0 {
-      // Failing to lower V8's estimate only makes GC a little eager: ignore.
-      let _ = env.adjust_external_memory(-self.external_bytes);
-      self.external_bytes = 0;
+    fn tensor(&self) -> Result<&Tensor, Code> {
+        self.inner.as_ref().ok_or_else(|| {
+            js_error(
+                "ERR_DISPOSED",
+                "this tensor was disposed; create a new one, or keep it until you are done with it",
+            )
+        })
     }
-  }
+
+    fn release(&mut self, env: &Env) {
+        self.inner = None;
+        if self.external_bytes > 0 {
+            // Failing to lower V8's estimate only makes GC a little eager: ignore.
+            let _ = env.adjust_external_memory(-self.external_bytes);
+            self.external_bytes = 0;
+        }
+    }
 }
 
 impl ObjectFinalize for NativeTensor {
-  fn finalize(mut self, env: Env) -> napi::Result<()> {
-    self.release(&env);
-    Ok(())
-  }
+    fn finalize(mut self, env: Env) -> napi::Result<()> {
+        self.release(&env);
+        Ok(())
+    }
 }
 
 #[napi]
 impl NativeTensor {
-  /// Wraps the bytes of `data` without copying; `data` stays alive as long as
-  /// the tensor (or any export or view of it) does.
-  #[napi(factory)]
-  pub fn from_bytes(
-    env: Env,
-    data: Uint8Array,
-    shape: Vec<i64>,
-    dtype: String,
-    read_only: Option<bool>,
-  ) -> BindingResult<Self> {
-    let dtype = parse_dtype(&dtype)?;
-    let ptr = data.as_ptr().cast_mut();
-    let len = data.len();
-    // SAFETY: `ptr`/`len` describe the live bytes of `data`, and the keep-alive
-    // owns `data` for as long as the storage exists. JS may write to the same
-    // bytes concurrently from its own thread, as with any TypedArray shared
-    // with native code; core never relies on them being unchanged.
-    let tensor = unsafe {
-      Tensor::from_borrowed(
-        ptr,
-        len,
-        &shape,
-        dtype,
-        tensorbridge_core::Device::CPU,
-        read_only.unwrap_or(false),
-        Box::new(JsKeepAlive(data)),
-      )
+    /// Wraps the bytes of `data` without copying; `data` stays alive as long as
+    /// the tensor (or any export or view of it) does.
+    #[napi(factory)]
+    pub fn from_bytes(
+        env: Env,
+        data: Uint8Array,
+        shape: Vec<i64>,
+        dtype: String,
+        read_only: Option<bool>,
+    ) -> Result<Self, Code> {
+        let dtype = parse_dtype(&dtype)?;
+        let ptr = data.as_ptr().cast_mut();
+        let len = data.len();
+        // SAFETY: `ptr`/`len` describe the live bytes of `data`, and the keep-alive
+        // owns `data` for as long as the storage exists. JS may write to the same
+        // bytes concurrently from its own thread, as with any TypedArray shared
+        // with native code; core never relies on them being unchanged.
+        let tensor = unsafe {
+            Tensor::from_borrowed(
+                ptr,
+                len,
+                &shape,
+                dtype,
+                tensorbridge_core::Device::CPU,
+                read_only.unwrap_or(false),
+                Box::new(JsKeepAlive(data)),
+            )
+        }
+        .map_err(to_js)?;
+        Self::wrap(&env, tensor, false)
     }
-    .map_err(to_js)?;
-    Self::wrap(&env, tensor, false)
-  }
 
-  /// A new zero-filled tensor in native memory (64-byte aligned).
-  #[napi(factory)]
-  pub fn zeros(env: Env, shape: Vec<i64>, dtype: String) -> BindingResult<Self> {
-    let tensor = Tensor::zeros(&shape, parse_dtype(&dtype)?).map_err(to_js)?;
-    Self::wrap(&env, tensor, true)
-  }
+    /// A new zero-filled tensor in native memory (64-byte aligned).
+    #[napi(factory)]
+    pub fn zeros(env: Env, shape: Vec<i64>, dtype: String) -> Result<Self, Code> {
+        let tensor = Tensor::zeros(&shape, parse_dtype(&dtype)?).map_err(to_js)?;
+        Self::wrap(&env, tensor, true)
+    }
 
-  /// Imports the tensor held by `capsule`, consuming it.
-  #[napi(factory)]
-  pub fn from_capsule(env: Env, capsule: &NativeCapsule) -> BindingResult<Self> {
-    let tensor = capsule.inner().consume().map_err(to_js)?;
-    let external = tensor.device().is_cpu();
-    Self::wrap(&env, tensor, external)
-  }
+    /// Imports the tensor held by `capsule`, consuming it.
+    #[napi(factory)]
+    pub fn from_capsule(env: Env, capsule: &NativeCapsule) -> Result<Self, Code> {
+        let tensor = capsule.inner().consume().map_err(to_js)?;
+        let external = tensor.device().is_cpu();
+        Self::wrap(&env, tensor, external)
+    }
 
-  /// Triton dtype name.
-  #[napi(getter)]
-  pub fn dtype(&self) -> BindingResult<&'static str> {
-    Ok(self.tensor()?.dtype().triton_name())
-  }
+    /// Triton dtype name.
+    #[napi(getter)]
+    pub fn dtype(&self) -> Result<&'static str, Code> {
+        Ok(self.tensor()?.dtype().triton_name())
+    }
 
-  /// Dimensions.
-  #[napi(getter)]
-  pub fn shape(&self) -> BindingResult<Vec<i64>> {
-    Ok(self.tensor()?.shape().to_vec())
-  }
+    /// Dimensions.
+    #[napi(getter)]
+    pub fn shape(&self) -> Result<Vec<i64>, Code> {
+        Ok(self.tensor()?.shape().to_vec())
+    }
 
-  /// Strides in elements.
-  #[napi(getter)]
-  pub fn strides(&self) -> BindingResult<Vec<i64>> {
-    Ok(self.tensor()?.strides().to_vec())
-  }
+    /// Strides in elements.
+    #[napi(getter)]
+    pub fn strides(&self) -> Result<Vec<i64>, Code> {
+        Ok(self.tensor()?.strides().to_vec())
+    }
 
-  /// Size of the data in bytes.
-  #[napi(getter)]
-  pub fn byte_length(&self) -> BindingResult<f64> {
-    Ok(self.tensor()?.byte_len() as f64)
-  }
+    /// Size of the data in bytes.
+    #[napi(getter)]
+    pub fn byte_length(&self) -> Result<f64, Code> {
+        Ok(self.tensor()?.byte_len() as f64)
+    }
 
-  /// DLPack device type (`kDLCPU` = 1, `kDLCUDA` = 2, …).
-  #[napi(getter)]
-  pub fn device_type(&self) -> BindingResult<i32> {
-    Ok(self.tensor()?.device().kind.0)
-  }
+    /// DLPack device type (`kDLCPU` = 1, `kDLCUDA` = 2, …).
+    #[napi(getter)]
+    pub fn device_type(&self) -> Result<i32, Code> {
+        Ok(self.tensor()?.device().kind.0)
+    }
 
-  /// Device ordinal.
-  #[napi(getter)]
-  pub fn device_id(&self) -> BindingResult<i32> {
-    Ok(self.tensor()?.device().id)
-  }
+    /// Device ordinal.
+    #[napi(getter)]
+    pub fn device_id(&self) -> Result<i32, Code> {
+        Ok(self.tensor()?.device().id)
+    }
 
-  /// Device kind name ("cpu", "cuda", "cuda_host", …).
-  #[napi(getter)]
-  pub fn device_kind(&self) -> BindingResult<String> {
-    Ok(self.tensor()?.device().kind_name().to_string())
-  }
+    /// Device kind name ("cpu", "cuda", "cuda_host", …).
+    #[napi(getter)]
+    pub fn device_kind(&self) -> Result<String, Code> {
+        Ok(self.tensor()?.device().kind_name().to_string())
+    }
 
-  /// Whether the host can address the memory.
-  #[napi(getter)]
-  pub fn is_cpu(&self) -> BindingResult<bool> {
-    Ok(self.tensor()?.device().is_cpu())
-  }
+    /// Whether the host can address the memory.
+    #[napi(getter)]
+    pub fn is_cpu(&self) -> Result<bool, Code> {
+        Ok(self.tensor()?.device().is_cpu())
+    }
 
-  /// Whether the producer marked the memory read-only.
-  #[napi(getter)]
-  pub fn read_only(&self) -> BindingResult<bool> {
-    Ok(self.tensor()?.is_read_only())
-  }
+    /// Whether the producer marked the memory read-only.
+    #[napi(getter)]
+    pub fn read_only(&self) -> Result<bool, Code> {
+        Ok(self.tensor()?.is_read_only())
+    }
 
-  /// Address of the first element, for diagnostics and zero-copy checks.
-  #[napi(getter)]
-  pub fn data_address(&self) -> BindingResult<BigInt> {
-    Ok(BigInt::from(self.tensor()?.data_ptr() as usize as u64))
-  }
+    /// Address of the first element, for diagnostics and zero-copy checks.
+    #[napi(getter)]
+    pub fn data_address(&self) -> Result<BigInt, Code> {
+        Ok(BigInt::from(self.tensor()?.data_ptr() as usize as u64))
+    }
 
-  /// Whether `dispose()` ran.
-  #[napi(getter)]
-  pub fn disposed(&self) -> bool {
-    self.inner.is_none()
-  }
+    /// Whether `dispose()` ran.
+    #[napi(getter)]
+    pub fn disposed(&self) -> bool {
+        self.inner.is_none()
+    }
 
-  /// A zero-copy `ArrayBuffer` over the host bytes.
-  #[napi]
-  pub fn view(&self, env: Env) -> BindingResult<ArrayBuffer<'static>> {
-    crate::view::host_view(&env, self.tensor()?)
-  }
+    /// A zero-copy `ArrayBuffer` over the host bytes.
+    #[napi]
+    pub fn view(&self, env: Env) -> Result<ArrayBuffer<'static>, Code> {
+        crate::view::host_view(&env, self.tensor()?)
+    }
 
-  /// Another handle to the same storage (no copy).
-  #[napi]
-  pub fn share(&self, env: Env) -> BindingResult<NativeTensor> {
-    let tensor = self.tensor()?.clone();
-    Self::wrap(&env, tensor, false)
-  }
+    /// Another handle to the same storage (no copy).
+    #[napi]
+    pub fn share(&self, env: Env) -> Result<NativeTensor, Code> {
+        let tensor = self.tensor()?.clone();
+        Self::wrap(&env, tensor, false)
+    }
 
-  /// A deep copy in fresh native memory.
-  #[napi]
-  pub fn deep_copy(&self, env: Env) -> BindingResult<NativeTensor> {
-    let tensor = self.tensor()?.deep_copy().map_err(to_js)?;
-    Self::wrap(&env, tensor, true)
-  }
+    /// A deep copy in fresh native memory.
+    #[napi]
+    pub fn deep_copy(&self, env: Env) -> Result<NativeTensor, Code> {
+        let tensor = self.tensor()?.deep_copy().map_err(to_js)?;
+        Self::wrap(&env, tensor, true)
+    }
 
-  /// Exports the tensor as a DLPack capsule.
-  #[napi]
-  pub fn to_dlpack(&self, options: Option<NativeExportOptions>) -> BindingResult<NativeCapsule> {
-    let options = ExportOptions::try_from(options.unwrap_or_default())?;
-    let exported = self.tensor()?.to_dlpack(&options).map_err(to_js)?;
-    Ok(NativeCapsule::new(exported))
-  }
+    /// Exports the tensor as a DLPack capsule.
+    #[napi]
+    pub fn to_dlpack(&self, options: Option<NativeExportOptions>) -> Result<NativeCapsule, Code> {
+        let options = ExportOptions::try_from(options.unwrap_or_default())?;
+        let exported = self.tensor()?.to_dlpack(&options).map_err(to_js)?;
+        Ok(NativeCapsule::new(exported))
+    }
 
-  /// Releases this handle now instead of at garbage collection. Idempotent.
-  #[napi]
-  pub fn dispose(&mut self, env: Env) {
-    self.release(&env);
-  }
+    /// Releases this handle now instead of at garbage collection. Idempotent.
+    #[napi]
+    pub fn dispose(&mut self, env: Env) {
+        self.release(&env);
+    }
 }

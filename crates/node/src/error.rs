@@ -9,26 +9,23 @@ use tensorbridge_core::Error as CoreError;
 pub struct Code(pub &'static str);
 
 impl AsRef<str> for Code {
-  fn as_ref(&self) -> &str {
-    self.0
-  }
+    fn as_ref(&self) -> &str {
+        self.0
+    }
 }
-
-/// The result type of every fallible binding function.
-pub type BindingResult<T> = napi::Result<T, Code>;
 
 /// Converts a core error into a JS error with the same code and message.
 pub fn to_js(err: CoreError) -> Error<Code> {
-  Error::new(Code(err.code()), err.to_string())
+    Error::new(Code(err.code()), err.to_string())
 }
 
 /// An error raised by the binding itself (not by core), with its own code.
 pub fn js_error(code: &'static str, message: impl ToString) -> Error<Code> {
-  Error::new(Code(code), message)
+    Error::new(Code(code), message)
 }
 
 /// Converts a napi error (from a napi call made by the binding) into one
 /// with a stable code.
 pub fn from_napi(err: napi::Error) -> Error<Code> {
-  Error::new(Code("ERR_NAPI"), err.reason.clone())
+    Error::new(Code("ERR_NAPI"), err.reason.clone())
 }
