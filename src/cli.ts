@@ -78,6 +78,7 @@ export function parseCli(argv: readonly string[]): CliCommand {
   const options: ServerOptions = { repository: "" };
   let command: CliCommand["command"] | undefined;
   const positional: string[] = [];
+  let repoFlag: string | undefined;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     if (arg === "-h" || arg === "--help") return { command: "help", options };
@@ -112,7 +113,7 @@ export function parseCli(argv: readonly string[]): CliCommand {
         break;
       case "model-repository":
       case "model-store":
-        positional.push(value());
+        repoFlag = value();
         break;
       case "log-verbose":
         options.logVerbose = inline === undefined ? true : inline !== "0" && parseBool(name, inline);
@@ -133,8 +134,12 @@ export function parseCli(argv: readonly string[]): CliCommand {
   if (positional[0] === "serve") {
     command = "serve";
     positional.shift();
-  } else if (positional.length === 0 && argv.some((a) => a.startsWith("--model-repository") || a.startsWith("--model-store"))) {
+  } else if (positional.length === 0 && repoFlag !== undefined) {
     command = "serve";
+  }
+  if (repoFlag !== undefined) {
+    if (positional.length > 0) usageError("give the model repository either as an argument or with --model-repository, not both");
+    positional.push(repoFlag);
   }
   if (command === undefined) {
     if (positional.length === 0) return { command: "help", options };

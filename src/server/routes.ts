@@ -182,6 +182,7 @@ export function registerRoutes(app: FastifyInstance, ctx: RouteContext): void {
       "content-type": "application/octet-stream",
       "inference-header-content-length": String(enc.headerLength),
       "content-length": String(enc.length),
+      ...(ctx.closing() ? { connection: "close" } : {}),
     });
     raw.cork();
     for (const c of enc.chunks) raw.write(c);

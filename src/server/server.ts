@@ -124,6 +124,12 @@ export class InferenceServer {
       else this.#log.debug?.(`${req.method} ${req.url}: ${status} ${message}`);
       if (!reply.sent) void reply.code(status).header("content-type", "application/json").send({ error: message });
     });
+    // While closing, answer in-flight requests with "Connection: close" so that
+    // keep-alive sockets do not hold the shutdown open.
+    this.app.addHook("onSend", (_req, reply, payload, done) => {
+      if (this.#closing !== undefined) void reply.header("connection", "close");
+      done(null, payload);
+    });
     this.app.setNotFoundHandler((req, reply) => {
       void reply.code(404).send({ error: `unknown endpoint: ${req.method} ${req.url.split("?")[0]}` });
     });

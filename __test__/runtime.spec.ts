@@ -1,0 +1,303 @@
+/**
+ * The model runtime without HTTP: InferenceRequest/InferenceResponse/
+ * ModelError, the repository scanner, the module hook that gives models the
+ * serving copy of `tensorbridge`, and the registry's scheduling.
+ */
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+
+import test from "ava";
+
+import { Tensor } from "../src/tensor.js";
+import { ServingError } from "../src/runtime/errors.js";
+import { defaultEntryUrl } from "../src/runtime/loader.js";
+import { MODEL_ERROR_STATUS, ModelError } from "../src/runtime/model-error.js";
+import { ModelRegistry } from "../src/runtime/model-registry.js";
+import { InferenceRequest } from "../src/runtime/request.js";
+import { findModelFile, scanRepository, selectVersions } from "../src/runtime/repository.js";
+import { InferenceResponse } from "../src/runtime/response.js";
+import { ADD_SUB, cleanupRepos, makeRepo, setupModelEntry, sleep } from "./server-helpers.js";
+
+test.before(async () => {
+  await setupModelEntry();
+});
+test.after.always(() => cleanupRepos());
+
+const f32 = (...v: number[]) => Tensor.from(new Float32Array(v));
+
+// ---------------------------------------------------------------- ModelError
+
+test("ModelError: Triton's codes, INTERNAL by default, HTTP status per code", (t) => {
+  t.is(new ModelError("x").code, "INTERNAL");
+  const e = new ModelError("bad input", ModelError.INVALID_ARG);
+  t.true(e instanceof Error);
+  t.is(e.name, "ModelError");
+  t.is(e.message, "bad input");
+  t.is(e.status, 400);
+  t.deepEqual(MODEL_ERROR_STATUS, {
+    UNKNOWN: 400,
+    INTERNAL: 500,
+    NOT_FOUND: 404,
+    INVALID_ARG: 400,
+    UNAVAILABLE: 503,
+    UNSUPPORTED: 501,
+    ALREADY_EXISTS: 400,
+    CANCELLED: 400,
+  });
+  for (const c of ["UNKNOWN", "INTERNAL", "NOT_FOUND", "INVALID_ARG", "UNAVAILABLE", "UNSUPPORTED", "ALREADY_EXISTS", "CANCELLED"] as const) {
+    t.is(ModelError[c], c);
+  }
+  t.throws(() => new ModelError("x", "NOPE" as never), { instanceOf: TypeError });
+  t.is(ModelError.from(e), e);
+  t.is(ModelError.from(new Error("plain")).code, "INTERNAL");
+  t.is(ModelError.from("text").message, "text");
+  const foreign = Object.assign(new Error("other copy"), { name: "ModelError", code: "NOT_FOUND" });
+  t.is(ModelError.from(foreign).code, "NOT_FOUND");
+});
+
+// ---------------------------------------------------------------- request / response
+
+test("InferenceRequest: inputs(), getInputTensorByName(), requestedOutputNames(), requestId, parameters", (t) => {
+  const a = f32(1).withName("A");
+  const b = f32(2).withName("B");
+  const r = new InferenceRequest({ inputs: [a, b], requestedOutputNames: ["Y"], requestId: "id1", parameters: { k: 1 }, modelName: "m", modelVersion: 2 });
+  t.deepEqual(r.inputs(), [a, b]);
+  t.is(r.getInputTensorByName("B"), b);
+  t.is(r.getInputTensorByName("C"), undefined);
+  t.deepEqual(r.requestedOutputNames(), ["Y"]);
+  t.is(r.requestId, "id1");
+  t.deepEqual(r.parameters, { k: 1 });
+  t.true(Object.isFrozen(r.parameters));
+  t.is(r.modelName, "m");
+  t.is(r.modelVersion, 2);
+  r.inputs().pop();
+  t.is(r.inputs().length, 2, "inputs() returns a copy");
+  const empty = new InferenceRequest({ inputs: [] });
+  t.is(empty.requestId, "");
+  t.deepEqual(empty.parameters, {});
+});
+
+test("InferenceResponse: array of named tensors, or a record whose keys name them; error", (t) => {
+  const x = f32(1, 2);
+  const rec = new InferenceResponse({ outputTensors: { OUTPUT0: x, OUTPUT1: x.withName("OUTPUT1") } });
+  t.deepEqual(
+    rec.outputTensors.map((o) => o.name),
+    ["OUTPUT0", "OUTPUT1"],
+  );
+  t.is(rec.outputTensorByName("OUTPUT0")!.dataPtr, x.dataPtr, "renaming shares the storage");
+  t.is(rec.outputTensors[1]!.name, "OUTPUT1");
+  const arr = new InferenceResponse({ outputTensors: [Tensor.from(new Float32Array(1), { name: "Y" })] });
+  t.is(arr.outputTensors[0]!.name, "Y");
+  t.false(arr.hasError());
+  const err = new InferenceResponse({ error: new ModelError("no", ModelError.NOT_FOUND) });
+  t.true(err.hasError());
+  t.is(err.error!.code, "NOT_FOUND");
+  t.is(new InferenceResponse({ error: "text" }).error!.code, "INTERNAL");
+  t.is(new InferenceResponse().outputTensors.length, 0);
+  t.throws(() => new InferenceResponse({ outputTensors: { A: 5 as never } }), { instanceOf: TypeError });
+});
+
+// ---------------------------------------------------------------- repository scanner
+
+test("scanRepository: model dirs, numeric versions, hidden dirs skipped", async (t) => {
+  const repo = makeRepo({ b_model: { ...ADD_SUB, versions: [3, 1, 10] }, a_model: { ...ADD_SUB, versions: [] } });
+  mkdirSync(join(repo, ".hidden", "1"), { recursive: true });
+  mkdirSync(join(repo, "b_model", "latest"), { recursive: true });
+  mkdirSync(join(repo, "b_model", "0"), { recursive: true });
+  writeFileSync(join(repo, "b_model", "7"), "a file, not a version directory");
+  writeFileSync(join(repo, "README.md"), "not a model");
+  const models = await scanRepository(repo);
+  t.deepEqual(
+    models.map((m) => [m.name, m.versions]),
+    [
+      ["a_model", []],
+      ["b_model", [1, 3, 10]],
+    ],
+  );
+  t.is(models[1]!.configPath, join(repo, "b_model", "config.pbtxt"));
+  await t.throwsAsync(scanRepository(join(repo, "nope")), { instanceOf: ServingError, message: /cannot read model repository/ });
+});
+
+test("selectVersions: latest (default 1), latest N, all, specific", (t) => {
+  t.deepEqual(selectVersions({ latest: { num_versions: 1 } }, [3, 1, 2]), [3]);
+  t.deepEqual(selectVersions({ latest: { num_versions: 2 } }, [3, 1, 2]), [2, 3]);
+  t.deepEqual(selectVersions({ latest: { num_versions: 5 } }, [1]), [1]);
+  t.deepEqual(selectVersions({ all: {} }, [3, 1, 2]), [1, 2, 3]);
+  t.deepEqual(selectVersions({ specific: { versions: [2, 9] } }, [3, 1, 2]), [2]);
+  t.deepEqual(selectVersions({ latest: { num_versions: 1 } }, []), []);
+});
+
+test("findModelFile: model.ts, .mts, .js, .mjs in that order, or default_model_filename", (t) => {
+  const repo = makeRepo({ m: { config: "" } });
+  const dir = join(repo, "m", "1");
+  t.is(findModelFile(dir, { default_model_filename: "" }), undefined);
+  writeFileSync(join(dir, "model.mjs"), "");
+  t.is(findModelFile(dir, { default_model_filename: "" }), join(dir, "model.mjs"));
+  writeFileSync(join(dir, "model.js"), "");
+  t.is(findModelFile(dir, { default_model_filename: "" }), join(dir, "model.js"));
+  writeFileSync(join(dir, "model.ts"), "");
+  t.is(findModelFile(dir, { default_model_filename: "" }), join(dir, "model.ts"));
+  t.is(findModelFile(dir, { default_model_filename: "custom.ts" }), undefined);
+  writeFileSync(join(dir, "custom.ts"), "");
+  t.is(findModelFile(dir, { default_model_filename: "custom.ts" }), join(dir, "custom.ts"));
+});
+
+// ---------------------------------------------------------------- loading models
+
+const IDENTITY_CONFIG = `
+input { name: "X" data_type: TYPE_FP32 dims: [ -1 ] }
+output { name: "Y" data_type: TYPE_FP32 dims: [ -1 ] }
+`;
+
+test("models in .ts, .js and .mjs, anywhere on disk, without node_modules, get the serving copy of tensorbridge", async (t) => {
+  const model = (kind: string) => `
+import { InferenceResponse, Tensor } from "tensorbridge";
+export default class M {
+  execute(requests) {
+    return requests.map((r) => {
+      const x = r.getInputTensorByName("X");
+      return new InferenceResponse({ outputTensors: { Y: Tensor.from(Float32Array.from(x.data(), (v) => v + ${kind === "ts" ? 1 : kind === "js" ? 2 : 3})) } });
+    });
+  }
+}`;
+  const repo = makeRepo({
+    m_ts: { config: IDENTITY_CONFIG, model: model("ts").replace("execute(requests)", "execute(requests: any[])") },
+    m_js: { config: IDENTITY_CONFIG, model: model("js"), file: "model.js" },
+    m_mjs: { config: IDENTITY_CONFIG, model: model("mjs"), file: "model.mjs" },
+  });
+  // a CommonJS package scope above the repository must not matter
+  writeFileSync(join(repo, "package.json"), JSON.stringify({ type: "commonjs" }));
+  const reg = new ModelRegistry({ repository: repo });
+  t.deepEqual(await reg.loadAll(), []);
+  for (const [name, add] of [
+    ["m_ts", 1],
+    ["m_js", 2],
+    ["m_mjs", 3],
+  ] as const) {
+    const out = await reg.get(name).infer({ inputs: [f32(1, 2).withName("X")] });
+    t.true(out.outputs[0] instanceof Tensor, `${name}: the model's Tensor is this process's Tensor class`);
+    t.deepEqual(Array.from(out.outputs[0]!.data() as Float32Array), [1 + add, 2 + add]);
+  }
+  await reg.close();
+});
+
+test("the default entry is this copy's src/index", (t) => {
+  t.regex(defaultEntryUrl(), /\/src\/index\.ts$/);
+});
+
+test("a module without a default class and a missing model file fail the load with ERR_MODEL_LOAD", async (t) => {
+  const repo = makeRepo({
+    named: { config: IDENTITY_CONFIG, model: "export class OnlyOne { execute() { return []; } }" },
+    none: { config: IDENTITY_CONFIG, model: "export const x = 1;" },
+    noexec: { config: IDENTITY_CONFIG, model: "export default class X {}" },
+    nofile: { config: IDENTITY_CONFIG },
+    noversion: { config: IDENTITY_CONFIG, versions: [] },
+  });
+  const reg = new ModelRegistry({ repository: repo });
+  const failed = await reg.loadAll();
+  t.deepEqual(failed.toSorted(), ["noexec", "nofile", "none", "noversion"]);
+  t.true(reg.isReady("named"), "a single exported class is accepted");
+  const idx = new Map((await reg.index()).map((e) => [e.name, e.reason ?? ""]));
+  t.regex(idx.get("none")!, /must export a model class/);
+  t.regex(idx.get("noexec")!, /has no execute\(requests\) method/);
+  t.regex(idx.get("nofile")!, /has no model file \(model.ts, model.mts, model.js or model.mjs\)/);
+  t.regex(idx.get("noversion")!, /no version directory that its version policy selects \(found: none\)/);
+  await reg.close();
+});
+
+// ---------------------------------------------------------------- scheduling
+
+const COUNTING = `
+import { InferenceResponse, Tensor } from "tensorbridge";
+let live = 0;
+export default class Counting {
+  name = "";
+  initialize(args: { model_instance_name: string }) { this.name = args.model_instance_name; }
+  async execute(requests: any[]) {
+    live++;
+    const concurrent = live;
+    await new Promise((r) => setTimeout(r, 30));
+    live--;
+    return requests.map(() => new InferenceResponse({ outputTensors: { WHO: Tensor.fromBytes([this.name + "/" + concurrent + "/" + requests.length]) } }));
+  }
+}`;
+
+test("one execute() at a time per instance; requests spread across instances; passive instances get none", async (t) => {
+  const repo = makeRepo({
+    counting: {
+      config: `
+input { name: "X" data_type: TYPE_FP32 dims: [ 1 ] }
+output { name: "WHO" data_type: TYPE_STRING dims: [ 1 ] }
+instance_group [ { count: 3 kind: KIND_CPU }, { name: "standby" count: 1 kind: KIND_CPU passive: true } ]`,
+      model: COUNTING,
+    },
+  });
+  const reg = new ModelRegistry({ repository: repo });
+  await reg.loadAll();
+  const mv = reg.get("counting");
+  t.is(mv.instanceCount, 4);
+  const outs = await Promise.all(Array.from({ length: 9 }, () => mv.infer({ inputs: [f32(0).withName("X")] })));
+  const who = outs.map((o) => new TextDecoder().decode(o.outputs[0]!.bytes()[0]!));
+  const instances = new Set(who.map((w) => w.split("/")[0]));
+  t.deepEqual([...instances].toSorted(), ["counting_0_0", "counting_0_1", "counting_0_2"]);
+  t.true(who.every((w) => Number(w.split("/")[1]) <= 3), "at most one execute per instance");
+  t.true(who.every((w) => w.endsWith("/1")), "without dynamic_batching each execute gets one request");
+  const st = mv.stats.snapshot();
+  t.is(st.execution_count, 9);
+  t.is(st.inference_count, 9);
+  await reg.close();
+});
+
+test("unload waits for queued and running requests before finalize()", async (t) => {
+  const repo = makeRepo({
+    counting: {
+      config: `
+input { name: "X" data_type: TYPE_FP32 dims: [ 1 ] }
+output { name: "WHO" data_type: TYPE_STRING dims: [ 1 ] }`,
+      model: COUNTING,
+    },
+  });
+  const reg = new ModelRegistry({ repository: repo });
+  await reg.loadAll();
+  const mv = reg.get("counting");
+  const pending = Array.from({ length: 4 }, () => mv.infer({ inputs: [f32(0).withName("X")] }));
+  await sleep(5);
+  await reg.unload("counting");
+  const results = await Promise.allSettled(pending);
+  t.true(results.every((r) => r.status === "fulfilled"), "all queued requests were served");
+  t.is(mv.state, "UNAVAILABLE");
+  await t.throwsAsync(mv.infer({ inputs: [f32(0).withName("X")] }), { message: /is not ready/ });
+  t.throws(() => reg.get("counting"), { message: /has no available versions/ });
+  await reg.close();
+  await t.throwsAsync(reg.load("counting"), { message: /shutting down/ });
+});
+
+test("validate(): dtype, shape, batch and missing-input messages name the model and input", async (t) => {
+  const repo = makeRepo({
+    v: {
+      config: `
+max_batch_size: 4
+input { name: "A" data_type: TYPE_INT32 dims: [ 2, -1 ] }
+input { name: "B" data_type: TYPE_FP32 dims: [ 1 ] optional: true }
+output { name: "Y" data_type: TYPE_INT32 dims: [ 1 ] }`,
+      model: "export default class V { execute(r: unknown[]) { return r.map(() => ({ outputTensors: [] })); } }",
+    },
+  });
+  const reg = new ModelRegistry({ repository: repo });
+  await reg.loadAll();
+  const mv = reg.get("v");
+  const i32 = (shape: number[]) => Tensor.from(new Int32Array(shape.reduce((a, b) => a * b, 1)), { shape, name: "A" });
+  t.is(mv.validate({ inputs: [i32([3, 2, 5])] }), 3, "batch size");
+  const bad = (inputs: Tensor[], re: RegExp, outputs?: string[]) =>
+    t.throws(() => mv.validate({ inputs, ...(outputs ? { outputs } : {}) }), { instanceOf: ServingError, message: re });
+  bad([i32([2, 5])], /unexpected shape for input 'A' for model 'v'. Expected \[-1,2,-1\], got \[2,5\]/);
+  bad([i32([5, 2, 1])], /batch-size must be <= 4/);
+  bad([i32([0, 2, 1])], /batch-size must be <= 4 for 'v' \(input 'A' has batch size 0\)/);
+  bad([i32([1, 2, 1]), Tensor.from(new Float32Array(2), { shape: [2, 1], name: "B" })], /different batch sizes \(1 and 2\)/);
+  bad([Tensor.from(new Float32Array(2), { shape: [1, 2, 1], name: "A" })], /input 'A' data-type is 'FP32', but model 'v' expects 'INT32'/);
+  bad([Tensor.from(new Float32Array(1), { shape: [1, 1], name: "B" })], /missing required input\(s\) \['A'\]/);
+  bad([i32([1, 2, 1])], /unexpected inference output 'Z'/, ["Z"]);
+  bad([i32([1, 2, 1])], /requested more than once/, ["Y", "Y"]);
+  bad([Tensor.from(new Int32Array(2), { shape: [2] })], /unexpected inference input ''/);
+  await reg.close();
+});
