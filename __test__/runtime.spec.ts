@@ -149,8 +149,8 @@ input { name: "X" data_type: TYPE_FP32 dims: [ -1 ] }
 output { name: "Y" data_type: TYPE_FP32 dims: [ -1 ] }
 `;
 
-test("models in .ts, .js and .mjs, anywhere on disk, without node_modules, get the serving copy of tensorbridge", async (t) => {
-  const model = (kind: string) => `
+function polyglotModel(kind: string): string {
+  return `
 import { InferenceResponse, Tensor } from "tensorbridge";
 export default class M {
   execute(requests) {
@@ -160,10 +160,13 @@ export default class M {
     });
   }
 }`;
+}
+
+test("models in .ts, .js and .mjs, anywhere on disk, without node_modules, get the serving copy of tensorbridge", async (t) => {
   const repo = makeRepo({
-    m_ts: { config: IDENTITY_CONFIG, model: model("ts").replace("execute(requests)", "execute(requests: any[])") },
-    m_js: { config: IDENTITY_CONFIG, model: model("js"), file: "model.js" },
-    m_mjs: { config: IDENTITY_CONFIG, model: model("mjs"), file: "model.mjs" },
+    m_ts: { config: IDENTITY_CONFIG, model: polyglotModel("ts").replace("execute(requests)", "execute(requests: any[])") },
+    m_js: { config: IDENTITY_CONFIG, model: polyglotModel("js"), file: "model.js" },
+    m_mjs: { config: IDENTITY_CONFIG, model: polyglotModel("mjs"), file: "model.mjs" },
   });
   // a CommonJS package scope above the repository must not matter
   writeFileSync(join(repo, "package.json"), JSON.stringify({ type: "commonjs" }));
@@ -272,6 +275,10 @@ output { name: "WHO" data_type: TYPE_STRING dims: [ 1 ] }`,
   await t.throwsAsync(reg.load("counting"), { message: /shutting down/ });
 });
 
+function i32(shape: number[]): Tensor {
+  return Tensor.from(new Int32Array(shape.reduce((a, b) => a * b, 1)), { shape, name: "A" });
+}
+
 test("validate(): dtype, shape, batch and missing-input messages name the model and input", async (t) => {
   const repo = makeRepo({
     v: {
@@ -286,7 +293,6 @@ output { name: "Y" data_type: TYPE_INT32 dims: [ 1 ] }`,
   const reg = new ModelRegistry({ repository: repo });
   await reg.loadAll();
   const mv = reg.get("v");
-  const i32 = (shape: number[]) => Tensor.from(new Int32Array(shape.reduce((a, b) => a * b, 1)), { shape, name: "A" });
   t.is(mv.validate({ inputs: [i32([3, 2, 5])] }), 3, "batch size");
   const bad = (inputs: Tensor[], re: RegExp, outputs?: string[]) =>
     t.throws(() => mv.validate({ inputs, ...(outputs ? { outputs } : {}) }), { instanceOf: ServingError, message: re });
