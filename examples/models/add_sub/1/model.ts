@@ -18,8 +18,10 @@ export default class AddSub implements TritonModel {
 
   execute(requests: InferenceRequest[]): InferenceResponse[] {
     return requests.map((request) => {
-      const in0 = request.getInputTensorByName("INPUT0")!.data() as Float32Array;
+      const input0 = request.getInputTensorByName("INPUT0")!;
+      const in0 = input0.data() as Float32Array;
       const in1 = request.getInputTensorByName("INPUT1")!.data() as Float32Array;
+      const shape = [...input0.shape]; // [4], or [batch, 4] for a batching config
       const sum = new Float32Array(in0.length);
       const diff = new Float32Array(in0.length);
       for (let i = 0; i < in0.length; i++) {
@@ -27,7 +29,7 @@ export default class AddSub implements TritonModel {
         diff[i] = in0[i]! - in1[i]!;
       }
       return new InferenceResponse({
-        outputTensors: [Tensor.from(sum, { name: "OUTPUT0", shape: [in0.length] }), Tensor.from(diff, { name: "OUTPUT1", shape: [in0.length] })],
+        outputTensors: [Tensor.from(sum, { name: "OUTPUT0", shape }), Tensor.from(diff, { name: "OUTPUT1", shape })],
       });
     });
   }
