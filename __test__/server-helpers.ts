@@ -2,7 +2,7 @@
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { fileURLToPath, pathToFileURL } from "node:url";
+import { fileURLToPath } from "node:url";
 
 import { request } from "undici";
 
@@ -14,17 +14,11 @@ const here = dirname(fileURLToPath(import.meta.url));
 export const ROOT = join(here, "..");
 
 /**
- * Installs the model module hook. Models import `tensorbridge`, which maps to
- * src/index.ts. Until src/index.ts re-exports the runtime barrel, the suites
- * use a fixture entry that adds it (same modules, so the same classes).
+ * Installs the model module hook: models' `import ... from "tensorbridge"`
+ * maps to this copy's src/index.ts (which re-exports the runtime).
  */
 export async function setupModelEntry(): Promise<void> {
-  const index = readFileSync(join(ROOT, "src/index.ts"), "utf8");
-  if (index.includes("./runtime/index.js")) {
-    await installModelModuleHook();
-  } else {
-    await installModelModuleHook(pathToFileURL(join(here, "fixtures/serving/tensorbridge-entry.ts")).href);
-  }
+  await installModelModuleHook();
 }
 
 /** A model to write into a temporary repository. */
