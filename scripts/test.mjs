@@ -5,6 +5,7 @@
 //   node scripts/test.mjs            all steps
 //   node scripts/test.mjs --only ava only the named step(s) (repeatable)
 import { spawnSync } from "node:child_process";
+import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -15,6 +16,10 @@ function has(cmd) {
   return spawnSync("sh", ["-c", `command -v ${cmd}`], { stdio: "ignore" }).status === 0;
 }
 
+// The Python venv of the interop tests (scripts/setup-python.sh makes it).
+const venv = process.env.TENSORBRIDGE_PYTHON ?? join(root, ".venv");
+const hasVenv = existsSync(join(venv, "bin", "python")) || existsSync(join(venv, "python"));
+
 /** @type {Array<{ name: string, cmd: string[], skip?: string }>} */
 const steps = [
   { name: "cargo-fmt", cmd: ["cargo", "fmt", "--all", "--check"] },
@@ -22,7 +27,17 @@ const steps = [
     name: "clippy",
     cmd: ["cargo", "clippy", "--workspace", "--all-targets", "--all-features", "--", "-D", "warnings"],
   },
-  { name: "cargo-test", cmd: ["cargo", "test", "--workspace", "--all-features"] },
+  {
+    name: "cargo-test",
+    cmd: ["cargo", "test", "--workspace", "--all-features", "--exclude", "tensorbridge-interop"],
+  },
+  {
+    name: "interop",
+    cmd: ["cargo", "test", "-p", "tensorbridge-interop"],
+    skip: hasVenv
+      ? undefined
+      : `no Python venv at ${venv}: run scripts/setup-python.sh (NumPy, PyTorch, JAX; ~2.6 GB) to test interop`,
+  },
   {
     name: "valgrind",
     cmd: ["bash", "scripts/valgrind-core.sh"],
