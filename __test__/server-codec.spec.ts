@@ -1,0 +1,107 @@
+/**
+ * The request/response codec without HTTP: binary inputs are views of the
+ * request body (no copy when aligned), binary outputs are views of the
+ * tensors' memory, and FP16/BF16 JSON conversions round correctly.
+ */
+import test from "ava";
+
+import { Tensor } from "../src/tensor.js";
+import { decodeInferRequest, encodeInferResponse, parseBytesElements, serializeBytesElements } from "../src/server/codec.js";
+import { bf16BitsToFloat, floatToBf16Bits, floatToHalfBits, halfBitsToFloat } from "../src/server/half.js";
+import { ServingError } from "../src/runtime/errors.js";
+
+function body(header: object, ...tensors: Uint8Array[]): { buf: Buffer; hl: string } {
+  const h = Buffer.from(JSON.stringify(header));
+  // pad the header to 8 bytes so that the tensors are aligned in this body
+  const pad = (8 - (h.length % 8)) % 8;
+  const hp = Buffer.concat([h, Buffer.from(" ".repeat(pad))]);
+  const total = hp.length + tensors.reduce((n, t) => n + t.length, 0);
+  const buf = Buffer.from(new ArrayBuffer(total));
+  hp.copy(buf, 0);
+  let off = hp.length;
+  for (const t of tensors) {
+    buf.set(t, off);
+    off += t.length;
+  }
+  return { buf, hl: String(hp.length) };
+}
+
+test("aligned binary inputs are zero-copy views of the request body", (t) => {
+  const a = new Float32Array([1, 2, 3, 4]);
+  const { buf, hl } = body(
+    { inputs: [{ name: "A", datatype: "FP32", shape: [4], parameters: { binary_data_size: 16 } }] },
+    new Uint8Array(a.buffer),
+  );
+  const d = decodeInferRequest(buf, hl);
+  const x = d.input.inputs[0]!;
+  t.is(x.name, "A");
+  const view = x.data() as Float32Array;
+  t.deepEqual(Array.from(view), [1, 2, 3, 4]);
+  t.is(view.buffer, buf.buffer, "same ArrayBuffer as the body");
+  t.is(view.byteOffset, Number(hl));
+  buf.writeFloatLE(42, Number(hl));
+  t.is(view[0], 42, "writes to the body show through");
+});
+
+test("unaligned binary inputs are copied once into aligned memory", (t) => {
+  const h = Buffer.from(JSON.stringify({ inputs: [{ name: "A", datatype: "FP64", shape: [1], parameters: { binary_data_size: 8 } }] }) + " ");
+  const payload = new Float64Array([2.5]);
+  const buf = Buffer.concat([h, Buffer.from(payload.buffer)]);
+  const d = decodeInferRequest(buf, String(h.length));
+  const view = d.input.inputs[0]!.data() as Float64Array;
+  t.deepEqual(Array.from(view), [2.5]);
+  t.is(view.byteOffset % 8, 0);
+});
+
+test("binary outputs are sent from the tensors' own memory", (t) => {
+  const out = Tensor.from(new Float32Array([1, 2, 3]), { name: "Y" });
+  const dec = decodeInferRequest(Buffer.from(JSON.stringify({ inputs: [], parameters: { binary_data_output: true } })), undefined);
+  const enc = encodeInferResponse({ modelName: "m", modelVersion: 1, id: "", outputs: [out] }, dec);
+  t.is(enc.chunks.length, 2);
+  t.is(enc.chunks[1]!.buffer, (out.data() as Float32Array).buffer, "no copy of the output");
+  t.is(enc.length, enc.chunks[0]!.length + 12);
+  t.deepEqual(JSON.parse(Buffer.from(enc.chunks[0]!).toString()), {
+    model_name: "m",
+    model_version: "1",
+    outputs: [{ name: "Y", datatype: "FP32", shape: [3], parameters: { binary_data_size: 12 } }],
+  });
+});
+
+test("JSON outputs: INT64/UINT64 beyond 2^53 keep every digit; non-finite floats become null", (t) => {
+  const big = Tensor.from(new BigInt64Array([2n ** 62n + 1n, -(2n ** 63n)]), { name: "I" });
+  const ubig = Tensor.from(new BigUint64Array([2n ** 64n - 1n]), { name: "U" });
+  const f = Tensor.from(new Float32Array([NaN, Infinity, 1.5]), { name: "F" });
+  const dec = decodeInferRequest(Buffer.from('{"inputs":[]}'), undefined);
+  const enc = encodeInferResponse({ modelName: "m", modelVersion: 1, id: "x", outputs: [big, ubig, f] }, dec);
+  const text = Buffer.from(enc.chunks[0]!).toString();
+  t.true(text.includes('"data":[4611686018427387905,-9223372036854775808]'), text);
+  t.true(text.includes('"data":[18446744073709551615]'), text);
+  t.true(text.includes('"data":[null,null,1.5]'), text);
+  t.true(text.startsWith('{"id":"x",'), text);
+});
+
+test("BYTES wire form: parse and serialize round trip; elements are views", (t) => {
+  const wire = serializeBytesElements([Buffer.from("ab"), new Uint8Array(0), Buffer.from("é")]);
+  t.deepEqual(Array.from(wire), [2, 0, 0, 0, 97, 98, 0, 0, 0, 0, 2, 0, 0, 0, 0xc3, 0xa9]);
+  const els = parseBytesElements(wire, 3, "X");
+  t.deepEqual(els.map((e) => Buffer.from(e).toString()), ["ab", "", "é"]);
+  t.is(els[0]!.buffer, wire.buffer);
+  t.throws(() => parseBytesElements(wire, 2, "X"), { instanceOf: ServingError, message: /expected 2 BYTES elements/ });
+});
+
+test("FP16 and BF16 conversions: exact values, rounding to nearest even, specials", (t) => {
+  for (const v of [0, -0, 1, -2, 0.5, 65504, 2 ** -14, 2 ** -24, 1.5, 1024]) t.is(halfBitsToFloat(floatToHalfBits(v)), v, String(v));
+  t.is(floatToHalfBits(1), 0x3c00);
+  t.is(floatToHalfBits(65520), 0x7c00, "overflow rounds to infinity");
+  t.is(floatToHalfBits(1 + 2 ** -11), 0x3c00, "tie rounds to even");
+  t.is(floatToHalfBits(1 + 3 * 2 ** -11), 0x3c02);
+  t.is(floatToHalfBits(2 ** -26), 0, "underflow to zero");
+  t.is(halfBitsToFloat(floatToHalfBits(Infinity)), Infinity);
+  t.true(Number.isNaN(halfBitsToFloat(floatToHalfBits(NaN))));
+  for (const v of [0, 1, -2, 0.5, 256, 3.140625, -1.5 * 2 ** 100]) t.is(bf16BitsToFloat(floatToBf16Bits(v)), v, String(v));
+  t.is(floatToBf16Bits(1), 0x3f80);
+  t.is(floatToBf16Bits(1 + 2 ** -8), 0x3f80, "tie rounds to even");
+  t.is(floatToBf16Bits(1 + 3 * 2 ** -8), 0x3f82);
+  t.true(Number.isNaN(bf16BitsToFloat(floatToBf16Bits(NaN))));
+  t.is(bf16BitsToFloat(floatToBf16Bits(-Infinity)), -Infinity);
+});
