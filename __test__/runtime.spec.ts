@@ -307,3 +307,56 @@ output { name: "Y" data_type: TYPE_INT32 dims: [ 1 ] }`,
   bad([Tensor.from(new Int32Array(2), { shape: [2] })], /unexpected inference input ''/);
   await reg.close();
 });
+
+/** A stand-in for a tensor that arrived on a GPU: isCpu() is false, toCpu() gives a host copy. */
+function deviceTensor(name: string, host: Tensor, moves: string[]): Tensor {
+  return {
+    name,
+    dtype: host.dtype,
+    shape: host.shape,
+    device: { type: "cuda", id: 0 },
+    isCpu: () => false,
+    toCpu: () => {
+      moves.push(name);
+      return host.withName(name);
+    },
+  } as unknown as Tensor;
+}
+
+const DEVICE_REPORT = `
+import { InferenceResponse, Tensor } from "tensorbridge";
+export default class Report {
+  execute(requests: any[]) {
+    return requests.map((r) => new InferenceResponse({ outputTensors: {
+      IS_CPU: Tensor.from(Uint8Array.from(r.inputs(), (t: any) => (t.isCpu() ? 1 : 0)), { dtype: "BOOL" }),
+    } }));
+  }
+}`;
+
+for (const force of ["yes", "no", undefined] as const) {
+  test(`FORCE_CPU_ONLY_INPUT_TENSORS ${force ?? "(default)"}: ${force === "no" ? "device inputs stay where they arrived" : "every input reaches execute() on the CPU"}`, async (t) => {
+    const repo = makeRepo({
+      m: {
+        config: `
+input { name: "A" data_type: TYPE_FP32 dims: [ 2 ] }
+input { name: "B" data_type: TYPE_FP32 dims: [ 2 ] }
+output { name: "IS_CPU" data_type: TYPE_BOOL dims: [ 2 ] }
+${force === undefined ? "" : `parameters: { key: "FORCE_CPU_ONLY_INPUT_TENSORS" value: { string_value: "${force}" } }`}`,
+        model: DEVICE_REPORT,
+      },
+    });
+    const reg = new ModelRegistry({ repository: repo });
+    await reg.loadAll();
+    const moves: string[] = [];
+    const out = await reg.get("m").infer({ inputs: [deviceTensor("A", f32(1, 2), moves), f32(3, 4).withName("B")] });
+    const isCpu = Array.from(out.outputs[0]!.data() as Uint8Array);
+    if (force === "no") {
+      t.deepEqual(isCpu, [0, 1], "the GPU input stays on the GPU, the host input on the host");
+      t.deepEqual(moves, []);
+    } else {
+      t.deepEqual(isCpu, [1, 1]);
+      t.deepEqual(moves, ["A"], "only the device input was moved");
+    }
+    await reg.close();
+  });
+}
