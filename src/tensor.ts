@@ -98,8 +98,8 @@ interface InternalInit {
   readonly native: NativeTensor | undefined;
   readonly source: TypedArray | undefined;
   readonly bytes: readonly Uint8Array[] | undefined;
-  readonly shape: readonly number[];
-  readonly dtype: DType;
+  readonly shape: readonly number[] | undefined;
+  readonly dtype: DType | undefined;
   readonly name: string | undefined;
 }
 
@@ -171,8 +171,10 @@ export class Tensor {
   #source: TypedArray | undefined;
   #bytes: readonly Uint8Array[] | undefined;
   #view: TypedArray | undefined;
-  readonly #shape: readonly number[];
-  readonly #dtype: DType;
+  // Read from the native handle on first use: most imported tensors are
+  // passed along without anyone asking for their shape.
+  #shape: readonly number[] | undefined;
+  #dtype: DType | undefined;
   readonly #name: string | undefined;
   #disposed = false;
 
@@ -190,7 +192,7 @@ export class Tensor {
       this.#native = data.native;
       this.#source = data.source;
       this.#bytes = data.bytes;
-      this.#shape = Object.freeze(data.shape.slice());
+      this.#shape = data.shape === undefined ? undefined : Object.freeze(data.shape.slice());
       this.#dtype = data.dtype;
       this.#name = data.name;
       return;
@@ -198,7 +200,7 @@ export class Tensor {
     const init = Tensor.#wrapHost(data, options);
     this.#native = init.native;
     this.#source = init.source;
-    this.#shape = Object.freeze(init.shape.slice());
+    this.#shape = Object.freeze(init.shape!.slice());
     this.#dtype = init.dtype;
     this.#name = init.name;
   }
@@ -248,15 +250,7 @@ export class Tensor {
 
   /** @internal Wraps a native tensor made by the binding. */
   static fromNative(native: NativeTensor, name?: string, source?: TypedArray): Tensor {
-    let shape: number[];
-    let dtype: DType;
-    try {
-      shape = native.shape;
-      dtype = native.dtype as DType;
-    } catch (e) {
-      rethrowNative(e);
-    }
-    return new Tensor({ [INTERNAL]: true, native, source, bytes: undefined, shape, dtype, name });
+    return new Tensor({ [INTERNAL]: true, native, source, bytes: undefined, shape: undefined, dtype: undefined, name });
   }
 
   /**
@@ -406,13 +400,35 @@ export class Tensor {
     return this.#name;
   }
 
-  /** Dimensions (a frozen array). */
+  /**
+   * Dimensions (a frozen array).
+   * @throws {TensorBridgeError} `ERR_DISPOSED` after {@link dispose}.
+   */
   get shape(): readonly number[] {
+    const native = this.#live();
+    if (this.#shape === undefined) {
+      try {
+        this.#shape = Object.freeze(native!.shape);
+      } catch (e) {
+        rethrowNative(e);
+      }
+    }
     return this.#shape;
   }
 
-  /** Element type, by Triton name. */
+  /**
+   * Element type, by Triton name.
+   * @throws {TensorBridgeError} `ERR_DISPOSED` after {@link dispose}.
+   */
   get dtype(): DType {
+    const native = this.#live();
+    if (this.#dtype === undefined) {
+      try {
+        this.#dtype = native!.dtype as DType;
+      } catch (e) {
+        rethrowNative(e);
+      }
+    }
     return this.#dtype;
   }
 
@@ -422,9 +438,9 @@ export class Tensor {
     if (native === undefined) {
       const strides: number[] = [];
       let acc = 1;
-      for (let i = this.#shape.length - 1; i >= 0; i--) {
+      for (let i = this.shape.length - 1; i >= 0; i--) {
         strides.unshift(acc);
-        acc *= this.#shape[i]!;
+        acc *= this.shape[i]!;
       }
       return strides;
     }
@@ -433,7 +449,7 @@ export class Tensor {
 
   /** Number of elements. */
   get size(): number {
-    return product(this.#shape);
+    return product(this.shape);
   }
 
   /** Size of the data in bytes (for BYTES, the sum of the element lengths). */
@@ -506,7 +522,7 @@ export class Tensor {
     } catch (e) {
       rethrowNative(e);
     }
-    const Ctor = viewClass(this.#dtype)!;
+    const Ctor = viewClass(this.dtype)!;
     return (this.#view = new Ctor(buffer, 0, buffer.byteLength / Ctor.BYTES_PER_ELEMENT));
   }
 
@@ -522,7 +538,7 @@ export class Tensor {
   bytes(): readonly Uint8Array[] {
     this.#live();
     if (this.#bytes === undefined) {
-      fail(ErrorCode.DTYPE_UNSUPPORTED, `bytes() is for BYTES tensors; this one is ${this.#dtype}, use data()`);
+      fail(ErrorCode.DTYPE_UNSUPPORTED, `bytes() is for BYTES tensors; this one is ${this.dtype}, use data()`);
     }
     return this.#bytes;
   }
@@ -531,7 +547,7 @@ export class Tensor {
   withName(name: string): Tensor {
     const native = this.#live();
     const checked = checkName(name);
-    if (native === undefined) return Tensor.fromBytes(this.#bytes!, { shape: this.#shape, name: checked });
+    if (native === undefined) return Tensor.fromBytes(this.#bytes!, { shape: this.shape, name: checked });
     let shared: NativeTensor;
     try {
       shared = native.share();
@@ -552,7 +568,7 @@ export class Tensor {
   /** A deep copy in fresh native memory, with the same name. */
   clone(): Tensor {
     const native = this.#live();
-    if (native === undefined) return Tensor.fromBytes(this.#bytes!.map((b) => b.slice()), { shape: this.#shape, name: this.#name });
+    if (native === undefined) return Tensor.fromBytes(this.#bytes!.map((b) => b.slice()), { shape: this.shape, name: this.#name });
     let copy: NativeTensor;
     try {
       copy = native.deepCopy();
@@ -644,7 +660,9 @@ export class Tensor {
 
   /** A short description, e.g. `Tensor(FP32[2,2] cpu "INPUT0")`. */
   toString(): string {
-    const where = this.#disposed ? "disposed" : `${this.device.type}${this.device.id ? `:${this.device.id}` : ""}`;
-    return `Tensor(${this.#dtype}[${this.#shape.join(",")}] ${where}${this.#name === undefined ? "" : ` ${JSON.stringify(this.#name)}`})`;
+    const name = this.#name === undefined ? "" : ` ${JSON.stringify(this.#name)}`;
+    if (this.#disposed) return `Tensor(disposed${name})`;
+    const { type, id } = this.device;
+    return `Tensor(${this.dtype}[${this.shape.join(",")}] ${type}${id ? `:${id}` : ""}${name})`;
   }
 }

@@ -109,7 +109,12 @@ impl NativeTensor {
     #[napi(factory)]
     pub fn from_capsule(env: Env, capsule: &NativeCapsule) -> Result<Self, Code> {
         let tensor = capsule.inner().consume().map_err(to_js)?;
-        let external = tensor.device().is_cpu();
+        // Only memory new to this process is reported to V8: re-importing one
+        // of our own exports gives back its original storage, which its first
+        // handle already reported (or which JS owns). Reporting it again on
+        // every import would make a 1 GiB round trip trigger GC each time.
+        let external = tensor.device().is_cpu()
+            && tensor.storage_kind() == tensorbridge_core::storage::StorageKind::Foreign;
         Self::wrap(&env, tensor, external)
     }
 
