@@ -23,7 +23,11 @@ export const ErrorCode = {
   DTYPE_UNSUPPORTED: "ERR_DTYPE_UNSUPPORTED",
   /** The device type is not supported. */
   DEVICE_UNSUPPORTED: "ERR_DEVICE_UNSUPPORTED",
-  /** The device of a pointer does not match its label. */
+  /**
+   * The memory of a DLPack tensor is not where its device label says (a host
+   * pointer labelled CUDA, another GPU's memory, device memory labelled CPU),
+   * as the CUDA driver reports it.
+   */
   DEVICE_MISMATCH: "ERR_DEVICE_MISMATCH",
   /** Sizes overflow the address space. */
   SHAPE_OVERFLOW: "ERR_SHAPE_OVERFLOW",
@@ -41,8 +45,10 @@ export const ErrorCode = {
   ALLOCATION: "ERR_ALLOCATION",
   /** The tensor was disposed. */
   DISPOSED: "ERR_DISPOSED",
-  /** CUDA is not available on this machine. */
+  /** CUDA is not available on this machine (no driver, no GPU, or a build without CUDA). */
   CUDA_UNAVAILABLE: "ERR_CUDA_UNAVAILABLE",
+  /** A CUDA driver call failed; the message names the call and the CUDA error. */
+  CUDA: "ERR_CUDA",
   /** The runtime does not allow external ArrayBuffers (e.g. Electron). */
   EXTERNAL_BUFFERS_UNSUPPORTED: "ERR_EXTERNAL_BUFFERS_UNSUPPORTED",
   /** A napi call failed unexpectedly. */

@@ -155,6 +155,47 @@ pub enum Error {
         /// How many bytes were requested.
         bytes: usize,
     },
+
+    /// A pointer's memory is not where its label says: a host pointer labelled CUDA, a device
+    /// pointer labelled host, or memory on another GPU than the label's ordinal (checked with
+    /// the CUDA driver's pointer attributes). `ERR_DEVICE_MISMATCH`.
+    #[error(
+        "the tensor is labelled {label} but its data {ptr:#x} is {actual}; the producer \
+         mislabelled it, so it was refused rather than read or written as the wrong kind of \
+         memory (ask the producer for a tensor on the device it really uses)"
+    )]
+    DeviceMismatch {
+        /// The device the descriptor claims.
+        label: Device,
+        /// The address checked.
+        ptr: usize,
+        /// What the driver reports ("host memory unknown to CUDA", "device memory on cuda:1").
+        actual: String,
+    },
+
+    /// CUDA is not available: no driver library, no device, or a build without the `cuda`
+    /// feature. `ERR_CUDA_UNAVAILABLE`.
+    #[error(
+        "CUDA is not available on this machine: {reason}; use host memory (device \"cpu\"), \
+         and check tensorbridge's cuda.isAvailable() before using a GPU"
+    )]
+    CudaUnavailable {
+        /// Why (which library or device is missing).
+        reason: String,
+    },
+
+    /// A CUDA driver call failed. `ERR_CUDA`.
+    #[error("CUDA driver call {call} failed with {name} ({code}){detail}")]
+    Cuda {
+        /// The driver function (`"cuMemcpyAsync"`).
+        call: &'static str,
+        /// The `CUresult` value.
+        code: i32,
+        /// Its name (`"CUDA_ERROR_ILLEGAL_ADDRESS"`), or `"unknown"`.
+        name: String,
+        /// More context, starting with `": "`, or empty.
+        detail: String,
+    },
 }
 
 /// Every code [`Error::code`] can return, in declaration order. The TypeScript layer mirrors
@@ -174,6 +215,9 @@ pub const ALL_CODES: &[&str] = &[
     "ERR_COPY_REQUIRED",
     "ERR_INVALID_ARGUMENT",
     "ERR_ALLOCATION",
+    "ERR_DEVICE_MISMATCH",
+    "ERR_CUDA_UNAVAILABLE",
+    "ERR_CUDA",
 ];
 
 impl Error {
@@ -194,6 +238,9 @@ impl Error {
             Error::CopyRequired { .. } => "ERR_COPY_REQUIRED",
             Error::InvalidArgument { .. } => "ERR_INVALID_ARGUMENT",
             Error::Allocation { .. } => "ERR_ALLOCATION",
+            Error::DeviceMismatch { .. } => "ERR_DEVICE_MISMATCH",
+            Error::CudaUnavailable { .. } => "ERR_CUDA_UNAVAILABLE",
+            Error::Cuda { .. } => "ERR_CUDA",
         }
     }
 
@@ -203,6 +250,10 @@ impl Error {
 
     pub(crate) fn invalid_argument(message: impl Into<String>) -> Self {
         Error::InvalidArgument { message: message.into() }
+    }
+
+    pub(crate) fn cuda_unavailable(reason: impl Into<String>) -> Self {
+        Error::CudaUnavailable { reason: reason.into() }
     }
 
     pub(crate) fn overflow(shape: &[i64], what: impl Into<String>) -> Self {
@@ -230,6 +281,9 @@ mod tests {
             Error::CopyRequired { reason: "x".into() },
             Error::invalid_argument("x"),
             Error::Allocation { bytes: 1 },
+            Error::DeviceMismatch { label: Device::cuda(0), ptr: 16, actual: "x".into() },
+            Error::CudaUnavailable { reason: "x".into() },
+            Error::Cuda { call: "cuInit", code: 100, name: "x".into(), detail: String::new() },
         ]
     }
 

@@ -15,26 +15,39 @@
 //!
 //! # Options
 //!
-//! - `copy: Some(true)`: always export a fresh copy in ordinary host memory (`cpu`), flagged
-//!   `IS_COPIED`. Host tensors only for now (`ERR_DEVICE_UNSUPPORTED` for device memory, or
-//!   when the consumer explicitly asks for pinned memory).
+//! - `copy: Some(true)`: always export a fresh copy, flagged `IS_COPIED`: in ordinary host
+//!   memory (`cpu`) for host tensors, on the same GPU for device tensors, or on `device` when
+//!   the consumer names one (pinned memory for `cuda_host`).
 //! - `copy: Some(false)`: never copy; fail with `ERR_COPY_REQUIRED` when the export needs one.
-//! - `copy: None`: copy only when needed; since a silent copy of a big tensor is a surprise,
-//!   the two cases that would need one fail as with `Some(false)` (see below).
+//! - `copy: None`: copy only when needed. A move to another device (the consumer asked for
+//!   one) is copied, as the array API allows; a read-only tensor as a legacy capsule is not
+//!   (see below), since a silent copy of a big tensor is a surprise there.
 //! - `device`: the device the consumer wants. The tensor's own device, or `cpu` for a tensor
 //!   in pinned host memory (`cuda_host`, `rocm_host` are CPU memory: relabelled, not copied),
-//!   works without a copy. Any other device needs a device copy: `ERR_COPY_REQUIRED` with
-//!   `copy: Some(false)`, otherwise `ERR_DEVICE_UNSUPPORTED` (this build has no CUDA).
+//!   works without a copy. Any other device needs a copy between host memory and CUDA
+//!   ([`Tensor::to_device`]): `ERR_COPY_REQUIRED` with `copy: Some(false)`,
+//!   `ERR_CUDA_UNAVAILABLE` without CUDA, `ERR_DEVICE_UNSUPPORTED` for other device types.
 //!
 //! A read-only tensor can't be exported as a legacy capsule without a copy, because the
 //! legacy struct has no flags to say so and a consumer could write into it (NumPy refuses the
 //! same export). With `copy: Some(true)` it works; otherwise `ERR_COPY_REQUIRED` tells the
 //! caller to ask for a versioned export or a copy.
+//!
+//! # Streams
+//!
+//! [`Tensor::to_dlpack_with_stream`] takes the consumer's stream as the array API defines it
+//! ([`ConsumerStream`]). For a CUDA result the producer (tensorbridge) records an event on its
+//! own stream and makes the consumer's stream wait on it (nothing for `NoSync`, and nothing
+//! when tensorbridge never used that GPU); [`Tensor::to_dlpack`] does the same for the legacy
+//! default stream (`stream=None`). Host results accept only `Default` and `NoSync`
+//! (`ERR_INVALID_ARGUMENT` otherwise, as `stream` means nothing to a CPU consumer). Tensors on
+//! other device types (ROCm, …) are re-exported as metadata; their stream is not used.
 
 use std::ffi::c_void;
 use std::fmt;
 use std::ptr::{self, NonNull};
 
+use crate::cuda::ConsumerStream;
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::ffi::{
@@ -356,66 +369,60 @@ pub(crate) unsafe fn own_export<'a>(managed: Managed) -> Option<&'a Tensor> {
     }
 }
 
-/// `Tensor::to_dlpack`.
-pub(crate) fn export(tensor: &Tensor, options: &ExportOptions) -> Result<ExportedTensor> {
+/// `Tensor::to_dlpack` and `Tensor::to_dlpack_with_stream`.
+pub(crate) fn export(
+    tensor: &Tensor,
+    options: &ExportOptions,
+    stream: ConsumerStream,
+) -> Result<ExportedTensor> {
     let dtype = tensor.dtype().to_dlpack()?;
     let source = tensor.device();
     let target = options.device.unwrap_or(source);
+    if !target.is_known() {
+        return Err(crate::tensor::unknown_device(target));
+    }
     let relabel_host = target == Device::CPU && source.is_cpu();
-    if target != source && !relabel_host {
-        if options.copy == Some(false) {
-            return Err(Error::CopyRequired {
-                reason: format!(
-                    "the tensor is on {source} and the consumer asked for {target}, which needs \
-                     a device copy; allow one with copy: true (or leave copy unset)"
-                ),
-            });
-        }
-        return Err(Error::DeviceUnsupported {
-            device: target.to_string(),
+    let same_place = target == source || relabel_host;
+    if !same_place && options.copy == Some(false) {
+        return Err(Error::CopyRequired {
             reason: format!(
-                "exporting a tensor on {source} to {target} needs a device copy, which this \
-                 build can't make (host only); export on {source} instead"
+                "the tensor is on {source} and the consumer asked for {target}, which needs \
+                 a device copy; allow one with copy: true (or leave copy unset)"
             ),
         });
     }
     let read_only_legacy = tensor.is_read_only() && !options.versioned;
-    let copied = match options.copy {
-        Some(true) => {
-            if !source.is_cpu() {
-                return Err(Error::DeviceUnsupported {
-                    device: source.to_string(),
-                    reason: format!(
-                        "copying memory on {source} needs device support, which this build lacks \
-                         (host only); export without copy: true"
-                    ),
-                });
-            }
-            if options.device.is_some_and(|d| d != Device::CPU) {
-                return Err(Error::DeviceUnsupported {
-                    device: target.to_string(),
-                    reason: format!(
-                        "copies are made in ordinary host memory and this build can't allocate \
-                         {target} memory; ask for device cpu"
-                    ),
-                });
-            }
-            Some(tensor.deep_copy()?)
-        }
-        _ if read_only_legacy => {
-            return Err(Error::CopyRequired {
-                reason: "the tensor is read-only and a legacy DLPack capsule can't say so, so \
-                         a consumer could write into it; ask for a versioned export \
-                         (max_version >= 1.0) or allow a copy with copy: true"
-                    .into(),
-            })
-        }
-        _ => None,
+    if same_place && read_only_legacy && options.copy != Some(true) {
+        return Err(Error::CopyRequired {
+            reason: "the tensor is read-only and a legacy DLPack capsule can't say so, so \
+                     a consumer could write into it; ask for a versioned export \
+                     (max_version >= 1.0) or allow a copy with copy: true"
+                .into(),
+        });
+    }
+    let copy_to = if !same_place || options.copy == Some(true) {
+        // A copy lives where the consumer asked, else in ordinary host memory for host
+        // tensors (pinned ones included) and on the same GPU for device tensors.
+        Some(options.device.unwrap_or(if source.is_cpu() { Device::CPU } else { source }))
+    } else {
+        None
     };
-    let is_copied = copied.is_some();
-    // A copy lives in ordinary host memory, whatever (host) device the source was on.
-    let device = copied.as_ref().map_or(target, Tensor::device);
-    let tensor = copied.unwrap_or_else(|| tensor.clone());
+    // The device the consumer will see (a pinned tensor may be relabelled `cpu`).
+    let device = copy_to.unwrap_or(target);
+    if device.is_cpu() && !stream.is_host_compatible() {
+        return Err(Error::invalid_argument(format!(
+            "stream {stream} was given for a tensor on {device}; a host consumer passes no \
+             stream (None) or -1"
+        )));
+    }
+    let is_copied = copy_to.is_some();
+    let tensor = match copy_to {
+        Some(device) => tensor.to_device(device)?,
+        None => tensor.clone(),
+    };
+    // Order the consumer's stream after ours (pending zero fills, and foreign producers'
+    // work that our stream was made to wait for on import).
+    crate::cuda::order_for_consumer(device, stream)?;
 
     let ndim = tensor.ndim();
     let dims: Box<[i64]> = tensor.shape().iter().chain(tensor.strides()).copied().collect();
@@ -547,16 +554,49 @@ mod tests {
         assert!(dl.shape.is_null() && dl.strides.is_null() && !dl.data.is_null());
     }
 
+    /// The code a device copy gets here: it works with CUDA, and is refused without it.
+    fn device_copy_code() -> &'static str {
+        if crate::cuda::is_available() {
+            "ok"
+        } else {
+            "ERR_CUDA_UNAVAILABLE"
+        }
+    }
+
+    fn code(r: Result<ExportedTensor>) -> &'static str {
+        r.map_or_else(|e| e.code(), |_| "ok")
+    }
+
     #[test]
-    fn a_device_move_without_copy_is_copy_required_and_with_copy_unsupported() {
+    fn a_device_move_is_copy_required_with_copy_false_and_a_cuda_copy_otherwise() {
         let t = Tensor::zeros(&[1], DataType::U8).unwrap();
         let mut opts =
             ExportOptions { versioned: true, copy: Some(false), device: Some(Device::cuda(0)) };
-        assert_eq!(t.to_dlpack(&opts).unwrap_err().code(), "ERR_COPY_REQUIRED");
+        assert_eq!(code(t.to_dlpack(&opts)), "ERR_COPY_REQUIRED");
         opts.copy = None;
-        assert_eq!(t.to_dlpack(&opts).unwrap_err().code(), "ERR_DEVICE_UNSUPPORTED");
+        assert_eq!(code(t.to_dlpack(&opts)), device_copy_code());
         opts.copy = Some(true);
-        assert_eq!(t.to_dlpack(&opts).unwrap_err().code(), "ERR_DEVICE_UNSUPPORTED");
+        assert_eq!(code(t.to_dlpack(&opts)), device_copy_code());
+        opts.device = Some(Device::new(DLDeviceType::ROCM, 0));
+        assert_eq!(code(t.to_dlpack(&opts)), "ERR_DEVICE_UNSUPPORTED");
+        opts.device = Some(Device::new(DLDeviceType(99), 0));
+        assert_eq!(code(t.to_dlpack(&opts)), "ERR_DEVICE_UNSUPPORTED");
+    }
+
+    #[test]
+    fn host_results_take_no_cuda_stream() {
+        let t = Tensor::zeros(&[1], DataType::U8).unwrap();
+        let opts = ExportOptions::default();
+        for stream in [ConsumerStream::Default, ConsumerStream::NoSync] {
+            assert_eq!(code(t.to_dlpack_with_stream(&opts, stream)), "ok");
+        }
+        for stream in
+            [ConsumerStream::Legacy, ConsumerStream::PerThread, ConsumerStream::Handle(0x1000)]
+        {
+            let err = t.to_dlpack_with_stream(&opts, stream).unwrap_err();
+            assert_eq!(err.code(), "ERR_INVALID_ARGUMENT");
+            assert!(err.to_string().contains("host consumer"), "{err}");
+        }
     }
 
     #[test]
@@ -589,7 +629,7 @@ mod tests {
     }
 
     #[test]
-    fn copies_of_pinned_tensors_are_labelled_cpu_and_device_copies_are_unsupported() {
+    fn copies_of_pinned_tensors_are_labelled_cpu_and_device_copies_need_cuda() {
         let mut buf = [7_u8; 4];
         let pinned = Device::new(DLDeviceType::CUDAHOST, 0);
         // SAFETY: `buf` outlives the tensor and the export; cuda_host memory is host memory.
@@ -608,8 +648,9 @@ mod tests {
         let mut opts = ExportOptions { copy: Some(true), ..ExportOptions::default() };
         let e = t.to_dlpack(&opts).unwrap();
         assert_eq!(legacy_view(&e).dl_tensor.device.device_type, DLDeviceType::CPU);
+        // A copy into pinned memory needs the driver.
         opts.device = Some(pinned);
-        assert_eq!(t.to_dlpack(&opts).unwrap_err().code(), "ERR_DEVICE_UNSUPPORTED");
+        assert_eq!(code(t.to_dlpack(&opts)), device_copy_code());
         drop((e, t));
 
         // SAFETY: the pointer is never dereferenced: cuda memory is never read on the host.
@@ -625,8 +666,12 @@ mod tests {
             )
         }
         .unwrap();
-        let opts = ExportOptions { copy: Some(true), ..ExportOptions::default() };
-        assert_eq!(t.to_dlpack(&opts).unwrap_err().code(), "ERR_DEVICE_UNSUPPORTED");
+        if !crate::cuda::is_available() {
+            let opts = ExportOptions { copy: Some(true), ..ExportOptions::default() };
+            assert_eq!(t.to_dlpack(&opts).unwrap_err().code(), "ERR_CUDA_UNAVAILABLE");
+        }
+        // Re-exporting without a copy needs no driver: tensorbridge never used this GPU, so
+        // none of its work can be pending.
         assert!(t.to_dlpack(&ExportOptions::default()).is_ok(), "metadata-only re-export");
     }
 

@@ -18,6 +18,8 @@
 //! | 12 | strides (when non-NULL) not C order | `ERR_DLPACK_NOT_CONTIGUOUS` (names the axis) | caller |
 //! | 13 | `data` NULL with a non-zero byte size | `ERR_DLPACK_NULL` | caller |
 //! | 14 | `data + byte_offset + bytes` overflows the address space | `ERR_DLPACK_INVALID` | caller |
+//! | 15 | `cuda:N` / `cuda_managed` without a CUDA driver, or an ordinal the driver lacks | `ERR_CUDA_UNAVAILABLE` / `ERR_DEVICE_UNSUPPORTED` | caller |
+//! | 16 | the driver's pointer attributes of the first and last byte contradict the label (host memory labelled CUDA, another GPU's memory, device memory labelled `cpu`/`cuda_host`) | `ERR_DEVICE_MISMATCH` | caller |
 //!
 //! "Caller" means nothing was freed or written: the caller still owns the managed tensor and
 //! must delete it (an [`ImportError`](crate::export::ImportError) hands the
@@ -28,6 +30,11 @@
 //! `byte_offset` is honoured (`data_ptr() == data + byte_offset`); the `READ_ONLY` and
 //! `IS_COPIED` flags of a versioned tensor are carried into the tensor; a NULL deleter is
 //! allowed (the producer keeps ownership of the memory, and nothing is called on drop).
+//!
+//! Checks 15–16 are [`crate::cuda::check_import`] and [`crate::cuda::check_pointer`]; host
+//! labels are checked against the driver only in a process that has loaded it already, and
+//! tensors this crate exported itself are not checked again. Device memory is borrowed, never
+//! freed here: only the producer's deleter is called.
 //!
 //! On success the tensor owns the managed tensor and calls its deleter exactly once, when
 //! the last clone of the tensor (and of anything sharing its storage) is dropped, on whatever
@@ -83,10 +90,18 @@ pub(crate) fn import(handle: ExportedTensor) -> std::result::Result<Tensor, Impo
         Err(error) => return Err(ImportError { error, handle: Some(handle) }),
     };
     // SAFETY: as above, and `descriptor` was read from `handle`, which is still alive.
-    match unsafe { validate(&descriptor) } {
-        Ok(valid) => Ok(adopt(handle, valid)),
-        Err(error) => Err(ImportError { error, handle: Some(handle) }),
+    let valid = match unsafe { validate(&descriptor) } {
+        Ok(valid) => valid,
+        Err(error) => return Err(ImportError { error, handle: Some(handle) }),
+    };
+    // SAFETY: `handle` is live; the reference is not kept.
+    let ours = unsafe { own_export(handle.managed()) }.is_some();
+    if !ours {
+        if let Err(error) = crate::cuda::check_import(valid.data, valid.bytes, valid.device) {
+            return Err(ImportError { error, handle: Some(handle) });
+        }
     }
+    Ok(adopt(handle, valid))
 }
 
 /// The descriptor and flags of a managed tensor.

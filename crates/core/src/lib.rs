@@ -9,6 +9,11 @@
 //!   checks and who owns the tensor after each failure).
 //! - [`Capsule`]: a consume-once, thread-safe holder for handing a managed tensor across
 //!   language or thread boundaries.
+//! - CUDA ([`cuda`], default feature `cuda`): [`Tensor::empty_on`] allocates on `cuda:N` or in
+//!   pinned host memory, [`Tensor::to_device`] / [`Tensor::copy_to`] copy between host and
+//!   devices, imported CUDA pointers are checked with the driver, and
+//!   [`Tensor::to_dlpack_with_stream`] orders the consumer's stream after ours. Without a
+//!   driver every CUDA entry point returns `ERR_CUDA_UNAVAILABLE`.
 //! - [`DataType`] (Triton's types), [`Device`], the [`layout`] rules (C order as NumPy,
 //!   PyTorch and CuPy define it), the raw [`ffi`] structs, and [`Error`] with stable `ERR_*`
 //!   codes.
@@ -39,6 +44,9 @@
 
 /// Consume-once holders of a DLPack managed tensor.
 pub mod capsule;
+/// CUDA device and pinned memory, pointer validation, copies and stream-ordered exchange
+/// (through cudarc; every entry point reports `ERR_CUDA_UNAVAILABLE` without a driver).
+pub mod cuda;
 /// Devices (`cpu`, `cuda:0`, …) and which of them the CPU can address.
 pub mod device;
 /// Element types and their Triton and DLPack names.

@@ -12,6 +12,9 @@ static FOREIGN_DELETERS_CALLED: AtomicU64 = AtomicU64::new(0);
 static OWNED_ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
 static OWNED_FREES: AtomicU64 = AtomicU64::new(0);
 static OWNED_LIVE_BYTES: AtomicU64 = AtomicU64::new(0);
+static CUDA_ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+static CUDA_FREES: AtomicU64 = AtomicU64::new(0);
+static CUDA_LIVE_BYTES: AtomicU64 = AtomicU64::new(0);
 
 /// A snapshot of the counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -31,6 +34,13 @@ pub struct Stats {
     pub owned_frees: u64,
     /// Bytes in owned buffers currently allocated.
     pub owned_live_bytes: u64,
+    /// CUDA device and pinned host buffers allocated through the driver (zero-byte tensors
+    /// allocate nothing).
+    pub cuda_allocations: u64,
+    /// CUDA buffers freed (each exactly once, by the last owner).
+    pub cuda_frees: u64,
+    /// Bytes in CUDA buffers currently allocated.
+    pub cuda_live_bytes: u64,
 }
 
 impl Stats {
@@ -43,6 +53,11 @@ impl Stats {
     pub fn live_allocations(&self) -> u64 {
         self.owned_allocations.saturating_sub(self.owned_frees)
     }
+
+    /// CUDA buffers not freed yet.
+    pub fn live_cuda_allocations(&self) -> u64 {
+        self.cuda_allocations.saturating_sub(self.cuda_frees)
+    }
 }
 
 /// Reads every counter (each one atomically; the set is not one atomic snapshot).
@@ -54,6 +69,9 @@ pub fn snapshot() -> Stats {
         owned_allocations: OWNED_ALLOCATIONS.load(Ordering::Relaxed),
         owned_frees: OWNED_FREES.load(Ordering::Relaxed),
         owned_live_bytes: OWNED_LIVE_BYTES.load(Ordering::Relaxed),
+        cuda_allocations: CUDA_ALLOCATIONS.load(Ordering::Relaxed),
+        cuda_frees: CUDA_FREES.load(Ordering::Relaxed),
+        cuda_live_bytes: CUDA_LIVE_BYTES.load(Ordering::Relaxed),
     }
 }
 
@@ -77,4 +95,16 @@ pub(crate) fn owned_allocated(bytes: usize) {
 pub(crate) fn owned_freed(bytes: usize) {
     OWNED_FREES.fetch_add(1, Ordering::Relaxed);
     OWNED_LIVE_BYTES.fetch_sub(bytes as u64, Ordering::Relaxed);
+}
+
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+pub(crate) fn cuda_allocated(bytes: usize) {
+    CUDA_ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+    CUDA_LIVE_BYTES.fetch_add(bytes as u64, Ordering::Relaxed);
+}
+
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+pub(crate) fn cuda_freed(bytes: usize) {
+    CUDA_FREES.fetch_add(1, Ordering::Relaxed);
+    CUDA_LIVE_BYTES.fetch_sub(bytes as u64, Ordering::Relaxed);
 }

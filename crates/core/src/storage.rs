@@ -5,8 +5,9 @@
 //! A [`Storage`](crate::storage::Storage) is one contiguous region
 //! `[as_ptr(), as_ptr() + len())` on one device. It is immutable once built and shared
 //! through `Arc`; dropping the last reference releases the region exactly once: the owned
-//! allocation is freed, the borrowed keep-alive value is dropped, or the producer's DLPack
-//! deleter is called.
+//! allocation is freed (host memory by the Rust allocator; CUDA device and pinned memory by
+//! the driver, see [`crate::cuda`]), the borrowed keep-alive value is dropped, or the
+//! producer's DLPack deleter is called.
 //!
 //! [owned]: crate::storage::StorageKind::Owned
 //! [borrowed]: crate::storage::StorageKind::Borrowed
@@ -29,7 +30,8 @@ pub const OWNED_ALIGNMENT: usize = 256;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum StorageKind {
     /// An allocation of ours: [`OWNED_ALIGNMENT`]-aligned, zeroed (or fully written) when
-    /// made, freed on drop.
+    /// made, freed on drop. Host memory, or CUDA device / pinned host memory from the driver
+    /// (whose alignment is at least 256 bytes as well).
     Owned,
     /// Host memory someone else owns (a `Vec`, a JS `ArrayBuffer`, a shared-memory mapping),
     /// kept alive by a value we drop when the storage drops.
@@ -48,6 +50,12 @@ enum Owner {
     Foreign {
         /// Never read: dropping it calls the producer's deleter.
         _managed: ExportedTensor,
+    },
+    /// An allocation of ours made elsewhere than the Rust allocator (CUDA device or pinned
+    /// memory); dropping the value frees it.
+    Allocation {
+        /// Never read: dropping it frees the memory, once.
+        _free_on_drop: Box<dyn Send + Sync>,
     },
 }
 
@@ -92,6 +100,16 @@ impl Storage {
             unsafe { ptr::copy_nonoverlapping(bytes.as_ptr(), storage.ptr, bytes.len()) };
         }
         Ok(storage)
+    }
+
+    /// A new host allocation of `len` bytes that the caller fills completely before anyone
+    /// reads it (the destination of a copy).
+    ///
+    /// # Errors
+    ///
+    /// As [`Storage::zeroed`].
+    pub(crate) fn for_overwrite(len: usize) -> Result<Storage> {
+        Self::allocate(len, false)
     }
 
     fn allocate(len: usize, zeroed: bool) -> Result<Storage> {
@@ -169,6 +187,23 @@ impl Storage {
         Storage { ptr, len, device, owner: Owner::Foreign { _managed: managed } }
     }
 
+    /// Wraps an allocation of ours that `free_on_drop` frees when dropped (after the last
+    /// tensor over it is gone). Reported as [`StorageKind::Owned`].
+    ///
+    /// # Safety
+    ///
+    /// As [`Storage::borrowed`], and `[ptr, ptr + len)` must be initialised (zeroed or fully
+    /// written) before anyone reads it.
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    pub(crate) unsafe fn allocation(
+        ptr: *mut u8,
+        len: usize,
+        device: Device,
+        free_on_drop: Box<dyn Send + Sync>,
+    ) -> Storage {
+        Storage { ptr, len, device, owner: Owner::Allocation { _free_on_drop: free_on_drop } }
+    }
+
     /// Start of the region (NULL or dangling when it is empty).
     pub fn as_ptr(&self) -> *mut u8 {
         self.ptr
@@ -192,7 +227,7 @@ impl Storage {
     /// Who owns the region.
     pub fn kind(&self) -> StorageKind {
         match self.owner {
-            Owner::Owned { .. } => StorageKind::Owned,
+            Owner::Owned { .. } | Owner::Allocation { .. } => StorageKind::Owned,
             Owner::Borrowed { .. } => StorageKind::Borrowed,
             Owner::Foreign { .. } => StorageKind::Foreign,
         }
@@ -220,8 +255,8 @@ impl Drop for Storage {
             unsafe { std::alloc::dealloc(self.ptr, layout) };
             stats::owned_freed(self.len);
         }
-        // A borrowed keep-alive value or a foreign managed tensor is released when `owner`
-        // drops, right after this.
+        // A borrowed keep-alive value, a foreign managed tensor or a driver allocation is
+        // released when `owner` drops, right after this.
     }
 }
 

@@ -3,18 +3,22 @@
 //!
 //! Every tensor here is C-contiguous; strides are kept (always filled, in elements) because
 //! DLPack exports need them and zero-sized or size-1 axes may carry any stride. Only host
-//! memory is read (`kDLCPU`, `kDLCUDAHost`, `kDLROCMHost`); tensors on other known devices
-//! can be imported and re-exported as metadata plus foreign storage, and any host access to
-//! them fails with `ERR_NOT_CPU`. Device copies come later (through cudarc), behind the same
-//! API.
+//! memory is read directly (`kDLCPU`, `kDLCUDAHost`, `kDLROCMHost`); any host access to other
+//! memory fails with `ERR_NOT_CPU`. CUDA memory is allocated with [`Tensor::empty_on`] and
+//! moved with [`Tensor::to_device`], [`Tensor::to_cpu`], [`Tensor::to_cuda`] and
+//! [`Tensor::copy_to`] (see [`crate::cuda`]); tensors on other known devices (ROCm, …) can be
+//! imported and re-exported as metadata plus foreign storage.
 
 use std::fmt;
+use std::ptr;
 use std::sync::Arc;
 
+use crate::cuda::{self, ConsumerStream};
 use crate::device::Device;
 use crate::dtype::DataType;
 use crate::error::{Error, Result};
 use crate::export::{ExportOptions, ExportedTensor};
+use crate::ffi::DLDeviceType;
 use crate::ffi::{DLManagedTensor, DLManagedTensorVersioned};
 use crate::layout;
 use crate::storage::{Storage, StorageKind};
@@ -121,6 +125,54 @@ impl Tensor {
             Device::CPU,
             TensorFlags::default(),
         )
+    }
+
+    /// A new zero-filled tensor on `device`: host memory for `cpu` (as [`Tensor::zeros`]),
+    /// device memory for `cuda:N`, page-locked host memory for `cuda_host` (host-readable, and
+    /// the fastest source or destination of a device copy). Same as [`Tensor::zeros_on`]:
+    /// memory is never handed out uninitialised.
+    ///
+    /// Device memory is zero-filled on tensorbridge's CUDA stream, so the fill is ordered
+    /// before any copy or DLPack export of the tensor (see [`crate::cuda`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`Tensor::empty`], plus `ERR_CUDA_UNAVAILABLE` (no CUDA on this machine),
+    /// `ERR_DEVICE_UNSUPPORTED` (another device type, or an ordinal this machine lacks),
+    /// `ERR_ALLOCATION` (out of device or pinned memory), `ERR_CUDA`.
+    pub fn empty_on(shape: &[i64], dtype: DataType, device: Device) -> Result<Tensor> {
+        Self::zeros_on(shape, dtype, device)
+    }
+
+    /// A new zero-filled tensor on `device`; see [`Tensor::empty_on`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Tensor::empty_on`].
+    pub fn zeros_on(shape: &[i64], dtype: DataType, device: Device) -> Result<Tensor> {
+        if device == Device::CPU {
+            return Self::zeros(shape, dtype);
+        }
+        Self::alloc_on(shape, dtype, device, true, TensorFlags::default())
+    }
+
+    /// A new tensor on `device`; when `zeroed` is false the caller writes every byte before the
+    /// tensor is seen by anyone.
+    fn alloc_on(
+        shape: &[i64],
+        dtype: DataType,
+        device: Device,
+        zeroed: bool,
+        flags: TensorFlags,
+    ) -> Result<Tensor> {
+        layout::check_ndim_argument(shape.len())?;
+        let bytes = layout::byte_size(shape, dtype)?;
+        let storage = match device {
+            Device::CPU if zeroed => Storage::zeroed(bytes)?,
+            Device::CPU => Storage::for_overwrite(bytes)?,
+            _ => cuda::alloc_storage(device, bytes, zeroed)?,
+        };
+        Self::from_storage(Arc::new(storage), 0, shape, None, dtype, device, flags)
     }
 
     /// A host tensor over `bytes` (native-endian elements, C order). The `Vec`'s buffer is
@@ -287,35 +339,121 @@ impl Tensor {
         Ok(unsafe { std::slice::from_raw_parts(self.data_ptr(), self.byte_len()) })
     }
 
-    /// A new owned host tensor with a copy of the bytes; it is writable and
-    /// [`is_copied`](Tensor::is_copied).
+    /// A new tensor with a copy of the bytes, writable and [`is_copied`](Tensor::is_copied):
+    /// in ordinary host memory for host tensors (pinned ones included), on the same GPU for
+    /// device tensors.
     ///
     /// # Errors
     ///
-    /// `ERR_NOT_CPU` for tensors outside host memory (device copies come later),
-    /// `ERR_ALLOCATION`.
+    /// As [`Tensor::to_device`].
     pub fn deep_copy(&self) -> Result<Tensor> {
-        self.require_host("deep_copy")?;
-        let storage = Storage::copy_of(self.as_bytes()?)?;
-        Self::from_storage(
-            Arc::new(storage),
-            0,
-            self.shape(),
-            Some(self.strides()),
-            self.dtype(),
-            Device::CPU,
-            TensorFlags { read_only: false, copied: true },
-        )
+        let device = if self.device().is_cpu() { Device::CPU } else { self.device() };
+        self.to_device(device)
     }
 
-    /// Exports the tensor as a DLPack managed tensor (see [`crate::export`]).
+    /// A copy of the tensor on `device` (`cpu`, `cuda:N`, `cuda_host`), always a new
+    /// allocation, writable and [`is_copied`](Tensor::is_copied). Host ↔ device and device ↔
+    /// device copies go through CUDA and are complete when this returns (tensorbridge's stream
+    /// is synchronised; never the whole device). Large pageable host sources and destinations
+    /// are staged through pinned buffers.
+    ///
+    /// # Errors
+    ///
+    /// `ERR_CUDA_UNAVAILABLE` when either side is CUDA memory and CUDA is not available,
+    /// `ERR_DEVICE_UNSUPPORTED` for devices other than host memory and CUDA (ROCm, …),
+    /// `ERR_ALLOCATION`, `ERR_CUDA`.
+    pub fn to_device(&self, device: Device) -> Result<Tensor> {
+        let flags = TensorFlags { read_only: false, copied: true };
+        let copy = Self::alloc_on(self.shape(), self.dtype(), device, false, flags)?;
+        copy_bytes(self, &copy)?;
+        Ok(copy)
+    }
+
+    /// This tensor in host memory: itself (shared, no copy) when the host can already read it
+    /// (`cpu`, `cuda_host`), otherwise a copy in ordinary host memory.
+    ///
+    /// # Errors
+    ///
+    /// As [`Tensor::to_device`].
+    pub fn to_cpu(&self) -> Result<Tensor> {
+        if self.device().is_cpu() {
+            Ok(self.clone())
+        } else {
+            self.to_device(Device::CPU)
+        }
+    }
+
+    /// This tensor on GPU `id`: itself (shared, no copy) when it is already there, otherwise a
+    /// copy.
+    ///
+    /// # Errors
+    ///
+    /// As [`Tensor::to_device`].
+    pub fn to_cuda(&self, id: i32) -> Result<Tensor> {
+        if self.device() == Device::cuda(id) {
+            Ok(self.clone())
+        } else {
+            self.to_device(Device::cuda(id))
+        }
+    }
+
+    /// Copies this tensor's bytes into `dst`, which must have the same dtype and shape, on any
+    /// device pair of host memory and CUDA (host ↔ device, device ↔ device, on one GPU or
+    /// two). Complete when this returns.
+    ///
+    /// `dst`'s memory is shared with whoever else holds it (clones, JS views, a DLPack
+    /// producer): they see the new bytes, and must not read it while the copy runs.
+    ///
+    /// # Errors
+    ///
+    /// `ERR_INVALID_ARGUMENT` for another dtype or shape, a read-only destination, or ranges
+    /// that partly overlap; plus the errors of [`Tensor::to_device`].
+    pub fn copy_to(&self, dst: &Tensor) -> Result<()> {
+        if self.dtype() != dst.dtype() || self.shape() != dst.shape() {
+            return Err(Error::invalid_argument(format!(
+                "copy_to needs a destination of the same dtype and shape: the source is \
+                 {}{:?}, the destination {}{:?}",
+                self.dtype().triton_name(),
+                self.shape(),
+                dst.dtype().triton_name(),
+                dst.shape()
+            )));
+        }
+        if dst.is_read_only() {
+            return Err(Error::invalid_argument(
+                "the destination of copy_to is read-only; copy into a writable tensor",
+            ));
+        }
+        copy_bytes(self, dst)
+    }
+
+    /// Exports the tensor as a DLPack managed tensor (see [`crate::export`]), for a consumer
+    /// that gave no stream: the array API's `stream=None`, which for a CUDA tensor means the
+    /// legacy default stream (it is made to wait for tensorbridge's pending work).
     ///
     /// # Errors
     ///
     /// See [`crate::export`]: `ERR_DTYPE_UNSUPPORTED`, `ERR_COPY_REQUIRED`,
-    /// `ERR_DEVICE_UNSUPPORTED`, `ERR_NOT_CPU`, `ERR_ALLOCATION`.
+    /// `ERR_DEVICE_UNSUPPORTED`, `ERR_CUDA_UNAVAILABLE`, `ERR_ALLOCATION`, `ERR_CUDA`.
     pub fn to_dlpack(&self, options: &ExportOptions) -> Result<ExportedTensor> {
-        crate::export::export(self, options)
+        crate::export::export(self, options, ConsumerStream::Default)
+    }
+
+    /// Exports the tensor for a consumer that will use it on `stream` (the array API's
+    /// `__dlpack__(stream=…)`): for a CUDA tensor, an event is recorded on tensorbridge's
+    /// stream and `stream` is made to wait on it, unless `stream` is
+    /// [`ConsumerStream::NoSync`]. Host tensors accept only `Default` and `NoSync`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Tensor::to_dlpack`], plus `ERR_INVALID_ARGUMENT` for a CUDA stream given with a
+    /// host result, and `ERR_CUDA` when the driver refuses the stream handle.
+    pub fn to_dlpack_with_stream(
+        &self,
+        options: &ExportOptions,
+        stream: ConsumerStream,
+    ) -> Result<ExportedTensor> {
+        crate::export::export(self, options, stream)
     }
 
     /// Imports a legacy DLPack managed tensor, taking ownership on success (its deleter then
@@ -365,6 +503,50 @@ impl Tensor {
             Err(Error::NotCpu { operation, device: self.device() })
         }
     }
+}
+
+/// Copies `src`'s bytes into `dst` (same byte length, checked by the callers).
+fn copy_bytes(src: &Tensor, dst: &Tensor) -> Result<()> {
+    let bytes = src.byte_len();
+    debug_assert_eq!(bytes, dst.byte_len());
+    let (from, to) = (src.device(), dst.device());
+    let (src_ptr, dst_ptr) = (src.data_ptr().cast_const(), dst.data_ptr());
+    if from.is_cpu() && to.is_cpu() {
+        if bytes > 0 && src_ptr != dst_ptr.cast_const() {
+            // SAFETY: both are host memory the CPU can read and write, `bytes` long, kept alive
+            // by the tensors; `ptr::copy` allows overlap.
+            unsafe { ptr::copy(src_ptr, dst_ptr, bytes) };
+        }
+        return Ok(());
+    }
+    let cuda_or_host =
+        |d: Device| d.is_cpu() || matches!(d.kind, DLDeviceType::CUDA | DLDeviceType::CUDAMANAGED);
+    for device in [from, to] {
+        if !cuda_or_host(device) {
+            return Err(Error::DeviceUnsupported {
+                device: device.to_string(),
+                reason: "tensorbridge copies between host memory and CUDA devices only".into(),
+            });
+        }
+    }
+    let (start, end) = (src_ptr as usize, dst_ptr as usize);
+    let overlap =
+        bytes > 0 && start < end.saturating_add(bytes) && end < start.saturating_add(bytes);
+    if overlap && from == to {
+        if start == end {
+            // The same bytes (a tensor copied onto itself or a clone): nothing to do, but CUDA
+            // must still be there, as for every CUDA entry point.
+            cuda::require_gpu(if from.is_cpu() { to } else { from })?;
+            return Ok(());
+        }
+        return Err(Error::invalid_argument(
+            "the source and destination of a copy partly overlap; copy through a new tensor",
+        ));
+    }
+    // SAFETY: the tensors keep both ranges alive; each is `bytes` long on its device (checked
+    // when the tensors were built), the destination is writable (`copy_to` refuses read-only
+    // ones; `to_device` made it), and overlapping ranges on one device were handled above.
+    unsafe { cuda::copy(dst_ptr, to, src_ptr, from, bytes) }
 }
 
 pub(crate) fn unknown_device(device: Device) -> Error {
@@ -580,8 +762,12 @@ mod tests {
         }
         .unwrap();
         assert_eq!(t.as_bytes().unwrap_err().code(), "ERR_NOT_CPU");
-        assert_eq!(t.deep_copy().unwrap_err().code(), "ERR_NOT_CPU");
         assert!(t.as_bytes().unwrap_err().to_string().contains("cuda:0"));
+        if !cuda::is_available() {
+            // Copies of device memory go through CUDA.
+            assert_eq!(t.deep_copy().unwrap_err().code(), "ERR_CUDA_UNAVAILABLE");
+            assert_eq!(t.to_cpu().unwrap_err().code(), "ERR_CUDA_UNAVAILABLE");
+        }
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Every import validation failure, legacy and versioned: its error code, and who owns the
 //! managed tensor afterwards (counted with a test producer). Plus the descriptors that must be
 //! accepted: NULL strides, byte offsets, newer minor versions, flags, NULL deleters, foreign
-//! device memory.
+//! device memory (CUDA pointers are checked with the driver: see `tests/cuda.rs`).
 
 mod common;
 
@@ -321,22 +321,46 @@ fn zero_d_tensors_may_have_null_shape_and_strides() {
 }
 
 #[test]
-fn foreign_cuda_tensors_import_as_metadata_and_are_never_read() {
+fn foreign_cuda_tensors_are_validated_and_host_memory_labelled_cuda_is_refused() {
     let counter = Counter::new();
     let mut spec = Spec::f32_2x3();
     spec.device.device_type = DLDeviceType::CUDA;
+    // Host memory labelled cuda:0: never dereferenced, refused before anything is trusted.
+    let raw = common::versioned(&spec, &counter);
+    // SAFETY: a live test-producer tensor that we own; its data is never read.
+    let err = unsafe { Tensor::from_dlpack_versioned(raw) }.unwrap_err();
+    let expected = if tensorbridge_core::cuda::is_available() {
+        "ERR_DEVICE_MISMATCH"
+    } else {
+        // An unverifiable device pointer is refused rather than trusted.
+        "ERR_CUDA_UNAVAILABLE"
+    };
+    assert_eq!(err.code(), expected, "{err}");
+    assert_eq!(counter.calls(), 0, "the caller keeps ownership after a refused import");
+    // SAFETY: ownership stayed with us.
+    unsafe { free_versioned(raw) };
+    assert_eq!(counter.calls(), 1);
+}
+
+#[test]
+fn foreign_rocm_tensors_import_as_metadata_and_are_never_read() {
+    let counter = Counter::new();
+    let mut spec = Spec::f32_2x3();
+    spec.device.device_type = DLDeviceType::ROCM;
     spec.device.device_id = 1;
     // A device address: never dereferenced.
     spec.fake_data = Some(0x7f00_0000_0000);
     // SAFETY: a live test-producer tensor that we own; its data is never read on the host.
     let t = unsafe { Tensor::from_dlpack_versioned(common::versioned(&spec, &counter)) }.unwrap();
-    assert_eq!(t.device(), Device::cuda(1));
+    let rocm1 = Device::new(DLDeviceType::ROCM, 1);
+    assert_eq!(t.device(), rocm1);
     assert_eq!(t.data_ptr() as usize, 0x7f00_0000_0000);
     assert_eq!(t.storage_kind(), StorageKind::Foreign);
     assert_eq!(t.as_bytes().unwrap_err().code(), "ERR_NOT_CPU");
-    // It can be passed on (metadata only) without a copy.
+    // It can be passed on (metadata only) without a copy, and not copied.
     let again = t.to_dlpack(&Default::default()).unwrap().into_tensor().unwrap();
-    assert_eq!(again.device(), Device::cuda(1));
+    assert_eq!(again.device(), rocm1);
+    assert_eq!(t.to_cpu().unwrap_err().code(), "ERR_DEVICE_UNSUPPORTED");
     drop((t, again));
     assert_eq!(counter.calls(), 1);
 }

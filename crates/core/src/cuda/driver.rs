@@ -1,0 +1,719 @@
+//! [`crate::cuda`] on cudarc's driver API: loading the driver without panicking, one primary
+//! context and stream per device, allocations that free themselves, copies, events.
+//!
+//! Every `sys::cu*` function called here is listed in [`REQUIRED_SYMBOLS`] and resolved
+//! before the driver is declared available: cudarc resolves symbols lazily and panics on a
+//! missing one, and a panic must never reach a JS or Python caller. A unit test keeps the list
+//! complete.
+
+use std::ffi::{c_void, CStr};
+use std::ptr;
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError, TryLockError};
+
+use cudarc::driver::{sys, CudaContext};
+
+use super::{ConsumerStream, MemoryType, PointerAttributes};
+use crate::device::Device;
+use crate::error::{Error, Result};
+use crate::ffi::DLDeviceType;
+use crate::stats;
+use crate::storage::Storage;
+
+/// Every driver function this module (and the part of cudarc it uses: `CudaContext::new`)
+/// calls. All are exported by CUDA 12.8 and newer drivers (13.x included).
+pub(super) const REQUIRED_SYMBOLS: &[&str] = &[
+    "cuInit",
+    "cuDriverGetVersion",
+    "cuDeviceGetCount",
+    "cuDeviceGet",
+    "cuDeviceGetAttribute",
+    "cuDevicePrimaryCtxRetain",
+    "cuDevicePrimaryCtxRelease_v2",
+    "cuCtxGetCurrent",
+    "cuCtxSetCurrent",
+    "cuCtxPushCurrent_v2",
+    "cuCtxPopCurrent_v2",
+    "cuStreamCreate",
+    "cuStreamSynchronize",
+    "cuStreamWaitEvent",
+    "cuEventCreate",
+    "cuEventRecord",
+    "cuEventSynchronize",
+    "cuEventDestroy_v2",
+    "cuMemAlloc_v2",
+    "cuMemFree_v2",
+    "cuMemHostAlloc",
+    "cuMemFreeHost",
+    "cuMemsetD8Async",
+    "cuMemcpyAsync",
+    "cuMemcpyHtoDAsync_v2",
+    "cuMemcpyDtoHAsync_v2",
+    "cuPointerGetAttributes",
+    "cuGetErrorName",
+];
+
+/// `CU_STREAM_LEGACY` of `cuda.h`: the legacy default stream of the current context, as a handle.
+const CU_STREAM_LEGACY: sys::CUstream = 0x1 as sys::CUstream;
+/// `CU_STREAM_PER_THREAD` of `cuda.h`: the calling thread's default stream, as a handle.
+const CU_STREAM_PER_THREAD: sys::CUstream = 0x2 as sys::CUstream;
+
+/// Pageable host sides of at least this many bytes are staged through pinned buffers.
+pub(super) const STAGING_MIN_BYTES: usize = 4 << 20;
+/// Size of each of the two pinned staging buffers of a device.
+const STAGING_CHUNK_BYTES: usize = 8 << 20;
+
+/// The loaded driver.
+struct Driver {
+    version: i32,
+    /// One slot per device ordinal, filled on first use and never emptied.
+    devices: Vec<Mutex<Option<&'static DeviceState>>>,
+}
+
+static DRIVER: OnceLock<std::result::Result<Driver, String>> = OnceLock::new();
+
+/// What tensorbridge keeps per GPU. Created on first use and leaked on purpose: it lives as
+/// long as the process (as the CUDA runtime's own per-device state does), so frees running
+/// from late finalizers always find it.
+struct DeviceState {
+    /// The device's primary context, retained once (cudarc releases it on drop, which never
+    /// happens: the state is leaked).
+    ctx: std::sync::Arc<CudaContext>,
+    /// tensorbridge's stream on this device: non-blocking, so it never waits implicitly on the
+    /// legacy default stream; every ordering with other streams is an explicit event.
+    stream: sys::CUstream,
+    /// Two pinned buffers and their events for staging pageable copies; made on first use.
+    staging: Mutex<Option<Staging>>,
+}
+
+// SAFETY: the raw handles (`CUstream`, and the staging buffers and events behind the mutex)
+// are process-wide driver objects that the driver API lets any thread use; the state is
+// never mutated after creation except through its mutex.
+unsafe impl Send for DeviceState {}
+// SAFETY: as above.
+unsafe impl Sync for DeviceState {}
+
+struct Staging {
+    buffers: [*mut u8; 2],
+    events: [sys::CUevent; 2],
+}
+
+// SAFETY: pinned host buffers and events are usable from any thread; the mutex serialises use.
+unsafe impl Send for Staging {}
+
+fn load() -> std::result::Result<Driver, String> {
+    std::panic::catch_unwind(load_unguarded).unwrap_or_else(|_| {
+        Err("loading the CUDA driver panicked (see the message printed above); this is a bug \
+             in tensorbridge or cudarc, please report it"
+            .to_string())
+    })
+}
+
+fn load_unguarded() -> std::result::Result<Driver, String> {
+    // SAFETY: only tries to dlopen (and closes again) the driver library under cudarc's
+    // candidate names; loading the NVIDIA driver library runs no code that needs a contract.
+    if !unsafe { sys::is_culib_present() } {
+        return Err("the NVIDIA driver library (libcuda.so.1 / libcuda.so / nvcuda.dll) was \
+                    not found; install the NVIDIA driver or put its directory on \
+                    LD_LIBRARY_PATH"
+            .to_string());
+    }
+    // SAFETY: a library was just found under one of the names `culib` tries, in the same
+    // order, so it loads one instead of panicking (and a panic would be caught by `load`).
+    let lib = unsafe { sys::culib() };
+    let missing: Vec<&str> = REQUIRED_SYMBOLS
+        .iter()
+        .copied()
+        // SAFETY: only looks the symbol up; the returned pointer is never called here.
+        .filter(|name| unsafe { lib.get::<unsafe extern "C" fn()>(name.as_bytes()) }.is_err())
+        .collect();
+    if !missing.is_empty() {
+        return Err(format!(
+            "the NVIDIA driver library lacks {}: the driver is too old (tensorbridge needs a \
+             CUDA 12.8 or newer driver)",
+            missing.join(", ")
+        ));
+    }
+    // SAFETY: every symbol called from here on was resolved above; flags must be 0.
+    let r = unsafe { sys::cuInit(0) };
+    if r != sys::CUresult::CUDA_SUCCESS {
+        return Err(format!(
+            "cuInit failed with {} (no usable GPU, or a driver/kernel-module mismatch; check \
+             nvidia-smi)",
+            error_name(r)
+        ));
+    }
+    let mut count = 0;
+    // SAFETY: a valid out pointer.
+    let r = unsafe { sys::cuDeviceGetCount(&mut count) };
+    if r != sys::CUresult::CUDA_SUCCESS {
+        return Err(format!("cuDeviceGetCount failed with {}", error_name(r)));
+    }
+    if count <= 0 {
+        return Err(
+            "the CUDA driver sees no GPU (check nvidia-smi and CUDA_VISIBLE_DEVICES)".to_string()
+        );
+    }
+    let mut version = 0;
+    // SAFETY: a valid out pointer.
+    let r = unsafe { sys::cuDriverGetVersion(&mut version) };
+    if r != sys::CUresult::CUDA_SUCCESS {
+        return Err(format!("cuDriverGetVersion failed with {}", error_name(r)));
+    }
+    let devices = (0..count).map(|_| Mutex::new(None)).collect();
+    Ok(Driver { version, devices })
+}
+
+fn driver() -> Result<&'static Driver> {
+    DRIVER.get_or_init(load).as_ref().map_err(|reason| Error::cuda_unavailable(reason.clone()))
+}
+
+pub(super) fn driver_status() -> std::result::Result<(), String> {
+    DRIVER.get_or_init(load).as_ref().map(|_| ()).map_err(Clone::clone)
+}
+
+/// Whether the driver was loaded successfully already (without loading it).
+pub(super) fn is_loaded() -> bool {
+    matches!(DRIVER.get(), Some(Ok(_)))
+}
+
+pub(super) fn device_count() -> Result<usize> {
+    Ok(driver()?.devices.len())
+}
+
+pub(super) fn driver_version() -> Result<i32> {
+    Ok(driver()?.version)
+}
+
+pub(super) fn require_ordinal(ordinal: i32) -> Result<()> {
+    let driver = driver()?;
+    slot(driver, ordinal).map(|_| ())
+}
+
+fn slot(
+    driver: &'static Driver,
+    ordinal: i32,
+) -> Result<&'static Mutex<Option<&'static DeviceState>>> {
+    usize::try_from(ordinal).ok().and_then(|i| driver.devices.get(i)).ok_or_else(|| {
+        Error::DeviceUnsupported {
+            device: Device::cuda(ordinal).to_string(),
+            reason: format!(
+                "this machine has {} CUDA device(s): cuda:0 to cuda:{}",
+                driver.devices.len(),
+                driver.devices.len() - 1
+            ),
+        }
+    })
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The state of GPU `ordinal`, created (primary context retained, stream made) on first use.
+fn device(ordinal: i32) -> Result<&'static DeviceState> {
+    let driver = driver()?;
+    let mut slot = lock(slot(driver, ordinal)?);
+    if let Some(state) = *slot {
+        return Ok(state);
+    }
+    let previous = current_context()?;
+    let ctx = CudaContext::new(ordinal as usize)
+        .map_err(|e| cuda_error(e.0, "cuDevicePrimaryCtxRetain", ""))?;
+    // `CudaContext::new` made the primary context current on this thread; give the thread its
+    // own context back (a caller's, or none).
+    if previous != ctx.cu_ctx() {
+        // SAFETY: `previous` was this thread's current context a moment ago (or NULL).
+        check(unsafe { sys::cuCtxSetCurrent(previous) }, "cuCtxSetCurrent")?;
+    }
+    let stream = {
+        let _current = Current::enter(ctx.cu_ctx())?;
+        let mut stream = ptr::null_mut();
+        let flags = sys::CUstream_flags::CU_STREAM_NON_BLOCKING as u32;
+        // SAFETY: a valid out pointer, in the device's context.
+        check(unsafe { sys::cuStreamCreate(&mut stream, flags) }, "cuStreamCreate")?;
+        stream
+    };
+    let state: &'static DeviceState =
+        Box::leak(Box::new(DeviceState { ctx, stream, staging: Mutex::new(None) }));
+    *slot = Some(state);
+    Ok(state)
+}
+
+/// The state of GPU `ordinal` if tensorbridge already used it in this process.
+fn existing_device(ordinal: i32) -> Option<&'static DeviceState> {
+    let Some(Ok(driver)) = DRIVER.get() else { return None };
+    let slot = usize::try_from(ordinal).ok().and_then(|i| driver.devices.get(i))?;
+    *lock(slot)
+}
+
+fn current_context() -> Result<sys::CUcontext> {
+    let mut ctx = ptr::null_mut();
+    // SAFETY: a valid out pointer.
+    check(unsafe { sys::cuCtxGetCurrent(&mut ctx) }, "cuCtxGetCurrent")?;
+    Ok(ctx)
+}
+
+/// Makes a context current on this thread for a scope, restoring the previous one on drop.
+struct Current {
+    pushed: bool,
+}
+
+impl Current {
+    fn enter(ctx: sys::CUcontext) -> Result<Current> {
+        if current_context()? == ctx {
+            return Ok(Current { pushed: false });
+        }
+        // SAFETY: `ctx` is a primary context retained for the life of the process.
+        check(unsafe { sys::cuCtxPushCurrent_v2(ctx) }, "cuCtxPushCurrent")?;
+        Ok(Current { pushed: true })
+    }
+}
+
+impl Drop for Current {
+    fn drop(&mut self) {
+        if self.pushed {
+            let mut popped = ptr::null_mut();
+            // SAFETY: pops exactly the context `enter` pushed on this thread.
+            let _ = unsafe { sys::cuCtxPopCurrent_v2(&mut popped) };
+        }
+    }
+}
+
+fn error_name(r: sys::CUresult) -> String {
+    let mut name: *const std::ffi::c_char = ptr::null();
+    // SAFETY: a valid out pointer; the driver returns a static string or an error.
+    let ok = unsafe { sys::cuGetErrorName(r, &mut name) } == sys::CUresult::CUDA_SUCCESS;
+    if ok && !name.is_null() {
+        // SAFETY: a NUL-terminated static string from the driver.
+        unsafe { CStr::from_ptr(name) }.to_string_lossy().into_owned()
+    } else {
+        format!("CUresult {}", r as i32)
+    }
+}
+
+fn cuda_error(r: sys::CUresult, call: &'static str, detail: &str) -> Error {
+    Error::Cuda { call, code: r as i32, name: error_name(r), detail: detail.to_string() }
+}
+
+fn check(r: sys::CUresult, call: &'static str) -> Result<()> {
+    if r == sys::CUresult::CUDA_SUCCESS {
+        Ok(())
+    } else {
+        Err(cuda_error(r, call, ""))
+    }
+}
+
+pub(super) fn stream_handle(ordinal: i32) -> Result<usize> {
+    Ok(device(ordinal)?.stream as usize)
+}
+
+pub(super) fn pointer_attributes(ptr: usize) -> Result<PointerAttributes> {
+    driver()?;
+    let query = || {
+        // Zeroed 8-byte slots: each is wider than what the driver writes (an unsigned int, an
+        // int, a bool), so reading them back is well-defined whatever the width.
+        let (mut memory_type, mut ordinal, mut managed) = (0_u64, 0_u64, 0_u64);
+        let mut attributes = [
+            sys::CUpointer_attribute::CU_POINTER_ATTRIBUTE_MEMORY_TYPE,
+            sys::CUpointer_attribute::CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL,
+            sys::CUpointer_attribute::CU_POINTER_ATTRIBUTE_IS_MANAGED,
+        ];
+        let mut data: [*mut c_void; 3] = [
+            ptr::addr_of_mut!(memory_type).cast(),
+            ptr::addr_of_mut!(ordinal).cast(),
+            ptr::addr_of_mut!(managed).cast(),
+        ];
+        // SAFETY: three attributes with three out pointers to live 8-byte slots; the address is
+        // only looked up, never dereferenced.
+        let r = unsafe {
+            sys::cuPointerGetAttributes(
+                3,
+                attributes.as_mut_ptr(),
+                data.as_mut_ptr(),
+                ptr as sys::CUdeviceptr,
+            )
+        };
+        (r, memory_type, ordinal, managed)
+    };
+    let (mut r, mut memory_type, mut ordinal, mut managed) = query();
+    if r == sys::CUresult::CUDA_ERROR_INVALID_CONTEXT {
+        // Some drivers want a current context for the query; any will do.
+        let _current = Current::enter(device(0)?.ctx.cu_ctx())?;
+        (r, memory_type, ordinal, managed) = query();
+    }
+    if r == sys::CUresult::CUDA_ERROR_INVALID_VALUE {
+        // Documented to report unknown addresses as NULL attributes, but be lenient.
+        return Ok(PointerAttributes::UNREGISTERED);
+    }
+    check(r, "cuPointerGetAttributes")?;
+    Ok(PointerAttributes {
+        memory_type: MemoryType::from_raw(memory_type as u32),
+        device_ordinal: ordinal as u32 as i32,
+        is_managed: managed != 0,
+    })
+}
+
+/// Device memory from `cuMemAlloc`; freed once, on drop, from any thread.
+struct DeviceAllocation {
+    ptr: sys::CUdeviceptr,
+    len: usize,
+    state: &'static DeviceState,
+}
+
+impl Drop for DeviceAllocation {
+    fn drop(&mut self) {
+        // Any thread may get here (a DLPack deleter, a JS finalizer, a worker): make the
+        // owning context current for the free and restore the thread's own after it.
+        if let Ok(_current) = Current::enter(self.state.ctx.cu_ctx()) {
+            // SAFETY: `ptr` came from `cuMemAlloc` in this context, and this is its one free
+            // (the allocation is owned by exactly one storage and never cloned). `cuMemFree`
+            // waits for queued work, so a consumer's kernels on other streams finish first.
+            // An error (the driver shutting down at exit) leaves nothing we could do.
+            let _ = unsafe { sys::cuMemFree_v2(self.ptr) };
+        }
+        stats::cuda_freed(self.len);
+    }
+}
+
+/// Pinned host memory from `cuMemHostAlloc` (portable: pinned for every context).
+struct PinnedAllocation {
+    ptr: *mut c_void,
+    len: usize,
+    state: &'static DeviceState,
+}
+
+// SAFETY: pinned host memory may be freed from any thread; the pointer is never shared.
+unsafe impl Send for PinnedAllocation {}
+// SAFETY: `&PinnedAllocation` exposes nothing.
+unsafe impl Sync for PinnedAllocation {}
+
+impl Drop for PinnedAllocation {
+    fn drop(&mut self) {
+        if let Ok(_current) = Current::enter(self.state.ctx.cu_ctx()) {
+            // SAFETY: `ptr` came from `cuMemHostAlloc`, and this is its one free.
+            let _ = unsafe { sys::cuMemFreeHost(self.ptr) };
+        }
+        stats::cuda_freed(self.len);
+    }
+}
+
+pub(super) fn alloc_device(ordinal: i32, bytes: usize, zeroed: bool) -> Result<Storage> {
+    let state = device(ordinal)?;
+    let device = Device::cuda(ordinal);
+    if bytes == 0 {
+        // SAFETY: an empty region at NULL is never read.
+        return Ok(unsafe { Storage::allocation(ptr::null_mut(), 0, device, Box::new(())) });
+    }
+    let _current = Current::enter(state.ctx.cu_ctx())?;
+    let mut dptr: sys::CUdeviceptr = 0;
+    // SAFETY: a valid out pointer, in the device's context.
+    let r = unsafe { sys::cuMemAlloc_v2(&mut dptr, bytes) };
+    if r == sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY {
+        return Err(Error::Allocation { bytes });
+    }
+    check(r, "cuMemAlloc")?;
+    stats::cuda_allocated(bytes);
+    let allocation = DeviceAllocation { ptr: dptr, len: bytes, state };
+    if zeroed {
+        // SAFETY: `bytes` bytes of fresh device memory at `dptr`; on our stream, so anything
+        // later on it (copies, the event of an export) comes after. On error the allocation
+        // drops and is freed.
+        check(unsafe { sys::cuMemsetD8Async(dptr, 0, bytes, state.stream) }, "cuMemsetD8Async")?;
+    }
+    // SAFETY: `bytes` bytes of device memory on `device`, freed only when `allocation` drops
+    // with the storage; zeroed above, or fully written by the caller before use.
+    Ok(unsafe { Storage::allocation(dptr as *mut u8, bytes, device, Box::new(allocation)) })
+}
+
+pub(super) fn alloc_pinned(bytes: usize, zeroed: bool) -> Result<Storage> {
+    // Pinned memory is made in device 0's context but is `PORTABLE`: pinned for all of them.
+    let state = device(0)?;
+    let device = Device::new(DLDeviceType::CUDAHOST, 0);
+    if bytes == 0 {
+        // SAFETY: an empty region at NULL is never read.
+        return Ok(unsafe { Storage::allocation(ptr::null_mut(), 0, device, Box::new(())) });
+    }
+    let ptr = pinned_host_alloc(state, bytes)?;
+    stats::cuda_allocated(bytes);
+    let allocation = PinnedAllocation { ptr, len: bytes, state };
+    if zeroed {
+        // SAFETY: `bytes` bytes of fresh, writable host memory.
+        unsafe { ptr::write_bytes(ptr.cast::<u8>(), 0, bytes) };
+    }
+    // SAFETY: `bytes` bytes of pinned host memory, freed only when `allocation` drops with the
+    // storage; zeroed above, or fully written by the caller before use.
+    Ok(unsafe { Storage::allocation(ptr.cast(), bytes, device, Box::new(allocation)) })
+}
+
+fn pinned_host_alloc(state: &DeviceState, bytes: usize) -> Result<*mut c_void> {
+    let _current = Current::enter(state.ctx.cu_ctx())?;
+    let mut ptr = ptr::null_mut();
+    // SAFETY: a valid out pointer, in a context.
+    let r = unsafe { sys::cuMemHostAlloc(&mut ptr, bytes, sys::CU_MEMHOSTALLOC_PORTABLE) };
+    if r == sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY {
+        return Err(Error::Allocation { bytes });
+    }
+    check(r, "cuMemHostAlloc")?;
+    Ok(ptr)
+}
+
+/// One side of a copy: the GPU it is on (`None` for host memory) and, for host memory,
+/// whether it is known to be pinned.
+pub(super) struct Side {
+    pub(super) gpu: Option<i32>,
+    pub(super) pinned: bool,
+}
+
+/// Records an event on `producer`'s stream and makes `waiter` wait on it. The event is
+/// released at once (the driver keeps it until the wait is satisfied).
+fn wait_on(waiter: sys::CUstream, producer: &DeviceState) -> Result<()> {
+    let _current = Current::enter(producer.ctx.cu_ctx())?;
+    let mut event = ptr::null_mut();
+    let flags = sys::CUevent_flags::CU_EVENT_DISABLE_TIMING as u32;
+    // SAFETY: a valid out pointer, in the producer's context.
+    check(unsafe { sys::cuEventCreate(&mut event, flags) }, "cuEventCreate")?;
+    // SAFETY: the event and our stream belong to the current context; `waiter` is a stream the
+    // caller vouches for (the driver accepts events from another context or device).
+    let result = check(unsafe { sys::cuEventRecord(event, producer.stream) }, "cuEventRecord")
+        .and_then(
+            // SAFETY: as above.
+            |()| check(unsafe { sys::cuStreamWaitEvent(waiter, event, 0) }, "cuStreamWaitEvent"),
+        );
+    // SAFETY: the event was created above and is destroyed once; a pending wait keeps it alive
+    // inside the driver.
+    let _ = unsafe { sys::cuEventDestroy_v2(event) };
+    result
+}
+
+pub(super) fn order_for_consumer(ordinal: i32, consumer: ConsumerStream) -> Result<()> {
+    let Some(state) = existing_device(ordinal) else { return Ok(()) };
+    let waiter = match consumer {
+        ConsumerStream::NoSync => return Ok(()),
+        ConsumerStream::Default | ConsumerStream::Legacy => CU_STREAM_LEGACY,
+        ConsumerStream::PerThread => CU_STREAM_PER_THREAD,
+        ConsumerStream::Handle(handle) => handle as sys::CUstream,
+    };
+    wait_on(waiter, state).map_err(|e| match e {
+        Error::Cuda { call, code, name, .. } => Error::Cuda {
+            call,
+            code,
+            name,
+            detail: format!(
+                ": making the consumer's stream {consumer} wait for cuda:{ordinal}; pass a \
+                 live stream of the consumer's device"
+            ),
+        },
+        other => other,
+    })
+}
+
+/// # Safety
+///
+/// As [`super::copy`].
+pub(super) unsafe fn copy(
+    dst: *mut u8,
+    dst_side: Side,
+    src: *const u8,
+    src_side: Side,
+    bytes: usize,
+) -> Result<()> {
+    let issuing = src_side.gpu.or(dst_side.gpu).expect("checked by the caller");
+    let state = device(issuing)?;
+    // Validate the other GPU first (it exists), then order: work already queued on its stream
+    // (a zero fill) must come before the copy.
+    let other = match (src_side.gpu, dst_side.gpu) {
+        (Some(a), Some(b)) if a != b => Some(device(if a == issuing { b } else { a })?),
+        _ => None,
+    };
+    if bytes == 0 {
+        return Ok(());
+    }
+    let _current = Current::enter(state.ctx.cu_ctx())?;
+    if let Some(other) = other {
+        wait_on(state.stream, other)?;
+    }
+    let staged = match (src_side.gpu, dst_side.gpu) {
+        (None, Some(_)) if !src_side.pinned && is_pageable(src, bytes)? => {
+            // SAFETY: forwarded from this function's contract.
+            unsafe { staged(state, Direction::ToDevice, dst, src, bytes) }
+        }
+        (Some(_), None) if !dst_side.pinned && is_pageable(dst, bytes)? => {
+            // SAFETY: forwarded from this function's contract.
+            unsafe { staged(state, Direction::ToHost, dst, src, bytes) }
+        }
+        _ => None,
+    };
+    if let Some(result) = staged {
+        return result;
+    }
+    // With unified addressing (every 64-bit platform CUDA supports) the driver infers the
+    // direction from the addresses, pageable host memory included.
+    // SAFETY: the ranges are valid per this function's contract.
+    let r = unsafe {
+        sys::cuMemcpyAsync(dst as sys::CUdeviceptr, src as sys::CUdeviceptr, bytes, state.stream)
+    };
+    let copied = check(r, "cuMemcpyAsync");
+    // SAFETY: our stream; wait for the copy (and only for our stream).
+    let synced = check(unsafe { sys::cuStreamSynchronize(state.stream) }, "cuStreamSynchronize");
+    copied.and(synced)
+}
+
+/// Whether a host range is large and pageable, so that staging pays.
+fn is_pageable(ptr: *const u8, bytes: usize) -> Result<bool> {
+    if bytes < STAGING_MIN_BYTES {
+        return Ok(false);
+    }
+    Ok(pointer_attributes(ptr as usize)?.memory_type == MemoryType::Unregistered)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    ToDevice,
+    ToHost,
+}
+
+/// A double-buffered copy through the device's pinned staging buffers. `None` when they are
+/// busy (another thread is staging on this device) or can't be made: the caller then lets the
+/// driver copy from pageable memory itself.
+///
+/// # Safety
+///
+/// As [`super::copy`], with `src` (ToDevice) or `dst` (ToHost) in host memory and the other in
+/// device memory of `state`'s GPU (or managed memory).
+unsafe fn staged(
+    state: &DeviceState,
+    direction: Direction,
+    dst: *mut u8,
+    src: *const u8,
+    bytes: usize,
+) -> Option<Result<()>> {
+    let mut guard = match state.staging.try_lock() {
+        Ok(guard) => guard,
+        Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+        Err(TryLockError::WouldBlock) => return None,
+    };
+    if guard.is_none() {
+        *guard = Some(make_staging(state).ok()?);
+    }
+    let staging = guard.as_ref().expect("made above");
+    let chunks: Vec<(usize, usize)> = (0..bytes)
+        .step_by(STAGING_CHUNK_BYTES)
+        .map(|offset| (offset, STAGING_CHUNK_BYTES.min(bytes - offset)))
+        .collect();
+    let run = || -> Result<()> {
+        match direction {
+            Direction::ToDevice => {
+                for (i, &(offset, len)) in chunks.iter().enumerate() {
+                    let b = i % 2;
+                    if i >= 2 {
+                        // The buffer's previous DMA (chunk i - 2) must be done before reuse.
+                        // SAFETY: an event of ours, recorded below in an earlier round.
+                        let r = unsafe { sys::cuEventSynchronize(staging.events[b]) };
+                        check(r, "cuEventSynchronize")?;
+                    }
+                    // SAFETY: `src + offset .. + len` lies in the source range (caller's
+                    // contract); each staging buffer holds STAGING_CHUNK_BYTES >= len bytes.
+                    unsafe { ptr::copy_nonoverlapping(src.add(offset), staging.buffers[b], len) };
+                    let to = dst as sys::CUdeviceptr + offset as u64;
+                    let from = staging.buffers[b].cast_const().cast();
+                    // SAFETY: pinned source of `len` bytes, device destination within range;
+                    // the event is recorded right after on the same stream.
+                    let r = unsafe { sys::cuMemcpyHtoDAsync_v2(to, from, len, state.stream) };
+                    check(r, "cuMemcpyHtoDAsync")?;
+                    // SAFETY: our event and stream, same context.
+                    let r = unsafe { sys::cuEventRecord(staging.events[b], state.stream) };
+                    check(r, "cuEventRecord")?;
+                }
+            }
+            Direction::ToHost => {
+                let issue = |i: usize| -> Result<()> {
+                    let (offset, len) = chunks[i];
+                    let b = i % 2;
+                    let (to, from) =
+                        (staging.buffers[b].cast(), src as sys::CUdeviceptr + offset as u64);
+                    // SAFETY: device source within range; pinned destination buffer of at
+                    // least `len` bytes, not in use (its previous chunk was consumed).
+                    let r = unsafe { sys::cuMemcpyDtoHAsync_v2(to, from, len, state.stream) };
+                    check(r, "cuMemcpyDtoHAsync")?;
+                    // SAFETY: our event and stream, same context.
+                    let r = unsafe { sys::cuEventRecord(staging.events[b], state.stream) };
+                    check(r, "cuEventRecord")
+                };
+                for i in 0..chunks.len().min(2) {
+                    issue(i)?;
+                }
+                for (i, &(offset, len)) in chunks.iter().enumerate() {
+                    let b = i % 2;
+                    // SAFETY: an event of ours, recorded by `issue(i)`.
+                    let r = unsafe { sys::cuEventSynchronize(staging.events[b]) };
+                    check(r, "cuEventSynchronize")?;
+                    // SAFETY: the DMA of chunk i into buffer b is complete; `dst + offset ..
+                    // + len` lies in the destination range (caller's contract).
+                    unsafe { ptr::copy_nonoverlapping(staging.buffers[b], dst.add(offset), len) };
+                    if i + 2 < chunks.len() {
+                        issue(i + 2)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    };
+    let result = run();
+    // Always drain the stream before the staging buffers can be reused, even after an error.
+    // SAFETY: our stream.
+    let synced = check(unsafe { sys::cuStreamSynchronize(state.stream) }, "cuStreamSynchronize");
+    Some(result.and(synced))
+}
+
+/// Two pinned buffers and two events in `state`'s context. Never freed: they live as long as
+/// the device state (the process), like the CUDA runtime's own staging memory.
+fn make_staging(state: &DeviceState) -> Result<Staging> {
+    let first = pinned_host_alloc(state, STAGING_CHUNK_BYTES)?;
+    let second = match pinned_host_alloc(state, STAGING_CHUNK_BYTES) {
+        Ok(p) => p,
+        Err(e) => {
+            // SAFETY: allocated just above, freed once.
+            let _ = unsafe { sys::cuMemFreeHost(first) };
+            return Err(e);
+        }
+    };
+    let _current = Current::enter(state.ctx.cu_ctx())?;
+    let flags = sys::CUevent_flags::CU_EVENT_DISABLE_TIMING as u32;
+    let mut events = [ptr::null_mut(); 2];
+    for event in &mut events {
+        // SAFETY: a valid out pointer, in the device's context.
+        check(unsafe { sys::cuEventCreate(event, flags) }, "cuEventCreate")?;
+    }
+    Ok(Staging { buffers: [first.cast(), second.cast()], events })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::REQUIRED_SYMBOLS;
+
+    /// cudarc panics on a missing symbol the first time a function is called, so every
+    /// `sys::cu*` call in this file must be in `REQUIRED_SYMBOLS` (checked at load time).
+    #[test]
+    fn every_driver_function_called_here_is_resolved_at_load_time() {
+        let source = include_str!("driver.rs");
+        let body = &source[..source.find("#[cfg(test)]").expect("test module")];
+        let mut called: Vec<&str> = body
+            .match_indices("sys::cu")
+            .map(|(at, _)| {
+                let name = &body[at + 5..];
+                let end = name
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(name.len());
+                &name[..end]
+            })
+            // `culib` is cudarc's loader, not a driver function; a bare `cu` is this comment.
+            .filter(|name| name != &"culib" && name.len() > 2)
+            .collect();
+        called.sort_unstable();
+        called.dedup();
+        assert!(called.len() > 15, "{called:?}");
+        for name in called {
+            assert!(REQUIRED_SYMBOLS.contains(&name), "{name} is called but not resolved at load");
+        }
+    }
+}
