@@ -49,8 +49,11 @@ export declare class NativeTensor {
    * the tensor (or any export or view of it) does.
    */
   static fromBytes(data: Uint8Array, shape: Array<number>, dtype: string, readOnly?: boolean | undefined | null): NativeTensor
-  /** A new zero-filled tensor in native memory (64-byte aligned). */
-  static zeros(shape: Array<number>, dtype: string): NativeTensor
+  /**
+   * A new zero-filled tensor on `device` ("cpu" by default, "cuda", "cuda:N",
+   * "cuda_host"): 256-byte aligned host memory, device memory or pinned host memory.
+   */
+  static zeros(shape: Array<number>, dtype: string, device?: string | undefined | null): NativeTensor
   /** Imports the tensor held by `capsule`, consuming it. */
   static fromCapsule(capsule: NativeCapsule): NativeTensor
   /** Triton dtype name. */
@@ -79,13 +82,47 @@ export declare class NativeTensor {
   view(): ArrayBuffer
   /** Another handle to the same storage (no copy). */
   share(): NativeTensor
-  /** A deep copy in fresh native memory. */
+  /** A deep copy in fresh native memory (on the same GPU for device tensors). */
   deepCopy(): NativeTensor
-  /** Exports the tensor as a DLPack capsule. */
+  /**
+   * A copy on `device` ("cpu", "cuda:N", "cuda_host"), always a new allocation;
+   * complete when this returns.
+   */
+  toDevice(device: string): NativeTensor
+  /** Copies this tensor's bytes into `dst` (same dtype and shape, any host/CUDA pair). */
+  copyTo(dst: NativeTensor): void
+  /** Exports the tensor as a DLPack capsule, ordering the consumer's stream after ours. */
   toDlpack(options?: NativeExportOptions | undefined | null): NativeCapsule
   /** Releases this handle now instead of at garbage collection. Idempotent. */
   dispose(): void
 }
+
+/** The number of CUDA devices. Throws `ERR_CUDA_UNAVAILABLE` without CUDA. */
+export declare function cudaDeviceCount(): number
+
+/** The driver's CUDA version (13000 = 13.0). Throws `ERR_CUDA_UNAVAILABLE` without CUDA. */
+export declare function cudaDriverVersion(): number
+
+/**
+ * Whether CUDA can be used here (driver library, symbols, `cuInit`, at least one GPU). The
+ * first call loads the driver; never throws.
+ */
+export declare function cudaIsAvailable(): boolean
+
+/**
+ * What the driver says the memory at `address` is: `"device:N"`, `"pinned"`, `"managed"`,
+ * `"unregistered"` (pageable host memory, or unknown), `"array"`, `"unified"`, `"other"`.
+ */
+export declare function cudaMemoryKind(address: bigint): string
+
+/**
+ * tensorbridge's stream on `device` ("cuda:N") as a `CUstream` address, for a producer's
+ * `__dlpack__(stream=…)`.
+ */
+export declare function cudaStreamHandle(device: string): bigint
+
+/** Why CUDA is not available, or `null` when it is. */
+export declare function cudaUnavailableReason(): string | null
 
 /** Every error code core can raise, for the TS layer's consistency test. */
 export declare function errorCodes(): Array<string>
@@ -104,6 +141,12 @@ export interface NativeExportOptions {
   copy?: boolean
   /** Target device, as `"cpu"`, `"cuda"` or `"cuda:N"`. */
   device?: string
+  /**
+   * The consumer's stream, as the array API's `__dlpack__(stream=…)`: absent (the legacy
+   * default stream for CUDA), `-1n` (no synchronisation), `1n` (legacy default), `2n`
+   * (per-thread default) or a `CUstream` address. `0n` is refused.
+   */
+  stream?: bigint
 }
 
 /** Reads the ownership counters. */
@@ -123,6 +166,12 @@ export interface NativeStats {
   ownedFrees: number
   /** Bytes currently held by native allocations. */
   ownedLiveBytes: number
+  /** CUDA device and pinned allocations made. */
+  cudaAllocations: number
+  /** CUDA allocations freed. */
+  cudaFrees: number
+  /** Bytes currently held by CUDA allocations. */
+  cudaLiveBytes: number
 }
 
 /** Does nothing: the floor of a napi call, for benchmarks. */

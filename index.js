@@ -773,9 +773,15 @@ if (
   }
 }
 
-const { NativeCapsule, NativeTensor, errorCodes, nativeStats, noop } = nativeBinding
+const { NativeCapsule, NativeTensor, cudaDeviceCount, cudaDriverVersion, cudaIsAvailable, cudaMemoryKind, cudaStreamHandle, cudaUnavailableReason, errorCodes, nativeStats, noop } = nativeBinding
 export { NativeCapsule }
 export { NativeTensor }
+export { cudaDeviceCount }
+export { cudaDriverVersion }
+export { cudaIsAvailable }
+export { cudaMemoryKind }
+export { cudaStreamHandle }
+export { cudaUnavailableReason }
 export { errorCodes }
 export { nativeStats }
 export { noop }

@@ -7,7 +7,7 @@ use napi::Result;
 use napi_derive::napi;
 use tensorbridge_core::{Capsule, ExportedTensor};
 
-use crate::error::{js_error, to_js, Code};
+use crate::error::{to_js, Code};
 
 /// A DLPack managed tensor that can be consumed exactly once. Collecting an
 /// unconsumed capsule calls the producer's deleter once.
@@ -37,17 +37,11 @@ impl NativeCapsule {
     /// as in every DLPack consumer.
     #[napi(factory)]
     pub fn from_address(address: BigInt, versioned: bool) -> Result<Self, Code> {
-        let (signed, value, lossless) = address.get_u64();
-        if signed || !lossless || value > usize::MAX as u64 {
-            return Err(js_error(
-                "ERR_INVALID_ARGUMENT",
-                "a DLPack address must be a non-negative BigInt that fits a pointer",
-            ));
-        }
+        let value = crate::options::parse_address(&address)?;
         // SAFETY: the caller of `fromAddress` vouches that the address is a live,
         // unowned managed tensor of the stated kind (documented above and in the
         // TS API); core rejects NULL.
-        let capsule = unsafe { Capsule::from_address(value as usize, versioned) }.map_err(to_js)?;
+        let capsule = unsafe { Capsule::from_address(value, versioned) }.map_err(to_js)?;
         Ok(Self { inner: Arc::new(capsule) })
     }
 

@@ -17,6 +17,12 @@ pub struct NativeStats {
     pub owned_frees: f64,
     /// Bytes currently held by native allocations.
     pub owned_live_bytes: f64,
+    /// CUDA device and pinned allocations made.
+    pub cuda_allocations: f64,
+    /// CUDA allocations freed.
+    pub cuda_frees: f64,
+    /// Bytes currently held by CUDA allocations.
+    pub cuda_live_bytes: f64,
 }
 
 /// Reads the ownership counters.
@@ -30,6 +36,9 @@ pub fn native_stats() -> NativeStats {
         owned_allocations: s.owned_allocations as f64,
         owned_frees: s.owned_frees as f64,
         owned_live_bytes: s.owned_live_bytes as f64,
+        cuda_allocations: s.cuda_allocations as f64,
+        cuda_frees: s.cuda_frees as f64,
+        cuda_live_bytes: s.cuda_live_bytes as f64,
     }
 }
 

@@ -4,11 +4,12 @@ use napi::bindgen_prelude::{ArrayBuffer, BigInt, ObjectFinalize, Uint8Array};
 use napi::Env;
 use napi::Result;
 use napi_derive::napi;
+use tensorbridge_core::cuda::ConsumerStream;
 use tensorbridge_core::{ExportOptions, Tensor};
 
 use crate::binding_capsule::NativeCapsule;
 use crate::error::{js_error, to_js, Code};
-use crate::options::{parse_dtype, NativeExportOptions};
+use crate::options::{parse_device, parse_dtype, NativeExportOptions};
 
 /// Keeps a JS `Uint8Array` (and so its `ArrayBuffer`) alive while core borrows
 /// its bytes. napi-rs's owned `Uint8Array` is `Send`: dropped on another thread
@@ -98,11 +99,18 @@ impl NativeTensor {
         Self::wrap(&env, tensor, false)
     }
 
-    /// A new zero-filled tensor in native memory (64-byte aligned).
+    /// A new zero-filled tensor on `device` ("cpu" by default, "cuda", "cuda:N",
+    /// "cuda_host"): 256-byte aligned host memory, device memory or pinned host memory.
     #[napi(factory)]
-    pub fn zeros(env: Env, shape: Vec<i64>, dtype: String) -> Result<Self, Code> {
-        let tensor = Tensor::zeros(&shape, parse_dtype(&dtype)?).map_err(to_js)?;
-        Self::wrap(&env, tensor, true)
+    pub fn zeros(
+        env: Env,
+        shape: Vec<i64>,
+        dtype: String,
+        device: Option<String>,
+    ) -> Result<Self, Code> {
+        let device = parse_device(device.as_deref())?;
+        let tensor = Tensor::zeros_on(&shape, parse_dtype(&dtype)?, device).map_err(to_js)?;
+        Self::wrap(&env, tensor, device.is_cpu())
     }
 
     /// Imports the tensor held by `capsule`, consuming it.
@@ -197,18 +205,35 @@ impl NativeTensor {
         Self::wrap(&env, tensor, false)
     }
 
-    /// A deep copy in fresh native memory.
+    /// A deep copy in fresh native memory (on the same GPU for device tensors).
     #[napi]
     pub fn deep_copy(&self, env: Env) -> Result<NativeTensor, Code> {
         let tensor = self.tensor()?.deep_copy().map_err(to_js)?;
-        Self::wrap(&env, tensor, true)
+        let external = tensor.device().is_cpu();
+        Self::wrap(&env, tensor, external)
     }
 
-    /// Exports the tensor as a DLPack capsule.
+    /// A copy on `device` ("cpu", "cuda:N", "cuda_host"), always a new allocation;
+    /// complete when this returns.
+    #[napi]
+    pub fn to_device(&self, env: Env, device: String) -> Result<NativeTensor, Code> {
+        let device = parse_device(Some(&device))?;
+        let tensor = self.tensor()?.to_device(device).map_err(to_js)?;
+        Self::wrap(&env, tensor, device.is_cpu())
+    }
+
+    /// Copies this tensor's bytes into `dst` (same dtype and shape, any host/CUDA pair).
+    #[napi]
+    pub fn copy_to(&self, dst: &NativeTensor) -> Result<(), Code> {
+        self.tensor()?.copy_to(dst.tensor()?).map_err(to_js)
+    }
+
+    /// Exports the tensor as a DLPack capsule, ordering the consumer's stream after ours.
     #[napi]
     pub fn to_dlpack(&self, options: Option<NativeExportOptions>) -> Result<NativeCapsule, Code> {
-        let options = ExportOptions::try_from(options.unwrap_or_default())?;
-        let exported = self.tensor()?.to_dlpack(&options).map_err(to_js)?;
+        let (options, stream): (ExportOptions, ConsumerStream) =
+            options.unwrap_or_default().try_into()?;
+        let exported = self.tensor()?.to_dlpack_with_stream(&options, stream).map_err(to_js)?;
         Ok(NativeCapsule::new(exported))
     }
 

@@ -12,6 +12,7 @@
 #![cfg_attr(test, allow(dead_code))]
 
 mod binding_capsule;
+mod binding_cuda;
 mod binding_stats;
 mod binding_tensor;
 mod error;
