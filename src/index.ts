@@ -6,10 +6,18 @@
  * import { Tensor } from "tensorbridge";
  * const t = Tensor.from(new Float32Array([1, 2, 3, 4]), { shape: [2, 2] });
  * const same = Tensor.fromDlpack(t.toDlpack()); // no copy
+ *
+ * @example
+ * import { Tensor, cuda } from "tensorbridge";
+ * if (cuda.isAvailable()) {
+ *   const x = Tensor.from(new Float32Array([1, 2, 3])).cuda(); // host → cuda:0
+ *   const back = x.toCpu(); // cuda:0 → host
+ * }
  * @module
  */
 
 export { DLPackCapsule, type FromAddressOptions } from "./capsule.js";
+export { type CudaMemoryKind, cuda } from "./cuda.js";
 export { DTYPES, type DType, type TypedArray, elementSize, isDType } from "./dtype.js";
 export { ErrorCode, TensorBridgeError } from "./errors.js";
 export {

@@ -6,5 +6,17 @@
  * @module
  */
 
-export { NativeCapsule, NativeTensor, errorCodes, nativeStats, noop } from "../index.js";
+export {
+  NativeCapsule,
+  NativeTensor,
+  cudaDeviceCount,
+  cudaDriverVersion,
+  cudaIsAvailable,
+  cudaMemoryKind,
+  cudaStreamHandle,
+  cudaUnavailableReason,
+  errorCodes,
+  nativeStats,
+  noop,
+} from "../index.js";
 export type { NativeExportOptions, NativeStats } from "../index.js";

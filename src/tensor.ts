@@ -7,7 +7,7 @@
 import { DLPackCapsule } from "./capsule.js";
 import { type DType, type TypedArray, checkDType, elementSize, inferDType, viewClass } from "./dtype.js";
 import { ErrorCode, TensorBridgeError, rethrowNative } from "./errors.js";
-import { NativeTensor } from "./native.js";
+import { NativeTensor, cudaIsAvailable, cudaStreamHandle } from "./native.js";
 
 /** Where a tensor's memory lives. */
 export interface Device {
@@ -33,7 +33,11 @@ export interface TensorOptions {
 export interface AllocOptions {
   /** Tensor name. */
   name?: string;
-  /** Device, `"cpu"` (default), `"cuda"` or `"cuda:N"`. */
+  /**
+   * Where to allocate: `"cpu"` (default), `"cuda"` (= `"cuda:0"`), `"cuda:N"`
+   * (device memory), or `"cuda_host"` (page-locked host memory: readable with
+   * {@link Tensor.data}, and the fastest source of a device copy).
+   */
   device?: string;
 }
 
@@ -49,8 +53,13 @@ export interface ToDlpackOptions {
   /** Target device (`"cpu"`, `"cuda:0"`), or a `[deviceType, deviceId]` pair. */
   device?: string | readonly [number, number];
   /**
-   * Consumer stream, as in the array API: `undefined`/`null` or `-1` for host
-   * tensors. CUDA streams are handled by CUDA builds; `0` is always invalid.
+   * The consumer's stream, as in the array API's `__dlpack__(stream=…)`. For
+   * a CUDA tensor: `undefined`/`null` (the legacy default stream), `1` (legacy
+   * default), `2` (per-thread default), a `cudaStream_t` address (a bigint or
+   * number), or `-1` (no synchronisation). tensorbridge records an event on
+   * its own stream and makes the consumer's stream wait on it: no device-wide
+   * sync. Host tensors take only `undefined`/`null` or `-1`; `0` is always
+   * invalid (`ERR_INVALID_ARGUMENT`).
    */
   stream?: number | bigint | null;
 }
@@ -138,6 +147,24 @@ function versionAtLeast(v: readonly [number, number] | undefined, major: number,
     fail(ErrorCode.INVALID_ARGUMENT, "maxVersion must be a [major, minor] pair of integers");
   }
   return v[0] > major || (v[0] === major && v[1] >= minor);
+}
+
+/** The array API's stream value as the binding takes it. */
+function streamArgument(stream: number | bigint | null | undefined): bigint | undefined {
+  if (stream === undefined || stream === null) return undefined;
+  if (typeof stream === "bigint") return stream;
+  if (typeof stream !== "number" || !Number.isSafeInteger(stream)) {
+    fail(ErrorCode.INVALID_ARGUMENT, `stream must be an integer or a bigint, got ${String(stream)}`);
+  }
+  return BigInt(stream);
+}
+
+/** `"cuda"` → `"cuda:0"`; other names as given (the core parses and checks them). */
+function normalizeDevice(device: unknown): string {
+  if (typeof device !== "string") {
+    fail(ErrorCode.INVALID_ARGUMENT, 'device must be a string such as "cpu", "cuda", "cuda:1" or "cuda_host"');
+  }
+  return device === "cuda" ? "cuda:0" : device;
 }
 
 function deviceString(device: string | readonly [number, number]): string {
@@ -266,36 +293,39 @@ export class Tensor {
   }
 
   /**
-   * A new tensor in native memory. The memory is zero-filled, so `empty` and
-   * {@link zeros} differ only in intent.
-   * @throws {TensorBridgeError} `ERR_SHAPE_NEGATIVE`, `ERR_SHAPE_OVERFLOW`, `ERR_CUDA_UNAVAILABLE`.
+   * A new tensor in native memory on `options.device` (host memory by
+   * default). The memory is zero-filled, so `empty` and {@link zeros} differ
+   * only in intent.
+   * @throws {TensorBridgeError} `ERR_SHAPE_NEGATIVE`, `ERR_SHAPE_OVERFLOW`,
+   *   `ERR_CUDA_UNAVAILABLE` (a CUDA device without CUDA), `ERR_DEVICE_UNSUPPORTED`
+   *   (an unknown device or a GPU this machine lacks), `ERR_ALLOCATION`.
+   * @example
+   * const x = Tensor.empty([1024, 1024], "FP32", { device: "cuda:0" });
    */
   static empty(shape: readonly number[], dtype: DType, options: AllocOptions = {}): Tensor {
     return Tensor.zeros(shape, dtype, options);
   }
 
   /**
-   * A new zero-filled tensor in native memory (64-byte aligned).
-   * @throws {TensorBridgeError} `ERR_SHAPE_NEGATIVE`, `ERR_SHAPE_OVERFLOW`, `ERR_CUDA_UNAVAILABLE`.
+   * A new zero-filled tensor on `options.device`: 256-byte aligned host memory
+   * (`"cpu"`, the default), device memory (`"cuda"`, `"cuda:N"`), or pinned
+   * host memory (`"cuda_host"`).
+   * @throws {TensorBridgeError} as {@link Tensor.empty}.
    */
   static zeros(shape: readonly number[], dtype: DType, options: AllocOptions = {}): Tensor {
     const dims = checkShape(shape);
     const type = checkDType(dtype);
     const name = checkName(options.name);
+    const device = normalizeDevice(options.device ?? "cpu");
     if (type === "BYTES") {
+      if (device !== "cpu") {
+        fail(ErrorCode.DTYPE_UNSUPPORTED, `BYTES tensors live in host memory only, so they can't be allocated on ${device}`);
+      }
       return Tensor.fromBytes(Array.from({ length: product(dims) }, () => new Uint8Array(0)), { shape: dims, name });
-    }
-    const device = options.device ?? "cpu";
-    if (device !== "cpu") {
-      // CUDA allocation arrives with the CUDA issue; until then say so clearly.
-      fail(
-        ErrorCode.CUDA_UNAVAILABLE,
-        `can't allocate on ${device}: this build of tensorbridge has no CUDA support yet; use device "cpu"`,
-      );
     }
     let native: NativeTensor;
     try {
-      native = NativeTensor.zeros(dims, type);
+      native = NativeTensor.zeros(dims, type, device);
     } catch (e) {
       rethrowNative(e);
     }
@@ -347,10 +377,13 @@ export class Tensor {
     if (source instanceof DLPackCapsule) return source;
     let made: unknown;
     if (typeof source === "object" && source !== null) {
+      const options: ToDlpackOptions = { maxVersion: [1, 3] };
+      const stream = Tensor.#consumerStream(source);
+      if (stream !== undefined) options.stream = stream;
       if ("toDlpack" in source && typeof source.toDlpack === "function") {
-        made = source.toDlpack({ maxVersion: [1, 3] });
+        made = source.toDlpack(options);
       } else if ("__dlpack__" in source && typeof source.__dlpack__ === "function") {
-        made = source.__dlpack__({ maxVersion: [1, 3] });
+        made = source.__dlpack__(options);
       }
     }
     if (!(made instanceof DLPackCapsule)) {
@@ -360,6 +393,26 @@ export class Tensor {
       );
     }
     return made;
+  }
+
+  /**
+   * The array API consumer's half of the stream protocol: for a producer on a
+   * CUDA device (its `__dlpack_device__()` or `dlpackDevice()` says so), the
+   * handle of tensorbridge's stream on that device, so that the producer makes
+   * it wait for its pending work before the tensor is used here.
+   */
+  static #consumerStream(source: object): bigint | undefined {
+    const probe = (source as { __dlpack_device__?: unknown; dlpackDevice?: unknown });
+    const fn = typeof probe.__dlpack_device__ === "function" ? probe.__dlpack_device__ : probe.dlpackDevice;
+    if (typeof fn !== "function") return undefined;
+    const device: unknown = fn.call(source);
+    if (!Array.isArray(device) || device[0] !== DEVICE_TYPES.cuda || !Number.isInteger(device[1])) return undefined;
+    if (!cudaIsAvailable()) return undefined; // the import will say ERR_CUDA_UNAVAILABLE
+    try {
+      return cudaStreamHandle(`cuda:${device[1] as number}`);
+    } catch (e) {
+      rethrowNative(e);
+    }
   }
 
   /**
@@ -579,41 +632,116 @@ export class Tensor {
   }
 
   /**
-   * This tensor on the CPU. A host tensor is returned as is; device tensors
-   * are copied (CUDA support arrives with the CUDA build).
-   * @throws {TensorBridgeError} `ERR_CUDA_UNAVAILABLE` for device memory without CUDA.
+   * This tensor in host memory: itself when the host can already read it
+   * (`cpu`, `cuda_host`), else a copy in ordinary host memory (device →
+   * host; large copies go through pinned staging). The copy is complete when
+   * this returns and keeps the name.
+   * @throws {TensorBridgeError} `ERR_CUDA_UNAVAILABLE`, `ERR_DEVICE_UNSUPPORTED`
+   *   (memory of a non-CUDA device), `ERR_ALLOCATION`, `ERR_CUDA`, `ERR_DISPOSED`.
+   * @example
+   * const host = gpuTensor.toCpu();
+   * console.log(host.data());
    */
   toCpu(): Tensor {
     if (this.isCpu()) return this;
-    return fail(
-      ErrorCode.CUDA_UNAVAILABLE,
-      "copying device memory to the host needs CUDA, which this build of tensorbridge does not have",
-    );
+    return this.#copyOn("cpu");
   }
 
   /**
-   * Exports the tensor as a DLPack capsule, without copying unless asked to.
-   * The capsule keeps the memory alive; the tensor stays usable.
+   * This tensor on GPU `id` (default 0): itself when it is already there,
+   * else a copy (host → device, or device → device). Complete when this
+   * returns; keeps the name.
+   * @param id the CUDA device ordinal
+   * @throws {TensorBridgeError} `ERR_CUDA_UNAVAILABLE`, `ERR_DEVICE_UNSUPPORTED`
+   *   (a GPU this machine lacks), `ERR_DTYPE_UNSUPPORTED` (BYTES),
+   *   `ERR_ALLOCATION`, `ERR_CUDA`, `ERR_DISPOSED`.
+   * @example
+   * const x = Tensor.from(new Float32Array([1, 2, 3])).cuda();
+   * x.isCpu(); // false
+   */
+  cuda(id = 0): Tensor {
+    if (!Number.isSafeInteger(id) || id < 0) fail(ErrorCode.INVALID_ARGUMENT, `a CUDA device id is an integer >= 0, got ${String(id)}`);
+    const native = this.#hostNative("device copy");
+    if (native.deviceKind === "cuda" && native.deviceId === id) return this;
+    return this.#copyOn(`cuda:${id}`);
+  }
+
+  /**
+   * This tensor on `device` (`"cpu"`, `"cuda"`, `"cuda:N"`, `"cuda_host"`):
+   * itself when it is already there, else a copy.
+   * @throws {TensorBridgeError} as {@link cuda}.
+   */
+  to(device: string): Tensor {
+    const target = normalizeDevice(device);
+    const native = this.#live();
+    if (native === undefined) {
+      if (target === "cpu") return this;
+      fail(ErrorCode.DTYPE_UNSUPPORTED, "BYTES tensors live in host memory only");
+    }
+    const here = native.deviceKind === "cpu" || native.deviceKind === "cuda_host" ? native.deviceKind : `${native.deviceKind}:${native.deviceId}`;
+    if (here === target) return this;
+    return this.#copyOn(target);
+  }
+
+  #copyOn(device: string): Tensor {
+    const native = this.#hostNative("device copy");
+    let copy: NativeTensor;
+    try {
+      copy = native.toDevice(device);
+    } catch (e) {
+      rethrowNative(e);
+    }
+    return Tensor.fromNative(copy, this.#name);
+  }
+
+  /**
+   * Copies this tensor's elements into `destination`, which must have the same
+   * dtype and shape, between any pair of host memory and CUDA devices. The
+   * destination's memory is overwritten in place (everyone sharing it sees the
+   * new values); complete when this returns.
+   * @param destination a writable tensor of the same dtype and shape
+   * @returns `destination`
+   * @throws {TensorBridgeError} `ERR_INVALID_ARGUMENT` (another dtype or shape,
+   *   a read-only destination), `ERR_CUDA_UNAVAILABLE`, `ERR_CUDA`, `ERR_DISPOSED`.
+   * @example
+   * const staging = Tensor.empty([1 << 20], "FP32", { device: "cuda_host" });
+   * staging.copyTo(Tensor.empty([1 << 20], "FP32", { device: "cuda:0" }));
+   */
+  copyTo(destination: Tensor): Tensor {
+    if (!(destination instanceof Tensor)) fail(ErrorCode.INVALID_ARGUMENT, "copyTo needs a Tensor as its destination");
+    const native = this.#hostNative("device copy");
+    const target = destination.#hostNative("device copy");
+    try {
+      native.copyTo(target);
+    } catch (e) {
+      rethrowNative(e);
+    }
+    return destination;
+  }
+
+  /**
+   * Exports the tensor as a DLPack capsule, without copying unless asked to
+   * (`copy: true`, or a `device` other than the tensor's: then a copy, flagged
+   * IS_COPIED). The capsule keeps the memory alive; the tensor stays usable.
+   * For CUDA tensors, `stream` names the consumer's stream, which is made to
+   * wait for tensorbridge's pending work (see {@link ToDlpackOptions.stream}).
    * @throws {TensorBridgeError} `ERR_DTYPE_UNSUPPORTED` for BYTES,
    *   `ERR_COPY_REQUIRED` when `copy: false` can't be honoured,
-   *   `ERR_INVALID_ARGUMENT` for a bad stream or version.
+   *   `ERR_INVALID_ARGUMENT` for a bad stream or version,
+   *   `ERR_CUDA_UNAVAILABLE` for a device copy without CUDA, `ERR_CUDA`.
+   * @example
+   * const capsule = gpuTensor.toDlpack({ maxVersion: [1, 3], stream: consumerStreamHandle });
    */
   toDlpack(options: ToDlpackOptions = {}): DLPackCapsule {
     const native = this.#live();
     if (native === undefined) {
       fail(ErrorCode.DTYPE_UNSUPPORTED, "BYTES tensors have no DLPack form (as in Triton); send them as BYTES");
     }
-    const { stream } = options;
-    if (stream === 0 || stream === 0n) {
-      fail(ErrorCode.INVALID_ARGUMENT, "stream 0 is ambiguous and forbidden by the DLPack protocol; use 1 for the legacy default stream");
-    }
-    if (stream !== undefined && stream !== null && stream !== -1 && stream !== -1n && native.isCpu) {
-      fail(ErrorCode.INVALID_ARGUMENT, `stream must be null or -1 for a host tensor, got ${String(stream)}`);
-    }
+    const stream = streamArgument(options.stream);
     const versioned = versionAtLeast(options.maxVersion, 1, 0);
     const device = options.device === undefined ? undefined : deviceString(options.device);
     try {
-      return DLPackCapsule.wrap(native.toDlpack({ versioned, copy: options.copy, device }));
+      return DLPackCapsule.wrap(native.toDlpack({ versioned, copy: options.copy, device, stream }));
     } catch (e) {
       rethrowNative(e);
     }
@@ -663,6 +791,7 @@ export class Tensor {
     const name = this.#name === undefined ? "" : ` ${JSON.stringify(this.#name)}`;
     if (this.#disposed) return `Tensor(disposed${name})`;
     const { type, id } = this.device;
-    return `Tensor(${this.dtype}[${this.shape.join(",")}] ${type}${id ? `:${id}` : ""}${name})`;
+    const where = id || type === "cuda" ? `${type}:${id}` : type;
+    return `Tensor(${this.dtype}[${this.shape.join(",")}] ${where}${name})`;
   }
 }
