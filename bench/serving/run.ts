@@ -1,0 +1,300 @@
+/**
+ * Serving benchmark: tensorbridge (TypeScript add_sub) against real Triton
+ * 2.51 (Python backend, the seed's add_sub) and MLServer (add_sub as a custom
+ * runtime), in one run, with the same perf_analyzer, at concurrency 1 and 8,
+ * JSON and binary tensors. Servers run one at a time (2 shared cores) on
+ * 127.0.0.1.
+ *
+ *   bash bench/serving/setup.sh client peers     # once
+ *   node --import tsx bench/serving/run.ts [--duration-ms 3000] [--concurrency 1,8] [--only tensorbridge,triton,mlserver]
+ *
+ * Binary rows use `add_sub` (no batching, as the seed's); JSON rows use
+ * `add_sub_batched` (max_batch_size 8, same model code): perf_analyzer's JSON
+ * writer counts elements from dim 1 on, so it only sends whole tensors to
+ * batching models (Triton itself rejects its JSON for add_sub).
+ *
+ * Writes bench/.work/serving-results.{md,json} and prints the table.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const ROOT = fileURLToPath(new URL("../..", import.meta.url));
+const WORK = join(ROOT, "bench/.work");
+const CLIENT = join(WORK, "venv-client");
+const PEERS = join(WORK, "venv-peers");
+
+function arg(name: string, dflt: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 && process.argv[i + 1] ? process.argv[i + 1]! : dflt;
+}
+const DURATION = Number(arg("duration-ms", "3000"));
+const CONCURRENCY = arg("concurrency", "1,8").split(",").map(Number);
+const ONLY = arg("only", "tensorbridge,triton,mlserver").split(",");
+
+function sitePackages(venv: string): string {
+  const lib = join(venv, "lib");
+  const py = readdirSync(lib).find((d) => d.startsWith("python"))!;
+  return join(lib, py, "site-packages");
+}
+
+function need(path: string, what: string): void {
+  if (!existsSync(path)) {
+    console.error(`bench/serving: ${what} is missing (${path}); run: bash bench/serving/setup.sh client peers`);
+    process.exit(2);
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function waitReady(url: string, model: string, child: ChildProcess, log: () => string, timeoutMs = 120_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      const r = await fetch(`${url}/v2/models/${model}/ready`);
+      if (r.status === 200) return;
+    } catch {
+      // not up yet
+    }
+    if (child.exitCode !== null || Date.now() > deadline) throw new Error(`server did not become ready:\n${log().slice(-3000)}`);
+    await sleep(250);
+  }
+}
+
+interface Peer {
+  name: string;
+  url: string;
+  start(): { child: ChildProcess; log: () => string };
+  /** Formats this peer cannot serve, with the reason. */
+  unsupported?: Partial<Record<"binary" | "json", string>>;
+}
+
+function startProcess(cmd: string, args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv }): { child: ChildProcess; log: () => string } {
+  const child = spawn(cmd, args, { cwd: opts.cwd ?? ROOT, env: { ...process.env, ...opts.env }, stdio: ["ignore", "pipe", "pipe"], detached: false });
+  let out = "";
+  child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
+  child.stderr!.on("data", (d: Buffer) => (out += d.toString()));
+  return { child, log: () => out };
+}
+
+async function stop(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null) return;
+  const done = new Promise((r) => child.once("exit", r));
+  child.kill("SIGTERM");
+  const t = setTimeout(() => child.kill("SIGKILL"), 20_000);
+  await done;
+  clearTimeout(t);
+}
+
+// ------------------------------------------------------------------ repositories
+
+/** The batching twin of an add_sub config. */
+function batched(cfg: string): string {
+  return cfg.replace('name: "add_sub"', 'name: "add_sub_batched"\nmax_batch_size: 8');
+}
+
+/** An MLServer model-settings tensor. */
+function io(n: string): { name: string; datatype: string; shape: number[] } {
+  return { name: n, datatype: "FP32", shape: [-1, 4] };
+}
+
+/** `a / b` as "1.23×", or "–". */
+function ratio(a?: number, b?: number): string {
+  return a && b ? `${(a / b).toFixed(2)}×` : "–";
+}
+
+function prepare(): Peer[] {
+  const repos = join(WORK, "repos");
+  rmSync(repos, { recursive: true, force: true });
+  mkdirSync(repos, { recursive: true });
+
+  // tensorbridge: the example add_sub, and its batching twin
+  const tb = join(repos, "tensorbridge");
+  cpSync(join(ROOT, "examples/models/add_sub"), join(tb, "add_sub"), { recursive: true });
+  cpSync(join(ROOT, "examples/models/add_sub"), join(tb, "add_sub_batched"), { recursive: true });
+  writeFileSync(join(tb, "add_sub_batched/config.pbtxt"), batched(readFileSync(join(tb, "add_sub/config.pbtxt"), "utf8")));
+
+  // Triton: the Python-backend add_sub, and its batching twin
+  const tr = join(repos, "triton");
+  cpSync(join(ROOT, "bench/serving/triton_models/add_sub"), join(tr, "add_sub"), { recursive: true });
+  cpSync(join(ROOT, "bench/serving/triton_models/add_sub"), join(tr, "add_sub_batched"), { recursive: true });
+  writeFileSync(join(tr, "add_sub_batched/config.pbtxt"), batched(readFileSync(join(tr, "add_sub/config.pbtxt"), "utf8")));
+
+  // MLServer: one model dir per model, parallel_workers 0 (MLServer 1.7.1's
+  // worker pool dies at start on this Python: "There is no current event loop")
+  const ml = join(repos, "mlserver");
+  for (const [name, cls] of [
+    ["add_sub", "AddSub"],
+    ["add_sub_batched", "AddSubBatched"],
+  ]) {
+    mkdirSync(join(ml, name), { recursive: true });
+    cpSync(join(ROOT, "bench/serving/mlserver_models/add_sub.py"), join(ml, name, "add_sub.py"));
+    writeFileSync(
+      join(ml, name, "model-settings.json"),
+      JSON.stringify({ name, implementation: `add_sub.${cls}`, inputs: [io("INPUT0"), io("INPUT1")], outputs: [io("OUTPUT0"), io("OUTPUT1")] }),
+    );
+  }
+  writeFileSync(join(ml, "settings.json"), JSON.stringify({ http_port: 8220, grpc_port: 8221, metrics_port: 8222, debug: false, parallel_workers: 0 }));
+
+  // Triton's binary tree, with the Python 3.11 stub in its python backend
+  const peersSite = existsSync(PEERS) ? sitePackages(PEERS) : "";
+  const tritonDir = join(WORK, "tritonserver");
+  if (peersSite && !existsSync(join(tritonDir, "backends/python/triton_python_backend_stub"))) {
+    rmSync(tritonDir, { recursive: true, force: true });
+    cpSync(join(peersSite, "pytriton/tritonserver"), tritonDir, { recursive: true });
+    cpSync(join(tritonDir, "python_backend_stubs/3.11/triton_python_backend_stub"), join(tritonDir, "backends/python/triton_python_backend_stub"));
+  }
+  const pyLib = process.env["TENSORBRIDGE_PYTHON_LIBDIR"] ?? pythonLibDir();
+
+  return [
+    {
+      name: "tensorbridge",
+      url: "http://127.0.0.1:8200",
+      start: () => startProcess(process.execPath, ["--import", "tsx", join(ROOT, "src/cli.ts"), "serve", tb, "--http-port", "8200"], {}),
+    },
+    {
+      name: "triton",
+      url: "http://127.0.0.1:8210",
+      start: () =>
+        startProcess(
+          join(tritonDir, "bin/tritonserver"),
+          [
+            `--model-repository=${tr}`,
+            `--backend-directory=${join(tritonDir, "backends")}`,
+            "--pinned-memory-pool-byte-size=0",
+            "--allow-gpu-metrics=false",
+            "--http-address=127.0.0.1",
+            "--http-port=8210",
+            "--grpc-port=8211",
+            "--metrics-port=8212",
+          ],
+          {
+            env: {
+              LD_LIBRARY_PATH: [join(peersSite, "nvidia_pytriton.libs"), pyLib, process.env["LD_LIBRARY_PATH"]].filter(Boolean).join(":"),
+              PATH: `${join(PEERS, "bin")}:${process.env["PATH"]}`,
+            },
+          },
+        ),
+    },
+    {
+      name: "mlserver",
+      url: "http://127.0.0.1:8220",
+      start: () => startProcess(join(PEERS, "bin/mlserver"), ["start", "."], { cwd: ml }),
+      unsupported: { binary: "MLServer 1.7 has no binary tensor extension (it parses the whole body as JSON: 'failed to parse the request JSON buffer')" },
+    },
+  ];
+}
+
+/** Directory of libpython3.x.so of the interpreter that made the venv (Triton's python backend needs it). */
+function pythonLibDir(): string {
+  try {
+    const cfg = readFileSync(join(PEERS, "pyvenv.cfg"), "utf8");
+    const home = /^home = (.+)$/m.exec(cfg)?.[1];
+    if (home) return join(home, "..", "lib");
+  } catch {
+    // fall through
+  }
+  return "";
+}
+
+// ------------------------------------------------------------------ perf_analyzer
+
+interface Row {
+  server: string;
+  format: "binary" | "json";
+  concurrency: number;
+  throughput?: number;
+  p50us?: number;
+  p99us?: number;
+  note?: string;
+}
+
+async function perf(url: string, model: string, format: "binary" | "json", concurrency: number): Promise<Omit<Row, "server" | "format" | "concurrency">> {
+  const csv = join(WORK, `perf-${Date.now()}.csv`);
+  const lib = join(sitePackages(CLIENT), "nvidia/cuda_runtime/lib");
+  const args = [
+    "-m",
+    model,
+    "-u",
+    url.replace("http://", ""),
+    "-i",
+    "http",
+    "--concurrency-range",
+    String(concurrency),
+    "--measurement-interval",
+    String(DURATION),
+    "-s",
+    "20",
+    "-r",
+    "10",
+    "-f",
+    csv,
+    ...(format === "json" ? ["--input-tensor-format", "json", "--output-tensor-format", "json"] : []),
+  ];
+  const p = startProcess(join(CLIENT, "bin/perf_analyzer"), args, { env: { LD_LIBRARY_PATH: [lib, process.env["LD_LIBRARY_PATH"]].filter(Boolean).join(":") } });
+  const code = await new Promise<number | null>((r) => p.child.on("exit", r));
+  if (code !== 0 || !existsSync(csv)) {
+    const why = p.log().split("\n").filter((l) => /error|fail/i.test(l)).slice(0, 2).join(" / ") || `exit ${code}`;
+    return { note: `perf_analyzer failed: ${why}` };
+  }
+  const [head, line] = readFileSync(csv, "utf8").trim().split("\n");
+  rmSync(csv, { force: true });
+  const cols = head!.split(",");
+  const vals = line!.split(",");
+  const get = (c: string) => Number(vals[cols.indexOf(c)]);
+  return { throughput: get("Inferences/Second"), p50us: get("p50 latency"), p99us: get("p99 latency") };
+}
+
+// ------------------------------------------------------------------ main
+
+need(join(CLIENT, "bin/perf_analyzer"), "perf_analyzer (tritonclient[all]==2.51.0)");
+const peers = prepare().filter((p) => ONLY.includes(p.name));
+const rows: Row[] = [];
+for (const peer of peers) {
+  if (peer.name !== "tensorbridge" && !existsSync(PEERS)) {
+    for (const format of ["binary", "json"] as const) for (const c of CONCURRENCY) rows.push({ server: peer.name, format, concurrency: c, note: "not installed (bash bench/serving/setup.sh peers)" });
+    continue;
+  }
+  console.error(`== ${peer.name}: starting`);
+  const { child, log } = peer.start();
+  try {
+    await waitReady(peer.url, "add_sub", child, log);
+    await waitReady(peer.url, "add_sub_batched", child, log);
+    for (const format of ["binary", "json"] as const) {
+      for (const c of CONCURRENCY) {
+        const reason = peer.unsupported?.[format];
+        if (reason) {
+          rows.push({ server: peer.name, format, concurrency: c, note: reason });
+          continue;
+        }
+        const model = format === "json" ? "add_sub_batched" : "add_sub";
+        console.error(`== ${peer.name}: ${format}, concurrency ${c}`);
+        rows.push({ server: peer.name, format, concurrency: c, ...(await perf(peer.url, model, format, c)) });
+      }
+    }
+  } catch (e) {
+    for (const format of ["binary", "json"] as const) for (const c of CONCURRENCY) rows.push({ server: peer.name, format, concurrency: c, note: `did not start: ${(e as Error).message.split("\n")[0]}` });
+  } finally {
+    await stop(child);
+  }
+}
+
+const find = (server: string, format: string, c: number) => rows.find((r) => r.server === server && r.format === format && r.concurrency === c);
+const lines = [
+  `| server | format | concurrency | throughput (infer/s) | p50 (µs) | p99 (µs) | p50 vs Triton | throughput vs Triton | throughput vs MLServer |`,
+  `|---|---|---|---|---|---|---|---|---|`,
+];
+for (const r of rows) {
+  const tr = find("triton", r.format, r.concurrency);
+  const ml = find("mlserver", r.format, r.concurrency);
+  lines.push(
+    `| ${r.server} | ${r.format} | ${r.concurrency} | ${r.throughput?.toFixed(0) ?? "–"} | ${r.p50us ?? "–"} | ${r.p99us ?? "–"} | ` +
+      `${r.server === "tensorbridge" ? ratio(r.p50us, tr?.p50us) : ""} | ${r.server === "tensorbridge" ? ratio(r.throughput, tr?.throughput) : ""} | ` +
+      `${r.server === "tensorbridge" ? ratio(r.throughput, ml?.throughput) : ""} |${r.note ? ` ${r.note}` : ""}`,
+  );
+}
+const table = lines.join("\n");
+console.log(table);
+writeFileSync(join(WORK, "serving-results.md"), `${table}\n`);
+writeFileSync(join(WORK, "serving-results.json"), JSON.stringify({ date: new Date().toISOString(), durationMs: DURATION, rows }, null, 2));
