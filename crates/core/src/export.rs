@@ -38,7 +38,8 @@
 //! [`Tensor::to_dlpack_with_stream`] takes the consumer's stream as the array API defines it
 //! ([`ConsumerStream`]). For a CUDA result the producer (tensorbridge) records an event on its
 //! own stream and makes the consumer's stream wait on it (nothing for `NoSync`, and nothing
-//! when tensorbridge never used that GPU); [`Tensor::to_dlpack`] does the same for the legacy
+//! when tensorbridge's stream on that GPU has no pending work or was never made);
+//! [`Tensor::to_dlpack`] does the same for the legacy
 //! default stream (`stream=None`). Host results accept only `Default` and `NoSync`
 //! (`ERR_INVALID_ARGUMENT` otherwise, as `stream` means nothing to a CPU consumer). Tensors on
 //! other device types (ROCm, …) are re-exported as metadata; their stream is not used.

@@ -35,6 +35,7 @@ pub(super) const REQUIRED_SYMBOLS: &[&str] = &[
     "cuCtxPopCurrent_v2",
     "cuStreamCreate",
     "cuStreamSynchronize",
+    "cuStreamQuery",
     "cuStreamWaitEvent",
     "cuEventCreate",
     "cuEventRecord",
@@ -487,6 +488,13 @@ fn wait_on(waiter: sys::CUstream, producer: &DeviceState) -> Result<()> {
 
 pub(super) fn order_for_consumer(ordinal: i32, consumer: ConsumerStream) -> Result<()> {
     let Some(state) = existing_device(ordinal) else { return Ok(()) };
+    // Nothing pending on our stream (the common case: our copies finish before they return)
+    // means nothing to wait for: skip the event, so a device export costs what a host one
+    // does. Anything queued later is not part of this export.
+    // SAFETY: our stream, alive for the process; the query only reads its state.
+    if unsafe { sys::cuStreamQuery(state.stream) } == sys::CUresult::CUDA_SUCCESS {
+        return Ok(());
+    }
     let waiter = match consumer {
         ConsumerStream::NoSync => return Ok(()),
         ConsumerStream::Default | ConsumerStream::Legacy => CU_STREAM_LEGACY,

@@ -41,7 +41,9 @@
 //! ([`ConsumerStream`]): the producer records an event on its stream and makes the consumer's
 //! stream wait on it, so work queued before the export (a zero fill, or a foreign producer's
 //! kernel that our stream was told to wait for on import) is ordered before the consumer's
-//! work, without `cuCtxSynchronize`. A consumer that imports into tensorbridge passes
+//! work, without `cuCtxSynchronize`. When our stream has nothing pending the event is skipped,
+//! so exporting a device tensor costs what exporting a host one does. A consumer that imports
+//! into tensorbridge passes
 //! [`stream_handle`] to the producer's `__dlpack__`, which makes our stream wait on the
 //! producer's.
 //!
@@ -387,8 +389,8 @@ pub(crate) unsafe fn copy(
 
 /// Makes `consumer` wait for the work queued so far on tensorbridge's stream of the GPU that
 /// holds `device` (event record + stream wait). Nothing to do for host memory, for
-/// [`ConsumerStream::NoSync`], or when tensorbridge never used that GPU in this process (no
-/// work of ours can be pending then).
+/// [`ConsumerStream::NoSync`], when tensorbridge never used that GPU in this process, or when
+/// its stream has nothing pending (`cuStreamQuery`): no work of ours to wait for then.
 ///
 /// # Errors
 ///
