@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# The GPU check of tensorbridge, in one go, on a machine with an NVIDIA GPU, Python with torch
+# (no Node, no Cargo, no network needed). Everything it runs was built beforehand by
+# `bash scripts/gpu/prepare.sh` on the development machine, into bench/.work/gpu (carry it).
+#
+#   1. cargo: crates/core/tests/cuda.rs, GPU tests included (TB_REQUIRE_CUDA=1: no skipping)
+#   2. node:  scripts/gpu/node-check.mjs against the built JS package and addon
+#   3. python: scripts/gpu/torch_interop.py, PyTorch CUDA <-> tensorbridge-core in one process
+#   4. bench: bench/cuda_baseline.py (torch) then bench/cuda.bench.mjs (tensorbridge), same
+#      run, same GPU (TB_SKIP_BENCH=1 leaves it out)
+#
+# Every check prints a PASS/FAIL/SKIP line; the summary at the end counts them and the exit
+# status is non-zero if anything failed. Logs go to $OUT (the device tool's output folder)
+# when it is set, else to /tmp/tb-gpu-check. About 1-2 minutes on an H100.
+#
+# With the device tool (from the repository root):
+#   run(command="bash scripts/gpu-check.sh", carry=["bench/.work/gpu"], timeout_s=420)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+work=bench/.work/gpu
+logs="${OUT:-/tmp/tb-gpu-check}"
+mkdir -p "$logs"
+python="${PYTHON:-python3}"
+export TB_REQUIRE_CUDA="${TB_REQUIRE_CUDA:-1}"
+start=$SECONDS
+failed=()
+
+exec > >(tee "$logs/gpu-check.log") 2>&1
+
+if [[ ! -f "$work/node.xz" || ! -x "$work/bin/core-cuda-tests" ]]; then
+  echo "FAIL setup: $work is missing or incomplete; run 'bash scripts/gpu/prepare.sh' on the development machine and carry $work"
+  exit 2
+fi
+
+echo "== machine"
+cat "$work/MANIFEST" | head -6
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | sed 's/^/gpu: /'
+echo "glibc: $(ldd --version 2>&1 | head -1)"
+"$python" -c 'import sys, torch; print("python", sys.version.split()[0], "torch", torch.__version__, "cuda", torch.version.cuda, "available", torch.cuda.is_available())' 2>&1
+
+node="$(mktemp -d)/node" # not under $OUT: it would be copied back
+if ! xz -dc "$work/node.xz" > "$node" || ! chmod +x "$node" || ! "$node" --version; then
+  echo "FAIL setup: the carried node binary does not run here (see above)"
+  exit 2
+fi
+
+step() {
+  local name=$1
+  shift
+  echo
+  echo "== $name: $*"
+  local t0=$SECONDS
+  if "$@"; then
+    echo "PASS $name ($((SECONDS - t0)) s)"
+  else
+    echo "FAIL $name (exit $?, $((SECONDS - t0)) s)"
+    failed+=("$name")
+  fi
+}
+
+step cargo-cuda-tests timeout 180 "$work/bin/core-cuda-tests" --include-ignored --test-threads=1
+step node-check timeout 180 env TB_PKG="$work/pkg" "$node" --expose-gc scripts/gpu/node-check.mjs
+step torch-interop timeout 240 env TB_SHIM="$work/bin/libgpu_shim.so" "$python" scripts/gpu/torch_interop.py
+
+if [[ "${TB_SKIP_BENCH:-0}" != 1 ]]; then
+  step bench-torch-baseline timeout 240 "$python" bench/cuda_baseline.py --json "$logs/cuda-baseline.json"
+  step bench-tensorbridge timeout 240 env TB_PKG="$work/pkg" TB_BASELINE="$logs/cuda-baseline.json" \
+    TB_BENCH_JSON="$logs/cuda-bench.json" "$node" --expose-gc bench/cuda.bench.mjs
+fi
+
+echo
+echo "== summary ($((SECONDS - start)) s)"
+grep -E '^(PASS|FAIL|SKIP) ' "$logs/gpu-check.log" | awk '{ n[$1]++ } END { printf "PASS %d, FAIL %d, SKIP %d (lines)\n", n["PASS"], n["FAIL"], n["SKIP"] }'
+grep -E '^(BENCH|GOAL) ' "$logs/gpu-check.log" || true
+if ((${#failed[@]})); then
+  echo "GPU CHECK FAILED: ${failed[*]}"
+  exit 1
+fi
+echo "GPU CHECK PASSED"
