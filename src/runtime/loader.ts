@@ -30,7 +30,15 @@ let port;
 export async function initialize(data) {
   entry = data.entry;
   port = data.port;
-  if (port) port.on("message", (m) => { if (m && m.type === "model-dir") modelDirs.push(m.dir); });
+  if (port) {
+    port.on("message", (m) => {
+      if (m && m.type === "model-dir") {
+        modelDirs.push(m.dir);
+        port.postMessage({ ack: m.id });
+      }
+    });
+    port.unref();
+  }
 }
 export async function resolve(specifier, context, next) {
   if (specifier === "tensorbridge") return next(entry, context);
@@ -48,6 +56,8 @@ export async function resolve(specifier, context, next) {
 let installed: { entry: string; port?: import("node:worker_threads").MessagePort } | undefined;
 let tsxReady: Promise<void> | undefined;
 let loadCounter = 0;
+let ackCounter = 0;
+const knownDirs = new Set<string>();
 
 /**
  * The URL that bare `tensorbridge` resolves to for models: this copy's
@@ -100,12 +110,30 @@ export function installedEntryUrl(): string | undefined {
 
 /**
  * Tells the hook that files under `dir` are model files (loaded as ES
- * modules even without a package.json that says `"type": "module"`).
+ * modules even without a package.json that says `"type": "module"`), and
+ * waits until the hook thread has taken note.
  */
-export function registerModelDirectory(dir: string): void {
+export async function registerModelDirectory(dir: string): Promise<void> {
   let href = pathToFileURL(dir).href;
   if (!href.endsWith("/")) href += "/";
-  installed?.port?.postMessage({ type: "model-dir", dir: href });
+  const port = installed?.port;
+  if (!port || knownDirs.has(href)) return;
+  knownDirs.add(href);
+  const id = ++ackCounter;
+  port.ref();
+  try {
+    await new Promise<void>((resolve) => {
+      const onMessage = (m: { ack?: number }) => {
+        if (m?.ack !== id) return;
+        port.off("message", onMessage);
+        resolve();
+      };
+      port.on("message", onMessage);
+      port.postMessage({ type: "model-dir", dir: href, id });
+    });
+  } finally {
+    port.unref();
+  }
 }
 
 function isClass(v: unknown): v is new () => unknown {
@@ -127,7 +155,7 @@ function isClass(v: unknown): v is new () => unknown {
 export async function importModelClass(file: string): Promise<new () => unknown> {
   if (!existsSync(file)) throw new ServingError("ERR_MODEL_LOAD", `model file ${file} does not exist`);
   await installModelModuleHook();
-  registerModelDirectory(fileURLToPath(new URL(".", pathToFileURL(file))));
+  await registerModelDirectory(fileURLToPath(new URL(".", pathToFileURL(file))));
   let mod: Record<string, unknown>;
   try {
     mod = (await import(`${pathToFileURL(file).href}?tensorbridge-load=${++loadCounter}`)) as Record<string, unknown>;
