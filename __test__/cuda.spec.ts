@@ -76,6 +76,7 @@ test("host tensors: toCpu() and to('cpu') are the tensor itself; copyTo copies h
   const x = Tensor.from(src, { shape: [2, 3], name: "X" });
   t.is(x.toCpu(), x);
   t.is(x.to("cpu"), x);
+  t.is(x.to("cpu:0"), x);
   t.true(x.isCpu());
   const y = Tensor.zeros([2, 3], "INT32");
   t.is(x.copyTo(y), y, "returns the destination");

@@ -159,12 +159,17 @@ function streamArgument(stream: number | bigint | null | undefined): bigint | un
   return BigInt(stream);
 }
 
-/** `"cuda"` → `"cuda:0"`; other names as given (the core parses and checks them). */
+/**
+ * `"cuda"` → `"cuda:0"`, `"cpu:0"` → `"cpu"`, `"cuda_host:0"` → `"cuda_host"`;
+ * other names as given (the core parses and checks them).
+ */
 function normalizeDevice(device: unknown): string {
   if (typeof device !== "string") {
     fail(ErrorCode.INVALID_ARGUMENT, 'device must be a string such as "cpu", "cuda", "cuda:1" or "cuda_host"');
   }
-  return device === "cuda" ? "cuda:0" : device;
+  if (device === "cuda") return "cuda:0";
+  if (device === "cpu:0" || device === "cuda_host:0") return device.slice(0, -2);
+  return device;
 }
 
 function deviceString(device: string | readonly [number, number]): string {

@@ -218,8 +218,10 @@ fn device(ordinal: i32) -> Result<&'static DeviceState> {
         return Ok(state);
     }
     let previous = current_context()?;
-    let ctx = CudaContext::new(ordinal as usize)
-        .map_err(|e| cuda_error(e.0, "cuDevicePrimaryCtxRetain", ""))?;
+    let ctx = CudaContext::new(ordinal as usize).map_err(|e| {
+        let detail = format!(": retaining the primary context of cuda:{ordinal}");
+        cuda_error(e.0, "cuDevicePrimaryCtxRetain", &detail)
+    })?;
     // `CudaContext::new` made the primary context current on this thread; give the thread its
     // own context back (a caller's, or none).
     if previous != ctx.cu_ctx() {
