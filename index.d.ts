@@ -9,93 +9,38 @@
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
-/**
- * A DLPack managed tensor that can be consumed exactly once. Collecting an
- * unconsumed capsule calls the producer's deleter once.
- */
-export declare class NativeCapsule {
-  /**
-   * Takes ownership of the managed tensor at `address` (a
-   * `DLManagedTensor*`, or a `DLManagedTensorVersioned*` when `versioned`).
-   *
-   * The caller promises that the pointer is live and unowned: ownership
-   * passes to the capsule, which calls the deleter when consumed-and-dropped
-   * or collected. A wrong address can't be detected and crashes the process,
-   * as in every DLPack consumer.
-   */
-  static fromAddress(address: bigint, versioned: boolean): NativeCapsule
-  /** Address of the managed struct, for native consumers. */
-  get address(): bigint
-  /** Whether the capsule holds a versioned (DLPack 1.x) managed tensor. */
-  get versioned(): boolean
-  /** Whether the capsule was consumed or released. */
-  get consumed(): boolean
-  /**
-   * Gives up ownership and returns the address; whoever receives it must
-   * consume it (for instance `fromAddress` in a worker) or the tensor leaks.
-   */
-  release(): bigint
-}
+/** Address of the managed struct, for native consumers. */
+export declare function capsuleAddress(id: number): bigint
+
+/** Whether the capsule was consumed or released. */
+export declare function capsuleConsumed(id: number): boolean
 
 /**
- * A tensor owned by the binding. The TypeScript `Tensor` class wraps it.
- *
- * Disposing (or collecting) it releases this handle's share of the storage;
- * views and exports made from it hold their own shares.
+ * Frees the capsule handle (calling the deleter of an unconsumed capsule).
+ * Idempotent; the JS `FinalizationRegistry` calls it.
  */
-export declare class NativeTensor {
-  /**
-   * Wraps the bytes of `data` without copying; `data` stays alive as long as
-   * the tensor (or any export or view of it) does.
-   */
-  static fromBytes(data: Uint8Array, shape: Array<number>, dtype: string, readOnly?: boolean | undefined | null): NativeTensor
-  /**
-   * A new zero-filled tensor on `device` ("cpu" by default, "cuda", "cuda:N",
-   * "cuda_host"): 256-byte aligned host memory, device memory or pinned host memory.
-   */
-  static zeros(shape: Array<number>, dtype: string, device?: string | undefined | null): NativeTensor
-  /** Imports the tensor held by `capsule`, consuming it. */
-  static fromCapsule(capsule: NativeCapsule): NativeTensor
-  /** Triton dtype name. */
-  get dtype(): string
-  /** Dimensions. */
-  get shape(): Array<number>
-  /** Strides in elements. */
-  get strides(): Array<number>
-  /** Size of the data in bytes. */
-  get byteLength(): number
-  /** DLPack device type (`kDLCPU` = 1, `kDLCUDA` = 2, …). */
-  get deviceType(): number
-  /** Device ordinal. */
-  get deviceId(): number
-  /** Device kind name ("cpu", "cuda", "cuda_host", …). */
-  get deviceKind(): string
-  /** Whether the host can address the memory. */
-  get isCpu(): boolean
-  /** Whether the producer marked the memory read-only. */
-  get readOnly(): boolean
-  /** Address of the first element, for diagnostics and zero-copy checks. */
-  get dataAddress(): bigint
-  /** Whether `dispose()` ran. */
-  get disposed(): boolean
-  /** A zero-copy `ArrayBuffer` over the host bytes. */
-  view(): ArrayBuffer
-  /** Another handle to the same storage (no copy). */
-  share(): NativeTensor
-  /** A deep copy in fresh native memory (on the same GPU for device tensors). */
-  deepCopy(): NativeTensor
-  /**
-   * A copy on `device` ("cpu", "cuda:N", "cuda_host"), always a new allocation;
-   * complete when this returns.
-   */
-  toDevice(device: string): NativeTensor
-  /** Copies this tensor's bytes into `dst` (same dtype and shape, any host/CUDA pair). */
-  copyTo(dst: NativeTensor): void
-  /** Exports the tensor as a DLPack capsule, ordering the consumer's stream after ours. */
-  toDlpack(options?: NativeExportOptions | undefined | null): NativeCapsule
-  /** Releases this handle now instead of at garbage collection. Idempotent. */
-  dispose(): void
-}
+export declare function capsuleFree(id: number): void
+
+/**
+ * Takes ownership of the managed tensor at `address` (a `DLManagedTensor*`,
+ * or a `DLManagedTensorVersioned*` when `versioned`) and returns a capsule
+ * handle.
+ *
+ * The caller promises that the pointer is live and unowned: ownership passes
+ * to the capsule, which calls the deleter when consumed-and-dropped or
+ * collected. A wrong address can't be detected and crashes the process, as
+ * in every DLPack consumer.
+ */
+export declare function capsuleFromAddress(address: bigint, versioned: boolean): number
+
+/**
+ * Gives up ownership and returns the address; whoever receives it must
+ * consume it (for instance `fromAddress` in a worker) or the tensor leaks.
+ */
+export declare function capsuleRelease(id: number): bigint
+
+/** Whether the capsule holds a versioned (DLPack 1.x) managed tensor. */
+export declare function capsuleVersioned(id: number): boolean
 
 /** The number of CUDA devices. Throws `ERR_CUDA_UNAVAILABLE` without CUDA. */
 export declare function cudaDeviceCount(): number
@@ -126,6 +71,9 @@ export declare function cudaUnavailableReason(): string | null
 
 /** Every error code core can raise, for the TS layer's consistency test. */
 export declare function errorCodes(): Array<string>
+
+/** Live tensor and capsule handles on the calling thread, for leak checks. */
+export declare function liveHandles(): Array<number>
 
 /** Options of `NativeTensor.toDlpack`. */
 export interface NativeExportOptions {
@@ -176,3 +124,86 @@ export interface NativeStats {
 
 /** Does nothing: the floor of a napi call, for benchmarks. */
 export declare function noop(): void
+
+/** Size of the data in bytes. */
+export declare function tensorByteLength(id: number): number
+
+/**
+ * Copies tensor `src`'s bytes into tensor `dst` (same dtype and shape, any
+ * host/CUDA pair).
+ */
+export declare function tensorCopyTo(src: number, dst: number): void
+
+/** Address of the first element, for diagnostics and zero-copy checks. */
+export declare function tensorDataAddress(id: number): bigint
+
+/** A deep copy in fresh native memory (on the same GPU for device tensors). */
+export declare function tensorDeepCopy(id: number): number
+
+/** Device ordinal. */
+export declare function tensorDeviceId(id: number): number
+
+/** Device kind name ("cpu", "cuda", "cuda_host", …). */
+export declare function tensorDeviceKind(id: number): string
+
+/** DLPack device type (`kDLCPU` = 1, `kDLCUDA` = 2, …). */
+export declare function tensorDeviceType(id: number): number
+
+/** Triton dtype name. */
+export declare function tensorDtype(id: number): string
+
+/**
+ * Releases the handle now instead of at garbage collection. Idempotent; the
+ * JS `FinalizationRegistry` calls it too.
+ */
+export declare function tensorFree(id: number): void
+
+/**
+ * Wraps the bytes of `data` without copying; `data` stays alive as long as the
+ * tensor (or any export or view of it) does. Returns a tensor handle.
+ */
+export declare function tensorFromBytes(data: Uint8Array, shape: Array<number>, dtype: string, readOnly: boolean): number
+
+/** Imports the tensor held by capsule `capsule`, consuming it. */
+export declare function tensorFromCapsule(capsule: number): number
+
+/** Whether the host can address the memory. */
+export declare function tensorIsCpu(id: number): boolean
+
+/** Whether the handle is live (not disposed). */
+export declare function tensorLive(id: number): boolean
+
+/** Whether the producer marked the memory read-only. */
+export declare function tensorReadOnly(id: number): boolean
+
+/** Dimensions. */
+export declare function tensorShape(id: number): Array<number>
+
+/** Another handle to the same storage (no copy). */
+export declare function tensorShare(id: number): number
+
+/** Strides in elements. */
+export declare function tensorStrides(id: number): Array<number>
+
+/**
+ * A copy on `device` ("cpu", "cuda:N", "cuda_host"), always a new
+ * allocation; complete when this returns.
+ */
+export declare function tensorToDevice(id: number, device: string): number
+
+/**
+ * Exports the tensor as a DLPack capsule, ordering the consumer's stream
+ * after ours. Arguments are positional, not an options object: reading
+ * object properties through napi costs more than the export itself.
+ */
+export declare function tensorToDlpack(id: number, versioned: boolean, copy?: boolean | undefined | null, device?: string | undefined | null, stream?: bigint | undefined | null): number
+
+/** A zero-copy `ArrayBuffer` over the host bytes. */
+export declare function tensorView(id: number): ArrayBuffer
+
+/**
+ * A new zero-filled tensor on `device` ("cpu" by default, "cuda", "cuda:N",
+ * "cuda_host"): 256-byte aligned host memory, device memory or pinned host
+ * memory. Returns a tensor handle.
+ */
+export declare function tensorZeros(shape: Array<number>, dtype: string, device?: string | undefined | null): number

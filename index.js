@@ -773,9 +773,13 @@ if (
   }
 }
 
-const { NativeCapsule, NativeTensor, cudaDeviceCount, cudaDriverVersion, cudaIsAvailable, cudaMemoryKind, cudaStreamHandle, cudaUnavailableReason, errorCodes, nativeStats, noop } = nativeBinding
-export { NativeCapsule }
-export { NativeTensor }
+const { capsuleAddress, capsuleConsumed, capsuleFree, capsuleFromAddress, capsuleRelease, capsuleVersioned, cudaDeviceCount, cudaDriverVersion, cudaIsAvailable, cudaMemoryKind, cudaStreamHandle, cudaUnavailableReason, errorCodes, liveHandles, nativeStats, noop, tensorByteLength, tensorCopyTo, tensorDataAddress, tensorDeepCopy, tensorDeviceId, tensorDeviceKind, tensorDeviceType, tensorDtype, tensorFree, tensorFromBytes, tensorFromCapsule, tensorIsCpu, tensorLive, tensorReadOnly, tensorShape, tensorShare, tensorStrides, tensorToDevice, tensorToDlpack, tensorView, tensorZeros } = nativeBinding
+export { capsuleAddress }
+export { capsuleConsumed }
+export { capsuleFree }
+export { capsuleFromAddress }
+export { capsuleRelease }
+export { capsuleVersioned }
 export { cudaDeviceCount }
 export { cudaDriverVersion }
 export { cudaIsAvailable }
@@ -783,6 +787,28 @@ export { cudaMemoryKind }
 export { cudaStreamHandle }
 export { cudaUnavailableReason }
 export { errorCodes }
+export { liveHandles }
 export { nativeStats }
 export { noop }
+export { tensorByteLength }
+export { tensorCopyTo }
+export { tensorDataAddress }
+export { tensorDeepCopy }
+export { tensorDeviceId }
+export { tensorDeviceKind }
+export { tensorDeviceType }
+export { tensorDtype }
+export { tensorFree }
+export { tensorFromBytes }
+export { tensorFromCapsule }
+export { tensorIsCpu }
+export { tensorLive }
+export { tensorReadOnly }
+export { tensorShape }
+export { tensorShare }
+export { tensorStrides }
+export { tensorToDevice }
+export { tensorToDlpack }
+export { tensorView }
+export { tensorZeros }
 export const __napiBindingTarget = __napiLoadedBindingTarget

@@ -8,11 +8,11 @@ const gc = globalThis.gc;
 
 /** Collects until finalizers stop changing the counters. */
 async function settle(): Promise<ReturnType<typeof debug.stats>> {
-  let last = JSON.stringify(debug.stats());
+  let last = JSON.stringify([debug.stats(), debug.liveHandles()]);
   for (let quiet = 0, i = 0; quiet < 3 && i < 200; i++) {
     gc!();
     await new Promise((r) => setImmediate(r));
-    const now = JSON.stringify(debug.stats());
+    const now = JSON.stringify([debug.stats(), debug.liveHandles()]);
     quiet = now === last ? quiet + 1 : 0;
     last = now;
   }
@@ -42,6 +42,7 @@ function churn(start: number, count: number): number {
 
 test.serial("10^5 dropped tensors and capsules: every deleter exactly once, RSS bounded", async (t) => {
   const before = await settle();
+  const handlesBefore = debug.liveHandles();
   const ROUNDS = 8;
   const PER_ROUND = 20_000;
   const rss: number[] = [];
@@ -61,6 +62,7 @@ test.serial("10^5 dropped tensors and capsules: every deleter exactly once, RSS 
   t.is(after.ownedAllocations - before.ownedAllocations, N / 2);
   t.is(after.ownedFrees - before.ownedFrees, N / 2, "each native allocation was freed");
   t.is(after.ownedLiveBytes, before.ownedLiveBytes);
+  t.deepEqual(debug.liveHandles(), handlesBefore, "every native handle was freed after GC");
   t.true(consumed > 0);
   // The exact counters above are the leak check; RSS is the backstop for
   // memory they can't see. Each round pushes 20 MiB of tensor data through.

@@ -20,7 +20,7 @@ async function settle(): Promise<ReturnType<typeof debug.stats>> {
   for (let quiet = 0, i = 0; quiet < 3 && i < 200; i++) {
     gc();
     await new Promise((r) => setTimeout(r, 5));
-    const now = JSON.stringify(debug.stats());
+    const now = JSON.stringify([debug.stats(), debug.liveHandles()]);
     quiet = now === last ? quiet + 1 : 0;
     last = now;
   }

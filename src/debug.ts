@@ -4,7 +4,7 @@
  * @module
  */
 
-import { type NativeStats, errorCodes, nativeStats, noop } from "./native.js";
+import { type NativeStats, errorCodes, liveHandles, nativeStats, noop } from "./native.js";
 
 /** Process-wide ownership counters (cumulative since the addon loaded). */
 export type Stats = NativeStats;
@@ -19,6 +19,14 @@ export const debug = {
    */
   stats(): Stats {
     return nativeStats();
+  },
+  /**
+   * Native tensor and capsule handles alive on this thread. Handles are freed
+   * by `dispose()` or, after garbage collection, by a FinalizationRegistry.
+   */
+  liveHandles(): { tensors: number; capsules: number } {
+    const [tensors = 0, capsules = 0] = liveHandles();
+    return { tensors, capsules };
   },
   /** Every error code the native core can raise. */
   nativeErrorCodes(): string[] {

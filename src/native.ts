@@ -1,14 +1,21 @@
 /**
  * The generated native binding (`index.js` at the package root, made by
- * `napi build`). Only this module imports it, so the rest of `src/` sees one
- * typed surface.
+ * `napi build`) and the small JS classes over its handles. Only this module
+ * imports the binding, so the rest of `src/` sees one typed surface.
+ *
+ * The binding hands out numeric handles instead of napi class instances: a
+ * napi object costs about 1 µs to create, a JS object and a
+ * `FinalizationRegistry` entry about 0.1 µs (see `crates/node/src/handles.rs`).
+ * The registries below free what users forget; `dispose()` frees early. Both
+ * paths are idempotent and ids are never reused, so a late finalizer can't
+ * free anything else.
  * @internal
  * @module
  */
 
+import * as binding from "../index.js";
+
 export {
-  NativeCapsule,
-  NativeTensor,
   cudaDeviceCount,
   cudaDriverVersion,
   cudaIsAvailable,
@@ -16,7 +23,167 @@ export {
   cudaStreamHandle,
   cudaUnavailableReason,
   errorCodes,
+  liveHandles,
   nativeStats,
   noop,
 } from "../index.js";
-export type { NativeExportOptions, NativeStats } from "../index.js";
+export type { NativeStats } from "../index.js";
+
+const tensors = new FinalizationRegistry<number>((id) => binding.tensorFree(id));
+const capsules = new FinalizationRegistry<number>((id) => binding.capsuleFree(id));
+
+/** Export arguments of {@link NativeTensor.toDlpack}. */
+export interface NativeExportOptions {
+  versioned: boolean;
+  copy?: boolean | undefined;
+  device?: string | undefined;
+  stream?: bigint | undefined;
+}
+
+/** A consume-once DLPack capsule held by the binding. */
+export class NativeCapsule {
+  /** The binding's handle. */
+  readonly id: number;
+
+  private constructor(id: number) {
+    this.id = id;
+    capsules.register(this, id);
+  }
+
+  /** @internal Wraps a fresh capsule handle. */
+  static adopt(id: number): NativeCapsule {
+    return new NativeCapsule(id);
+  }
+
+  /** Takes ownership of a managed tensor made elsewhere. */
+  static fromAddress(address: bigint, versioned: boolean): NativeCapsule {
+    return new NativeCapsule(binding.capsuleFromAddress(address, versioned));
+  }
+
+  /** Address of the managed struct. */
+  get address(): bigint {
+    return binding.capsuleAddress(this.id);
+  }
+
+  /** Whether it holds a versioned (DLPack 1.x) struct. */
+  get versioned(): boolean {
+    return binding.capsuleVersioned(this.id);
+  }
+
+  /** Whether it was consumed or released. */
+  get consumed(): boolean {
+    return binding.capsuleConsumed(this.id);
+  }
+
+  /** Gives up ownership; returns the address. */
+  release(): bigint {
+    return binding.capsuleRelease(this.id);
+  }
+}
+
+/** A tensor held by the binding. */
+export class NativeTensor {
+  /** The binding's handle. */
+  readonly id: number;
+
+  private constructor(id: number) {
+    this.id = id;
+    tensors.register(this, id);
+  }
+
+  /** Wraps JS memory without copying. */
+  static fromBytes(data: Uint8Array, shape: number[], dtype: string, readOnly: boolean): NativeTensor {
+    return new NativeTensor(binding.tensorFromBytes(data, shape, dtype, readOnly));
+  }
+
+  /** Zero-filled memory on `device`. */
+  static zeros(shape: number[], dtype: string, device?: string): NativeTensor {
+    return new NativeTensor(binding.tensorZeros(shape, dtype, device));
+  }
+
+  /** Imports (consumes) a capsule. */
+  static fromCapsule(capsule: NativeCapsule): NativeTensor {
+    return new NativeTensor(binding.tensorFromCapsule(capsule.id));
+  }
+
+  get dtype(): string {
+    return binding.tensorDtype(this.id);
+  }
+
+  get shape(): number[] {
+    return binding.tensorShape(this.id);
+  }
+
+  get strides(): number[] {
+    return binding.tensorStrides(this.id);
+  }
+
+  get byteLength(): number {
+    return binding.tensorByteLength(this.id);
+  }
+
+  get deviceType(): number {
+    return binding.tensorDeviceType(this.id);
+  }
+
+  get deviceId(): number {
+    return binding.tensorDeviceId(this.id);
+  }
+
+  get deviceKind(): string {
+    return binding.tensorDeviceKind(this.id);
+  }
+
+  get isCpu(): boolean {
+    return binding.tensorIsCpu(this.id);
+  }
+
+  get readOnly(): boolean {
+    return binding.tensorReadOnly(this.id);
+  }
+
+  get dataAddress(): bigint {
+    return binding.tensorDataAddress(this.id);
+  }
+
+  get disposed(): boolean {
+    return !binding.tensorLive(this.id);
+  }
+
+  /** Zero-copy ArrayBuffer over host memory. */
+  view(): ArrayBuffer {
+    return binding.tensorView(this.id);
+  }
+
+  /** Another handle to the same storage. */
+  share(): NativeTensor {
+    return new NativeTensor(binding.tensorShare(this.id));
+  }
+
+  /** A deep copy. */
+  deepCopy(): NativeTensor {
+    return new NativeTensor(binding.tensorDeepCopy(this.id));
+  }
+
+  /** A copy on `device`. */
+  toDevice(device: string): NativeTensor {
+    return new NativeTensor(binding.tensorToDevice(this.id, device));
+  }
+
+  /** Copies this tensor's bytes into `dst`. */
+  copyTo(dst: NativeTensor): void {
+    binding.tensorCopyTo(this.id, dst.id);
+  }
+
+  /** Exports a DLPack capsule. */
+  toDlpack(options: NativeExportOptions): NativeCapsule {
+    return NativeCapsule.adopt(
+      binding.tensorToDlpack(this.id, options.versioned, options.copy, options.device, options.stream),
+    );
+  }
+
+  /** Frees the handle now. Idempotent. */
+  dispose(): void {
+    binding.tensorFree(this.id);
+  }
+}

@@ -42,6 +42,13 @@ pub fn native_stats() -> NativeStats {
     }
 }
 
+/// Live tensor and capsule handles on the calling thread, for leak checks.
+#[napi]
+pub fn live_handles() -> Vec<u32> {
+    let (tensors, capsules) = crate::handles::live_handles();
+    vec![tensors as u32, capsules as u32]
+}
+
 /// Does nothing: the floor of a napi call, for benchmarks.
 #[napi]
 pub fn noop() {}

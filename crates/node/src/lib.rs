@@ -3,8 +3,9 @@
 //! This crate is a thin shell: each `#[napi]` item converts its arguments,
 //! calls the core crate and converts the result back. Tensor logic (layout
 //! checks, DLPack import/export, ownership) lives in `tensorbridge-core`; the
-//! idiomatic TypeScript API lives in `src/` and wraps the classes exported
-//! here, which are prefixed `Native` so that the TS layer owns the clean names.
+//! idiomatic TypeScript API lives in `src/`. The exports are free functions
+//! over numeric handles (see `handles` for why); `src/native.ts` wraps them in
+//! small JS classes, and the TS layer owns the clean names.
 
 #![deny(clippy::all)]
 // napi-derive registers exports only outside `cfg(test)`, so under
@@ -16,5 +17,6 @@ mod binding_cuda;
 mod binding_stats;
 mod binding_tensor;
 mod error;
+mod handles;
 mod options;
 mod view;

@@ -1,0 +1,164 @@
+//! Handle tables: JS refers to native tensors and capsules by number.
+//!
+//! Why not napi classes: creating a napi class instance costs about 1 µs here
+//! (a JS constructor call, `napi_wrap`, and a weak V8 reference for the
+//! finalizer), which made one DLPack round trip cost 4 µs. A numeric handle
+//! costs one hash-map insert, and the JS side frees it through a
+//! `FinalizationRegistry` (about 50 ns to register) or an explicit
+//! `dispose()`. `src/native.ts` holds the JS half of this scheme.
+//!
+//! Ownership: a table entry owns one share of a core tensor (or one capsule).
+//! Ids are never reused, so a late finalizer for a disposed id is a no-op and
+//! can't free a newer entry. Tables are per thread, as JS objects are per
+//! isolate: a worker's entries are dropped when its thread exits, which also
+//! covers worker termination, where finalizers don't run.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
+
+use napi::{Env, Result};
+use tensorbridge_core::{Capsule, Tensor};
+
+use crate::error::{js_error, Code};
+
+struct TensorEntry {
+    tensor: Tensor,
+    /// Bytes reported to V8 with `adjust_external_memory`, returned on free.
+    external_bytes: i64,
+}
+
+/// Hashes the sequential ids by one multiplication (Fibonacci hashing): the
+/// default SipHash guards against adversarial keys, which ids made here are
+/// not, at several times the cost.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u64(&mut self, id: u64) {
+        self.0 = id.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type IdMap<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
+
+#[derive(Default)]
+struct Tables {
+    next: u64,
+    tensors: IdMap<TensorEntry>,
+    capsules: IdMap<Arc<Capsule>>,
+}
+
+impl Tables {
+    fn next_id(&mut self) -> u64 {
+        self.next += 1;
+        self.next
+    }
+}
+
+thread_local! {
+    static TABLES: RefCell<Tables> = RefCell::default();
+}
+
+/// Largest id that survives the trip through a JS number exactly.
+const MAX_ID: u64 = (1 << 53) - 1;
+
+fn key(id: f64) -> Result<u64, Code> {
+    if id.is_finite() && id >= 1.0 && id.fract() == 0.0 && id <= MAX_ID as f64 {
+        Ok(id as u64)
+    } else {
+        Err(js_error("ERR_INVALID_ARGUMENT", format!("{id} is not a tensorbridge handle")))
+    }
+}
+
+fn disposed() -> napi::Error<Code> {
+    js_error(
+        "ERR_DISPOSED",
+        "this tensor was disposed; create a new one, or keep it until you are done with it",
+    )
+}
+
+/// Stores a tensor and returns its handle. `external` reports its bytes to V8,
+/// so that large native tensors make the GC run sooner.
+pub fn insert_tensor(env: &Env, tensor: Tensor, external: bool) -> Result<f64, Code> {
+    let external_bytes = if external { tensor.byte_len() as i64 } else { 0 };
+    if external_bytes > 0 {
+        env.adjust_external_memory(external_bytes).map_err(crate::error::from_napi)?;
+    }
+    let id = TABLES.with_borrow_mut(|t| {
+        let id = t.next_id();
+        t.tensors.insert(id, TensorEntry { tensor, external_bytes });
+        id
+    });
+    // The counter can't pass MAX_ID: that takes 2^53 allocations on one thread.
+    Ok(id as f64)
+}
+
+/// Runs `f` on the tensor behind `id`; `ERR_DISPOSED` when it was freed.
+///
+/// `f` runs inside a shared borrow of the tables: it may look up other
+/// handles (`copy_to` does) but must not insert or free any. Every caller
+/// inserts results after `with_tensor` returns.
+pub fn with_tensor<R>(id: f64, f: impl FnOnce(&Tensor) -> Result<R, Code>) -> Result<R, Code> {
+    let key = key(id)?;
+    TABLES.with_borrow(|t| f(&t.tensors.get(&key).ok_or_else(disposed)?.tensor))
+}
+
+/// Frees the tensor behind `id`; a no-op when it was already freed.
+pub fn free_tensor(env: &Env, id: f64) {
+    let Ok(key) = key(id) else { return };
+    let entry = TABLES.with_borrow_mut(|t| t.tensors.remove(&key));
+    if let Some(entry) = entry {
+        if entry.external_bytes > 0 {
+            // Failing to lower V8's estimate only makes GC a little eager.
+            let _ = env.adjust_external_memory(-entry.external_bytes);
+        }
+        // Dropped here, outside the table borrow: a producer's deleter may run.
+        drop(entry);
+    }
+}
+
+/// Whether `id` names a live tensor.
+pub fn tensor_exists(id: f64) -> bool {
+    key(id).is_ok_and(|k| TABLES.with_borrow(|t| t.tensors.contains_key(&k)))
+}
+
+/// Stores a capsule and returns its handle.
+pub fn insert_capsule(capsule: Capsule) -> f64 {
+    TABLES.with_borrow_mut(|t| {
+        let id = t.next_id();
+        t.capsules.insert(id, Arc::new(capsule));
+        id as f64
+    })
+}
+
+/// The capsule behind `id`.
+pub fn capsule(id: f64) -> Result<Arc<Capsule>, Code> {
+    let key = key(id)?;
+    TABLES.with_borrow(|t| t.capsules.get(&key).cloned()).ok_or_else(|| {
+        js_error("ERR_DLPACK_CONSUMED", "this capsule was freed; export the tensor again")
+    })
+}
+
+/// Frees the capsule behind `id` (its deleter runs if it was never consumed).
+pub fn free_capsule(id: f64) {
+    let Ok(key) = key(id) else { return };
+    let capsule = TABLES.with_borrow_mut(|t| t.capsules.remove(&key));
+    drop(capsule);
+}
+
+/// Live entries on this thread, for leak checks in tests.
+pub fn live_handles() -> (usize, usize) {
+    TABLES.with_borrow(|t| (t.tensors.len(), t.capsules.len()))
+}
