@@ -252,19 +252,31 @@ async function perf(url: string, model: string, format: "binary" | "json", concu
 need(join(CLIENT, "bin/perf_analyzer"), "perf_analyzer (tritonclient[all]==2.51.0)");
 const peers = prepare().filter((p) => ONLY.includes(p.name));
 const rows: Row[] = [];
+// All servers run at once (idle ones cost nothing) and each measurement
+// point is taken for every server back to back, so that the load of this
+// shared machine drifts as little as possible between the compared numbers.
+const running = new Map<string, { child: ChildProcess; log: () => string }>();
+const skipped = new Map<string, string>();
 for (const peer of peers) {
   if (peer.name !== "tensorbridge" && !existsSync(PEERS)) {
-    for (const format of ["binary", "json"] as const) for (const c of CONCURRENCY) rows.push({ server: peer.name, format, concurrency: c, note: "not installed (bash bench/serving/setup.sh peers)" });
+    skipped.set(peer.name, "not installed (bash bench/serving/setup.sh peers)");
     continue;
   }
   console.error(`== ${peer.name}: starting`);
-  const { child, log } = peer.start();
+  const proc = peer.start();
+  running.set(peer.name, proc);
   try {
-    await waitReady(peer.url, "add_sub", child, log);
-    await waitReady(peer.url, "add_sub_batched", child, log);
-    for (const format of ["binary", "json"] as const) {
-      for (const c of CONCURRENCY) {
-        const reason = peer.unsupported?.[format];
+    await waitReady(peer.url, "add_sub", proc.child, proc.log);
+    await waitReady(peer.url, "add_sub_batched", proc.child, proc.log);
+  } catch (e) {
+    skipped.set(peer.name, `did not start: ${(e as Error).message.split("\n")[0]}`);
+  }
+}
+try {
+  for (const format of ["binary", "json"] as const) {
+    for (const c of CONCURRENCY) {
+      for (const peer of peers) {
+        const reason = skipped.get(peer.name) ?? peer.unsupported?.[format];
         if (reason) {
           rows.push({ server: peer.name, format, concurrency: c, note: reason });
           continue;
@@ -274,12 +286,11 @@ for (const peer of peers) {
         rows.push({ server: peer.name, format, concurrency: c, ...(await perf(peer.url, model, format, c)) });
       }
     }
-  } catch (e) {
-    for (const format of ["binary", "json"] as const) for (const c of CONCURRENCY) rows.push({ server: peer.name, format, concurrency: c, note: `did not start: ${(e as Error).message.split("\n")[0]}` });
-  } finally {
-    await stop(child);
   }
+} finally {
+  for (const proc of running.values()) await stop(proc.child);
 }
+rows.sort((a, b) => peers.findIndex((p) => p.name === a.server) - peers.findIndex((p) => p.name === b.server));
 
 const find = (server: string, format: string, c: number) => rows.find((r) => r.server === server && r.format === format && r.concurrency === c);
 const lines = [
