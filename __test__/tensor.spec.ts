@@ -216,3 +216,32 @@ test("DTYPES lists every Triton dtype", (t) => {
 test("toString describes the tensor", (t) => {
   t.is(Tensor.zeros([2, 3], "FP32", { name: "X" }).toString(), 'Tensor(FP32[2,3] cpu "X")');
 });
+
+test("JS memory gets a native handle only when something needs one", (t) => {
+  const before = debug.liveHandles().tensors;
+  const src = new Float32Array([1, 2, 3, 4]);
+  const x = Tensor.from(src, { shape: [2, 2], readOnly: true });
+  const y = x.withName("Y");
+  t.is(x.byteLength, 16);
+  t.true(x.isCpu());
+  t.deepEqual(x.device, { type: "cpu", id: 0 });
+  t.deepEqual(x.dlpackDevice(), [1, 0]);
+  t.deepEqual(x.strides, [2, 1]);
+  t.true(x.readOnly);
+  t.is(x.to("cpu"), x);
+  t.is(x.data().buffer, src.buffer);
+  t.is(y.data().buffer, src.buffer, "withName shares the memory");
+  t.is(debug.liveHandles().tensors, before, "no native handle yet");
+  const address = x.dataPtr;
+  t.is(debug.liveHandles().tensors, before + 1, "dataPtr made one");
+  t.is(y.dataPtr, address, "both names point at the caller's array");
+  const z = Tensor.fromDlpack(x.toDlpack({ maxVersion: [1, 0] }));
+  t.true(z.readOnly, "the read-only flag reached the export");
+  t.is(z.dataPtr, address);
+});
+
+test("at most 64 dimensions", (t) => {
+  t.notThrows(() => Tensor.from(new Float32Array(1), { shape: new Array<number>(64).fill(1) }));
+  throwsCode(t, () => Tensor.from(new Float32Array(1), { shape: new Array<number>(65).fill(1) }), ErrorCode.INVALID_ARGUMENT);
+  throwsCode(t, () => Tensor.zeros(new Array<number>(65).fill(1), "FP32"), ErrorCode.INVALID_ARGUMENT);
+});

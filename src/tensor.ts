@@ -106,6 +106,8 @@ interface InternalInit {
   readonly [INTERNAL]: true;
   readonly native: NativeTensor | undefined;
   readonly source: TypedArray | undefined;
+  /** For JS memory not yet handed to the binding: its read-only flag. */
+  readonly pendingReadOnly?: boolean;
   readonly bytes: readonly Uint8Array[] | undefined;
   readonly shape: readonly number[] | undefined;
   readonly dtype: DType | undefined;
@@ -116,8 +118,14 @@ function fail(code: string, message: string): never {
   throw new TensorBridgeError(code, message);
 }
 
+/** Most dimensions a tensor may have (NumPy's limit, as in the core). */
+const MAX_NDIM = 64;
+
 function checkShape(shape: unknown): number[] {
   if (!Array.isArray(shape)) fail(ErrorCode.INVALID_ARGUMENT, "shape must be an array of integers");
+  if (shape.length > MAX_NDIM) {
+    fail(ErrorCode.INVALID_ARGUMENT, `a tensor has at most ${MAX_NDIM} dimensions, got ${shape.length}`);
+  }
   for (const [axis, d] of shape.entries()) {
     if (!Number.isSafeInteger(d)) {
       fail(ErrorCode.INVALID_ARGUMENT, `shape[${axis}] is ${String(d)}; dimensions must be integers`);
@@ -200,6 +208,10 @@ function deviceString(device: string | readonly [number, number]): string {
  */
 export class Tensor {
   #native: NativeTensor | undefined;
+  // JS memory gets its native handle only when something needs one (DLPack,
+  // dataPtr, copies): a model reading and writing TypedArrays never pays for
+  // it. Defined while the handle is still to be made.
+  #pendingReadOnly: boolean | undefined;
   #source: TypedArray | undefined;
   #bytes: readonly Uint8Array[] | undefined;
   #view: TypedArray | undefined;
@@ -222,6 +234,7 @@ export class Tensor {
   constructor(data: ArrayBufferView | ArrayBufferLike | InternalInit, options: TensorOptions = {}) {
     if (typeof data === "object" && data !== null && INTERNAL in data) {
       this.#native = data.native;
+      this.#pendingReadOnly = data.pendingReadOnly;
       this.#source = data.source;
       this.#bytes = data.bytes;
       this.#shape = data.shape === undefined ? undefined : Object.freeze(data.shape.slice());
@@ -231,6 +244,7 @@ export class Tensor {
     }
     const init = Tensor.#wrapHost(data, options);
     this.#native = init.native;
+    this.#pendingReadOnly = init.pendingReadOnly;
     this.#source = init.source;
     this.#shape = Object.freeze(init.shape!.slice());
     this.#dtype = init.dtype;
@@ -268,16 +282,24 @@ export class Tensor {
     }
     const shape = options.shape === undefined ? [view.byteLength / size] : checkShape(options.shape);
     const name = checkName(options.name);
+    if (product(shape) * size !== view.byteLength) {
+      fail(
+        ErrorCode.SHAPE_MISMATCH,
+        `shape [${shape.join(", ")}] of ${dtype} needs ${product(shape) * size} bytes, the data has ${view.byteLength}`,
+      );
+    }
     const Ctor = viewClass(dtype)!;
     const source = new Ctor(view.buffer, view.byteOffset, view.byteLength / size);
-    const bytes = new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
-    let native: NativeTensor;
-    try {
-      native = NativeTensor.fromBytes(bytes, shape, dtype, options.readOnly === true);
-    } catch (e) {
-      rethrowNative(e);
-    }
-    return { [INTERNAL]: true, native, source, bytes: undefined, shape, dtype, name };
+    return {
+      [INTERNAL]: true,
+      native: undefined,
+      pendingReadOnly: options.readOnly === true,
+      source,
+      bytes: undefined,
+      shape,
+      dtype,
+      name,
+    };
   }
 
   /** @internal Wraps a native tensor made by the binding. */
@@ -438,9 +460,29 @@ export class Tensor {
     return Tensor.fromDlpack(capsule, { name: message.name });
   }
 
-  #live(): NativeTensor | undefined {
+  /** Throws ERR_DISPOSED after dispose(); whether the native handle is still to be made. */
+  #lazy(): boolean {
     if (this.#disposed) {
       fail(ErrorCode.DISPOSED, "this tensor was disposed; create a new one, or dispose it only when done");
+    }
+    return this.#pendingReadOnly !== undefined;
+  }
+
+  /** The native handle (made now for JS memory); undefined for BYTES. */
+  #live(): NativeTensor | undefined {
+    if (this.#lazy()) {
+      const src = this.#source!;
+      try {
+        this.#native = NativeTensor.fromBytes(
+          new Uint8Array(src.buffer, src.byteOffset, src.byteLength),
+          this.#shape!.slice(),
+          this.#dtype!,
+          this.#pendingReadOnly!,
+        );
+      } catch (e) {
+        rethrowNative(e);
+      }
+      this.#pendingReadOnly = undefined;
     }
     return this.#native;
   }
@@ -463,8 +505,9 @@ export class Tensor {
    * @throws {TensorBridgeError} `ERR_DISPOSED` after {@link dispose}.
    */
   get shape(): readonly number[] {
-    const native = this.#live();
+    this.#lazy(); // throws once disposed
     if (this.#shape === undefined) {
+      const native = this.#live();
       try {
         this.#shape = Object.freeze(native!.shape);
       } catch (e) {
@@ -479,8 +522,9 @@ export class Tensor {
    * @throws {TensorBridgeError} `ERR_DISPOSED` after {@link dispose}.
    */
   get dtype(): DType {
-    const native = this.#live();
+    this.#lazy(); // throws once disposed
     if (this.#dtype === undefined) {
+      const native = this.#live();
       try {
         this.#dtype = native!.dtype as DType;
       } catch (e) {
@@ -492,7 +536,7 @@ export class Tensor {
 
   /** Strides in elements (always C-order for tensorbridge tensors). */
   get strides(): number[] {
-    const native = this.#live();
+    const native = this.#lazy() ? undefined : this.#live();
     if (native === undefined) {
       const strides: number[] = [];
       let acc = 1;
@@ -512,6 +556,7 @@ export class Tensor {
 
   /** Size of the data in bytes (for BYTES, the sum of the element lengths). */
   get byteLength(): number {
+    if (this.#lazy()) return this.#source!.byteLength;
     const native = this.#live();
     if (native === undefined) return this.#bytes!.reduce((n, b) => n + b.byteLength, 0);
     return native.byteLength;
@@ -519,6 +564,7 @@ export class Tensor {
 
   /** Where the memory lives. */
   get device(): Device {
+    if (this.#lazy()) return { type: "cpu", id: 0 };
     const native = this.#live();
     if (native === undefined) return { type: "cpu", id: 0 };
     return { type: native.deviceKind, id: native.deviceId };
@@ -534,6 +580,7 @@ export class Tensor {
 
   /** Whether exports are flagged read-only. */
   get readOnly(): boolean {
+    if (this.#lazy()) return this.#pendingReadOnly!;
     return this.#live()?.readOnly ?? false;
   }
 
@@ -544,11 +591,13 @@ export class Tensor {
 
   /** Whether the host can read the memory directly (Triton's `Tensor.is_cpu()`). */
   isCpu(): boolean {
+    if (this.#lazy()) return true;
     return this.#live()?.isCpu ?? true;
   }
 
   /** `[deviceType, deviceId]` as DLPack numbers (the array API's `__dlpack_device__`). */
   dlpackDevice(): [number, number] {
+    if (this.#lazy()) return [1, 0];
     const native = this.#live();
     if (native === undefined) return [1, 0];
     return [native.deviceType, native.deviceId];
@@ -568,6 +617,7 @@ export class Tensor {
    *   `ERR_DTYPE_UNSUPPORTED` for BYTES (use `bytes()`), `ERR_DISPOSED`.
    */
   data(): TypedArray {
+    if (this.#lazy()) return this.#source!;
     const native = this.#hostNative("numeric view");
     if (this.#view !== undefined) return this.#view;
     if (this.#source !== undefined) return (this.#view = this.#source);
@@ -603,8 +653,20 @@ export class Tensor {
 
   /** A tensor over the same memory with another name (no copy). */
   withName(name: string): Tensor {
-    const native = this.#live();
     const checked = checkName(name);
+    if (this.#lazy()) {
+      return new Tensor({
+        [INTERNAL]: true,
+        native: undefined,
+        pendingReadOnly: this.#pendingReadOnly,
+        source: this.#source,
+        bytes: undefined,
+        shape: this.#shape,
+        dtype: this.#dtype,
+        name: checked,
+      });
+    }
+    const native = this.#live();
     if (native === undefined) return Tensor.fromBytes(this.#bytes!, { shape: this.shape, name: checked });
     let shared: NativeTensor;
     try {
@@ -678,6 +740,7 @@ export class Tensor {
    */
   to(device: string): Tensor {
     const target = normalizeDevice(device);
+    if (target === "cpu" && this.#lazy()) return this;
     const native = this.#live();
     if (native === undefined) {
       if (target === "cpu") return this;
@@ -776,6 +839,7 @@ export class Tensor {
     this.#disposed = true;
     this.#native?.dispose();
     this.#native = undefined;
+    this.#pendingReadOnly = undefined;
     this.#source = undefined;
     this.#view = undefined;
     this.#bytes = undefined;
