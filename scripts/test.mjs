@@ -44,6 +44,13 @@ const steps = [
     skip: has("valgrind") ? undefined : "valgrind is not installed (apt-get install valgrind)",
   },
   { name: "addon", cmd: [process.execPath, "scripts/ensure-addon.mjs"] },
+  {
+    // napi build regenerates index.js/index.d.ts; in CI they must match what
+    // is committed, so that the published loader and types are the real ones.
+    name: "generated",
+    cmd: ["git", "diff", "--exit-code", "--", "index.js", "index.d.ts"],
+    skip: process.env.CI ? undefined : "only in CI (set CI=1): compares the generated binding with the committed one",
+  },
   { name: "typecheck", cmd: [bin("tsc"), "-p", "tsconfig.json", "--noEmit"] },
   { name: "lint", cmd: [bin("oxlint"), "--deny-warnings", "src", "__test__", "examples", "bench", "scripts"] },
   { name: "ava", cmd: [bin("ava")] },
