@@ -62,10 +62,13 @@ for (let i = 2; i < process.argv.length; i++) {
 }
 
 const started = Date.now();
+let passed = 0;
+let skipped = 0;
 for (const step of steps) {
   if (only.length > 0 && !only.includes(step.name)) continue;
   if (step.skip) {
     console.log(`\n=== ${step.name}: SKIPPED (${step.skip})`);
+    skipped++;
     continue;
   }
   console.log(`\n=== ${step.name}: ${step.cmd.map((c) => c.replace(root + "/", "")).join(" ")}`);
@@ -74,8 +77,11 @@ for (const step of steps) {
   const secs = ((Date.now() - t0) / 1000).toFixed(1);
   if (r.status !== 0) {
     console.error(`\n=== ${step.name}: FAILED after ${secs}s (exit ${r.status ?? r.signal})`);
+    console.error(`steps: ${passed} passed, 1 failed, ${skipped} skipped`);
     process.exit(r.status || 1);
   }
+  passed++;
   console.log(`=== ${step.name}: ok (${secs}s)`);
 }
 console.log(`\nall checks passed in ${((Date.now() - started) / 1000).toFixed(0)}s`);
+console.log(`steps: ${passed} passed, 0 failed, ${skipped} skipped`);
