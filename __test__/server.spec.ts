@@ -289,6 +289,21 @@ for (const dtype of ALL_DTYPES) {
   });
 }
 
+test("JSON INT64/UINT64 inputs beyond 2^53 keep every digit", async (t) => {
+  const int64 = ["9007199254740993", "-9223372036854775808", "9223372036854775807", "-9007199254740993"];
+  const uint64 = ["9007199254740993", "18446744073709551615", "0", "12345678901234567890"];
+  for (const [dtype, values] of [["INT64", int64], ["UINT64", uint64]] as const) {
+    const body = `{"inputs":[{"name":"IN_${dtype}","datatype":"${dtype}","shape":[2,2],"data":[${values.join(",")}]}]}`;
+    const r = await http(t.context.server, "POST", "/v2/models/all_types/infer", body, { "content-type": "application/json" });
+    t.is(r.status, 200, r.body.toString());
+    t.true(r.body.toString().includes(`"data":[${values.join(",")}]`), r.body.toString());
+  }
+  const over = `{"inputs":[{"name":"IN_INT64","datatype":"INT64","shape":[1],"data":[9223372036854775808]}]}`;
+  const r = await http(t.context.server, "POST", "/v2/models/all_types/infer", over, { "content-type": "application/json" });
+  t.is(r.status, 400);
+  t.regex(String((r.json as { error: string }).error), /9223372036854775808/);
+});
+
 test("zero-element tensors pass (Triton server issue 6960)", async (t) => {
   const r = await http(t.context.server, "POST", "/v2/models/all_types/infer", {
     inputs: [{ name: "IN_FP32", datatype: "FP32", shape: [0, 3], data: [] }],

@@ -9,6 +9,7 @@
  *
  * @module
  */
+import { mayHoldUnsafeIntegers, parseJsonExact } from "./json-exact.js";
 import { type DType, elementSize, isDType, viewClass, type TypedArray } from "../dtype.js";
 import { Tensor } from "../tensor.js";
 import { ServingError, errorMessage } from "../runtime/errors.js";
@@ -58,6 +59,9 @@ function bad(message: string): never {
   throw new ServingError("ERR_INVALID_REQUEST", message);
 }
 
+/** JSON text of a parsed value for an error message (bigints included). */
+const show = (v: unknown): string => (typeof v === "bigint" ? String(v) : JSON.stringify(v));
+
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
 
 function checkParameters(v: unknown, where: string): Record<string, RequestParameter> {
@@ -98,6 +102,8 @@ function splitBody(body: Uint8Array, headerLength: string | string[] | undefined
   let json: unknown;
   try {
     json = JSON.parse(text);
+    // JSON.parse rounds integers beyond 2^53; INT64/UINT64 data needs them exact.
+    if (mayHoldUnsafeIntegers(text)) json = parseJsonExact(text);
   } catch (e) {
     bad(`failed to parse the request JSON buffer: ${errorMessage(e)}`);
   }
@@ -135,7 +141,7 @@ export function decodeInferRequest(
     if (typeof name !== "string" || name === "") bad(`inputs[${i}] must have a 'name' string`);
     const datatype = inp["datatype"];
     if (!isDType(datatype)) {
-      bad(`input '${name}' has an unknown datatype ${JSON.stringify(datatype)} (expected one of BOOL, UINT8, ..., FP32, FP64, BF16, BYTES)`);
+      bad(`input '${name}' has an unknown datatype ${show(datatype)} (expected one of BOOL, UINT8, ..., FP32, FP64, BF16, BYTES)`);
     }
     const shape = inp["shape"];
     if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && (d as number) >= 0)) {
@@ -296,7 +302,7 @@ function tensorFromJson(name: string, dtype: DType, shape: number[], count: numb
     bad(`input '${name}': shape [${shape.join(",")}] needs ${count} elements, but 'data' has ${flat.length}`);
   }
   const wrongType = (i: number, want: string): never =>
-    bad(`input '${name}': data[${i}] is ${JSON.stringify(flat[i])}, but ${dtype} needs ${want}`);
+    bad(`input '${name}': data[${i}] is ${show(flat[i])}, but ${dtype} needs ${want}`);
   if (dtype === "BYTES") {
     const els = flat.map((v, i) => (typeof v === "string" ? v : wrongType(i, "a string")));
     return Tensor.fromBytes(els, { shape, name });
@@ -313,19 +319,27 @@ function tensorFromJson(name: string, dtype: DType, shape: number[], count: numb
       }
       break;
     case "INT64":
-    case "UINT64":
+    case "UINT64": {
+      // Integers beyond 2^53 arrive as bigints (see splitBody), exact.
+      const [lo, hi] = dtype === "INT64" ? [-(2n ** 63n), 2n ** 63n - 1n] : [0n, 2n ** 64n - 1n];
       for (let i = 0; i < count; i++) {
         const v = flat[i];
+        if (typeof v === "bigint") {
+          if (v < lo || v > hi) wrongType(i, `an integer in [${lo}, ${hi}]`);
+          (typed as BigInt64Array)[i] = v;
+          continue;
+        }
         if (typeof v !== "number" || !Number.isInteger(v)) wrongType(i, "an integer");
         if (dtype === "UINT64" && (v as number) < 0) wrongType(i, "a non-negative integer");
         (typed as BigInt64Array)[i] = BigInt(v as number);
       }
       break;
+    }
     case "FP16":
     case "BF16": {
       const conv = dtype === "FP16" ? floatToHalfBits : floatToBf16Bits;
       for (let i = 0; i < count; i++) {
-        const v = flat[i];
+        const v = typeof flat[i] === "bigint" ? Number(flat[i]) : flat[i];
         if (typeof v !== "number") wrongType(i, "a number");
         typed[i] = conv(v as number);
       }
@@ -334,7 +348,7 @@ function tensorFromJson(name: string, dtype: DType, shape: number[], count: numb
     case "FP32":
     case "FP64":
       for (let i = 0; i < count; i++) {
-        const v = flat[i];
+        const v = typeof flat[i] === "bigint" ? Number(flat[i]) : flat[i];
         if (typeof v !== "number") wrongType(i, "a number");
         typed[i] = v as number;
       }
