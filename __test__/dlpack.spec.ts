@@ -119,6 +119,7 @@ test("a legacy capsule released and taken back as legacy", (t) => {
 
 test("fromAddress validates its arguments", (t) => {
   throwsCode(t, () => DLPackCapsule.fromAddress(0n, { versioned: true }), ErrorCode.DLPACK_NULL);
+  throwsCode(t, () => DLPackCapsule.fromAddress(0x1001n, { versioned: true }), ErrorCode.DLPACK_INVALID);
   throwsCode(t, () => DLPackCapsule.fromAddress(-1n, { versioned: true }), ErrorCode.INVALID_ARGUMENT);
   throwsCode(t, () => DLPackCapsule.fromAddress(1n << 70n, { versioned: true }), ErrorCode.INVALID_ARGUMENT);
   throwsCode(t, () => DLPackCapsule.fromAddress(5 as never, { versioned: true }), ErrorCode.INVALID_ARGUMENT);
