@@ -153,6 +153,12 @@ export declare function tensorDeviceType(id: number): number
 export declare function tensorDtype(id: number): string
 
 /**
+ * `tensor_to_dlpack` for the common case (same device, no copy, no stream):
+ * two primitive arguments convert faster than five optional ones.
+ */
+export declare function tensorExport(id: number, versioned: boolean): number
+
+/**
  * Releases the handle now instead of at garbage collection. Idempotent; the
  * JS `FinalizationRegistry` calls it too.
  */

@@ -773,7 +773,7 @@ if (
   }
 }
 
-const { capsuleAddress, capsuleConsumed, capsuleFree, capsuleFromAddress, capsuleRelease, capsuleVersioned, cudaDeviceCount, cudaDriverVersion, cudaIsAvailable, cudaMemoryKind, cudaStreamHandle, cudaUnavailableReason, errorCodes, liveHandles, nativeStats, noop, tensorByteLength, tensorCopyTo, tensorDataAddress, tensorDeepCopy, tensorDeviceId, tensorDeviceKind, tensorDeviceType, tensorDtype, tensorFree, tensorFromBytes, tensorFromCapsule, tensorIsCpu, tensorLive, tensorReadOnly, tensorShape, tensorShare, tensorStrides, tensorToDevice, tensorToDlpack, tensorView, tensorZeros } = nativeBinding
+const { capsuleAddress, capsuleConsumed, capsuleFree, capsuleFromAddress, capsuleRelease, capsuleVersioned, cudaDeviceCount, cudaDriverVersion, cudaIsAvailable, cudaMemoryKind, cudaStreamHandle, cudaUnavailableReason, errorCodes, liveHandles, nativeStats, noop, tensorByteLength, tensorCopyTo, tensorDataAddress, tensorDeepCopy, tensorDeviceId, tensorDeviceKind, tensorDeviceType, tensorDtype, tensorExport, tensorFree, tensorFromBytes, tensorFromCapsule, tensorIsCpu, tensorLive, tensorReadOnly, tensorShape, tensorShare, tensorStrides, tensorToDevice, tensorToDlpack, tensorView, tensorZeros } = nativeBinding
 export { capsuleAddress }
 export { capsuleConsumed }
 export { capsuleFree }
@@ -798,6 +798,7 @@ export { tensorDeviceId }
 export { tensorDeviceKind }
 export { tensorDeviceType }
 export { tensorDtype }
+export { tensorExport }
 export { tensorFree }
 export { tensorFromBytes }
 export { tensorFromCapsule }

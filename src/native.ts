@@ -177,6 +177,9 @@ export class NativeTensor {
 
   /** Exports a DLPack capsule. */
   toDlpack(options: NativeExportOptions): NativeCapsule {
+    if (options.copy === undefined && options.device === undefined && options.stream === undefined) {
+      return NativeCapsule.adopt(binding.tensorExport(this.id, options.versioned));
+    }
     return NativeCapsule.adopt(
       binding.tensorToDlpack(this.id, options.versioned, options.copy, options.device, options.stream),
     );
