@@ -45,7 +45,7 @@ bench
   });
 
 await bench.run();
-if (sink === null) console.log(sink);
+
 
 const rows = bench.tasks.map((task) => {
   const r = task.result as unknown as { latency?: { p50?: number; mean?: number }; throughput?: { mean?: number } };
@@ -62,3 +62,50 @@ console.log(
   `data() cached / new Float32Array(buffer): ${(p50("data() view (cached)") / p50("baseline: new Float32Array(buffer)")).toFixed(2)}`,
 );
 console.log(`round trip 1 KiB / napi floor: ${(p50("toDlpack()+fromDlpack() 1 KiB (legacy)") / p50("napi floor: empty native call")).toFixed(1)}`);
+
+/**
+ * Side-by-side timing of two operations in alternating batches, so that JIT
+ * warm-up, GC and machine noise fall on both alike (tinybench runs tasks one
+ * after another, and later tasks come out faster). Median ns per call of each.
+ */
+function interleaved(a: () => void, b: () => void, ms = 3000, batch = 2000): [number, number] {
+  const ta: number[] = [];
+  const tb: number[] = [];
+  const end = performance.now() + ms;
+  const time = (f: () => void): number => {
+    const t0 = process.hrtime.bigint();
+    for (let i = 0; i < batch; i++) f();
+    return Number(process.hrtime.bigint() - t0) / batch;
+  };
+  while (performance.now() < end) {
+    ta.push(time(a));
+    tb.push(time(b));
+  }
+  const median = (xs: number[]): number => xs.sort((x, y) => x - y)[xs.length >> 1]!;
+  return [median(ta), median(tb)];
+}
+
+const [legacyKiB, legacyGiB] = interleaved(
+  () => Tensor.fromDlpack(small.toDlpack()).dispose(),
+  () => Tensor.fromDlpack(huge.toDlpack()).dispose(),
+);
+const [versionedKiB, versionedGiB] = interleaved(
+  () => Tensor.fromDlpack(small.toDlpack({ maxVersion: [1, 0] })).dispose(),
+  () => Tensor.fromDlpack(huge.toDlpack({ maxVersion: [1, 0] })).dispose(),
+);
+const [viewNs, baselineNs] = interleaved(
+  () => {
+    sink = small.data();
+  },
+  () => {
+    sink = new Float32Array(buffer);
+  },
+);
+console.log("\ninterleaved side by side (median ns per call):");
+console.table([
+  { case: "round trip, legacy", "1 KiB": Math.round(legacyKiB), "1 GiB": Math.round(legacyGiB), "1 GiB / 1 KiB": +(legacyGiB / legacyKiB).toFixed(2) },
+  { case: "round trip, versioned", "1 KiB": Math.round(versionedKiB), "1 GiB": Math.round(versionedGiB), "1 GiB / 1 KiB": +(versionedGiB / versionedKiB).toFixed(2) },
+]);
+console.log(`data() / new Float32Array(buffer): ${viewNs.toFixed(0)} ns / ${baselineNs.toFixed(0)} ns = ${(viewNs / baselineNs).toFixed(2)}`);
+
+if (sink === null) console.log(sink);
