@@ -63,6 +63,11 @@ console.log(
 );
 console.log(`round trip 1 KiB / napi floor: ${(p50("toDlpack()+fromDlpack() 1 KiB (legacy)") / p50("napi floor: empty native call")).toFixed(1)}`);
 
+/** The median of `xs` (sorts it). */
+function median(xs: number[]): number {
+  return xs.sort((x, y) => x - y)[xs.length >> 1]!;
+}
+
 /**
  * Side-by-side timing of two operations in alternating batches, so that JIT
  * warm-up, GC and machine noise fall on both alike (tinybench runs tasks one
@@ -81,7 +86,6 @@ function interleaved(a: () => void, b: () => void, ms = 3000, batch = 2000): [nu
     ta.push(time(a));
     tb.push(time(b));
   }
-  const median = (xs: number[]): number => xs.sort((x, y) => x - y)[xs.length >> 1]!;
   return [median(ta), median(tb)];
 }
 
