@@ -134,3 +134,12 @@ test("a read-only tensor exports READ_ONLY and the flag survives a round trip", 
   t.true(y.readOnly);
   t.false(Tensor.from(new Float32Array([1])).readOnly);
 });
+
+test("a read-only tensor can't be exported as the legacy struct without a copy", (t) => {
+  const src = new Float32Array([1, 2]);
+  const x = Tensor.from(src, { readOnly: true });
+  throwsCode(t, () => x.toDlpack(), ErrorCode.COPY_REQUIRED);
+  const copy = Tensor.fromDlpack(x.toDlpack({ copy: true }));
+  t.not(copy.dataPtr, x.dataPtr, "copy: true made a copy");
+  t.deepEqual(Array.from(copy.data() as Float32Array), [1, 2]);
+});
