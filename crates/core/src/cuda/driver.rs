@@ -50,6 +50,10 @@ pub(super) const REQUIRED_SYMBOLS: &[&str] = &[
     "cuMemcpyHtoDAsync_v2",
     "cuMemcpyDtoHAsync_v2",
     "cuPointerGetAttributes",
+    "cuMemGetAddressRange_v2",
+    "cuIpcGetMemHandle",
+    "cuIpcOpenMemHandle_v2",
+    "cuIpcCloseMemHandle",
     "cuGetErrorName",
 ];
 
@@ -458,6 +462,87 @@ fn pinned_host_alloc(state: &DeviceState, bytes: usize) -> Result<*mut c_void> {
     }
     check(r, "cuMemHostAlloc")?;
     Ok(ptr)
+}
+
+/// A mapping of another process's device allocation, opened with `cuIpcOpenMemHandle` and
+/// closed exactly once, on drop, with the owning context current.
+pub(super) struct IpcGuard {
+    ptr: sys::CUdeviceptr,
+    state: &'static DeviceState,
+}
+
+impl Drop for IpcGuard {
+    fn drop(&mut self) {
+        // Any thread may get here (the last tensor over the mapping may drop anywhere): make
+        // the context that opened the mapping current for the close, as for frees.
+        if let Ok(_current) = Current::enter(self.state.ctx.cu_ctx()) {
+            // SAFETY: `ptr` came from `cuIpcOpenMemHandle` in this context, and this is its
+            // one close (the guard is created once per open and never cloned). An error (the
+            // driver shutting down at exit) leaves nothing we could do.
+            let _ = unsafe { sys::cuIpcCloseMemHandle(self.ptr) };
+        }
+    }
+}
+
+/// Opens another process's allocation on GPU `ordinal` from its 64-byte IPC handle. Returns
+/// the mapped address, the size of the mapped allocation, and the guard that closes it.
+pub(super) fn ipc_open(
+    handle: &[u8; super::IPC_HANDLE_BYTES],
+    ordinal: i32,
+) -> Result<(usize, usize, IpcGuard)> {
+    let state = device(ordinal)?;
+    let _current = Current::enter(state.ctx.cu_ctx())?;
+    let mut raw = sys::CUipcMemHandle_st { reserved: [0; 64] };
+    for (dst, &src) in raw.reserved.iter_mut().zip(handle.iter()) {
+        *dst = src as std::ffi::c_char;
+    }
+    let mut dptr: sys::CUdeviceptr = 0;
+    let flags = sys::CUipcMem_flags::CU_IPC_MEM_LAZY_ENABLE_PEER_ACCESS as u32;
+    // SAFETY: a valid out pointer and a handle passed by value, in the device's context. The
+    // driver validates the handle's contents and fails (it does not crash) on a bad one.
+    let r = unsafe { sys::cuIpcOpenMemHandle_v2(&mut dptr, raw, flags) };
+    if r != sys::CUresult::CUDA_SUCCESS {
+        let detail = format!(
+            ": opening a CUDA IPC handle on cuda:{ordinal} (the handle must come from \
+             cudaIpcGetMemHandle in another live process, for memory on this GPU)"
+        );
+        return Err(cuda_error(r, "cuIpcOpenMemHandle", &detail));
+    }
+    let guard = IpcGuard { ptr: dptr, state };
+    let (mut base, mut size): (sys::CUdeviceptr, usize) = (0, 0);
+    // SAFETY: valid out pointers; `dptr` is a live mapping in the current context. On error
+    // the guard drops and closes the mapping.
+    let r = unsafe { sys::cuMemGetAddressRange_v2(&mut base, &mut size, dptr) };
+    check(r, "cuMemGetAddressRange")?;
+    let len = size.saturating_sub((dptr - base) as usize);
+    Ok((dptr as usize, len, guard))
+}
+
+/// The IPC handle of device memory at `ptr` on GPU `ordinal`, which must be the start of a
+/// `cuMemAlloc` allocation (the handle always names a whole allocation).
+pub(super) fn ipc_get_handle(ptr: usize, ordinal: i32) -> Result<[u8; super::IPC_HANDLE_BYTES]> {
+    let state = device(ordinal)?;
+    let _current = Current::enter(state.ctx.cu_ctx())?;
+    let (mut base, mut size): (sys::CUdeviceptr, usize) = (0, 0);
+    // SAFETY: valid out pointers; the address is only looked up.
+    let r = unsafe { sys::cuMemGetAddressRange_v2(&mut base, &mut size, ptr as sys::CUdeviceptr) };
+    check(r, "cuMemGetAddressRange")?;
+    if base != ptr as sys::CUdeviceptr {
+        return Err(Error::invalid_argument(format!(
+            "an IPC handle names a whole allocation: {ptr:#x} is {} bytes into the allocation at \
+             {base:#x}; use a tensor that starts its allocation",
+            ptr as u64 - base
+        )));
+    }
+    let mut raw = sys::CUipcMemHandle_st { reserved: [0; 64] };
+    // SAFETY: a valid out pointer; `ptr` is the base of a live allocation (checked above).
+    let r = unsafe { sys::cuIpcGetMemHandle(&mut raw, ptr as sys::CUdeviceptr) };
+    check(r, "cuIpcGetMemHandle")?;
+    let mut out = [0_u8; super::IPC_HANDLE_BYTES];
+    for (dst, &src) in out.iter_mut().zip(raw.reserved.iter()) {
+        *dst = src as u8;
+    }
+    Ok(out)
 }
 
 /// One side of a copy: the GPU it is on (`None` for host memory) and, for host memory,

@@ -50,11 +50,15 @@
 //! [cudarc]: https://docs.rs/cudarc
 
 use std::fmt;
+use std::ptr;
+use std::sync::Arc;
 
 use crate::device::Device;
+use crate::dtype::DataType;
 use crate::error::{Error, Result};
 use crate::ffi::DLDeviceType;
 use crate::storage::Storage;
+use crate::tensor::Tensor;
 
 #[cfg(feature = "cuda")]
 #[path = "driver.rs"]
@@ -402,6 +406,169 @@ pub(crate) fn order_for_consumer(device: Device, consumer: ConsumerStream) -> Re
     }
 }
 
+/// Size of a CUDA IPC memory handle (`CUipcMemHandle`, `cudaIpcMemHandle_t`) in bytes.
+pub const IPC_HANDLE_BYTES: usize = 64;
+
+/// Another process's device allocation, mapped into this one from its IPC handle
+/// (`cuIpcOpenMemHandle` with `CU_IPC_MEM_LAZY_ENABLE_PEER_ACCESS`): Triton's CUDA shared
+/// memory. Share it through `Arc`: tensors made by [`tensor_from_ipc`] hold a clone, so the
+/// mapping is closed (`cuIpcCloseMemHandle`, with the opening context current, exactly once)
+/// only when the last of them and the registration are gone.
+pub struct IpcMapping {
+    ptr: usize,
+    len: usize,
+    device: Device,
+    _close_on_drop: imp::IpcGuard,
+}
+
+impl fmt::Debug for IpcMapping {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IpcMapping")
+            .field("ptr", &format_args!("{:#x}", self.ptr))
+            .field("len", &self.len)
+            .field("device", &self.device)
+            .finish()
+    }
+}
+
+impl IpcMapping {
+    /// The mapped device address (the start of the exporter's allocation).
+    pub fn ptr(&self) -> usize {
+        self.ptr
+    }
+
+    /// The usable size in bytes: the `byte_size` given to [`ipc_open`].
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the mapping has no usable bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The GPU the mapping is on (`cuda:N`).
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    /// Checks `[offset, offset + byte_size)` against the mapping.
+    fn check_range(&self, offset: usize, byte_size: usize) -> Result<()> {
+        match offset.checked_add(byte_size) {
+            Some(end) if end <= self.len => Ok(()),
+            _ => Err(Error::invalid_argument(format!(
+                "offset {offset} + byte size {byte_size} is past the end of the CUDA IPC \
+                 mapping ({} bytes)",
+                self.len
+            ))),
+        }
+    }
+}
+
+/// Opens a CUDA IPC memory handle (64 bytes, from `cudaIpcGetMemHandle` in another process)
+/// on `device` (`cuda:N`), for `byte_size` bytes from the start of the exporter's allocation.
+///
+/// # Errors
+///
+/// `ERR_INVALID_ARGUMENT` for a handle that is not 64 bytes, or a `byte_size` larger than the
+/// mapped allocation; `ERR_DEVICE_UNSUPPORTED` for a device that is not `cuda:N` or a GPU this
+/// machine lacks; `ERR_CUDA_UNAVAILABLE` without CUDA; `ERR_CUDA` when the driver refuses the
+/// handle (for instance one made in this same process, or for freed memory).
+pub fn ipc_open(handle: &[u8], device: Device, byte_size: usize) -> Result<Arc<IpcMapping>> {
+    let handle: &[u8; IPC_HANDLE_BYTES] = handle.try_into().map_err(|_| {
+        Error::invalid_argument(format!(
+            "a CUDA IPC memory handle is {IPC_HANDLE_BYTES} bytes, not {}",
+            handle.len()
+        ))
+    })?;
+    if device.kind != DLDeviceType::CUDA {
+        return Err(Error::DeviceUnsupported {
+            device: device.to_string(),
+            reason: "CUDA IPC handles map device memory: use \"cuda:N\"".into(),
+        });
+    }
+    let (ptr, mapped, guard) = imp::ipc_open(handle, device.id)?;
+    if byte_size > mapped {
+        // `guard` drops here and closes the mapping.
+        return Err(Error::invalid_argument(format!(
+            "byte_size {byte_size} is larger than the {mapped} bytes the CUDA IPC handle maps"
+        )));
+    }
+    Ok(Arc::new(IpcMapping { ptr, len: byte_size, device, _close_on_drop: guard }))
+}
+
+/// The CUDA IPC memory handle of `tensor`'s device memory, for another process to open with
+/// [`ipc_open`] (`cuIpcGetMemHandle`). The tensor must start its allocation (a tensor made by
+/// [`Tensor::zeros_on`](crate::Tensor::zeros_on) does; a view at an offset does not), and must
+/// stay alive while the other process uses the handle.
+///
+/// # Errors
+///
+/// `ERR_DEVICE_UNSUPPORTED` for a tensor that is not on `cuda:N`, `ERR_INVALID_ARGUMENT` for
+/// an empty tensor or one that doesn't start its allocation, `ERR_CUDA_UNAVAILABLE`,
+/// `ERR_CUDA`.
+pub fn ipc_handle(tensor: &Tensor) -> Result<[u8; IPC_HANDLE_BYTES]> {
+    let device = tensor.device();
+    if device.kind != DLDeviceType::CUDA {
+        return Err(Error::DeviceUnsupported {
+            device: device.to_string(),
+            reason: "only device memory (\"cuda:N\") has a CUDA IPC handle".into(),
+        });
+    }
+    imp::require_ordinal(device.id)?;
+    if tensor.byte_len() == 0 {
+        return Err(Error::invalid_argument("an empty tensor has no memory to share"));
+    }
+    imp::ipc_get_handle(tensor.data_ptr() as usize, device.id)
+}
+
+/// A tensor over `[offset, offset + byte_size)` of an IPC mapping, on the mapping's GPU,
+/// without copying. The tensor keeps the mapping open; writes by the exporting process are
+/// visible through it.
+///
+/// # Errors
+///
+/// `ERR_INVALID_ARGUMENT` for a range past the mapping's end, `ERR_SHAPE_MISMATCH` when
+/// `byte_size` is not shape × element size, plus the shape and dtype errors of
+/// [`Tensor::empty`](crate::Tensor::empty).
+pub fn tensor_from_ipc(
+    mapping: &Arc<IpcMapping>,
+    offset: usize,
+    byte_size: usize,
+    shape: &[i64],
+    dtype: DataType,
+) -> Result<Tensor> {
+    mapping.check_range(offset, byte_size)?;
+    let ptr = if byte_size == 0 { ptr::null_mut() } else { (mapping.ptr + offset) as *mut u8 };
+    // SAFETY: `[ptr, ptr + byte_size)` lies inside the mapping (checked above), which is live
+    // device memory on `mapping.device` until the mapping is closed, and the clone of the Arc
+    // passed as keep-alive keeps it open until the last tensor over it is gone. The exporting
+    // process may write to it: that is the point of shared memory.
+    unsafe {
+        Tensor::from_borrowed(
+            ptr,
+            byte_size,
+            shape,
+            dtype,
+            mapping.device,
+            false,
+            Box::new(Arc::clone(mapping)),
+        )
+    }
+}
+
+/// Copies `tensor`'s bytes (on the host or a GPU) into the mapping at `offset`, complete when
+/// this returns (host-to-device or device-to-device).
+///
+/// # Errors
+///
+/// `ERR_INVALID_ARGUMENT` for a range past the mapping's end, plus the errors of
+/// [`Tensor::copy_to`](crate::Tensor::copy_to).
+pub fn copy_to_ipc(tensor: &Tensor, mapping: &Arc<IpcMapping>, offset: usize) -> Result<()> {
+    let dst = tensor_from_ipc(mapping, offset, tensor.byte_len(), tensor.shape(), tensor.dtype())?;
+    tensor.copy_to(&dst)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -536,6 +703,22 @@ mod tests {
         check_import(buf.as_ptr(), 8, Device::CPU).unwrap();
         // Nothing of ours can be pending: ordering is a no-op.
         order_for_consumer(Device::cuda(0), ConsumerStream::Legacy).unwrap();
+        let handle = [7_u8; IPC_HANDLE_BYTES];
+        let err = ipc_open(&handle, Device::cuda(0), 64).unwrap_err();
+        assert_eq!(err.code(), "ERR_CUDA_UNAVAILABLE");
+        let host = Tensor::zeros(&[4], DataType::F32).unwrap();
+        assert_eq!(ipc_handle(&host).unwrap_err().code(), "ERR_DEVICE_UNSUPPORTED");
+    }
+
+    #[test]
+    fn ipc_handles_are_checked_before_any_cuda_call() {
+        for len in [0, 63, 65, 128] {
+            let err = ipc_open(&vec![0_u8; len], Device::cuda(0), 16).unwrap_err();
+            assert_eq!(err.code(), "ERR_INVALID_ARGUMENT", "{len}");
+            assert!(err.to_string().contains("64 bytes"), "{err}");
+        }
+        let err = ipc_open(&[0_u8; IPC_HANDLE_BYTES], Device::CPU, 16).unwrap_err();
+        assert_eq!(err.code(), "ERR_DEVICE_UNSUPPORTED");
     }
 
     #[test]

@@ -72,3 +72,17 @@ pub(super) unsafe fn copy(
 pub(super) fn order_for_consumer(_ordinal: i32, _consumer: ConsumerStream) -> Result<()> {
     Ok(())
 }
+
+/// Never made without CUDA.
+pub(super) struct IpcGuard(#[allow(dead_code)] std::convert::Infallible);
+
+pub(super) fn ipc_open(
+    _handle: &[u8; super::IPC_HANDLE_BYTES],
+    _ordinal: i32,
+) -> Result<(usize, usize, IpcGuard)> {
+    Err(unavailable())
+}
+
+pub(super) fn ipc_get_handle(_ptr: usize, _ordinal: i32) -> Result<[u8; super::IPC_HANDLE_BYTES]> {
+    Err(unavailable())
+}
