@@ -49,6 +49,26 @@ export declare function cudaDeviceCount(): number
 export declare function cudaDriverVersion(): number
 
 /**
+ * Drops the mapping handle `id`; the mapping is closed once no tensor over it is left. A
+ * no-op for a handle already closed.
+ */
+export declare function cudaIpcClose(id: number): void
+
+/**
+ * The CUDA IPC memory handle (64 bytes) of a device tensor that starts its allocation, for
+ * another process to open.
+ */
+export declare function cudaIpcHandle(tensor: number): Uint8Array
+
+/**
+ * Opens a 64-byte CUDA IPC memory handle (from `cudaIpcGetMemHandle` in another process) on
+ * GPU `device_id` for `byte_size` bytes. Returns a mapping handle for `tensorFromIpc` and
+ * `tensorCopyToIpc`; `cudaIpcClose` drops it. Throws `ERR_INVALID_ARGUMENT` (handle length,
+ * size), `ERR_CUDA_UNAVAILABLE`, `ERR_DEVICE_UNSUPPORTED`, `ERR_CUDA`.
+ */
+export declare function cudaIpcOpen(handle: Uint8Array, deviceId: number, byteSize: number): number
+
+/**
  * Whether CUDA can be used here (driver library, symbols, `cuInit`, at least one GPU). The
  * first call loads the driver; never throws.
  */
@@ -134,6 +154,9 @@ export declare function tensorByteLength(id: number): number
  */
 export declare function tensorCopyTo(src: number, dst: number): void
 
+/** Copies tensor `tensor`'s bytes (host or device) into mapping `mapping` at `offset`. */
+export declare function tensorCopyToIpc(tensor: number, mapping: number, offset: number): void
+
 /** Address of the first element, for diagnostics and zero-copy checks. */
 export declare function tensorDataAddress(id: number): bigint
 
@@ -172,6 +195,12 @@ export declare function tensorFromBytes(data: Uint8Array, shape: Array<number>, 
 
 /** Imports the tensor held by capsule `capsule`, consuming it. */
 export declare function tensorFromCapsule(capsule: number): number
+
+/**
+ * A tensor over `[offset, offset + byte_size)` of mapping `mapping`, on its GPU, without
+ * copying. Returns a tensor handle; the tensor keeps the mapping open.
+ */
+export declare function tensorFromIpc(mapping: number, offset: number, byteSize: number, shape: Array<number>, dtype: string): number
 
 /** Whether the host can address the memory. */
 export declare function tensorIsCpu(id: number): boolean

@@ -773,7 +773,7 @@ if (
   }
 }
 
-const { capsuleAddress, capsuleConsumed, capsuleFree, capsuleFromAddress, capsuleRelease, capsuleVersioned, cudaDeviceCount, cudaDriverVersion, cudaIsAvailable, cudaMemoryKind, cudaStreamHandle, cudaUnavailableReason, errorCodes, liveHandles, nativeStats, noop, tensorByteLength, tensorCopyTo, tensorDataAddress, tensorDeepCopy, tensorDeviceId, tensorDeviceKind, tensorDeviceType, tensorDtype, tensorExport, tensorFree, tensorFromBytes, tensorFromCapsule, tensorIsCpu, tensorLive, tensorReadOnly, tensorShape, tensorShare, tensorStrides, tensorToDevice, tensorToDlpack, tensorView, tensorZeros } = nativeBinding
+const { capsuleAddress, capsuleConsumed, capsuleFree, capsuleFromAddress, capsuleRelease, capsuleVersioned, cudaDeviceCount, cudaDriverVersion, cudaIpcClose, cudaIpcHandle, cudaIpcOpen, cudaIsAvailable, cudaMemoryKind, cudaStreamHandle, cudaUnavailableReason, errorCodes, liveHandles, nativeStats, noop, tensorByteLength, tensorCopyTo, tensorCopyToIpc, tensorDataAddress, tensorDeepCopy, tensorDeviceId, tensorDeviceKind, tensorDeviceType, tensorDtype, tensorExport, tensorFree, tensorFromBytes, tensorFromCapsule, tensorFromIpc, tensorIsCpu, tensorLive, tensorReadOnly, tensorShape, tensorShare, tensorStrides, tensorToDevice, tensorToDlpack, tensorView, tensorZeros } = nativeBinding
 export { capsuleAddress }
 export { capsuleConsumed }
 export { capsuleFree }
@@ -782,6 +782,9 @@ export { capsuleRelease }
 export { capsuleVersioned }
 export { cudaDeviceCount }
 export { cudaDriverVersion }
+export { cudaIpcClose }
+export { cudaIpcHandle }
+export { cudaIpcOpen }
 export { cudaIsAvailable }
 export { cudaMemoryKind }
 export { cudaStreamHandle }
@@ -792,6 +795,7 @@ export { nativeStats }
 export { noop }
 export { tensorByteLength }
 export { tensorCopyTo }
+export { tensorCopyToIpc }
 export { tensorDataAddress }
 export { tensorDeepCopy }
 export { tensorDeviceId }
@@ -802,6 +806,7 @@ export { tensorExport }
 export { tensorFree }
 export { tensorFromBytes }
 export { tensorFromCapsule }
+export { tensorFromIpc }
 export { tensorIsCpu }
 export { tensorLive }
 export { tensorReadOnly }

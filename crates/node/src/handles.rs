@@ -19,6 +19,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use napi::{Env, Result};
+use tensorbridge_core::cuda::IpcMapping;
 use tensorbridge_core::{Capsule, Tensor};
 
 use crate::error::{js_error, Code};
@@ -58,6 +59,7 @@ struct Tables {
     next: u64,
     tensors: IdMap<TensorEntry>,
     capsules: IdMap<Arc<Capsule>>,
+    mappings: IdMap<Arc<IpcMapping>>,
 }
 
 impl Tables {
@@ -161,4 +163,29 @@ pub fn free_capsule(id: f64) {
 /// Live entries on this thread, for leak checks in tests.
 pub fn live_handles() -> (usize, usize) {
     TABLES.with_borrow(|t| (t.tensors.len(), t.capsules.len()))
+}
+
+/// Stores an open CUDA IPC mapping and returns its handle.
+pub fn insert_mapping(mapping: Arc<IpcMapping>) -> f64 {
+    TABLES.with_borrow_mut(|t| {
+        let id = t.next_id();
+        t.mappings.insert(id, mapping);
+        id as f64
+    })
+}
+
+/// The CUDA IPC mapping behind `id`.
+pub fn mapping(id: f64) -> Result<Arc<IpcMapping>, Code> {
+    let key = key(id)?;
+    TABLES.with_borrow(|t| t.mappings.get(&key).cloned()).ok_or_else(|| {
+        js_error("ERR_DISPOSED", "this CUDA IPC mapping was closed; open the handle again")
+    })
+}
+
+/// Drops the table's share of the mapping behind `id` (a no-op when already closed). The
+/// mapping itself is closed once no tensor over it is left either.
+pub fn free_mapping(id: f64) {
+    let Ok(key) = key(id) else { return };
+    let mapping = TABLES.with_borrow_mut(|t| t.mappings.remove(&key));
+    drop(mapping);
 }
