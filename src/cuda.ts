@@ -10,15 +10,17 @@
  * @module
  */
 
-import { rethrowNative } from "./errors.js";
+import { ErrorCode, TensorBridgeError, rethrowNative } from "./errors.js";
 import {
   cudaDeviceCount,
   cudaDriverVersion,
+  cudaIpcHandle,
   cudaIsAvailable,
   cudaMemoryKind,
   cudaStreamHandle,
   cudaUnavailableReason,
 } from "./native.js";
+import { Tensor } from "./tensor.js";
 
 /** What the CUDA driver says an address is (see {@link cuda.memoryKind}). */
 export type CudaMemoryKind = `device:${number}` | "pinned" | "managed" | "unregistered" | "array" | "unified" | "other";
@@ -102,5 +104,28 @@ export const cuda = Object.freeze({
    */
   memoryKind(address: bigint): CudaMemoryKind {
     return call(() => cudaMemoryKind(address)) as CudaMemoryKind;
+  },
+
+  /**
+   * The CUDA IPC memory handle (`cudaIpcMemHandle_t`, 64 bytes) of a device
+   * tensor's memory, for another process to map: base64 it as `raw_handle`
+   * to register the tensor as a Triton CUDA shared-memory region. The
+   * tensor must start its allocation (one made by `Tensor.zeros(..., {
+   * device: "cuda:N" })` does) and stay alive while the handle is in use.
+   * CUDA refuses to open a handle in the process that made it.
+   * @param tensor a tensor on `"cuda:N"`
+   * @returns the 64 handle bytes
+   * @throws {TensorBridgeError} `ERR_DEVICE_UNSUPPORTED` (not on a GPU),
+   *   `ERR_INVALID_ARGUMENT`, `ERR_CUDA_UNAVAILABLE`, `ERR_CUDA`
+   * @example
+   * const region = Tensor.zeros([1024], "FP32", { device: "cuda:0" });
+   * const b64 = Buffer.from(cuda.ipcHandle(region)).toString("base64");
+   */
+  ipcHandle(tensor: Tensor): Uint8Array {
+    const native = Tensor.nativeOf(tensor);
+    if (native === undefined) {
+      throw new TensorBridgeError(ErrorCode.DTYPE_UNSUPPORTED, "BYTES tensors live in host memory and have no CUDA IPC handle");
+    }
+    return call(() => cudaIpcHandle(native.id));
   },
 });

@@ -17,6 +17,9 @@ import * as binding from "../index.js";
 
 export {
   cudaDeviceCount,
+  cudaIpcClose,
+  cudaIpcHandle,
+  cudaIpcOpen,
   cudaDriverVersion,
   cudaIsAvailable,
   cudaMemoryKind,
@@ -101,6 +104,11 @@ export class NativeTensor {
     return new NativeTensor(binding.tensorZeros(shape, dtype, device));
   }
 
+  /** A zero-copy tensor over `[offset, offset + byteSize)` of CUDA IPC mapping `mapping` (from `cudaIpcOpen`). */
+  static fromIpc(mapping: number, offset: number, byteSize: number, shape: number[], dtype: string): NativeTensor {
+    return new NativeTensor(binding.tensorFromIpc(mapping, offset, byteSize, shape, dtype));
+  }
+
   /** Imports (consumes) a capsule. */
   static fromCapsule(capsule: NativeCapsule): NativeTensor {
     return new NativeTensor(binding.tensorFromCapsule(capsule.id));
@@ -173,6 +181,11 @@ export class NativeTensor {
   /** Copies this tensor's bytes into `dst`. */
   copyTo(dst: NativeTensor): void {
     binding.tensorCopyTo(this.id, dst.id);
+  }
+
+  /** Copies this tensor's bytes into CUDA IPC mapping `mapping` at `offset`. */
+  copyToIpc(mapping: number, offset: number): void {
+    binding.tensorCopyToIpc(this.id, mapping, offset);
   }
 
   /** Exports a DLPack capsule. */

@@ -302,6 +302,11 @@ export class Tensor {
     };
   }
 
+  /** @internal The native handle of `t` (made now for JS memory); undefined for BYTES. */
+  static nativeOf(t: Tensor): NativeTensor | undefined {
+    return t.#live();
+  }
+
   /** @internal Wraps a native tensor made by the binding. */
   static fromNative(native: NativeTensor, name?: string, source?: TypedArray): Tensor {
     return new Tensor({ [INTERNAL]: true, native, source, bytes: undefined, shape: undefined, dtype: undefined, name });
