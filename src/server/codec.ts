@@ -53,6 +53,16 @@ export interface SharedMemoryAccess {
   read(region: string, offset: number, byteSize: number): Uint8Array;
   /** Writes `data` into a registered region. */
   write(region: string, offset: number, byteSize: number, data: readonly Uint8Array[]): void;
+  /**
+   * A tensor over a region without copying, when its memory allows (CUDA
+   * regions give device tensors); `undefined`: {@link read} the bytes instead.
+   */
+  tensor?(region: string, offset: number, byteSize: number, dtype: DType, shape: number[], name: string): Tensor | undefined;
+  /**
+   * Copies a tensor (on any device) into a region directly, when its memory
+   * allows (CUDA regions); `false`: {@link write} its host bytes instead.
+   */
+  writeTensor?(region: string, offset: number, byteSize: number, t: Tensor): boolean;
 }
 
 function bad(message: string): never {
@@ -179,7 +189,8 @@ export function decodeInferRequest(
       if (typeof offset !== "number" || !Number.isSafeInteger(offset) || offset < 0) {
         bad(`input '${name}': shared_memory_offset must be a non-negative integer`);
       }
-      inputs.push(tensorFromBytes(name, datatype, dims, count, shm.read(region, offset, size)));
+      const direct = shm.tensor?.(region, offset, size, datatype, dims, name);
+      inputs.push(direct ?? tensorFromBytes(name, datatype, dims, count, shm.read(region, offset, size)));
     } else {
       inputs.push(tensorFromJson(name, datatype, dims, count, inp["data"]));
     }
@@ -417,10 +428,23 @@ export function encodeInferResponse(result: InferOutput, req: DecodedRequest, sh
   const binaries: Uint8Array[] = [];
   const parts: string[] = [];
   for (const raw of result.outputs) {
-    const t = raw.isCpu() ? raw : raw.toCpu();
-    const name = t.name!;
+    const name = raw.name!;
     const spec = specs.get(name);
-    const head = `{"name":${JSON.stringify(name)},"datatype":"${t.dtype}","shape":[${t.shape.join(",")}]`;
+    const head = `{"name":${JSON.stringify(name)},"datatype":"${raw.dtype}","shape":[${raw.shape.join(",")}]`;
+    if (spec?.shm && shm && raw.dtype !== "BYTES" && shm.writeTensor) {
+      // Device memory (a CUDA region) takes the tensor where it is: no trip through the host.
+      if (raw.byteLength > spec.shm.byteSize) {
+        bad(`output '${name}' needs ${raw.byteLength} bytes, but its shared memory region slot has ${spec.shm.byteSize}`);
+      }
+      if (shm.writeTensor(spec.shm.region, spec.shm.offset, spec.shm.byteSize, raw)) {
+        parts.push(
+          `${head},"parameters":{"shared_memory_region":${JSON.stringify(spec.shm.region)},"shared_memory_byte_size":${raw.byteLength}` +
+            `${spec.shm.offset ? `,"shared_memory_offset":${spec.shm.offset}` : ""}}}`,
+        );
+        continue;
+      }
+    }
+    const t = raw.isCpu() ? raw : raw.toCpu();
     if (spec?.shm && shm) {
       const bytes = tensorBytes(t);
       if (bytes.length > spec.shm.byteSize) {

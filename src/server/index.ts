@@ -5,9 +5,10 @@
  * @module
  */
 export { DEFAULT_BODY_LIMIT, InferenceServer, startServer, type ServerAddress, type ServerOptions } from "./server.js";
-export { EXTENSIONS } from "./routes.js";
+export { EXTENSIONS, extensions } from "./routes.js";
 export { ServerMetrics } from "./metrics.js";
 export { SystemSharedMemory, type SystemShmRegionStatus } from "./shm.js";
+export { CUDA_IPC_HANDLE_BYTES, CudaSharedMemory, type CudaShmRegionStatus, parseCudaRegisterBody } from "./cuda-shm.js";
 export {
   decodeInferRequest,
   encodeInferResponse,

@@ -15,9 +15,13 @@ import type { ModelVersion } from "../runtime/model-version.js";
 import { configTypeToDtype } from "../runtime/config.js";
 import { decodeInferRequest, encodeInferResponse } from "./codec.js";
 import type { ServerMetrics } from "./metrics.js";
+import { CudaSharedMemory, combinedSharedMemory } from "./cuda-shm.js";
 import type { SystemSharedMemory } from "./shm.js";
 
-/** The protocol extensions this server implements (`GET /v2`). */
+/**
+ * The protocol extensions this server always implements (`GET /v2`);
+ * `cuda_shared_memory` is added when CUDA is available (see {@link extensions}).
+ */
 export const EXTENSIONS: readonly string[] = Object.freeze([
   "binary_tensor_data",
   "model_repository",
@@ -26,6 +30,15 @@ export const EXTENSIONS: readonly string[] = Object.freeze([
   "parameters",
   "system_shared_memory",
 ]);
+
+/**
+ * The extensions `GET /v2` lists: {@link EXTENSIONS}, plus `cuda_shared_memory`
+ * when CUDA can be used on this machine.
+ * @param cudaAvailable - whether CUDA is available.
+ */
+export function extensions(cudaAvailable: boolean): readonly string[] {
+  return cudaAvailable ? [...EXTENSIONS, "cuda_shared_memory"] : EXTENSIONS;
+}
 
 /** What the routes need from the server. */
 export interface RouteContext {
@@ -39,6 +52,8 @@ export interface RouteContext {
   metrics: ServerMetrics;
   /** System shared memory. */
   shm: SystemSharedMemory;
+  /** CUDA shared memory. */
+  cudaShm: CudaSharedMemory;
   /** True once shutdown began. */
   closing: () => boolean;
   /** Triton's `--strict-readiness`. */
@@ -96,14 +111,6 @@ function notReady(reply: FastifyReply, message: string): FastifyReply {
   return reply.code(400).send({ error: message });
 }
 
-async function cudaUnsupported(): Promise<never> {
-  throw new ServingError(
-    "ERR_UNSUPPORTED",
-    "CUDA shared memory is not supported by this server yet; send tensors in the request body or use system shared memory",
-    { status: 501 },
-  );
-}
-
 /**
  * Registers every endpoint on `app`.
  *
@@ -111,7 +118,8 @@ async function cudaUnsupported(): Promise<never> {
  * @param ctx - the server's state.
  */
 export function registerRoutes(app: FastifyInstance, ctx: RouteContext): void {
-  const { registry, shm } = ctx;
+  const { registry, cudaShm } = ctx;
+  const shm = combinedSharedMemory(ctx.shm, cudaShm);
 
 
   // --- health and metadata -------------------------------------------------
@@ -122,7 +130,7 @@ export function registerRoutes(app: FastifyInstance, ctx: RouteContext): void {
     if (!ctx.closing() && registry.allReady(ctx.strictReadiness)) return reply.code(200).send();
     return notReady(reply, ctx.closing() ? "the server is shutting down" : "the server is not ready: not every model is loaded");
   });
-  app.get("/v2", async () => ({ name: ctx.name, version: ctx.version, extensions: EXTENSIONS }));
+  app.get("/v2", async () => ({ name: ctx.name, version: ctx.version, extensions: extensions(CudaSharedMemory.available()) }));
 
   const modelReady = async (req: FastifyRequest<{ Params: Params }>, reply: FastifyReply) => {
     const { model, version } = req.params;
@@ -220,25 +228,25 @@ export function registerRoutes(app: FastifyInstance, ctx: RouteContext): void {
   });
 
   // --- shared memory -------------------------------------------------------
-  app.get("/v2/systemsharedmemory/status", async () => shm.status());
-  app.get("/v2/systemsharedmemory/region/:region/status", async (req: FastifyRequest<{ Params: Params }>) => shm.status(req.params.region));
-  app.post("/v2/systemsharedmemory/region/:region/register", async (req: FastifyRequest<{ Params: Params }>, reply) => {
-    shm.register(req.params.region!, jsonBody(req));
-    return reply.code(200).send({});
-  });
-  app.post("/v2/systemsharedmemory/region/:region/unregister", async (req: FastifyRequest<{ Params: Params }>, reply) => {
-    shm.unregister(req.params.region!);
-    return reply.code(200).send({});
-  });
-  app.post("/v2/systemsharedmemory/unregister", async (_req, reply) => {
-    shm.unregister();
-    return reply.code(200).send({});
-  });
-  app.get("/v2/cudasharedmemory/status", async () => []);
-  app.get("/v2/cudasharedmemory/region/:region/status", cudaUnsupported);
-  app.post("/v2/cudasharedmemory/region/:region/register", cudaUnsupported);
-  app.post("/v2/cudasharedmemory/region/:region/unregister", cudaUnsupported);
-  app.post("/v2/cudasharedmemory/unregister", async () => ({}));
+  for (const [kind, regions] of [
+    ["systemsharedmemory", ctx.shm],
+    ["cudasharedmemory", cudaShm],
+  ] as const) {
+    app.get(`/v2/${kind}/status`, async () => regions.status());
+    app.get(`/v2/${kind}/region/:region/status`, async (req: FastifyRequest<{ Params: Params }>) => regions.status(req.params.region));
+    app.post(`/v2/${kind}/region/:region/register`, async (req: FastifyRequest<{ Params: Params }>, reply) => {
+      regions.register(req.params.region!, jsonBody(req));
+      return reply.code(200).send({});
+    });
+    app.post(`/v2/${kind}/region/:region/unregister`, async (req: FastifyRequest<{ Params: Params }>, reply) => {
+      regions.unregister(req.params.region!);
+      return reply.code(200).send({});
+    });
+    app.post(`/v2/${kind}/unregister`, async (_req, reply) => {
+      regions.unregister();
+      return reply.code(200).send({});
+    });
+  }
 
   // --- metrics -------------------------------------------------------------
   app.get("/metrics", async (_req, reply) => {

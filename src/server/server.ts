@@ -14,6 +14,7 @@ import { ModelRegistry } from "../runtime/model-registry.js";
 import type { RuntimeLogger } from "../runtime/model-version.js";
 import { ServerMetrics } from "./metrics.js";
 import { errorStatus, registerRoutes } from "./routes.js";
+import { CudaSharedMemory } from "./cuda-shm.js";
 import { SystemSharedMemory } from "./shm.js";
 
 /** Default request body limit: 64 MiB. */
@@ -90,6 +91,8 @@ export class InferenceServer {
   readonly metrics: ServerMetrics;
   /** System shared-memory regions. */
   readonly shm: SystemSharedMemory;
+  /** CUDA shared-memory regions. */
+  readonly cudaShm: CudaSharedMemory;
   #address: ServerAddress | undefined;
   #closing: Promise<void> | undefined;
   readonly #log: RuntimeLogger;
@@ -99,7 +102,9 @@ export class InferenceServer {
     let registry: ModelRegistry | undefined;
     this.metrics = new ServerMetrics(() => registry, { defaultMetrics: opts.defaultMetrics ?? true });
     this.registry = registry = new ModelRegistry({ repository: resolve(opts.repository), observer: this.metrics, logger: this.#log });
-    this.shm = new SystemSharedMemory(opts.allowClientShm ?? false);
+    // Region names are one namespace across both kinds, as in Triton.
+    this.shm = new SystemSharedMemory(opts.allowClientShm ?? false, undefined, (name) => this.cudaShm.has(name));
+    this.cudaShm = new CudaSharedMemory(opts.allowClientShm ?? false, (name) => this.shm.has(name));
     const bodyLimit = opts.bodyLimit ?? DEFAULT_BODY_LIMIT;
     this.app = Fastify({
       logger: opts.logVerbose ? { level: "debug" } : false,
@@ -139,6 +144,7 @@ export class InferenceServer {
       registry,
       metrics: this.metrics,
       shm: this.shm,
+      cudaShm: this.cudaShm,
       closing: () => this.#closing !== undefined,
       strictReadiness: opts.strictReadiness ?? true,
       chunkThreshold: 64 * 1024,
@@ -196,6 +202,7 @@ export class InferenceServer {
       }
       await this.registry.close();
       this.shm.close();
+      this.cudaShm.close();
     })();
     return this.#closing;
   }

@@ -42,16 +42,24 @@ function shmError(message: string, status = 400): never {
 export class SystemSharedMemory implements SharedMemoryAccess {
   readonly #regions = new Map<string, Region>();
   readonly #root: string;
+  readonly #taken: (name: string) => boolean;
   /** Whether clients may register regions (`--allow-client-shm`). */
   readonly enabled: boolean;
 
   /**
    * @param enabled - allow client shared memory.
    * @param root - where `shm_open` objects live (default `/dev/shm`).
+   * @param taken - whether a name is already a region of another kind (CUDA; names are shared, as in Triton).
    */
-  constructor(enabled: boolean, root = "/dev/shm") {
+  constructor(enabled: boolean, root = "/dev/shm", taken: (name: string) => boolean = () => false) {
     this.enabled = enabled;
     this.#root = root;
+    this.#taken = taken;
+  }
+
+  /** Whether `name` is a registered system region. */
+  has(name: string): boolean {
+    return this.#regions.has(name);
   }
 
   #checkEnabled(): void {
@@ -73,7 +81,7 @@ export class SystemSharedMemory implements SharedMemoryAccess {
     if (typeof key !== "string" || key === "") shmError("'key' must be a non-empty string (the shm_open key)");
     if (typeof byteSize !== "number" || !Number.isSafeInteger(byteSize) || byteSize < 0) shmError("'byte_size' must be a non-negative integer");
     if (typeof offset !== "number" || !Number.isSafeInteger(offset) || offset < 0) shmError("'offset' must be a non-negative integer");
-    if (this.#regions.has(name)) shmError(`shared memory region '${name}' is already registered`);
+    if (this.#regions.has(name) || this.#taken(name)) shmError(`shared memory region '${name}' is already registered`);
     const bare = key.replace(/^\/+/, "");
     if (bare === "" || bare.includes("/") || bare === "." || bare === "..") shmError(`invalid shared memory key '${key}'`);
     if (bare.startsWith("triton_") || name.startsWith("triton_")) {
