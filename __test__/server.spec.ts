@@ -647,7 +647,7 @@ test("GET /metrics: Prometheus text with per-model counters and latency histogra
 
 // ---------------------------------------------------------------- shared memory endpoints (disabled here)
 
-test("system shared memory is refused unless --allow-client-shm; CUDA shared memory is not supported", async (t) => {
+test("system and CUDA shared memory are refused unless --allow-client-shm", async (t) => {
   const s = t.context.server;
   const reg = await http(s, "POST", "/v2/systemsharedmemory/region/r0/register", { key: "/tb_x", byte_size: 16 });
   t.is(reg.status, 403);
@@ -655,8 +655,8 @@ test("system shared memory is refused unless --allow-client-shm; CUDA shared mem
   t.deepEqual((await http(s, "GET", "/v2/systemsharedmemory/status")).json, []);
   t.is((await http(s, "GET", "/v2/systemsharedmemory/region/r0/status")).status, 404);
   const cuda = await http(s, "POST", "/v2/cudasharedmemory/region/r0/register", { raw_handle: { b64: "" }, device_id: 0, byte_size: 16 });
-  t.is(cuda.status, 501);
-  t.regex(cuda.json.error, /CUDA shared memory is not supported/);
+  t.is(cuda.status, 403);
+  t.regex(cuda.json.error, /--allow-client-shm=true/);
   t.deepEqual((await http(s, "GET", "/v2/cudasharedmemory/status")).json, []);
   const shmInput = await http(s, "POST", "/v2/models/add_sub/infer", {
     inputs: [
