@@ -8,6 +8,8 @@
 // Without CUDA it checks that every CUDA entry point throws ERR_CUDA_UNAVAILABLE and SKIPs
 // the GPU checks (TB_REQUIRE_CUDA=1 makes those skips failures). The same checks, written for
 // ava, are __test__/cuda.spec.ts.
+import { spawn } from "node:child_process";
+import { createInterface } from "node:readline";
 import { Worker } from "node:worker_threads";
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
@@ -221,6 +223,55 @@ await check("ownership: device memory is freed once, also when the last holder i
   assert(after.cudaLiveBytes === before.cudaLiveBytes, `live bytes ${before.cudaLiveBytes} -> ${after.cudaLiveBytes}`);
   assert(after.cudaFrees - before.cudaFrees === after.cudaAllocations - before.cudaAllocations, "every allocation freed once");
   return "freed on the worker, with the right context current";
+});
+
+await check("CUDA shared memory: another process's IPC handle maps without a copy; outputs are copied into it", async () => {
+  // CUDA refuses to open a handle in the process that made it: the region lives in a child.
+  const code = `
+    import { createInterface } from "node:readline";
+    const { Tensor } = await import(${JSON.stringify(pathToFileURL(`${pkg}/dist/tensor.js`).href)});
+    const { cuda } = await import(${JSON.stringify(pathToFileURL(`${pkg}/dist/cuda.js`).href)});
+    const region = Tensor.from(new Float32Array([1, 2, 3, 4, 0, 0, 0, 0])).cuda();
+    console.log(Buffer.from(cuda.ipcHandle(region)).toString("base64"));
+    createInterface({ input: process.stdin }).on("line", (l) => {
+      if (l === "read") console.log(JSON.stringify(Array.from(region.toCpu().data())));
+      else process.exit(0);
+    });`;
+  const child = spawn(process.execPath, ["--input-type=module", "-e", code], { stdio: ["pipe", "pipe", "inherit"] });
+  const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
+  const next = async () => {
+    const { value, done } = await lines.next();
+    assert(!done, "the exporting child exited early");
+    return value;
+  };
+  try {
+    const b64 = await next();
+    const { CudaSharedMemory } = await load("server/cuda-shm");
+    const shm = new CudaSharedMemory(true);
+    shm.register("r", { raw_handle: { b64 }, device_id: 0, byte_size: 32 });
+    assert(JSON.stringify(shm.status()) === JSON.stringify([{ name: "r", device_id: 0, byte_size: 32 }]), "status");
+    const x = shm.tensor("r", 0, 16, "FP32", [4], "X");
+    assert(!x.isCpu() && cuda.memoryKind(x.dataPtr) === "device:0", "a device tensor");
+    assert(equal(Array.from(x.toCpu().data()), [1, 2, 3, 4]), "the child's values");
+    assert(shm.writeTensor("r", 16, 16, Tensor.from(new Float32Array([5, 6, 7, 8]))), "host -> region");
+    child.stdin.write("read\n");
+    assert(equal(JSON.parse(await next()), [1, 2, 3, 4, 5, 6, 7, 8]), "host -> region bytes");
+    assert(shm.writeTensor("r", 16, 16, x), "device -> region");
+    child.stdin.write("read\n");
+    assert(equal(JSON.parse(await next()), [1, 2, 3, 4, 1, 2, 3, 4]), "device -> region bytes");
+    let threw = false;
+    try {
+      shm.register("big", { raw_handle: { b64 }, device_id: 0, byte_size: 1 << 30 });
+    } catch (e) {
+      threw = /failed to register/.test(e.message);
+    }
+    assert(threw, "a byte_size past the allocation is refused");
+    shm.unregister();
+    x.dispose();
+    return "zero-copy input, host and device outputs";
+  } finally {
+    child.stdin.end("exit\n");
+  }
 });
 
 console.log(`node checks: ${counts.PASS} passed, ${counts.FAIL} failed, ${counts.SKIP} skipped`);

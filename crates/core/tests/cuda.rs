@@ -548,3 +548,60 @@ mod streams {
         assert_eq!(err.code(), "ERR_INVALID_ARGUMENT");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// CUDA IPC (Triton's CUDA shared memory).
+
+#[test]
+fn ipc_arguments_are_checked_first_and_without_cuda_opening_is_cuda_unavailable() {
+    let _lock = stats_lock();
+    let err = cuda::ipc_open(&[0_u8; 63], Device::cuda(0), 16).unwrap_err();
+    assert_eq!(err.code(), "ERR_INVALID_ARGUMENT", "{err}");
+    let err = cuda::ipc_open(&[0_u8; cuda::IPC_HANDLE_BYTES], PINNED, 16).unwrap_err();
+    assert_eq!(err.code(), "ERR_DEVICE_UNSUPPORTED", "{err}");
+    let host = Tensor::zeros(&[4], DataType::F32).unwrap();
+    assert_eq!(cuda::ipc_handle(&host).unwrap_err().code(), "ERR_DEVICE_UNSUPPORTED");
+    if cuda::is_available() {
+        return;
+    }
+    let err = cuda::ipc_open(&[1_u8; cuda::IPC_HANDLE_BYTES], Device::cuda(0), 16).unwrap_err();
+    assert_eq!(err.code(), "ERR_CUDA_UNAVAILABLE", "{err}");
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU; run scripts/gpu-check.sh"]
+fn ipc_handles_name_whole_allocations_and_the_driver_refuses_our_own() {
+    let _lock = stats_lock();
+    if !gpu() {
+        return;
+    }
+    let t = host(DataType::F32, &[64], 0).to_cuda(0).unwrap();
+    let handle = cuda::ipc_handle(&t).unwrap();
+    assert_ne!(handle, [0_u8; cuda::IPC_HANDLE_BYTES]);
+    // A view that doesn't start the allocation has no handle of its own.
+    let inner =
+        // SAFETY: 16 bytes inside `t`'s live allocation on cuda:0, kept alive by the clone.
+        unsafe {
+            Tensor::from_borrowed(
+                t.data_ptr().add(16),
+                16,
+                &[4],
+                DataType::F32,
+                Device::cuda(0),
+                true,
+                Box::new(t.clone()),
+            )
+        }
+        .unwrap();
+    assert_eq!(cuda::ipc_handle(&inner).unwrap_err().code(), "ERR_INVALID_ARGUMENT");
+    // CUDA documents that a handle can't be opened in the process that made it: an error
+    // (whichever the driver picks), never a panic. Should a driver allow it, the mapping
+    // closes once here.
+    match cuda::ipc_open(&handle, Device::cuda(0), 256) {
+        Err(err) => assert_eq!(err.code(), "ERR_CUDA", "{err}"),
+        Ok(mapping) => assert_eq!(mapping.len(), 256),
+    }
+    // Garbage handles too.
+    let err = cuda::ipc_open(&[0x5a; cuda::IPC_HANDLE_BYTES], Device::cuda(0), 16).unwrap_err();
+    assert_eq!(err.code(), "ERR_CUDA", "{err}");
+}
