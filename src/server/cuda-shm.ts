@@ -21,6 +21,7 @@ import { cudaIpcClose, cudaIpcOpen, cudaIsAvailable, cudaUnavailableReason, Nati
 import { ServingError, errorMessage } from "../runtime/errors.js";
 import { Tensor } from "../tensor.js";
 import type { SharedMemoryAccess } from "./codec.js";
+import { SharedMemoryRegions, shmError } from "./shm-regions.js";
 
 /** Size of a CUDA IPC memory handle in bytes. */
 export const CUDA_IPC_HANDLE_BYTES = 64;
@@ -38,10 +39,6 @@ export interface CudaShmRegionStatus {
 interface Region extends CudaShmRegionStatus {
   /** The binding's mapping handle. */
   mapping: number;
-}
-
-function shmError(message: string, status = 400): never {
-  throw new ServingError("ERR_SHM", message, { status });
 }
 
 function isNonNegativeInteger(v: unknown): v is number {
@@ -72,19 +69,15 @@ export function parseCudaRegisterBody(body: unknown): { handle: Uint8Array; devi
 }
 
 /** Registered CUDA shared-memory regions of one server. */
-export class CudaSharedMemory implements SharedMemoryAccess {
-  readonly #regions = new Map<string, Region>();
-  readonly #taken: (name: string) => boolean;
-  /** Whether clients may register regions (`--allow-client-shm`). */
-  readonly enabled: boolean;
+export class CudaSharedMemory extends SharedMemoryRegions<Region, CudaShmRegionStatus> implements SharedMemoryAccess {
+  protected readonly kind = "cuda";
 
   /**
    * @param enabled - allow client shared memory.
    * @param taken - whether a name is already a region of another kind (names are shared, as in Triton).
    */
   constructor(enabled: boolean, taken: (name: string) => boolean = () => false) {
-    this.enabled = enabled;
-    this.#taken = taken;
+    super(enabled, taken);
   }
 
   /** Whether CUDA can be used here (the extension is advertised only then). */
@@ -92,15 +85,13 @@ export class CudaSharedMemory implements SharedMemoryAccess {
     return cudaIsAvailable();
   }
 
-  #checkEnabled(): void {
-    if (!this.enabled) {
-      shmError("client shared memory is disabled on this server; start it with --allow-client-shm=true to use it", 403);
-    }
+  protected release(region: Region): void {
+    // Tensors still over the mapping keep it open until they are collected.
+    cudaIpcClose(region.mapping);
   }
 
-  /** Whether `name` is a registered CUDA region. */
-  has(name: string): boolean {
-    return this.#regions.has(name);
+  protected statusOf(r: Region): CudaShmRegionStatus {
+    return { name: r.name, device_id: r.device_id, byte_size: r.byte_size };
   }
 
   /**
@@ -112,10 +103,10 @@ export class CudaSharedMemory implements SharedMemoryAccess {
    * the driver refuses.
    */
   register(name: string, body: unknown): void {
-    this.#checkEnabled();
+    this.checkEnabled();
     const { handle, deviceId, byteSize } = parseCudaRegisterBody(body);
     if (name.startsWith("triton_")) shmError(`shared memory region name '${name}' is reserved: names starting with 'triton_' are refused`);
-    if (this.#regions.has(name) || this.#taken(name)) shmError(`shared memory region '${name}' is already registered`);
+    this.checkUnused(name);
     if (!cudaIsAvailable()) {
       shmError(`failed to register CUDA shared memory region '${name}': CUDA is not available on this server (${cudaUnavailableReason() ?? "unknown reason"})`);
     }
@@ -125,46 +116,7 @@ export class CudaSharedMemory implements SharedMemoryAccess {
     } catch (e) {
       shmError(`failed to register CUDA shared memory region '${name}': ${errorMessage(e)}`);
     }
-    this.#regions.set(name, { name, device_id: deviceId, byte_size: byteSize, mapping });
-  }
-
-  /** Unregisters one region (a no-op for an unknown name), or all when `name` is undefined. */
-  unregister(name?: string): void {
-    this.#checkEnabled();
-    const names = name === undefined ? [...this.#regions.keys()] : [name];
-    for (const n of names) {
-      const r = this.#regions.get(n);
-      if (!r) continue;
-      this.#regions.delete(n);
-      // Tensors still over the mapping keep it open until they are collected.
-      cudaIpcClose(r.mapping);
-    }
-  }
-
-  /**
-   * Status of one region or of all.
-   *
-   * @throws {ServingError} `ERR_SHM` (404) for an unknown region name.
-   */
-  status(name?: string): CudaShmRegionStatus[] {
-    if (name !== undefined) {
-      const r = this.#regions.get(name);
-      if (!r) shmError(`unable to find cuda shared memory region: '${name}'`, 404);
-      return [{ name: r.name, device_id: r.device_id, byte_size: r.byte_size }];
-    }
-    return [...this.#regions.values()].map((r) => ({ name: r.name, device_id: r.device_id, byte_size: r.byte_size }));
-  }
-
-  #range(region: string, offset: number, byteSize: number): Region {
-    const r = this.#regions.get(region);
-    if (!r) throw new ServingError("ERR_INVALID_REQUEST", `unable to find shared memory region: '${region}'`);
-    if (offset + byteSize > r.byte_size) {
-      throw new ServingError(
-        "ERR_INVALID_REQUEST",
-        `shared memory region '${region}': offset ${offset} + byte size ${byteSize} is past its size ${r.byte_size}`,
-      );
-    }
-    return r;
+    this.regions.set(name, { name, device_id: deviceId, byte_size: byteSize, mapping });
   }
 
   #native<T>(what: string, fn: () => T): T {
@@ -181,7 +133,7 @@ export class CudaSharedMemory implements SharedMemoryAccess {
    * `undefined`, so the caller {@link read}s and parses them.
    */
   tensor(region: string, offset: number, byteSize: number, dtype: DType, shape: number[], name: string): Tensor | undefined {
-    const r = this.#range(region, offset, byteSize);
+    const r = this.range(region, offset, byteSize);
     if (dtype === "BYTES") return undefined;
     const count = shape.reduce((a, b) => a * b, 1);
     if (byteSize !== count * elementSize(dtype)) {
@@ -198,7 +150,7 @@ export class CudaSharedMemory implements SharedMemoryAccess {
 
   /** Copies `byteSize` bytes at `offset` of a region to host memory. */
   read(region: string, offset: number, byteSize: number): Uint8Array {
-    const r = this.#range(region, offset, byteSize);
+    const r = this.range(region, offset, byteSize);
     const bytes = this.#native(`reading CUDA shared memory region '${region}'`, () =>
       Tensor.fromNative(NativeTensor.fromIpc(r.mapping, offset, byteSize, [byteSize], "UINT8")).toCpu(),
     );
@@ -209,7 +161,7 @@ export class CudaSharedMemory implements SharedMemoryAccess {
   /** Copies a tensor (host or device, not BYTES) into a region at `offset`; false for BYTES, which go through {@link write}. */
   writeTensor(region: string, offset: number, byteSize: number, t: Tensor): boolean {
     if (t.dtype === "BYTES") return false;
-    const r = this.#range(region, offset, byteSize);
+    const r = this.range(region, offset, byteSize);
     const native = Tensor.nativeOf(t)!;
     this.#native(`writing output '${t.name ?? ""}' to CUDA shared memory region '${region}'`, () => native.copyToIpc(r.mapping, offset));
     return true;
@@ -217,7 +169,7 @@ export class CudaSharedMemory implements SharedMemoryAccess {
 
   /** Copies host bytes into a region at `offset` (at most `byteSize` bytes). */
   write(region: string, offset: number, byteSize: number, data: readonly Uint8Array[]): void {
-    const r = this.#range(region, offset, byteSize);
+    const r = this.range(region, offset, byteSize);
     let pos = offset;
     for (const d of data) {
       if (d.length === 0) continue;
@@ -228,11 +180,7 @@ export class CudaSharedMemory implements SharedMemoryAccess {
     }
   }
 
-  /** Unregisters every region. */
-  close(): void {
-    for (const r of this.#regions.values()) cudaIpcClose(r.mapping);
-    this.#regions.clear();
-  }
+
 }
 
 /**

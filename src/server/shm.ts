@@ -17,6 +17,7 @@ import { join } from "node:path";
 
 import { ServingError } from "../runtime/errors.js";
 import type { SharedMemoryAccess } from "./codec.js";
+import { SharedMemoryRegions, shmError } from "./shm-regions.js";
 
 /** One registered region, as the status endpoint lists it. */
 export interface SystemShmRegionStatus {
@@ -34,17 +35,10 @@ interface Region extends SystemShmRegionStatus {
   fd: number;
 }
 
-function shmError(message: string, status = 400): never {
-  throw new ServingError("ERR_SHM", message, { status });
-}
-
 /** Registered system shared-memory regions of one server. */
-export class SystemSharedMemory implements SharedMemoryAccess {
-  readonly #regions = new Map<string, Region>();
+export class SystemSharedMemory extends SharedMemoryRegions<Region, SystemShmRegionStatus> implements SharedMemoryAccess {
+  protected readonly kind = "system";
   readonly #root: string;
-  readonly #taken: (name: string) => boolean;
-  /** Whether clients may register regions (`--allow-client-shm`). */
-  readonly enabled: boolean;
 
   /**
    * @param enabled - allow client shared memory.
@@ -52,20 +46,16 @@ export class SystemSharedMemory implements SharedMemoryAccess {
    * @param taken - whether a name is already a region of another kind (CUDA; names are shared, as in Triton).
    */
   constructor(enabled: boolean, root = "/dev/shm", taken: (name: string) => boolean = () => false) {
-    this.enabled = enabled;
+    super(enabled, taken);
     this.#root = root;
-    this.#taken = taken;
   }
 
-  /** Whether `name` is a registered system region. */
-  has(name: string): boolean {
-    return this.#regions.has(name);
+  protected release(region: Region): void {
+    closeSync(region.fd);
   }
 
-  #checkEnabled(): void {
-    if (!this.enabled) {
-      shmError("client shared memory is disabled on this server; start it with --allow-client-shm=true to use it", 403);
-    }
+  protected statusOf(r: Region): SystemShmRegionStatus {
+    return { name: r.name, key: r.key, offset: r.offset, byte_size: r.byte_size };
   }
 
   /**
@@ -75,13 +65,13 @@ export class SystemSharedMemory implements SharedMemoryAccess {
    * name, a bad key, a missing object, or a range past its end.
    */
   register(name: string, body: unknown): void {
-    this.#checkEnabled();
+    this.checkEnabled();
     if (typeof body !== "object" || body === null || Array.isArray(body)) shmError("the register request must be a JSON object");
     const { key, offset = 0, byte_size: byteSize } = body as { key?: unknown; offset?: unknown; byte_size?: unknown };
     if (typeof key !== "string" || key === "") shmError("'key' must be a non-empty string (the shm_open key)");
     if (typeof byteSize !== "number" || !Number.isSafeInteger(byteSize) || byteSize < 0) shmError("'byte_size' must be a non-negative integer");
     if (typeof offset !== "number" || !Number.isSafeInteger(offset) || offset < 0) shmError("'offset' must be a non-negative integer");
-    if (this.#regions.has(name) || this.#taken(name)) shmError(`shared memory region '${name}' is already registered`);
+    this.checkUnused(name);
     const bare = key.replace(/^\/+/, "");
     if (bare === "" || bare.includes("/") || bare === "." || bare === "..") shmError(`invalid shared memory key '${key}'`);
     if (bare.startsWith("triton_") || name.startsWith("triton_")) {
@@ -98,50 +88,12 @@ export class SystemSharedMemory implements SharedMemoryAccess {
       closeSync(fd);
       shmError(`shared memory region '${name}': offset ${offset} + byte_size ${byteSize} is past the end of '${key}' (${size} bytes)`);
     }
-    this.#regions.set(name, { name, key, offset, byte_size: byteSize, fd });
-  }
-
-  /** Unregisters one region (a no-op for an unknown name), or all when `name` is undefined. */
-  unregister(name?: string): void {
-    this.#checkEnabled();
-    const names = name === undefined ? [...this.#regions.keys()] : [name];
-    for (const n of names) {
-      const r = this.#regions.get(n);
-      if (!r) continue;
-      this.#regions.delete(n);
-      closeSync(r.fd);
-    }
-  }
-
-  /**
-   * Status of one region or of all.
-   *
-   * @throws {ServingError} `ERR_SHM` (404) for an unknown region name.
-   */
-  status(name?: string): SystemShmRegionStatus[] {
-    if (name !== undefined) {
-      const r = this.#regions.get(name);
-      if (!r) shmError(`unable to find system shared memory region: '${name}'`, 404);
-      return [{ name: r.name, key: r.key, offset: r.offset, byte_size: r.byte_size }];
-    }
-    return [...this.#regions.values()].map((r) => ({ name: r.name, key: r.key, offset: r.offset, byte_size: r.byte_size }));
-  }
-
-  #range(region: string, offset: number, byteSize: number): Region {
-    const r = this.#regions.get(region);
-    if (!r) throw new ServingError("ERR_INVALID_REQUEST", `unable to find shared memory region: '${region}'`);
-    if (offset + byteSize > r.byte_size) {
-      throw new ServingError(
-        "ERR_INVALID_REQUEST",
-        `shared memory region '${region}': offset ${offset} + byte size ${byteSize} is past its size ${r.byte_size}`,
-      );
-    }
-    return r;
+    this.regions.set(name, { name, key, offset, byte_size: byteSize, fd });
   }
 
   /** Reads `byteSize` bytes at `offset` of a region. */
   read(region: string, offset: number, byteSize: number): Uint8Array {
-    const r = this.#range(region, offset, byteSize);
+    const r = this.range(region, offset, byteSize);
     const buf = new Uint8Array(byteSize);
     let done = 0;
     while (done < byteSize) {
@@ -154,7 +106,7 @@ export class SystemSharedMemory implements SharedMemoryAccess {
 
   /** Writes `data` at `offset` of a region (at most `byteSize` bytes). */
   write(region: string, offset: number, byteSize: number, data: readonly Uint8Array[]): void {
-    const r = this.#range(region, offset, byteSize);
+    const r = this.range(region, offset, byteSize);
     let pos = r.offset + offset;
     for (const d of data) {
       let done = 0;
@@ -165,9 +117,5 @@ export class SystemSharedMemory implements SharedMemoryAccess {
     }
   }
 
-  /** Closes every region. */
-  close(): void {
-    for (const r of this.#regions.values()) closeSync(r.fd);
-    this.#regions.clear();
-  }
+
 }
