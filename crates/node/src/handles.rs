@@ -69,6 +69,37 @@ impl Tables {
     }
 }
 
+/// Picks one of the shared-handle tables (capsules, mappings) out of [`Tables`].
+type Pick<V> = fn(&mut Tables) -> &mut IdMap<Arc<V>>;
+
+/// Stores a shared handle in the table `pick` names and returns its id.
+fn insert_shared<V>(pick: Pick<V>, value: Arc<V>) -> f64 {
+    TABLES.with_borrow_mut(|t| {
+        let id = t.next_id();
+        pick(t).insert(id, value);
+        id as f64
+    })
+}
+
+/// The shared handle behind `id`, or `missing()` when it was freed. A shared
+/// borrow, so it may be called while a [`with_tensor`] closure runs.
+fn get_shared<V>(
+    pick: fn(&Tables) -> &IdMap<Arc<V>>,
+    id: f64,
+    missing: fn() -> napi::Error<Code>,
+) -> Result<Arc<V>, Code> {
+    let key = key(id)?;
+    TABLES.with_borrow(|t| pick(t).get(&key).cloned()).ok_or_else(missing)
+}
+
+/// Removes the handle behind `id` (a no-op when already freed) and drops it
+/// outside the table borrow, since dropping may run a deleter.
+fn free_shared<V>(pick: Pick<V>, id: f64) {
+    let Ok(key) = key(id) else { return };
+    let value = TABLES.with_borrow_mut(|t| pick(t).remove(&key));
+    drop(value);
+}
+
 thread_local! {
     static TABLES: RefCell<Tables> = RefCell::default();
 }
@@ -138,26 +169,21 @@ pub fn tensor_exists(id: f64) -> bool {
 
 /// Stores a capsule and returns its handle.
 pub fn insert_capsule(capsule: Capsule) -> f64 {
-    TABLES.with_borrow_mut(|t| {
-        let id = t.next_id();
-        t.capsules.insert(id, Arc::new(capsule));
-        id as f64
-    })
+    insert_shared(|t| &mut t.capsules, Arc::new(capsule))
 }
 
 /// The capsule behind `id`.
 pub fn capsule(id: f64) -> Result<Arc<Capsule>, Code> {
-    let key = key(id)?;
-    TABLES.with_borrow(|t| t.capsules.get(&key).cloned()).ok_or_else(|| {
-        js_error("ERR_DLPACK_CONSUMED", "this capsule was freed; export the tensor again")
-    })
+    get_shared(
+        |t| &t.capsules,
+        id,
+        || js_error("ERR_DLPACK_CONSUMED", "this capsule was freed; export the tensor again"),
+    )
 }
 
 /// Frees the capsule behind `id` (its deleter runs if it was never consumed).
 pub fn free_capsule(id: f64) {
-    let Ok(key) = key(id) else { return };
-    let capsule = TABLES.with_borrow_mut(|t| t.capsules.remove(&key));
-    drop(capsule);
+    free_shared(|t| &mut t.capsules, id);
 }
 
 /// Live entries on this thread, for leak checks in tests.
@@ -167,25 +193,20 @@ pub fn live_handles() -> (usize, usize) {
 
 /// Stores an open CUDA IPC mapping and returns its handle.
 pub fn insert_mapping(mapping: Arc<IpcMapping>) -> f64 {
-    TABLES.with_borrow_mut(|t| {
-        let id = t.next_id();
-        t.mappings.insert(id, mapping);
-        id as f64
-    })
+    insert_shared(|t| &mut t.mappings, mapping)
 }
 
 /// The CUDA IPC mapping behind `id`.
 pub fn mapping(id: f64) -> Result<Arc<IpcMapping>, Code> {
-    let key = key(id)?;
-    TABLES.with_borrow(|t| t.mappings.get(&key).cloned()).ok_or_else(|| {
-        js_error("ERR_DISPOSED", "this CUDA IPC mapping was closed; open the handle again")
-    })
+    get_shared(
+        |t| &t.mappings,
+        id,
+        || js_error("ERR_DISPOSED", "this CUDA IPC mapping was closed; open the handle again"),
+    )
 }
 
 /// Drops the table's share of the mapping behind `id` (a no-op when already closed). The
 /// mapping itself is closed once no tensor over it is left either.
 pub fn free_mapping(id: f64) {
-    let Ok(key) = key(id) else { return };
-    let mapping = TABLES.with_borrow_mut(|t| t.mappings.remove(&key));
-    drop(mapping);
+    free_shared(|t| &mut t.mappings, id);
 }
