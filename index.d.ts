@@ -95,28 +95,6 @@ export declare function errorCodes(): Array<string>
 /** Live tensor and capsule handles on the calling thread, for leak checks. */
 export declare function liveHandles(): Array<number>
 
-/** Options of `NativeTensor.toDlpack`. */
-export interface NativeExportOptions {
-  /**
-   * Export a versioned (DLPack 1.x) managed tensor instead of the legacy one.
-   * @default false
-   */
-  versioned?: boolean
-  /**
-   * `true`: always copy (the export is flagged IS_COPIED); `false`: never
-   * copy, and fail where a copy would be needed; absent: copy only if needed.
-   */
-  copy?: boolean
-  /** Target device, as `"cpu"`, `"cuda"` or `"cuda:N"`. */
-  device?: string
-  /**
-   * The consumer's stream, as the array API's `__dlpack__(stream=…)`: absent (the legacy
-   * default stream for CUDA), `-1n` (no synchronisation), `1n` (legacy default), `2n`
-   * (per-thread default) or a `CUstream` address. `0n` is refused.
-   */
-  stream?: bigint
-}
-
 /** Reads the ownership counters. */
 export declare function nativeStats(): NativeStats
 

@@ -12,7 +12,7 @@ use tensorbridge_core::{Device, ExportOptions, Tensor};
 
 use crate::error::{to_js, Code};
 use crate::handles::{self, with_tensor};
-use crate::options::{parse_device, parse_dtype, NativeExportOptions};
+use crate::options::{export_args, parse_device, parse_dtype};
 
 /// Keeps a JS `Uint8Array` (and so its `ArrayBuffer`) alive while core borrows
 /// its bytes. napi-rs's owned `Uint8Array` is `Send`: dropped on another thread
@@ -196,8 +196,7 @@ pub fn tensor_to_dlpack(
     device: Option<String>,
     stream: Option<BigInt>,
 ) -> Result<f64, Code> {
-    let (options, stream) =
-        NativeExportOptions { versioned: Some(versioned), copy, device, stream }.try_into()?;
+    let (options, stream) = export_args(versioned, copy, device.as_deref(), stream.as_ref())?;
     let exported = with_tensor(id, |t| t.to_dlpack_with_stream(&options, stream).map_err(to_js))?;
     Ok(handles::insert_capsule(tensorbridge_core::Capsule::new(exported)))
 }
