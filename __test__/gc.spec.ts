@@ -114,3 +114,23 @@ test.serial("dispose releases native memory at once, views keep theirs", async (
   const after = await settle();
   t.is(after.ownedLiveBytes, before.ownedLiveBytes, "collected with the view");
 });
+
+test.serial("views over one pointer from several handles alias safely and free the memory once", async (t) => {
+  // Each handle makes its own external ArrayBuffer over the same pointer
+  // (crates/node/src/view.rs says why that is allowed on Node >= 20).
+  const before = await settle();
+  (() => {
+    const x = Tensor.zeros([1024], "FP32");
+    const views = [x.data(), x.withName("A").data(), Tensor.fromDlpack(x.toDlpack()).data(), Tensor.fromDlpack(x.toDlpack({ maxVersion: [1, 0] })).data()];
+    views[0]![5] = 42;
+    t.true(views.every((v) => v[5] === 42), "every view sees the write");
+    t.is(new Set(views.map((v) => v.buffer)).size, 4, "four distinct ArrayBuffers");
+    x.dispose();
+    views[3]![6] = 7;
+    t.is(views[1]![6], 7, "still valid after the first handle was disposed");
+  })();
+  const after = await settle();
+  t.is(after.ownedAllocations - before.ownedAllocations, 1);
+  t.is(after.ownedFrees - before.ownedFrees, 1, "freed once, after the last view was collected");
+  t.is(after.exportsDeleted - before.exportsDeleted, 2);
+});

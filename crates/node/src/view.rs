@@ -8,8 +8,10 @@
 //! `ArrayBuffer::from_external`: the latter panics in debug builds when two
 //! buffers alias one pointer (a Node 14 limitation, nodejs/node#32463). Node
 //! 20+ allows aliasing external buffers, and aliasing is inherent to DLPack:
-//! two imports of one NumPy array share a pointer. `__test__/views.spec.ts`
-//! exercises that case.
+//! two imports of one NumPy array share a pointer, and so do the handles of
+//! one tensor and of its re-imports. `__test__/gc.spec.ts` ("views over one
+//! pointer …") exercises that case, and the worker suite makes views in a
+//! worker over memory a main-thread ArrayBuffer owns.
 
 use std::ffi::c_void;
 use std::ptr;
