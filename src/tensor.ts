@@ -308,8 +308,8 @@ export class Tensor {
   }
 
   /** @internal Wraps a native tensor made by the binding. */
-  static fromNative(native: NativeTensor, name?: string, source?: TypedArray): Tensor {
-    return new Tensor({ [INTERNAL]: true, native, source, bytes: undefined, shape: undefined, dtype: undefined, name });
+  static fromNative(native: NativeTensor, name?: string): Tensor {
+    return new Tensor({ [INTERNAL]: true, native, source: undefined, bytes: undefined, shape: undefined, dtype: undefined, name });
   }
 
   /**
