@@ -6,7 +6,15 @@
  * 127.0.0.1.
  *
  *   bash bench/serving/setup.sh client peers     # once
- *   node --import tsx bench/serving/run.ts [--duration-ms 3000] [--concurrency 1,8] [--only tensorbridge,triton,mlserver]
+ *   node --import tsx bench/serving/run.ts [--duration-ms 3000] [--concurrency 1,8] [--only tensorbridge,triton,mlserver,floor]
+ *                                          [--baseline <git-rev>] [--tensorbridge-args "<serve options>"]
+ *
+ * `floor` is not a competitor: a bare node:http server (floor-server.mjs)
+ * answering with precomputed responses, the ceiling any Node server can reach
+ * under this perf_analyzer on this machine. `--baseline <rev>` also serves
+ * `src/server`, `src/runtime` and `src/cli.ts` as of `<rev>` (the rest of
+ * `src/` and the binding as now) as "tensorbridge@<rev>", so that a change is
+ * measured before/after in one run.
  *
  * Binary rows use `add_sub` (no batching, as the seed's); JSON rows use
  * `add_sub_batched` (max_batch_size 8, same model code): perf_analyzer's JSON
@@ -15,8 +23,8 @@
  *
  * Writes bench/.work/serving-results.{md,json} and prints the table.
  */
-import { spawn, type ChildProcess } from "node:child_process";
-import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -31,7 +39,9 @@ function arg(name: string, dflt: string): string {
 }
 const DURATION = Number(arg("duration-ms", "3000"));
 const CONCURRENCY = arg("concurrency", "1,8").split(",").map(Number);
-const ONLY = arg("only", "tensorbridge,triton,mlserver").split(",");
+const ONLY = arg("only", "tensorbridge,triton,mlserver,floor").split(",");
+const BASELINE = arg("baseline", "");
+const TB_ARGS = arg("tensorbridge-args", "").split(" ").filter(Boolean);
 
 function sitePackages(venv: string): string {
   const lib = join(venv, "lib");
@@ -146,12 +156,27 @@ function prepare(): Peer[] {
     cpSync(join(tritonDir, "python_backend_stubs/3.11/triton_python_backend_stub"), join(tritonDir, "backends/python/triton_python_backend_stub"));
   }
   const pyLib = process.env["TENSORBRIDGE_PYTHON_LIBDIR"] ?? pythonLibDir();
+  const baseline = BASELINE ? baselineTree(BASELINE) : undefined;
 
   return [
     {
       name: "tensorbridge",
       url: "http://127.0.0.1:8200",
-      start: () => startProcess(process.execPath, ["--import", "tsx", join(ROOT, "src/cli.ts"), "serve", tb, "--http-port", "8200"], {}),
+      start: () => startProcess(process.execPath, ["--import", "tsx", join(ROOT, "src/cli.ts"), "serve", tb, "--http-port", "8200", ...TB_ARGS], {}),
+    },
+    ...(baseline
+      ? [
+          {
+            name: `tensorbridge@${BASELINE}`,
+            url: "http://127.0.0.1:8240",
+            start: () => startProcess(process.execPath, ["--import", "tsx", join(baseline, "src/cli.ts"), "serve", tb, "--http-port", "8240"], { cwd: baseline }),
+          },
+        ]
+      : []),
+    {
+      name: "floor",
+      url: "http://127.0.0.1:8230",
+      start: () => startProcess(process.execPath, [join(ROOT, "bench/serving/floor-server.mjs"), "--port", "8230"], {}),
     },
     {
       name: "triton",
@@ -184,6 +209,28 @@ function prepare(): Peer[] {
       unsupported: { binary: "MLServer 1.7 has no binary tensor extension (it parses the whole body as JSON: 'failed to parse the request JSON buffer')" },
     },
   ];
+}
+
+/**
+ * A copy of `src/` with `src/server`, `src/runtime` and `src/cli.ts` as of
+ * `rev` (the tensor code and the binding stay as now: only the serving code
+ * is compared), under bench/.work/baseline.
+ */
+function baselineTree(rev: string): string {
+  const dir = join(WORK, "baseline");
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  cpSync(join(ROOT, "src"), join(dir, "src"), { recursive: true });
+  rmSync(join(dir, "src/server"), { recursive: true });
+  rmSync(join(dir, "src/runtime"), { recursive: true });
+  const tar = execFileSync("git", ["archive", rev, "src/server", "src/runtime", "src/cli.ts"], { cwd: ROOT, maxBuffer: 1 << 28 });
+  execFileSync("tar", ["-x", "-C", dir], { input: tar });
+  for (const f of readdirSync(ROOT)) {
+    if (f === "index.js" || f === "index.d.ts" || f === "package.json" || f === "tsconfig.json" || f === "node_modules" || f === "examples" || f.endsWith(".node")) {
+      symlinkSync(join(ROOT, f), join(dir, f));
+    }
+  }
+  return dir;
 }
 
 /** Directory of libpython3.x.so of the interpreter that made the venv (Triton's python backend needs it). */
@@ -250,7 +297,7 @@ async function perf(url: string, model: string, format: "binary" | "json", concu
 // ------------------------------------------------------------------ main
 
 need(join(CLIENT, "bin/perf_analyzer"), "perf_analyzer (tritonclient[all]==2.51.0)");
-const peers = prepare().filter((p) => ONLY.includes(p.name));
+const peers = prepare().filter((p) => ONLY.includes(p.name.split("@")[0]!));
 const rows: Row[] = [];
 // All servers run at once (idle ones cost nothing) and each measurement
 // point is taken for every server back to back, so that the load of this
@@ -258,7 +305,7 @@ const rows: Row[] = [];
 const running = new Map<string, { child: ChildProcess; log: () => string }>();
 const skipped = new Map<string, string>();
 for (const peer of peers) {
-  if (peer.name !== "tensorbridge" && !existsSync(PEERS)) {
+  if ((peer.name === "triton" || peer.name === "mlserver") && !existsSync(PEERS)) {
     skipped.set(peer.name, "not installed (bash bench/serving/setup.sh peers)");
     continue;
   }
@@ -300,10 +347,12 @@ const lines = [
 for (const r of rows) {
   const tr = find("triton", r.format, r.concurrency);
   const ml = find("mlserver", r.format, r.concurrency);
+  const ours = r.server.startsWith("tensorbridge") || r.server === "floor";
+  const label = r.server === "floor" ? "floor (bare node:http, canned responses; not a competitor)" : r.server;
   lines.push(
-    `| ${r.server} | ${r.format} | ${r.concurrency} | ${r.throughput?.toFixed(0) ?? "–"} | ${r.p50us ?? "–"} | ${r.p99us ?? "–"} | ` +
-      `${r.server === "tensorbridge" ? ratio(r.p50us, tr?.p50us) : ""} | ${r.server === "tensorbridge" ? ratio(r.throughput, tr?.throughput) : ""} | ` +
-      `${r.server === "tensorbridge" ? ratio(r.throughput, ml?.throughput) : ""} |${r.note ? ` ${r.note}` : ""}`,
+    `| ${label} | ${r.format} | ${r.concurrency} | ${r.throughput?.toFixed(0) ?? "–"} | ${r.p50us ?? "–"} | ${r.p99us ?? "–"} | ` +
+      `${ours ? ratio(r.p50us, tr?.p50us) : ""} | ${ours ? ratio(r.throughput, tr?.throughput) : ""} | ` +
+      `${ours ? ratio(r.throughput, ml?.throughput) : ""} |${r.note ? ` ${r.note}` : ""}`,
   );
 }
 const table = lines.join("\n");

@@ -1,0 +1,180 @@
+/**
+ * The floor of the serving benchmark: a bare `node:http` server that answers
+ * perf_analyzer's add_sub / add_sub_batched requests with precomputed
+ * responses. It is NOT a competitor: it parses nothing in steady state and
+ * runs no model, so its figures are the ceiling any Node HTTP server can reach
+ * under this perf_analyzer on this machine (Node's HTTP stack, loopback TCP
+ * and perf_analyzer's own CPU on the same cores).
+ *
+ *   node bench/serving/floor-server.mjs [--port 8230] [--host 127.0.0.1]
+ *
+ * Inference responses are correct: the first request with a given body is
+ * decoded and computed (OUTPUT0 = INPUT0 + INPUT1, OUTPUT1 = INPUT0 - INPUT1,
+ * FP32), and its response is kept; later requests whose body is byte-equal
+ * (perf_analyzer sends the same inputs every time) get the kept response
+ * after one `Buffer.equals`. Any other body is computed afresh.
+ */
+import http from "node:http";
+
+function arg(name, dflt) {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 && process.argv[i + 1] ? process.argv[i + 1] : dflt;
+}
+const PORT = Number(arg("port", "8230"));
+const HOST = arg("host", "127.0.0.1");
+
+const io = (name) => ({ name, datatype: "FP32" });
+const tensor = (name) => ({ name, data_type: "TYPE_FP32", dims: [4] });
+/** Metadata and config of the two models perf_analyzer asks about. */
+const MODELS = Object.fromEntries(
+  [
+    ["add_sub", 0],
+    ["add_sub_batched", 8],
+  ].map(([name, maxBatch]) => {
+    const shape = maxBatch > 0 ? [-1, 4] : [4];
+    const meta = {
+      name,
+      versions: ["1"],
+      platform: "floor",
+      inputs: ["INPUT0", "INPUT1"].map((n) => ({ ...io(n), shape })),
+      outputs: ["OUTPUT0", "OUTPUT1"].map((n) => ({ ...io(n), shape })),
+    };
+    const config = {
+      name,
+      platform: "",
+      backend: "floor",
+      version_policy: { latest: { num_versions: 1 } },
+      max_batch_size: maxBatch,
+      input: ["INPUT0", "INPUT1"].map(tensor),
+      output: ["OUTPUT0", "OUTPUT1"].map(tensor),
+      instance_group: [{ name: `${name}_0`, kind: "KIND_CPU", count: 1 }],
+    };
+    return [name, { name, meta: Buffer.from(JSON.stringify(meta)), config: Buffer.from(JSON.stringify(config)), count: 0, last: 0 }];
+  }),
+);
+const SERVER = Buffer.from(JSON.stringify({ name: "floor", version: "0", extensions: ["binary_tensor_data", "statistics"] }));
+const EMPTY = Buffer.alloc(0);
+
+/**
+ * Statistics with the request count only (times 0): perf_analyzer refuses
+ * statistics whose count did not move ("failed to find the requested model
+ * version"), and one increment per request is all the bookkeeping done.
+ */
+function stats(model) {
+  const n = { count: model.count, ns: 0 };
+  const zero = { count: 0, ns: 0 };
+  const s = { success: n, fail: zero, queue: n, compute_input: n, compute_infer: n, compute_output: n, cache_hit: zero, cache_miss: zero };
+  return Buffer.from(
+    JSON.stringify({
+      model_stats: [
+        {
+          name: model.name,
+          version: "1",
+          last_inference: model.last,
+          inference_count: model.count,
+          execution_count: model.count,
+          inference_stats: s,
+          response_stats: {},
+          batch_stats: [],
+          memory_usage: [],
+        },
+      ],
+    }),
+  );
+}
+
+/** Decodes one request (binary or JSON tensors) and computes add_sub's response: status, headers, body. */
+function compute(model, body, headerLength) {
+  const hlen = headerLength === undefined ? body.length : Number(headerLength);
+  const req = JSON.parse(body.subarray(0, hlen).toString("utf8"));
+  let offset = hlen;
+  const values = {};
+  let shape;
+  for (const t of req.inputs) {
+    shape = t.shape;
+    const size = t.parameters?.binary_data_size;
+    if (size !== undefined) {
+      const bytes = Buffer.from(body.subarray(offset, offset + size));
+      offset += size;
+      values[t.name] = new Float32Array(bytes.buffer, bytes.byteOffset, size / 4);
+    } else {
+      values[t.name] = Float32Array.from(t.data.flat(Infinity));
+    }
+  }
+  const a = values["INPUT0"];
+  const b = values["INPUT1"];
+  const out = { OUTPUT0: a.map((x, i) => x + b[i]), OUTPUT1: a.map((x, i) => x - b[i]) };
+  const wanted = req.outputs ?? [{ name: "OUTPUT0" }, { name: "OUTPUT1" }];
+  const binary = [];
+  const outputs = wanted.map((o) => {
+    const data = out[o.name];
+    const t = { name: o.name, datatype: "FP32", shape };
+    if (o.parameters?.binary_data === true) {
+      binary.push(Buffer.from(data.buffer, data.byteOffset, data.byteLength));
+      return { ...t, parameters: { binary_data_size: data.byteLength } };
+    }
+    return { ...t, data: Array.from(data) };
+  });
+  const head = Buffer.from(JSON.stringify({ model_name: model, model_version: "1", outputs }));
+  if (binary.length === 0) return { headers: { "content-type": "application/json", "content-length": head.length }, body: head };
+  const all = Buffer.concat([head, ...binary]);
+  return {
+    headers: { "content-type": "application/octet-stream", "inference-header-content-length": String(head.length), "content-length": all.length },
+    body: all,
+  };
+}
+
+/** Per URL: the last request body and its computed response. */
+const kept = new Map();
+
+function send(res, status, body, type = "application/json") {
+  res.writeHead(status, { "content-type": type, "content-length": body.length });
+  res.end(body);
+}
+
+function handle(req, res, body) {
+  const url = req.url;
+  if (url === "/v2") return send(res, 200, SERVER);
+  if (url.startsWith("/v2/health/")) return send(res, 200, EMPTY);
+  const m = /^\/v2\/models\/([^/]+)(?:\/versions\/1)?(\/[a-z]+)?$/.exec(url);
+  const model = m && MODELS[m[1]];
+  if (!model) return send(res, 404, Buffer.from(`{"error":"unknown endpoint: ${req.method} ${url}"}`));
+  switch (m[2]) {
+    case undefined:
+      return send(res, 200, model.meta);
+    case "/config":
+      return send(res, 200, model.config);
+    case "/stats":
+      return send(res, 200, stats(model));
+    case "/ready":
+      return send(res, 200, EMPTY);
+    case "/infer": {
+      let k = kept.get(url);
+      if (!k || !k.body.equals(body)) {
+        try {
+          k = { body, response: compute(m[1], body, req.headers["inference-header-content-length"]) };
+        } catch (e) {
+          return send(res, 400, Buffer.from(JSON.stringify({ error: `floor: ${e.message}` })));
+        }
+        kept.set(url, k);
+      }
+      model.count++;
+      model.last = Date.now();
+      res.writeHead(200, k.response.headers);
+      return res.end(k.response.body);
+    }
+    default:
+      return send(res, 404, Buffer.from(`{"error":"unknown endpoint: ${req.method} ${url}"}`));
+  }
+}
+
+const server = http.createServer({ keepAliveTimeout: 65_000 }, (req, res) => {
+  const chunks = [];
+  req.on("data", (c) => chunks.push(c));
+  req.on("end", () => handle(req, res, chunks.length === 1 ? chunks[0] : Buffer.concat(chunks)));
+});
+server.listen(PORT, HOST, () => process.stderr.write(`floor: listening on http://${HOST}:${PORT}\n`));
+process.on("SIGTERM", () => {
+  server.close();
+  server.closeAllConnections();
+});
