@@ -9,6 +9,22 @@
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
+/** Process-wide counts of the foreign test tensors made and deleted. */
+export interface BindingForeignStats {
+  /** Managed tensors made. */
+  created: number
+  /** Deleter calls. */
+  deleted: number
+}
+
+/** A managed tensor made by `testingForeignTensor`. */
+export interface BindingForeignTensor {
+  /** The `DLManagedTensor*` (or `DLManagedTensorVersioned*`), for `fromAddress`. */
+  address: bigint
+  /** `dl_tensor.data`: where the element bytes are (before `byte_offset`). */
+  data: bigint
+}
+
 /** Address of the managed struct, for native consumers. */
 export declare function capsuleAddress(id: number): bigint
 
@@ -32,6 +48,13 @@ export declare function capsuleFree(id: number): void
  * in every DLPack consumer.
  */
 export declare function capsuleFromAddress(address: bigint, versioned: boolean): number
+
+/**
+ * Builds the managed struct of the prepared export held by tensor handle `id`
+ * (from `tensorPrepareExport`) and returns a capsule handle owning it; the
+ * tensor handle is freed.
+ */
+export declare function capsuleFromPrepared(id: number): number
 
 /**
  * Gives up ownership and returns the address; whoever receives it must
@@ -154,12 +177,6 @@ export declare function tensorDeviceType(id: number): number
 export declare function tensorDtype(id: number): string
 
 /**
- * `tensor_to_dlpack` for the common case (same device, no copy, no stream):
- * two primitive arguments convert faster than five optional ones.
- */
-export declare function tensorExport(id: number, versioned: boolean): number
-
-/**
  * Releases the handle now instead of at garbage collection. Idempotent; the
  * JS `FinalizationRegistry` calls it too.
  */
@@ -186,6 +203,22 @@ export declare function tensorIsCpu(id: number): boolean
 /** Whether the handle is live (not disposed). */
 export declare function tensorLive(id: number): boolean
 
+/**
+ * The first half of a DLPack export (every check, copy and stream ordering:
+ * core's `Tensor::prepare_export`), held as a tensor handle: the tensor a
+ * consumer of the export gets. `fromDlpack` in JS adopts the handle as is;
+ * `capsuleFromPrepared` builds the managed struct when a native consumer asks
+ * for an address. Arguments are positional, not an options object: reading
+ * object properties through napi costs more than the export itself.
+ */
+export declare function tensorPrepareExport(id: number, versioned: boolean, copy?: boolean | undefined | null, device?: string | undefined | null, stream?: bigint | undefined | null): number
+
+/**
+ * `tensor_prepare_export` for the common case (same device, no copy, no
+ * stream): two primitive arguments convert faster than five optional ones.
+ */
+export declare function tensorPrepareExportPlain(id: number, versioned: boolean): number
+
 /** Whether the producer marked the memory read-only. */
 export declare function tensorReadOnly(id: number): boolean
 
@@ -204,13 +237,6 @@ export declare function tensorStrides(id: number): Array<number>
  */
 export declare function tensorToDevice(id: number, device: string): number
 
-/**
- * Exports the tensor as a DLPack capsule, ordering the consumer's stream
- * after ours. Arguments are positional, not an options object: reading
- * object properties through napi costs more than the export itself.
- */
-export declare function tensorToDlpack(id: number, versioned: boolean, copy?: boolean | undefined | null, device?: string | undefined | null, stream?: bigint | undefined | null): number
-
 /** A zero-copy `ArrayBuffer` over the host bytes. */
 export declare function tensorView(id: number): ArrayBuffer
 
@@ -220,3 +246,14 @@ export declare function tensorView(id: number): ArrayBuffer
  * memory. Returns a tensor handle.
  */
 export declare function tensorZeros(shape: Array<number>, dtype: string, device?: string | undefined | null): number
+
+/** Reads the counters of the foreign test tensors. */
+export declare function testingForeignStats(): BindingForeignStats
+
+/**
+ * Makes a foreign CPU managed tensor of `dtype` and `shape`, with `strides` in elements
+ * (`null`: a NULL strides pointer), owning a copy of `data` (`null`: a byte pattern over
+ * every element the strides reach). `version` (`[major, minor]`) and `flags` are written
+ * into a versioned tensor; `byte_offset` verbatim.
+ */
+export declare function testingForeignTensor(shape: Array<number>, strides: Array<number> | undefined | null, dtype: string, versioned: boolean, version?: Array<number> | undefined | null, flags?: number | undefined | null, byteOffset?: number | undefined | null, data?: Uint8Array | undefined | null): BindingForeignTensor

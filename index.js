@@ -773,11 +773,12 @@ if (
   }
 }
 
-const { capsuleAddress, capsuleConsumed, capsuleFree, capsuleFromAddress, capsuleRelease, capsuleVersioned, cudaDeviceCount, cudaDriverVersion, cudaIpcClose, cudaIpcHandle, cudaIpcOpen, cudaIsAvailable, cudaMemoryKind, cudaStreamHandle, cudaUnavailableReason, errorCodes, liveHandles, nativeStats, noop, tensorByteLength, tensorCopyTo, tensorCopyToIpc, tensorDataAddress, tensorDeepCopy, tensorDeviceId, tensorDeviceKind, tensorDeviceType, tensorDtype, tensorExport, tensorFree, tensorFromBytes, tensorFromCapsule, tensorFromIpc, tensorIsCpu, tensorLive, tensorReadOnly, tensorShape, tensorShare, tensorStrides, tensorToDevice, tensorToDlpack, tensorView, tensorZeros } = nativeBinding
+const { capsuleAddress, capsuleConsumed, capsuleFree, capsuleFromAddress, capsuleFromPrepared, capsuleRelease, capsuleVersioned, cudaDeviceCount, cudaDriverVersion, cudaIpcClose, cudaIpcHandle, cudaIpcOpen, cudaIsAvailable, cudaMemoryKind, cudaStreamHandle, cudaUnavailableReason, errorCodes, liveHandles, nativeStats, noop, tensorByteLength, tensorCopyTo, tensorCopyToIpc, tensorDataAddress, tensorDeepCopy, tensorDeviceId, tensorDeviceKind, tensorDeviceType, tensorDtype, tensorFree, tensorFromBytes, tensorFromCapsule, tensorFromIpc, tensorIsCpu, tensorLive, tensorPrepareExport, tensorPrepareExportPlain, tensorReadOnly, tensorShape, tensorShare, tensorStrides, tensorToDevice, tensorView, tensorZeros, testingForeignStats, testingForeignTensor } = nativeBinding
 export { capsuleAddress }
 export { capsuleConsumed }
 export { capsuleFree }
 export { capsuleFromAddress }
+export { capsuleFromPrepared }
 export { capsuleRelease }
 export { capsuleVersioned }
 export { cudaDeviceCount }
@@ -802,19 +803,21 @@ export { tensorDeviceId }
 export { tensorDeviceKind }
 export { tensorDeviceType }
 export { tensorDtype }
-export { tensorExport }
 export { tensorFree }
 export { tensorFromBytes }
 export { tensorFromCapsule }
 export { tensorFromIpc }
 export { tensorIsCpu }
 export { tensorLive }
+export { tensorPrepareExport }
+export { tensorPrepareExportPlain }
 export { tensorReadOnly }
 export { tensorShape }
 export { tensorShare }
 export { tensorStrides }
 export { tensorToDevice }
-export { tensorToDlpack }
 export { tensorView }
 export { tensorZeros }
+export { testingForeignStats }
+export { testingForeignTensor }
 export const __napiBindingTarget = __napiLoadedBindingTarget

@@ -1,5 +1,5 @@
 import test from "ava";
-import { DLPackCapsule, ErrorCode, Tensor, TensorBridgeError } from "../src/index.js";
+import { DLPackCapsule, ErrorCode, Tensor, TensorBridgeError, debug } from "../src/index.js";
 import { throwsCode } from "./helpers.js";
 
 test("toDlpack gives the legacy struct unless maxVersion >= [1, 0]", (t) => {
@@ -24,6 +24,51 @@ test("a capsule is opaque, with a BigInt address, and consumed exactly once", (t
   t.deepEqual(Array.from(y.data() as Float32Array), [1, 2, 3]);
   throwsCode(t, () => Tensor.fromDlpack(capsule), ErrorCode.DLPACK_CONSUMED);
   throwsCode(t, () => capsule.release(), ErrorCode.DLPACK_CONSUMED);
+});
+
+test("a capsule consumed in-process builds no C struct; asking for its address builds one", (t) => {
+  const x = Tensor.from(new Int32Array([5, 6]));
+  const before = debug.stats();
+  const c1 = x.toDlpack({ maxVersion: [1, 0] });
+  const y = Tensor.fromDlpack(c1);
+  t.is(y.dataPtr, x.dataPtr);
+  t.true(c1.consumed);
+  t.is(debug.stats().exportsCreated, before.exportsCreated, "no struct for an in-process hand-off");
+  throwsCode(t, () => c1.address, ErrorCode.DLPACK_CONSUMED);
+  throwsCode(t, () => c1.release(), ErrorCode.DLPACK_CONSUMED);
+  throwsCode(t, () => Tensor.fromDlpack(c1), ErrorCode.DLPACK_CONSUMED);
+
+  const c2 = x.toDlpack();
+  const address = c2.address;
+  t.is(c2.address, address, "built once");
+  t.is(debug.stats().exportsCreated, before.exportsCreated + 1);
+  t.false(c2.consumed);
+  const z = Tensor.fromDlpack(c2);
+  t.true(c2.consumed);
+  t.is(z.dataPtr, x.dataPtr);
+  t.is(c2.address, address, "the address stays readable after an import of the struct");
+  z.dispose();
+  y.dispose();
+});
+
+test("both ways of consuming a capsule give the same tensor", (t) => {
+  const ro = Tensor.from(new Float32Array([1, 2, 3, 4]), { shape: [2, 2], readOnly: true });
+  const cases: Array<[Tensor, Parameters<Tensor["toDlpack"]>[0]]> = [
+    [ro, { maxVersion: [1, 0] }],
+    [ro, { copy: true }],
+    [ro, { maxVersion: [1, 0], copy: true }],
+    [Tensor.zeros([0, 3], "BF16"), {}],
+    [Tensor.zeros([], "INT64"), { maxVersion: [1, 0], device: "cpu" }],
+  ];
+  for (const [x, options] of cases) {
+    const direct = Tensor.fromDlpack(x.toDlpack(options));
+    const capsule = x.toDlpack(options);
+    void capsule.address;
+    const viaStruct = Tensor.fromDlpack(capsule);
+    const seen = (v: Tensor) => [v.shape, v.strides, v.dtype, v.device, v.readOnly, Array.from(v.data() as ArrayLike<number | bigint>)];
+    t.deepEqual(seen(direct), seen(viaStruct), JSON.stringify(options));
+    if (options?.copy !== true && x.byteLength > 0) t.is(direct.dataPtr, x.dataPtr);
+  }
 });
 
 test("the import shares memory with the exporter (zero-copy both ways)", (t) => {

@@ -4,7 +4,7 @@
  */
 
 import { ErrorCode, TensorBridgeError, rethrowNative } from "./errors.js";
-import { NativeCapsule } from "./native.js";
+import { NativeCapsule, NativeTensor } from "./native.js";
 
 /** Options of {@link DLPackCapsule.fromAddress}. */
 export interface FromAddressOptions {
@@ -23,24 +23,42 @@ const INTERNAL = Symbol("tensorbridge.capsule.internal");
  *
  * If it is never consumed, garbage collection calls the producer's deleter
  * (once). Consuming it twice throws `ERR_DLPACK_CONSUMED`.
+ *
+ * A capsule from `tensor.toDlpack()` builds its C struct (`DLManagedTensor`
+ * or `DLManagedTensorVersioned`) only when native code needs one, on the
+ * first {@link address} or {@link release}: handed to `Tensor.fromDlpack`
+ * it gives the same tensor an import of the struct would (same memory,
+ * device and flags), without making and parsing the struct. Every export
+ * check, copy and stream ordering has already run in `toDlpack()`, so errors
+ * come at the same place either way.
  */
 export class DLPackCapsule {
-  readonly #native: NativeCapsule;
+  /** The managed struct, once built (or taken from an address). */
+  #native: NativeCapsule | undefined;
+  /** A prepared export whose struct is not built yet (see the class docs). */
+  #prepared: NativeTensor | undefined;
+  readonly #versioned: boolean;
 
   /** @internal Use `tensor.toDlpack()` or {@link DLPackCapsule.fromAddress}. */
-  constructor(token: typeof INTERNAL, native: NativeCapsule) {
+  constructor(
+    token: typeof INTERNAL,
+    source: { native: NativeCapsule } | { prepared: NativeTensor },
+    versioned: boolean,
+  ) {
     if (token !== INTERNAL) {
       throw new TensorBridgeError(
         ErrorCode.INVALID_ARGUMENT,
         "DLPackCapsule can't be constructed directly; use tensor.toDlpack() or DLPackCapsule.fromAddress()",
       );
     }
-    this.#native = native;
+    if ("native" in source) this.#native = source.native;
+    else this.#prepared = source.prepared;
+    this.#versioned = versioned;
   }
 
-  /** @internal */
-  static wrap(native: NativeCapsule): DLPackCapsule {
-    return new DLPackCapsule(INTERNAL, native);
+  /** @internal A capsule over a prepared export (`NativeTensor.prepareExport`). */
+  static prepared(prepared: NativeTensor, versioned: boolean): DLPackCapsule {
+    return new DLPackCapsule(INTERNAL, { prepared }, versioned);
   }
 
   /**
@@ -65,30 +83,63 @@ export class DLPackCapsule {
       );
     }
     try {
-      return DLPackCapsule.wrap(NativeCapsule.fromAddress(address, options.versioned));
+      const native = NativeCapsule.fromAddress(address, options.versioned);
+      return new DLPackCapsule(INTERNAL, { native }, options.versioned);
     } catch (e) {
       rethrowNative(e);
     }
   }
 
-  /** @internal The native handle, for `Tensor.fromDlpack`. */
-  get native(): NativeCapsule {
+  /**
+   * @internal Consumes the capsule for `Tensor.fromDlpack`: the prepared
+   * tensor handle as is, else an import of the managed struct (which leaves
+   * the capsule unconsumed when validation fails, as core documents).
+   */
+  take(): NativeTensor {
+    const prepared = this.#prepared;
+    if (prepared !== undefined) {
+      this.#prepared = undefined;
+      return prepared;
+    }
+    return NativeTensor.fromCapsule(this.#struct());
+  }
+
+  /** The managed struct, built now for a prepared export. */
+  #struct(): NativeCapsule {
+    if (this.#native === undefined) {
+      if (this.#prepared === undefined) {
+        throw new TensorBridgeError(
+          ErrorCode.DLPACK_CONSUMED,
+          "this capsule was already consumed; export the tensor again with toDlpack()",
+        );
+      }
+      this.#native = NativeCapsule.fromPrepared(this.#prepared);
+      this.#prepared = undefined;
+    }
     return this.#native;
   }
 
-  /** Address of the managed struct, for native consumers (BigInt pointer). */
+  /**
+   * Address of the managed struct, for native consumers (BigInt pointer).
+   * Builds the struct on first use.
+   * @throws {TensorBridgeError} `ERR_DLPACK_CONSUMED` if `Tensor.fromDlpack` consumed it before any struct was built.
+   */
   get address(): bigint {
-    return this.#native.address;
+    try {
+      return this.#struct().address;
+    } catch (e) {
+      rethrowNative(e);
+    }
   }
 
   /** Whether the capsule holds a versioned (DLPack ≥ 1.0) managed tensor. */
   get versioned(): boolean {
-    return this.#native.versioned;
+    return this.#versioned;
   }
 
   /** Whether the capsule was consumed or released. */
   get consumed(): boolean {
-    return this.#native.consumed;
+    return this.#native === undefined ? this.#prepared === undefined : this.#native.consumed;
   }
 
   /**
@@ -99,7 +150,7 @@ export class DLPackCapsule {
    */
   release(): bigint {
     try {
-      return this.#native.release();
+      return this.#struct().release();
     } catch (e) {
       rethrowNative(e);
     }

@@ -35,7 +35,7 @@ export type { NativeStats } from "../index.js";
 const tensors = new FinalizationRegistry<number>((id) => binding.tensorFree(id));
 const capsules = new FinalizationRegistry<number>((id) => binding.capsuleFree(id));
 
-/** Export arguments of {@link NativeTensor.toDlpack}. */
+/** Export arguments of {@link NativeTensor.prepareExport}. */
 export interface NativeExportOptions {
   versioned: boolean;
   copy?: boolean | undefined;
@@ -56,6 +56,14 @@ export class NativeCapsule {
   /** @internal Wraps a fresh capsule handle. */
   static adopt(id: number): NativeCapsule {
     return new NativeCapsule(id);
+  }
+
+  /**
+   * Builds the managed struct of a prepared export (see
+   * {@link NativeTensor.prepareExport}); the prepared handle is freed.
+   */
+  static fromPrepared(prepared: NativeTensor): NativeCapsule {
+    return new NativeCapsule(binding.capsuleFromPrepared(prepared.id));
   }
 
   /** Takes ownership of a managed tensor made elsewhere. */
@@ -188,13 +196,18 @@ export class NativeTensor {
     binding.tensorCopyToIpc(this.id, mapping, offset);
   }
 
-  /** Exports a DLPack capsule. */
-  toDlpack(options: NativeExportOptions): NativeCapsule {
+  /**
+   * The first half of a DLPack export: every check, copy and stream ordering
+   * is done and the result is a handle on the tensor its consumer gets. An
+   * in-process consumer adopts that handle; {@link NativeCapsule.fromPrepared}
+   * builds the managed struct for a native one.
+   */
+  prepareExport(options: NativeExportOptions): NativeTensor {
     if (options.copy === undefined && options.device === undefined && options.stream === undefined) {
-      return NativeCapsule.adopt(binding.tensorExport(this.id, options.versioned));
+      return new NativeTensor(binding.tensorPrepareExportPlain(this.id, options.versioned));
     }
-    return NativeCapsule.adopt(
-      binding.tensorToDlpack(this.id, options.versioned, options.copy, options.device, options.stream),
+    return new NativeTensor(
+      binding.tensorPrepareExport(this.id, options.versioned, options.copy, options.device, options.stream),
     );
   }
 

@@ -398,7 +398,7 @@ export class Tensor {
     const capsule = Tensor.#capsuleOf(source);
     let native: NativeTensor;
     try {
-      native = NativeTensor.fromCapsule(capsule.native);
+      native = capsule.take();
     } catch (e) {
       rethrowNative(e);
     }
@@ -814,7 +814,7 @@ export class Tensor {
     const versioned = versionAtLeast(options.maxVersion, 1, 0);
     const device = options.device === undefined ? undefined : deviceString(options.device);
     try {
-      return DLPackCapsule.wrap(native.toDlpack({ versioned, copy: options.copy, device, stream }));
+      return DLPackCapsule.prepared(native.prepareExport({ versioned, copy: options.copy, device, stream }), versioned);
     } catch (e) {
       rethrowNative(e);
     }

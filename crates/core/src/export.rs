@@ -370,13 +370,105 @@ pub(crate) unsafe fn own_export<'a>(managed: Managed) -> Option<&'a Tensor> {
     }
 }
 
-/// `Tensor::to_dlpack` and `Tensor::to_dlpack_with_stream`.
-pub(crate) fn export(
+/// The first half of an export: every check, copy and stream ordering of
+/// [`Tensor::to_dlpack_with_stream`] is done, but the managed struct is not built yet.
+///
+/// An export that stays inside the process (a JS `toDlpack()` consumed by `fromDlpack()`, a
+/// Rust hand-off) never needs the C struct: [`into_tensor`](PreparedExport::into_tensor) gives
+/// exactly the tensor that importing the struct would give (same memory, device label and
+/// flags), for the cost of a reference count, while
+/// [`into_dlpack`](PreparedExport::into_dlpack) builds the struct when a native consumer asks
+/// for an address. Either way the result is what [`Tensor::to_dlpack_with_stream`] followed by
+/// an import would produce; a test holds the two paths equal.
+#[derive(Debug, Clone)]
+pub struct PreparedExport {
+    /// The tensor as its consumer will see it: the copy if one was made, relabelled `cpu` for
+    /// pinned memory asked for as `cpu`, with the flags an import of the struct would carry.
+    view: Tensor,
+    versioned: bool,
+    /// A copy was made for this export (the versioned struct's `IS_COPIED`).
+    is_copied: bool,
+}
+
+impl PreparedExport {
+    /// The tensor the consumer gets, still owned by the export.
+    pub fn tensor(&self) -> &Tensor {
+        &self.view
+    }
+
+    /// Whether a copy was made for this export (the versioned struct says `IS_COPIED`).
+    pub fn is_copied(&self) -> bool {
+        self.is_copied
+    }
+
+    /// Whether [`into_dlpack`](PreparedExport::into_dlpack) builds a `DLManagedTensorVersioned`.
+    pub fn is_versioned(&self) -> bool {
+        self.versioned
+    }
+
+    /// Consumes the export in-process: the tensor an import of the managed struct would give,
+    /// without building the struct.
+    pub fn into_tensor(self) -> Tensor {
+        self.view
+    }
+
+    /// Builds the managed struct (legacy or versioned, as asked) for a native consumer.
+    pub fn into_dlpack(self) -> ExportedTensor {
+        let PreparedExport { view: tensor, versioned, is_copied } = self;
+        let ndim = tensor.ndim();
+        let dims: Box<[i64]> = tensor.shape().iter().chain(tensor.strides()).copied().collect();
+        let data = if tensor.byte_len() == 0 {
+            ptr::null_mut()
+        } else {
+            tensor.data_ptr().cast::<c_void>()
+        };
+        let dl_tensor = DLTensor {
+            data,
+            device: tensor.device().to_dlpack(),
+            ndim: i32::try_from(ndim).expect("ndim is at most MAX_NDIM"),
+            // `prepare` checked that the dtype has a DLPack form.
+            dtype: tensor.dtype().to_dlpack().expect("checked by prepare"),
+            shape: ptr::null_mut(), // set by `leak`, once the block is in place
+            strides: ptr::null_mut(), // likewise
+            byte_offset: 0,
+        };
+        let managed = if versioned {
+            let mut flags = 0;
+            if tensor.is_read_only() {
+                flags |= DLPACK_FLAG_BITMASK_READ_ONLY;
+            }
+            if is_copied {
+                flags |= DLPACK_FLAG_BITMASK_IS_COPIED;
+            }
+            let managed = DLManagedTensorVersioned {
+                version: DLPackVersion::CURRENT,
+                manager_ctx: ptr::null_mut(),
+                deleter: Some(delete_versioned),
+                flags,
+                dl_tensor,
+            };
+            Managed::Versioned(leak(ExportBlock { managed, dims, tensor }))
+        } else {
+            let managed = DLManagedTensor {
+                dl_tensor,
+                manager_ctx: ptr::null_mut(),
+                deleter: Some(delete_legacy),
+            };
+            Managed::Legacy(leak(ExportBlock { managed, dims, tensor }))
+        };
+        stats::export_created();
+        ExportedTensor { managed }
+    }
+}
+
+/// `Tensor::prepare_export`: the checks, the copy if one is needed or asked for, and the
+/// consumer's stream ordering.
+pub(crate) fn prepare(
     tensor: &Tensor,
     options: &ExportOptions,
     stream: ConsumerStream,
-) -> Result<ExportedTensor> {
-    let dtype = tensor.dtype().to_dlpack()?;
+) -> Result<PreparedExport> {
+    tensor.dtype().to_dlpack()?;
     let source = tensor.device();
     let target = options.device.unwrap_or(source);
     if !target.is_known() {
@@ -417,53 +509,26 @@ pub(crate) fn export(
         )));
     }
     let is_copied = copy_to.is_some();
-    let tensor = match copy_to {
+    let exported = match copy_to {
         Some(device) => tensor.to_device(device)?,
         None => tensor.clone(),
     };
     // Order the consumer's stream after ours (pending zero fills, and foreign producers'
     // work that our stream was made to wait for on import).
     crate::cuda::order_for_consumer(device, stream)?;
+    // What an import of the struct carries: the legacy struct has no flags, so only the
+    // versioned one says IS_COPIED; READ_ONLY comes from the exported tensor either way.
+    let view = exported.exported_view(device, options.versioned && is_copied);
+    Ok(PreparedExport { view, versioned: options.versioned, is_copied })
+}
 
-    let ndim = tensor.ndim();
-    let dims: Box<[i64]> = tensor.shape().iter().chain(tensor.strides()).copied().collect();
-    let data =
-        if tensor.byte_len() == 0 { ptr::null_mut() } else { tensor.data_ptr().cast::<c_void>() };
-    let dl_tensor = DLTensor {
-        data,
-        device: device.to_dlpack(),
-        ndim: i32::try_from(ndim).expect("ndim is at most MAX_NDIM"),
-        dtype,
-        shape: ptr::null_mut(),   // set by `leak`, once the block is in place
-        strides: ptr::null_mut(), // likewise
-        byte_offset: 0,
-    };
-    let managed = if options.versioned {
-        let mut flags = 0;
-        if tensor.is_read_only() {
-            flags |= DLPACK_FLAG_BITMASK_READ_ONLY;
-        }
-        if is_copied {
-            flags |= DLPACK_FLAG_BITMASK_IS_COPIED;
-        }
-        let managed = DLManagedTensorVersioned {
-            version: DLPackVersion::CURRENT,
-            manager_ctx: ptr::null_mut(),
-            deleter: Some(delete_versioned),
-            flags,
-            dl_tensor,
-        };
-        Managed::Versioned(leak(ExportBlock { managed, dims, tensor }))
-    } else {
-        let managed = DLManagedTensor {
-            dl_tensor,
-            manager_ctx: ptr::null_mut(),
-            deleter: Some(delete_legacy),
-        };
-        Managed::Legacy(leak(ExportBlock { managed, dims, tensor }))
-    };
-    stats::export_created();
-    Ok(ExportedTensor { managed })
+/// `Tensor::to_dlpack` and `Tensor::to_dlpack_with_stream`.
+pub(crate) fn export(
+    tensor: &Tensor,
+    options: &ExportOptions,
+    stream: ConsumerStream,
+) -> Result<ExportedTensor> {
+    Ok(prepare(tensor, options, stream)?.into_dlpack())
 }
 
 #[cfg(test)]
@@ -737,5 +802,108 @@ mod tests {
         let managed = Managed::Legacy(NonNull::from(&mut fake));
         // SAFETY: `fake` is a live legacy struct with a NULL deleter.
         assert!(unsafe { own_export(managed) }.is_none());
+    }
+
+    /// Everything a consumer can observe of an imported tensor.
+    #[derive(Debug, PartialEq)]
+    struct Observed {
+        shape: Vec<i64>,
+        strides: Vec<i64>,
+        dtype: DataType,
+        device: Device,
+        read_only: bool,
+        copied: bool,
+        bytes: Vec<u8>,
+    }
+
+    fn observed(t: &Tensor) -> Observed {
+        Observed {
+            shape: t.shape().to_vec(),
+            strides: t.strides().to_vec(),
+            dtype: t.dtype(),
+            device: t.device(),
+            read_only: t.is_read_only(),
+            copied: t.is_copied(),
+            bytes: t.as_bytes().unwrap().to_vec(),
+        }
+    }
+
+    #[test]
+    fn prepared_exports_consumed_in_process_equal_imports_of_the_struct() {
+        let mut ro = [1_u8, 2, 3, 4, 5, 6, 7, 8];
+        // SAFETY: `ro` outlives every tensor, export and import made in this test.
+        let read_only = unsafe {
+            Tensor::from_borrowed(
+                ro.as_mut_ptr(),
+                8,
+                &[2, 2],
+                DataType::I16,
+                Device::CPU,
+                true,
+                Box::new(()),
+            )
+        }
+        .unwrap();
+        let plain = Tensor::zeros(&[2, 3], DataType::F32).unwrap();
+        let tensors = [
+            plain.clone(),
+            plain.deep_copy().unwrap(), // carries `copied`
+            read_only,
+            Tensor::zeros(&[], DataType::I64).unwrap(),
+            Tensor::zeros(&[0, 4], DataType::BF16).unwrap(),
+            Tensor::zeros(&[3], DataType::Bool).unwrap(),
+        ];
+        let mut compared = 0;
+        for t in &tensors {
+            for versioned in [false, true] {
+                for copy in [None, Some(false), Some(true)] {
+                    for device in [None, Some(Device::CPU)] {
+                        let options = ExportOptions { versioned, copy, device };
+                        let direct = t.prepare_export(&options, ConsumerStream::Default);
+                        let via_struct = t
+                            .prepare_export(&options, ConsumerStream::Default)
+                            .map(|p| p.into_dlpack().into_tensor().unwrap());
+                        match (direct, via_struct) {
+                            (Ok(direct), Ok(via_struct)) => {
+                                assert_eq!(direct.is_versioned(), versioned);
+                                let direct = direct.into_tensor();
+                                assert_eq!(observed(&direct), observed(&via_struct), "{options:?}");
+                                if copy != Some(true) && t.byte_len() > 0 {
+                                    assert_eq!(
+                                        direct.data_ptr(),
+                                        t.data_ptr(),
+                                        "zero-copy {options:?}"
+                                    );
+                                    assert_eq!(via_struct.data_ptr(), t.data_ptr());
+                                }
+                                compared += 1;
+                            }
+                            (Err(a), Err(b)) => assert_eq!(a.code(), b.code()),
+                            (a, b) => panic!("{options:?}: {a:?} vs {b:?}"),
+                        }
+                    }
+                }
+            }
+        }
+        // Read-only legacy exports without a copy are refused; everything else compared.
+        assert_eq!(compared, tensors.len() * 12 - 4);
+    }
+
+    #[test]
+    fn a_prepared_export_makes_no_struct_until_asked() {
+        let t = Tensor::zeros(&[4], DataType::U8).unwrap();
+        let before = crate::stats::snapshot().exports_created;
+        let prepared =
+            t.prepare_export(&ExportOptions::versioned(), ConsumerStream::Default).unwrap();
+        assert_eq!(prepared.tensor().data_ptr(), t.data_ptr());
+        drop(prepared.into_tensor());
+        // Other tests run in parallel and export too, so only "not fewer" is exact here; the
+        // struct-building half is counted by `into_dlpack`.
+        let exported = t
+            .prepare_export(&ExportOptions::default(), ConsumerStream::Default)
+            .unwrap()
+            .into_dlpack();
+        assert!(crate::stats::snapshot().exports_created > before);
+        drop(exported);
     }
 }

@@ -76,5 +76,5 @@ pub use capsule::Capsule;
 pub use device::Device;
 pub use dtype::DataType;
 pub use error::{Error, Result};
-pub use export::{ExportOptions, ExportedTensor, ImportError};
+pub use export::{ExportOptions, ExportedTensor, ImportError, PreparedExport};
 pub use tensor::Tensor;

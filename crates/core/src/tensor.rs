@@ -17,7 +17,7 @@ use crate::cuda::{self, ConsumerStream};
 use crate::device::Device;
 use crate::dtype::DataType;
 use crate::error::{Error, Result};
-use crate::export::{ExportOptions, ExportedTensor};
+use crate::export::{ExportOptions, ExportedTensor, PreparedExport};
 use crate::ffi::DLDeviceType;
 use crate::ffi::{DLManagedTensor, DLManagedTensorVersioned};
 use crate::layout;
@@ -454,6 +454,47 @@ impl Tensor {
         stream: ConsumerStream,
     ) -> Result<ExportedTensor> {
         crate::export::export(self, options, stream)
+    }
+
+    /// The first half of [`Tensor::to_dlpack_with_stream`]: every check, copy and stream
+    /// ordering, without building the managed struct (see [`PreparedExport`]). An in-process
+    /// consumer takes [`PreparedExport::into_tensor`]; a native one
+    /// [`PreparedExport::into_dlpack`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Tensor::to_dlpack_with_stream`].
+    pub fn prepare_export(
+        &self,
+        options: &ExportOptions,
+        stream: ConsumerStream,
+    ) -> Result<PreparedExport> {
+        crate::export::prepare(self, options, stream)
+    }
+
+    /// This tensor as an import of its own export shows it: labelled `device`, with the
+    /// `copied` flag the struct carried, and offset 0 when it holds no bytes (the struct's
+    /// `data` is NULL then). A reference count when nothing changes, which is the usual case.
+    pub(crate) fn exported_view(&self, device: Device, copied: bool) -> Tensor {
+        let inner = &self.inner;
+        if device == inner.device
+            && copied == inner.copied
+            && (inner.byte_len != 0 || inner.offset == 0)
+        {
+            return self.clone();
+        }
+        let offset = if inner.byte_len == 0 { 0 } else { inner.offset };
+        let flags = TensorFlags { read_only: inner.read_only, copied };
+        Tensor::from_storage(
+            Arc::clone(&inner.storage),
+            offset,
+            &inner.shape,
+            None,
+            inner.dtype,
+            device,
+            flags,
+        )
+        .expect("the same layout fits the same storage")
     }
 
     /// Imports a legacy DLPack managed tensor, taking ownership on success (its deleter then

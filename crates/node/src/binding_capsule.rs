@@ -1,7 +1,7 @@
 //! `capsule*` functions: consume-once DLPack capsules, over handles.
 
 use napi::bindgen_prelude::BigInt;
-use napi::Result;
+use napi::{Env, Result};
 use napi_derive::napi;
 use tensorbridge_core::Capsule;
 
@@ -25,6 +25,15 @@ pub fn capsule_from_address(address: BigInt, versioned: bool) -> Result<f64, Cod
     // TS API); core rejects NULL and misaligned pointers.
     let capsule = unsafe { Capsule::from_address(address, versioned) }.map_err(to_js)?;
     Ok(handles::insert_capsule(capsule))
+}
+
+/// Builds the managed struct of the prepared export held by tensor handle `id`
+/// (from `tensorPrepareExport`) and returns a capsule handle owning it; the
+/// tensor handle is freed.
+#[napi]
+pub fn capsule_from_prepared(env: Env, id: f64) -> Result<f64, Code> {
+    let prepared = handles::take_prepared(&env, id)?;
+    Ok(handles::insert_capsule(Capsule::new(prepared.into_dlpack())))
 }
 
 /// Address of the managed struct, for native consumers.

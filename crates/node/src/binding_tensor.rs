@@ -185,11 +185,15 @@ pub fn tensor_copy_to(src: f64, dst: f64) -> Result<(), Code> {
     with_tensor(src, |s| with_tensor(dst, |d| s.copy_to(d).map_err(to_js)))
 }
 
-/// Exports the tensor as a DLPack capsule, ordering the consumer's stream
-/// after ours. Arguments are positional, not an options object: reading
+/// The first half of a DLPack export (every check, copy and stream ordering:
+/// core's `Tensor::prepare_export`), held as a tensor handle: the tensor a
+/// consumer of the export gets. `fromDlpack` in JS adopts the handle as is;
+/// `capsuleFromPrepared` builds the managed struct when a native consumer asks
+/// for an address. Arguments are positional, not an options object: reading
 /// object properties through napi costs more than the export itself.
 #[napi]
-pub fn tensor_to_dlpack(
+pub fn tensor_prepare_export(
+    env: Env,
     id: f64,
     versioned: bool,
     copy: Option<bool>,
@@ -197,19 +201,18 @@ pub fn tensor_to_dlpack(
     stream: Option<BigInt>,
 ) -> Result<f64, Code> {
     let (options, stream) = export_args(versioned, copy, device.as_deref(), stream.as_ref())?;
-    let exported = with_tensor(id, |t| t.to_dlpack_with_stream(&options, stream).map_err(to_js))?;
-    Ok(handles::insert_capsule(tensorbridge_core::Capsule::new(exported)))
+    let prepared = with_tensor(id, |t| t.prepare_export(&options, stream).map_err(to_js))?;
+    handles::insert_prepared(&env, prepared)
 }
 
-/// `tensor_to_dlpack` for the common case (same device, no copy, no stream):
-/// two primitive arguments convert faster than five optional ones.
+/// `tensor_prepare_export` for the common case (same device, no copy, no
+/// stream): two primitive arguments convert faster than five optional ones.
 #[napi]
-pub fn tensor_export(id: f64, versioned: bool) -> Result<f64, Code> {
+pub fn tensor_prepare_export_plain(env: Env, id: f64, versioned: bool) -> Result<f64, Code> {
     let options = ExportOptions { versioned, copy: None, device: None };
-    let exported = with_tensor(id, |t| {
-        t.to_dlpack_with_stream(&options, ConsumerStream::default()).map_err(to_js)
-    })?;
-    Ok(handles::insert_capsule(tensorbridge_core::Capsule::new(exported)))
+    let prepared =
+        with_tensor(id, |t| t.prepare_export(&options, ConsumerStream::default()).map_err(to_js))?;
+    handles::insert_prepared(&env, prepared)
 }
 
 /// Releases the handle now instead of at garbage collection. Idempotent; the

@@ -20,14 +20,31 @@ use std::sync::Arc;
 
 use napi::{Env, Result};
 use tensorbridge_core::cuda::IpcMapping;
-use tensorbridge_core::{Capsule, Tensor};
+use tensorbridge_core::{Capsule, PreparedExport, Tensor};
 
 use crate::error::{js_error, Code};
 
 struct TensorEntry {
-    tensor: Tensor,
+    held: Held,
     /// Bytes reported to V8 with `adjust_external_memory`, returned on free.
     external_bytes: i64,
+}
+
+/// What a tensor handle holds: a tensor, or the prepared first half of a DLPack export, which
+/// JS consumes in-process as the tensor it will be (`fromDlpack`) or turns into a managed
+/// struct for a native consumer (`capsuleFromPrepared`). Either way it reads as a tensor.
+enum Held {
+    Tensor(Tensor),
+    Prepared(PreparedExport),
+}
+
+impl TensorEntry {
+    fn tensor(&self) -> &Tensor {
+        match &self.held {
+            Held::Tensor(t) => t,
+            Held::Prepared(p) => p.tensor(),
+        }
+    }
 }
 
 /// Hashes the sequential ids by one multiplication (Fibonacci hashing): the
@@ -125,17 +142,57 @@ fn disposed() -> napi::Error<Code> {
 /// Stores a tensor and returns its handle. `external` reports its bytes to V8,
 /// so that large native tensors make the GC run sooner.
 pub fn insert_tensor(env: &Env, tensor: Tensor, external: bool) -> Result<f64, Code> {
-    let external_bytes = if external { tensor.byte_len() as i64 } else { 0 };
+    let bytes = if external { tensor.byte_len() } else { 0 };
+    insert_held(env, Held::Tensor(tensor), bytes)
+}
+
+/// Stores a prepared export as a tensor handle. A host copy made for it is new
+/// memory, reported to V8 as [`insert_tensor`] does.
+pub fn insert_prepared(env: &Env, prepared: PreparedExport) -> Result<f64, Code> {
+    let t = prepared.tensor();
+    let bytes = if prepared.is_copied() && t.device().is_cpu() { t.byte_len() } else { 0 };
+    insert_held(env, Held::Prepared(prepared), bytes)
+}
+
+fn insert_held(env: &Env, held: Held, bytes: usize) -> Result<f64, Code> {
+    let external_bytes = bytes as i64;
     if external_bytes > 0 {
         env.adjust_external_memory(external_bytes).map_err(crate::error::from_napi)?;
     }
     let id = TABLES.with_borrow_mut(|t| {
         let id = t.next_id();
-        t.tensors.insert(id, TensorEntry { tensor, external_bytes });
+        t.tensors.insert(id, TensorEntry { held, external_bytes });
         id
     });
     // The counter can't pass MAX_ID: that takes 2^53 allocations on one thread.
     Ok(id as f64)
+}
+
+/// Takes the prepared export behind tensor handle `id` out of the table (the
+/// handle is freed). `ERR_INVALID_ARGUMENT` for a plain tensor handle.
+pub fn take_prepared(env: &Env, id: f64) -> Result<PreparedExport, Code> {
+    let key = key(id)?;
+    let entry = TABLES.with_borrow_mut(|t| match t.tensors.get(&key).map(|e| &e.held) {
+        Some(Held::Prepared(_)) => Ok(t.tensors.remove(&key)),
+        Some(Held::Tensor(_)) => Err(js_error(
+            "ERR_INVALID_ARGUMENT",
+            format!("handle {id} holds a tensor, not a prepared export"),
+        )),
+        None => Ok(None),
+    })?;
+    let entry = entry.ok_or_else(disposed)?;
+    release_external(env, entry.external_bytes);
+    match entry.held {
+        Held::Prepared(prepared) => Ok(prepared),
+        Held::Tensor(_) => unreachable!("checked above"),
+    }
+}
+
+fn release_external(env: &Env, bytes: i64) {
+    if bytes > 0 {
+        // Failing to lower V8's estimate only makes GC a little eager.
+        let _ = env.adjust_external_memory(-bytes);
+    }
 }
 
 /// Runs `f` on the tensor behind `id`; `ERR_DISPOSED` when it was freed.
@@ -145,7 +202,7 @@ pub fn insert_tensor(env: &Env, tensor: Tensor, external: bool) -> Result<f64, C
 /// inserts results after `with_tensor` returns.
 pub fn with_tensor<R>(id: f64, f: impl FnOnce(&Tensor) -> Result<R, Code>) -> Result<R, Code> {
     let key = key(id)?;
-    TABLES.with_borrow(|t| f(&t.tensors.get(&key).ok_or_else(disposed)?.tensor))
+    TABLES.with_borrow(|t| f(t.tensors.get(&key).ok_or_else(disposed)?.tensor()))
 }
 
 /// Frees the tensor behind `id`; a no-op when it was already freed.
@@ -153,10 +210,7 @@ pub fn free_tensor(env: &Env, id: f64) {
     let Ok(key) = key(id) else { return };
     let entry = TABLES.with_borrow_mut(|t| t.tensors.remove(&key));
     if let Some(entry) = entry {
-        if entry.external_bytes > 0 {
-            // Failing to lower V8's estimate only makes GC a little eager.
-            let _ = env.adjust_external_memory(-entry.external_bytes);
-        }
+        release_external(env, entry.external_bytes);
         // Dropped here, outside the table borrow: a producer's deleter may run.
         drop(entry);
     }
