@@ -4,10 +4,57 @@
  * @module
  */
 
+// The test producer is imported from the binding directly, not through
+// native.ts: it is test-only and has no handle to wrap.
+import { testingForeignStats, testingForeignTensor } from "../index.js";
+import type { DType } from "./dtype.js";
+import { ErrorCode, TensorBridgeError, rethrowNative } from "./errors.js";
 import { type NativeStats, errorCodes, liveHandles, nativeStats, noop } from "./native.js";
 
 /** Process-wide ownership counters (cumulative since the addon loaded). */
 export type Stats = NativeStats;
+
+/** Options of {@link debug.foreignTensor}: the fields of the managed tensor to make. */
+export interface ForeignTensorOptions {
+  /** The shape. */
+  shape: readonly number[];
+  /**
+   * Strides in elements, written as given (need not be C order); omitted:
+   * a NULL strides pointer, which DLPack reads as compact row-major.
+   */
+  strides?: readonly number[] | undefined;
+  /** A Triton dtype name other than `"BYTES"`. @default "FP32" */
+  dtype?: Exclude<DType, "BYTES"> | undefined;
+  /** A `DLManagedTensorVersioned` (`true`) or a legacy `DLManagedTensor`. */
+  versioned: boolean;
+  /** `[major, minor]` of a versioned tensor. @default [1, 3] */
+  version?: readonly [number, number] | undefined;
+  /** DLPack flags of a versioned tensor (READ_ONLY 1, IS_COPIED 2). @default 0 */
+  flags?: number | undefined;
+  /** `byte_offset`, written as given. @default 0 */
+  byteOffset?: number | undefined;
+  /**
+   * The element bytes, copied into memory the tensor owns; omitted: a byte
+   * pattern over every element the strides reach.
+   */
+  data?: Uint8Array | undefined;
+}
+
+/** A managed tensor made by {@link debug.foreignTensor}. */
+export interface ForeignTensor {
+  /** Address of the managed struct, for `DLPackCapsule.fromAddress`. */
+  address: bigint;
+  /** `dl_tensor.data`: where its bytes are (before `byteOffset`). */
+  data: bigint;
+}
+
+/** Counts of {@link debug.foreignTensor}'s tensors (cumulative since the addon loaded). */
+export interface ForeignStats {
+  /** Managed tensors made. */
+  created: number;
+  /** Times one of their deleters ran. */
+  deleted: number;
+}
 
 /** Diagnostics namespace. */
 export const debug = {
@@ -31,6 +78,51 @@ export const debug = {
   /** Every error code the native core can raise. */
   nativeErrorCodes(): string[] {
     return errorCodes();
+  },
+  /**
+   * **For tests.** Makes a managed tensor the way another DLPack producer
+   * (NumPy, PyTorch, a C library) would: heap memory outside tensorbridge,
+   * with exactly the shape, strides, dtype, version and flags asked for,
+   * including ones tensorbridge refuses to import. Its deleter frees it and
+   * counts in {@link debug.foreignStats}.
+   *
+   * The caller owns the address: hand it to `DLPackCapsule.fromAddress`
+   * (with the same `versioned`), which takes ownership; an address nobody
+   * takes leaks.
+   * @throws {TensorBridgeError} `ERR_DTYPE_UNSUPPORTED`, `ERR_SHAPE_NEGATIVE`, `ERR_INVALID_ARGUMENT` for options it can't build.
+   * @example
+   * const { address } = debug.foreignTensor({ shape: [2, 3], strides: [1, 2], versioned: true });
+   * const capsule = DLPackCapsule.fromAddress(address, { versioned: true });
+   * Tensor.fromDlpack(capsule); // throws ERR_DLPACK_NOT_CONTIGUOUS; the capsule still owns it
+   */
+  foreignTensor(options: ForeignTensorOptions): ForeignTensor {
+    const { shape, strides, dtype = "FP32", versioned, version, flags, byteOffset, data } = options;
+    if (typeof versioned !== "boolean") {
+      throw new TensorBridgeError(ErrorCode.INVALID_ARGUMENT, "debug.foreignTensor needs { versioned: true | false }");
+    }
+    try {
+      return testingForeignTensor(
+        [...shape],
+        strides === undefined ? undefined : [...strides],
+        dtype,
+        versioned,
+        version === undefined ? undefined : [...version],
+        flags,
+        byteOffset,
+        data,
+      );
+    } catch (e) {
+      rethrowNative(e);
+    }
+  },
+  /**
+   * **For tests.** How many {@link debug.foreignTensor} tensors were made
+   * and how many of their deleters ran. Each deleter counts once per call,
+   * so after everything is released `created === deleted`, and a double
+   * delete shows as `deleted > created`.
+   */
+  foreignStats(): ForeignStats {
+    return testingForeignStats();
   },
   /** An empty native call: the floor of napi call overhead, for benchmarks. */
   noop(): void {

@@ -67,6 +67,9 @@ pub mod stats;
 pub mod storage;
 /// The tensor type.
 pub mod tensor;
+/// A DLPack producer for tests: foreign managed tensors with arbitrary fields and counted
+/// deleters (not for production use).
+pub mod testing;
 
 /// Conversions to and from dlpark 0.8's types.
 #[cfg(feature = "dlpark")]

@@ -16,6 +16,7 @@ mod binding_capsule;
 mod binding_cuda;
 mod binding_stats;
 mod binding_tensor;
+mod binding_testing;
 mod error;
 mod handles;
 mod options;
