@@ -115,6 +115,13 @@ export declare function cudaUnavailableReason(): string | null
 /** Every error code core can raise, for the TS layer's consistency test. */
 export declare function errorCodes(): Array<string>
 
+/**
+ * Returns `{ prepareExportPlain, tensorFree }`: the same contracts as
+ * `tensorPrepareExport(id, versioned)` without copy, device or stream, and as
+ * a handle free (idempotent; unknown ids are ignored).
+ */
+export declare function fastCalls(): { prepareExportPlain(id: number, versioned: boolean): number; tensorFree(id: number): void }
+
 /** Live tensor and capsule handles on the calling thread, for leak checks. */
 export declare function liveHandles(): Array<number>
 
@@ -177,12 +184,6 @@ export declare function tensorDeviceType(id: number): number
 export declare function tensorDtype(id: number): string
 
 /**
- * Releases the handle now instead of at garbage collection. Idempotent; the
- * JS `FinalizationRegistry` calls it too.
- */
-export declare function tensorFree(id: number): void
-
-/**
  * Wraps the bytes of `data` without copying; `data` stays alive as long as the
  * tensor (or any export or view of it) does. Returns a tensor handle.
  */
@@ -208,16 +209,11 @@ export declare function tensorLive(id: number): boolean
  * core's `Tensor::prepare_export`), held as a tensor handle: the tensor a
  * consumer of the export gets. `fromDlpack` in JS adopts the handle as is;
  * `capsuleFromPrepared` builds the managed struct when a native consumer asks
- * for an address. Arguments are positional, not an options object: reading
+ * for an address; `fastCalls().prepareExportPlain` is the same call without
+ * copy, device or stream (see `fast.rs`). Arguments are positional, not an options object: reading
  * object properties through napi costs more than the export itself.
  */
 export declare function tensorPrepareExport(id: number, versioned: boolean, copy?: boolean | undefined | null, device?: string | undefined | null, stream?: bigint | undefined | null): number
-
-/**
- * `tensor_prepare_export` for the common case (same device, no copy, no
- * stream): two primitive arguments convert faster than five optional ones.
- */
-export declare function tensorPrepareExportPlain(id: number, versioned: boolean): number
 
 /** Whether the producer marked the memory read-only. */
 export declare function tensorReadOnly(id: number): boolean

@@ -773,7 +773,7 @@ if (
   }
 }
 
-const { capsuleAddress, capsuleConsumed, capsuleFree, capsuleFromAddress, capsuleFromPrepared, capsuleRelease, capsuleVersioned, cudaDeviceCount, cudaDriverVersion, cudaIpcClose, cudaIpcHandle, cudaIpcOpen, cudaIsAvailable, cudaMemoryKind, cudaStreamHandle, cudaUnavailableReason, errorCodes, liveHandles, nativeStats, noop, tensorByteLength, tensorCopyTo, tensorCopyToIpc, tensorDataAddress, tensorDeepCopy, tensorDeviceId, tensorDeviceKind, tensorDeviceType, tensorDtype, tensorFree, tensorFromBytes, tensorFromCapsule, tensorFromIpc, tensorIsCpu, tensorLive, tensorPrepareExport, tensorPrepareExportPlain, tensorReadOnly, tensorShape, tensorShare, tensorStrides, tensorToDevice, tensorView, tensorZeros, testingForeignStats, testingForeignTensor } = nativeBinding
+const { capsuleAddress, capsuleConsumed, capsuleFree, capsuleFromAddress, capsuleFromPrepared, capsuleRelease, capsuleVersioned, cudaDeviceCount, cudaDriverVersion, cudaIpcClose, cudaIpcHandle, cudaIpcOpen, cudaIsAvailable, cudaMemoryKind, cudaStreamHandle, cudaUnavailableReason, errorCodes, fastCalls, liveHandles, nativeStats, noop, tensorByteLength, tensorCopyTo, tensorCopyToIpc, tensorDataAddress, tensorDeepCopy, tensorDeviceId, tensorDeviceKind, tensorDeviceType, tensorDtype, tensorFromBytes, tensorFromCapsule, tensorFromIpc, tensorIsCpu, tensorLive, tensorPrepareExport, tensorReadOnly, tensorShape, tensorShare, tensorStrides, tensorToDevice, tensorView, tensorZeros, testingForeignStats, testingForeignTensor } = nativeBinding
 export { capsuleAddress }
 export { capsuleConsumed }
 export { capsuleFree }
@@ -791,6 +791,7 @@ export { cudaMemoryKind }
 export { cudaStreamHandle }
 export { cudaUnavailableReason }
 export { errorCodes }
+export { fastCalls }
 export { liveHandles }
 export { nativeStats }
 export { noop }
@@ -803,14 +804,12 @@ export { tensorDeviceId }
 export { tensorDeviceKind }
 export { tensorDeviceType }
 export { tensorDtype }
-export { tensorFree }
 export { tensorFromBytes }
 export { tensorFromCapsule }
 export { tensorFromIpc }
 export { tensorIsCpu }
 export { tensorLive }
 export { tensorPrepareExport }
-export { tensorPrepareExportPlain }
 export { tensorReadOnly }
 export { tensorShape }
 export { tensorShare }

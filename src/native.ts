@@ -32,7 +32,13 @@ export {
 } from "../index.js";
 export type { NativeStats } from "../index.js";
 
-const tensors = new FinalizationRegistry<number>((id) => binding.tensorFree(id));
+/**
+ * The round trip's two hot calls, hand-written in the binding to skip
+ * napi-rs's per-call borrow scope (see `crates/node/src/fast.rs`).
+ */
+const fast = binding.fastCalls();
+
+const tensors = new FinalizationRegistry<number>((id) => fast.tensorFree(id));
 const capsules = new FinalizationRegistry<number>((id) => binding.capsuleFree(id));
 
 /** Export arguments of {@link NativeTensor.prepareExport}. */
@@ -204,7 +210,7 @@ export class NativeTensor {
    */
   prepareExport(options: NativeExportOptions): NativeTensor {
     if (options.copy === undefined && options.device === undefined && options.stream === undefined) {
-      return new NativeTensor(binding.tensorPrepareExportPlain(this.id, options.versioned));
+      return new NativeTensor(fast.prepareExportPlain(this.id, options.versioned));
     }
     return new NativeTensor(
       binding.tensorPrepareExport(this.id, options.versioned, options.copy, options.device, options.stream),
@@ -213,6 +219,6 @@ export class NativeTensor {
 
   /** Frees the handle now. Idempotent. */
   dispose(): void {
-    binding.tensorFree(this.id);
+    fast.tensorFree(this.id);
   }
 }

@@ -6,9 +6,8 @@
 use napi::bindgen_prelude::{ArrayBuffer, BigInt, Uint8Array};
 use napi::{Env, Result};
 use napi_derive::napi;
-use tensorbridge_core::cuda::ConsumerStream;
 use tensorbridge_core::storage::StorageKind;
-use tensorbridge_core::{Device, ExportOptions, Tensor};
+use tensorbridge_core::{Device, Tensor};
 
 use crate::error::{to_js, Code};
 use crate::handles::{self, with_tensor};
@@ -189,7 +188,8 @@ pub fn tensor_copy_to(src: f64, dst: f64) -> Result<(), Code> {
 /// core's `Tensor::prepare_export`), held as a tensor handle: the tensor a
 /// consumer of the export gets. `fromDlpack` in JS adopts the handle as is;
 /// `capsuleFromPrepared` builds the managed struct when a native consumer asks
-/// for an address. Arguments are positional, not an options object: reading
+/// for an address; `fastCalls().prepareExportPlain` is the same call without
+/// copy, device or stream (see `fast.rs`). Arguments are positional, not an options object: reading
 /// object properties through napi costs more than the export itself.
 #[napi]
 pub fn tensor_prepare_export(
@@ -203,21 +203,4 @@ pub fn tensor_prepare_export(
     let (options, stream) = export_args(versioned, copy, device.as_deref(), stream.as_ref())?;
     let prepared = with_tensor(id, |t| t.prepare_export(&options, stream).map_err(to_js))?;
     handles::insert_prepared(&env, prepared)
-}
-
-/// `tensor_prepare_export` for the common case (same device, no copy, no
-/// stream): two primitive arguments convert faster than five optional ones.
-#[napi]
-pub fn tensor_prepare_export_plain(env: Env, id: f64, versioned: bool) -> Result<f64, Code> {
-    let options = ExportOptions { versioned, copy: None, device: None };
-    let prepared =
-        with_tensor(id, |t| t.prepare_export(&options, ConsumerStream::default()).map_err(to_js))?;
-    handles::insert_prepared(&env, prepared)
-}
-
-/// Releases the handle now instead of at garbage collection. Idempotent; the
-/// JS `FinalizationRegistry` calls it too.
-#[napi]
-pub fn tensor_free(env: Env, id: f64) {
-    handles::free_tensor(&env, id);
 }

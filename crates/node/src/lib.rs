@@ -18,6 +18,7 @@ mod binding_stats;
 mod binding_tensor;
 mod binding_testing;
 mod error;
+mod fast;
 mod handles;
 mod options;
 mod view;

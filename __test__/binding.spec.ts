@@ -1,0 +1,61 @@
+// The binding's hand-written napi callbacks (crates/node/src/fast.rs) read
+// their own arguments, so they get their own checks: wrong types and stale
+// handles must throw coded errors, never crash or free the wrong thing.
+import test from "ava";
+import * as binding from "../index.js";
+import { ErrorCode, Tensor } from "../src/index.js";
+
+const fast = binding.fastCalls();
+
+/** Runs `fn` and returns the thrown error's `code`. */
+function codeOf(fn: () => unknown): unknown {
+  try {
+    fn();
+  } catch (e) {
+    return (e as { code?: unknown }).code;
+  }
+  return "no error";
+}
+
+test("prepareExportPlain checks its arguments and its handle", (t) => {
+  const id = binding.tensorZeros([4], "FP32", undefined);
+  t.is(codeOf(() => fast.prepareExportPlain("1" as never, false)), ErrorCode.INVALID_ARGUMENT);
+  t.is(codeOf(() => fast.prepareExportPlain(id, 1 as never)), ErrorCode.INVALID_ARGUMENT);
+  t.is(codeOf(() => (fast.prepareExportPlain as (id?: number) => number)(id)), ErrorCode.INVALID_ARGUMENT);
+  t.is(codeOf(() => fast.prepareExportPlain(0.5, true)), ErrorCode.INVALID_ARGUMENT);
+  const prepared = fast.prepareExportPlain(id, true);
+  t.is(binding.tensorDataAddress(prepared), binding.tensorDataAddress(id), "the prepared handle views the same memory");
+  fast.tensorFree(id);
+  t.is(codeOf(() => fast.prepareExportPlain(id, true)), ErrorCode.DISPOSED);
+  fast.tensorFree(prepared);
+});
+
+test("prepareExportPlain runs core's export checks", (t) => {
+  const ro = binding.tensorFromBytes(new Uint8Array(8), [2], "FP32", true);
+  t.is(codeOf(() => fast.prepareExportPlain(ro, false)), ErrorCode.COPY_REQUIRED, "read-only as a legacy struct");
+  t.is(typeof fast.prepareExportPlain(ro, true), "number");
+  fast.tensorFree(ro);
+});
+
+test("tensorFree is idempotent and ignores what is not a handle", (t) => {
+  const id = binding.tensorZeros([1], "INT8", undefined);
+  fast.tensorFree(id);
+  fast.tensorFree(id);
+  t.false(binding.tensorLive(id));
+  t.is(codeOf(() => fast.tensorFree(-1)), "no error");
+  t.is(codeOf(() => fast.tensorFree("x" as never)), ErrorCode.INVALID_ARGUMENT);
+  t.is(codeOf(() => (fast.tensorFree as () => void)()), ErrorCode.INVALID_ARGUMENT);
+});
+
+test("a prepared export becomes a struct once, and only a prepared export does", (t) => {
+  const x = Tensor.from(new Float32Array([1, 2]));
+  const id = binding.tensorShare(Tensor.nativeOf(x)!.id);
+  t.is(codeOf(() => binding.capsuleFromPrepared(id)), ErrorCode.INVALID_ARGUMENT, "a plain tensor handle");
+  const prepared = fast.prepareExportPlain(id, true);
+  const capsule = binding.capsuleFromPrepared(prepared);
+  t.false(binding.tensorLive(prepared), "the prepared handle is gone");
+  t.is(codeOf(() => binding.capsuleFromPrepared(prepared)), ErrorCode.DISPOSED);
+  t.is(binding.capsuleAddress(capsule) !== 0n, true);
+  binding.capsuleFree(capsule);
+  fast.tensorFree(id);
+});
