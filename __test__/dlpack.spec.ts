@@ -51,6 +51,11 @@ test("a capsule consumed in-process builds no C struct; asking for its address b
   y.dispose();
 });
 
+/** What a user can observe of a tensor. */
+function observable(v: Tensor): unknown[] {
+  return [v.shape, v.strides, v.dtype, v.device, v.readOnly, Array.from(v.data() as ArrayLike<number | bigint>)];
+}
+
 test("both ways of consuming a capsule give the same tensor", (t) => {
   const ro = Tensor.from(new Float32Array([1, 2, 3, 4]), { shape: [2, 2], readOnly: true });
   const cases: Array<[Tensor, Parameters<Tensor["toDlpack"]>[0]]> = [
@@ -65,8 +70,7 @@ test("both ways of consuming a capsule give the same tensor", (t) => {
     const capsule = x.toDlpack(options);
     void capsule.address;
     const viaStruct = Tensor.fromDlpack(capsule);
-    const seen = (v: Tensor) => [v.shape, v.strides, v.dtype, v.device, v.readOnly, Array.from(v.data() as ArrayLike<number | bigint>)];
-    t.deepEqual(seen(direct), seen(viaStruct), JSON.stringify(options));
+    t.deepEqual(observable(direct), observable(viaStruct), JSON.stringify(options));
     if (options?.copy !== true && x.byteLength > 0) t.is(direct.dataPtr, x.dataPtr);
   }
 });

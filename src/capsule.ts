@@ -42,7 +42,8 @@ export class DLPackCapsule {
   /** @internal Use `tensor.toDlpack()` or {@link DLPackCapsule.fromAddress}. */
   constructor(
     token: typeof INTERNAL,
-    source: { native: NativeCapsule } | { prepared: NativeTensor },
+    native: NativeCapsule | undefined,
+    prepared: NativeTensor | undefined,
     versioned: boolean,
   ) {
     if (token !== INTERNAL) {
@@ -51,14 +52,14 @@ export class DLPackCapsule {
         "DLPackCapsule can't be constructed directly; use tensor.toDlpack() or DLPackCapsule.fromAddress()",
       );
     }
-    if ("native" in source) this.#native = source.native;
-    else this.#prepared = source.prepared;
+    this.#native = native;
+    this.#prepared = prepared;
     this.#versioned = versioned;
   }
 
   /** @internal A capsule over a prepared export (`NativeTensor.prepareExport`). */
   static prepared(prepared: NativeTensor, versioned: boolean): DLPackCapsule {
-    return new DLPackCapsule(INTERNAL, { prepared }, versioned);
+    return new DLPackCapsule(INTERNAL, undefined, prepared, versioned);
   }
 
   /**
@@ -84,7 +85,7 @@ export class DLPackCapsule {
     }
     try {
       const native = NativeCapsule.fromAddress(address, options.versioned);
-      return new DLPackCapsule(INTERNAL, { native }, options.versioned);
+      return new DLPackCapsule(INTERNAL, native, undefined, options.versioned);
     } catch (e) {
       rethrowNative(e);
     }

@@ -4,12 +4,17 @@
  * @module
  */
 
-// The test producer is imported from the binding directly, not through
-// native.ts: it is test-only and has no handle to wrap.
-import { testingForeignStats, testingForeignTensor } from "../index.js";
 import type { DType } from "./dtype.js";
 import { ErrorCode, TensorBridgeError, rethrowNative } from "./errors.js";
-import { type NativeStats, errorCodes, liveHandles, nativeStats, noop } from "./native.js";
+import {
+  type NativeStats,
+  errorCodes,
+  liveHandles,
+  nativeStats,
+  noop,
+  testingForeignStats,
+  testingForeignTensor,
+} from "./native.js";
 
 /** Process-wide ownership counters (cumulative since the addon loaded). */
 export type Stats = NativeStats;

@@ -29,6 +29,8 @@ export {
   liveHandles,
   nativeStats,
   noop,
+  testingForeignStats,
+  testingForeignTensor,
 } from "../index.js";
 export type { NativeStats } from "../index.js";
 
@@ -40,14 +42,6 @@ const fast = binding.fastCalls();
 
 const tensors = new FinalizationRegistry<number>((id) => fast.tensorFree(id));
 const capsules = new FinalizationRegistry<number>((id) => binding.capsuleFree(id));
-
-/** Export arguments of {@link NativeTensor.prepareExport}. */
-export interface NativeExportOptions {
-  versioned: boolean;
-  copy?: boolean | undefined;
-  device?: string | undefined;
-  stream?: bigint | undefined;
-}
 
 /** A consume-once DLPack capsule held by the binding. */
 export class NativeCapsule {
@@ -208,13 +202,16 @@ export class NativeTensor {
    * in-process consumer adopts that handle; {@link NativeCapsule.fromPrepared}
    * builds the managed struct for a native one.
    */
-  prepareExport(options: NativeExportOptions): NativeTensor {
-    if (options.copy === undefined && options.device === undefined && options.stream === undefined) {
-      return new NativeTensor(fast.prepareExportPlain(this.id, options.versioned));
+  prepareExport(
+    versioned: boolean,
+    copy: boolean | undefined,
+    device: string | undefined,
+    stream: bigint | undefined,
+  ): NativeTensor {
+    if (copy === undefined && device === undefined && stream === undefined) {
+      return new NativeTensor(fast.prepareExportPlain(this.id, versioned));
     }
-    return new NativeTensor(
-      binding.tensorPrepareExport(this.id, options.versioned, options.copy, options.device, options.stream),
-    );
+    return new NativeTensor(binding.tensorPrepareExport(this.id, versioned, copy, device, stream));
   }
 
   /** Frees the handle now. Idempotent. */

@@ -149,6 +149,9 @@ function checkName(name: unknown): string | undefined {
   return name;
 }
 
+/** The options of a call that passed none (shared, so hot paths allocate nothing). */
+const NO_OPTIONS: Readonly<Record<string, never>> = Object.freeze({});
+
 function versionAtLeast(v: readonly [number, number] | undefined, major: number, minor: number): boolean {
   if (v === undefined) return false;
   if (!Array.isArray(v) || v.length !== 2 || !v.every(Number.isInteger)) {
@@ -394,7 +397,7 @@ export class Tensor {
    *   input (e.g. `x[::2]`), `ERR_DLPACK_CONSUMED` for a used capsule, and the
    *   other `ERR_DLPACK_*` codes for a malformed tensor.
    */
-  static fromDlpack(source: DlpackSource, options: { name?: string } = {}): Tensor {
+  static fromDlpack(source: DlpackSource, options: { name?: string } = NO_OPTIONS): Tensor {
     const capsule = Tensor.#capsuleOf(source);
     let native: NativeTensor;
     try {
@@ -805,7 +808,7 @@ export class Tensor {
    * @example
    * const capsule = gpuTensor.toDlpack({ maxVersion: [1, 3], stream: consumerStreamHandle });
    */
-  toDlpack(options: ToDlpackOptions = {}): DLPackCapsule {
+  toDlpack(options: ToDlpackOptions = NO_OPTIONS): DLPackCapsule {
     const native = this.#live();
     if (native === undefined) {
       fail(ErrorCode.DTYPE_UNSUPPORTED, "BYTES tensors have no DLPack form (as in Triton); send them as BYTES");
@@ -814,7 +817,7 @@ export class Tensor {
     const versioned = versionAtLeast(options.maxVersion, 1, 0);
     const device = options.device === undefined ? undefined : deviceString(options.device);
     try {
-      return DLPackCapsule.prepared(native.prepareExport({ versioned, copy: options.copy, device, stream }), versioned);
+      return DLPackCapsule.prepared(native.prepareExport(versioned, options.copy, device, stream), versioned);
     } catch (e) {
       rethrowNative(e);
     }
