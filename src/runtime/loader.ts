@@ -20,8 +20,9 @@ import { ServingError, errorMessage } from "./errors.js";
  * The resolve hook, as an ES module source. It runs on Node's loader thread;
  * `initialize` receives the entry URL. Bare `tensorbridge` (and
  * `tensorbridge/...` for the package's own subpaths) maps to the serving
- * copy; model files (`.ts`/`.js` with no package scope that says otherwise)
- * are loaded as ES modules.
+ * copy; model files (`.ts`/`.js`, whatever the package scope above them says)
+ * are loaded as ES modules: a model loaded as CommonJS would get a second,
+ * CommonJS instance of tensorbridge, whose classes are not the server's.
  */
 const HOOK_SOURCE = `
 let entry;
@@ -45,8 +46,10 @@ export async function resolve(specifier, context, next) {
   const r = await next(specifier, context);
   if (r.url.startsWith("file:") && modelDirs.some((d) => r.url.startsWith(d))) {
     const path = r.url.split(/[?#]/)[0];
-    if (/\\.(ts|js)$/.test(path) && (r.format === undefined || r.format === null || r.format === "commonjs")) {
-      return { ...r, format: "module" };
+    if (/\\.(ts|js)$/.test(path)) {
+      if (r.format === undefined || r.format === null || r.format === "commonjs") return { ...r, format: "module" };
+      // Node >= 22.18 strips types itself and labels .ts files by package scope.
+      if (r.format === "commonjs-typescript") return { ...r, format: "module-typescript" };
     }
   }
   return r;
