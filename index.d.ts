@@ -116,9 +116,12 @@ export declare function cudaUnavailableReason(): string | null
 export declare function errorCodes(): Array<string>
 
 /**
- * Returns `{ prepareExportPlain, tensorFree }`: the same contracts as
- * `tensorPrepareExport(id, versioned)` without copy, device or stream, and as
- * a handle free (idempotent; unknown ids are ignored).
+ * Returns `{ prepareExportPlain, tensorFree }`. `prepareExportPlain(id,
+ * versioned)` is `tensorPrepareExport(id, versioned)` without copy, device or
+ * stream, except that it returns `id` itself when the export is the tensor
+ * itself (no copy, same device label and flags, the usual case): the caller
+ * then shares its handle and makes a struct, when asked, with `tensorExport`.
+ * `tensorFree(id)` frees a handle (idempotent; unknown ids are ignored).
  */
 export declare function fastCalls(): { prepareExportPlain(id: number, versioned: boolean): number; tensorFree(id: number): void }
 
@@ -182,6 +185,13 @@ export declare function tensorDeviceType(id: number): number
 
 /** Triton dtype name. */
 export declare function tensorDtype(id: number): string
+
+/**
+ * Exports tensor `id` as a managed struct (no copy, device or stream, as
+ * `prepareExportPlain`) and returns a capsule handle owning it: the struct of
+ * a capsule that shares its tensor's handle, built when a native consumer asks.
+ */
+export declare function tensorExport(id: number, versioned: boolean): number
 
 /**
  * Wraps the bytes of `data` without copying; `data` stays alive as long as the

@@ -23,11 +23,17 @@ test("prepareExportPlain checks its arguments and its handle", (t) => {
   t.is(codeOf(() => fast.prepareExportPlain(id, 1 as never)), ErrorCode.INVALID_ARGUMENT);
   t.is(codeOf(() => (fast.prepareExportPlain as (id?: number) => number)(id)), ErrorCode.INVALID_ARGUMENT);
   t.is(codeOf(() => fast.prepareExportPlain(0.5, true)), ErrorCode.INVALID_ARGUMENT);
-  const prepared = fast.prepareExportPlain(id, true);
-  t.is(binding.tensorDataAddress(prepared), binding.tensorDataAddress(id), "the prepared handle views the same memory");
+  t.is(fast.prepareExportPlain(id, true), id, "an export that is the tensor itself shares its handle");
+  // A deep copy carries IS_COPIED, which an export without a copy does not:
+  // that export is another tensor over the same memory, with its own handle.
+  const copy = binding.tensorDeepCopy(id);
+  const prepared = fast.prepareExportPlain(copy, true);
+  t.not(prepared, copy);
+  t.is(binding.tensorDataAddress(prepared), binding.tensorDataAddress(copy), "the prepared handle views the same memory");
   fast.tensorFree(id);
   t.is(codeOf(() => fast.prepareExportPlain(id, true)), ErrorCode.DISPOSED);
   fast.tensorFree(prepared);
+  fast.tensorFree(copy);
 });
 
 test("prepareExportPlain runs core's export checks", (t) => {
@@ -51,11 +57,13 @@ test("a prepared export becomes a struct once, and only a prepared export does",
   const x = Tensor.from(new Float32Array([1, 2]));
   const id = binding.tensorShare(Tensor.nativeOf(x)!.id);
   t.is(codeOf(() => binding.capsuleFromPrepared(id)), ErrorCode.INVALID_ARGUMENT, "a plain tensor handle");
-  const prepared = fast.prepareExportPlain(id, true);
+  const copy = binding.tensorDeepCopy(id);
+  const prepared = fast.prepareExportPlain(copy, true);
   const capsule = binding.capsuleFromPrepared(prepared);
   t.false(binding.tensorLive(prepared), "the prepared handle is gone");
   t.is(codeOf(() => binding.capsuleFromPrepared(prepared)), ErrorCode.DISPOSED);
   t.is(binding.capsuleAddress(capsule) !== 0n, true);
   binding.capsuleFree(capsule);
+  fast.tensorFree(copy);
   fast.tensorFree(id);
 });

@@ -119,6 +119,46 @@ test.serial("dispose releases native memory at once, views keep theirs", async (
   t.is(after.ownedLiveBytes, before.ownedLiveBytes, "collected with the view");
 });
 
+test.serial("an export that shares its tensor's handle: the last holder's dispose frees, at once", async (t) => {
+  // No data() views here: a view holds the memory until it is collected.
+  const before = await settle();
+  const handles = debug.liveHandles().tensors;
+  const live = () => debug.stats().ownedLiveBytes - before.ownedLiveBytes;
+  const x = Tensor.zeros([256], "FP64");
+  const y = Tensor.fromDlpack(x.toDlpack());
+  t.is(y.dataPtr, x.dataPtr);
+  t.is(debug.liveHandles().tensors, handles + 1, "one handle, shared by x, the capsule and y");
+  x.dispose();
+  t.is(live(), 2048, "the import still holds the memory");
+  const capsule = y.toDlpack({ maxVersion: [1, 0] });
+  const ptr = y.dataPtr;
+  y.dispose();
+  t.is(live(), 2048, "the unconsumed capsule holds it");
+  t.not(capsule.address, 0n, "the struct is built after its tensor was disposed");
+  const z = Tensor.fromDlpack(capsule);
+  t.is(z.dataPtr, ptr);
+  z.dispose();
+  t.is(live(), 0, "freed by the last dispose, without waiting for GC");
+  t.is(debug.liveHandles().tensors, handles);
+  const after = await settle();
+  t.is(after.exportsCreated - before.exportsCreated, 1);
+  t.is(after.exportsDeleted - before.exportsDeleted, 1);
+});
+
+test.serial("a dropped capsule's hold on a shared handle ends with GC", async (t) => {
+  const before = await settle();
+  const handlesBefore = debug.liveHandles();
+  (() => {
+    const x = Tensor.zeros([128], "FP32");
+    x.toDlpack(); // dropped unconsumed
+    x.dispose();
+  })();
+  t.is(debug.stats().ownedLiveBytes - before.ownedLiveBytes, 512, "the capsule still holds the memory");
+  const after = await settle();
+  t.is(after.ownedLiveBytes, before.ownedLiveBytes, "collected with the capsule");
+  t.deepEqual(debug.liveHandles(), handlesBefore, "and its handle freed");
+});
+
 test.serial("views over one pointer from several handles alias safely and free the memory once", async (t) => {
   // Each handle makes its own external ArrayBuffer over the same pointer
   // (crates/node/src/view.rs says why that is allowed on Node >= 20).
@@ -128,7 +168,10 @@ test.serial("views over one pointer from several handles alias safely and free t
     const views = [x.data(), x.withName("A").data(), Tensor.fromDlpack(x.toDlpack()).data(), Tensor.fromDlpack(withStruct(x.toDlpack({ maxVersion: [1, 0] }))).data()];
     views[0]![5] = 42;
     t.true(views.every((v) => v[5] === 42), "every view sees the write");
-    t.is(new Set(views.map((v) => v.buffer)).size, 4, "four distinct ArrayBuffers");
+    // x and its in-process import share one handle, and so one ArrayBuffer;
+    // withName and the import of a C struct have handles of their own.
+    t.is(views[2]!.buffer, views[0]!.buffer, "one ArrayBuffer per handle");
+    t.is(new Set(views.map((v) => v.buffer)).size, 3, "three handles, three external ArrayBuffers over one pointer");
     x.dispose();
     views[3]![6] = 7;
     t.is(views[1]![6], 7, "still valid after the first handle was disposed");

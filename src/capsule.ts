@@ -37,6 +37,8 @@ export class DLPackCapsule {
   #native: NativeCapsule | undefined;
   /** A prepared export whose struct is not built yet (see the class docs). */
   #prepared: NativeTensor | undefined;
+  /** `#prepared` is the exporting tensor's own handle, shared (one holder is ours). */
+  #shared = false;
   readonly #versioned: boolean;
 
   /** @internal Use `tensor.toDlpack()` or {@link DLPackCapsule.fromAddress}. */
@@ -57,9 +59,14 @@ export class DLPackCapsule {
     this.#versioned = versioned;
   }
 
-  /** @internal A capsule over a prepared export (`NativeTensor.prepareExport`). */
-  static prepared(prepared: NativeTensor, versioned: boolean): DLPackCapsule {
-    return new DLPackCapsule(INTERNAL, undefined, prepared, versioned);
+  /**
+   * @internal A capsule over a prepared export (`NativeTensor.prepareExport`);
+   * `shared` when that is the exporter's own handle.
+   */
+  static prepared(prepared: NativeTensor, shared: boolean, versioned: boolean): DLPackCapsule {
+    const capsule = new DLPackCapsule(INTERNAL, undefined, prepared, versioned);
+    capsule.#shared = shared;
+    return capsule;
   }
 
   /**
@@ -114,7 +121,13 @@ export class DLPackCapsule {
           "this capsule was already consumed; export the tensor again with toDlpack()",
         );
       }
-      this.#native = NativeCapsule.fromPrepared(this.#prepared);
+      const prepared = this.#prepared;
+      if (this.#shared) {
+        this.#native = prepared.exportStruct(this.#versioned);
+        prepared.drop();
+      } else {
+        this.#native = NativeCapsule.fromPrepared(prepared);
+      }
       this.#prepared = undefined;
     }
     return this.#native;

@@ -629,7 +629,7 @@ export class Tensor {
     const native = this.#hostNative("numeric view");
     if (this.#view !== undefined) return this.#view;
     if (this.#source !== undefined) return (this.#view = this.#source);
-    if (!native.isCpu) {
+    if (!native.hasView && !native.isCpu) {
       fail(ErrorCode.NOT_CPU, `this tensor is on ${native.deviceKind}:${native.deviceId}; call toCpu() to read it on the host`);
     }
     let buffer: ArrayBuffer;
@@ -817,7 +817,8 @@ export class Tensor {
     const versioned = versionAtLeast(options.maxVersion, 1, 0);
     const device = options.device === undefined ? undefined : deviceString(options.device);
     try {
-      return DLPackCapsule.prepared(native.prepareExport(versioned, options.copy, device, stream), versioned);
+      const prepared = native.prepareExport(versioned, options.copy, device, stream);
+      return DLPackCapsule.prepared(prepared, prepared === native, versioned);
     } catch (e) {
       rethrowNative(e);
     }
@@ -845,7 +846,7 @@ export class Tensor {
   dispose(): void {
     if (this.#disposed) return;
     this.#disposed = true;
-    this.#native?.dispose();
+    this.#native?.drop();
     this.#native = undefined;
     this.#pendingReadOnly = undefined;
     this.#source = undefined;

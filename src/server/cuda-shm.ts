@@ -175,7 +175,7 @@ export class CudaSharedMemory extends SharedMemoryRegions<Region, CudaShmRegionS
       if (d.length === 0) continue;
       const src = NativeTensor.fromBytes(d, [d.length], "UINT8", true);
       this.#native(`writing CUDA shared memory region '${region}'`, () => src.copyToIpc(r.mapping, pos));
-      src.dispose();
+      src.drop();
       pos += d.length;
     }
   }

@@ -896,7 +896,16 @@ mod tests {
         let prepared =
             t.prepare_export(&ExportOptions::versioned(), ConsumerStream::Default).unwrap();
         assert_eq!(prepared.tensor().data_ptr(), t.data_ptr());
+        assert!(prepared.tensor().is_same(&t), "a plain export is the tensor itself");
         drop(prepared.into_tensor());
+        let copied = t
+            .prepare_export(
+                &ExportOptions { copy: Some(true), ..ExportOptions::versioned() },
+                ConsumerStream::Default,
+            )
+            .unwrap();
+        assert!(!copied.tensor().is_same(&t));
+        assert!(!t.deep_copy().unwrap().is_same(&t));
         // Other tests run in parallel and export too, so only "not fewer" is exact here; the
         // struct-building half is counted by `into_dlpack`.
         let exported = t

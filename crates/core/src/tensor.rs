@@ -456,6 +456,12 @@ impl Tensor {
         crate::export::export(self, options, stream)
     }
 
+    /// Whether `self` and `other` are clones of one tensor (same memory, layout, device and
+    /// flags, by construction). Cheap: compares one pointer.
+    pub fn is_same(&self, other: &Tensor) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
     /// The first half of [`Tensor::to_dlpack_with_stream`]: every check, copy and stream
     /// ordering, without building the managed struct (see [`PreparedExport`]). An in-process
     /// consumer takes [`PreparedExport::into_tensor`]; a native one

@@ -3,10 +3,11 @@
 use napi::bindgen_prelude::BigInt;
 use napi::{Env, Result};
 use napi_derive::napi;
-use tensorbridge_core::Capsule;
+use tensorbridge_core::cuda::ConsumerStream;
+use tensorbridge_core::{Capsule, ExportOptions};
 
 use crate::error::{to_js, Code};
-use crate::handles;
+use crate::handles::{self, with_tensor};
 use crate::options::parse_address;
 
 /// Takes ownership of the managed tensor at `address` (a `DLManagedTensor*`,
@@ -34,6 +35,18 @@ pub fn capsule_from_address(address: BigInt, versioned: bool) -> Result<f64, Cod
 pub fn capsule_from_prepared(env: Env, id: f64) -> Result<f64, Code> {
     let prepared = handles::take_prepared(&env, id)?;
     Ok(handles::insert_capsule(Capsule::new(prepared.into_dlpack())))
+}
+
+/// Exports tensor `id` as a managed struct (no copy, device or stream, as
+/// `prepareExportPlain`) and returns a capsule handle owning it: the struct of
+/// a capsule that shares its tensor's handle, built when a native consumer asks.
+#[napi]
+pub fn tensor_export(id: f64, versioned: bool) -> Result<f64, Code> {
+    let options = ExportOptions { versioned, copy: None, device: None };
+    let exported = with_tensor(id, |t| {
+        t.to_dlpack_with_stream(&options, ConsumerStream::default()).map_err(to_js)
+    })?;
+    Ok(handles::insert_capsule(Capsule::new(exported)))
 }
 
 /// Address of the managed struct, for native consumers.

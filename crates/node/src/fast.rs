@@ -26,9 +26,12 @@ use crate::handles;
 /// The hand-written functions, as one JS object.
 pub struct FastCalls;
 
-/// Returns `{ prepareExportPlain, tensorFree }`: the same contracts as
-/// `tensorPrepareExport(id, versioned)` without copy, device or stream, and as
-/// a handle free (idempotent; unknown ids are ignored).
+/// Returns `{ prepareExportPlain, tensorFree }`. `prepareExportPlain(id,
+/// versioned)` is `tensorPrepareExport(id, versioned)` without copy, device or
+/// stream, except that it returns `id` itself when the export is the tensor
+/// itself (no copy, same device label and flags, the usual case): the caller
+/// then shares its handle and makes a struct, when asked, with `tensorExport`.
+/// `tensorFree(id)` frees a handle (idempotent; unknown ids are ignored).
 #[napi(
     ts_return_type = "{ prepareExportPlain(id: number, versioned: boolean): number; tensorFree(id: number): void }"
 )]
@@ -87,9 +90,15 @@ unsafe extern "C" fn prepare_export_plain(
         let versioned = unsafe { boolean(env, argv[1], "versioned") }?;
         let options = ExportOptions { versioned, copy: None, device: None };
         let prepared = handles::with_tensor(id, |t| {
-            t.prepare_export(&options, ConsumerStream::default()).map_err(to_js)
+            let prepared = t.prepare_export(&options, ConsumerStream::default()).map_err(to_js)?;
+            // Dropping the clone here can't run a deleter: `t` still holds the tensor.
+            Ok((!prepared.tensor().is_same(t)).then_some(prepared))
         })?;
-        handles::insert_prepared(&Env::from_raw(env), prepared)
+        match prepared {
+            // The export is the tensor itself: the caller shares its own handle.
+            None => Ok(id),
+            Some(prepared) => handles::insert_prepared(&Env::from_raw(env), prepared),
+        }
     });
     match result {
         // SAFETY: a live env; a number never fails to convert.
