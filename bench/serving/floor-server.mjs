@@ -174,7 +174,10 @@ const server = http.createServer({ keepAliveTimeout: 65_000 }, (req, res) => {
   req.on("end", () => handle(req, res, chunks.length === 1 ? chunks[0] : Buffer.concat(chunks)));
 });
 server.listen(PORT, HOST, () => process.stderr.write(`floor: listening on http://${HOST}:${PORT}\n`));
-process.on("SIGTERM", () => {
-  server.close();
-  server.closeAllConnections();
-});
+// Exit through process.exit so that `node --cpu-prof` writes its profile.
+for (const sig of ["SIGTERM", "SIGINT"]) {
+  process.on(sig, () => {
+    server.closeAllConnections();
+    server.close(() => process.exit(0));
+  });
+}

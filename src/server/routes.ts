@@ -13,7 +13,7 @@ import { ModelError } from "../runtime/model-error.js";
 import type { ModelRegistry } from "../runtime/model-registry.js";
 import type { ModelVersion } from "../runtime/model-version.js";
 import { configTypeToDtype } from "../runtime/config.js";
-import { decodeInferRequest, encodeInferResponse } from "./codec.js";
+import { inferBody, inferResponseHeaders, writeInferResponse } from "./fast-infer.js";
 import type { ServerMetrics } from "./metrics.js";
 import { CudaSharedMemory, combinedSharedMemory } from "./cuda-shm.js";
 import type { SystemSharedMemory } from "./shm.js";
@@ -171,31 +171,16 @@ export function registerRoutes(app: FastifyInstance, ctx: RouteContext): void {
   app.get("/v2/models/:model/versions/:version/stats", stats);
 
   // --- inference -----------------------------------------------------------
+  // The direct handler in fast-infer.ts serves most inference requests
+  // before they reach fastify; this route serves the rest, the same way.
   const infer = async (req: FastifyRequest<{ Params: Params }>, reply: FastifyReply) => {
-    const received = process.hrtime.bigint();
-    const mv = registry.get(req.params.model!, req.params.version);
-    const decoded = decodeInferRequest(req.body as Buffer | undefined, req.headers["inference-header-content-length"], shm);
-    decoded.input.receivedAt = received;
-    const result = await mv.infer(decoded.input);
-    const enc = encodeInferResponse(result, decoded, shm);
-    if (enc.headerLength === undefined) {
-      return reply.header("content-type", "application/json").send(enc.chunks[0]);
+    const enc = await inferBody(registry, shm, req.params.model!, req.params.version, req.body as Buffer | undefined, req.headers["inference-header-content-length"]);
+    if (enc.headerLength === undefined || enc.length < ctx.chunkThreshold) {
+      return reply.headers(inferResponseHeaders(enc, false)).send(enc.chunks.length === 1 ? enc.chunks[0] : Buffer.concat(enc.chunks, enc.length));
     }
-    reply.header("content-type", "application/octet-stream").header("inference-header-content-length", String(enc.headerLength));
-    if (enc.length < ctx.chunkThreshold) return reply.send(Buffer.concat(enc.chunks, enc.length));
     // Large binary outputs: write the tensors' own memory, no join.
     reply.hijack();
-    const raw = reply.raw;
-    raw.writeHead(200, {
-      "content-type": "application/octet-stream",
-      "inference-header-content-length": String(enc.headerLength),
-      "content-length": String(enc.length),
-      ...(ctx.closing() ? { connection: "close" } : {}),
-    });
-    raw.cork();
-    for (const c of enc.chunks) raw.write(c);
-    raw.uncork();
-    raw.end();
+    writeInferResponse(reply.raw, enc, ctx.closing(), ctx.chunkThreshold);
     return reply;
   };
   app.post("/v2/models/:model/infer", infer);

@@ -1,0 +1,207 @@
+/**
+ * The direct inference handler (src/server/fast-infer.ts) answers exactly as
+ * the fastify route: the same requests go byte for byte (raw HTTP over a
+ * socket, the Date header masked) to a server with it and one without
+ * (`fastInfer: false`), for successes, binary tensors, large binary outputs,
+ * every error path and the URL and framing forms it leaves to fastify; the
+ * statistics and metrics they keep afterwards agree.
+ */
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { connect } from "node:net";
+
+import anyTest, { type TestFn } from "ava";
+
+import { fastInferHandler } from "../src/server/fast-infer.js";
+import type { InferenceServer } from "../src/server/server.js";
+import { ADD_SUB, binaryRequest, bytesOf, cleanupRepos, http, makeRepo, startTestServer } from "./server-helpers.js";
+import { FAULTY } from "./fixtures/serving/models.js";
+
+const test = anyTest as TestFn<{ fast: InferenceServer; slow: InferenceServer }>;
+
+/** add_sub over 20 000 elements: a binary response above the 64 KiB chunked-write threshold. */
+const BIG = {
+  config: `
+input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ -1 ] }, { name: "INPUT1" data_type: TYPE_FP32 dims: [ -1 ] } ]
+output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ -1 ] }, { name: "OUTPUT1" data_type: TYPE_FP32 dims: [ -1 ] } ]
+`,
+  model: ADD_SUB.model!,
+};
+
+const BODY_LIMIT = 200_000;
+
+test.before(async (t) => {
+  const repo = makeRepo({ add_sub: { ...ADD_SUB, versions: [1, 2] }, faulty: FAULTY, big: BIG });
+  const fast = await startTestServer(repo, { bodyLimit: BODY_LIMIT });
+  const slow = await startTestServer(repo, { bodyLimit: BODY_LIMIT, fastInfer: false });
+  t.context = { fast, slow };
+});
+
+test.after.always(async (t) => {
+  await t.context.fast?.close();
+  await t.context.slow?.close();
+  cleanupRepos();
+});
+
+/** Sends raw request bytes on a fresh connection and returns everything the server wrote until it closed. */
+function raw(server: InferenceServer, request: Buffer): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const s = connect(server.address.port, "127.0.0.1");
+    const got: Buffer[] = [];
+    s.on("data", (c) => got.push(c));
+    s.on("error", reject);
+    s.on("close", () => resolve(Buffer.concat(got)));
+    s.end(request);
+  });
+}
+
+/** One request: its raw HTTP/1.1 bytes and what the direct handler looks at. */
+interface Req {
+  bytes: Buffer;
+  method: string;
+  url: string;
+  headers: Record<string, string>;
+}
+
+/** One HTTP/1.1 request with `Connection: close`, a body and its Content-Length unless `headers` frame it otherwise. */
+function req(method: string, url: string, body?: Buffer | string, headers: Record<string, string> = {}): Req {
+  const b = body === undefined ? undefined : Buffer.from(body);
+  const h: Record<string, string> = { host: "x", connection: "close", ...headers };
+  if (b !== undefined && h["transfer-encoding"] === undefined && h["content-length"] === undefined) h["content-length"] = String(b.length);
+  const head = `${method} ${url} HTTP/1.1\r\n${Object.entries(h)
+    .map(([k, v]) => `${k}: ${v}\r\n`)
+    .join("")}\r\n`;
+  let bytes: Buffer;
+  if (h["transfer-encoding"] === "chunked" && b !== undefined) {
+    bytes = Buffer.concat([Buffer.from(head), Buffer.from(`${b.length.toString(16)}\r\n`), b, Buffer.from("\r\n0\r\n\r\n")]);
+  } else {
+    bytes = b === undefined ? Buffer.from(head) : Buffer.concat([Buffer.from(head), b]);
+  }
+  return { bytes, method, url, headers: h };
+}
+
+/** Whether the direct handler takes `r` (a stub request that never sends its body; nothing is answered). */
+function takenDirectly(r: Req): boolean {
+  const handler = fastInferHandler({
+    registry: {} as never,
+    shm: {} as never,
+    closing: () => false,
+    bodyLimit: BODY_LIMIT,
+    chunkThreshold: 64 * 1024,
+    log: { info() {}, warn() {}, error() {} },
+  });
+  const stub = { method: r.method, url: r.url, headers: r.headers, on: () => stub, resume: () => stub };
+  // An empty body is served at once: the stub answers nothing.
+  const res = { headersSent: false, writeHead: () => res, end: () => res };
+  return handler(stub as unknown as IncomingMessage, res as unknown as ServerResponse);
+}
+
+const mask = (b: Buffer): string => b.toString("latin1").replace(/\r\ndate: [^\r]*/i, "\r\ndate: X");
+
+const JSON_BODY = JSON.stringify({
+  id: "r1",
+  inputs: [
+    { name: "INPUT0", shape: [4], datatype: "FP32", data: [1, 2, 3, 4] },
+    { name: "INPUT1", shape: [4], datatype: "FP32", data: [4, 3, 2, 1] },
+  ],
+});
+const BIN = binaryRequest(
+  [
+    { name: "INPUT0", datatype: "FP32", shape: [4], bytes: bytesOf(new Float32Array([1, 2, 3, 4])) },
+    { name: "INPUT1", datatype: "FP32", shape: [4], bytes: bytesOf(new Float32Array([0.5, 0.5, 0.5, 0.5])) },
+  ],
+  { outputs: [{ name: "OUTPUT0", parameters: { binary_data: true } }, { name: "OUTPUT1" }] },
+);
+const N = 20_000;
+const BIG_BIN = binaryRequest(
+  [
+    { name: "INPUT0", datatype: "FP32", shape: [N], bytes: bytesOf(new Float32Array(N).fill(1.5)) },
+    { name: "INPUT1", datatype: "FP32", shape: [N], bytes: bytesOf(new Float32Array(N).fill(0.25)) },
+  ],
+  { parameters: { binary_data_output: true } },
+);
+const faulty = (mode: string) => JSON.stringify({ parameters: { mode }, inputs: [{ name: "IN", shape: [1], datatype: "FP32", data: [1] }] });
+
+/** [name, request, served by the direct handler?] */
+const CASES: [string, Req, boolean][] = [
+  ["JSON tensors", req("POST", "/v2/models/add_sub/infer", JSON_BODY), true],
+  ["explicit version", req("POST", "/v2/models/add_sub/versions/1/infer", JSON_BODY), true],
+  ["trailing slash", req("POST", "/v2/models/add_sub/infer/", JSON_BODY), true],
+  ["query string", req("POST", "/v2/models/add_sub/infer?x=1", JSON_BODY), true],
+  ["binary tensors", req("POST", "/v2/models/add_sub/infer", BIN.body, BIN.headers), true],
+  ["large binary output, chunked write", req("POST", "/v2/models/big/infer", BIG_BIN.body, BIG_BIN.headers), true],
+  ["unknown model", req("POST", "/v2/models/nope/infer", JSON_BODY), true],
+  ["unknown version", req("POST", "/v2/models/add_sub/versions/9/infer", JSON_BODY), true],
+  ["malformed JSON", req("POST", "/v2/models/add_sub/infer", '{"inputs":'), true],
+  ["empty body", req("POST", "/v2/models/add_sub/infer", ""), true],
+  ["bad Inference-Header-Content-Length", req("POST", "/v2/models/add_sub/infer", JSON_BODY, { "inference-header-content-length": "abc" }), true],
+  ["model throws (500)", req("POST", "/v2/models/faulty/infer", faulty("throw")), true],
+  ["model rejects (400)", req("POST", "/v2/models/faulty/infer", faulty("reject")), true],
+  ["model unavailable", req("POST", "/v2/models/faulty/infer", faulty("unavailable")), true],
+  ["wrong output dtype", req("POST", "/v2/models/faulty/infer", faulty("wrong-dtype")), true],
+  ["percent-encoded model name", req("POST", "/v2/models/add%5Fsub/infer", JSON_BODY), false],
+  ["chunked body", req("POST", "/v2/models/add_sub/infer", JSON_BODY, { "transfer-encoding": "chunked" }), false],
+  ["no body, no Content-Length", req("POST", "/v2/models/add_sub/infer"), false],
+  ["body over the limit", req("POST", "/v2/models/add_sub/infer", JSON_BODY, { "content-length": String(BODY_LIMIT + 1) }), false],
+  ["GET on infer", req("GET", "/v2/models/add_sub/infer"), false],
+];
+
+for (const [name, request, direct] of CASES) {
+  test.serial(`same bytes with and without the direct handler: ${name}`, async (t) => {
+    const { fast, slow } = t.context;
+    const a = await raw(fast, request.bytes);
+    const b = await raw(slow, request.bytes);
+    t.true(a.length > 0);
+    t.is(mask(a), mask(b));
+    t.is(takenDirectly(request), direct, direct ? "served before fastify" : "left to fastify");
+  });
+}
+
+test("the direct handler leaves requests to fastify while shutting down", (t) => {
+  const handler = fastInferHandler({
+    registry: {} as never,
+    shm: {} as never,
+    closing: () => true,
+    bodyLimit: BODY_LIMIT,
+    chunkThreshold: 64 * 1024,
+    log: { info() {}, warn() {}, error() {} },
+  });
+  const r = req("POST", "/v2/models/add_sub/infer", JSON_BODY);
+  const stub = { method: r.method, url: r.url, headers: r.headers, on: () => stub, resume: () => stub };
+  t.false(handler(stub as unknown as IncomingMessage, {} as ServerResponse), "fastify answers 503");
+});
+
+test.serial("keep-alive: several requests on one connection, with and without the direct handler", async (t) => {
+  for (const server of [t.context.fast, t.context.slow]) {
+    for (let i = 0; i < 5; i++) {
+      const r = await http(server, "POST", "/v2/models/add_sub/infer", JSON.parse(JSON_BODY));
+      t.is(r.status, 200);
+      t.deepEqual(r.json.outputs[0].data, [5, 5, 5, 5]);
+      t.is(r.headers["connection"], "keep-alive");
+    }
+  }
+});
+
+/** Request counts in the statistics and the Prometheus counters. */
+async function counts(s: InferenceServer): Promise<unknown> {
+  const stats = (await http(s, "GET", "/v2/models/stats")).json.model_stats.map((m: any) => ({
+    name: m.name,
+    version: m.version,
+    inference_count: m.inference_count,
+    execution_count: m.execution_count,
+    success: m.inference_stats.success.count,
+    fail: m.inference_stats.fail.count,
+    batches: m.batch_stats.map((b: any) => [b.batch_size, b.compute_infer.count]),
+  }));
+  const metrics = (await http(s, "GET", "/metrics")).body
+    .toString()
+    .split("\n")
+    .filter((l) => /^nv_inference_(request_success|request_failure|count|exec_count)\{/.test(l));
+  return { stats, metrics };
+}
+
+test.serial("statistics and metrics agree after the same requests", async (t) => {
+  const { fast, slow } = t.context;
+  const a = (await counts(fast)) as { metrics: string[] };
+  t.true(a.metrics.length > 0);
+  t.deepEqual(a, await counts(slow));
+});

@@ -1,0 +1,178 @@
+/**
+ * The inference request path, shared by the fastify route and by a direct
+ * `node:http` handler that serves `POST /v2/models/{m}[/versions/{v}]/infer`
+ * in front of fastify.
+ *
+ * Why a direct handler: with tiny models (add_sub), fastify's per-request
+ * machinery (routing, content-type parsing with a body copy, hooks, reply
+ * serialisation, several promise hops) cost more CPU than decoding, running
+ * and encoding the request itself. The direct handler answers byte-for-byte
+ * as the fastify route does (status, headers, error bodies); every request
+ * it is not sure about (any other method or URL, a percent-encoded model
+ * name, no `Content-Length`, a body over the limit, shutdown begun, verbose
+ * logging on) goes to fastify unchanged.
+ *
+ * @module
+ */
+import type { IncomingMessage, ServerResponse } from "node:http";
+
+import type { ModelRegistry } from "../runtime/model-registry.js";
+import type { RuntimeLogger } from "../runtime/model-version.js";
+import { decodeInferRequest, encodeInferResponse, type EncodedResponse, type SharedMemoryAccess } from "./codec.js";
+import { errorStatus } from "./routes.js";
+
+/**
+ * Decodes a request body, runs it on the model and encodes the response:
+ * the whole inference endpoint but the HTTP framing.
+ *
+ * @param registry - the models.
+ * @param shm - shared-memory access for inputs and outputs placed in regions.
+ * @param model - the model name from the URL.
+ * @param version - the version from the URL, if any.
+ * @param body - the request body.
+ * @param headerLength - the `Inference-Header-Content-Length` header.
+ * @throws {ServingError} unknown model or version, malformed request (and
+ * whatever the model's inference rejects with).
+ */
+export async function inferBody(
+  registry: ModelRegistry,
+  shm: SharedMemoryAccess,
+  model: string,
+  version: string | undefined,
+  body: Uint8Array | undefined,
+  headerLength: string | string[] | undefined,
+): Promise<EncodedResponse> {
+  // Taken after the body arrived, as the fastify route always did, so that
+  // the statistics mean the same on both paths.
+  const received = process.hrtime.bigint();
+  const mv = registry.get(model, version); // throws NOT_FOUND / UNAVAILABLE
+  const decoded = decodeInferRequest(body, headerLength, shm);
+  decoded.input.receivedAt = received;
+  const result = await mv.infer(decoded.input);
+  return encodeInferResponse(result, decoded, shm);
+}
+
+/** The headers of a successful inference response. */
+export function inferResponseHeaders(enc: EncodedResponse, closing: boolean): Record<string, string> {
+  const h: Record<string, string> =
+    enc.headerLength === undefined
+      ? { "content-type": "application/json", "content-length": String(enc.length) }
+      : { "content-type": "application/octet-stream", "inference-header-content-length": String(enc.headerLength), "content-length": String(enc.length) };
+  if (closing) h["connection"] = "close";
+  return h;
+}
+
+/**
+ * Writes a successful inference response on a raw response: one write for
+ * small bodies, the tensors' own memory without a join for large ones.
+ */
+export function writeInferResponse(res: ServerResponse, enc: EncodedResponse, closing: boolean, chunkThreshold: number): void {
+  res.writeHead(200, inferResponseHeaders(enc, closing));
+  if (enc.chunks.length === 1) {
+    res.end(enc.chunks[0]);
+  } else if (enc.length < chunkThreshold) {
+    res.end(Buffer.concat(enc.chunks, enc.length));
+  } else {
+    res.cork();
+    for (const c of enc.chunks) res.write(c);
+    res.uncork();
+    res.end();
+  }
+}
+
+/** What the direct handler needs from the server. */
+export interface FastInferContext {
+  /** The models. */
+  registry: ModelRegistry;
+  /** Shared-memory access (system and CUDA regions). */
+  shm: SharedMemoryAccess;
+  /** True once shutdown began (fastify then answers 503 to new requests). */
+  closing: () => boolean;
+  /** Largest body in bytes (larger ones go to fastify, which answers 413). */
+  bodyLimit: number;
+  /** Binary responses at least this large are written in chunks instead of joined. */
+  chunkThreshold: number;
+  /** Where 5xx errors are logged (and others at debug level), as the fastify error handler does. */
+  log: RuntimeLogger;
+}
+
+// Model names without percent-encoding (fastify would decode those) and
+// within fastify's maxParamLength; an optional numeric version, an optional
+// trailing slash (ignoreTrailingSlash) and an optional query string.
+const INFER_PATH = /^\/v2\/models\/([A-Za-z0-9_.-]{1,1024})(?:\/versions\/([0-9]{1,15}))?\/infer\/?(?:\?.*)?$/;
+
+const noop = (): void => {};
+
+/**
+ * A `request` listener for `POST …/infer` that runs before fastify.
+ *
+ * @returns a function that serves the request and returns true, or returns
+ * false without touching it (fastify serves it then).
+ */
+export function fastInferHandler(ctx: FastInferContext): (req: IncomingMessage, res: ServerResponse) => boolean {
+  const { registry, shm, closing, bodyLimit, chunkThreshold, log } = ctx;
+
+  const fail = (req: IncomingMessage, res: ServerResponse, err: unknown): void => {
+    const { status, message } = errorStatus(err);
+    if (status >= 500) log.error(`${req.method} ${req.url}: ${message}`);
+    else log.debug?.(`${req.method} ${req.url}: ${status} ${message}`);
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    const body = Buffer.from(JSON.stringify({ error: message }));
+    const h: Record<string, string> = { "content-type": "application/json; charset=utf-8", "content-length": String(body.length) };
+    if (closing()) h["connection"] = "close";
+    res.writeHead(status, h);
+    res.end(body);
+  };
+
+  const serve = (req: IncomingMessage, res: ServerResponse, model: string, version: string | undefined, body: Buffer | undefined): void => {
+    let pending: Promise<EncodedResponse>;
+    try {
+      pending = inferBody(registry, shm, model, version, body, req.headers["inference-header-content-length"]);
+    } catch (e) {
+      fail(req, res, e);
+      return;
+    }
+    pending.then(
+      (enc) => {
+        try {
+          writeInferResponse(res, enc, closing(), chunkThreshold);
+        } catch (e) {
+          fail(req, res, e);
+        }
+      },
+      (e: unknown) => fail(req, res, e),
+    );
+  };
+
+  return (req, res) => {
+    if (req.method !== "POST") return false;
+    const m = INFER_PATH.exec(req.url!);
+    if (m === null) return false;
+    const cl = req.headers["content-length"];
+    if (cl === undefined || closing()) return false;
+    const length = Number(cl);
+    if (!(length <= bodyLimit)) return false;
+    const model = m[1]!;
+    const version = m[2];
+    // A client that goes away mid-body: nothing to answer.
+    req.on("error", noop);
+    if (length === 0) {
+      req.resume();
+      serve(req, res, model, version, undefined);
+      return true;
+    }
+    let first: Buffer | undefined;
+    let rest: Buffer[] | undefined;
+    req.on("data", (c: Buffer) => {
+      if (first === undefined) first = c;
+      else (rest ??= [first]).push(c);
+    });
+    req.on("end", () => {
+      serve(req, res, model, version, rest ? Buffer.concat(rest) : first);
+    });
+    return true;
+  };
+}
