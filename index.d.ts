@@ -231,9 +231,6 @@ export declare function tensorReadOnly(id: number): boolean
 /** Dimensions. */
 export declare function tensorShape(id: number): Array<number>
 
-/** Another handle to the same storage (no copy). */
-export declare function tensorShare(id: number): number
-
 /** Strides in elements. */
 export declare function tensorStrides(id: number): Array<number>
 

@@ -188,11 +188,6 @@ export class NativeTensor {
     return this.#view !== undefined;
   }
 
-  /** Another handle to the same storage. */
-  share(): NativeTensor {
-    return new NativeTensor(binding.tensorShare(this.id));
-  }
-
   /** A deep copy. */
   deepCopy(): NativeTensor {
     return new NativeTensor(binding.tensorDeepCopy(this.id));

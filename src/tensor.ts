@@ -676,15 +676,10 @@ export class Tensor {
     }
     const native = this.#live();
     if (native === undefined) return Tensor.fromBytes(this.#bytes!, { shape: this.shape, name: checked });
-    let shared: NativeTensor;
-    try {
-      shared = native.share();
-    } catch (e) {
-      rethrowNative(e);
-    }
+    // The same tensor under another name: one more holder of this handle.
     return new Tensor({
       [INTERNAL]: true,
-      native: shared,
+      native: native.retain(),
       source: this.#source,
       bytes: undefined,
       shape: this.#shape,

@@ -153,13 +153,6 @@ pub fn tensor_view(env: Env, id: f64) -> Result<ArrayBuffer<'static>, Code> {
     crate::view::host_view(&env, &tensor)
 }
 
-/// Another handle to the same storage (no copy).
-#[napi]
-pub fn tensor_share(env: Env, id: f64) -> Result<f64, Code> {
-    let tensor = with_tensor(id, |t| Ok(t.clone()))?;
-    handles::insert_tensor(&env, tensor, false)
-}
-
 /// A deep copy in fresh native memory (on the same GPU for device tensors).
 #[napi]
 pub fn tensor_deep_copy(env: Env, id: f64) -> Result<f64, Code> {
