@@ -8,7 +8,9 @@
  * `FinalizationRegistry` entry about 0.1 µs (see `crates/node/src/handles.rs`).
  * The registries below free what users forget; `dispose()` frees early. Both
  * paths are idempotent and ids are never reused, so a late finalizer can't
- * free anything else.
+ * free anything else. Several tensors may share one `NativeTensor` (a
+ * renamed tensor, an in-process DLPack import): it counts its holders, and
+ * the last `drop()` frees the handle.
  * @internal
  * @module
  */
