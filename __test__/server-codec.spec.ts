@@ -8,6 +8,7 @@ import test from "ava";
 import { Tensor } from "../src/tensor.js";
 import { decodeInferRequest, encodeInferResponse, parseBytesElements, serializeBytesElements } from "../src/server/codec.js";
 import { bf16BitsToFloat, floatToBf16Bits, floatToHalfBits, halfBitsToFloat } from "../src/server/half.js";
+import { mayHoldUnsafeIntegers } from "../src/server/json-exact.js";
 import { ServingError } from "../src/runtime/errors.js";
 
 function body(header: object, ...tensors: Uint8Array[]): { buf: Buffer; hl: string } {
@@ -104,4 +105,17 @@ test("FP16 and BF16 conversions: exact values, rounding to nearest even, special
   t.is(floatToBf16Bits(1 + 3 * 2 ** -8), 0x3f82);
   t.true(Number.isNaN(bf16BitsToFloat(floatToBf16Bits(NaN))));
   t.is(bf16BitsToFloat(floatToBf16Bits(-Infinity)), -Infinity);
+});
+
+test("the exact-integer JSON path is taken for long integer tokens only, not for full-precision floats", (t) => {
+  // perf_analyzer and Python print float64 values with 16-17 digits after the point
+  t.false(mayHoldUnsafeIntegers('{"data":[1.8521564417127638e31,-9.816348528062273e26,-1.3273038267438975e-12,29181.97265625]}'));
+  t.false(mayHoldUnsafeIntegers("[0.12345678901234567, 1e1234567890123456, 1E-1234567890123456, 1234567890123456.5]"));
+  for (const s of ["[9007199254740993]", "[-9007199254740993]", '{"a":1234567890123456}', "[ 12345678901234567890\n]", "1234567890123456"]) {
+    t.true(mayHoldUnsafeIntegers(s), s);
+  }
+  // and such integers still decode exactly
+  const body = Buffer.from(JSON.stringify({ inputs: [{ name: "X", datatype: "INT64", shape: [1], data: [0] }] }).replace("[0]", "[9007199254740993]"));
+  const d = decodeInferRequest(body, undefined);
+  t.is((d.input.inputs[0]!.data() as BigInt64Array)[0], 9007199254740993n);
 });

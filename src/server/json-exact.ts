@@ -25,12 +25,20 @@ export class JsonSyntaxError extends SyntaxError {
   }
 }
 
+// 16 or more digits that make a whole integer token: not the digits of a
+// fraction or an exponent (not after a digit, '.', 'e', 'E', '+' or a '-'
+// that follows one of those), not followed by a fraction or an exponent.
+// Float64 values printed in full (1.8521564417127638e31, as perf_analyzer
+// and Python send them) have 16-17 digits after the point and are not it.
+const LONG_INTEGER = /(?<![\d.eE+-])-?\d{16,}(?![\d.eE])/;
+
 /**
- * Whether `text` may hold an integer literal beyond 2^53 (16 or more digits in
- * a row). A cheap pre-check: when false, `JSON.parse` is exact.
+ * Whether `text` may hold an integer literal beyond 2^53 (an integer token
+ * of 16 or more digits; digits inside strings count too). A cheap
+ * pre-check: when false, `JSON.parse` is exact.
  */
 export function mayHoldUnsafeIntegers(text: string): boolean {
-  return /\d{16}/.test(text);
+  return LONG_INTEGER.test(text);
 }
 
 const NUMBER = /-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/y;
