@@ -115,7 +115,7 @@ test("the exact-integer JSON path is taken for long integer tokens only, not for
     t.true(mayHoldUnsafeIntegers(s), s);
   }
   // and such integers still decode exactly
-  const body = Buffer.from(JSON.stringify({ inputs: [{ name: "X", datatype: "INT64", shape: [1], data: [0] }] }).replace("[0]", "[9007199254740993]"));
-  const d = decodeInferRequest(body, undefined);
+  const exact = Buffer.from(JSON.stringify({ inputs: [{ name: "X", datatype: "INT64", shape: [1], data: [0] }] }).replace("[0]", "[9007199254740993]"));
+  const d = decodeInferRequest(exact, undefined);
   t.is((d.input.inputs[0]!.data() as BigInt64Array)[0], 9007199254740993n);
 });
