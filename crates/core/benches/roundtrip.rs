@@ -1,5 +1,7 @@
 //! Export + import round trip (`to_dlpack` → `ExportedTensor::into_tensor` → drop) for a 1 KiB
-//! and a 1 GiB tensor, legacy and versioned. Zero-copy means both sizes should cost the same.
+//! and a 1 GiB tensor, legacy and versioned, and the in-process hand-off that builds no struct
+//! (`prepare_export` → `PreparedExport::into_tensor` → drop). Zero-copy means both sizes should
+//! cost the same.
 //!
 //! Run: `cargo bench -p tensorbridge-core --bench roundtrip`. The 1 GiB tensor is allocated
 //! once, outside the measured loop.
@@ -8,6 +10,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use tensorbridge_core::cuda::ConsumerStream;
 use tensorbridge_core::{DataType, ExportOptions, Tensor};
 
 fn round_trip(c: &mut Criterion) {
@@ -29,6 +32,18 @@ fn round_trip(c: &mut Criterion) {
                     black_box(back.data_ptr());
                 })
             });
+            group.bench_with_input(
+                BenchmarkId::new(format!("{abi}-in-process"), size),
+                tensor,
+                |b, tensor| {
+                    b.iter(|| {
+                        let prepared = tensor
+                            .prepare_export(&options, ConsumerStream::Default)
+                            .expect("prepare");
+                        black_box(prepared.into_tensor().data_ptr());
+                    })
+                },
+            );
         }
     }
     group.finish();
