@@ -2,7 +2,7 @@
  * Serving benchmark: tensorbridge (TypeScript add_sub) against real Triton
  * 2.51 (Python backend, the seed's add_sub) and MLServer (add_sub as a custom
  * runtime), in one run, with the same perf_analyzer, at concurrency 1 and 8,
- * JSON and binary tensors. Servers run one at a time (2 shared cores) on
+ * JSON and binary tensors. All servers run at once (idle ones cost nothing) on
  * 127.0.0.1.
  *
  *   bash bench/serving/setup.sh client peers     # once
