@@ -254,7 +254,64 @@ interface Row {
   throughput?: number;
   p50us?: number;
   p99us?: number;
+  /** Server CPU (user + system, the process and its children) per request served, in µs. */
+  cpuUs?: number;
   note?: string;
+}
+
+// ------------------------------------------------------------------ server CPU
+
+const CLK_TCK = Number(execFileSync("getconf", ["CLK_TCK"]).toString().trim()) || 100;
+
+/** utime + stime (in clock ticks) of one process, or 0 when it is gone. */
+function ticks(pid: number): number {
+  try {
+    // Fields after the ")" that ends the command name: state is field 3, utime 14, stime 15.
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return Number(f[11]) + Number(f[12]);
+  } catch {
+    return 0;
+  }
+}
+
+/** The process and its descendants (Triton's Python stubs run the model in child processes). */
+function tree(root: number): number[] {
+  const parent = new Map<number, number>();
+  for (const d of readdirSync("/proc")) {
+    if (!/^[0-9]+$/.test(d)) continue;
+    try {
+      const stat = readFileSync(`/proc/${d}/stat`, "utf8");
+      parent.set(Number(d), Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]));
+    } catch {
+      // exited meanwhile
+    }
+  }
+  const out = [root];
+  for (let i = 0; i < out.length; i++) for (const [pid, ppid] of parent) if (ppid === out[i]) out.push(pid);
+  return out;
+}
+
+/** CPU seconds used so far by the server's process tree. */
+function cpuSeconds(root: number): number {
+  let t = 0;
+  for (const pid of tree(root)) t += ticks(pid);
+  return t / CLK_TCK;
+}
+
+/**
+ * Requests the server has answered for `model` (success + failure counts of
+ * the statistics extension); undefined when it has no statistics (MLServer).
+ */
+async function servedRequests(url: string, model: string): Promise<number | undefined> {
+  try {
+    const r = await fetch(`${url}/v2/models/${model}/stats`);
+    if (r.status !== 200) return undefined;
+    const s = ((await r.json()) as { model_stats: { inference_stats: { success: { count: number }; fail: { count: number } } }[] }).model_stats[0]!;
+    return s.inference_stats.success.count + s.inference_stats.fail.count;
+  } catch {
+    return undefined;
+  }
 }
 
 async function perf(url: string, model: string, format: "binary" | "json", concurrency: number): Promise<Omit<Row, "server" | "format" | "concurrency">> {
@@ -330,7 +387,17 @@ try {
         }
         const model = format === "json" ? "add_sub_batched" : "add_sub";
         console.error(`== ${peer.name}: ${format}, concurrency ${c}`);
-        rows.push({ server: peer.name, format, concurrency: c, ...(await perf(peer.url, model, format, c)) });
+        // Server CPU per request over the whole perf_analyzer run (its
+        // warm-up and every window): what the server spends per request,
+        // apart from the scheduling luck that moves latency.
+        const pid = running.get(peer.name)!.child.pid!;
+        const n0 = await servedRequests(peer.url, model);
+        const c0 = cpuSeconds(pid);
+        const res = await perf(peer.url, model, format, c);
+        const c1 = cpuSeconds(pid);
+        const n1 = await servedRequests(peer.url, model);
+        const cpuUs = n0 !== undefined && n1 !== undefined && n1 > n0 ? ((c1 - c0) * 1e6) / (n1 - n0) : undefined;
+        rows.push({ server: peer.name, format, concurrency: c, ...res, ...(cpuUs !== undefined ? { cpuUs } : {}) });
       }
     }
   }
@@ -341,8 +408,8 @@ rows.sort((a, b) => peers.findIndex((p) => p.name === a.server) - peers.findInde
 
 const find = (server: string, format: string, c: number) => rows.find((r) => r.server === server && r.format === format && r.concurrency === c);
 const lines = [
-  `| server | format | concurrency | throughput (infer/s) | p50 (µs) | p99 (µs) | p50 vs Triton | throughput vs Triton | throughput vs MLServer |`,
-  `|---|---|---|---|---|---|---|---|---|`,
+  `| server | format | concurrency | throughput (infer/s) | p50 (µs) | p99 (µs) | p50 vs Triton | throughput vs Triton | throughput vs MLServer | server CPU/request (µs) |`,
+  `|---|---|---|---|---|---|---|---|---|---|`,
 ];
 for (const r of rows) {
   const tr = find("triton", r.format, r.concurrency);
@@ -352,7 +419,7 @@ for (const r of rows) {
   lines.push(
     `| ${label} | ${r.format} | ${r.concurrency} | ${r.throughput?.toFixed(0) ?? "–"} | ${r.p50us ?? "–"} | ${r.p99us ?? "–"} | ` +
       `${ours ? ratio(r.p50us, tr?.p50us) : ""} | ${ours ? ratio(r.throughput, tr?.throughput) : ""} | ` +
-      `${ours ? ratio(r.throughput, ml?.throughput) : ""} |${r.note ? ` ${r.note}` : ""}`,
+      `${ours ? ratio(r.throughput, ml?.throughput) : ""} | ${r.cpuUs?.toFixed(0) ?? "–"} |${r.note ? ` ${r.note}` : ""}`,
   );
 }
 const table = lines.join("\n");
