@@ -275,6 +275,89 @@ output { name: "WHO" data_type: TYPE_STRING dims: [ 1 ] }`,
   await t.throwsAsync(reg.load("counting"), { message: /shutting down/ });
 });
 
+const SYNC_CONFIG = `
+input { name: "X" data_type: TYPE_FP32 dims: [ 1 ] }
+output { name: "Y" data_type: TYPE_FP32 dims: [ 1 ] }`;
+
+/** A model that doubles X; `ret` returns `out` (its responses) one way or another. */
+const doubling = (ret: string) => `
+import { InferenceResponse, Tensor } from "tensorbridge";
+export default class M {
+  execute(requests: any[]) {
+    const out = requests.map((r: any) => new InferenceResponse({ outputTensors: { Y: Tensor.from(new Float32Array([(r.getInputTensorByName("X").data()[0] as number) * 2])) } }));
+    if (requests[0].getInputTensorByName("X").data()[0] === 13) throw new Error("thirteen");
+    ${ret}
+  }
+}`;
+
+test("execute() returning responses, a foreign thenable, throwing or rejecting: same results and statistics", async (t) => {
+  const repo = makeRepo({
+    sync: { config: SYNC_CONFIG, model: doubling("return out;") },
+    promise: { config: SYNC_CONFIG, model: doubling("return Promise.resolve(out);") },
+    // Not a native promise: only then() (as await would call it).
+    thenable: { config: SYNC_CONFIG, model: doubling("return { then(ok: (v: unknown) => void) { setTimeout(() => ok(out), 1); } };") },
+    rejecting: { config: SYNC_CONFIG, model: doubling("return Promise.reject(new Error('nope'));") },
+  });
+  const reg = new ModelRegistry({ repository: repo });
+  await reg.loadAll();
+  for (const name of ["sync", "promise", "thenable"]) {
+    const mv = reg.get(name);
+    const outs = await Promise.all([1, 2, 3].map((v) => mv.infer({ inputs: [f32(v).withName("X")] })));
+    t.deepEqual(outs.map((o) => o.outputs[0]!.data()[0]), [2, 4, 6], name);
+    await t.throwsAsync(mv.infer({ inputs: [f32(13).withName("X")] }), { instanceOf: ModelError, message: /thirteen/ }, name);
+    const st = mv.stats.snapshot();
+    t.is(st.inference_stats.success.count, 3, name);
+    t.is(st.inference_stats.fail.count, 1, name);
+    t.is(st.execution_count, 4, name);
+    t.is(st.inference_stats.queue.count, 4, name);
+  }
+  await t.throwsAsync(reg.get("rejecting").infer({ inputs: [f32(1).withName("X")] }), { instanceOf: ModelError, message: /nope/ });
+  t.is(reg.get("rejecting").stats.snapshot().inference_stats.fail.count, 1);
+  await reg.close();
+});
+
+test("a synchronous execute() that queues more requests from inside itself: each served once, in order, one at a time", async (t) => {
+  const repo = makeRepo({
+    reentrant: {
+      config: SYNC_CONFIG,
+      model: `
+import { InferenceResponse, Tensor } from "tensorbridge";
+let live = 0;
+export const seen: number[] = [];
+export default class R {
+  execute(requests: any[]) {
+    live++;
+    if (live > 1) throw new Error("two execute() at once on one instance");
+    const v = requests[0].getInputTensorByName("X").data()[0] as number;
+    // The callback re-enters the version while this execute() runs.
+    (globalThis as any).__reenter?.(v);
+    live--;
+    return [new InferenceResponse({ outputTensors: { Y: Tensor.from(new Float32Array([v])) } })];
+  }
+}`,
+    },
+  });
+  const reg = new ModelRegistry({ repository: repo });
+  await reg.loadAll();
+  const mv = reg.get("reentrant");
+  const order: number[] = [];
+  const pending: Promise<unknown>[] = [];
+  (globalThis as Record<string, unknown>)["__reenter"] = (v: number) => {
+    order.push(v);
+    if (v < 3) pending.push(mv.infer({ inputs: [f32(v + 1).withName("X")] }));
+  };
+  try {
+    const first = await mv.infer({ inputs: [f32(1).withName("X")] });
+    const rest = (await Promise.all(pending)) as { outputs: Tensor[] }[];
+    t.deepEqual([first, ...rest].map((o) => o.outputs[0]!.data()[0]), [1, 2, 3]);
+    t.deepEqual(order, [1, 2, 3]);
+    t.is(mv.stats.snapshot().execution_count, 3);
+  } finally {
+    delete (globalThis as Record<string, unknown>)["__reenter"];
+  }
+  await reg.close();
+});
+
 function i32(shape: number[]): Tensor {
   return Tensor.from(new Int32Array(shape.reduce((a, b) => a * b, 1)), { shape, name: "A" });
 }

@@ -76,6 +76,8 @@ export interface ModelVersionOptions {
 
 interface Pending {
   input: InferInput;
+  /** When the request arrived (its `receivedAt`, or when infer() was called). */
+  receivedAt: bigint;
   batchSize: number;
   enqueuedAt: bigint;
   resolve: (o: InferOutput) => void;
@@ -90,6 +92,17 @@ interface Instance {
   busy: boolean;
   passive: boolean;
 }
+
+/** A request's error among a batch's results. */
+class Failed {
+  constructor(readonly err: unknown) {}
+}
+
+const toCpu = (t: Tensor): Tensor => (t.isCpu() ? t : t.toCpu());
+
+// What `await` treats as a thenable: any object or function with a callable `then`.
+const isThenable = (v: unknown): v is PromiseLike<unknown> =>
+  ((typeof v === "object" && v !== null) || typeof v === "function") && typeof (v as { then?: unknown }).then === "function";
 
 const now = (): bigint => process.hrtime.bigint();
 const since = (t: bigint): number => Number(now() - t);
@@ -135,6 +148,9 @@ export class ModelVersion {
   #inflight = 0;
   #drained: (() => void) | undefined;
   #rr = 0;
+  #pumping = false;
+  /** The config's output names, for requests that name none. */
+  readonly #outputNames: string[];
   #batchTimer: NodeJS.Timeout | undefined;
 
   /** @param opts - what to load. */
@@ -148,6 +164,7 @@ export class ModelVersion {
     this.stats = new StatsRecorder(opts.name, opts.version);
     this.#inputs = new Map(opts.config.input.map((i) => [i.name, i]));
     this.#outputs = new Map(opts.config.output.map((o) => [o.name, o]));
+    this.#outputNames = [...this.#outputs.keys()];
     this.#forceCpu = forceCpuOnlyInputs(opts.config);
   }
 
@@ -351,7 +368,7 @@ export class ModelVersion {
       return Promise.reject(e);
     }
     return new Promise<InferOutput>((resolve, reject) => {
-      this.#queue.push({ input: { ...input, receivedAt: received }, batchSize, enqueuedAt: now(), resolve, reject });
+      this.#queue.push({ input, receivedAt: received, batchSize, enqueuedAt: now(), resolve, reject });
       this.#pump();
     });
   }
@@ -359,15 +376,16 @@ export class ModelVersion {
   #record(ok: boolean, received: bigint, queueNs: number, batchSize: number, reason?: "REJECTED" | "BACKEND" | "OTHER"): void {
     const ns = since(received);
     this.stats.request(ok, ns, batchSize, queueNs);
-    this.#observer?.requestDone({
-      model: this.name,
-      version: this.version,
-      success: ok,
-      ...(reason ? { reason } : {}),
-      durationNs: ns,
-      queueNs: Math.max(0, queueNs),
-      batchSize,
-    });
+    const o = this.#observer;
+    if (o === undefined) return;
+    const q = Math.max(0, queueNs);
+    // Two literals rather than a spread: no `reason` key on success, and no
+    // temporary object per request.
+    o.requestDone(
+      reason
+        ? { model: this.name, version: this.version, success: ok, reason, durationNs: ns, queueNs: q, batchSize }
+        : { model: this.name, version: this.version, success: ok, durationNs: ns, queueNs: q, batchSize },
+    );
   }
 
   #takeBatch(): Pending[] {
@@ -385,12 +403,26 @@ export class ModelVersion {
   }
 
   #pump(): void {
+    // A model whose execute() returns synchronously finishes inside #run,
+    // and its instance's release asks for the queue again: the loop below
+    // is already taking it.
+    if (this.#pumping) return;
+    this.#pumping = true;
+    try {
+      this.#pumpLoop();
+    } finally {
+      this.#pumping = false;
+    }
+  }
+
+  #pumpLoop(): void {
     while (this.#queue.length > 0) {
       const idle = this.#pickIdle();
       if (!idle) break;
       const delayUs = this.config.dynamic_batching?.max_queue_delay_microseconds ?? 0;
       if (delayUs > 0 && this.#state === "READY" && this.config.max_batch_size > 0) {
-        const total = this.#queue.reduce((s, p) => s + p.batchSize, 0);
+        let total = 0;
+        for (const p of this.#queue) total += p.batchSize;
         const preferred = this.config.dynamic_batching!.preferred_batch_size;
         const full = total >= this.config.max_batch_size || preferred.includes(total);
         const waited = Number(now() - this.#queue[0]!.enqueuedAt) / 1000;
@@ -407,16 +439,19 @@ export class ModelVersion {
       const batch = this.#takeBatch();
       idle.busy = true;
       this.#inflight++;
-      void this.#run(idle, batch).finally(() => {
-        idle.busy = false;
-        this.#inflight--;
-        if (this.#queue.length > 0) this.#pump();
-        else if (this.#inflight === 0 && this.#drained) {
-          const d = this.#drained;
-          this.#drained = undefined;
-          d();
-        }
-      });
+      this.#run(idle, batch);
+    }
+  }
+
+  /** An instance finished a batch: it takes the next one, or the drain completes. */
+  #release(inst: Instance): void {
+    inst.busy = false;
+    this.#inflight--;
+    if (this.#queue.length > 0) this.#pump();
+    else if (this.#inflight === 0 && this.#drained) {
+      const d = this.#drained;
+      this.#drained = undefined;
+      d();
     }
   }
 
@@ -432,77 +467,134 @@ export class ModelVersion {
     return undefined;
   }
 
-  async #run(inst: Instance, batch: Pending[]): Promise<void> {
+  /**
+   * Runs one batch on an instance and settles its requests. An execute()
+   * that returns its responses (not a promise) is finished synchronously:
+   * no promise and no microtask per batch, which is most of what a small
+   * model's request costs here.
+   */
+  #run(inst: Instance, batch: Pending[]): void {
     const start = now();
-    const queueNs = batch.map((p) => Number(start - p.enqueuedAt));
-    const fail = (p: Pending, i: number, e: unknown, reason: "BACKEND" | "OTHER") => {
-      this.#record(false, p.input.receivedAt!, queueNs[i]!, p.batchSize, reason);
-      p.reject(e);
-    };
     // compute_input: build the requests (inputs to CPU when forced)
     let requests: InferenceRequest[];
     try {
-      requests = batch.map(
-        (p) =>
-          new InferenceRequest({
-            inputs: this.#forceCpu ? p.input.inputs.map((t) => (t.isCpu() ? t : t.toCpu())) : p.input.inputs,
-            requestedOutputNames: p.input.outputs && p.input.outputs.length > 0 ? p.input.outputs : [...this.#outputs.keys()],
-            requestId: p.input.id ?? "",
-            parameters: p.input.parameters ?? {},
-            modelName: this.name,
-            modelVersion: this.version,
-          }),
-      );
+      requests = [];
+      for (const p of batch) requests.push(this.#request(p));
     } catch (e) {
       const err = new ServingError("ERR_MODEL_EXECUTE", `preparing inputs for model '${this.name}' failed: ${errorMessage(e)}`, { cause: e });
-      batch.forEach((p, i) => fail(p, i, err, "OTHER"));
+      try {
+        for (const p of batch) this.#fail(p, start, err, "OTHER");
+      } finally {
+        this.#release(inst);
+      }
       return;
     }
     const inferStart = now();
     const inputNs = Number(inferStart - start);
     let responses: unknown;
     try {
-      responses = await inst.model.execute(requests);
+      responses = inst.model.execute(requests);
     } catch (e) {
-      const err = ModelError.from(e);
-      const inferNs = since(inferStart);
-      this.#execution(batch, inputNs, inferNs, 0);
-      batch.forEach((p, i) => fail(p, i, err, "BACKEND"));
+      try {
+        this.#executeFailed(batch, start, inputNs, inferStart, e);
+      } finally {
+        this.#release(inst);
+      }
       return;
     }
+    if (isThenable(responses)) {
+      // As `await` would: a thenable's own then(), settled later.
+      Promise.resolve(responses).then(
+        (r) => {
+          try {
+            this.#finish(batch, start, inputNs, inferStart, r);
+          } finally {
+            this.#release(inst);
+          }
+        },
+        (e: unknown) => {
+          try {
+            this.#executeFailed(batch, start, inputNs, inferStart, e);
+          } finally {
+            this.#release(inst);
+          }
+        },
+      );
+      return;
+    }
+    try {
+      this.#finish(batch, start, inputNs, inferStart, responses);
+    } finally {
+      this.#release(inst);
+    }
+  }
+
+  /** The model's view of one queued request. */
+  #request(p: Pending): InferenceRequest {
+    const input = p.input;
+    return new InferenceRequest({
+      inputs: this.#forceCpu ? input.inputs.map(toCpu) : input.inputs,
+      requestedOutputNames: input.outputs && input.outputs.length > 0 ? input.outputs : this.#outputNames,
+      requestId: input.id ?? "",
+      parameters: input.parameters ?? {},
+      modelName: this.name,
+      modelVersion: this.version,
+    });
+  }
+
+  /** Records a failed request (its queue time measured up to `start`) and rejects it. */
+  #fail(p: Pending, start: bigint, e: unknown, reason: "BACKEND" | "OTHER"): void {
+    this.#record(false, p.receivedAt, Number(start - p.enqueuedAt), p.batchSize, reason);
+    p.reject(e);
+  }
+
+  /** execute() threw or rejected: every request of the batch fails with the model's error. */
+  #executeFailed(batch: Pending[], start: bigint, inputNs: number, inferStart: bigint, e: unknown): void {
+    const err = ModelError.from(e);
+    const inferNs = since(inferStart);
+    this.#execution(batch, inputNs, inferNs, 0);
+    for (const p of batch) this.#fail(p, start, err, "BACKEND");
+  }
+
+  /** Checks execute()'s responses and settles each request of the batch. */
+  #finish(batch: Pending[], start: bigint, inputNs: number, inferStart: bigint, responses: unknown): void {
     const outStart = now();
     const inferNs = Number(outStart - inferStart);
-    const results: ({ ok: true; out: InferOutput } | { ok: false; err: unknown })[] = [];
-    if (!Array.isArray(responses) || responses.length !== batch.length) {
+    const n = batch.length;
+    // One result per request: an InferOutput, or the error in a box (a model may throw anything).
+    const results: (InferOutput | Failed)[] = [];
+    if (!Array.isArray(responses) || responses.length !== n) {
       const got = Array.isArray(responses) ? `${responses.length} responses` : `${responses === undefined ? "undefined" : typeof responses}`;
       const err = new ServingError(
         "ERR_MODEL_EXECUTE",
-        `model '${this.name}' execute() must return one InferenceResponse per request (${batch.length}), got ${got}`,
+        `model '${this.name}' execute() must return one InferenceResponse per request (${n}), got ${got}`,
       );
-      for (let i = 0; i < batch.length; i++) results.push({ ok: false, err });
+      for (let i = 0; i < n; i++) results.push(new Failed(err));
     } else {
-      for (let i = 0; i < batch.length; i++) {
+      for (let i = 0; i < n; i++) {
         try {
-          results.push({ ok: true, out: this.#checkResponse(responses[i], batch[i]!, i) });
+          results.push(this.#checkResponse(responses[i], batch[i]!, i));
         } catch (e) {
-          results.push({ ok: false, err: e });
+          results.push(new Failed(e));
         }
       }
     }
     this.#execution(batch, inputNs, inferNs, since(outStart));
-    results.forEach((r, i) => {
+    for (let i = 0; i < n; i++) {
       const p = batch[i]!;
-      if (r.ok) {
-        this.#record(true, p.input.receivedAt!, queueNs[i]!, p.batchSize);
-        p.resolve(r.out);
+      const r = results[i]!;
+      if (r instanceof Failed) {
+        this.#fail(p, start, r.err, "BACKEND");
       } else {
-        fail(p, i, r.err, "BACKEND");
+        this.#record(true, p.receivedAt, Number(start - p.enqueuedAt), p.batchSize);
+        p.resolve(r as InferOutput);
       }
-    });
+    }
   }
 
   #execution(batch: Pending[], inputNs: number, inferNs: number, outputNs: number): void {
-    const total = batch.reduce((s, p) => s + p.batchSize, 0);
+    let total = 0;
+    for (const p of batch) total += p.batchSize;
     this.stats.execution(batch.length, total, inputNs, inferNs, outputNs);
     this.#observer?.executionDone({
       model: this.name,
