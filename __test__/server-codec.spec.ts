@@ -119,3 +119,46 @@ test("the exact-integer JSON path is taken for long integer tokens only, not for
   const d = decodeInferRequest(exact, undefined);
   t.is((d.input.inputs[0]!.data() as BigInt64Array)[0], 9007199254740993n);
 });
+
+test("a binary header seen before decodes to the same request, with this body's data and this body's errors", (t) => {
+  const header = {
+    id: "r1",
+    parameters: { binary_data_output: true, p: "x" },
+    inputs: [
+      { name: "A", datatype: "FP32", shape: [2], parameters: { binary_data_size: 8 } },
+      { name: "S", datatype: "BYTES", shape: [1], parameters: { binary_data_size: 7 } },
+    ],
+    outputs: [{ name: "Y", parameters: { binary_data: false } }, { name: "Z" }],
+  };
+  const s = serializeBytesElements([Buffer.from("abc")]);
+  const decode = (a: number[]) => decodeInferRequest(...(Object.values(body(header, new Uint8Array(new Float32Array(a).buffer), s)) as [Buffer, string]));
+  const first = decode([1, 2]);
+  for (const v of [[3, 4], [5, 6]]) {
+    const again = decode(v);
+    t.deepEqual(Array.from(again.input.inputs[0]!.data() as Float32Array), v, "this body's data");
+    t.is(new TextDecoder().decode(again.input.inputs[1]!.bytes()[0]!), "abc");
+    t.deepEqual(again.outputs, first.outputs);
+    t.deepEqual(again.input.outputs, ["Y", "Z"]);
+    t.deepEqual(again.input.parameters, { binary_data_output: true, p: "x" });
+    t.is(again.input.id, "r1");
+    t.true(again.binaryDefault);
+    // Each request gets its own list of output names.
+    again.input.outputs!.push("W");
+  }
+  t.deepEqual(decode([7, 8]).input.outputs, ["Y", "Z"]);
+  // Body-dependent errors come out the same way for a known header.
+  const short = body(header, new Uint8Array(8));
+  for (let i = 0; i < 2; i++) {
+    t.throws(() => decodeInferRequest(short.buf, short.hl), { instanceOf: ServingError, message: /input 'S': binary_data_size 7 goes past the end of the request body \(0 binary bytes left\)/ });
+  }
+  const long = body(header, new Uint8Array(8), s, new Uint8Array(3));
+  t.throws(() => decodeInferRequest(long.buf, long.hl), { message: /3 bytes of binary data that no input claims/ });
+});
+
+test("a shared-memory header seen by a server with shared memory is still refused by one without", (t) => {
+  const header = { inputs: [{ name: "A", datatype: "FP32", shape: [1], parameters: { shared_memory_region: "r", shared_memory_byte_size: 4 } }] };
+  const { buf, hl } = body(header);
+  const shm = { read: () => new Uint8Array(new Float32Array([9]).buffer), write: () => {} };
+  for (let i = 0; i < 2; i++) t.deepEqual(Array.from(decodeInferRequest(buf, hl, shm).input.inputs[0]!.data() as Float32Array), [9]);
+  t.throws(() => decodeInferRequest(buf, hl), { message: /input 'A': shared memory is not available on this server/ });
+});

@@ -91,13 +91,8 @@ function elementCount(shape: readonly number[]): number {
   return n;
 }
 
-/**
- * Splits the body into the JSON header and the binary part.
- *
- * @param body - the raw request body.
- * @param headerLength - the `Inference-Header-Content-Length` header value, if any.
- */
-function splitBody(body: Uint8Array, headerLength: string | string[] | undefined): { json: unknown; binary: Uint8Array; binaryStart: number } {
+/** The `Inference-Header-Content-Length` value, checked against the body. */
+function headerLengthOf(body: Uint8Array, headerLength: string | string[] | undefined): number {
   let hdrLen = body.length;
   if (headerLength !== undefined) {
     const h = Array.isArray(headerLength) ? headerLength[0] : headerLength;
@@ -108,6 +103,11 @@ function splitBody(body: Uint8Array, headerLength: string | string[] | undefined
     }
   }
   if (hdrLen === 0) bad("the request has no JSON header (empty body)");
+  return hdrLen;
+}
+
+/** Parses the JSON header (its first `hdrLen` bytes) of a request body. */
+function parseHeader(body: Uint8Array, hdrLen: number): unknown {
   const text = Buffer.from(body.buffer, body.byteOffset, hdrLen).toString("utf8");
   let json: unknown;
   try {
@@ -117,7 +117,87 @@ function splitBody(body: Uint8Array, headerLength: string | string[] | undefined
   } catch (e) {
     bad(`failed to parse the request JSON buffer: ${errorMessage(e)}`);
   }
-  return { json, binary: body.subarray(hdrLen), binaryStart: hdrLen };
+  return json;
+}
+
+/** Where one input's bytes are, in a header whose inputs all have them outside the JSON. */
+interface InputSource {
+  name: string;
+  dtype: DType;
+  dims: readonly number[];
+  count: number;
+  /** Bytes in the body's binary part; -1 for an input in shared memory. */
+  binarySize: number;
+  shm?: { region: string; offset: number; size: number };
+}
+
+/**
+ * What a JSON header says once it has been parsed and checked, for a header
+ * whose inputs carry no `data` (binary tensors or shared memory): everything
+ * {@link decodeInferRequest} needs but the bytes.
+ */
+interface HeaderPlan {
+  /** A copy of the header's bytes (the key). */
+  bytes: Buffer;
+  id: string | undefined;
+  parameters: Readonly<Record<string, RequestParameter>>;
+  inputs: readonly InputSource[];
+  outputs: readonly OutputSpec[];
+  outputNames: readonly string[];
+  binaryDefault: boolean;
+  /** An input or output is in shared memory (a server without it answers such a header with an error). */
+  usesShm: boolean;
+}
+
+/**
+ * Recently seen binary-request headers. A client sends the same JSON header
+ * again and again in steady use (same inputs, shapes and outputs; only the
+ * binary data after it changes): a header byte-equal to one seen before
+ * skips JSON parsing and the header checks. Headers with `data` in them are
+ * not kept (their values differ from request to request).
+ */
+const PLAN_CACHE_SIZE = 16;
+const PLAN_MAX_BYTES = 4096;
+const plans: HeaderPlan[] = [];
+
+function cachedPlan(body: Uint8Array, hdrLen: number): HeaderPlan | undefined {
+  for (let i = 0; i < plans.length; i++) {
+    const p = plans[i]!;
+    if (p.bytes.length === hdrLen && p.bytes.compare(body, 0, hdrLen) === 0) return p;
+  }
+  return undefined;
+}
+
+function keepPlan(p: HeaderPlan): void {
+  if (plans.length >= PLAN_CACHE_SIZE) plans.shift();
+  plans.push(p);
+}
+
+/** Inputs from a plan and the body's binary part: the checks of {@link decodeInferRequest} that depend on the bytes, in its order. */
+function inputsFromPlan(plan: HeaderPlan, binary: Uint8Array, shm: SharedMemoryAccess | undefined): Tensor[] {
+  let cursor = 0;
+  const inputs: Tensor[] = [];
+  for (const src of plan.inputs) {
+    const { name, dtype, count } = src;
+    const dims = src.dims as number[];
+    if (src.binarySize >= 0) {
+      const binSize = src.binarySize;
+      if (cursor + binSize > binary.length) {
+        bad(`input '${name}': binary_data_size ${binSize} goes past the end of the request body (${binary.length - cursor} binary bytes left)`);
+      }
+      const bytes = binary.subarray(cursor, cursor + binSize);
+      cursor += binSize;
+      inputs.push(tensorFromBytes(name, dtype, dims, count, bytes));
+    } else {
+      const { region, offset, size } = src.shm!;
+      const direct = shm!.tensor?.(region, offset, size, dtype, dims, name);
+      inputs.push(direct ?? tensorFromBytes(name, dtype, dims, count, shm!.read(region, offset, size)));
+    }
+  }
+  if (cursor !== binary.length) {
+    bad(`the request body has ${binary.length - cursor} bytes of binary data that no input claims (check binary_data_size)`);
+  }
+  return inputs;
 }
 
 /**
@@ -136,7 +216,16 @@ export function decodeInferRequest(
   shm?: SharedMemoryAccess,
 ): DecodedRequest {
   if (!body || body.length === 0) bad("the inference request has an empty body; send a JSON object with 'inputs'");
-  const { json, binary } = splitBody(body, headerLength);
+  const hdrLen = headerLengthOf(body, headerLength);
+  const binary = body.subarray(hdrLen);
+  const cached = hdrLen <= PLAN_MAX_BYTES ? cachedPlan(body, hdrLen) : undefined;
+  if (cached !== undefined && (shm !== undefined || !cached.usesShm)) {
+    const inputs = inputsFromPlan(cached, binary, shm);
+    const input: InferInput = { inputs, outputs: [...cached.outputNames], parameters: cached.parameters as Record<string, RequestParameter> };
+    if (cached.id !== undefined) input.id = cached.id;
+    return { input, outputs: cached.outputs as OutputSpec[], binaryDefault: cached.binaryDefault };
+  }
+  const json = parseHeader(body, hdrLen);
   if (!isObject(json)) bad("the inference request must be a JSON object");
   const id = json["id"];
   if (id !== undefined && typeof id !== "string") bad("'id' must be a string");
@@ -145,6 +234,8 @@ export function decodeInferRequest(
   if (!Array.isArray(inputsJson)) bad("the inference request must have an 'inputs' array");
   let cursor = 0;
   const inputs: Tensor[] = [];
+  // Where each input's bytes came from; undefined once an input has `data`.
+  let plan: InputSource[] | undefined = [];
   for (const [i, inp] of inputsJson.entries()) {
     if (!isObject(inp)) bad(`inputs[${i}] must be a JSON object`);
     const name = inp["name"];
@@ -178,6 +269,7 @@ export function decodeInferRequest(
       const bytes = binary.subarray(cursor, cursor + binSize);
       cursor += binSize;
       inputs.push(tensorFromBytes(name, datatype, dims, count, bytes));
+      plan?.push({ name, dtype: datatype, dims: Object.freeze(dims.slice()), count, binarySize: binSize });
     } else if (region !== undefined) {
       if (!shm) bad(`input '${name}': shared memory is not available on this server`);
       if (typeof region !== "string") bad(`input '${name}': shared_memory_region must be a string`);
@@ -191,8 +283,10 @@ export function decodeInferRequest(
       }
       const direct = shm.tensor?.(region, offset, size, datatype, dims, name);
       inputs.push(direct ?? tensorFromBytes(name, datatype, dims, count, shm.read(region, offset, size)));
+      plan?.push({ name, dtype: datatype, dims: Object.freeze(dims.slice()), count, binarySize: -1, shm: { region, offset, size } });
     } else {
       inputs.push(tensorFromJson(name, datatype, dims, count, inp["data"]));
+      plan = undefined;
     }
   }
   if (cursor !== binary.length) {
@@ -233,7 +327,29 @@ export function decodeInferRequest(
   }
   const input: InferInput = { inputs, outputs: outputs.map((o) => o.name), parameters };
   if (id !== undefined) input.id = id;
+  if (plan !== undefined && hdrLen <= PLAN_MAX_BYTES) {
+    // Kept as parsed: frozen, as every later request with this header shares them.
+    keepPlan({
+      bytes: Buffer.from(body.subarray(0, hdrLen)),
+      id,
+      parameters: deepFreeze(parameters),
+      inputs: Object.freeze(plan),
+      outputs: Object.freeze(outputs.map((o) => deepFreeze(o))),
+      outputNames: Object.freeze(outputs.map((o) => o.name)),
+      binaryDefault,
+      usesShm: plan.some((x) => x.shm !== undefined) || outputs.some((o) => o.shm !== undefined),
+    });
+  }
   return { input, outputs, binaryDefault };
+}
+
+/** Freezes an object and the objects in it (parsed JSON: no cycles). */
+function deepFreeze<T>(v: T): T {
+  if (typeof v === "object" && v !== null && !Object.isFrozen(v)) {
+    Object.freeze(v);
+    for (const x of Object.values(v)) deepFreeze(x);
+  }
+  return v;
 }
 
 /** Parses the BYTES wire form: each element a 4-byte little-endian length and its bytes. */
