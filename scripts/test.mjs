@@ -20,7 +20,7 @@ function has(cmd) {
 const venv = process.env.TENSORBRIDGE_PYTHON ?? join(root, ".venv");
 const hasVenv = existsSync(join(venv, "bin", "python")) || existsSync(join(venv, "python"));
 
-/** @type {Array<{ name: string, cmd: string[], skip?: string }>} */
+/** @type {Array<{ name: string, cmd: string[], skip?: string, env?: Record<string, string> }>} */
 const steps = [
   { name: "cargo-fmt", cmd: ["cargo", "fmt", "--all", "--check"] },
   {
@@ -30,6 +30,12 @@ const steps = [
   {
     name: "cargo-test",
     cmd: ["cargo", "test", "--workspace", "--all-features", "--exclude", "tensorbridge-interop"],
+  },
+  {
+    // Broken intra-doc links are what Rust users of the core crate would meet on docs.rs.
+    name: "rustdoc",
+    cmd: ["cargo", "doc", "-p", "tensorbridge-core", "-p", "tensorbridge-node", "--all-features", "--no-deps"],
+    env: { RUSTDOCFLAGS: "-D warnings" },
   },
   {
     name: "interop",
@@ -73,7 +79,7 @@ for (const step of steps) {
   }
   console.log(`\n=== ${step.name}: ${step.cmd.map((c) => c.replace(root + "/", "")).join(" ")}`);
   const t0 = Date.now();
-  const r = spawnSync(step.cmd[0], step.cmd.slice(1), { cwd: root, stdio: "inherit" });
+  const r = spawnSync(step.cmd[0], step.cmd.slice(1), { cwd: root, stdio: "inherit", env: { ...process.env, ...step.env } });
   const secs = ((Date.now() - t0) / 1000).toFixed(1);
   if (r.status !== 0) {
     console.error(`\n=== ${step.name}: FAILED after ${secs}s (exit ${r.status ?? r.signal})`);

@@ -31,7 +31,7 @@
 //! `IS_COPIED` flags of a versioned tensor are carried into the tensor; a NULL deleter is
 //! allowed (the producer keeps ownership of the memory, and nothing is called on drop).
 //!
-//! Checks 15–16 are [`crate::cuda::check_import`] and [`crate::cuda::check_pointer`]; host
+//! Checks 15–16 are `cuda::check_import` and [`crate::cuda::check_pointer`]; host
 //! labels are checked against the driver only in a process that has loaded it already, and
 //! tensors this crate exported itself are not checked again. Device memory is borrowed, never
 //! freed here: only the producer's deleter is called.

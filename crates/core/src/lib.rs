@@ -41,37 +41,26 @@
 //! # Ok::<(), tensorbridge_core::Error>(())
 //! ```
 #![deny(unsafe_op_in_unsafe_fn)]
+// Module docs spell out link targets (`[`Storage`](crate::storage::Storage)`) so that they
+// read the same wherever the text is shown.
+#![allow(rustdoc::redundant_explicit_links)]
 
-/// Consume-once holders of a DLPack managed tensor.
+// Each module carries its own `//!` docs; outer `///` docs here would be
+// merged into them and break their intra-doc links (resolved from this scope).
 pub mod capsule;
-/// CUDA device and pinned memory, pointer validation, copies and stream-ordered exchange
-/// (through cudarc; every entry point reports `ERR_CUDA_UNAVAILABLE` without a driver).
 pub mod cuda;
-/// Devices (`cpu`, `cuda:0`, …) and which of them the CPU can address.
 pub mod device;
-/// Element types and their Triton and DLPack names.
 pub mod dtype;
-/// The error type and its stable `ERR_*` codes.
 pub mod error;
-/// Tensor → DLPack, and the owning [`ExportedTensor`] handle.
 pub mod export;
-/// The DLPack C ABI structs (v1.3).
 pub mod ffi;
-/// DLPack → tensor: the validation rules and ownership after each failure.
 pub mod import;
-/// Shape, stride and size arithmetic; the C-contiguity rule.
 pub mod layout;
-/// Process-wide counters for tests and leak checks.
 pub mod stats;
-/// Who owns a tensor's bytes.
 pub mod storage;
-/// The tensor type.
 pub mod tensor;
-/// A DLPack producer for tests: foreign managed tensors with arbitrary fields and counted
-/// deleters (not for production use).
 pub mod testing;
 
-/// Conversions to and from dlpark 0.8's types.
 #[cfg(feature = "dlpark")]
 pub mod dlpark_interop;
 
