@@ -316,6 +316,32 @@ test("execute() returning responses, a foreign thenable, throwing or rejecting: 
   await reg.close();
 });
 
+test("submit(): callbacks instead of a promise, synchronous for a model that returns its responses", async (t) => {
+  const repo = makeRepo({
+    sync: { config: SYNC_CONFIG, model: doubling("return out;") },
+    promise: { config: SYNC_CONFIG, model: doubling("return Promise.resolve(out);") },
+  });
+  const reg = new ModelRegistry({ repository: repo });
+  await reg.loadAll();
+  const run = (name: string, v: number) => {
+    const got: { ok?: number; err?: unknown } = {};
+    reg.get(name).submit({ inputs: [f32(v).withName("X")] }, { resolve: (o) => (got.ok = o.outputs[0]!.data()[0] as number), reject: (e) => (got.err = e) });
+    return got;
+  };
+  t.deepEqual(run("sync", 4), { ok: 8 }, "answered before submit() returns");
+  const thrown = run("sync", 13);
+  t.true(thrown.err instanceof ModelError && /thirteen/.test(thrown.err.message));
+  const rejected: { err?: unknown } = {};
+  reg.get("sync").submit({ inputs: [] }, { resolve: () => t.fail(), reject: (e) => (rejected.err = e) });
+  t.true(rejected.err instanceof ServingError && /missing required input/.test((rejected.err as Error).message), "an invalid request is rejected at once");
+  const later = run("promise", 5);
+  t.deepEqual(later, {}, "a model that returns a promise answers later");
+  await sleep(20);
+  t.deepEqual(later, { ok: 10 });
+  t.is(reg.get("sync").stats.snapshot().inference_stats.fail.count, 2);
+  await reg.close();
+});
+
 test("a synchronous execute() that queues more requests from inside itself: each served once, in order, one at a time", async (t) => {
   const repo = makeRepo({
     reentrant: {

@@ -46,6 +46,14 @@ export interface InferOutput {
   outputs: Tensor[];
 }
 
+/** Where {@link ModelVersion.submit} reports the outcome of a request. */
+export interface InferCallbacks {
+  /** The request succeeded. */
+  resolve(o: InferOutput): void;
+  /** The request failed (a ServingError, the model's ModelError, ...). */
+  reject(e: unknown): void;
+}
+
 /** Logger used by the runtime (a subset of pino's / console's). */
 export interface RuntimeLogger {
   /** Informational message. */
@@ -80,8 +88,7 @@ interface Pending {
   receivedAt: bigint;
   batchSize: number;
   enqueuedAt: bigint;
-  resolve: (o: InferOutput) => void;
-  reject: (e: unknown) => void;
+  done: InferCallbacks;
 }
 
 interface Instance {
@@ -111,10 +118,15 @@ function badRequest(m: string): never {
   throw new ServingError("ERR_INVALID_REQUEST", m);
 }
 
-function shapeMatches(shape: readonly number[], dims: readonly number[]): boolean {
-  if (shape.length !== dims.length) return false;
-  for (let i = 0; i < dims.length; i++) if (dims[i] !== -1 && dims[i] !== shape[i]) return false;
+/** `shape` from index `from` on (1: after the batch dimension) fits the config's `dims`. */
+function shapeMatches(shape: readonly number[], dims: readonly number[], from = 0): boolean {
+  if (shape.length - from !== dims.length) return false;
+  for (let i = 0; i < dims.length; i++) if (dims[i] !== -1 && dims[i] !== shape[i + from]) return false;
   return true;
+}
+
+function badResponse(model: string, m: string): never {
+  throw new ServingError("ERR_MODEL_EXECUTE", `model '${model}' returned an invalid response: ${m}`);
 }
 
 function fmtShape(s: readonly number[]): string {
@@ -149,6 +161,8 @@ export class ModelVersion {
   #drained: (() => void) | undefined;
   #rr = 0;
   #pumping = false;
+  /** Names of the inputs that are not optional. */
+  readonly #required: string[];
   /** The config's output names, for requests that name none. */
   readonly #outputNames: string[];
   #batchTimer: NodeJS.Timeout | undefined;
@@ -165,6 +179,7 @@ export class ModelVersion {
     this.#inputs = new Map(opts.config.input.map((i) => [i.name, i]));
     this.#outputs = new Map(opts.config.output.map((o) => [o.name, o]));
     this.#outputNames = [...this.#outputs.keys()];
+    this.#required = opts.config.input.filter((i) => !i.optional).map((i) => i.name);
     this.#forceCpu = forceCpuOnlyInputs(opts.config);
   }
 
@@ -300,32 +315,36 @@ export class ModelVersion {
       seen.add(n);
       const want = configTypeToDtype(cfg.data_type);
       if (t.dtype !== want) bad(`inference input '${n}' data-type is '${t.dtype}', but model '${model}' expects '${want}'`);
-      let shape = t.shape;
+      const shape = t.shape;
       if (mbs > 0) {
         if (shape.length === 0) bad(`input '${n}' of model '${model}' needs a batch dimension (max_batch_size is ${mbs})`);
         const b = shape[0]!;
         if (b < 1 || b > mbs) bad(`inference request batch-size must be <= ${mbs} for '${model}' (input '${n}' has batch size ${b})`);
         if (batch !== -1 && b !== batch) bad(`inputs of model '${model}' have different batch sizes (${batch} and ${b})`);
         batch = b;
-        shape = shape.slice(1);
       }
-      if (!shapeMatches(shape, cfg.dims)) {
+      if (!shapeMatches(shape, cfg.dims, mbs > 0 ? 1 : 0)) {
         const expected = mbs > 0 ? `[-1,${cfg.dims.join(",")}]` : fmtShape(cfg.dims);
         bad(`unexpected shape for input '${n}' for model '${model}'. Expected ${expected}, got ${fmtShape(t.shape)}`);
       }
     }
-    const missing = [...this.#inputs.values()].filter((i) => !i.optional && !seen.has(i.name)).map((i) => i.name);
-    if (missing.length > 0) {
+    let allThere = true;
+    for (const name of this.#required) allThere &&= seen.has(name);
+    if (!allThere) {
+      const missing = this.#required.filter((name) => !seen.has(name));
       bad(
         `expected ${this.#inputs.size} inputs but got ${input.inputs.length} inputs for model '${model}'. ` +
           `Got input(s) [${[...seen].map((s) => `'${s}'`).join(", ")}], but missing required input(s) [${missing.map((s) => `'${s}'`).join(", ")}]. Please provide all required input(s).`,
       );
     }
-    const outs = new Set<string>();
-    for (const o of input.outputs ?? []) {
-      if (!this.#outputs.has(o)) bad(`unexpected inference output '${o}' for model '${model}'`);
-      if (outs.has(o)) bad(`output '${o}' is requested more than once`);
-      outs.add(o);
+    const requested = input.outputs;
+    if (requested !== undefined && requested.length > 0) {
+      const outs = new Set<string>();
+      for (const o of requested) {
+        if (!this.#outputs.has(o)) bad(`unexpected inference output '${o}' for model '${model}'`);
+        if (outs.has(o)) bad(`output '${o}' is requested more than once`);
+        outs.add(o);
+      }
     }
     return mbs > 0 ? Math.max(batch, 1) : 1;
   }
@@ -353,24 +372,33 @@ export class ModelVersion {
    * @throws {ModelError} the model's own error for this request.
    */
   infer(input: InferInput): Promise<InferOutput> {
+    return new Promise<InferOutput>((resolve, reject) => this.submit(input, { resolve, reject }));
+  }
+
+  /**
+   * {@link infer} without a promise: `done.resolve` or `done.reject` is
+   * called once with the outcome, synchronously when the model's
+   * `execute()` returns its responses (not a promise). The server's
+   * inference handler uses it so that a request to such a model is
+   * answered without a promise or a microtask. The callbacks must not throw.
+   */
+  submit(input: InferInput, done: InferCallbacks): void {
     const received = input.receivedAt ?? now();
     if (this.#state !== "READY") {
       this.#record(false, received, -1, 1, "REJECTED");
-      return Promise.reject(
-        new ServingError("ERR_MODEL_UNAVAILABLE", `model '${this.name}' version ${this.version} is not ready (${this.#state.toLowerCase()})`),
-      );
+      done.reject(new ServingError("ERR_MODEL_UNAVAILABLE", `model '${this.name}' version ${this.version} is not ready (${this.#state.toLowerCase()})`));
+      return;
     }
     let batchSize: number;
     try {
       batchSize = this.validate(input);
     } catch (e) {
       this.#record(false, received, -1, 1, "REJECTED");
-      return Promise.reject(e);
+      done.reject(e);
+      return;
     }
-    return new Promise<InferOutput>((resolve, reject) => {
-      this.#queue.push({ input, receivedAt: received, batchSize, enqueuedAt: now(), resolve, reject });
-      this.#pump();
-    });
+    this.#queue.push({ input, receivedAt: received, batchSize, enqueuedAt: now(), done });
+    this.#pump();
   }
 
   #record(ok: boolean, received: bigint, queueNs: number, batchSize: number, reason?: "REJECTED" | "BACKEND" | "OTHER"): void {
@@ -545,7 +573,7 @@ export class ModelVersion {
   /** Records a failed request (its queue time measured up to `start`) and rejects it. */
   #fail(p: Pending, start: bigint, e: unknown, reason: "BACKEND" | "OTHER"): void {
     this.#record(false, p.receivedAt, Number(start - p.enqueuedAt), p.batchSize, reason);
-    p.reject(e);
+    p.done.reject(e);
   }
 
   /** execute() threw or rejected: every request of the batch fails with the model's error. */
@@ -587,7 +615,7 @@ export class ModelVersion {
         this.#fail(p, start, r.err, "BACKEND");
       } else {
         this.#record(true, p.receivedAt, Number(start - p.enqueuedAt), p.batchSize);
-        p.resolve(r as InferOutput);
+        p.done.resolve(r as InferOutput);
       }
     }
   }
@@ -609,41 +637,36 @@ export class ModelVersion {
 
   #checkResponse(r: unknown, p: Pending, index: number): InferOutput {
     const model = this.name;
-    const bad: (m: string) => never = (m) => {
-      throw new ServingError("ERR_MODEL_EXECUTE", `model '${model}' returned an invalid response: ${m}`);
-    };
     if (!(r instanceof InferenceResponse) && !isResponseLike(r)) {
-      bad(`execute() result ${index} is not an InferenceResponse`);
+      badResponse(model, `execute() result ${index} is not an InferenceResponse`);
     }
     const resp = r as InferenceResponse;
     if (resp.error) throw ModelError.from(resp.error);
     const outs = new Map<string, Tensor>();
     for (const t of resp.outputTensors) {
-      if (typeof t !== "object" || t === null || !Array.isArray((t as Tensor).shape)) bad("an output is not a Tensor");
+      if (typeof t !== "object" || t === null || !Array.isArray((t as Tensor).shape)) badResponse(model, "an output is not a Tensor");
       const n = t.name;
-      if (n === undefined || n === "") bad("an output tensor has no name (use Tensor.from(data, { name }) or a { NAME: tensor } record)");
+      if (n === undefined || n === "") badResponse(model, "an output tensor has no name (use Tensor.from(data, { name }) or a { NAME: tensor } record)");
       const cfg = this.#outputs.get(n);
-      if (!cfg) bad(`output '${n}' is not in the model's config (outputs: ${[...this.#outputs.keys()].join(", ")})`);
-      if (outs.has(n)) bad(`output '${n}' appears more than once`);
+      if (!cfg) badResponse(model, `output '${n}' is not in the model's config (outputs: ${[...this.#outputs.keys()].join(", ")})`);
+      if (outs.has(n)) badResponse(model, `output '${n}' appears more than once`);
       const want = configTypeToDtype(cfg.data_type);
-      if (t.dtype !== want) bad(`output '${n}' has data type ${t.dtype}, but the config says ${cfg.data_type} (${want})`);
-      let shape = t.shape;
-      if (this.config.max_batch_size > 0) {
-        if (shape.length === 0 || shape[0] !== p.batchSize) {
-          bad(`output '${n}' has shape ${fmtShape(t.shape)}; its first dim must be the request's batch size ${p.batchSize}`);
-        }
-        shape = shape.slice(1);
+      if (t.dtype !== want) badResponse(model, `output '${n}' has data type ${t.dtype}, but the config says ${cfg.data_type} (${want})`);
+      const shape = t.shape;
+      const batched = this.config.max_batch_size > 0;
+      if (batched && (shape.length === 0 || shape[0] !== p.batchSize)) {
+        badResponse(model, `output '${n}' has shape ${fmtShape(t.shape)}; its first dim must be the request's batch size ${p.batchSize}`);
       }
-      if (!shapeMatches(shape, cfg.dims)) {
+      if (!shapeMatches(shape, cfg.dims, batched ? 1 : 0)) {
         const expected = this.config.max_batch_size > 0 ? `[${p.batchSize},${cfg.dims.join(",")}]` : fmtShape(cfg.dims);
-        bad(`output '${n}' has shape ${fmtShape(t.shape)}, but the config expects ${expected}`);
+        badResponse(model, `output '${n}' has shape ${fmtShape(t.shape)}, but the config expects ${expected}`);
       }
       outs.set(n, t);
     }
     const requested = p.input.outputs ?? [];
     let outputs: Tensor[];
     if (requested.length > 0) {
-      outputs = requested.map((n) => outs.get(n) ?? bad(`requested output '${n}' was not produced`));
+      outputs = requested.map((n) => outs.get(n) ?? badResponse(model, `requested output '${n}' was not produced`));
     } else {
       outputs = [...outs.values()];
     }
