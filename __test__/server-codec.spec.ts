@@ -162,3 +162,42 @@ test("a shared-memory header seen by a server with shared memory is still refuse
   for (let i = 0; i < 2; i++) t.deepEqual(Array.from(decodeInferRequest(buf, hl, shm).input.inputs[0]!.data() as Float32Array), [9]);
   t.throws(() => decodeInferRequest(buf, hl), { message: /input 'A': shared memory is not available on this server/ });
 });
+
+/** add_sub-like results with a JSON, a binary FP32 (n elements) and a binary BYTES output. */
+const result = (n: number) => ({
+  modelName: "m",
+  modelVersion: 2,
+  id: "é-1",
+  outputs: [
+    Tensor.from(new Int32Array([1, -2]), { name: "J" }),
+    Tensor.from(new Float32Array(n).fill(1.5), { name: "Y" }),
+    Tensor.fromBytes(["ab", "ü"], { name: "S" }),
+  ],
+});
+
+const joinedBytes = (enc: { chunks: Uint8Array[] }) => Buffer.concat(enc.chunks);
+
+test("joinBelow: a short binary response is one chunk with the same bytes; a long one keeps the tensors' memory", (t) => {
+  const header = {
+    id: "é-1",
+    parameters: { binary_data_output: true },
+    inputs: [],
+    outputs: [{ name: "J", parameters: { binary_data: false } }, { name: "Y" }, { name: "S" }],
+  };
+  const dec = decodeInferRequest(Buffer.from(JSON.stringify(header)), undefined);
+  const small = encodeInferResponse(result(3), dec, undefined, 1024);
+  const apart = encodeInferResponse(result(3), dec);
+  t.is(small.chunks.length, 1);
+  t.is(apart.chunks.length, 3);
+  t.deepEqual(joinedBytes(small), joinedBytes(apart));
+  t.is(small.length, apart.length);
+  t.is(small.headerLength, apart.headerLength);
+  t.deepEqual(JSON.parse(joinedBytes(small).subarray(0, small.headerLength).toString()).outputs[0], { name: "J", datatype: "INT32", shape: [2], data: [1, -2] });
+  const big = result(1000);
+  const large = encodeInferResponse(big, dec, undefined, 1024);
+  t.is(large.chunks.length, 3);
+  t.is(large.chunks[1]!.buffer, (big.outputs[1]!.data() as Float32Array).buffer, "no copy of a long output");
+  // A JSON-only response is one chunk whatever joinBelow says.
+  const json = decodeInferRequest(Buffer.from(JSON.stringify({ inputs: [] })), undefined);
+  t.is(encodeInferResponse(result(3), json, undefined, 1024).headerLength, undefined);
+});

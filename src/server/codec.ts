@@ -532,20 +532,31 @@ function tensorBytes(t: Tensor): Uint8Array {
   return new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
 }
 
+/** The spec of one output (few outputs: a scan beats building a Map per request). */
+function specOf(outputs: readonly OutputSpec[], name: string): OutputSpec | undefined {
+  for (let i = 0; i < outputs.length; i++) if (outputs[i]!.name === name) return outputs[i];
+  return undefined;
+}
+
 /**
  * Encodes the response: JSON, or a JSON header followed by binary outputs.
  *
  * @param result - the runtime's result.
  * @param req - the decoded request (output encodings).
  * @param shm - shared-memory access for outputs placed in a region.
+ * @param joinBelow - a binary response shorter than this comes as one chunk
+ * (header and tensors copied together, ready for one write); longer ones
+ * keep the tensors' own memory as chunks. 0 (default): never joined.
  */
-export function encodeInferResponse(result: InferOutput, req: DecodedRequest, shm?: SharedMemoryAccess): EncodedResponse {
-  const specs = new Map(req.outputs.map((o) => [o.name, o]));
+export function encodeInferResponse(result: InferOutput, req: DecodedRequest, shm?: SharedMemoryAccess, joinBelow = 0): EncodedResponse {
+  const specs = req.outputs.length > 8 ? new Map(req.outputs.map((o) => [o.name, o])) : undefined;
   const binaries: Uint8Array[] = [];
-  const parts: string[] = [];
+  let binaryLength = 0;
+  let parts = "";
   for (const raw of result.outputs) {
     const name = raw.name!;
-    const spec = specs.get(name);
+    const spec = specs !== undefined ? specs.get(name) : specOf(req.outputs, name);
+    if (parts !== "") parts += ",";
     const head = `{"name":${JSON.stringify(name)},"datatype":"${raw.dtype}","shape":[${raw.shape.join(",")}]`;
     if (spec?.shm && shm && raw.dtype !== "BYTES" && shm.writeTensor) {
       // Device memory (a CUDA region) takes the tensor where it is: no trip through the host.
@@ -553,10 +564,9 @@ export function encodeInferResponse(result: InferOutput, req: DecodedRequest, sh
         bad(`output '${name}' needs ${raw.byteLength} bytes, but its shared memory region slot has ${spec.shm.byteSize}`);
       }
       if (shm.writeTensor(spec.shm.region, spec.shm.offset, spec.shm.byteSize, raw)) {
-        parts.push(
+        parts +=
           `${head},"parameters":{"shared_memory_region":${JSON.stringify(spec.shm.region)},"shared_memory_byte_size":${raw.byteLength}` +
-            `${spec.shm.offset ? `,"shared_memory_offset":${spec.shm.offset}` : ""}}}`,
-        );
+          `${spec.shm.offset ? `,"shared_memory_offset":${spec.shm.offset}` : ""}}}`;
         continue;
       }
     }
@@ -567,27 +577,37 @@ export function encodeInferResponse(result: InferOutput, req: DecodedRequest, sh
         bad(`output '${name}' needs ${bytes.length} bytes, but its shared memory region slot has ${spec.shm.byteSize}`);
       }
       shm.write(spec.shm.region, spec.shm.offset, spec.shm.byteSize, [bytes]);
-      parts.push(
+      parts +=
         `${head},"parameters":{"shared_memory_region":${JSON.stringify(spec.shm.region)},"shared_memory_byte_size":${bytes.length}` +
-          `${spec.shm.offset ? `,"shared_memory_offset":${spec.shm.offset}` : ""}}}`,
-      );
+        `${spec.shm.offset ? `,"shared_memory_offset":${spec.shm.offset}` : ""}}}`;
       continue;
     }
     if (spec?.binary ?? req.binaryDefault) {
       const bytes = tensorBytes(t);
       binaries.push(bytes);
-      parts.push(`${head},"parameters":{"binary_data_size":${bytes.length}}}`);
+      binaryLength += bytes.length;
+      parts += `${head},"parameters":{"binary_data_size":${bytes.length}}}`;
     } else {
-      parts.push(`${head},"data":${jsonData(t)}}`);
+      parts += `${head},"data":${jsonData(t)}}`;
     }
   }
   const idPart = result.id ? `"id":${JSON.stringify(result.id)},` : "";
-  const header = Buffer.from(
-    `{${idPart}"model_name":${JSON.stringify(result.modelName)},"model_version":"${result.modelVersion}","outputs":[${parts.join(",")}]}`,
-    "utf8",
-  );
-  if (binaries.length === 0) return { chunks: [header], length: header.length, headerLength: undefined };
-  let length = header.length;
-  for (const b of binaries) length += b.length;
-  return { chunks: [header, ...binaries], length, headerLength: header.length };
+  const text = `{${idPart}"model_name":${JSON.stringify(result.modelName)},"model_version":"${result.modelVersion}","outputs":[${parts}]}`;
+  if (binaries.length === 0) {
+    const header = Buffer.from(text, "utf8");
+    return { chunks: [header], length: header.length, headerLength: undefined };
+  }
+  const headerLength = Buffer.byteLength(text, "utf8");
+  const length = headerLength + binaryLength;
+  if (length < joinBelow) {
+    // One buffer for the whole body: no separate header buffer and no join later.
+    const body = Buffer.allocUnsafe(length);
+    let off = body.write(text, 0, "utf8");
+    for (const b of binaries) {
+      body.set(b, off);
+      off += b.length;
+    }
+    return { chunks: [body], length, headerLength };
+  }
+  return { chunks: [Buffer.from(text, "utf8"), ...binaries], length, headerLength };
 }

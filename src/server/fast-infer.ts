@@ -17,8 +17,8 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 
 import type { ModelRegistry } from "../runtime/model-registry.js";
-import type { RuntimeLogger } from "../runtime/model-version.js";
-import { decodeInferRequest, encodeInferResponse, type EncodedResponse, type SharedMemoryAccess } from "./codec.js";
+import type { InferCallbacks, InferOutput, RuntimeLogger } from "../runtime/model-version.js";
+import { decodeInferRequest, encodeInferResponse, type DecodedRequest, type EncodedResponse, type SharedMemoryAccess } from "./codec.js";
 import { errorStatus } from "./routes.js";
 
 /**
@@ -31,6 +31,7 @@ import { errorStatus } from "./routes.js";
  * @param version - the version from the URL, if any.
  * @param body - the request body.
  * @param headerLength - the `Inference-Header-Content-Length` header.
+ * @param joinBelow - binary responses shorter than this come as one chunk (see encodeInferResponse).
  * @throws {ServingError} unknown model or version, malformed request (and
  * whatever the model's inference rejects with).
  */
@@ -41,6 +42,7 @@ export async function inferBody(
   version: string | undefined,
   body: Uint8Array | undefined,
   headerLength: string | string[] | undefined,
+  joinBelow = 0,
 ): Promise<EncodedResponse> {
   // Taken after the body arrived, as the fastify route always did, so that
   // the statistics mean the same on both paths.
@@ -49,7 +51,7 @@ export async function inferBody(
   const decoded = decodeInferRequest(body, headerLength, shm);
   decoded.input.receivedAt = received;
   const result = await mv.infer(decoded.input);
-  return encodeInferResponse(result, decoded, shm);
+  return encodeInferResponse(result, decoded, shm, joinBelow);
 }
 
 /** The headers of a successful inference response. */
@@ -96,6 +98,41 @@ export interface FastInferContext {
   log: RuntimeLogger;
 }
 
+/** What every {@link Reply} of one handler shares. */
+interface ReplyState {
+  shm: SharedMemoryAccess;
+  closing: () => boolean;
+  chunkThreshold: number;
+  fail: (req: IncomingMessage, res: ServerResponse, err: unknown) => void;
+}
+
+/**
+ * Answers one request when the model is done with it (the runtime's
+ * callbacks, without a promise): encodes and writes the response, or the
+ * error. Never throws.
+ */
+class Reply implements InferCallbacks {
+  constructor(
+    readonly state: ReplyState,
+    readonly req: IncomingMessage,
+    readonly res: ServerResponse,
+    readonly decoded: DecodedRequest,
+  ) {}
+
+  resolve(out: InferOutput): void {
+    const { state, res } = this;
+    try {
+      writeInferResponse(res, encodeInferResponse(out, this.decoded, state.shm, state.chunkThreshold), state.closing(), state.chunkThreshold);
+    } catch (e) {
+      state.fail(this.req, res, e);
+    }
+  }
+
+  reject(e: unknown): void {
+    this.state.fail(this.req, this.res, e);
+  }
+}
+
 // Model names without percent-encoding (fastify would decode those) and
 // within fastify's maxParamLength; an optional numeric version, an optional
 // trailing slash (ignoreTrailingSlash) and an optional query string.
@@ -127,26 +164,19 @@ export function fastInferHandler(ctx: FastInferContext): (req: IncomingMessage, 
     res.end(body);
   };
 
+  const state: ReplyState = { shm, closing, chunkThreshold, fail };
   const serve = (req: IncomingMessage, res: ServerResponse, model: string, version: string | undefined, body: Buffer | undefined): void => {
-    let pending: Promise<EncodedResponse>;
+    // As inferBody: the arrival time after the body, then the model, then the body's decoding.
+    const received = process.hrtime.bigint();
     try {
-      pending = inferBody(registry, shm, model, version, body, req.headers["inference-header-content-length"]);
+      const mv = registry.get(model, version); // throws NOT_FOUND / UNAVAILABLE
+      const decoded = decodeInferRequest(body, req.headers["inference-header-content-length"], shm);
+      decoded.input.receivedAt = received;
+      mv.submit(decoded.input, new Reply(state, req, res, decoded));
     } catch (e) {
       fail(req, res, e);
-      return;
     }
-    pending.then(
-      (enc) => {
-        try {
-          writeInferResponse(res, enc, closing(), chunkThreshold);
-        } catch (e) {
-          fail(req, res, e);
-        }
-      },
-      (e: unknown) => fail(req, res, e),
-    );
   };
-
   return (req, res) => {
     if (req.method !== "POST") return false;
     const m = INFER_PATH.exec(req.url!);

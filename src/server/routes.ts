@@ -174,7 +174,15 @@ export function registerRoutes(app: FastifyInstance, ctx: RouteContext): void {
   // The direct handler in fast-infer.ts serves most inference requests
   // before they reach fastify; this route serves the rest, the same way.
   const infer = async (req: FastifyRequest<{ Params: Params }>, reply: FastifyReply) => {
-    const enc = await inferBody(registry, shm, req.params.model!, req.params.version, req.body as Buffer | undefined, req.headers["inference-header-content-length"]);
+    const enc = await inferBody(
+      registry,
+      shm,
+      req.params.model!,
+      req.params.version,
+      req.body as Buffer | undefined,
+      req.headers["inference-header-content-length"],
+      ctx.chunkThreshold,
+    );
     if (enc.headerLength === undefined || enc.length < ctx.chunkThreshold) {
       return reply.headers(inferResponseHeaders(enc, false)).send(enc.chunks.length === 1 ? enc.chunks[0] : Buffer.concat(enc.chunks, enc.length));
     }
