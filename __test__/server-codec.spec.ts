@@ -8,7 +8,7 @@ import test from "ava";
 import { Tensor } from "../src/tensor.js";
 import { decodeInferRequest, encodeInferResponse, parseBytesElements, serializeBytesElements } from "../src/server/codec.js";
 import { bf16BitsToFloat, floatToBf16Bits, floatToHalfBits, halfBitsToFloat } from "../src/server/half.js";
-import { mayHoldUnsafeIntegers } from "../src/server/json-exact.js";
+import { LONG_INTEGER_PATTERN, mayHoldUnsafeIntegers } from "../src/server/json-exact.js";
 import { ServingError } from "../src/runtime/errors.js";
 
 function body(header: object, ...tensors: Uint8Array[]): { buf: Buffer; hl: string } {
@@ -200,4 +200,32 @@ test("joinBelow: a short binary response is one chunk with the same bytes; a lon
   // A JSON-only response is one chunk whatever joinBelow says.
   const json = decodeInferRequest(Buffer.from(JSON.stringify({ inputs: [] })), undefined);
   t.is(encodeInferResponse(result(3), json, undefined, 1024).headerLength, undefined);
+});
+
+test("mayHoldUnsafeIntegers answers as its regular expression does, on random and hand-picked texts", (t) => {
+  const cases = [
+    "1234567890123456", "-1234567890123456", "x-1234567890123456", "1-1234567890123456", "e-1234567890123456", "--1234567890123456",
+    ".1234567890123456", "1.8521564417127638e31", "1234567890123456.5", "1234567890123456e3", "1234567890123456E3", "+1234567890123456",
+    "e1234567890123456", "E1234567890123456", '"1234567890123456"', "[1234567890123456]", "123456789012345", "a1234567890123456b",
+    "-", "", "1234567890123456-", "12345678901234567890123", '{"data":[9007199254740993]}', "-1.3273038267438975e-12",
+  ];
+  let x = 7;
+  const alphabet = "0123456789012345678901234567890123456789.eE+- x[]\"";
+  for (let k = 0; k < 4000; k++) {
+    let s = "";
+    const len = 10 + (k % 40);
+    for (let i = 0; i < len; i++) {
+      x = (x * 1103515245 + 12345) % 2147483648;
+      s += alphabet[x % alphabet.length];
+    }
+    cases.push(s);
+  }
+  const re = new RegExp(LONG_INTEGER_PATTERN.source);
+  let matches = 0;
+  for (const s of cases) {
+    const want = re.test(s);
+    if (want) matches++;
+    if (mayHoldUnsafeIntegers(s) !== want) t.fail(`${JSON.stringify(s)}: expected ${want}`);
+  }
+  t.true(matches > 50, `the random texts hit the pattern too (${matches})`);
 });

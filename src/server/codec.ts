@@ -422,16 +422,30 @@ const INT_RANGES: Partial<Record<DType, [number, number]>> = {
   INT32: [-2147483648, 2147483647],
 };
 
+/** `data` is an array with no array in it (already flat: no copy needed). */
+function isFlat(data: unknown): data is unknown[] {
+  if (!Array.isArray(data)) return false;
+  for (let i = 0; i < data.length; i++) if (Array.isArray(data[i])) return false;
+  return true;
+}
+
+function wrongElement(name: string, dtype: DType, flat: readonly unknown[], i: number, want: string): never {
+  bad(`input '${name}': data[${i}] is ${show(flat[i])}, but ${dtype} needs ${want}`);
+}
+
 function tensorFromJson(name: string, dtype: DType, shape: number[], count: number, data: unknown): Tensor {
-  const flat: unknown[] = [];
-  flatten(data, flat);
+  let flat: unknown[];
+  if (isFlat(data)) {
+    flat = data;
+  } else {
+    flat = [];
+    flatten(data, flat);
+  }
   if (flat.length !== count) {
     bad(`input '${name}': shape [${shape.join(",")}] needs ${count} elements, but 'data' has ${flat.length}`);
   }
-  const wrongType = (i: number, want: string): never =>
-    bad(`input '${name}': data[${i}] is ${show(flat[i])}, but ${dtype} needs ${want}`);
   if (dtype === "BYTES") {
-    const els = flat.map((v, i) => (typeof v === "string" ? v : wrongType(i, "a string")));
+    const els = flat.map((v, i) => (typeof v === "string" ? v : wrongElement(name, dtype, flat, i, "a string")));
     return Tensor.fromBytes(els, { shape, name });
   }
   const Ctor = viewClass(dtype)!;
@@ -442,7 +456,7 @@ function tensorFromJson(name: string, dtype: DType, shape: number[], count: numb
         const v = flat[i];
         if (typeof v === "boolean") typed[i] = v ? 1 : 0;
         else if (v === 0 || v === 1) typed[i] = v;
-        else wrongType(i, "true or false");
+        else wrongElement(name, dtype, flat, i, "true or false");
       }
       break;
     case "INT64":
@@ -452,12 +466,12 @@ function tensorFromJson(name: string, dtype: DType, shape: number[], count: numb
       for (let i = 0; i < count; i++) {
         const v = flat[i];
         if (typeof v === "bigint") {
-          if (v < lo || v > hi) wrongType(i, `an integer in [${lo}, ${hi}]`);
+          if (v < lo || v > hi) wrongElement(name, dtype, flat, i, `an integer in [${lo}, ${hi}]`);
           (typed as BigInt64Array)[i] = v;
           continue;
         }
-        if (typeof v !== "number" || !Number.isInteger(v)) wrongType(i, "an integer");
-        if (dtype === "UINT64" && (v as number) < 0) wrongType(i, "a non-negative integer");
+        if (typeof v !== "number" || !Number.isInteger(v)) wrongElement(name, dtype, flat, i, "an integer");
+        if (dtype === "UINT64" && (v as number) < 0) wrongElement(name, dtype, flat, i, "a non-negative integer");
         (typed as BigInt64Array)[i] = BigInt(v as number);
       }
       break;
@@ -467,7 +481,7 @@ function tensorFromJson(name: string, dtype: DType, shape: number[], count: numb
       const conv = dtype === "FP16" ? floatToHalfBits : floatToBf16Bits;
       for (let i = 0; i < count; i++) {
         const v = typeof flat[i] === "bigint" ? Number(flat[i]) : flat[i];
-        if (typeof v !== "number") wrongType(i, "a number");
+        if (typeof v !== "number") wrongElement(name, dtype, flat, i, "a number");
         typed[i] = conv(v as number);
       }
       break;
@@ -476,7 +490,7 @@ function tensorFromJson(name: string, dtype: DType, shape: number[], count: numb
     case "FP64":
       for (let i = 0; i < count; i++) {
         const v = typeof flat[i] === "bigint" ? Number(flat[i]) : flat[i];
-        if (typeof v !== "number") wrongType(i, "a number");
+        if (typeof v !== "number") wrongElement(name, dtype, flat, i, "a number");
         typed[i] = v as number;
       }
       break;
@@ -484,7 +498,7 @@ function tensorFromJson(name: string, dtype: DType, shape: number[], count: numb
       const [lo, hi] = INT_RANGES[dtype]!;
       for (let i = 0; i < count; i++) {
         const v = flat[i];
-        if (typeof v !== "number" || !Number.isInteger(v) || v < lo || v > hi) wrongType(i, `an integer in [${lo}, ${hi}]`);
+        if (typeof v !== "number" || !Number.isInteger(v) || v < lo || v > hi) wrongElement(name, dtype, flat, i, `an integer in [${lo}, ${hi}]`);
         typed[i] = v as number;
       }
     }
