@@ -77,6 +77,23 @@ test("InferenceRequest: inputs(), getInputTensorByName(), requestedOutputNames()
   t.deepEqual(empty.parameters, {});
 });
 
+test("InferenceRequest: the last input of a name wins, with few or many inputs; parameters are copied unless frozen", (t) => {
+  for (const n of [3, 40]) {
+    const inputs = Array.from({ length: n }, (_, i) => f32(i).withName(`I${i % (n - 1)}`));
+    const r = new InferenceRequest({ inputs });
+    t.is(r.getInputTensorByName("I0"), inputs[n - 1], `${n} inputs`);
+    t.is(r.getInputTensorByName("I1"), inputs[1]);
+    t.is(r.getInputTensorByName("nope"), undefined);
+    t.is(r.getInputTensorByName(undefined as unknown as string), undefined);
+  }
+  const open = { k: 1 };
+  const copied = new InferenceRequest({ inputs: [], parameters: open });
+  open.k = 2;
+  t.deepEqual(copied.parameters, { k: 1 }, "a caller's later change does not reach the request");
+  const frozen = Object.freeze({ k: 3 });
+  t.is(new InferenceRequest({ inputs: [], parameters: frozen }).parameters, frozen);
+});
+
 test("InferenceResponse: array of named tensors, or a record whose keys name them; error", (t) => {
   const x = f32(1, 2);
   const rec = new InferenceResponse({ outputTensors: { OUTPUT0: x, OUTPUT1: x.withName("OUTPUT1") } });

@@ -30,7 +30,8 @@ export interface InferenceRequestInit {
  */
 export class InferenceRequest {
   readonly #inputs: Tensor[];
-  readonly #byName: Map<string, Tensor>;
+  /** Built on the first lookup, for requests with many inputs (a scan is cheaper for a few). */
+  #byName: Map<string, Tensor> | undefined;
   readonly #requested: string[];
   /** The request's `id`, or `""` when the client sent none. */
   readonly requestId: string;
@@ -44,11 +45,11 @@ export class InferenceRequest {
   /** @param init - inputs and metadata. */
   constructor(init: InferenceRequestInit) {
     this.#inputs = [...init.inputs];
-    this.#byName = new Map();
-    for (const t of this.#inputs) if (t.name !== undefined) this.#byName.set(t.name, t);
     this.#requested = [...(init.requestedOutputNames ?? [])];
     this.requestId = init.requestId ?? "";
-    this.parameters = Object.freeze({ ...init.parameters });
+    // A frozen record can be shared as it is (the server's decoded headers are).
+    const p = init.parameters;
+    this.parameters = p !== undefined && Object.isFrozen(p) ? p : Object.freeze({ ...p });
     this.modelName = init.modelName ?? "";
     this.modelVersion = init.modelVersion ?? 0;
   }
@@ -65,6 +66,17 @@ export class InferenceRequest {
    * (an optional input the client left out).
    */
   getInputTensorByName(name: string): Tensor | undefined {
+    const inputs = this.#inputs;
+    if (typeof name !== "string") return undefined;
+    if (inputs.length <= 16) {
+      // The last one of a name, as the map below keeps it.
+      for (let i = inputs.length - 1; i >= 0; i--) if (inputs[i]!.name === name) return inputs[i];
+      return undefined;
+    }
+    if (this.#byName === undefined) {
+      this.#byName = new Map();
+      for (const t of inputs) if (t.name !== undefined) this.#byName.set(t.name, t);
+    }
     return this.#byName.get(name);
   }
 
