@@ -21,6 +21,10 @@
  * writer counts elements from dim 1 on, so it only sends whole tensors to
  * batching models (Triton itself rejects its JSON for add_sub).
  *
+ * The last column is the server's CPU time (user + system, its process and
+ * children, from /proc) over each perf_analyzer run divided by the requests
+ * its statistics counted meanwhile: what a serving change saves per request.
+ *
  * Writes bench/.work/serving-results.{md,json} and prints the table.
  */
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
