@@ -245,3 +245,24 @@ test("at most 64 dimensions", (t) => {
   throwsCode(t, () => Tensor.from(new Float32Array(1), { shape: Array.from({ length: 65 }, () => 1) }), ErrorCode.INVALID_ARGUMENT);
   throwsCode(t, () => Tensor.zeros(Array.from({ length: 65 }, () => 1), "FP32"), ErrorCode.INVALID_ARGUMENT);
 });
+
+test("Tensor.from: the shape is the tensor's own copy; data() is the natural class, the caller's array when it already is one", (t) => {
+  const shape = [2, 2];
+  const src = new Float32Array([1, 2, 3, 4]);
+  const x = Tensor.from(src, { shape });
+  shape[0] = 4;
+  t.deepEqual(x.shape, [2, 2], "the caller's array was copied");
+  t.true(Object.isFrozen(x.shape));
+  t.is(x.data(), src, "a Float32Array for FP32 is its own view");
+  const buf = Buffer.from([1, 2, 3]);
+  const b = Tensor.from(buf).data();
+  t.is(b.constructor, Uint8Array, "a Buffer is viewed as a plain Uint8Array");
+  t.is(b.buffer, buf.buffer);
+  t.is(b.byteOffset, buf.byteOffset);
+  const half = Tensor.from(new Uint16Array([1, 2]), { dtype: "FP16" }).data();
+  t.is(half.constructor, Uint16Array);
+  const i32 = new Int32Array([7, 8, 9, 10]);
+  const asU8 = Tensor.from(i32, { dtype: "UINT8", shape: [16] }).data();
+  t.is(asU8.constructor, Uint8Array, "another dtype gets its own view over the same bytes");
+  t.is(asU8.buffer, i32.buffer);
+});

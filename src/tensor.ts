@@ -126,15 +126,19 @@ function checkShape(shape: unknown): number[] {
   if (shape.length > MAX_NDIM) {
     fail(ErrorCode.INVALID_ARGUMENT, `a tensor has at most ${MAX_NDIM} dimensions, got ${shape.length}`);
   }
-  for (const [axis, d] of shape.entries()) {
+  // A plain indexed loop and one copy: this runs for every tensor a model makes.
+  const copy = new Array<number>(shape.length);
+  for (let axis = 0; axis < shape.length; axis++) {
+    const d: unknown = shape[axis];
     if (!Number.isSafeInteger(d)) {
       fail(ErrorCode.INVALID_ARGUMENT, `shape[${axis}] is ${String(d)}; dimensions must be integers`);
     }
-    if (d < 0) {
-      fail(ErrorCode.SHAPE_NEGATIVE, `shape[${axis}] is ${d}; dimensions must be >= 0`);
+    if ((d as number) < 0) {
+      fail(ErrorCode.SHAPE_NEGATIVE, `shape[${axis}] is ${d as number}; dimensions must be >= 0`);
     }
+    copy[axis] = d as number;
   }
-  return shape.slice() as number[];
+  return copy;
 }
 
 function product(shape: readonly number[]): number {
@@ -245,16 +249,11 @@ export class Tensor {
       this.#name = data.name;
       return;
     }
-    const init = Tensor.#wrapHost(data, options);
-    this.#native = init.native;
-    this.#pendingReadOnly = init.pendingReadOnly;
-    this.#source = init.source;
-    this.#shape = Object.freeze(init.shape!.slice());
-    this.#dtype = init.dtype;
-    this.#name = init.name;
+    this.#name = this.#wrapHost(data, options);
   }
 
-  static #wrapHost(data: ArrayBufferView | ArrayBufferLike, options: TensorOptions): InternalInit {
+  /** The constructor's work for caller memory; returns the checked name (a readonly field). */
+  #wrapHost(data: ArrayBufferView | ArrayBufferLike, options: TensorOptions): string | undefined {
     if (typeof options !== "object" || options === null) {
       fail(ErrorCode.INVALID_ARGUMENT, "tensor options must be an object");
     }
@@ -292,17 +291,13 @@ export class Tensor {
       );
     }
     const Ctor = viewClass(dtype)!;
-    const source = new Ctor(view.buffer, view.byteOffset, view.byteLength / size);
-    return {
-      [INTERNAL]: true,
-      native: undefined,
-      pendingReadOnly: options.readOnly === true,
-      source,
-      bytes: undefined,
-      shape,
-      dtype,
-      name,
-    };
+    // The caller's array is the view when it already is one of the natural
+    // class (not a subclass such as Buffer): no second TypedArray.
+    this.#source = view.constructor === Ctor ? (view as TypedArray) : new Ctor(view.buffer, view.byteOffset, view.byteLength / size);
+    this.#pendingReadOnly = options.readOnly === true;
+    this.#shape = Object.freeze(shape); // `shape` is a private copy
+    this.#dtype = dtype;
+    return name;
   }
 
   /** @internal The native handle of `t` (made now for JS memory); undefined for BYTES. */
