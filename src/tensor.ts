@@ -127,7 +127,7 @@ function checkShape(shape: unknown): number[] {
     fail(ErrorCode.INVALID_ARGUMENT, `a tensor has at most ${MAX_NDIM} dimensions, got ${shape.length}`);
   }
   // A plain indexed loop and one copy: this runs for every tensor a model makes.
-  const copy = new Array<number>(shape.length);
+  const copy: number[] = [];
   for (let axis = 0; axis < shape.length; axis++) {
     const d: unknown = shape[axis];
     if (!Number.isSafeInteger(d)) {
@@ -136,7 +136,7 @@ function checkShape(shape: unknown): number[] {
     if ((d as number) < 0) {
       fail(ErrorCode.SHAPE_NEGATIVE, `shape[${axis}] is ${d as number}; dimensions must be >= 0`);
     }
-    copy[axis] = d as number;
+    copy.push(d as number);
   }
   return copy;
 }
