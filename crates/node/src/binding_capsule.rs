@@ -3,12 +3,11 @@
 use napi::bindgen_prelude::BigInt;
 use napi::{Env, Result};
 use napi_derive::napi;
-use tensorbridge_core::cuda::ConsumerStream;
-use tensorbridge_core::{Capsule, ExportOptions};
+use tensorbridge_core::Capsule;
 
 use crate::error::{to_js, Code};
 use crate::handles::{self, with_tensor};
-use crate::options::parse_address;
+use crate::options::{export_args, parse_address};
 
 /// Takes ownership of the managed tensor at `address` (a `DLManagedTensor*`,
 /// or a `DLManagedTensorVersioned*` when `versioned`) and returns a capsule
@@ -42,10 +41,8 @@ pub fn capsule_from_prepared(env: Env, id: f64) -> Result<f64, Code> {
 /// a capsule that shares its tensor's handle, built when a native consumer asks.
 #[napi]
 pub fn tensor_export(id: f64, versioned: bool) -> Result<f64, Code> {
-    let options = ExportOptions { versioned, copy: None, device: None };
-    let exported = with_tensor(id, |t| {
-        t.to_dlpack_with_stream(&options, ConsumerStream::default()).map_err(to_js)
-    })?;
+    let (options, stream) = export_args(versioned, None, None, None)?;
+    let exported = with_tensor(id, |t| t.to_dlpack_with_stream(&options, stream).map_err(to_js))?;
     Ok(handles::insert_capsule(Capsule::new(exported)))
 }
 

@@ -17,11 +17,10 @@ use std::ptr;
 use napi::bindgen_prelude::ToNapiValue;
 use napi::{sys, Env};
 use napi_derive::napi;
-use tensorbridge_core::cuda::ConsumerStream;
-use tensorbridge_core::ExportOptions;
 
 use crate::error::{js_error, to_js, Code};
 use crate::handles;
+use crate::options::export_args;
 
 /// The hand-written functions, as one JS object.
 pub struct FastCalls;
@@ -88,9 +87,9 @@ unsafe extern "C" fn prepare_export_plain(
         let id = unsafe { number(env, argv[0], "id") }?;
         // SAFETY: as above.
         let versioned = unsafe { boolean(env, argv[1], "versioned") }?;
-        let options = ExportOptions { versioned, copy: None, device: None };
+        let (options, stream) = export_args(versioned, None, None, None)?;
         let prepared = handles::with_tensor(id, |t| {
-            let prepared = t.prepare_export(&options, ConsumerStream::default()).map_err(to_js)?;
+            let prepared = t.prepare_export(&options, stream).map_err(to_js)?;
             // Dropping the clone here can't run a deleter: `t` still holds the tensor.
             Ok((!prepared.tensor().is_same(t)).then_some(prepared))
         })?;
