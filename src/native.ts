@@ -173,10 +173,6 @@ export class NativeTensor {
     return binding.tensorDataAddress(this.id);
   }
 
-  get disposed(): boolean {
-    return !binding.tensorLive(this.id);
-  }
-
   /**
    * Zero-copy ArrayBuffer over host memory, made on first use and shared by
    * every holder of this handle (an external ArrayBuffer costs about 1.5 µs).

@@ -10,7 +10,7 @@ use tensorbridge_core::{DataType, Device, ExportOptions};
 
 use crate::error::{js_error, to_js, Code};
 
-/// The export arguments of `tensorToDlpack` as core takes them.
+/// The export arguments of `tensorPrepareExport` as core takes them.
 ///
 /// `copy`: `true` always copies (the export is flagged IS_COPIED), `false`
 /// never copies and fails where a copy would be needed, absent copies only if
