@@ -17,7 +17,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 
 import type { ModelRegistry } from "../runtime/model-registry.js";
-import type { InferCallbacks, InferOutput, RuntimeLogger } from "../runtime/model-version.js";
+import type { InferCallbacks, InferOutput, ModelVersion, RuntimeLogger } from "../runtime/model-version.js";
 import { decodeInferRequest, encodeInferResponse, type DecodedRequest, type EncodedResponse, type SharedMemoryAccess } from "./codec.js";
 import { errorStatus } from "./routes.js";
 
@@ -44,14 +44,32 @@ export async function inferBody(
   headerLength: string | string[] | undefined,
   joinBelow = 0,
 ): Promise<EncodedResponse> {
+  const { mv, decoded } = decodeFor(registry, shm, model, version, body, headerLength);
+  const result = await mv.infer(decoded.input);
+  return encodeInferResponse(result, decoded, shm, joinBelow);
+}
+
+/**
+ * The request half of both inference paths: the arrival time, the model
+ * version, then the decoded body, in that order.
+ *
+ * @throws {ServingError} unknown model or version, malformed request.
+ */
+function decodeFor(
+  registry: ModelRegistry,
+  shm: SharedMemoryAccess,
+  model: string,
+  version: string | undefined,
+  body: Uint8Array | undefined,
+  headerLength: string | string[] | undefined,
+): { mv: ModelVersion; decoded: DecodedRequest } {
   // Taken after the body arrived, as the fastify route always did, so that
   // the statistics mean the same on both paths.
   const received = process.hrtime.bigint();
   const mv = registry.get(model, version); // throws NOT_FOUND / UNAVAILABLE
   const decoded = decodeInferRequest(body, headerLength, shm);
   decoded.input.receivedAt = received;
-  const result = await mv.infer(decoded.input);
-  return encodeInferResponse(result, decoded, shm, joinBelow);
+  return { mv, decoded };
 }
 
 /** The headers of a successful inference response. */
@@ -166,12 +184,8 @@ export function fastInferHandler(ctx: FastInferContext): (req: IncomingMessage, 
 
   const state: ReplyState = { shm, closing, chunkThreshold, fail };
   const serve = (req: IncomingMessage, res: ServerResponse, model: string, version: string | undefined, body: Buffer | undefined): void => {
-    // As inferBody: the arrival time after the body, then the model, then the body's decoding.
-    const received = process.hrtime.bigint();
     try {
-      const mv = registry.get(model, version); // throws NOT_FOUND / UNAVAILABLE
-      const decoded = decodeInferRequest(body, req.headers["inference-header-content-length"], shm);
-      decoded.input.receivedAt = received;
+      const { mv, decoded } = decodeFor(registry, shm, model, version, body, req.headers["inference-header-content-length"]);
       mv.submit(decoded.input, new Reply(state, req, res, decoded));
     } catch (e) {
       fail(req, res, e);
