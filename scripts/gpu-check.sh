@@ -5,8 +5,10 @@
 #
 #   1. cargo: crates/core/tests/cuda.rs, GPU tests included (TB_REQUIRE_CUDA=1: no skipping)
 #   2. node:  scripts/gpu/node-check.mjs against the built JS package and addon
-#   3. python: scripts/gpu/torch_interop.py, PyTorch CUDA <-> tensorbridge-core in one process
-#   4. bench: bench/cuda_baseline.py (torch) then bench/cuda.bench.mjs (tensorbridge), same
+#   3. ava:   the suites with GPU-gated tests (cuda, server-cuda-shm), run from the working tree
+#      with the carried node_modules and addon; a skipped test is a failure here
+#   4. python: scripts/gpu/torch_interop.py, PyTorch CUDA <-> tensorbridge-core in one process
+#   5. bench: bench/cuda_baseline.py (torch) then bench/cuda.bench.mjs (tensorbridge), same
 #      run, same GPU (TB_SKIP_BENCH=1 leaves it out)
 #
 # Every check prints a PASS/FAIL/SKIP line; the summary at the end counts them and the exit
@@ -60,6 +62,22 @@ step() {
 
 step cargo-cuda-tests timeout 180 "$work/bin/core-cuda-tests" --include-ignored --test-threads=1
 step node-check timeout 180 env TB_PKG="$work/pkg" "$node" --expose-gc scripts/gpu/node-check.mjs
+ava_gpu() {
+  # The working tree came without node_modules or the addon (both gitignored): unpack ours.
+  rm -rf node_modules && xz -dc "$work/node_modules.tar.xz" | tar -xf - || return 1
+  cp "$work"/pkg/tensorbridge.*.node . || return 1
+  local log="$logs/ava-gpu.log"
+  PATH="$(dirname "$node"):$PATH" timeout 240 "$node" node_modules/ava/entrypoints/cli.mjs --verbose \
+    __test__/cuda.spec.ts __test__/server-cuda-shm.spec.ts 2>&1 | tee "$log"
+  local rc=${PIPESTATUS[0]}
+  # A GPU-gated test that skipped here means CUDA was not found: that is a failure on this machine.
+  if grep -E '^\s*- .*\[skipped: needs' "$log"; then
+    echo "ava-gpu: GPU tests were skipped (above)"
+    return 1
+  fi
+  return "$rc"
+}
+step ava-gpu ava_gpu
 step torch-interop timeout 240 env TB_SHIM="$work/bin/libgpu_shim.so" "$python" scripts/gpu/torch_interop.py
 
 if [[ "${TB_SKIP_BENCH:-0}" != 1 ]]; then

@@ -10,6 +10,8 @@
 #     bin/libgpu_shim.so          crates/core/examples/gpu_shim.rs, for Python's ctypes
 #     pkg/                        the JS package: index.js + tensorbridge.<platform>.node (release
 #                                 addon) + dist/ (tsc build of src/) + package.json {type: module}
+#     node_modules.tar.xz         the npm packages the ava suites need at run time (no typescript,
+#                                 linters or napi CLI), so the GPU-gated ava tests run there too
 #     MANIFEST                    sizes, versions, the git commit
 #
 # Then, with the `device` tool: run `bash scripts/gpu-check.sh` with carry ["bench/.work/gpu"].
@@ -44,6 +46,12 @@ addon=$(ls tensorbridge.*.node | head -1)
 cp index.js "$addon" "$out/pkg/"
 echo '{ "type": "module", "private": true }' > "$out/pkg/package.json"
 "$root/node_modules/.bin/tsc" -p tsconfig.build.json --outDir "$out/pkg/dist" --sourceMap false --declaration false
+
+echo "== node_modules for ava (xz; build and lint tools left out)"
+tar -cf - --exclude=node_modules/typescript --exclude=node_modules/@oxlint --exclude=node_modules/oxlint \
+  --exclude=node_modules/@napi-rs --exclude=node_modules/@octokit --exclude=node_modules/@types \
+  --exclude=node_modules/es-toolkit --exclude=node_modules/@emnapi --exclude=node_modules/@inquirer \
+  node_modules | xz -T0 -6 > "$out/node_modules.tar.xz"
 
 echo "== node binary (xz)"
 xz -T0 -6 -c "$(readlink -f "$(command -v node)")" > "$out/node.xz"
