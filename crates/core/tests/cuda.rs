@@ -482,6 +482,74 @@ mod streams {
         }
     }
 
+    /// Named to run before the test below, which hands our stream out (`stream_handle`): from
+    /// then on every export asks the driver, and this one would not test the flag path.
+    ///
+    /// Write after write: the consumer, ordered by the export, writes small patches into a
+    /// tensor whose zero fill (4 GiB, about a millisecond of work) is still queued on our
+    /// stream. Ordered, every patch survives; unordered, the patches land in microseconds
+    /// and the fill sweeps over most of them.
+    #[test]
+    #[ignore = "needs a CUDA GPU; run scripts/gpu-check.sh"]
+    fn a_zero_fill_still_queued_orders_a_consumer_that_writes_after_it() {
+        let _lock = stats_lock();
+        if !gpu() {
+            return;
+        }
+        const WORDS: usize = 1 << 30;
+        const PATCHES: usize = 16;
+        const PATCH_WORDS: usize = 1 << 14;
+        const MARK: u32 = 0xDEAD_BEEF;
+        bind();
+        let consumer = consumer_stream();
+        let tensor = match Tensor::zeros_on(&[WORDS as i64], DataType::U32, Device::cuda(0)) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("SKIPPED: this GPU has no 4 GiB free for the test ({e})");
+                return;
+            }
+        };
+        tensor
+            .to_dlpack_with_stream(
+                &ExportOptions::versioned(),
+                ConsumerStream::Handle(consumer as usize),
+            )
+            .unwrap();
+        // The patches come from pinned memory through a copy engine, which runs beside the
+        // fill's kernel; kernels of the consumer would queue behind the fill's blocks anyway.
+        let marks = Tensor::zeros_on(&[PATCH_WORDS as i64], DataType::U32, PINNED).unwrap();
+        // SAFETY: PATCH_WORDS words of live pinned host memory, not shared with anyone.
+        unsafe { std::slice::from_raw_parts_mut(marks.data_ptr() as *mut u32, PATCH_WORDS) }
+            .fill(MARK);
+        let patch = |i: usize| tensor.data_ptr() as u64 + (i * (WORDS / PATCHES) * 4) as u64;
+        for i in 0..PATCHES {
+            // SAFETY: PATCH_WORDS words inside the live tensor from the live pinned buffer, on
+            // the consumer's stream.
+            let r = unsafe {
+                sys::cuMemcpyHtoDAsync_v2(
+                    patch(i),
+                    marks.data_ptr().cast(),
+                    PATCH_WORDS * 4,
+                    consumer,
+                )
+            };
+            ok(r, "patch");
+        }
+        // SAFETY: the context is current (`bind`); waits for all of its streams.
+        ok(unsafe { sys::cuCtxSynchronize() }, "sync");
+        let mut overwritten = 0;
+        for i in 0..PATCHES {
+            let mut words = vec![0_u32; PATCH_WORDS];
+            // SAFETY: PATCH_WORDS words of the live tensor into a host buffer of that size.
+            let r = unsafe {
+                sys::cuMemcpyDtoH_v2(words.as_mut_ptr().cast(), patch(i), PATCH_WORDS * 4)
+            };
+            ok(r, "read back");
+            overwritten += words.iter().filter(|&&w| w != MARK).count();
+        }
+        assert_eq!(overwritten, 0, "words of the consumer's patches that our zero fill overwrote");
+    }
+
     #[test]
     #[ignore = "needs a CUDA GPU; run scripts/gpu-check.sh"]
     fn an_export_makes_the_consumer_stream_wait_for_our_stream_and_no_sync_does_not() {

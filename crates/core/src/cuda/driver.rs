@@ -8,6 +8,7 @@
 
 use std::ffi::{c_void, CStr};
 use std::ptr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError, TryLockError};
 
 use cudarc::driver::{sys, CudaContext};
@@ -88,6 +89,13 @@ struct DeviceState {
     stream: sys::CUstream,
     /// Two pinned buffers and their events for staging pageable copies; made on first use.
     staging: Mutex<Option<Staging>>,
+    /// Whether `stream` may hold work that a consumer must be ordered after. Set after queueing
+    /// work that isn't waited for (a zero fill); cleared by an export that finds the stream
+    /// idle. Lets a device export skip the driver (`cuStreamQuery`) in the common case.
+    maybe_busy: AtomicBool,
+    /// Set for good once `stream` is handed out (`stream_handle`): others may queue work on it
+    /// that `maybe_busy` can't see, so every export asks the driver from then on.
+    exposed: AtomicBool,
 }
 
 // SAFETY: the raw handles (`CUstream`, and the staging buffers and events behind the mutex)
@@ -240,8 +248,13 @@ fn device(ordinal: i32) -> Result<&'static DeviceState> {
         check(unsafe { sys::cuStreamCreate(&mut stream, flags) }, "cuStreamCreate")?;
         stream
     };
-    let state: &'static DeviceState =
-        Box::leak(Box::new(DeviceState { ctx, stream, staging: Mutex::new(None) }));
+    let state: &'static DeviceState = Box::leak(Box::new(DeviceState {
+        ctx,
+        stream,
+        staging: Mutex::new(None),
+        maybe_busy: AtomicBool::new(false),
+        exposed: AtomicBool::new(false),
+    }));
     *slot = Some(state);
     Ok(state)
 }
@@ -311,7 +324,9 @@ fn check(r: sys::CUresult, call: &'static str) -> Result<()> {
 }
 
 pub(super) fn stream_handle(ordinal: i32) -> Result<usize> {
-    Ok(device(ordinal)?.stream as usize)
+    let state = device(ordinal)?;
+    state.exposed.store(true, Ordering::SeqCst);
+    Ok(state.stream as usize)
 }
 
 pub(super) fn pointer_attributes(ptr: usize) -> Result<PointerAttributes> {
@@ -426,6 +441,8 @@ pub(super) fn alloc_device(ordinal: i32, bytes: usize, zeroed: bool) -> Result<S
         // later on it (copies, the event of an export) comes after. On error the allocation
         // drops and is freed.
         check(unsafe { sys::cuMemsetD8Async(dptr, 0, bytes, state.stream) }, "cuMemsetD8Async")?;
+        // After the enqueue: an export that clears the flag before its query sees this fill.
+        state.maybe_busy.store(true, Ordering::SeqCst);
     }
     // SAFETY: `bytes` bytes of device memory on `device`, freed only when `allocation` drops
     // with the storage; zeroed above, or fully written by the caller before use.
@@ -577,11 +594,17 @@ pub(super) fn order_for_consumer(ordinal: i32, consumer: ConsumerStream) -> Resu
     let Some(state) = existing_device(ordinal) else { return Ok(()) };
     // Nothing pending on our stream (the common case: our copies finish before they return)
     // means nothing to wait for: skip the event, so a device export costs what a host one
-    // does. Anything queued later is not part of this export.
+    // does. Anything queued later is not part of this export. Unless the stream was handed
+    // out, the flag answers without the driver; it is cleared before the query, so a fill
+    // queued meanwhile either shows in the query or sets the flag again.
+    if !state.exposed.load(Ordering::SeqCst) && !state.maybe_busy.swap(false, Ordering::SeqCst) {
+        return Ok(());
+    }
     // SAFETY: our stream, alive for the process; the query only reads its state.
     if unsafe { sys::cuStreamQuery(state.stream) } == sys::CUresult::CUDA_SUCCESS {
         return Ok(());
     }
+    state.maybe_busy.store(true, Ordering::SeqCst);
     let waiter = match consumer {
         ConsumerStream::NoSync => return Ok(()),
         ConsumerStream::Default | ConsumerStream::Legacy => CU_STREAM_LEGACY,
