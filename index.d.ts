@@ -128,6 +128,12 @@ export declare function fastCalls(): { prepareExportPlain(id: number, versioned:
 /** Live tensor and capsule handles on the calling thread, for leak checks. */
 export declare function liveHandles(): Array<number>
 
+/**
+ * Views (external `ArrayBuffer`s) in the calling thread's registry, for leak checks: one per
+ * live pointer, gone once its buffer is collected.
+ */
+export declare function liveViews(): number
+
 /** Reads the ownership counters. */
 export declare function nativeStats(): NativeStats
 
@@ -257,6 +263,7 @@ export declare function testingForeignStats(): BindingForeignStats
  * Makes a foreign CPU managed tensor of `dtype` and `shape`, with `strides` in elements
  * (`null`: a NULL strides pointer), owning a copy of `data` (`null`: a byte pattern over
  * every element the strides reach). `version` (`[major, minor]`) and `flags` are written
- * into a versioned tensor; `byte_offset` verbatim.
+ * into a versioned tensor; `byte_offset` verbatim. With `over` (a tensor handle) it points
+ * into that tensor's memory instead, from its first byte, and keeps it alive.
  */
-export declare function testingForeignTensor(shape: Array<number>, strides: Array<number> | undefined | null, dtype: string, versioned: boolean, version?: Array<number> | undefined | null, flags?: number | undefined | null, byteOffset?: number | undefined | null, data?: Uint8Array | undefined | null): BindingForeignTensor
+export declare function testingForeignTensor(shape: Array<number>, strides: Array<number> | undefined | null, dtype: string, versioned: boolean, version?: Array<number> | undefined | null, flags?: number | undefined | null, byteOffset?: number | undefined | null, data?: Uint8Array | undefined | null, over?: number | undefined | null): BindingForeignTensor

@@ -773,7 +773,7 @@ if (
   }
 }
 
-const { capsuleAddress, capsuleConsumed, capsuleFree, capsuleFromAddress, capsuleFromPrepared, capsuleRelease, capsuleVersioned, cudaDeviceCount, cudaDriverVersion, cudaIpcClose, cudaIpcHandle, cudaIpcOpen, cudaIsAvailable, cudaMemoryKind, cudaStreamHandle, cudaUnavailableReason, errorCodes, fastCalls, liveHandles, nativeStats, noop, tensorByteLength, tensorCopyTo, tensorCopyToIpc, tensorDataAddress, tensorDeepCopy, tensorDeviceId, tensorDeviceKind, tensorDeviceType, tensorDtype, tensorExport, tensorFromBytes, tensorFromCapsule, tensorFromIpc, tensorIsCpu, tensorLive, tensorPrepareExport, tensorReadOnly, tensorShape, tensorStrides, tensorToDevice, tensorView, tensorZeros, testingForeignStats, testingForeignTensor } = nativeBinding
+const { capsuleAddress, capsuleConsumed, capsuleFree, capsuleFromAddress, capsuleFromPrepared, capsuleRelease, capsuleVersioned, cudaDeviceCount, cudaDriverVersion, cudaIpcClose, cudaIpcHandle, cudaIpcOpen, cudaIsAvailable, cudaMemoryKind, cudaStreamHandle, cudaUnavailableReason, errorCodes, fastCalls, liveHandles, liveViews, nativeStats, noop, tensorByteLength, tensorCopyTo, tensorCopyToIpc, tensorDataAddress, tensorDeepCopy, tensorDeviceId, tensorDeviceKind, tensorDeviceType, tensorDtype, tensorExport, tensorFromBytes, tensorFromCapsule, tensorFromIpc, tensorIsCpu, tensorLive, tensorPrepareExport, tensorReadOnly, tensorShape, tensorStrides, tensorToDevice, tensorView, tensorZeros, testingForeignStats, testingForeignTensor } = nativeBinding
 export { capsuleAddress }
 export { capsuleConsumed }
 export { capsuleFree }
@@ -793,6 +793,7 @@ export { cudaUnavailableReason }
 export { errorCodes }
 export { fastCalls }
 export { liveHandles }
+export { liveViews }
 export { nativeStats }
 export { noop }
 export { tensorByteLength }

@@ -8,11 +8,12 @@ const gc = globalThis.gc;
 
 /** Collects until finalizers stop changing the counters. */
 async function settle(): Promise<ReturnType<typeof debug.stats>> {
-  let last = JSON.stringify([debug.stats(), debug.liveHandles()]);
+  const snapshot = (): string => JSON.stringify([debug.stats(), debug.liveHandles(), debug.liveViews()]);
+  let last = snapshot();
   for (let quiet = 0, i = 0; quiet < 3 && i < 200; i++) {
     gc!();
     await new Promise((r) => setImmediate(r));
-    const now = JSON.stringify([debug.stats(), debug.liveHandles()]);
+    const now = snapshot();
     quiet = now === last ? quiet + 1 : 0;
     last = now;
   }
@@ -31,6 +32,7 @@ function churn(start: number, count: number): number {
   let consumed = 0;
   for (let i = start; i < start + count; i++) {
     const x = i % 2 === 0 ? Tensor.zeros([256], "FP32") : Tensor.from(new Float32Array(256));
+    if (i % 8 === 0) x.data()[0] = i; // an external ArrayBuffer, registered by pointer
     const capsule = x.toDlpack({ maxVersion: i % 3 === 0 ? [1, 0] : undefined });
     // Every path a capsule can take: consumed in-process (no C struct is
     // built), struct built and dropped, struct built and imported, dropped
@@ -47,6 +49,7 @@ function churn(start: number, count: number): number {
 test.serial("10^5 dropped tensors and capsules: every deleter exactly once, RSS bounded", async (t) => {
   const before = await settle();
   const handlesBefore = debug.liveHandles();
+  const viewsBefore = debug.liveViews();
   const ROUNDS = 8;
   const PER_ROUND = 20_000;
   const rss: number[] = [];
@@ -67,6 +70,7 @@ test.serial("10^5 dropped tensors and capsules: every deleter exactly once, RSS 
   t.is(after.ownedFrees - before.ownedFrees, N / 2, "each native allocation was freed");
   t.is(after.ownedLiveBytes, before.ownedLiveBytes);
   t.deepEqual(debug.liveHandles(), handlesBefore, "every native handle was freed after GC");
+  t.is(debug.liveViews(), viewsBefore, "the view registry forgot every collected view");
   t.true(consumed > 0);
   // The exact counters above are the leak check; RSS is the backstop for
   // memory they can't see. Each round pushes 20 MiB of tensor data through.
@@ -159,28 +163,75 @@ test.serial("a dropped capsule's hold on a shared handle ends with GC", async (t
   t.deepEqual(debug.liveHandles(), handlesBefore, "and its handle freed");
 });
 
-test.serial("views over one pointer from several handles alias safely and free the memory once", async (t) => {
-  // Each handle makes its own external ArrayBuffer over the same pointer
-  // (crates/node/src/view.rs says why that is allowed on Node >= 20).
+test.serial("one pointer, one ArrayBuffer per thread: renames, imports, a re-imported C struct and a second export of the memory share it", async (t) => {
+  // crates/node/src/view.rs: the binding registers each thread's views by
+  // data pointer, so every handle over one pointer reads through one buffer.
   const before = await settle();
+  const foreignBefore = debug.foreignStats();
+  const viewsBefore = debug.liveViews();
   (() => {
     const x = Tensor.zeros([1024], "FP32");
-    const views = [x.data(), x.withName("A").data(), Tensor.fromDlpack(x.toDlpack()).data(), Tensor.fromDlpack(withStruct(x.toDlpack({ maxVersion: [1, 0] }))).data()];
+    const again = (shape: number[]) => Tensor.fromDlpack(DLPackCapsule.fromAddress(debug.foreignTensor({ shape, versioned: false, over: x }).address, { versioned: false }));
+    const tensors = [x, x.withName("A"), Tensor.fromDlpack(x.toDlpack()), Tensor.fromDlpack(withStruct(x.toDlpack({ maxVersion: [1, 0] }))), again([1024]), again([16])];
+    const views = tensors.map((v) => v.data());
+    t.is(new Set(views.map((v) => v.buffer)).size, 1, "one ArrayBuffer for six tensors over one pointer");
+    t.is(debug.liveViews() - viewsBefore, 1);
+    t.is(views[5]!.length, 16, "a prefix is a shorter view of the same buffer");
     views[0]![5] = 42;
     t.true(views.every((v) => v[5] === 42), "every view sees the write");
-    // x, its renamed self and its in-process import share one handle, and so
-    // one ArrayBuffer; the import of a C struct has a handle of its own.
-    t.is(views[1]!.buffer, views[0]!.buffer, "one ArrayBuffer per handle");
-    t.is(views[2]!.buffer, views[0]!.buffer);
-    t.is(new Set(views.map((v) => v.buffer)).size, 2, "two handles, two external ArrayBuffers over one pointer");
-    x.dispose();
+    for (const v of tensors) v.dispose();
     views[3]![6] = 7;
-    t.is(views[1]![6], 7, "still valid after the first handle was disposed");
+    t.is(views[1]![6], 7, "still valid after every tensor was disposed");
   })();
   const after = await settle();
   t.is(after.ownedAllocations - before.ownedAllocations, 1);
   t.is(after.ownedFrees - before.ownedFrees, 1, "freed once, after the last view was collected");
   t.is(after.exportsDeleted - before.exportsDeleted, 1, "the one C struct built was deleted once");
+  t.is(debug.foreignStats().deleted - foreignBefore.deleted, 2, "both second exports were deleted once");
+  t.is(debug.liveViews(), viewsBefore, "the registry entry went with the buffer");
+});
+
+test.serial("a longer view at a registered pointer replaces the shorter one, whose finalizer leaves the new entry", async (t) => {
+  const before = await settle();
+  const viewsBefore = debug.liveViews();
+  const x = Tensor.zeros([1024], "FP32");
+  (() => {
+    const prefix = Tensor.fromDlpack(DLPackCapsule.fromAddress(debug.foreignTensor({ shape: [16], versioned: true, over: x }).address, { versioned: true }));
+    const short = prefix.data();
+    const long = x.data();
+    t.not(long.buffer, short.buffer, "the live view is too short for x: a second buffer over the pointer");
+    t.is(long.length, 1024);
+    t.is(debug.liveViews() - viewsBefore, 1, "the longer view replaced the shorter one in the registry");
+    short[3] = 9;
+    t.is(long[3], 9, "both alias one memory");
+    prefix.dispose();
+  })();
+  await settle(); // the short buffer is collected and finalized
+  t.is(debug.liveViews() - viewsBefore, 1, "x's entry is still there");
+  const whole = Tensor.fromDlpack(DLPackCapsule.fromAddress(debug.foreignTensor({ shape: [1024], versioned: true, over: x }).address, { versioned: true }));
+  t.is(whole.data().buffer, x.data().buffer, "a new import over the pointer finds x's view");
+  t.is(whole.data()[3], 9);
+  whole.dispose();
+  x.dispose();
+  const after = await settle();
+  t.is(debug.liveViews(), viewsBefore);
+  t.is(after.ownedFrees - before.ownedFrees, after.ownedAllocations - before.ownedAllocations, "freed once");
+});
+
+test("debug.foreignTensor over another tensor: elements past its bytes, data with over, and a non-tensor are ERR_INVALID_ARGUMENT", (t) => {
+  const x = Tensor.zeros([4], "FP32");
+  for (const options of [
+    { shape: [5], versioned: true, over: x },
+    { shape: [2], strides: [4], versioned: true, over: x },
+    { shape: [4], versioned: true, over: x, data: new Uint8Array(16) },
+    { shape: [4], versioned: true, over: {} as Tensor },
+    { shape: [1], versioned: true, over: Tensor.fromBytes(["a"]) },
+  ]) {
+    const e = t.throws(() => debug.foreignTensor(options));
+    t.is((e as { code?: string }).code, "ERR_INVALID_ARGUMENT", JSON.stringify(options.shape));
+  }
+  x.dispose();
+  t.throws(() => debug.foreignTensor({ shape: [1], versioned: true, over: x }), { code: "ERR_DISPOSED" });
 });
 
 /** `capsule`, with its C struct built (as a native consumer's `.address` would). */

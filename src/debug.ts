@@ -6,10 +6,12 @@
 
 import type { DType } from "./dtype.js";
 import { ErrorCode, TensorBridgeError, rethrowNative } from "./errors.js";
+import { Tensor } from "./tensor.js";
 import {
   type NativeStats,
   errorCodes,
   liveHandles,
+  liveViews,
   nativeStats,
   noop,
   testingForeignStats,
@@ -43,6 +45,13 @@ export interface ForeignTensorOptions {
    * pattern over every element the strides reach.
    */
   data?: Uint8Array | undefined;
+  /**
+   * Point into this tensor's memory (from its first byte) instead of owning
+   * bytes: what a producer exporting the same memory twice, or a prefix of
+   * it, hands over. The foreign tensor keeps that memory alive. Not with
+   * `data`; the elements must fit in the tensor's bytes.
+   */
+  over?: Tensor | undefined;
 }
 
 /** A managed tensor made by {@link debug.foreignTensor}. */
@@ -59,6 +68,15 @@ export interface ForeignStats {
   created: number;
   /** Times one of their deleters ran. */
   deleted: number;
+}
+
+/** The native handle of `over` for {@link debug.foreignTensor}. */
+function overHandle(over: Tensor): number {
+  const native = over instanceof Tensor ? Tensor.nativeOf(over) : undefined;
+  if (native === undefined) {
+    throw new TensorBridgeError(ErrorCode.INVALID_ARGUMENT, "debug.foreignTensor's `over` must be a live numeric Tensor");
+  }
+  return native.id;
 }
 
 /** Diagnostics namespace. */
@@ -79,6 +97,14 @@ export const debug = {
   liveHandles(): { tensors: number; capsules: number } {
     const [tensors = 0, capsules = 0] = liveHandles();
     return { tensors, capsules };
+  },
+  /**
+   * External ArrayBuffers (zero-copy views of native memory) registered on
+   * this thread: one per data pointer with a live view, since tensors over
+   * one pointer share one view. Entries go when their buffer is collected.
+   */
+  liveViews(): number {
+    return liveViews();
   },
   /** Every error code the native core can raise. */
   nativeErrorCodes(): string[] {
@@ -101,7 +127,7 @@ export const debug = {
    * Tensor.fromDlpack(capsule); // throws ERR_DLPACK_NOT_CONTIGUOUS; the capsule still owns it
    */
   foreignTensor(options: ForeignTensorOptions): ForeignTensor {
-    const { shape, strides, dtype = "FP32", versioned, version, flags, byteOffset, data } = options;
+    const { shape, strides, dtype = "FP32", versioned, version, flags, byteOffset, data, over } = options;
     if (typeof versioned !== "boolean") {
       throw new TensorBridgeError(ErrorCode.INVALID_ARGUMENT, "debug.foreignTensor needs { versioned: true | false }");
     }
@@ -115,6 +141,7 @@ export const debug = {
         flags,
         byteOffset,
         data,
+        over === undefined ? undefined : overHandle(over),
       );
     } catch (e) {
       rethrowNative(e);

@@ -634,7 +634,8 @@ export class Tensor {
       rethrowNative(e);
     }
     const Ctor = viewClass(this.dtype)!;
-    return (this.#view = new Ctor(buffer, 0, buffer.byteLength / Ctor.BYTES_PER_ELEMENT));
+    // The buffer may be longer: another tensor's view from the same pointer (one per thread).
+    return (this.#view = new Ctor(buffer, 0, native.byteLength / Ctor.BYTES_PER_ELEMENT));
   }
 
   /** Alias of {@link data}. */

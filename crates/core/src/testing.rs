@@ -150,6 +150,9 @@ pub struct Spec {
     /// Writes a NULL deleter; the test must then free the tensor with [`free_legacy`] /
     /// [`free_versioned`].
     pub null_deleter: bool,
+    /// A tensor whose memory the descriptor points into ([`Spec::over`]): the managed tensor
+    /// holds this clone until its deleter runs, so that memory outlives it.
+    pub keep_alive: Option<crate::Tensor>,
 }
 
 impl Spec {
@@ -170,6 +173,7 @@ impl Spec {
             version: DLPackVersion::CURRENT,
             flags: 0,
             null_deleter: false,
+            keep_alive: None,
         }
     }
 
@@ -204,6 +208,38 @@ impl Spec {
             dtype: dl,
             ..Spec::bytes(pattern(bytes), shape)
         })
+    }
+}
+
+impl Spec {
+    /// A tensor of `dtype`, `shape` and `strides` over `tensor`'s memory, from its first byte:
+    /// what a producer exporting the same memory again (NumPy's `x` twice, or `x[:2]`) hands
+    /// over. The managed tensor keeps a clone of `tensor`, so the memory lives as long as it.
+    ///
+    /// # Errors
+    ///
+    /// As [`Spec::new`], and `ERR_INVALID_ARGUMENT` when the elements the strides reach don't
+    /// fit in `tensor`'s bytes.
+    pub fn over(
+        tensor: &crate::Tensor,
+        dtype: DataType,
+        shape: &[i64],
+        strides: Option<&[i64]>,
+    ) -> Result<Spec> {
+        let mut spec = Spec::new(dtype, shape, strides)?;
+        let needed = spec.data.len();
+        if needed > tensor.byte_len() {
+            return Err(Error::invalid_argument(format!(
+                "a {dtype} tensor of shape {shape:?} reaches {needed} bytes, but the tensor it \
+                 would point into holds {}",
+                tensor.byte_len()
+            )));
+        }
+        spec.data = Vec::new();
+        spec.fake_data = Some(tensor.data_ptr() as usize);
+        spec.device = tensor.device().into();
+        spec.keep_alive = Some(tensor.clone());
+        Ok(spec)
     }
 }
 
@@ -341,6 +377,8 @@ struct Block<M> {
     dims: Vec<i64>,
     strides: Vec<i64>,
     counter: Counter,
+    /// [`Spec::keep_alive`]: dropped with the block.
+    _keep_alive: Option<crate::Tensor>,
 }
 
 /// Access to the `DLTensor` inside either managed struct.
@@ -374,7 +412,14 @@ fn build<M: HasTensor>(spec: &Spec, managed: M, counter: &Counter) -> Made {
     let mut dims = spec.shape.clone();
     dims.push(0);
     let strides = spec.strides.clone().unwrap_or_default();
-    let mut block = Box::new(Block { managed, data, dims, strides, counter: counter.clone() });
+    let mut block = Box::new(Block {
+        managed,
+        data,
+        dims,
+        strides,
+        counter: counter.clone(),
+        _keep_alive: spec.keep_alive.clone(),
+    });
     // Pointers into the vectors' heap buffers stay valid when the box moves.
     let b = &mut *block;
     let data_ptr: *mut c_void = match (spec.fake_data, spec.null_data) {
@@ -492,6 +537,35 @@ mod tests {
         drop(capsule);
         assert_eq!(counter.calls(), 1, "exactly once");
         assert_eq!(stats().deleted - before.deleted, 1);
+    }
+
+    #[test]
+    fn a_tensor_over_another_points_into_its_memory_and_keeps_it_alive() {
+        let _guard = lock();
+        let owner = Tensor::from_vec((0..16_u8).collect(), &[16], DataType::U8).unwrap();
+        let weak_check = owner.clone();
+        let spec = Spec::over(&owner, DataType::U8, &[8], None).unwrap();
+        drop(owner);
+        let counter = Counter::new();
+        let made = make(&spec, false, &counter);
+        drop(spec);
+        assert_eq!(made.data, weak_check.data_ptr() as *mut c_void);
+        // SAFETY: fresh and unowned.
+        let t = unsafe { Tensor::from_dlpack_legacy(made.managed.cast()) }.unwrap();
+        assert_eq!(t.as_bytes().unwrap(), &(0..8_u8).collect::<Vec<_>>()[..]);
+        assert_eq!(t.device(), weak_check.device());
+        drop(weak_check);
+        // Only the imported tensor holds the memory now (through the producer's block).
+        assert_eq!(t.as_bytes().unwrap()[7], 7);
+        drop(t);
+        assert_eq!(counter.calls(), 1);
+
+        let small = Tensor::zeros(&[2], DataType::F32).unwrap();
+        let err = Spec::over(&small, DataType::F32, &[3], None).unwrap_err();
+        assert_eq!(err.code(), "ERR_INVALID_ARGUMENT");
+        let err = Spec::over(&small, DataType::F32, &[2], Some(&[2])).unwrap_err();
+        assert_eq!(err.code(), "ERR_INVALID_ARGUMENT", "strides reaching past the end");
+        assert!(Spec::over(&small, DataType::U8, &[8], None).is_ok());
     }
 
     #[test]

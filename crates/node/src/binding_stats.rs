@@ -49,6 +49,13 @@ pub fn live_handles() -> Vec<u32> {
     vec![tensors as u32, capsules as u32]
 }
 
+/// Views (external `ArrayBuffer`s) in the calling thread's registry, for leak checks: one per
+/// live pointer, gone once its buffer is collected.
+#[napi]
+pub fn live_views() -> u32 {
+    crate::view::registered_views() as u32
+}
+
 /// Does nothing: the floor of a napi call, for benchmarks.
 #[napi]
 pub fn noop() {}

@@ -14,6 +14,7 @@ use tensorbridge_core::ffi::DLPackVersion;
 use tensorbridge_core::testing::{self, Counter, Spec};
 
 use crate::error::{js_error, to_js, Code};
+use crate::handles::with_tensor;
 use crate::options::parse_dtype;
 
 /// A managed tensor made by `testingForeignTensor`.
@@ -37,7 +38,8 @@ pub struct BindingForeignStats {
 /// Makes a foreign CPU managed tensor of `dtype` and `shape`, with `strides` in elements
 /// (`null`: a NULL strides pointer), owning a copy of `data` (`null`: a byte pattern over
 /// every element the strides reach). `version` (`[major, minor]`) and `flags` are written
-/// into a versioned tensor; `byte_offset` verbatim.
+/// into a versioned tensor; `byte_offset` verbatim. With `over` (a tensor handle) it points
+/// into that tensor's memory instead, from its first byte, and keeps it alive.
 #[napi]
 #[allow(clippy::too_many_arguments)] // one positional argument per descriptor field
 pub fn testing_foreign_tensor(
@@ -49,9 +51,22 @@ pub fn testing_foreign_tensor(
     flags: Option<u32>,
     byte_offset: Option<u32>,
     data: Option<Uint8Array>,
+    over: Option<f64>,
 ) -> Result<BindingForeignTensor, Code> {
     let dtype = parse_dtype(&dtype)?;
-    let mut spec = Spec::new(dtype, &shape, strides.as_deref()).map_err(to_js)?;
+    let mut spec = match over {
+        Some(id) => {
+            if data.is_some() {
+                return Err(js_error(
+                    "ERR_INVALID_ARGUMENT",
+                    "a foreign tensor over another tensor's memory takes no data of its own",
+                ));
+            }
+            let tensor = with_tensor(id, |t| Ok(t.clone()))?;
+            Spec::over(&tensor, dtype, &shape, strides.as_deref()).map_err(to_js)?
+        }
+        None => Spec::new(dtype, &shape, strides.as_deref()).map_err(to_js)?,
+    };
     if let Some(data) = data {
         spec.data = data.to_vec();
     }

@@ -4,21 +4,31 @@
 //! core tensor, so the bytes outlive every JS reference to them and are
 //! released exactly once, when V8 collects the buffer.
 //!
-//! We call `napi_create_external_arraybuffer` directly instead of napi-rs's
-//! `ArrayBuffer::from_external`: the latter panics in debug builds when two
-//! buffers alias one pointer (a Node 14 limitation, nodejs/node#32463). Node
-//! 20+ allows aliasing external buffers, and aliasing is inherent to DLPack:
-//! two imports of one NumPy array share a pointer, and so do the handles of
-//! one tensor and of its re-imports. `__test__/gc.spec.ts` ("views over one
-//! pointer …") exercises that case, and the worker suite makes views in a
-//! worker over memory a main-thread ArrayBuffer owns. So we alias on purpose
-//! and keep no per-pointer registry. Checked with this release addon on Node
-//! 20.20.2, 22.23.3, 24.21.0 and 26.10.0 (the `node` npm package, running
-//! `node_modules/ava/entrypoints/cli.mjs` under each): the whole suite runs
-//! to the end on all four, nothing aborts, and the ownership suites (gc,
-//! workers, foreign, tensor, dlpack) pass. CI's `node-versions` job repeats
-//! that on 22, 24 and 26.
+//! One pointer, one `ArrayBuffer` per thread: each JS thread (the main one
+//! and every worker, each with its own isolate) keeps a registry of its live
+//! views by data pointer, holding them through weak napi references. A view
+//! asked for memory that a live view of this thread already starts at, and
+//! covers, is that view; so a tensor, its renamed self, its in-process
+//! imports, the import of its own C struct and two imports of one NumPy
+//! array all read through one `ArrayBuffer`. The entry goes when its buffer
+//! is finalized (or is replaced once the buffer is found collected).
+//!
+//! What can't be one buffer: a view in another thread (an `ArrayBuffer`
+//! belongs to one isolate, and sending a tensor to a worker without a copy
+//! means a second view there), and a view asked for more bytes than the live
+//! one at the same pointer holds (a producer handing out a longer tensor at
+//! the same address; the longer view replaces the shorter one in the
+//! registry). Aliasing external buffers aborted Node 14 (nodejs/node#32463);
+//! Node 20, 22, 24 and 26 allow it (checked with this addon, and CI's
+//! `node-versions` job runs the ownership suites on 22, 24 and 26). We call
+//! `napi_create_external_arraybuffer` directly because napi-rs's
+//! `ArrayBuffer::from_external` panics in debug builds on an aliased pointer.
+//!
+//! Node runs the finalizer of an external `ArrayBuffer` on the JS thread that
+//! made it, so the registry is thread-local and needs no lock.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::ffi::c_void;
 use std::ptr;
 
@@ -29,14 +39,95 @@ use tensorbridge_core::Tensor;
 
 use crate::error::{js_error, Code};
 
-/// The finalizer of a view: drops the tensor clone that kept the bytes alive.
-unsafe extern "C" fn finalize_view(_env: sys::napi_env, _data: *mut c_void, hint: *mut c_void) {
-    // SAFETY: `hint` is the `Box<Tensor>` leaked in `host_view`, and V8 calls a
-    // finalizer exactly once, so the box is reclaimed exactly once.
-    drop(unsafe { Box::from_raw(hint.cast::<Tensor>()) });
+/// A live view in this thread's registry.
+struct Entry {
+    /// A weak reference (count 0) to the `ArrayBuffer`: it doesn't keep the view alive.
+    reference: sys::napi_ref,
+    len: usize,
+    /// Which view made the entry, so a late finalizer of a replaced view leaves it alone.
+    serial: u64,
 }
 
-/// Returns a zero-copy `ArrayBuffer` over `tensor`'s host bytes.
+#[derive(Default)]
+struct Registry {
+    views: HashMap<usize, Entry>,
+    next_serial: u64,
+}
+
+thread_local! {
+    static REGISTRY: RefCell<Registry> = RefCell::new(Registry::default());
+}
+
+/// What a view's finalizer gets: the tensor clone that keeps the bytes alive, and the key of
+/// its registry entry.
+struct Hint {
+    _tensor: Tensor,
+    ptr: usize,
+    serial: u64,
+}
+
+/// The finalizer of a view: drops the tensor clone that kept the bytes alive and the view's
+/// registry entry (unless a newer view replaced it).
+unsafe extern "C" fn finalize_view(env: sys::napi_env, _data: *mut c_void, hint: *mut c_void) {
+    // SAFETY: `hint` is the `Box<Hint>` leaked in `host_view`, and a finalizer runs exactly
+    // once, so the box is reclaimed exactly once.
+    let hint = unsafe { Box::from_raw(hint.cast::<Hint>()) };
+    // `try_with`: at thread exit the registry may be gone before a late finalizer runs.
+    let _ = REGISTRY.try_with(|registry| {
+        let mut registry = registry.borrow_mut();
+        if registry.views.get(&hint.ptr).is_some_and(|e| e.serial == hint.serial) {
+            let entry = registry.views.remove(&hint.ptr).expect("checked just above");
+            // SAFETY: a reference made in this env by `host_view`, deleted once (its entry
+            // is gone from the registry).
+            unsafe { sys::napi_delete_reference(env, entry.reference) };
+        }
+    });
+}
+
+/// This thread's live view that starts at `ptr` and holds at least `len` bytes.
+fn live_view(env: &Env, ptr: usize, len: usize) -> Option<sys::napi_value> {
+    REGISTRY.with(|registry| {
+        let registry = registry.borrow();
+        let entry = registry.views.get(&ptr).filter(|e| e.len >= len)?;
+        let mut value = ptr::null_mut();
+        // SAFETY: a reference of this env (the registry is per thread, and one thread runs
+        // one env); `value` is a valid out slot. A collected buffer gives NULL.
+        let status =
+            unsafe { sys::napi_get_reference_value(env.raw(), entry.reference, &mut value) };
+        (status == sys::Status::napi_ok && !value.is_null()).then_some(value)
+    })
+}
+
+/// Records `value`, a new view of `len` bytes at `ptr`, replacing any entry for `ptr`;
+/// returns the entry's serial for the view's finalizer.
+fn remember(env: &Env, ptr: usize, len: usize, value: sys::napi_value) -> Option<u64> {
+    let mut reference = ptr::null_mut();
+    // SAFETY: `value` is a live object of this env; a count of 0 makes a weak reference.
+    let status = unsafe { sys::napi_create_reference(env.raw(), value, 0, &mut reference) };
+    if status != sys::Status::napi_ok {
+        return None; // the view works without an entry; it just won't be shared
+    }
+    REGISTRY.with(|registry| {
+        let mut registry = registry.borrow_mut();
+        registry.next_serial += 1;
+        let serial = registry.next_serial;
+        if let Some(old) = registry.views.insert(ptr, Entry { reference, len, serial }) {
+            // SAFETY: the replaced entry's reference, made in this env and deleted once (its
+            // view's finalizer sees another serial and leaves the new entry alone).
+            unsafe { sys::napi_delete_reference(env.raw(), old.reference) };
+        }
+        Some(serial)
+    })
+}
+
+/// Number of entries in this thread's view registry (for tests: it must not grow with
+/// views that were collected).
+pub fn registered_views() -> usize {
+    REGISTRY.with(|registry| registry.borrow().views.len())
+}
+
+/// Returns a zero-copy `ArrayBuffer` over `tensor`'s host bytes: this thread's live view of
+/// that memory if it has one, else a new external `ArrayBuffer`.
 ///
 /// # Errors
 /// `ERR_NOT_CPU` for memory the host can't address (from core), and
@@ -51,7 +142,13 @@ pub fn host_view(env: &Env, tensor: &Tensor) -> Result<ArrayBuffer<'static>, Cod
             unsafe { sys::napi_create_arraybuffer(env.raw(), 0, ptr::null_mut(), &mut value) };
         return finish(env, status, value);
     }
-    let hint = Box::into_raw(Box::new(tensor.clone()));
+    let (ptr, len) = (bytes.as_ptr() as usize, bytes.len());
+    if let Some(value) = live_view(env, ptr, len) {
+        // The live view's own tensor clone keeps these bytes alive as long as it lives, and
+        // an `ArrayBuffer` over the start of a range is a view of any prefix of it.
+        return finish(env, sys::Status::napi_ok, value);
+    }
+    let hint = Box::into_raw(Box::new(Hint { _tensor: tensor.clone(), ptr, serial: 0 }));
     // SAFETY: the data pointer and length describe host memory owned by the
     // tensor's storage, which the leaked clone (`hint`) keeps alive until
     // `finalize_view` runs. JS may write through the view: tensors exposed to JS
@@ -61,7 +158,7 @@ pub fn host_view(env: &Env, tensor: &Tensor) -> Result<ArrayBuffer<'static>, Cod
         sys::napi_create_external_arraybuffer(
             env.raw(),
             bytes.as_ptr().cast_mut().cast(),
-            bytes.len(),
+            len,
             Some(finalize_view),
             hint.cast(),
             &mut value,
@@ -77,6 +174,12 @@ pub fn host_view(env: &Env, tensor: &Tensor) -> Result<ArrayBuffer<'static>, Cod
          can't be viewed without a copy; use tensor.toArray() or run under Node.js",
             ));
         }
+        return finish(env, status, value);
+    }
+    if let Some(serial) = remember(env, ptr, len, value) {
+        // SAFETY: `hint` is alive (V8 owns it now, and its finalizer can't run before this
+        // call returns the buffer to JS); only this thread touches it until then.
+        unsafe { (*hint).serial = serial };
     }
     finish(env, status, value)
 }
