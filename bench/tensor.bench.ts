@@ -11,6 +11,7 @@ import { Tensor, debug } from "../src/index.js";
 const KiB = 1024;
 const GiB = 1024 * 1024 * 1024;
 const small = Tensor.zeros([KiB / 4], "FP32");
+small.data(); // its view exists from the start: imports of its memory find it by pointer
 const huge = Tensor.zeros([GiB / 4], "FP32");
 const jsBacked = new Float32Array(KiB / 4);
 const buffer = new ArrayBuffer(KiB);
@@ -51,6 +52,18 @@ bench
   })
   .add("fromDlpack + first data() (native view)", () => {
     sink = Tensor.fromDlpack(small.toDlpack()).data();
+  })
+  .add("Tensor.zeros 1 KiB + first data() (a new external ArrayBuffer)", () => {
+    const t = Tensor.zeros([KiB / 4], "FP32");
+    sink = t.data();
+    t.dispose();
+  })
+  .add("C struct import + first data() (the exporter's view, found by pointer)", () => {
+    const capsule = small.toDlpack();
+    sink = capsule.address;
+    const t = Tensor.fromDlpack(capsule);
+    sink = t.data();
+    t.dispose();
   });
 
 await bench.run();
