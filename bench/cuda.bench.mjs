@@ -65,8 +65,8 @@ function copy(name, fn, base, goal) {
 
 copy("h2d_pinned", () => pinned.copyTo(dev), "h2d_pinned", 85);
 copy("d2h_pinned", () => dev.copyTo(pinned), "d2h_pinned", 85);
-copy("h2d_pageable_staged", () => pageable.copyTo(dev), "h2d_pageable");
-copy("d2h_pageable_staged", () => dev.copyTo(pageable), "d2h_pageable");
+copy("h2d_pageable", () => pageable.copyTo(dev), "h2d_pageable", 85);
+copy("d2h_pageable", () => dev.copyTo(pageable), "d2h_pageable", 85);
 copy("d2d", () => dev.copyTo(dev2), "d2d");
 
 // DLPack export + import (a round trip through a capsule), device vs host tensor. Rounds of

@@ -700,7 +700,7 @@ export class Tensor {
   /**
    * This tensor in host memory: itself when the host can already read it
    * (`cpu`, `cuda_host`), else a copy in ordinary host memory (device →
-   * host; large copies go through pinned staging). The copy is complete when
+   * host). The copy is complete when
    * this returns and keeps the name.
    * @throws {TensorBridgeError} `ERR_CUDA_UNAVAILABLE`, `ERR_DEVICE_UNSUPPORTED`
    *   (memory of a non-CUDA device), `ERR_ALLOCATION`, `ERR_CUDA`, `ERR_DISPOSED`.

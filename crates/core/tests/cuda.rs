@@ -219,8 +219,8 @@ fn pinned_tensors_are_pinned_host_memory_readable_on_the_host() {
     assert_eq!(attrs.memory_type, MemoryType::Unregistered);
 }
 
-/// Every direction, small and large (the large pageable ones go through pinned staging:
-/// 4 MiB and up, in 8 MiB chunks; 20 MiB + 3 is three chunks, the last one short).
+/// Every direction, small and large (20 MiB + 3: pageable host memory the driver stages in
+/// chunks, the last one short).
 #[test]
 #[ignore = "needs a CUDA GPU; run scripts/gpu-check.sh"]
 fn copies_in_every_direction_carry_the_right_bytes() {

@@ -9,7 +9,7 @@
 use std::ffi::{c_void, CStr};
 use std::ptr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError, TryLockError};
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 
 use cudarc::driver::{sys, CudaContext};
 
@@ -40,7 +40,6 @@ pub(super) const REQUIRED_SYMBOLS: &[&str] = &[
     "cuStreamWaitEvent",
     "cuEventCreate",
     "cuEventRecord",
-    "cuEventSynchronize",
     "cuEventDestroy_v2",
     "cuMemAlloc_v2",
     "cuMemFree_v2",
@@ -48,8 +47,6 @@ pub(super) const REQUIRED_SYMBOLS: &[&str] = &[
     "cuMemFreeHost",
     "cuMemsetD8Async",
     "cuMemcpyAsync",
-    "cuMemcpyHtoDAsync_v2",
-    "cuMemcpyDtoHAsync_v2",
     "cuPointerGetAttributes",
     "cuMemGetAddressRange_v2",
     "cuIpcGetMemHandle",
@@ -62,11 +59,6 @@ pub(super) const REQUIRED_SYMBOLS: &[&str] = &[
 const CU_STREAM_LEGACY: sys::CUstream = 0x1 as sys::CUstream;
 /// `CU_STREAM_PER_THREAD` of `cuda.h`: the calling thread's default stream, as a handle.
 const CU_STREAM_PER_THREAD: sys::CUstream = 0x2 as sys::CUstream;
-
-/// Pageable host sides of at least this many bytes are staged through pinned buffers.
-pub(super) const STAGING_MIN_BYTES: usize = 4 << 20;
-/// Size of each of the two pinned staging buffers of a device.
-const STAGING_CHUNK_BYTES: usize = 8 << 20;
 
 /// The loaded driver.
 struct Driver {
@@ -87,8 +79,6 @@ struct DeviceState {
     /// tensorbridge's stream on this device: non-blocking, so it never waits implicitly on the
     /// legacy default stream; every ordering with other streams is an explicit event.
     stream: sys::CUstream,
-    /// Two pinned buffers and their events for staging pageable copies; made on first use.
-    staging: Mutex<Option<Staging>>,
     /// Whether `stream` may hold work that a consumer must be ordered after. Set after queueing
     /// work that isn't waited for (a zero fill); cleared by an export that finds the stream
     /// idle. Lets a device export skip the driver (`cuStreamQuery`) in the common case.
@@ -98,20 +88,11 @@ struct DeviceState {
     exposed: AtomicBool,
 }
 
-// SAFETY: the raw handles (`CUstream`, and the staging buffers and events behind the mutex)
-// are process-wide driver objects that the driver API lets any thread use; the state is
-// never mutated after creation except through its mutex.
+// SAFETY: the raw handle (`CUstream`) is a process-wide driver object that the driver API
+// lets any thread use; the state is never mutated after creation except through its atomics.
 unsafe impl Send for DeviceState {}
 // SAFETY: as above.
 unsafe impl Sync for DeviceState {}
-
-struct Staging {
-    buffers: [*mut u8; 2],
-    events: [sys::CUevent; 2],
-}
-
-// SAFETY: pinned host buffers and events are usable from any thread; the mutex serialises use.
-unsafe impl Send for Staging {}
 
 fn load() -> std::result::Result<Driver, String> {
     std::panic::catch_unwind(load_unguarded).unwrap_or_else(|_| {
@@ -251,7 +232,6 @@ fn device(ordinal: i32) -> Result<&'static DeviceState> {
     let state: &'static DeviceState = Box::leak(Box::new(DeviceState {
         ctx,
         stream,
-        staging: Mutex::new(None),
         maybe_busy: AtomicBool::new(false),
         exposed: AtomicBool::new(false),
     }));
@@ -562,13 +542,6 @@ pub(super) fn ipc_get_handle(ptr: usize, ordinal: i32) -> Result<[u8; super::IPC
     Ok(out)
 }
 
-/// One side of a copy: the GPU it is on (`None` for host memory) and, for host memory,
-/// whether it is known to be pinned.
-pub(super) struct Side {
-    pub(super) gpu: Option<i32>,
-    pub(super) pinned: bool,
-}
-
 /// Records an event on `producer`'s stream and makes `waiter` wait on it. The event is
 /// released at once (the driver keeps it until the wait is satisfied).
 fn wait_on(waiter: sys::CUstream, producer: &DeviceState) -> Result<()> {
@@ -630,16 +603,16 @@ pub(super) fn order_for_consumer(ordinal: i32, consumer: ConsumerStream) -> Resu
 /// As [`super::copy`].
 pub(super) unsafe fn copy(
     dst: *mut u8,
-    dst_side: Side,
+    dst_gpu: Option<i32>,
     src: *const u8,
-    src_side: Side,
+    src_gpu: Option<i32>,
     bytes: usize,
 ) -> Result<()> {
-    let issuing = src_side.gpu.or(dst_side.gpu).expect("checked by the caller");
+    let issuing = src_gpu.or(dst_gpu).expect("checked by the caller");
     let state = device(issuing)?;
     // Validate the other GPU first (it exists), then order: work already queued on its stream
     // (a zero fill) must come before the copy.
-    let other = match (src_side.gpu, dst_side.gpu) {
+    let other = match (src_gpu, dst_gpu) {
         (Some(a), Some(b)) if a != b => Some(device(if a == issuing { b } else { a })?),
         _ => None,
     };
@@ -650,22 +623,10 @@ pub(super) unsafe fn copy(
     if let Some(other) = other {
         wait_on(state.stream, other)?;
     }
-    let staged = match (src_side.gpu, dst_side.gpu) {
-        (None, Some(_)) if !src_side.pinned && is_pageable(src, bytes)? => {
-            // SAFETY: forwarded from this function's contract.
-            unsafe { staged(state, Direction::ToDevice, dst, src, bytes) }
-        }
-        (Some(_), None) if !dst_side.pinned && is_pageable(dst, bytes)? => {
-            // SAFETY: forwarded from this function's contract.
-            unsafe { staged(state, Direction::ToHost, dst, src, bytes) }
-        }
-        _ => None,
-    };
-    if let Some(result) = staged {
-        return result;
-    }
     // With unified addressing (every 64-bit platform CUDA supports) the driver infers the
-    // direction from the addresses, pageable host memory included.
+    // direction from the addresses, pageable host memory included. The driver stages pageable
+    // memory itself, faster than a double-buffered staging of ours did (on an H100: 17-21
+    // GB/s against 9-10 GB/s for 256 MiB, `bench/cuda.bench.mjs`).
     // SAFETY: the ranges are valid per this function's contract.
     let r = unsafe {
         sys::cuMemcpyAsync(dst as sys::CUdeviceptr, src as sys::CUdeviceptr, bytes, state.stream)
@@ -674,135 +635,6 @@ pub(super) unsafe fn copy(
     // SAFETY: our stream; wait for the copy (and only for our stream).
     let synced = check(unsafe { sys::cuStreamSynchronize(state.stream) }, "cuStreamSynchronize");
     copied.and(synced)
-}
-
-/// Whether a host range is large and pageable, so that staging pays.
-fn is_pageable(ptr: *const u8, bytes: usize) -> Result<bool> {
-    if bytes < STAGING_MIN_BYTES {
-        return Ok(false);
-    }
-    Ok(pointer_attributes(ptr as usize)?.memory_type == MemoryType::Unregistered)
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Direction {
-    ToDevice,
-    ToHost,
-}
-
-/// A double-buffered copy through the device's pinned staging buffers. `None` when they are
-/// busy (another thread is staging on this device) or can't be made: the caller then lets the
-/// driver copy from pageable memory itself.
-///
-/// # Safety
-///
-/// As [`super::copy`], with `src` (ToDevice) or `dst` (ToHost) in host memory and the other in
-/// device memory of `state`'s GPU (or managed memory).
-unsafe fn staged(
-    state: &DeviceState,
-    direction: Direction,
-    dst: *mut u8,
-    src: *const u8,
-    bytes: usize,
-) -> Option<Result<()>> {
-    let mut guard = match state.staging.try_lock() {
-        Ok(guard) => guard,
-        Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
-        Err(TryLockError::WouldBlock) => return None,
-    };
-    if guard.is_none() {
-        *guard = Some(make_staging(state).ok()?);
-    }
-    let staging = guard.as_ref().expect("made above");
-    let chunks: Vec<(usize, usize)> = (0..bytes)
-        .step_by(STAGING_CHUNK_BYTES)
-        .map(|offset| (offset, STAGING_CHUNK_BYTES.min(bytes - offset)))
-        .collect();
-    let run = || -> Result<()> {
-        match direction {
-            Direction::ToDevice => {
-                for (i, &(offset, len)) in chunks.iter().enumerate() {
-                    let b = i % 2;
-                    if i >= 2 {
-                        // The buffer's previous DMA (chunk i - 2) must be done before reuse.
-                        // SAFETY: an event of ours, recorded below in an earlier round.
-                        let r = unsafe { sys::cuEventSynchronize(staging.events[b]) };
-                        check(r, "cuEventSynchronize")?;
-                    }
-                    // SAFETY: `src + offset .. + len` lies in the source range (caller's
-                    // contract); each staging buffer holds STAGING_CHUNK_BYTES >= len bytes.
-                    unsafe { ptr::copy_nonoverlapping(src.add(offset), staging.buffers[b], len) };
-                    let to = dst as sys::CUdeviceptr + offset as u64;
-                    let from = staging.buffers[b].cast_const().cast();
-                    // SAFETY: pinned source of `len` bytes, device destination within range;
-                    // the event is recorded right after on the same stream.
-                    let r = unsafe { sys::cuMemcpyHtoDAsync_v2(to, from, len, state.stream) };
-                    check(r, "cuMemcpyHtoDAsync")?;
-                    // SAFETY: our event and stream, same context.
-                    let r = unsafe { sys::cuEventRecord(staging.events[b], state.stream) };
-                    check(r, "cuEventRecord")?;
-                }
-            }
-            Direction::ToHost => {
-                let issue = |i: usize| -> Result<()> {
-                    let (offset, len) = chunks[i];
-                    let b = i % 2;
-                    let (to, from) =
-                        (staging.buffers[b].cast(), src as sys::CUdeviceptr + offset as u64);
-                    // SAFETY: device source within range; pinned destination buffer of at
-                    // least `len` bytes, not in use (its previous chunk was consumed).
-                    let r = unsafe { sys::cuMemcpyDtoHAsync_v2(to, from, len, state.stream) };
-                    check(r, "cuMemcpyDtoHAsync")?;
-                    // SAFETY: our event and stream, same context.
-                    let r = unsafe { sys::cuEventRecord(staging.events[b], state.stream) };
-                    check(r, "cuEventRecord")
-                };
-                for i in 0..chunks.len().min(2) {
-                    issue(i)?;
-                }
-                for (i, &(offset, len)) in chunks.iter().enumerate() {
-                    let b = i % 2;
-                    // SAFETY: an event of ours, recorded by `issue(i)`.
-                    let r = unsafe { sys::cuEventSynchronize(staging.events[b]) };
-                    check(r, "cuEventSynchronize")?;
-                    // SAFETY: the DMA of chunk i into buffer b is complete; `dst + offset ..
-                    // + len` lies in the destination range (caller's contract).
-                    unsafe { ptr::copy_nonoverlapping(staging.buffers[b], dst.add(offset), len) };
-                    if i + 2 < chunks.len() {
-                        issue(i + 2)?;
-                    }
-                }
-            }
-        }
-        Ok(())
-    };
-    let result = run();
-    // Always drain the stream before the staging buffers can be reused, even after an error.
-    // SAFETY: our stream.
-    let synced = check(unsafe { sys::cuStreamSynchronize(state.stream) }, "cuStreamSynchronize");
-    Some(result.and(synced))
-}
-
-/// Two pinned buffers and two events in `state`'s context. Never freed: they live as long as
-/// the device state (the process), like the CUDA runtime's own staging memory.
-fn make_staging(state: &DeviceState) -> Result<Staging> {
-    let first = pinned_host_alloc(state, STAGING_CHUNK_BYTES)?;
-    let second = match pinned_host_alloc(state, STAGING_CHUNK_BYTES) {
-        Ok(p) => p,
-        Err(e) => {
-            // SAFETY: allocated just above, freed once.
-            let _ = unsafe { sys::cuMemFreeHost(first) };
-            return Err(e);
-        }
-    };
-    let _current = Current::enter(state.ctx.cu_ctx())?;
-    let flags = sys::CUevent_flags::CU_EVENT_DISABLE_TIMING as u32;
-    let mut events = [ptr::null_mut(); 2];
-    for event in &mut events {
-        // SAFETY: a valid out pointer, in the device's context.
-        check(unsafe { sys::cuEventCreate(event, flags) }, "cuEventCreate")?;
-    }
-    Ok(Staging { buffers: [first.cast(), second.cast()], events })
 }
 
 #[cfg(test)]

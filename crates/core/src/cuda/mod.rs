@@ -364,8 +364,8 @@ pub(crate) fn alloc_storage(device: Device, bytes: usize, zeroed: bool) -> Resul
 /// is on a GPU (`cuda:N`, `cuda_managed`) and the other is a GPU or host memory. Complete when
 /// this returns (the issuing stream is synchronised, never the device).
 ///
-/// Host sides that are pageable (not pinned) and large go through pinned staging buffers,
-/// double-buffered so the CPU copy of one chunk overlaps the DMA of the next.
+/// Pageable host memory is staged by the driver itself (measured faster than staging of our
+/// own through pinned buffers).
 ///
 /// # Safety
 ///
@@ -383,12 +383,8 @@ pub(crate) unsafe fn copy(
     if src_gpu.is_none() && dst_gpu.is_none() {
         return Err(Error::invalid_argument("a CUDA copy needs a GPU on at least one side"));
     }
-    let side = |device: Device| imp::Side {
-        gpu: gpu_ordinal(device),
-        pinned: device.kind == DLDeviceType::CUDAHOST,
-    };
     // SAFETY: forwarded from this function's contract.
-    unsafe { imp::copy(dst, side(dst_device), src, side(src_device), bytes) }
+    unsafe { imp::copy(dst, dst_gpu, src, src_gpu, bytes) }
 }
 
 /// Makes `consumer` wait for the work queued so far on tensorbridge's stream of the GPU that

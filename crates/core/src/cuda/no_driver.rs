@@ -12,14 +12,6 @@ fn unavailable() -> Error {
     Error::cuda_unavailable(REASON)
 }
 
-/// Where a copy's side lives (unused without CUDA).
-pub(super) struct Side {
-    #[allow(dead_code)]
-    pub(super) gpu: Option<i32>,
-    #[allow(dead_code)]
-    pub(super) pinned: bool,
-}
-
 pub(super) fn driver_status() -> std::result::Result<(), String> {
     Err(REASON.to_string())
 }
@@ -61,9 +53,9 @@ pub(super) fn alloc_pinned(_bytes: usize, _zeroed: bool) -> Result<Storage> {
 /// None needed: nothing is read or written.
 pub(super) unsafe fn copy(
     _dst: *mut u8,
-    _dst_side: Side,
+    _dst_gpu: Option<i32>,
     _src: *const u8,
-    _src_side: Side,
+    _src_gpu: Option<i32>,
     _bytes: usize,
 ) -> Result<()> {
     Err(unavailable())
