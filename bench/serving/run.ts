@@ -7,7 +7,14 @@
  *
  *   bash bench/serving/setup.sh client peers     # once
  *   node --import tsx bench/serving/run.ts [--duration-ms 3000] [--concurrency 1,8] [--only tensorbridge,triton,mlserver,floor]
- *                                          [--baseline <git-rev>] [--tensorbridge-args "<serve options>"]
+ *                                          [--baseline <git-rev>] [--tensorbridge-args "<serve options>"] [--tensorbridge-from dist|tsx]
+ *
+ * tensorbridge (and the baseline) are served as users run them: `dist/cli.js`
+ * of a fresh `tsc` build (tsconfig.build.json's options, into
+ * bench/.work/tbdist[-baseline]/dist, beside links to the root's `index.js`,
+ * `package.json` and the addon), under plain `node`. `--tensorbridge-from tsx`
+ * serves `src/cli.ts` through tsx instead (the rows before 2026-11-26 16:00),
+ * whose `keepNames` wraps named functions in `__name` calls.
  *
  * `floor` is not a competitor: a bare node:http server (floor-server.mjs)
  * answering with precomputed responses, the ceiling any Node server can reach
@@ -46,6 +53,11 @@ const CONCURRENCY = arg("concurrency", "1,8").split(",").map(Number);
 const ONLY = arg("only", "tensorbridge,triton,mlserver,floor").split(",");
 const BASELINE = arg("baseline", "");
 const TB_ARGS = arg("tensorbridge-args", "").split(" ").filter(Boolean);
+const TB_FROM = arg("tensorbridge-from", "dist");
+if (TB_FROM !== "dist" && TB_FROM !== "tsx") {
+  console.error(`bench/serving: --tensorbridge-from must be dist or tsx, got '${TB_FROM}'`);
+  process.exit(2);
+}
 
 function sitePackages(venv: string): string {
   const lib = join(venv, "lib");
@@ -161,19 +173,21 @@ function prepare(): Peer[] {
   }
   const pyLib = process.env["TENSORBRIDGE_PYTHON_LIBDIR"] ?? pythonLibDir();
   const baseline = BASELINE ? baselineTree(BASELINE) : undefined;
+  const tbCli = cli(ROOT, join(WORK, "tbdist"));
+  const baselineCli = baseline ? cli(baseline, join(WORK, "tbdist-baseline")) : [];
 
   return [
     {
       name: "tensorbridge",
       url: "http://127.0.0.1:8200",
-      start: () => startProcess(process.execPath, ["--import", "tsx", join(ROOT, "src/cli.ts"), "serve", tb, "--http-port", "8200", ...TB_ARGS], {}),
+      start: () => startProcess(process.execPath, [...tbCli, "serve", tb, "--http-port", "8200", ...TB_ARGS], {}),
     },
     ...(baseline
       ? [
           {
             name: `tensorbridge@${BASELINE}`,
             url: "http://127.0.0.1:8240",
-            start: () => startProcess(process.execPath, ["--import", "tsx", join(baseline, "src/cli.ts"), "serve", tb, "--http-port", "8240"], { cwd: baseline }),
+            start: () => startProcess(process.execPath, [...baselineCli, "serve", tb, "--http-port", "8240"], { cwd: baseline }),
           },
         ]
       : []),
@@ -215,6 +229,11 @@ function prepare(): Peer[] {
   ];
 }
 
+/** How a source tree's CLI is started: its tsc build under plain node, or its sources through tsx. */
+function cli(src: string, built: string): string[] {
+  return TB_FROM === "dist" ? [join(distTree(src, built), "dist/cli.js")] : ["--import", "tsx", join(src, "src/cli.ts")];
+}
+
 /**
  * A copy of `src/` with `src/server`, `src/runtime` and `src/cli.ts` as of
  * `rev` (the tensor code and the binding stay as now: only the serving code
@@ -235,6 +254,33 @@ function baselineTree(rev: string): string {
     }
   }
   return dir;
+}
+
+/**
+ * A fresh `tsc` build of `src`'s `src/` (tsconfig.build.json's options) in
+ * `out/dist`, with `out/index.js`, `out/package.json` and the addon linked
+ * from the root: `out` is laid out as the published package, so `dist/` finds
+ * the binding (`../index.js`) and the version as it does there; `fastify` and
+ * the rest resolve from the root's `node_modules` (a parent directory).
+ * Returns `out`.
+ */
+function distTree(src: string, out: string): string {
+  rmSync(out, { recursive: true, force: true });
+  mkdirSync(out, { recursive: true });
+  const cfg = join(out, "tsconfig.json");
+  writeFileSync(
+    cfg,
+    JSON.stringify({
+      extends: join(ROOT, "tsconfig.json"),
+      compilerOptions: { noEmit: false, rootDir: join(src, "src"), outDir: join(out, "dist"), declaration: false, sourceMap: false },
+      include: [join(src, "src")],
+    }),
+  );
+  execFileSync(process.execPath, [join(ROOT, "node_modules/typescript/bin/tsc"), "-p", cfg], { cwd: ROOT, stdio: "inherit" });
+  for (const f of readdirSync(ROOT)) {
+    if (f === "index.js" || f === "package.json" || f.endsWith(".node")) symlinkSync(join(ROOT, f), join(out, f));
+  }
+  return out;
 }
 
 /** Directory of libpython3.x.so of the interpreter that made the venv (Triton's python backend needs it). */
@@ -426,7 +472,13 @@ for (const r of rows) {
       `${ours ? ratio(r.throughput, ml?.throughput) : ""} | ${r.cpuUs?.toFixed(0) ?? "–"} |${r.note ? ` ${r.note}` : ""}`,
   );
 }
+lines.push(
+  "",
+  TB_FROM === "dist"
+    ? "tensorbridge rows: dist/cli.js of a fresh tsc build, plain node (as the published package runs)."
+    : "tensorbridge rows: src/cli.ts through tsx (--tensorbridge-from tsx).",
+);
 const table = lines.join("\n");
 console.log(table);
 writeFileSync(join(WORK, "serving-results.md"), `${table}\n`);
-writeFileSync(join(WORK, "serving-results.json"), JSON.stringify({ date: new Date().toISOString(), durationMs: DURATION, rows }, null, 2));
+writeFileSync(join(WORK, "serving-results.json"), JSON.stringify({ date: new Date().toISOString(), durationMs: DURATION, tensorbridgeFrom: TB_FROM, rows }, null, 2));
