@@ -111,6 +111,13 @@ const BIN = binaryRequest(
   ],
   { outputs: [{ name: "OUTPUT0", parameters: { binary_data: true } }, { name: "OUTPUT1" }] },
 );
+const BIN_UNICODE_ID = binaryRequest(
+  [
+    { name: "INPUT0", datatype: "FP32", shape: [4], bytes: bytesOf(new Float32Array([1, 2, 3, 4])) },
+    { name: "INPUT1", datatype: "FP32", shape: [4], bytes: bytesOf(new Float32Array([-0, NaN, Infinity, 0.1])) },
+  ],
+  { id: "é😀", parameters: { binary_data_output: true } },
+);
 const N = 20_000;
 const BIG_BIN = binaryRequest(
   [
@@ -128,6 +135,8 @@ const CASES: [string, Req, boolean][] = [
   ["trailing slash", req("POST", "/v2/models/add_sub/infer/", JSON_BODY), true],
   ["query string", req("POST", "/v2/models/add_sub/infer?x=1", JSON_BODY), true],
   ["binary tensors", req("POST", "/v2/models/add_sub/infer", BIN.body, BIN.headers), true],
+  ["JSON tensors, non-ASCII id, non-finite outputs", req("POST", "/v2/models/add_sub/infer", JSON_BODY.replace('"r1"', '"é😀"').replace("[4,3,2,1]", "[1e39,-0,2,-1e39]")), true],
+  ["binary tensors, non-ASCII id", req("POST", "/v2/models/add_sub/infer", BIN_UNICODE_ID.body, BIN_UNICODE_ID.headers), true],
   ["large binary output, chunked write", req("POST", "/v2/models/big/infer", BIG_BIN.body, BIG_BIN.headers), true],
   ["unknown model", req("POST", "/v2/models/nope/infer", JSON_BODY), true],
   ["unknown version", req("POST", "/v2/models/add_sub/versions/9/infer", JSON_BODY), true],
