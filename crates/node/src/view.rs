@@ -48,9 +48,13 @@ struct Entry {
     serial: u64,
 }
 
+/// Views by (env, data pointer): a thread normally runs one env, but an addon loaded twice
+/// in one thread gets two, and a reference belongs to the env that made it.
+type Key = (usize, usize);
+
 #[derive(Default)]
 struct Registry {
-    views: HashMap<usize, Entry>,
+    views: HashMap<Key, Entry>,
     next_serial: u64,
 }
 
@@ -75,8 +79,9 @@ unsafe extern "C" fn finalize_view(env: sys::napi_env, _data: *mut c_void, hint:
     // `try_with`: at thread exit the registry may be gone before a late finalizer runs.
     let _ = REGISTRY.try_with(|registry| {
         let mut registry = registry.borrow_mut();
-        if registry.views.get(&hint.ptr).is_some_and(|e| e.serial == hint.serial) {
-            let entry = registry.views.remove(&hint.ptr).expect("checked just above");
+        let key = (env as usize, hint.ptr);
+        if registry.views.get(&key).is_some_and(|e| e.serial == hint.serial) {
+            let entry = registry.views.remove(&key).expect("checked just above");
             // SAFETY: a reference made in this env by `host_view`, deleted once (its entry
             // is gone from the registry).
             unsafe { sys::napi_delete_reference(env, entry.reference) };
@@ -88,7 +93,7 @@ unsafe extern "C" fn finalize_view(env: sys::napi_env, _data: *mut c_void, hint:
 fn live_view(env: &Env, ptr: usize, len: usize) -> Option<sys::napi_value> {
     REGISTRY.with(|registry| {
         let registry = registry.borrow();
-        let entry = registry.views.get(&ptr).filter(|e| e.len >= len)?;
+        let entry = registry.views.get(&(env.raw() as usize, ptr)).filter(|e| e.len >= len)?;
         let mut value = ptr::null_mut();
         // SAFETY: a reference of this env (the registry is per thread, and one thread runs
         // one env); `value` is a valid out slot. A collected buffer gives NULL.
@@ -111,7 +116,8 @@ fn remember(env: &Env, ptr: usize, len: usize, value: sys::napi_value) -> Option
         let mut registry = registry.borrow_mut();
         registry.next_serial += 1;
         let serial = registry.next_serial;
-        if let Some(old) = registry.views.insert(ptr, Entry { reference, len, serial }) {
+        let key = (env.raw() as usize, ptr);
+        if let Some(old) = registry.views.insert(key, Entry { reference, len, serial }) {
             // SAFETY: the replaced entry's reference, made in this env and deleted once (its
             // view's finalizer sees another serial and leaves the new entry alone).
             unsafe { sys::napi_delete_reference(env.raw(), old.reference) };
