@@ -6,7 +6,8 @@
 #   1. cargo: crates/core/tests/cuda.rs, GPU tests included (TB_REQUIRE_CUDA=1: no skipping)
 #   2. node:  scripts/gpu/node-check.mjs against the built JS package and addon
 #   3. ava:   the suites with GPU-gated tests (cuda, server-cuda-shm), run from the working tree
-#      with the carried node_modules and addon; a skipped test is a failure here
+#      with the carried node_modules and addon; a skipped GPU test is a failure here
+#      (TB_AVA_ALL=1: every suite)
 #   4. python: scripts/gpu/torch_interop.py, PyTorch CUDA <-> tensorbridge-core in one process
 #   5. bench: bench/cuda_baseline.py (torch) then bench/cuda.bench.mjs (tensorbridge), same
 #      run, same GPU (TB_SKIP_BENCH=1 leaves it out)
@@ -67,8 +68,12 @@ ava_gpu() {
   rm -rf node_modules && xz -dc "$work/node_modules.tar.xz" | tar -xf - || return 1
   cp "$work"/pkg/tensorbridge.*.node . || return 1
   local log="$logs/ava-gpu.log"
-  PATH="$(dirname "$node"):$PATH" timeout 240 "$node" node_modules/ava/entrypoints/cli.mjs --verbose \
-    __test__/cuda.spec.ts __test__/server-cuda-shm.spec.ts 2>&1 | tee "$log"
+  # TB_AVA_ALL=1: every suite, to see that nothing else changes where CUDA works (the real-
+  # client suites skip there: no Triton client venv).
+  local files=(__test__/cuda.spec.ts __test__/server-cuda-shm.spec.ts)
+  [[ "${TB_AVA_ALL:-0}" == 1 ]] && files=()
+  PATH="$(dirname "$node"):$PATH" timeout 300 "$node" node_modules/ava/entrypoints/cli.mjs --verbose \
+    "${files[@]}" 2>&1 | tee "$log"
   local rc=${PIPESTATUS[0]}
   # A GPU-gated test that skipped here means CUDA was not found: that is a failure on this machine.
   if grep -E '^\s*- .*\[skipped: needs' "$log"; then
