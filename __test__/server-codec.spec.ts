@@ -10,6 +10,7 @@ import {
   decodeInferRequest,
   encodeInferResponse,
   encodeInferResponseText,
+  forgetDecodePlans,
   parseBytesElements,
   serializeBytesElements,
   type EncodedResponse,
@@ -170,6 +171,94 @@ test("a shared-memory header seen by a server with shared memory is still refuse
   for (let i = 0; i < 2; i++) t.deepEqual(Array.from(decodeInferRequest(buf, hl, shm).input.inputs[0]!.data() as Float32Array), [9]);
   t.throws(() => decodeInferRequest(buf, hl), { message: /input 'A': shared memory is not available on this server/ });
 });
+
+/** What a decode gave, comparable with deepEqual (data as arrays, -0 and NaN kept apart by the string form), or its error. */
+function decodeOutcome(sent: Buffer, hl?: string): unknown {
+  try {
+    const d = decodeInferRequest(sent, hl);
+    return {
+      inputs: d.input.inputs.map((t) => ({
+        name: t.name,
+        dtype: t.dtype,
+        shape: [...t.shape],
+        data: t.dtype === "BYTES" ? t.bytes().map((b) => Buffer.from(b).toString("latin1")) : Array.from(t.data() as ArrayLike<number | bigint>, (v) => (Object.is(v, -0) ? "-0" : String(v))),
+      })),
+      outputs: d.outputs.map((o) => ({ ...o })),
+      names: d.input.outputs,
+      parameters: { ...d.input.parameters },
+      id: d.input.id,
+      binaryDefault: d.binaryDefault,
+    };
+  } catch (e) {
+    return { error: (e as ServingError).code, message: (e as Error).message };
+  }
+}
+
+test("a JSON body seen before with other numbers decodes as the full path does: values, errors and their order", (t) => {
+  const templates = [
+    // perf_analyzer's add_sub_batched body
+    (a: string, b: string) =>
+      `{"id":"","inputs":[{"name":"INPUT0","datatype":"FP32","shape":[1,4],"data":[${a}]},{"name":"INPUT1","datatype":"FP32","shape":[1,4],"data":[${b}]}],"outputs":[{"name":"OUTPUT0","parameters":{"binary_data":false}},{"name":"OUTPUT1","parameters":{"binary_data":false}}]}`,
+    (a: string, b: string) =>
+      `{ "parameters": {"binary_data_output": true, "p": "data"}, "inputs": [ {"name": "A", "datatype": "INT64", "shape": [4], "data": [ ${a} ]}, {"name": "B", "datatype": "UINT8", "shape": [2, 2], "data" : [${b}]} ] }`,
+    (a: string, b: string) => `{"inputs":[{"name":"H","datatype":"FP16","shape":[4],"data":[${a}]},{"name":"D","datatype":"FP64","shape":[4],"data":[${b}],"parameters":{"x":1}}],"id":"q"}`,
+  ];
+  const values = [
+    "1,2,3,4",
+    "-0,0,1e400,-1e400",
+    "1.8521564417127638e31,-9.816348528062273e26,-1.3273038267438975e-12,29181.97265625",
+    " 5 , 6\n,\t7 ,8 ",
+    "255,0,256,1",
+    "1.5,2,3,4",
+    "1,2,3",
+    "1,2,3,4,5",
+    "",
+    "1,,2,3",
+    "1,2,3,4e",
+    "--1,2,3,4",
+    "9007199254740993,1,2,3",
+    "-9223372036854775808,18446744073709551615,1,2",
+    "1E2,+1,2,3",
+    "01,2,3,4",
+  ];
+  let viaPlan = 0;
+  for (const tpl of templates) {
+    for (const a of values) {
+      for (const b of values) {
+        forgetDecodePlans();
+        decodeOutcome(Buffer.from(tpl("1,2,3,4", "4,3,2,1"))); // keeps the plan
+        const sent = Buffer.from(tpl(a, b));
+        const got = decodeOutcome(sent, String(sent.length));
+        if (decodeInferRequestFrozenOutputs(sent)) viaPlan++;
+        forgetDecodePlans();
+        const want = decodeOutcome(sent, String(sent.length));
+        t.deepEqual(got, want, `${tpl("A", "B")}: [${a}] [${b}]`);
+      }
+    }
+  }
+  t.true(viaPlan > 50, `the plan served ${viaPlan} bodies`);
+  // Only bodies whose every "data" array is one input's are kept; others always take the full path.
+  for (const odd of [
+    '{"inputs":[{"name":"A","datatype":"FP32","shape":[1],"data":[1]}],"data":[1]}',
+    '{"inputs":[{"name":"A","datatype":"FP32","shape":[1],"data":[1],"d\\u0061ta":[1]}]}',
+    '{"inputs":[{"name":"A","datatype":"FP32","shape":[1],"data":[[1]]}]}',
+    '{"inputs":[{"name":"A","datatype":"BOOL","shape":[1],"data":[true]}]}',
+    '{"id":"é","inputs":[{"name":"A","datatype":"FP32","shape":[1],"data":[1]}]}',
+  ]) {
+    forgetDecodePlans();
+    decodeOutcome(Buffer.from(odd));
+    t.false(decodeInferRequestFrozenOutputs(Buffer.from(odd)), odd);
+  }
+});
+
+/** Decodes `body` and says whether a kept plan served it (a plan's output list is frozen; the full path's is not). */
+function decodeInferRequestFrozenOutputs(sent: Buffer): boolean {
+  try {
+    return Object.isFrozen(decodeInferRequest(sent, undefined).outputs);
+  } catch {
+    return false;
+  }
+}
 
 /** add_sub-like results with a JSON, a binary FP32 (n elements) and a binary BYTES output. */
 const result = (n: number) => ({

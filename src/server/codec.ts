@@ -158,6 +158,8 @@ interface HeaderPlan {
  */
 const PLAN_CACHE_SIZE = 16;
 const PLAN_MAX_BYTES = 4096;
+/** Largest JSON body looked up in (and kept as) a {@link JsonPlan}: its arrays are parsed with JSON.parse either way. */
+const JSON_PLAN_MAX_BODY = 1 << 20;
 const plans: HeaderPlan[] = [];
 
 function cachedPlan(body: Uint8Array, hdrLen: number): HeaderPlan | undefined {
@@ -201,6 +203,170 @@ function inputsFromPlan(plan: HeaderPlan, binary: Uint8Array, shm: SharedMemoryA
 }
 
 /**
+ * A JSON request body seen before, with its `data` arrays cut out: clients
+ * of one model send the same text around new numbers request after request
+ * (perf_analyzer, tritonclient). A body made of the same bytes around
+ * numeric arrays (digits, signs, points, exponents, commas and whitespace
+ * only) skips parsing and checking the rest; only its arrays are parsed, and
+ * the element checks run as for any body, in the same order.
+ */
+interface JsonPlan {
+  /**
+   * The text around the arrays: `segments[0]` up to and with the first
+   * array's `[`, then from each `]` up to and with the next `[`, the last
+   * from the last `]` to the end. ASCII only.
+   */
+  segments: readonly string[];
+  id: string | undefined;
+  parameters: Readonly<Record<string, RequestParameter>>;
+  /** The inputs, in order, each with one array (`binarySize` unused). */
+  inputs: readonly InputSource[];
+  outputs: readonly OutputSpec[];
+  outputNames: readonly string[];
+  binaryDefault: boolean;
+  usesShm: boolean;
+}
+
+const jsonPlans: JsonPlan[] = [];
+
+/** Characters of a flat array of JSON numbers (between its brackets). */
+const NUMERIC = new Uint8Array(128);
+for (const c of "0123456789+-.eE, \t\n\r") NUMERIC[c.charCodeAt(0)] = 1;
+
+/** Index of the first character from `i` that is not {@link NUMERIC}. */
+function numericEnd(text: string, i: number): number {
+  const n = text.length;
+  while (i < n) {
+    const c = text.charCodeAt(i);
+    if (c >= 128 || NUMERIC[c] === 0) break;
+    i++;
+  }
+  return i;
+}
+
+/**
+ * The `[` and `]` indexes of every array that is the value of a `"data"`
+ * key, anywhere in a JSON text, when each holds only numeric characters
+ * (see {@link NUMERIC}); undefined when a `"data"` key has any other value.
+ */
+function numericDataArrays(text: string): number[] | undefined {
+  const at: number[] = [];
+  const n = text.length;
+  let i = 0;
+  while (i < n) {
+    if (text.charCodeAt(i) !== 34) {
+      i++;
+      continue;
+    }
+    let j = i + 1;
+    for (;;) {
+      if (j >= n) return undefined;
+      const d = text.charCodeAt(j);
+      if (d === 34) break;
+      j += d === 92 ? 2 : 1;
+    }
+    const key = j - i === 5 && text.startsWith("data", i + 1);
+    i = j + 1;
+    if (!key) continue;
+    let k = i;
+    while (k < n && isSpace(text.charCodeAt(k))) k++;
+    if (text.charCodeAt(k) !== 58) continue; // "data" as a value, not a key
+    k++;
+    while (k < n && isSpace(text.charCodeAt(k))) k++;
+    if (text.charCodeAt(k) !== 91) return undefined;
+    const end = numericEnd(text, k + 1);
+    if (text.charCodeAt(end) !== 93) return undefined;
+    at.push(k, end);
+    i = end + 1;
+  }
+  return at;
+}
+
+const isSpace = (c: number): boolean => c === 32 || c === 9 || c === 10 || c === 13;
+
+/**
+ * Keeps the plan of a JSON body just decoded, when every input came as a
+ * flat numeric `data` array and those are the only `data` arrays in it.
+ */
+function keepJsonPlan(
+  text: string,
+  json: Record<string, unknown>,
+  sources: InputSource[],
+  decoded: { id: string | undefined; parameters: Record<string, RequestParameter>; outputs: OutputSpec[]; binaryDefault: boolean },
+): void {
+  const at = numericDataArrays(text);
+  const inputsJson = json["inputs"] as Record<string, unknown>[];
+  if (at === undefined || at.length !== 2 * sources.length || sources.length !== inputsJson.length) return;
+  const segments: string[] = [];
+  let from = 0;
+  let around = 0;
+  for (let k = 0; k < sources.length; k++) {
+    // The array found must be this input's data, element for element.
+    const data = inputsJson[k]!["data"];
+    const found = JSON.parse(text.slice(at[2 * k], at[2 * k + 1]! + 1)) as unknown[];
+    if (!Array.isArray(data) || found.length !== data.length || !found.every((v, i) => Object.is(v, data[i]))) return;
+    segments.push(text.slice(from, at[2 * k]! + 1));
+    around += at[2 * k]! + 1 - from;
+    from = at[2 * k + 1]!;
+  }
+  segments.push(text.slice(from));
+  around += text.length - from;
+  if (around > PLAN_MAX_BYTES) return;
+  if (jsonPlans.length >= PLAN_CACHE_SIZE) jsonPlans.shift();
+  jsonPlans.push({
+    segments,
+    id: decoded.id,
+    parameters: deepFreeze(decoded.parameters),
+    inputs: Object.freeze(sources),
+    outputs: Object.freeze(decoded.outputs.map((o) => deepFreeze(o))),
+    outputNames: Object.freeze(decoded.outputs.map((o) => o.name)),
+    binaryDefault: decoded.binaryDefault,
+    usesShm: decoded.outputs.some((o) => o.shm !== undefined),
+  });
+}
+
+/**
+ * The kept plan whose text surrounds this body's arrays, and the arrays
+ * (parsed); undefined when none fits, or an array is not valid JSON or has
+ * a long integer (the full path then answers, with its errors).
+ */
+function matchJsonPlan(text: string): { plan: JsonPlan; data: unknown[][] } | undefined {
+  for (let p = jsonPlans.length - 1; p >= 0; p--) {
+    const plan = jsonPlans[p]!;
+    const segs = plan.segments;
+    if (!text.startsWith(segs[0]!)) continue;
+    let off = segs[0]!.length;
+    const arrays: number[] = [];
+    let k = 1;
+    for (; k < segs.length; k++) {
+      const end = numericEnd(text, off);
+      if (!text.startsWith(segs[k]!, end)) break;
+      arrays.push(off - 1, end);
+      off = end + segs[k]!.length;
+    }
+    if (k !== segs.length || off !== text.length) continue;
+    const data: unknown[][] = [];
+    for (let a = 0; a < arrays.length; a += 2) {
+      const slice = text.slice(arrays[a], arrays[a + 1]! + 1);
+      if (mayHoldUnsafeIntegers(slice)) return undefined;
+      try {
+        data.push(JSON.parse(slice) as unknown[]);
+      } catch {
+        return undefined;
+      }
+    }
+    return { plan, data };
+  }
+  return undefined;
+}
+
+/** Forgets every kept binary header and JSON body plan (tests compare decoding with and without them). */
+export function forgetDecodePlans(): void {
+  plans.length = 0;
+  jsonPlans.length = 0;
+}
+
+/**
  * Decodes an inference request body.
  *
  * @param body - raw body bytes.
@@ -225,6 +391,23 @@ export function decodeInferRequest(
     if (cached.id !== undefined) input.id = cached.id;
     return { input, outputs: cached.outputs as OutputSpec[], binaryDefault: cached.binaryDefault };
   }
+  // A JSON body (no binary part) whose text around its arrays was seen before.
+  let ascii: string | undefined;
+  if (binary.length === 0 && jsonPlans.length > 0 && hdrLen <= JSON_PLAN_MAX_BODY) {
+    ascii = Buffer.from(body.buffer, body.byteOffset, hdrLen).toString("latin1");
+    const m = matchJsonPlan(ascii);
+    if (m !== undefined && (shm !== undefined || !m.plan.usesShm)) {
+      const { plan, data } = m;
+      const inputs: Tensor[] = [];
+      for (let k = 0; k < plan.inputs.length; k++) {
+        const src = plan.inputs[k]!;
+        inputs.push(tensorFromJson(src.name, src.dtype, src.dims as number[], src.count, data[k]));
+      }
+      const input: InferInput = { inputs, outputs: [...plan.outputNames], parameters: plan.parameters as Record<string, RequestParameter> };
+      if (plan.id !== undefined) input.id = plan.id;
+      return { input, outputs: plan.outputs as OutputSpec[], binaryDefault: plan.binaryDefault };
+    }
+  }
   const json = parseHeader(body, hdrLen);
   if (!isObject(json)) bad("the inference request must be a JSON object");
   const id = json["id"];
@@ -236,6 +419,8 @@ export function decodeInferRequest(
   const inputs: Tensor[] = [];
   // Where each input's bytes came from; undefined once an input has `data`.
   let plan: InputSource[] | undefined = [];
+  // Each input when all have `data`, in a body with no binary part.
+  let jsonSources: InputSource[] | undefined = binary.length === 0 ? [] : undefined;
   for (const [i, inp] of inputsJson.entries()) {
     if (!isObject(inp)) bad(`inputs[${i}] must be a JSON object`);
     const name = inp["name"];
@@ -270,6 +455,7 @@ export function decodeInferRequest(
       cursor += binSize;
       inputs.push(tensorFromBytes(name, datatype, dims, count, bytes));
       plan?.push({ name, dtype: datatype, dims: Object.freeze(dims.slice()), count, binarySize: binSize });
+      jsonSources = undefined;
     } else if (region !== undefined) {
       if (!shm) bad(`input '${name}': shared memory is not available on this server`);
       if (typeof region !== "string") bad(`input '${name}': shared_memory_region must be a string`);
@@ -284,9 +470,11 @@ export function decodeInferRequest(
       const direct = shm.tensor?.(region, offset, size, datatype, dims, name);
       inputs.push(direct ?? tensorFromBytes(name, datatype, dims, count, shm.read(region, offset, size)));
       plan?.push({ name, dtype: datatype, dims: Object.freeze(dims.slice()), count, binarySize: -1, shm: { region, offset, size } });
+      jsonSources = undefined;
     } else {
       inputs.push(tensorFromJson(name, datatype, dims, count, inp["data"]));
       plan = undefined;
+      jsonSources?.push({ name, dtype: datatype, dims: Object.freeze(dims.slice()), count, binarySize: 0 });
     }
   }
   if (cursor !== binary.length) {
@@ -327,6 +515,15 @@ export function decodeInferRequest(
   }
   const input: InferInput = { inputs, outputs: outputs.map((o) => o.name), parameters };
   if (id !== undefined) input.id = id;
+  if (jsonSources !== undefined && jsonSources.length > 0 && hdrLen <= JSON_PLAN_MAX_BODY) {
+    // Kept only for an ASCII body without long integers (byte and character offsets agree; no exact-integer parse)
+    ascii ??= Buffer.from(body.buffer, body.byteOffset, hdrLen).toString("latin1");
+    const text = Buffer.from(body.buffer, body.byteOffset, hdrLen).toString("utf8");
+    // No escapes either: every "data" key is then spelled as such, and numericDataArrays finds them all.
+    if (text === ascii && !text.includes("\\") && !mayHoldUnsafeIntegers(text)) {
+      keepJsonPlan(text, json, jsonSources, { id, parameters, outputs, binaryDefault });
+    }
+  }
   if (plan !== undefined && hdrLen <= PLAN_MAX_BYTES) {
     // Kept as parsed: frozen, as every later request with this header shares them.
     keepPlan({
