@@ -106,9 +106,14 @@ function headerLengthOf(body: Uint8Array, headerLength: string | string[] | unde
   return hdrLen;
 }
 
+/** The first `n` bytes of a body as text. */
+function textOf(body: Uint8Array, n: number, encoding: "utf8" | "latin1"): string {
+  return (body instanceof Buffer ? body : Buffer.from(body.buffer, body.byteOffset, n)).toString(encoding, 0, n);
+}
+
 /** Parses the JSON header (its first `hdrLen` bytes) of a request body. */
 function parseHeader(body: Uint8Array, hdrLen: number): unknown {
-  const text = Buffer.from(body.buffer, body.byteOffset, hdrLen).toString("utf8");
+  const text = textOf(body, hdrLen, "utf8");
   let json: unknown;
   try {
     json = JSON.parse(text);
@@ -394,7 +399,7 @@ export function decodeInferRequest(
   // A JSON body (no binary part) whose text around its arrays was seen before.
   let ascii: string | undefined;
   if (binary.length === 0 && jsonPlans.length > 0 && hdrLen <= JSON_PLAN_MAX_BODY) {
-    ascii = Buffer.from(body.buffer, body.byteOffset, hdrLen).toString("latin1");
+    ascii = textOf(body, hdrLen, "latin1");
     const m = matchJsonPlan(ascii);
     if (m !== undefined && (shm !== undefined || !m.plan.usesShm)) {
       const { plan, data } = m;
@@ -517,8 +522,8 @@ export function decodeInferRequest(
   if (id !== undefined) input.id = id;
   if (jsonSources !== undefined && jsonSources.length > 0 && hdrLen <= JSON_PLAN_MAX_BODY) {
     // Kept only for an ASCII body without long integers (byte and character offsets agree; no exact-integer parse)
-    ascii ??= Buffer.from(body.buffer, body.byteOffset, hdrLen).toString("latin1");
-    const text = Buffer.from(body.buffer, body.byteOffset, hdrLen).toString("utf8");
+    ascii ??= textOf(body, hdrLen, "latin1");
+    const text = textOf(body, hdrLen, "utf8");
     // No escapes either: every "data" key is then spelled as such, and numericDataArrays finds them all.
     if (text === ascii && !text.includes("\\") && !mayHoldUnsafeIntegers(text)) {
       keepJsonPlan(text, json, jsonSources, { id, parameters, outputs, binaryDefault });
@@ -645,8 +650,9 @@ function tensorFromJson(name: string, dtype: DType, shape: number[], count: numb
     const els = flat.map((v, i) => (typeof v === "string" ? v : wrongElement(name, dtype, flat, i, "a string")));
     return Tensor.fromBytes(els, { shape, name });
   }
-  const Ctor = viewClass(dtype)!;
-  const typed: TypedArray = new Ctor(new ArrayBuffer(count * elementSize(dtype)), 0, count);
+  // A typed array of its own (not over a new ArrayBuffer): V8 keeps a small
+  // one on its heap, ~0.5 µs less than allocating an ArrayBuffer per input.
+  const typed = new (viewClass(dtype) as unknown as new (length: number) => TypedArray)(count);
   switch (dtype) {
     case "BOOL":
       for (let i = 0; i < count; i++) {
