@@ -6,9 +6,11 @@ import { DLPackCapsule, Tensor, debug } from "../src/index.js";
 
 const gc = globalThis.gc;
 
+/** Everything GC can still change: counters, handles, registered views. */
+const snapshot = (): string => JSON.stringify([debug.stats(), debug.liveHandles(), debug.liveViews()]);
+
 /** Collects until finalizers stop changing the counters. */
 async function settle(): Promise<ReturnType<typeof debug.stats>> {
-  const snapshot = (): string => JSON.stringify([debug.stats(), debug.liveHandles(), debug.liveViews()]);
   let last = snapshot();
   for (let quiet = 0, i = 0; quiet < 3 && i < 200; i++) {
     gc!();
