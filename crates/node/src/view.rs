@@ -176,8 +176,10 @@ pub fn host_view(env: &Env, tensor: &Tensor) -> Result<ArrayBuffer<'static>, Cod
         if status == sys::Status::napi_no_external_buffers_allowed {
             return Err(js_error(
                 "ERR_EXTERNAL_BUFFERS_UNSUPPORTED",
-                "this JavaScript runtime does not allow external ArrayBuffers, so tensor memory \
-         can't be viewed without a copy; use tensor.toArray() or run under Node.js",
+                "this JavaScript runtime does not allow external ArrayBuffers (a V8 memory \
+                 sandbox, as in Electron), so native tensor memory can't be viewed; run under \
+                 Node.js, or keep host tensors in JS memory (Tensor.from(typedArray)), whose \
+                 data() needs no external buffer",
             ));
         }
         return finish(env, status, value);
