@@ -9,12 +9,9 @@ import { Tensor } from "../src/tensor.js";
 import {
   decodeInferRequest,
   encodeInferResponse,
-  encodeInferResponseText,
   forgetDecodePlans,
   parseBytesElements,
   serializeBytesElements,
-  type EncodedResponse,
-  type TextResponse,
 } from "../src/server/codec.js";
 import { bf16BitsToFloat, floatToBf16Bits, floatToHalfBits, halfBitsToFloat } from "../src/server/half.js";
 import { LONG_INTEGER_PATTERN, mayHoldUnsafeIntegers } from "../src/server/json-exact.js";
@@ -297,60 +294,6 @@ test("joinBelow: a short binary response is one chunk with the same bytes; a lon
   // A JSON-only response is one chunk whatever joinBelow says.
   const json = decodeInferRequest(Buffer.from(JSON.stringify({ inputs: [] })), undefined);
   t.is(encodeInferResponse(result(3), json, undefined, 1024).headerLength, undefined);
-});
-
-/** Every dtype, with its edge values: non-finite floats, -0, integers beyond 2^53, non-ASCII and non-UTF-8 BYTES. */
-const EDGE_OUTPUTS = (): Tensor[] => [
-  Tensor.from(new Float32Array([NaN, Infinity, -Infinity, -0, 1.5, 3.4028234663852886e38, 1e-45]), { name: "F32" }),
-  Tensor.from(new Float64Array([NaN, -0, 0.1, Number.MAX_VALUE, 5e-324]), { name: "F64" }),
-  Tensor.from(new Uint16Array([floatToHalfBits(NaN), floatToHalfBits(-Infinity), floatToHalfBits(-0), floatToHalfBits(65504)]), { name: "F16", dtype: "FP16" }),
-  Tensor.from(new Uint16Array([floatToBf16Bits(Infinity), floatToBf16Bits(-0), floatToBf16Bits(1.5)]), { name: "BF", dtype: "BF16" }),
-  Tensor.from(new BigInt64Array([2n ** 62n + 1n, -(2n ** 63n), 0n]), { name: "I64" }),
-  Tensor.from(new BigUint64Array([2n ** 64n - 1n, 2n ** 53n + 1n]), { name: "U64" }),
-  Tensor.from(new Int8Array([-128, 127]), { name: "I8" }),
-  Tensor.from(new Uint8Array([0, 255, 128]), { name: "U8" }),
-  Tensor.from(new Int16Array([-32768, 32767]), { name: "I16" }),
-  Tensor.from(new Uint16Array([65535]), { name: "U16" }),
-  Tensor.from(new Int32Array([-2147483648, 2147483647]), { name: "I32" }),
-  Tensor.from(new Uint32Array([4294967295]), { name: "U32" }),
-  Tensor.from(new Uint8Array([1, 0, 1]), { name: "B", dtype: "BOOL" }),
-  Tensor.fromBytes(["ab", "ü€😀", "", '"\\\n'], { name: "S" }),
-  Tensor.fromBytes([new Uint8Array([0xff, 0x80, 0x00, 0xc3])], { name: "RAW" }),
-];
-
-const textBytes = (enc: TextResponse | EncodedResponse): Buffer => ("text" in enc ? Buffer.from(enc.text, enc.encoding) : Buffer.concat(enc.chunks));
-
-test("encodeInferResponseText: the same bytes as encodeInferResponse, for every dtype and edge value, JSON and binary, short and long", (t) => {
-  const names = EDGE_OUTPUTS().map((o) => o.name!);
-  let strings = 0;
-  for (const id of ["", "r1", "é-1", "\u2028"]) {
-    for (const binary of [false, true, "mixed"] as const) {
-      const outputs = names.map((name, i) => ({ name, parameters: { binary_data: binary === "mixed" ? i % 2 === 0 : binary } }));
-      const dec = decodeInferRequest(Buffer.from(JSON.stringify({ inputs: [], outputs })), undefined);
-      const all = decodeInferRequest(Buffer.from(JSON.stringify({ inputs: [], parameters: { binary_data_output: binary !== false } })), undefined);
-      for (const d of [dec, all]) {
-        for (const joinBelow of [0, 64, 1 << 16]) {
-          const out = { modelName: "m", modelVersion: 3, id, outputs: EDGE_OUTPUTS() };
-          const want = encodeInferResponse(out, d, undefined, joinBelow);
-          const got = encodeInferResponseText(out, d, undefined, joinBelow);
-          t.deepEqual(textBytes(got), Buffer.concat(want.chunks), `id ${JSON.stringify(id)}, binary ${binary}, joinBelow ${joinBelow}`);
-          t.is(got.length, want.length);
-          t.is(got.headerLength, want.headerLength);
-          if ("text" in got) strings++;
-        }
-      }
-    }
-  }
-  t.true(strings > 0);
-  // A JSON-only body is text whatever its characters; a short binary one with an ASCII header is latin1 text.
-  const json = decodeInferRequest(Buffer.from('{"inputs":[]}'), undefined);
-  const r = encodeInferResponseText({ modelName: "m", modelVersion: 1, id: "é", outputs: EDGE_OUTPUTS() }, json, undefined, 0);
-  t.true("text" in r && r.encoding === "utf8");
-  const bin = decodeInferRequest(Buffer.from('{"inputs":[],"parameters":{"binary_data_output":true}}'), undefined);
-  const b = encodeInferResponseText({ modelName: "m", modelVersion: 1, id: "", outputs: EDGE_OUTPUTS() }, bin, undefined, 1 << 16);
-  t.true("text" in b && b.encoding === "latin1");
-  const nonAscii = encodeInferResponseText({ modelName: "m", modelVersion: 1, id: "é", outputs: EDGE_OUTPUTS() }, bin, undefined, 1 << 16);
-  t.false("text" in nonAscii, "a non-ASCII header with binary outputs is not latin1 text");
 });
 
 test("mayHoldUnsafeIntegers answers as its regular expression does, on random and hand-picked texts", (t) => {

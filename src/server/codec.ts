@@ -797,52 +797,6 @@ function binaryChunks(text: string, headerLength: number, binaries: Uint8Array[]
   return { chunks: [Buffer.from(text, "utf8"), ...binaries], length, headerLength };
 }
 
-/**
- * A response body as one string, for a write that takes the HTTP head and
- * the body together (node:http joins a string body to its head: one socket
- * write, where a buffer body is a second chunk of a `writev`).
- */
-export interface TextResponse {
-  /** The whole body. */
-  text: string;
-  /** How `text` is to be encoded: `latin1` (one byte a character) for a body with binary outputs, else `utf8`. */
-  encoding: "utf8" | "latin1";
-  /** Body length in bytes (encoded). */
-  length: number;
-  /** Length of the JSON header when binary outputs follow it; undefined for a JSON-only body. */
-  headerLength: number | undefined;
-}
-
-/**
- * {@link encodeInferResponse} as one string when the body is short: the
- * same bytes once encoded. A JSON-only body is its text (UTF-8); a binary
- * body shorter than `joinBelow` whose header is ASCII is the header followed
- * by the outputs' bytes, one character a byte (latin1). Anything else comes
- * as {@link encodeInferResponse}'s chunks.
- */
-export function encodeInferResponseText(
-  result: InferOutput,
-  req: DecodedRequest,
-  shm: SharedMemoryAccess | undefined,
-  joinBelow: number,
-): TextResponse | EncodedResponse {
-  const { text, binaries, binaryLength } = encodeParts(result, req, shm);
-  const headerLength = Buffer.byteLength(text, "utf8");
-  if (binaries.length === 0) return { text, encoding: "utf8", length: headerLength, headerLength: undefined };
-  const length = headerLength + binaryLength;
-  if (headerLength === text.length && length < joinBelow) {
-    let body = text;
-    for (const b of binaries) body += latin1(b);
-    return { text: body, encoding: "latin1", length, headerLength };
-  }
-  return binaryChunks(text, headerLength, binaries, binaryLength, joinBelow);
-}
-
-/** The bytes as a string of one character a byte. */
-function latin1(b: Uint8Array): string {
-  return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("latin1");
-}
-
 /** The JSON text of a response (the whole body, or the header before the binary outputs) and its binary outputs. */
 function encodeParts(result: InferOutput, req: DecodedRequest, shm: SharedMemoryAccess | undefined): ResponseParts {
   const specs = req.outputs.length > 8 ? new Map(req.outputs.map((o) => [o.name, o])) : undefined;

@@ -18,15 +18,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 
 import type { ModelRegistry } from "../runtime/model-registry.js";
 import type { InferCallbacks, InferOutput, ModelVersion, RuntimeLogger } from "../runtime/model-version.js";
-import {
-  decodeInferRequest,
-  encodeInferResponse,
-  encodeInferResponseText,
-  type DecodedRequest,
-  type EncodedResponse,
-  type SharedMemoryAccess,
-  type TextResponse,
-} from "./codec.js";
+import { decodeInferRequest, encodeInferResponse, type DecodedRequest, type EncodedResponse, type SharedMemoryAccess } from "./codec.js";
 import { errorStatus } from "./routes.js";
 
 /**
@@ -81,7 +73,7 @@ function decodeFor(
 }
 
 /** The headers of a successful inference response. */
-export function inferResponseHeaders(enc: EncodedResponse | TextResponse, closing: boolean): Record<string, string> {
+export function inferResponseHeaders(enc: EncodedResponse, closing: boolean): Record<string, string> {
   const h: Record<string, string> =
     enc.headerLength === undefined
       ? { "content-type": "application/json", "content-length": String(enc.length) }
@@ -92,14 +84,11 @@ export function inferResponseHeaders(enc: EncodedResponse | TextResponse, closin
 
 /**
  * Writes a successful inference response on a raw response: one write for
- * small bodies (a string body goes out with the HTTP head in one socket
- * write), the tensors' own memory without a join for large ones.
+ * small bodies, the tensors' own memory without a join for large ones.
  */
-export function writeInferResponse(res: ServerResponse, enc: EncodedResponse | TextResponse, closing: boolean, chunkThreshold: number): void {
+export function writeInferResponse(res: ServerResponse, enc: EncodedResponse, closing: boolean, chunkThreshold: number): void {
   res.writeHead(200, inferResponseHeaders(enc, closing));
-  if ("text" in enc) {
-    res.end(enc.text, enc.encoding);
-  } else if (enc.chunks.length === 1) {
+  if (enc.chunks.length === 1) {
     res.end(enc.chunks[0]);
   } else if (enc.length < chunkThreshold) {
     res.end(Buffer.concat(enc.chunks, enc.length));
@@ -151,7 +140,7 @@ class Reply implements InferCallbacks {
   resolve(out: InferOutput): void {
     const { state, res } = this;
     try {
-      writeInferResponse(res, encodeInferResponseText(out, this.decoded, state.shm, state.chunkThreshold), state.closing(), state.chunkThreshold);
+      writeInferResponse(res, encodeInferResponse(out, this.decoded, state.shm, state.chunkThreshold), state.closing(), state.chunkThreshold);
     } catch (e) {
       state.fail(this.req, res, e);
     }
