@@ -296,6 +296,50 @@ test("joinBelow: a short binary response is one chunk with the same bytes; a lon
   t.is(encodeInferResponse(result(3), json, undefined, 1024).headerLength, undefined);
 });
 
+test("joinBelow: a joined binary body has every dtype's exact bytes (NaN payloads, -0, 64-bit integers), small and large outputs alike", (t) => {
+  const nan = new Float32Array(new Uint32Array([0x7fc00001, 0xffbadbad]).buffer);
+  const nan64 = new Float64Array(new BigUint64Array([0x7ff8000000000123n]).buffer);
+  const outputs = (n: number): Tensor[] => {
+    const f32 = new Float32Array(n).map((_, i) => (i % 3 === 0 ? -0 : i / 7));
+    f32[0] = nan[0]!;
+    if (n > 1) f32[1] = nan[1]!;
+    const f64 = new Float64Array(n).map((_, i) => i * 1e300);
+    f64[0] = nan64[0]!;
+    return [
+      Tensor.from(f32, { name: "F32" }),
+      Tensor.from(f64, { name: "F64" }),
+      Tensor.from(new BigInt64Array(n).map((_, i) => -(2n ** 63n) + BigInt(i)), { name: "I64" }),
+      Tensor.from(new BigUint64Array(n).fill(2n ** 64n - 1n), { name: "U64" }),
+      Tensor.from(new Int8Array(n).fill(-128), { name: "I8" }),
+      Tensor.from(new Uint8Array(n).fill(255), { name: "U8" }),
+      Tensor.from(new Uint8Array(n).fill(1), { name: "B", dtype: "BOOL" }),
+      Tensor.from(new Int16Array(n).fill(-2), { name: "I16" }),
+      Tensor.from(new Uint16Array(n).fill(floatToHalfBits(NaN)), { name: "F16", dtype: "FP16" }),
+      Tensor.from(new Uint16Array(n).fill(floatToBf16Bits(-0)), { name: "BF", dtype: "BF16" }),
+      Tensor.from(new Int32Array(n).fill(-2147483648), { name: "I32" }),
+      Tensor.from(new Uint32Array(n).fill(4294967295), { name: "U32" }),
+      Tensor.fromBytes(Array.from({ length: n }, (_, i) => `é${i}`), { name: "S" }),
+    ];
+  };
+  const dec = decodeInferRequest(Buffer.from('{"inputs":[],"parameters":{"binary_data_output":true}}'), undefined);
+  // 1, 8 and 16 elements of 4 or 8 bytes straddle the 64-byte scratch copy; 100 is beyond it.
+  for (const n of [1, 2, 8, 9, 16, 17, 100]) {
+    const out = outputs(n);
+    const joined = encodeInferResponse({ modelName: "m", modelVersion: 1, id: "", outputs: out }, dec, undefined, 1 << 20);
+    const apart = encodeInferResponse({ modelName: "m", modelVersion: 1, id: "", outputs: out }, dec);
+    t.is(joined.chunks.length, 1);
+    t.deepEqual(joinedBytes(joined), joinedBytes(apart), `${n} elements`);
+    // Each output's bytes, in order, after the header: its own memory's bytes.
+    let off = joined.headerLength!;
+    for (const o of out) {
+      const want = o.dtype === "BYTES" ? Buffer.from(serializeBytesElements(o.bytes())) : Buffer.from(new Uint8Array((o.data() as Float32Array).buffer, (o.data() as Float32Array).byteOffset, o.byteLength));
+      t.deepEqual(joined.chunks[0]!.subarray(off, off + want.length), want, `${o.name}, ${n} elements`);
+      off += want.length;
+    }
+    t.is(off, joined.length);
+  }
+});
+
 test("mayHoldUnsafeIntegers answers as its regular expression does, on random and hand-picked texts", (t) => {
   const cases = [
     "1234567890123456", "-1234567890123456", "x-1234567890123456", "1-1234567890123456", "e-1234567890123456", "--1234567890123456",
