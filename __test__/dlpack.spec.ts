@@ -1,5 +1,5 @@
 import test from "ava";
-import { DLPackCapsule, ErrorCode, Tensor, TensorBridgeError, debug } from "../src/index.js";
+import { DLPackCapsule, ErrorCode, Tensor, TensorBridgeError, cuda, debug } from "../src/index.js";
 import { throwsCode } from "./helpers.js";
 
 test("toDlpack gives the legacy struct unless maxVersion >= [1, 0]", (t) => {
@@ -124,18 +124,32 @@ test("copy: true copies; copy: false never copies on the same device", (t) => {
   t.is(same.dataPtr, x.dataPtr);
 });
 
-test("exporting to another device without CUDA is refused with a code", (t) => {
+test("exporting to another device: refusals that hold with or without CUDA", (t) => {
+  const x = Tensor.zeros([2], "FP32");
+  throwsCode(t, () => x.toDlpack({ device: "cuda:0", copy: false }), ErrorCode.COPY_REQUIRED);
+  throwsCode(t, () => x.toDlpack({ device: "tpu" }), ErrorCode.INVALID_ARGUMENT);
+  throwsCode(t, () => x.toDlpack({ device: [99, 0] }), ErrorCode.DEVICE_UNSUPPORTED);
+  t.false(x.toDlpack({ device: [1, 0] }).consumed, "[kDLCPU, 0] is this device");
+  t.false(x.toDlpack({ device: "cpu" }).consumed);
+});
+
+const available = cuda.isAvailable();
+
+(available ? test.skip : test)(`exporting to cuda:0 without CUDA is refused with a code${available ? " [skipped: CUDA is available here]" : ""}`, (t) => {
   const x = Tensor.zeros([2], "FP32");
   const err = t.throws(() => x.toDlpack({ device: "cuda:0" }), { instanceOf: TensorBridgeError });
   t.true(
     ([ErrorCode.DEVICE_UNSUPPORTED, ErrorCode.CUDA_UNAVAILABLE] as string[]).includes(err!.code),
     `got ${err!.code}`,
   );
-  throwsCode(t, () => x.toDlpack({ device: "cuda:0", copy: false }), ErrorCode.COPY_REQUIRED);
-  throwsCode(t, () => x.toDlpack({ device: "tpu" }), ErrorCode.INVALID_ARGUMENT);
-  throwsCode(t, () => x.toDlpack({ device: [99, 0] }), ErrorCode.DEVICE_UNSUPPORTED);
-  t.false(x.toDlpack({ device: [1, 0] }).consumed, "[kDLCPU, 0] is this device");
-  t.false(x.toDlpack({ device: "cpu" }).consumed);
+});
+
+(available ? test : test.skip)(`exporting to cuda:0 with CUDA hands over a device copy${available ? "" : ` [skipped: needs a CUDA GPU; ${cuda.unavailableReason()}]`}`, (t) => {
+  const x = Tensor.from(new Float32Array([1.5, -2]));
+  const y = Tensor.fromDlpack(x.toDlpack({ device: "cuda:0" }));
+  t.false(y.isCpu());
+  t.deepEqual(y.dlpackDevice(), [2, 0]);
+  t.deepEqual(Array.from(y.toCpu().data() as Float32Array), [1.5, -2]);
 });
 
 test("the stream argument follows the array API", (t) => {
