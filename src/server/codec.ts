@@ -141,9 +141,13 @@ interface InputSource {
  * whose inputs carry no `data` (binary tensors or shared memory): everything
  * {@link decodeInferRequest} needs but the bytes.
  */
-interface HeaderPlan {
+interface HeaderPlan extends RequestPlan {
   /** A copy of the header's bytes (the key). */
   bytes: Buffer;
+}
+
+/** What a parsed and checked request says, apart from its tensor data: shared by both plan caches. */
+interface RequestPlan {
   id: string | undefined;
   parameters: Readonly<Record<string, RequestParameter>>;
   inputs: readonly InputSource[];
@@ -215,21 +219,15 @@ function inputsFromPlan(plan: HeaderPlan, binary: Uint8Array, shm: SharedMemoryA
  * only) skips parsing and checking the rest; only its arrays are parsed, and
  * the element checks run as for any body, in the same order.
  */
-interface JsonPlan {
+interface JsonPlan extends RequestPlan {
   /**
    * The text around the arrays: `segments[0]` up to and with the first
    * array's `[`, then from each `]` up to and with the next `[`, the last
    * from the last `]` to the end. ASCII only.
    */
   segments: readonly string[];
-  id: string | undefined;
-  parameters: Readonly<Record<string, RequestParameter>>;
   /** The inputs, in order, each with one array (`binarySize` unused). */
   inputs: readonly InputSource[];
-  outputs: readonly OutputSpec[];
-  outputNames: readonly string[];
-  binaryDefault: boolean;
-  usesShm: boolean;
 }
 
 const jsonPlans: JsonPlan[] = [];
