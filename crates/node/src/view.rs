@@ -77,8 +77,11 @@ unsafe extern "C" fn finalize_view(env: sys::napi_env, _data: *mut c_void, hint:
     // once, so the box is reclaimed exactly once.
     let hint = unsafe { Box::from_raw(hint.cast::<Hint>()) };
     // `try_with`: at thread exit the registry may be gone before a late finalizer runs.
+    // `try_borrow_mut`: Node defers these finalizers out of GC, so none should run while the
+    // registry is borrowed; if one ever did, its entry is left (its weak reference then reads
+    // NULL and the next view at that pointer replaces it) rather than panicking here.
     let _ = REGISTRY.try_with(|registry| {
-        let mut registry = registry.borrow_mut();
+        let Ok(mut registry) = registry.try_borrow_mut() else { return };
         let key = (env as usize, hint.ptr);
         if registry.views.get(&key).is_some_and(|e| e.serial == hint.serial) {
             let entry = registry.views.remove(&key).expect("checked just above");
