@@ -363,6 +363,13 @@ function matchJsonPlan(text: string): { plan: JsonPlan; data: unknown[][] } | un
   return undefined;
 }
 
+/** The decoded request of a kept plan, around this request's input tensors. */
+function decodedFromPlan(plan: RequestPlan, inputs: Tensor[]): DecodedRequest {
+  const input: InferInput = { inputs, outputs: [...plan.outputNames], parameters: plan.parameters as Record<string, RequestParameter> };
+  if (plan.id !== undefined) input.id = plan.id;
+  return { input, outputs: plan.outputs as OutputSpec[], binaryDefault: plan.binaryDefault };
+}
+
 /** Forgets every kept binary header and JSON body plan (tests compare decoding with and without them). */
 export function forgetDecodePlans(): void {
   plans.length = 0;
@@ -390,9 +397,7 @@ export function decodeInferRequest(
   const cached = hdrLen <= PLAN_MAX_BYTES ? cachedPlan(body, hdrLen) : undefined;
   if (cached !== undefined && (shm !== undefined || !cached.usesShm)) {
     const inputs = inputsFromPlan(cached, binary, shm);
-    const input: InferInput = { inputs, outputs: [...cached.outputNames], parameters: cached.parameters as Record<string, RequestParameter> };
-    if (cached.id !== undefined) input.id = cached.id;
-    return { input, outputs: cached.outputs as OutputSpec[], binaryDefault: cached.binaryDefault };
+    return decodedFromPlan(cached, inputs);
   }
   // A JSON body (no binary part) whose text around its arrays was seen before.
   let ascii: string | undefined;
@@ -406,9 +411,7 @@ export function decodeInferRequest(
         const src = plan.inputs[k]!;
         inputs.push(tensorFromJson(src.name, src.dtype, src.dims as number[], src.count, data[k]));
       }
-      const input: InferInput = { inputs, outputs: [...plan.outputNames], parameters: plan.parameters as Record<string, RequestParameter> };
-      if (plan.id !== undefined) input.id = plan.id;
-      return { input, outputs: plan.outputs as OutputSpec[], binaryDefault: plan.binaryDefault };
+      return decodedFromPlan(plan, inputs);
     }
   }
   const json = parseHeader(body, hdrLen);
