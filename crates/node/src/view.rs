@@ -106,27 +106,34 @@ fn live_view(env: &Env, ptr: usize, len: usize) -> Option<sys::napi_value> {
     })
 }
 
-/// Records `value`, a new view of `len` bytes at `ptr`, replacing any entry for `ptr`;
-/// returns the entry's serial for the view's finalizer.
-fn remember(env: &Env, ptr: usize, len: usize, value: sys::napi_value) -> Option<u64> {
+/// A serial for the next view of this thread, so that its finalizer can tell its own entry.
+fn next_serial() -> u64 {
+    REGISTRY.with(|registry| {
+        let mut registry = registry.borrow_mut();
+        registry.next_serial += 1;
+        registry.next_serial
+    })
+}
+
+/// Records `value`, a new view of `len` bytes at `ptr` made with `serial`, replacing any entry
+/// for `ptr`. Without an entry (napi refused the reference) the view still works; it just isn't
+/// shared, and its finalizer finds no entry of its serial.
+fn remember(env: &Env, ptr: usize, len: usize, value: sys::napi_value, serial: u64) {
     let mut reference = ptr::null_mut();
     // SAFETY: `value` is a live object of this env; a count of 0 makes a weak reference.
     let status = unsafe { sys::napi_create_reference(env.raw(), value, 0, &mut reference) };
     if status != sys::Status::napi_ok {
-        return None; // the view works without an entry; it just won't be shared
+        return;
     }
     REGISTRY.with(|registry| {
-        let mut registry = registry.borrow_mut();
-        registry.next_serial += 1;
-        let serial = registry.next_serial;
         let key = (env.raw() as usize, ptr);
-        if let Some(old) = registry.views.insert(key, Entry { reference, len, serial }) {
+        let old = registry.borrow_mut().views.insert(key, Entry { reference, len, serial });
+        if let Some(old) = old {
             // SAFETY: the replaced entry's reference, made in this env and deleted once (its
             // view's finalizer sees another serial and leaves the new entry alone).
             unsafe { sys::napi_delete_reference(env.raw(), old.reference) };
         }
-        Some(serial)
-    })
+    });
 }
 
 /// Number of entries in this thread's view registry (for tests: it must not grow with
@@ -157,7 +164,8 @@ pub fn host_view(env: &Env, tensor: &Tensor) -> Result<ArrayBuffer<'static>, Cod
         // an `ArrayBuffer` over the start of a range is a view of any prefix of it.
         return finish(env, sys::Status::napi_ok, value);
     }
-    let hint = Box::into_raw(Box::new(Hint { _tensor: tensor.clone(), ptr, serial: 0 }));
+    let serial = next_serial();
+    let hint = Box::into_raw(Box::new(Hint { _tensor: tensor.clone(), ptr, serial }));
     // SAFETY: the data pointer and length describe host memory owned by the
     // tensor's storage, which the leaked clone (`hint`) keeps alive until
     // `finalize_view` runs. JS may write through the view: tensors exposed to JS
@@ -187,11 +195,7 @@ pub fn host_view(env: &Env, tensor: &Tensor) -> Result<ArrayBuffer<'static>, Cod
         }
         return finish(env, status, value);
     }
-    if let Some(serial) = remember(env, ptr, len, value) {
-        // SAFETY: `hint` is alive (V8 owns it now, and its finalizer can't run before this
-        // call returns the buffer to JS); only this thread touches it until then.
-        unsafe { (*hint).serial = serial };
-    }
+    remember(env, ptr, len, value, serial);
     finish(env, status, value)
 }
 
