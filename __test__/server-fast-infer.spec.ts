@@ -1,10 +1,12 @@
 /**
- * The direct inference handler (src/server/fast-infer.ts) answers exactly as
- * the fastify route: the same requests go byte for byte (raw HTTP over a
- * socket, the Date header masked) to a server with it and one without
- * (`fastInfer: false`), for successes, binary tensors, large binary outputs,
- * every error path and the URL and framing forms it leaves to fastify; the
- * statistics and metrics they keep afterwards agree.
+ * The direct inference path (src/server/fast-infer.ts), served by the
+ * server's HTTP/1.1 front (src/server/http-front.ts) or by node:http
+ * (`fastInfer: "node"`), answers exactly as the fastify route: the same
+ * requests go byte for byte (raw HTTP over a socket, the Date header masked)
+ * to a server with each and one without (`fastInfer: false`), for
+ * successes, binary tensors, large binary outputs, every error path and the
+ * URL and framing forms it leaves to fastify; the statistics and metrics
+ * they keep afterwards agree.
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { connect } from "node:net";
@@ -16,7 +18,7 @@ import type { InferenceServer } from "../src/server/server.js";
 import { ADD_SUB, binaryRequest, bytesOf, cleanupRepos, http, makeRepo, startTestServer } from "./server-helpers.js";
 import { FAULTY } from "./fixtures/serving/models.js";
 
-const test = anyTest as TestFn<{ fast: InferenceServer; slow: InferenceServer }>;
+const test = anyTest as TestFn<{ fast: InferenceServer; node: InferenceServer; slow: InferenceServer }>;
 
 /** add_sub over 20 000 elements: a binary response above the 64 KiB chunked-write threshold. */
 const BIG = {
@@ -32,12 +34,14 @@ const BODY_LIMIT = 200_000;
 test.before(async (t) => {
   const repo = makeRepo({ add_sub: { ...ADD_SUB, versions: [1, 2] }, faulty: FAULTY, big: BIG });
   const fast = await startTestServer(repo, { bodyLimit: BODY_LIMIT });
+  const node = await startTestServer(repo, { bodyLimit: BODY_LIMIT, fastInfer: "node" });
   const slow = await startTestServer(repo, { bodyLimit: BODY_LIMIT, fastInfer: false });
-  t.context = { fast, slow };
+  t.context = { fast, node, slow };
 });
 
 test.after.always(async (t) => {
   await t.context.fast?.close();
+  await t.context.node?.close();
   await t.context.slow?.close();
   cleanupRepos();
 });
@@ -156,12 +160,19 @@ const CASES: [string, Req, boolean][] = [
 
 for (const [name, request, direct] of CASES) {
   test.serial(`same bytes with and without the direct handler: ${name}`, async (t) => {
-    const { fast, slow } = t.context;
+    const { fast, node, slow } = t.context;
+    const before = { ...fast.httpFrontCounters! };
     const a = await raw(fast, request.bytes);
+    const after = fast.httpFrontCounters!;
     const b = await raw(slow, request.bytes);
+    const c = await raw(node, request.bytes);
     t.true(a.length > 0);
-    t.is(mask(a), mask(b));
+    t.is(mask(a), mask(b), "the front answers as fastify");
+    t.is(mask(c), mask(b), "the direct path on node:http answers as fastify");
     t.is(takenDirectly(request), direct, direct ? "served before fastify" : "left to fastify");
+    // The front serves what the direct path takes, and hands the rest to node:http.
+    t.is(after.served - before.served, direct ? 1 : 0);
+    t.is(after.handedOver - before.handedOver, direct ? 0 : 1);
   });
 }
 
@@ -180,7 +191,7 @@ test("the direct handler leaves requests to fastify while shutting down", (t) =>
 });
 
 test.serial("keep-alive: several requests on one connection, with and without the direct handler", async (t) => {
-  for (const server of [t.context.fast, t.context.slow]) {
+  for (const server of [t.context.fast, t.context.node, t.context.slow]) {
     for (let i = 0; i < 5; i++) {
       const r = await http(server, "POST", "/v2/models/add_sub/infer", JSON.parse(JSON_BODY));
       t.is(r.status, 200);
@@ -209,8 +220,9 @@ async function counts(s: InferenceServer): Promise<unknown> {
 }
 
 test.serial("statistics and metrics agree after the same requests", async (t) => {
-  const { fast, slow } = t.context;
+  const { fast, node, slow } = t.context;
   const a = (await counts(fast)) as { metrics: string[] };
   t.true(a.metrics.length > 0);
   t.deepEqual(a, await counts(slow));
+  t.deepEqual(await counts(node), await counts(slow));
 });

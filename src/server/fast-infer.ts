@@ -83,10 +83,41 @@ export function inferResponseHeaders(enc: EncodedResponse, closing: boolean): Re
 }
 
 /**
- * Writes a successful inference response on a raw response: one write for
- * small bodies, the tensors' own memory without a join for large ones.
+ * What the inference path writes a response to: node's `ServerResponse`, or
+ * the HTTP/1.1 front's own response (src/server/http-front.ts).
  */
-export function writeInferResponse(res: ServerResponse, enc: EncodedResponse, closing: boolean, chunkThreshold: number): void {
+export interface ResponseSink {
+  /** True once `writeHead` ran. */
+  readonly headersSent: boolean;
+  /** Sets the status and the headers (written with the first body bytes). */
+  writeHead(status: number, headers: Record<string, string>): unknown;
+  /** Writes body bytes. */
+  write(chunk: Uint8Array): unknown;
+  /** Writes the last body bytes, if any, and finishes the response. */
+  end(chunk?: Uint8Array): unknown;
+  /** Buffers writes until {@link uncork}. */
+  cork(): void;
+  /** Sends what {@link cork} buffered, in one write where it can. */
+  uncork(): void;
+  /** Drops the connection (the response cannot be finished). */
+  destroy(): unknown;
+}
+
+/** The method, URL and headers of a request: node's `IncomingMessage`, or the HTTP/1.1 front's parsed head. */
+export interface RequestHead {
+  /** The request method. */
+  readonly method?: string | undefined;
+  /** The request target. */
+  readonly url?: string | undefined;
+  /** Lower-case header names to values. */
+  readonly headers: Readonly<Record<string, string | string[] | undefined>>;
+}
+
+/**
+ * Writes a successful inference response: one write for small bodies, the
+ * tensors' own memory without a join for large ones.
+ */
+export function writeInferResponse(res: ResponseSink, enc: EncodedResponse, closing: boolean, chunkThreshold: number): void {
   res.writeHead(200, inferResponseHeaders(enc, closing));
   if (enc.chunks.length === 1) {
     res.end(enc.chunks[0]);
@@ -121,7 +152,7 @@ interface ReplyState {
   shm: SharedMemoryAccess;
   closing: () => boolean;
   chunkThreshold: number;
-  fail: (req: IncomingMessage, res: ServerResponse, err: unknown) => void;
+  fail: (req: RequestHead, res: ResponseSink, err: unknown) => void;
 }
 
 /**
@@ -132,8 +163,8 @@ interface ReplyState {
 class Reply implements InferCallbacks {
   constructor(
     readonly state: ReplyState,
-    readonly req: IncomingMessage,
-    readonly res: ServerResponse,
+    readonly req: RequestHead,
+    readonly res: ResponseSink,
     readonly decoded: DecodedRequest,
   ) {}
 
@@ -158,16 +189,33 @@ const INFER_PATH = /^\/v2\/models\/([A-Za-z0-9_.-]{1,1024})(?:\/versions\/([0-9]
 
 const noop = (): void => {};
 
-/**
- * A `request` listener for `POST …/infer` that runs before fastify.
- *
- * @returns a function that serves the request and returns true, or returns
- * false without touching it (fastify serves it then).
- */
-export function fastInferHandler(ctx: FastInferContext): (req: IncomingMessage, res: ServerResponse) => boolean {
+/** Where a request the direct path takes goes, and how long its body is. */
+export interface InferRoute {
+  /** The model name from the URL. */
+  readonly model: string;
+  /** The version from the URL, if any. */
+  readonly version: string | undefined;
+  /** The body length (`Content-Length`). */
+  readonly length: number;
+}
+
+/** The direct inference path, apart from how the body arrives. */
+export interface DirectInfer {
+  /**
+   * The route of a request the direct path serves, or undefined to leave it
+   * to fastify: any method but POST, any other URL, a percent-encoded model
+   * name, no `Content-Length`, a body over the limit, or shutdown begun.
+   */
+  route(req: RequestHead): InferRoute | undefined;
+  /** Serves a routed request whose body has arrived (`undefined` when empty). Never throws. */
+  serve(req: RequestHead, res: ResponseSink, route: InferRoute, body: Buffer | undefined): void;
+}
+
+/** The direct inference path: see {@link DirectInfer}. */
+export function directInfer(ctx: FastInferContext): DirectInfer {
   const { registry, shm, closing, bodyLimit, chunkThreshold, log } = ctx;
 
-  const fail = (req: IncomingMessage, res: ServerResponse, err: unknown): void => {
+  const fail = (req: RequestHead, res: ResponseSink, err: unknown): void => {
     const { status, message } = errorStatus(err);
     if (status >= 500) log.error(`${req.method} ${req.url}: ${message}`);
     else log.debug?.(`${req.method} ${req.url}: ${status} ${message}`);
@@ -183,29 +231,45 @@ export function fastInferHandler(ctx: FastInferContext): (req: IncomingMessage, 
   };
 
   const state: ReplyState = { shm, closing, chunkThreshold, fail };
-  const serve = (req: IncomingMessage, res: ServerResponse, model: string, version: string | undefined, body: Buffer | undefined): void => {
-    try {
-      const { mv, decoded } = decodeFor(registry, shm, model, version, body, req.headers["inference-header-content-length"]);
-      mv.submit(decoded.input, new Reply(state, req, res, decoded));
-    } catch (e) {
-      fail(req, res, e);
-    }
+  return {
+    route(req) {
+      if (req.method !== "POST") return undefined;
+      const m = INFER_PATH.exec(req.url!);
+      if (m === null) return undefined;
+      const cl = req.headers["content-length"];
+      if (typeof cl !== "string" || closing()) return undefined;
+      const length = Number(cl);
+      if (!(length <= bodyLimit)) return undefined;
+      return { model: m[1]!, version: m[2], length };
+    },
+    serve(req, res, route, body) {
+      try {
+        const { mv, decoded } = decodeFor(registry, shm, route.model, route.version, body, req.headers["inference-header-content-length"]);
+        mv.submit(decoded.input, new Reply(state, req, res, decoded));
+      } catch (e) {
+        fail(req, res, e);
+      }
+    },
   };
+}
+
+/**
+ * A `request` listener for `POST …/infer` that runs before fastify: the
+ * direct path over node:http, collecting the body itself.
+ *
+ * @returns a function that serves the request and returns true, or returns
+ * false without touching it (fastify serves it then).
+ */
+export function fastInferHandler(ctx: FastInferContext): (req: IncomingMessage, res: ServerResponse) => boolean {
+  const direct = directInfer(ctx);
   return (req, res) => {
-    if (req.method !== "POST") return false;
-    const m = INFER_PATH.exec(req.url!);
-    if (m === null) return false;
-    const cl = req.headers["content-length"];
-    if (cl === undefined || closing()) return false;
-    const length = Number(cl);
-    if (!(length <= bodyLimit)) return false;
-    const model = m[1]!;
-    const version = m[2];
+    const route = direct.route(req);
+    if (route === undefined) return false;
     // A client that goes away mid-body: nothing to answer.
     req.on("error", noop);
-    if (length === 0) {
+    if (route.length === 0) {
       req.resume();
-      serve(req, res, model, version, undefined);
+      direct.serve(req, res, route, undefined);
       return true;
     }
     let first: Buffer | undefined;
@@ -215,7 +279,7 @@ export function fastInferHandler(ctx: FastInferContext): (req: IncomingMessage, 
       else (rest ??= [first]).push(c);
     });
     req.on("end", () => {
-      serve(req, res, model, version, rest ? Buffer.concat(rest) : first);
+      direct.serve(req, res, route, rest ? Buffer.concat(rest) : first);
     });
     return true;
   };

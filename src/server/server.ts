@@ -5,7 +5,7 @@
  * @module
  */
 import { readFileSync } from "node:fs";
-import { createServer } from "node:http";
+import { createServer, maxHeaderSize } from "node:http";
 import { resolve } from "node:path";
 
 import Fastify, { type FastifyInstance, type FastifyServerFactory, type RawServerDefault } from "fastify";
@@ -16,7 +16,8 @@ import type { RuntimeLogger } from "../runtime/model-version.js";
 import { ServerMetrics } from "./metrics.js";
 import { errorStatus, registerRoutes } from "./routes.js";
 import { CudaSharedMemory, combinedSharedMemory } from "./cuda-shm.js";
-import { fastInferHandler } from "./fast-infer.js";
+import { directInfer, fastInferHandler, type InferRoute } from "./fast-infer.js";
+import { HttpFront, type HttpFrontCounters } from "./http-front.js";
 import { SystemSharedMemory } from "./shm.js";
 
 /** Default request body limit: 64 MiB. */
@@ -47,12 +48,16 @@ export interface ServerOptions {
   /** Do not load the repository's models at start (load them via the API). Default false. */
   noAutoLoad?: boolean;
   /**
-   * Serve `POST …/infer` with a direct `node:http` handler in front of
-   * fastify (same responses, less CPU per request; fastify hooks added to
-   * {@link InferenceServer.app} then do not run for those requests).
-   * Default true; false sends every request through fastify.
+   * Serve `POST …/infer` on a direct path in front of fastify (same
+   * responses, less CPU per request; fastify hooks added to
+   * {@link InferenceServer.app} then do not run for those requests): the
+   * server's own HTTP/1.1 front reads each connection and serves plain
+   * inference requests itself, and hands a connection to node:http at its
+   * first other request (see src/server/http-front.ts). `"node"` keeps the
+   * direct path but leaves all HTTP framing to node:http. Default true;
+   * false sends every request through fastify.
    */
-  fastInfer?: boolean;
+  fastInfer?: boolean | "node";
 }
 
 /** Where a started server listens. */
@@ -108,6 +113,7 @@ export class InferenceServer {
   /** CUDA shared-memory regions. */
   readonly cudaShm: CudaSharedMemory;
   #address: ServerAddress | undefined;
+  #front: HttpFront<InferRoute> | undefined;
   #closing: Promise<void> | undefined;
   readonly #log: RuntimeLogger;
 
@@ -122,17 +128,15 @@ export class InferenceServer {
     const bodyLimit = opts.bodyLimit ?? DEFAULT_BODY_LIMIT;
     const chunkThreshold = 64 * 1024;
     // Verbose logging logs every request through fastify's logger: no direct path then.
-    const fast =
-      opts.fastInfer !== false && !opts.logVerbose
-        ? fastInferHandler({
-            registry,
-            shm: combinedSharedMemory(this.shm, this.cudaShm),
-            closing: () => this.#closing !== undefined,
-            bodyLimit,
-            chunkThreshold,
-            log: this.#log,
-          })
-        : undefined;
+    const ctx = {
+      registry,
+      shm: combinedSharedMemory(this.shm, this.cudaShm),
+      closing: () => this.#closing !== undefined,
+      bodyLimit,
+      chunkThreshold,
+      log: this.#log,
+    };
+    const fast = opts.fastInfer !== false && !opts.logVerbose ? fastInferHandler(ctx) : undefined;
     const keepAliveTimeout = 65_000;
     // fastify applies its timeouts only to a server it creates itself: the
     // same values here (its requestTimeout default is 0, Node's is 300 s)
@@ -144,6 +148,15 @@ export class InferenceServer {
         : createServer(handler);
       server.keepAliveTimeout = keepAliveTimeout;
       server.requestTimeout = 0;
+      if (fast && opts.fastInfer !== "node") {
+        const direct = directInfer(ctx);
+        this.#front = HttpFront.install(server, {
+          accept: (req) => direct.route(req),
+          serve: (req, res, route, body) => direct.serve(req, res, route, body),
+          keepAliveTimeout,
+          maxHeaderSize,
+        });
+      }
       return server;
     };
     this.app = Fastify({
@@ -225,6 +238,16 @@ export class InferenceServer {
     return this.#address;
   }
 
+  /**
+   * What the HTTP/1.1 front did so far (connections it accepted, requests it
+   * served itself, connections it handed to node:http); undefined when it is
+   * off ({@link ServerOptions.fastInfer} false or `"node"`, or verbose
+   * logging). For diagnostics and tests.
+   */
+  get httpFrontCounters(): Readonly<HttpFrontCounters> | undefined {
+    return this.#front?.counters;
+  }
+
   /** True once {@link close} was called. */
   get closing(): boolean {
     return this.#closing !== undefined;
@@ -236,6 +259,8 @@ export class InferenceServer {
    */
   close(): Promise<void> {
     this.#closing ??= (async () => {
+      // Idle connections the front reads would hold the listener's close open.
+      this.#front?.close();
       try {
         await this.app.close();
       } catch (e) {

@@ -1,0 +1,492 @@
+/**
+ * A small HTTP/1.1 front that reads the server's connections itself and
+ * serves the requests it is sure about (the inference path) without
+ * node:http; at the first request it is not sure about, it hands the whole
+ * connection, unread bytes included, to node:http for good.
+ *
+ * Why: under perf_analyzer at concurrency 1, node:http's per-request
+ * machinery (an `IncomingMessage` and a `ServerResponse`, their streams and
+ * events) costs about 30 µs of CPU per request on this project's machines,
+ * more than decoding, running and encoding an add_sub request together. A
+ * bare `net` server answering the same bytes serves ~20 % more requests per
+ * second than a bare `node:http` one (bench/serving/RESULTS.md).
+ *
+ * What it serves itself is deliberately narrow, so that it never frames a
+ * message differently than node:http would (the root of request
+ * smuggling): an `HTTP/1.1` request line, printable-ASCII header lines with
+ * token names, each name once, a `Host`, exactly one all-digit
+ * `Content-Length`, no `Transfer-Encoding`, `Expect` or `Upgrade`, and a
+ * `Connection` of `keep-alive` or `close` if any; and then only what
+ * {@link HttpFrontOptions.accept} takes. Everything else (chunked bodies,
+ * `Expect: 100-continue`, HTTP/1.0, a header block over node's limit,
+ * malformed requests, every non-inference endpoint) goes to node:http,
+ * which answers as it always did. Responses carry the headers node:http
+ * would add (`Date`, `Connection`, `Keep-Alive`), in its order.
+ *
+ * One request at a time per connection: a pipelining client's next request
+ * is read only once the previous response is written, so responses keep
+ * their order and a client that does not read its responses is not read
+ * either.
+ *
+ * @module
+ */
+import { STATUS_CODES, type Server } from "node:http";
+import type { Socket } from "node:net";
+
+import type { RequestHead, ResponseSink } from "./fast-infer.js";
+
+/** A request head the front parsed: method, target and headers (lower-case names, each once). */
+export interface FrontRequest extends RequestHead {
+  /** The request method. */
+  readonly method: string;
+  /** The request target. */
+  readonly url: string;
+  /** Lower-case header names to values. */
+  readonly headers: Readonly<Record<string, string>>;
+}
+
+/** Options of {@link HttpFront.install}. */
+export interface HttpFrontOptions<R> {
+  /**
+   * Whether the front serves a request whose head arrived: its route, or
+   * undefined to hand the connection to node:http. Must not take a request
+   * whose `Content-Length` is over the body limit (node:http answers those
+   * with 413).
+   */
+  accept(req: FrontRequest): R | undefined;
+  /** Serves an accepted request once its body arrived (`undefined` when empty); must finish `res` sooner or later and never throw. */
+  serve(req: FrontRequest, res: ResponseSink, route: R, body: Buffer | undefined): void;
+  /** Idle keep-alive connections close after this many ms (node's `keepAliveTimeout`). */
+  keepAliveTimeout: number;
+  /** Largest request head in bytes (node's `maxHeaderSize`); larger ones go to node:http, which answers 431. */
+  maxHeaderSize: number;
+}
+
+/** What the front did so far (tests and diagnostics). */
+export interface HttpFrontCounters {
+  /** Connections accepted. */
+  connections: number;
+  /** Requests the front served itself. */
+  served: number;
+  /** Connections handed to node:http. */
+  handedOver: number;
+}
+
+const HEAD_END = Buffer.from("\r\n\r\n");
+// Control characters (but tab), DEL and non-ASCII bytes anywhere in the head: node decides.
+const UNUSUAL = /[^\t\x20-\x7e\r\n]/;
+const BARE_CR_LF = /[\r\n]/;
+const METHOD = /^[A-Z]{1,16}$/;
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+const DIGITS = /^[0-9]{1,15}$/;
+/** Headers whose presence means framing the front leaves to node:http. */
+const LEFT_TO_NODE = ["transfer-encoding", "expect", "upgrade"];
+
+/**
+ * Parses a request head (the bytes before the blank line, as latin1 text),
+ * or returns undefined for anything the front does not serve itself.
+ */
+export function parseRequestHead(text: string): (FrontRequest & { close: boolean; length: number }) | undefined {
+  if (UNUSUAL.test(text)) return undefined;
+  const lines = text.split("\r\n");
+  const line = lines[0]!;
+  const a = line.indexOf(" ");
+  const b = line.indexOf(" ", a + 1);
+  if (a <= 0 || b < 0 || line.slice(b + 1) !== "HTTP/1.1") return undefined;
+  const method = line.slice(0, a);
+  const url = line.slice(a + 1, b);
+  if (!METHOD.test(method) || url.charCodeAt(0) !== 0x2f /* / */) return undefined;
+  // No prototype: a header named __proto__ is a header like any other.
+  const headers: Record<string, string> = Object.create(null) as Record<string, string>;
+  for (let i = 1; i < lines.length; i++) {
+    const l = lines[i]!;
+    const colon = l.indexOf(":");
+    if (colon <= 0 || BARE_CR_LF.test(l)) return undefined;
+    const name = l.slice(0, colon);
+    // A leading space or tab (obs-fold) fails the token test too.
+    if (!TOKEN.test(name)) return undefined;
+    const key = name.toLowerCase();
+    if (headers[key] !== undefined) return undefined;
+    headers[key] = l.slice(colon + 1).trim();
+  }
+  if (headers["host"] === undefined) return undefined;
+  for (const h of LEFT_TO_NODE) if (headers[h] !== undefined) return undefined;
+  const cl = headers["content-length"];
+  if (cl === undefined || !DIGITS.test(cl)) return undefined;
+  let close = false;
+  const conn = headers["connection"];
+  if (conn !== undefined) {
+    const v = conn.toLowerCase();
+    if (v === "close") close = true;
+    else if (v !== "keep-alive") return undefined;
+  }
+  return { method, url, headers, close, length: Number(cl) };
+}
+
+let dateSecond = -1;
+let dateText = "";
+/** The `Date` header value, as node:http writes it (recomputed once a second). */
+function httpDate(): string {
+  const now = Date.now();
+  const second = Math.floor(now / 1000);
+  if (second !== dateSecond) {
+    dateSecond = second;
+    dateText = new Date(second * 1000).toUTCString();
+  }
+  return dateText;
+}
+
+/** Responses with a body up to this size go out as one buffer with their head. */
+const JOIN_BELOW = 16 * 1024;
+
+/** The front's {@link ResponseSink}: writes straight to the socket. */
+class FrontResponse implements ResponseSink {
+  headersSent = false;
+  #head: string | undefined;
+  #close: boolean;
+  #ended = false;
+
+  constructor(
+    readonly conn: Connection,
+    close: boolean,
+  ) {
+    this.#close = close;
+  }
+
+  writeHead(status: number, headers: Record<string, string>): this {
+    let h = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? "unknown"}\r\n`;
+    for (const k in headers) h += `${k}: ${headers[k]}\r\n`;
+    h += `Date: ${httpDate()}\r\n`;
+    const conn = headers["connection"];
+    if (conn === undefined) {
+      h += this.#close ? "Connection: close\r\n" : `Connection: keep-alive\r\nKeep-Alive: timeout=${this.conn.keepAliveSeconds}\r\n`;
+    } else if (conn.toLowerCase() === "close") {
+      this.#close = true;
+    }
+    this.#head = `${h}\r\n`;
+    this.headersSent = true;
+    return this;
+  }
+
+  #flushHead(socket: Socket): void {
+    if (this.#head !== undefined) {
+      socket.write(this.#head, "latin1");
+      this.#head = undefined;
+    }
+  }
+
+  write(chunk: Uint8Array): boolean {
+    const socket = this.conn.socket;
+    if (this.#ended || socket.destroyed) return false;
+    this.#flushHead(socket);
+    return socket.write(chunk);
+  }
+
+  end(chunk?: Uint8Array): this {
+    if (this.#ended) return this;
+    this.#ended = true;
+    const socket = this.conn.socket;
+    if (!socket.destroyed) {
+      const head = this.#head;
+      if (head !== undefined && chunk !== undefined && chunk.length < JOIN_BELOW) {
+        // One write, as node:http's corked head and body end up.
+        const out = Buffer.allocUnsafe(head.length + chunk.length);
+        out.write(head, 0, "latin1");
+        out.set(chunk, head.length);
+        this.#head = undefined;
+        socket.write(out);
+      } else {
+        socket.cork();
+        this.#flushHead(socket);
+        if (chunk !== undefined && chunk.length > 0) socket.write(chunk);
+        socket.uncork();
+      }
+    }
+    this.conn.finished(this.#close);
+    return this;
+  }
+
+  cork(): void {
+    this.conn.socket.cork();
+  }
+
+  uncork(): void {
+    this.conn.socket.uncork();
+  }
+
+  destroy(): this {
+    this.#ended = true;
+    this.conn.socket.destroy();
+    return this;
+  }
+}
+
+/** One connection while the front reads it. */
+class Connection {
+  /** Bytes received and not yet parsed (a head, or what follows a body). */
+  #buf: Buffer | undefined;
+  /** How much of `#buf` was searched for the end of a head already. */
+  #scanned = 0;
+  /** The request whose body is being read. */
+  #req: (FrontRequest & { close: boolean; length: number }) | undefined;
+  #route: unknown;
+  /** Where the current request's body starts in `#buf` (when it is all there). */
+  #bodyStart = 0;
+  /** Body bytes so far when a body spans several reads. */
+  #parts: Buffer[] | undefined;
+  #have = 0;
+  /** A request is being served (its response is not finished). */
+  #busy = false;
+  /** The last response waits for the socket to drain before the next request is read. */
+  #draining = false;
+  /** Inside #pump (a synchronous response must not re-enter it). */
+  #pumping = false;
+  /** Handed over, closing, or closed: the front reads nothing more. */
+  #gone = false;
+  /** The client ended its side. */
+  #ended = false;
+
+  constructor(
+    readonly front: HttpFront<unknown>,
+    readonly socket: Socket,
+  ) {
+    socket.on("data", this.#onData);
+    socket.on("end", this.#onEnd);
+    socket.on("error", this.#onError);
+    socket.on("timeout", this.#onTimeout);
+    socket.on("close", this.#onClose);
+    socket.setTimeout(front.options.keepAliveTimeout);
+  }
+
+  get keepAliveSeconds(): number {
+    return Math.floor(this.front.options.keepAliveTimeout / 1000);
+  }
+
+  /** No request in progress and nothing unparsed: shutdown may close it. */
+  get idle(): boolean {
+    return !this.#busy && !this.#draining && this.#buf === undefined && this.#req === undefined;
+  }
+
+  #onData = (chunk: Buffer): void => {
+    if (this.#gone) return;
+    if (this.#req !== undefined && this.#parts !== undefined) {
+      this.#parts.push(chunk);
+      this.#have += chunk.length;
+    } else {
+      this.#buf = this.#buf === undefined ? chunk : Buffer.concat([this.#buf, chunk]);
+    }
+    if (this.#busy || this.#draining) {
+      // A pipelining client: read its next request after this response.
+      this.socket.pause();
+      return;
+    }
+    this.#pump();
+  };
+
+  #onEnd = (): void => {
+    this.#ended = true;
+    // The server side of a half-closed connection ends once nothing is owed.
+    if (!this.#busy && !this.#gone) this.#close();
+  };
+
+  #onError = (): void => {
+    this.socket.destroy();
+  };
+
+  #onTimeout = (): void => {
+    // A request still running has no deadline (node's requestTimeout is 0);
+    // an idle or half-sent one does.
+    if (!this.#busy) this.socket.destroy();
+  };
+
+  #onClose = (): void => {
+    this.#gone = true;
+    this.front.connections.delete(this);
+  };
+
+  /** Parses and serves what has arrived, one request at a time. */
+  #pump(): void {
+    if (this.#pumping) return;
+    this.#pumping = true;
+    try {
+      while (!this.#busy && !this.#draining && !this.#gone) {
+        if (this.#req === undefined) {
+          if (!this.#readHead()) return;
+        } else if (!this.#readBody()) {
+          return;
+        }
+      }
+    } finally {
+      this.#pumping = false;
+    }
+  }
+
+  /** Reads a request head from `#buf`; false when more bytes are needed or the connection was handed over. */
+  #readHead(): boolean {
+    const buf = this.#buf;
+    if (buf === undefined) return false;
+    const max = this.front.options.maxHeaderSize;
+    const end = buf.indexOf(HEAD_END, Math.max(0, this.#scanned - 3));
+    if (end < 0) {
+      if (buf.length > max) this.#handover();
+      else this.#scanned = buf.length;
+      return false;
+    }
+    this.#scanned = 0;
+    const req = end > max ? undefined : parseRequestHead(buf.toString("latin1", 0, end));
+    const route = req === undefined ? undefined : this.front.options.accept(req);
+    if (req === undefined || route === undefined) {
+      this.#handover();
+      return false;
+    }
+    this.#req = req;
+    this.#route = route;
+    const rest = end + 4;
+    this.#bodyStart = rest;
+    if (buf.length - rest >= req.length) return true;
+    // The body spans several reads: gather them, join once.
+    this.#parts = [buf.subarray(rest)];
+    this.#have = buf.length - rest;
+    this.#buf = undefined;
+    return true;
+  }
+
+  /** Serves the current request once its body is complete; false while bytes are missing. */
+  #readBody(): boolean {
+    const req = this.#req!;
+    let body: Buffer | undefined;
+    if (this.#parts === undefined) {
+      // The whole body is in #buf, after the head.
+      const buf = this.#buf!;
+      const start = this.#bodyStart;
+      body = buf.subarray(start, start + req.length);
+      this.#buf = start + req.length < buf.length ? buf.subarray(start + req.length) : undefined;
+    } else {
+      if (this.#have < req.length) return false;
+      const all = this.#parts.length === 1 ? this.#parts[0]! : Buffer.concat(this.#parts, this.#have);
+      body = all.subarray(0, req.length);
+      this.#buf = req.length < all.length ? all.subarray(req.length) : undefined;
+      this.#parts = undefined;
+      this.#have = 0;
+    }
+    const route = this.#route;
+    this.#req = undefined;
+    this.#route = undefined;
+    this.#busy = true;
+    this.front.counters.served++;
+    const res = new FrontResponse(this, req.close);
+    this.front.options.serve(req, res, route, req.length === 0 ? undefined : body);
+    return true;
+  }
+
+  /** The response of the current request is written: read the next one, or close. */
+  finished(close: boolean): void {
+    this.#busy = false;
+    if (this.#gone) return;
+    if (close || this.#ended || this.front.closing) {
+      this.#close();
+      return;
+    }
+    if (this.socket.writableNeedDrain) {
+      // A client that does not read its responses is not read either.
+      this.#draining = true;
+      this.socket.once("drain", () => {
+        this.#draining = false;
+        this.#resume();
+      });
+    } else {
+      this.#resume();
+    }
+  }
+
+  #resume(): void {
+    if (this.#gone) return;
+    if (this.socket.isPaused()) this.socket.resume();
+    this.#pump();
+  }
+
+  /** Ends the connection once what was written is sent. */
+  #close(): void {
+    this.#gone = true;
+    this.front.connections.delete(this);
+    this.socket.end();
+  }
+
+  /** Shutdown: closes the connection now if it is idle. */
+  closeIfIdle(): void {
+    if (!this.#gone && this.idle) this.#close();
+  }
+
+  /** Gives the connection, with every byte not yet parsed, to node:http. */
+  #handover(): void {
+    const { socket, front } = this;
+    this.#gone = true;
+    front.connections.delete(this);
+    front.counters.handedOver++;
+    socket.pause();
+    socket.removeListener("data", this.#onData);
+    socket.removeListener("end", this.#onEnd);
+    socket.removeListener("error", this.#onError);
+    socket.removeListener("timeout", this.#onTimeout);
+    socket.removeListener("close", this.#onClose);
+    // node:http sets its own timeouts per request from here on.
+    socket.setTimeout(0);
+    if (this.#buf !== undefined) socket.unshift(this.#buf);
+    this.#buf = undefined;
+    for (const listener of front.nodeListeners) listener.call(front.server, socket);
+    socket.resume();
+  }
+}
+
+/**
+ * The front of one `node:http` server: takes over its `connection` event
+ * and gives node:http the connections it does not serve itself.
+ */
+export class HttpFront<R> {
+  /** Open connections the front still reads. */
+  readonly connections = new Set<Connection>();
+  /** What the front did so far. */
+  readonly counters: HttpFrontCounters = { connections: 0, served: 0, handedOver: 0 };
+  /** node:http's own `connection` listeners, called on hand-over. */
+  readonly nodeListeners: ((socket: Socket) => void)[];
+  #closing = false;
+
+  private constructor(
+    readonly server: Server,
+    readonly options: HttpFrontOptions<R>,
+  ) {
+    this.nodeListeners = server.listeners("connection") as ((socket: Socket) => void)[];
+    server.removeAllListeners("connection");
+    server.on("connection", (socket: Socket) => {
+      this.counters.connections++;
+      if (this.#closing) {
+        for (const listener of this.nodeListeners) listener.call(server, socket);
+        return;
+      }
+      this.connections.add(new Connection(this as HttpFront<unknown>, socket));
+    });
+  }
+
+  /**
+   * Puts a front before `server`'s connections: call it before the server
+   * accepts any.
+   */
+  static install<R>(server: Server, options: HttpFrontOptions<R>): HttpFront<R> {
+    return new HttpFront(server, options);
+  }
+
+  /** True once {@link close} ran. */
+  get closing(): boolean {
+    return this.#closing;
+  }
+
+  /**
+   * Shutdown: closes idle connections now; busy ones close once their
+   * response is written. New requests on connections still open go to
+   * node:http (which answers them while the server closes, as it does).
+   */
+  close(): void {
+    this.#closing = true;
+    for (const c of [...this.connections]) c.closeIfIdle();
+  }
+}
