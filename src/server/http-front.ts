@@ -487,6 +487,7 @@ export class HttpFront<R> {
    */
   close(): void {
     this.#closing = true;
-    for (const c of [...this.connections]) c.closeIfIdle();
+    // closeIfIdle deletes from the set: safe while iterating a Set.
+    for (const c of this.connections) c.closeIfIdle();
   }
 }

@@ -1,0 +1,440 @@
+/**
+ * The HTTP/1.1 front (src/server/http-front.ts) over a bare node:http
+ * server: what it serves itself, how it frames requests split or joined
+ * across reads, what it hands to node:http (unread bytes included), and its
+ * connection handling (keep-alive, `Connection: close`, half-close,
+ * timeouts, back-pressure, shutdown, clients that go away).
+ *
+ * The front serves `POST /echo[?delay=ms][&size=n]` (answers `front:` and
+ * the body, or `size` bytes, after `delay` ms); node:http answers every
+ * request it gets with `node:<method> <url> <body>`, so each response says
+ * who served it.
+ */
+import { createServer, maxHeaderSize, type Server } from "node:http";
+import { connect, type AddressInfo, type Socket } from "node:net";
+
+import test from "ava";
+
+import { HttpFront, parseRequestHead, type FrontRequest } from "../src/server/http-front.js";
+import { http, makeRepo, ADD_SUB, cleanupRepos, startTestServer, sleep } from "./server-helpers.js";
+
+interface Echo {
+  delay: number;
+  size: number | undefined;
+}
+
+interface Harness {
+  server: Server;
+  front: HttpFront<Echo>;
+  port: number;
+  close(): Promise<void>;
+}
+
+async function start(keepAliveTimeout = 65_000): Promise<Harness> {
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", () => res.end(`node:${req.method} ${req.url} ${Buffer.concat(chunks).toString("latin1")}`));
+  });
+  server.keepAliveTimeout = keepAliveTimeout;
+  const front = HttpFront.install<Echo>(server, {
+    accept: (req: FrontRequest) => {
+      if (req.method !== "POST" || !req.url.startsWith("/echo") || Number(req.headers["content-length"]) > 1 << 20) return undefined;
+      const q = new URLSearchParams(req.url.split("?")[1] ?? "");
+      return { delay: Number(q.get("delay") ?? 0), size: q.has("size") ? Number(q.get("size")) : undefined };
+    },
+    serve: (_req, res, route, body) => {
+      const reply = () => {
+        const out = route.size === undefined ? Buffer.concat([Buffer.from("front:"), body ?? Buffer.alloc(0)]) : Buffer.alloc(route.size, 0x61);
+        res.writeHead(200, { "content-type": "text/plain", "content-length": String(out.length) });
+        res.end(out);
+      };
+      if (route.delay > 0) setTimeout(reply, route.delay);
+      else reply();
+    },
+    keepAliveTimeout,
+    maxHeaderSize,
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  const port = (server.address() as AddressInfo).port;
+  return {
+    server,
+    front,
+    port,
+    close: () =>
+      new Promise((r) => {
+        front.close();
+        server.closeAllConnections();
+        server.close(() => r());
+      }),
+  };
+}
+
+interface Response {
+  status: number;
+  headers: Record<string, string>;
+  body: string;
+}
+
+/** Parses the complete responses at the start of `buf`; returns them and how many bytes they took. */
+function parseResponses(buf: Buffer): { responses: Response[]; used: number } {
+  const responses: Response[] = [];
+  let at = 0;
+  for (;;) {
+    const end = buf.indexOf("\r\n\r\n", at);
+    if (end < 0) break;
+    const lines = buf.toString("latin1", at, end).split("\r\n");
+    const status = Number(lines[0]!.split(" ")[1]);
+    const headers: Record<string, string> = {};
+    for (const l of lines.slice(1)) {
+      const c = l.indexOf(":");
+      headers[l.slice(0, c).toLowerCase()] = l.slice(c + 1).trim();
+    }
+    const length = status === 100 ? 0 : Number(headers["content-length"] ?? 0);
+    if (buf.length < end + 4 + length) break;
+    responses.push({ status, headers, body: buf.toString("latin1", end + 4, end + 4 + length) });
+    at = end + 4 + length;
+  }
+  return { responses, used: at };
+}
+
+/** A client connection that reads every response the server writes. */
+class Client {
+  readonly socket: Socket;
+  #buf = Buffer.alloc(0);
+  /** Every byte received. */
+  raw = Buffer.alloc(0);
+  responses: Response[] = [];
+  closed = false;
+  #waiters: (() => void)[] = [];
+
+  constructor(port: number) {
+    this.socket = connect(port, "127.0.0.1");
+    this.socket.setNoDelay(true);
+    this.socket.on("data", (c: Buffer) => {
+      this.#buf = Buffer.concat([this.#buf, c]);
+      this.raw = Buffer.concat([this.raw, c]);
+      const { responses, used } = parseResponses(this.#buf);
+      this.responses.push(...responses);
+      this.#buf = this.#buf.subarray(used);
+      this.#wake();
+    });
+    this.socket.on("error", () => {});
+    this.socket.on("close", () => {
+      this.closed = true;
+      this.#wake();
+    });
+  }
+
+  #wake(): void {
+    for (const w of this.#waiters.splice(0)) w();
+  }
+
+  /** Resolves once `n` responses arrived (or the connection closed). */
+  async until(n: number): Promise<Response[]> {
+    while (this.responses.length < n && !this.closed) await new Promise<void>((r) => this.#waiters.push(r));
+    return this.responses;
+  }
+
+  /** Resolves once the server closed the connection. */
+  async closedByServer(): Promise<void> {
+    while (!this.closed) await new Promise<void>((r) => this.#waiters.push(r));
+  }
+
+  write(b: Buffer | string): void {
+    this.socket.write(b);
+  }
+}
+
+function post(url: string, body: string, headers: Record<string, string> = {}): Buffer {
+  const h = { host: "x", "content-length": String(Buffer.byteLength(body)), ...headers };
+  return Buffer.from(`POST ${url} HTTP/1.1\r\n${Object.entries(h).map(([k, v]) => `${k}: ${v}\r\n`).join("")}\r\n${body}`, "latin1");
+}
+const get = (url: string) => Buffer.from(`GET ${url} HTTP/1.1\r\nhost: x\r\n\r\n`);
+
+// ---------------------------------------------------------------- parsing
+
+test("parseRequestHead takes a plain HTTP/1.1 request with one Content-Length", (t) => {
+  const r = parseRequestHead("POST /v2/models/m/infer HTTP/1.1\r\nHost: a:1\r\nContent-Length: 12\r\nX-Thing:  spaced \t\r\nConnection: Keep-Alive");
+  t.truthy(r);
+  t.is(r!.method, "POST");
+  t.is(r!.url, "/v2/models/m/infer");
+  t.is(r!.length, 12);
+  t.false(r!.close);
+  t.is(r!.headers["x-thing"], "spaced");
+  t.is(r!.headers["content-length"], "12");
+  t.true(parseRequestHead("POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 0\r\nconnection: close")!.close);
+  t.is(parseRequestHead("POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 0\r\n__proto__: x")!.headers["__proto__"], "x");
+});
+
+const OK_HEAD = "POST /echo HTTP/1.1\r\nhost: a\r\ncontent-length: 3";
+const REFUSED: [string, string][] = [
+  ["HTTP/1.0", "POST /echo HTTP/1.0\r\nhost: a\r\ncontent-length: 3"],
+  ["HTTP/2 version text", "POST /echo HTTP/2.0\r\nhost: a\r\ncontent-length: 3"],
+  ["absolute-form target", "POST http://a/echo HTTP/1.1\r\nhost: a\r\ncontent-length: 3"],
+  ["two spaces in the request line", "POST  /echo HTTP/1.1\r\nhost: a\r\ncontent-length: 3"],
+  ["lower-case method", "post /echo HTTP/1.1\r\nhost: a\r\ncontent-length: 3"],
+  ["no Host", "POST /echo HTTP/1.1\r\ncontent-length: 3"],
+  ["no Content-Length", "POST /echo HTTP/1.1\r\nhost: a"],
+  ["two Content-Length", `${OK_HEAD}\r\ncontent-length: 3`],
+  ["Content-Length with a sign", "POST /echo HTTP/1.1\r\nhost: a\r\ncontent-length: +3"],
+  ["Content-Length list", "POST /echo HTTP/1.1\r\nhost: a\r\ncontent-length: 3, 3"],
+  ["Content-Length of 16 digits", "POST /echo HTTP/1.1\r\nhost: a\r\ncontent-length: 1000000000000000"],
+  ["Transfer-Encoding", `${OK_HEAD}\r\ntransfer-encoding: chunked`],
+  ["Expect", `${OK_HEAD}\r\nexpect: 100-continue`],
+  ["Upgrade", `${OK_HEAD}\r\nupgrade: websocket`],
+  ["Connection: upgrade", `${OK_HEAD}\r\nconnection: upgrade`],
+  ["a header twice", `${OK_HEAD}\r\nx-a: 1\r\nX-A: 2`],
+  ["obs-fold", `${OK_HEAD}\r\nx-a: 1\r\n  continued`],
+  ["space before the colon", `${OK_HEAD}\r\nx-a : 1`],
+  ["no colon", `${OK_HEAD}\r\nx-a`],
+  ["empty name", `${OK_HEAD}\r\n: 1`],
+  ["bare LF", `${OK_HEAD}\nx-a: 1`],
+  ["bare CR", `${OK_HEAD}\rx-a: 1`],
+  ["control character", `${OK_HEAD}\r\nx-a: 1\u0000`],
+  ["DEL", `${OK_HEAD}\r\nx-a: 1\u007f`],
+  ["non-ASCII byte", `${OK_HEAD}\r\nx-a: \u00e9`],
+];
+
+for (const [name, head] of REFUSED) {
+  test(`parseRequestHead leaves to node:http: ${name}`, (t) => {
+    t.truthy(parseRequestHead(OK_HEAD), "the unchanged head is taken");
+    t.is(parseRequestHead(head), undefined);
+  });
+}
+
+// ---------------------------------------------------------------- serving
+
+test("keep-alive: one connection serves many requests, with node:http's headers", async (t) => {
+  const h = await start();
+  const c = new Client(h.port);
+  for (let i = 0; i < 20; i++) {
+    c.write(post("/echo", `n${i}`));
+    const r = (await c.until(i + 1))[i]!;
+    t.is(r.status, 200);
+    t.is(r.body, `front:n${i}`);
+    t.is(r.headers["connection"], "keep-alive");
+    t.is(r.headers["keep-alive"], "timeout=65");
+    t.regex(r.headers["date"]!, /^[A-Z][a-z]{2}, \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d GMT$/);
+  }
+  t.deepEqual(h.front.counters, { connections: 1, served: 20, handedOver: 0 });
+  c.socket.destroy();
+  await h.close();
+});
+
+test("a request split across two reads at every byte is framed the same", async (t) => {
+  const h = await start();
+  const req = post("/echo?x=1", "hello, world");
+  for (let k = 1; k < req.length; k++) {
+    const c = new Client(h.port);
+    c.write(req.subarray(0, k));
+    await sleep(1);
+    c.write(req.subarray(k));
+    const [r] = await c.until(1);
+    t.is(r?.body, "front:hello, world", `split at ${k}`);
+    c.socket.destroy();
+  }
+  t.is(h.front.counters.served, req.length - 1);
+  t.is(h.front.counters.handedOver, 0);
+  await h.close();
+});
+
+test("a body in many small reads and a large body arrive whole", async (t) => {
+  const h = await start();
+  const c = new Client(h.port);
+  const small = post("/echo", "abcdefghijklmnopqrstuvwxyz0123456789");
+  for (let i = 0; i < small.length; i += 3) {
+    c.write(small.subarray(i, i + 3));
+    await sleep(1);
+  }
+  t.is((await c.until(1))[0]!.body, "front:abcdefghijklmnopqrstuvwxyz0123456789");
+  const big = "xyz".repeat(200_000);
+  c.write(post("/echo", big));
+  t.is((await c.until(2))[1]!.body, `front:${big}`);
+  t.is(h.front.counters.served, 2);
+  c.socket.destroy();
+  await h.close();
+});
+
+test("pipelined requests are answered in order, a slow one first included; the first other request hands over", async (t) => {
+  const h = await start();
+  const c = new Client(h.port);
+  c.write(Buffer.concat([post("/echo?delay=40", "a"), post("/echo", "b"), post("/echo", "c"), get("/health"), post("/echo", "d")]));
+  const rs = await c.until(5);
+  t.deepEqual(
+    rs.map((r) => r.body),
+    ["front:a", "front:b", "front:c", "node:GET /health ", "node:POST /echo d"],
+  );
+  t.deepEqual(h.front.counters, { connections: 1, served: 3, handedOver: 1 });
+  c.socket.destroy();
+  await h.close();
+});
+
+test("hand-over keeps the bytes already read: node:http serves the rest of the connection", async (t) => {
+  const h = await start();
+  const cases: [string, Buffer, (r: Response[], c: Client) => unknown][] = [
+    ["a GET first", Buffer.concat([get("/a"), post("/echo", "x")]), (r) => t.deepEqual(r.map((x) => x.body), ["node:GET /a ", "node:POST /echo x"])],
+    [
+      "a chunked body",
+      Buffer.from("POST /echo HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"),
+      (r) => t.is(r[0]!.body, "node:POST /echo hello"),
+    ],
+    ["a body over the front's limit", post("/echo", "z".repeat((1 << 20) + 1)), (r) => t.is(r[0]!.body.length, "node:POST /echo ".length + (1 << 20) + 1)],
+    [
+      "HTTP/1.0",
+      Buffer.from("POST /echo HTTP/1.0\r\nhost: x\r\ncontent-length: 2\r\n\r\nhi"),
+      // node:http answers an HTTP/1.0 client without a length, ending the body with the connection.
+      async (_r, c) => {
+        await c.closedByServer();
+        t.true(c.raw.toString("latin1").endsWith("\r\n\r\nnode:POST /echo hi"));
+      },
+    ],
+  ];
+  for (const [name, bytes, check] of cases) {
+    const c = new Client(h.port);
+    c.write(bytes);
+    const expected = name === "a GET first" ? 2 : 1;
+    const rs = await c.until(expected);
+    t.is(rs.length, expected, name);
+    await check(rs, c);
+    c.socket.destroy();
+  }
+  t.is(h.front.counters.served, 0);
+  t.is(h.front.counters.handedOver, cases.length);
+  await h.close();
+});
+
+test("Expect: 100-continue goes to node:http, which asks for the body", async (t) => {
+  const h = await start();
+  const c = new Client(h.port);
+  c.write("POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 4\r\nexpect: 100-continue\r\n\r\n");
+  const [cont] = await c.until(1);
+  t.is(cont!.status, 100);
+  c.write("body");
+  t.is((await c.until(2))[1]!.body, "node:POST /echo body");
+  t.is(h.front.counters.handedOver, 1);
+  c.socket.destroy();
+  await h.close();
+});
+
+test("malformed and oversized heads get node:http's 400 and 431", async (t) => {
+  const h = await start();
+  const bad = new Client(h.port);
+  bad.write("GARBAGE\r\n\r\n");
+  t.is((await bad.until(1))[0]!.status, 400);
+  const huge = new Client(h.port);
+  huge.write(`POST /echo HTTP/1.1\r\nhost: x\r\nx-big: ${"a".repeat(maxHeaderSize + 10)}\r\ncontent-length: 1\r\n\r\nz`);
+  t.is((await huge.until(1))[0]!.status, 431);
+  // A head over the limit without its end yet is handed over before it completes.
+  const partial = new Client(h.port);
+  partial.write(`POST /echo HTTP/1.1\r\nhost: x\r\nx-big: ${"a".repeat(maxHeaderSize + 10)}`);
+  t.is((await partial.until(1))[0]!.status, 431);
+  t.is(h.front.counters.handedOver, 3);
+  for (const c of [bad, huge, partial]) c.socket.destroy();
+  await h.close();
+});
+
+test("Connection: close and a half-closed client: the server answers, then closes", async (t) => {
+  const h = await start();
+  const a = new Client(h.port);
+  a.write(Buffer.concat([post("/echo", "1", { connection: "close" }), post("/echo", "never read")]));
+  await a.closedByServer();
+  t.deepEqual(
+    a.responses.map((r) => [r.body, r.headers["connection"], r.headers["keep-alive"]]),
+    [["front:1", "close", undefined]],
+  );
+  const b = new Client(h.port);
+  b.socket.end(post("/echo?delay=20", "2"));
+  await b.closedByServer();
+  t.deepEqual(
+    b.responses.map((r) => r.body),
+    ["front:2"],
+  );
+  t.is(h.front.counters.served, 2);
+  await h.close();
+});
+
+test("a client that does not read its responses is not read either", async (t) => {
+  const h = await start();
+  const c = new Client(h.port);
+  c.socket.pause();
+  const n = 200;
+  c.write(Buffer.concat(Array.from({ length: n }, () => post("/echo?size=262144", ""))));
+  await sleep(300);
+  const servedWhilePaused = h.front.counters.served;
+  t.true(servedWhilePaused < n, `served ${servedWhilePaused} of ${n} while the client read nothing`);
+  c.socket.resume();
+  const rs = await c.until(n);
+  t.is(rs.length, n);
+  t.true(rs.every((r) => r.body.length === 262144));
+  t.is(h.front.counters.served, n);
+  c.socket.destroy();
+  await h.close();
+});
+
+test("keep-alive timeout: an idle connection closes; a request running longer is still answered", async (t) => {
+  const h = await start(150);
+  const idle = new Client(h.port);
+  const slow = new Client(h.port);
+  slow.write(post("/echo?delay=400", "late"));
+  await idle.closedByServer();
+  t.is((await slow.until(1))[0]?.body, "front:late");
+  t.is(slow.responses[0]!.headers["keep-alive"], "timeout=0");
+  await slow.closedByServer();
+  await h.close();
+});
+
+test("a client that goes away mid-body or before its response does not disturb the server", async (t) => {
+  const h = await start();
+  const a = new Client(h.port);
+  a.write(post("/echo", "0123456789").subarray(0, 50));
+  await sleep(10);
+  a.socket.destroy();
+  const b = new Client(h.port);
+  b.write(post("/echo?delay=30", "x"));
+  await sleep(5);
+  b.socket.resetAndDestroy();
+  await sleep(60);
+  const c = new Client(h.port);
+  c.write(post("/echo", "still here"));
+  t.is((await c.until(1))[0]!.body, "front:still here");
+  c.socket.destroy();
+  await h.close();
+});
+
+test("close(): idle connections close at once, a busy one after its response, new ones go to node:http", async (t) => {
+  const h = await start();
+  const idle = new Client(h.port);
+  idle.write(post("/echo", "i"));
+  await idle.until(1);
+  const busy = new Client(h.port);
+  busy.write(post("/echo?delay=50", "b"));
+  await sleep(10);
+  h.front.close();
+  await idle.closedByServer();
+  t.false(busy.closed);
+  await busy.closedByServer();
+  t.is(busy.responses[0]?.body, "front:b");
+  const later = new Client(h.port);
+  later.write(post("/echo", "after"));
+  t.is((await later.until(1))[0]!.body, "node:POST /echo after");
+  later.socket.destroy();
+  await h.close();
+});
+
+test.serial("InferenceServer.close() closes the front's idle keep-alive connections and lets a running request finish", async (t) => {
+  const repo = makeRepo({ add_sub: ADD_SUB });
+  const server = await startTestServer(repo);
+  const body = JSON.stringify({ inputs: ["INPUT0", "INPUT1"].map((name) => ({ name, shape: [4], datatype: "FP32", data: [1, 2, 3, 4] })) });
+  const c = new Client(server.address.port);
+  c.write(post("/v2/models/add_sub/infer", body));
+  const [r] = await c.until(1);
+  t.is(r!.status, 200);
+  t.is(JSON.parse(r!.body).outputs[0].data.join(), "2,4,6,8");
+  t.is(server.httpFrontCounters!.served, 1);
+  t.is((await http(server, "GET", "/v2/health/ready")).status, 200);
+  await server.close();
+  await c.closedByServer();
+  t.true(c.closed);
+  cleanupRepos();
+});
