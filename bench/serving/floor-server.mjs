@@ -6,7 +6,12 @@
  * under this perf_analyzer on this machine (Node's HTTP stack, loopback TCP
  * and perf_analyzer's own CPU on the same cores).
  *
- *   node bench/serving/floor-server.mjs [--port 8230] [--host 127.0.0.1]
+ *   node bench/serving/floor-server.mjs [--port 8230] [--host 127.0.0.1] [--net]
+ *
+ * `--net` serves over `node:net` with a minimal HTTP/1.1 reader (keep-alive,
+ * `Content-Length` bodies, nothing else) instead of `node:http`: the ceiling
+ * of any server written in Node, whatever its HTTP layer, under this
+ * perf_analyzer on this machine. Not a server to use: it checks nothing.
  *
  * Inference responses are correct: the first request with a given body is
  * decoded and computed (OUTPUT0 = INPUT0 + INPUT1, OUTPUT1 = INPUT0 - INPUT1,
@@ -15,6 +20,7 @@
  * after one `Buffer.equals`. Any other body is computed afresh.
  */
 import http from "node:http";
+import net from "node:net";
 
 function arg(name, dflt) {
   const i = process.argv.indexOf(`--${name}`);
@@ -168,15 +174,61 @@ function handle(req, res, body) {
   }
 }
 
-const server = http.createServer({ keepAliveTimeout: 65_000 }, (req, res) => {
-  const chunks = [];
-  req.on("data", (c) => chunks.push(c));
-  req.on("end", () => handle(req, res, chunks.length === 1 ? chunks[0] : Buffer.concat(chunks)));
-});
+/** The `res` of {@link handle} over a raw socket: status line, headers, body in one write. */
+class RawResponse {
+  constructor(socket) {
+    this.socket = socket;
+    this.head = "";
+  }
+  writeHead(status, headers) {
+    this.head = `HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\n`;
+    for (const k in headers) this.head += `${k}: ${headers[k]}\r\n`;
+    this.head += "\r\n";
+  }
+  end(body) {
+    this.socket.write(Buffer.concat([Buffer.from(this.head, "latin1"), body]));
+  }
+}
+
+/** Reads keep-alive requests with `Content-Length` bodies off a raw socket; nothing else is HTTP enough for it. */
+function rawConnection(socket) {
+  let buf;
+  socket.on("error", () => socket.destroy());
+  socket.on("data", (chunk) => {
+    buf = buf ? Buffer.concat([buf, chunk]) : chunk;
+    for (;;) {
+      const end = buf.indexOf("\r\n\r\n");
+      if (end < 0) return;
+      const lines = buf.toString("latin1", 0, end).split("\r\n");
+      const [method, url] = lines[0].split(" ");
+      const headers = {};
+      for (let i = 1; i < lines.length; i++) {
+        const c = lines[i].indexOf(":");
+        headers[lines[i].slice(0, c).toLowerCase()] = lines[i].slice(c + 1).trim();
+      }
+      const length = Number(headers["content-length"] ?? 0);
+      if (buf.length < end + 4 + length) return;
+      const body = buf.subarray(end + 4, end + 4 + length);
+      buf = buf.length > end + 4 + length ? buf.subarray(end + 4 + length) : undefined;
+      handle({ method, url, headers }, new RawResponse(socket), body);
+      if (!buf) return;
+    }
+  });
+}
+
+const server = process.argv.includes("--net")
+  ? net.createServer({ noDelay: true }, rawConnection)
+  : http.createServer({ keepAliveTimeout: 65_000 }, (req, res) => {
+      const chunks = [];
+      req.on("data", (c) => chunks.push(c));
+      req.on("end", () => handle(req, res, chunks.length === 1 ? chunks[0] : Buffer.concat(chunks)));
+    });
 server.listen(PORT, HOST, () => process.stderr.write(`floor: listening on http://${HOST}:${PORT}\n`));
 // Exit through process.exit so that `node --cpu-prof` writes its profile.
 for (const sig of ["SIGTERM", "SIGINT"]) {
   process.on(sig, () => {
+    // A net.Server has no closeAllConnections: its keep-alive sockets would hold close() open.
+    if (!server.closeAllConnections) process.exit(0);
     server.closeAllConnections();
     server.close(() => process.exit(0));
   });

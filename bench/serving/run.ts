@@ -6,7 +6,7 @@
  * 127.0.0.1.
  *
  *   bash bench/serving/setup.sh client peers     # once
- *   node --import tsx bench/serving/run.ts [--duration-ms 3000] [--concurrency 1,8] [--only tensorbridge,triton,mlserver,floor]
+ *   node --import tsx bench/serving/run.ts [--duration-ms 3000] [--concurrency 1,8] [--only tensorbridge,triton,mlserver,floor,floor-net]
  *                                          [--baseline <git-rev>] [--tensorbridge-args "<serve options>"] [--tensorbridge-from dist|tsx]
  *
  * tensorbridge (and the baseline) are served as users run them: `dist/cli.js`
@@ -50,7 +50,7 @@ function arg(name: string, dflt: string): string {
 }
 const DURATION = Number(arg("duration-ms", "3000"));
 const CONCURRENCY = arg("concurrency", "1,8").split(",").map(Number);
-const ONLY = arg("only", "tensorbridge,triton,mlserver,floor").split(",");
+const ONLY = arg("only", "tensorbridge,triton,mlserver,floor,floor-net").split(",");
 const BASELINE = arg("baseline", "");
 const TB_ARGS = arg("tensorbridge-args", "").split(" ").filter(Boolean);
 const TB_FROM = arg("tensorbridge-from", "dist");
@@ -195,6 +195,11 @@ function prepare(): Peer[] {
       name: "floor",
       url: "http://127.0.0.1:8230",
       start: () => startProcess(process.execPath, [join(ROOT, "bench/serving/floor-server.mjs"), "--port", "8230"], {}),
+    },
+    {
+      name: "floor-net",
+      url: "http://127.0.0.1:8231",
+      start: () => startProcess(process.execPath, [join(ROOT, "bench/serving/floor-server.mjs"), "--port", "8231", "--net"], {}),
     },
     {
       name: "triton",
@@ -464,8 +469,13 @@ const lines = [
 for (const r of rows) {
   const tr = find("triton", r.format, r.concurrency);
   const ml = find("mlserver", r.format, r.concurrency);
-  const ours = r.server.startsWith("tensorbridge") || r.server === "floor";
-  const label = r.server === "floor" ? "floor (bare node:http, canned responses; not a competitor)" : r.server;
+  const ours = r.server.startsWith("tensorbridge") || r.server.startsWith("floor");
+  const label =
+    r.server === "floor"
+      ? "floor (bare node:http, canned responses; not a competitor)"
+      : r.server === "floor-net"
+        ? "floor-net (bare node:net, minimal HTTP/1.1, canned responses; not a competitor)"
+        : r.server;
   lines.push(
     `| ${label} | ${r.format} | ${r.concurrency} | ${r.throughput?.toFixed(0) ?? "–"} | ${r.p50us ?? "–"} | ${r.p99us ?? "–"} | ` +
       `${ours ? ratio(r.p50us, tr?.p50us) : ""} | ${ours ? ratio(r.throughput, tr?.throughput) : ""} | ` +
