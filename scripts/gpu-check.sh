@@ -7,7 +7,7 @@
 #   2. node:  scripts/gpu/node-check.mjs against the built JS package and addon
 #   3. ava:   the suites with GPU-gated tests (cuda, server-cuda-shm), run from the working tree
 #      with the carried node_modules and addon; a skipped GPU test is a failure here
-#      (TB_AVA_ALL=1: every suite)
+#      (TB_AVA_ALL=1: every suite; TB_AVA_FILES="x.spec.ts …": those)
 #   4. python: scripts/gpu/torch_interop.py, PyTorch CUDA <-> tensorbridge-core in one process
 #   5. bench: bench/cuda_baseline.py (torch) then bench/cuda.bench.mjs (tensorbridge), same
 #      run, same GPU (TB_SKIP_BENCH=1 leaves it out)
@@ -72,6 +72,8 @@ ava_gpu() {
   # client suites skip there: no Triton client venv).
   local files=(__test__/cuda.spec.ts __test__/server-cuda-shm.spec.ts)
   [[ "${TB_AVA_ALL:-0}" == 1 ]] && files=()
+  # TB_AVA_FILES="a.spec.ts b.spec.ts": those suites only.
+  [[ -n "${TB_AVA_FILES:-}" ]] && read -r -a files <<<"$TB_AVA_FILES"
   PATH="$(dirname "$node"):$PATH" timeout 300 "$node" node_modules/ava/entrypoints/cli.mjs --verbose \
     "${files[@]}" 2>&1 | tee "$log"
   local rc=${PIPESTATUS[0]}
