@@ -21,6 +21,8 @@ import { http, makeRepo, ADD_SUB, cleanupRepos, startTestServer, sleep } from ".
 interface Echo {
   delay: number;
   size: number | undefined;
+  /** Answer without a content-length. */
+  noLength: boolean;
 }
 
 interface Harness {
@@ -41,12 +43,12 @@ async function start(keepAliveTimeout = 65_000): Promise<Harness> {
     accept: (req: FrontRequest) => {
       if (req.method !== "POST" || !req.url.startsWith("/echo") || Number(req.headers["content-length"]) > 1 << 20) return undefined;
       const q = new URLSearchParams(req.url.split("?")[1] ?? "");
-      return { delay: Number(q.get("delay") ?? 0), size: q.has("size") ? Number(q.get("size")) : undefined };
+      return { delay: Number(q.get("delay") ?? 0), size: q.has("size") ? Number(q.get("size")) : undefined, noLength: q.has("nolength") };
     },
     serve: (_req, res, route, body) => {
       const reply = () => {
         const out = route.size === undefined ? Buffer.concat([Buffer.from("front:"), body ?? Buffer.alloc(0)]) : Buffer.alloc(route.size, 0x61);
-        res.writeHead(200, { "content-type": "text/plain", "content-length": String(out.length) });
+        res.writeHead(200, route.noLength ? { "content-type": "text/plain" } : { "content-type": "text/plain", "content-length": String(out.length) });
         res.end(out);
       };
       if (route.delay > 0) setTimeout(reply, route.delay);
@@ -108,8 +110,8 @@ class Client {
   closed = false;
   #waiters: (() => void)[] = [];
 
-  constructor(port: number) {
-    this.socket = connect(port, "127.0.0.1");
+  constructor(port: number, allowHalfOpen = false) {
+    this.socket = connect({ port, host: "127.0.0.1", allowHalfOpen });
     this.socket.setNoDelay(true);
     this.socket.on("data", (c: Buffer) => {
       this.#buf = Buffer.concat([this.#buf, c]);
@@ -351,6 +353,26 @@ test("Connection: close and a half-closed client: the server answers, then close
     ["front:2"],
   );
   t.is(h.front.counters.served, 2);
+  await h.close();
+});
+
+test("a response without a length ends with the connection; a client that keeps its side open is dropped", async (t) => {
+  const h = await start();
+  const a = new Client(h.port);
+  a.write(Buffer.concat([post("/echo?nolength", "body"), post("/echo", "never read")]));
+  await a.closedByServer();
+  const text = Buffer.concat(a.chunks).toString("latin1");
+  t.regex(text, /\r\nConnection: close\r\n/);
+  t.true(text.endsWith("\r\n\r\nfront:body"));
+  // Half-open client: it reads the end of the response but never ends its side.
+  const b = new Client(h.port, true);
+  b.write(post("/echo", "x", { connection: "close" }));
+  await b.until(1);
+  const open = () => new Promise<number>((r) => h.server.getConnections((_e, n) => r(n)));
+  while ((await open()) > 0) await sleep(5);
+  t.is(await open(), 0);
+  t.false(b.closed, "the client did not close its side itself");
+  b.socket.destroy();
   await h.close();
 });
 

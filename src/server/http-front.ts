@@ -54,7 +54,11 @@ export interface HttpFrontOptions<R> {
    * with 413).
    */
   accept(req: FrontRequest): R | undefined;
-  /** Serves an accepted request once its body arrived (`undefined` when empty); must finish `res` sooner or later and never throw. */
+  /**
+   * Serves an accepted request once its body arrived (`undefined` when
+   * empty); must finish `res` sooner or later and never throw. A response
+   * without `content-length` closes the connection after its body.
+   */
   serve(req: FrontRequest, res: ResponseSink, route: R, body: Buffer | undefined): void;
   /** Idle keep-alive connections close after this many ms (node's `keepAliveTimeout`). */
   keepAliveTimeout: number;
@@ -157,6 +161,8 @@ class FrontResponse implements ResponseSink {
     let h = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? "unknown"}\r\n`;
     for (const k in headers) h += `${k}: ${headers[k]}\r\n`;
     h += `Date: ${httpDate()}\r\n`;
+    // Without a length only the end of the connection can end the body.
+    if (headers["content-length"] === undefined) this.#close = true;
     const conn = headers["connection"];
     if (conn === undefined) {
       h += this.#close ? "Connection: close\r\n" : `Connection: keep-alive\r\nKeep-Alive: timeout=${this.conn.keepAliveSeconds}\r\n`;
@@ -405,11 +411,16 @@ class Connection {
     this.#pump();
   }
 
-  /** Ends the connection once what was written is sent. */
+  /**
+   * Ends the connection once what was written is sent, and then drops it
+   * (as node:http's destroySoon): a client that never closes its side does
+   * not hold the server's shutdown open.
+   */
   #close(): void {
     this.#gone = true;
     this.front.connections.delete(this);
-    this.socket.end();
+    const socket = this.socket;
+    socket.end(() => socket.destroy());
   }
 
   /** Shutdown: closes the connection now if it is idle. */
