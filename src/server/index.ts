@@ -5,6 +5,7 @@
  * @module
  */
 export { DEFAULT_BODY_LIMIT, InferenceServer, startServer, type ServerAddress, type ServerOptions } from "./server.js";
+export type { HttpFrontCounters } from "./http-front.js";
 export { EXTENSIONS, extensions } from "./routes.js";
 export { ServerMetrics } from "./metrics.js";
 export { SystemSharedMemory, type SystemShmRegionStatus } from "./shm.js";
