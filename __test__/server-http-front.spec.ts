@@ -23,6 +23,10 @@ interface Echo {
   size: number | undefined;
   /** Answer without a content-length. */
   noLength: boolean;
+  /** Try to answer with a header value holding CR LF first (and report what writeHead threw). */
+  badHeader: boolean;
+  /** Answer with a Date header of its own. */
+  date: boolean;
 }
 
 interface Harness {
@@ -32,7 +36,7 @@ interface Harness {
   close(): Promise<void>;
 }
 
-async function start(keepAliveTimeout = 65_000): Promise<Harness> {
+async function start(keepAliveTimeout = 65_000, headersTimeout = 60_000, checkInterval = 30_000): Promise<Harness> {
   const server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on("data", (c: Buffer) => chunks.push(c));
@@ -43,9 +47,25 @@ async function start(keepAliveTimeout = 65_000): Promise<Harness> {
     accept: (req: FrontRequest) => {
       if (req.method !== "POST" || !req.url.startsWith("/echo") || Number(req.headers["content-length"]) > 1 << 20) return undefined;
       const q = new URLSearchParams(req.url.split("?")[1] ?? "");
-      return { delay: Number(q.get("delay") ?? 0), size: q.has("size") ? Number(q.get("size")) : undefined, noLength: q.has("nolength") };
+      return { delay: Number(q.get("delay") ?? 0), size: q.has("size") ? Number(q.get("size")) : undefined, noLength: q.has("nolength"), badHeader: q.has("badheader"), date: q.has("date") };
     },
     serve: (_req, res, route, body) => {
+      if (route.badHeader) {
+        let thrown = "nothing";
+        try {
+          res.writeHead(200, { "x-a": "1\r\nx-injected: 2", "content-length": "0" });
+        } catch (e) {
+          thrown = (e as Error).constructor.name;
+        }
+        res.writeHead(500, { "content-length": String(thrown.length) });
+        res.end(Buffer.from(thrown));
+        return;
+      }
+      if (route.date) {
+        res.writeHead(200, { date: "Sun, 06 Nov 1994 08:49:37 GMT", "content-length": "0" });
+        res.end();
+        return;
+      }
       const reply = () => {
         const out = route.size === undefined ? Buffer.concat([Buffer.from("front:"), body ?? Buffer.alloc(0)]) : Buffer.alloc(route.size, 0x61);
         res.writeHead(200, route.noLength ? { "content-type": "text/plain" } : { "content-type": "text/plain", "content-length": String(out.length) });
@@ -55,6 +75,8 @@ async function start(keepAliveTimeout = 65_000): Promise<Harness> {
       else reply();
     },
     keepAliveTimeout,
+    headersTimeout,
+    checkInterval,
     maxHeaderSize,
   });
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
@@ -167,6 +189,8 @@ test("parseRequestHead takes a plain HTTP/1.1 request with one Content-Length", 
   t.is(r!.headers["content-length"], "12");
   t.true(parseRequestHead("POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 0\r\nconnection: close")!.close);
   t.is(parseRequestHead("POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 0\r\n__proto__: x")!.headers["__proto__"], "x");
+  // Leading whitespace before a length is fine to llhttp too.
+  t.is(parseRequestHead("POST / HTTP/1.1\r\nhost: a\r\ncontent-length:\t 7")!.length, 7);
 });
 
 const OK_HEAD = "POST /echo HTTP/1.1\r\nhost: a\r\ncontent-length: 3";
@@ -182,6 +206,11 @@ const REFUSED: [string, string][] = [
   ["Content-Length with a sign", "POST /echo HTTP/1.1\r\nhost: a\r\ncontent-length: +3"],
   ["Content-Length list", "POST /echo HTTP/1.1\r\nhost: a\r\ncontent-length: 3, 3"],
   ["Content-Length of 16 digits", "POST /echo HTTP/1.1\r\nhost: a\r\ncontent-length: 1000000000000000"],
+  ["Content-Length with a trailing tab", "POST /echo HTTP/1.1\r\nhost: a\r\ncontent-length: 3\t"],
+  ["a tab in the target", "POST /echo\tx HTTP/1.1\r\nhost: a\r\ncontent-length: 3"],
+  ["a bare CR in the target", "POST /echo\rx HTTP/1.1\r\nhost: a\r\ncontent-length: 3"],
+  ["a bare LF in the target", "POST /echo\nx HTTP/1.1\r\nhost: a\r\ncontent-length: 3"],
+  ["a non-ASCII target", "POST /\u00e9 HTTP/1.1\r\nhost: a\r\ncontent-length: 3"],
   ["Transfer-Encoding", `${OK_HEAD}\r\ntransfer-encoding: chunked`],
   ["Expect", `${OK_HEAD}\r\nexpect: 100-continue`],
   ["Upgrade", `${OK_HEAD}\r\nupgrade: websocket`],
@@ -459,4 +488,78 @@ test.serial("InferenceServer.close() closes the front's idle keep-alive connecti
   await c.closedByServer();
   t.true(c.closed);
   cleanupRepos();
+});
+
+test("a head that trickles in past headersTimeout gets node:http's 408; a prompt one is served", async (t) => {
+  const h = await start(65_000, 300, 50);
+  const slow = new Client(h.port);
+  const bytes = post("/echo", "x");
+  let i = 0;
+  while (!slow.closed && i < bytes.length) {
+    slow.write(bytes.subarray(i, ++i));
+    await sleep(40);
+  }
+  await slow.closedByServer();
+  t.is(slow.responses[0]?.status, 408);
+  t.true(i < bytes.length, `closed after ${i} of ${bytes.length} bytes`);
+  const prompt = new Client(h.port);
+  prompt.write(post("/echo", "ok"));
+  t.is((await prompt.until(1))[0]!.body, "front:ok");
+  prompt.socket.destroy();
+  await h.close();
+});
+
+test("keepAliveTimeout 0: Connection: keep-alive without a Keep-Alive header, as node:http writes", async (t) => {
+  const h = await start(0);
+  const c = new Client(h.port);
+  c.write(post("/echo", "a"));
+  const [r] = await c.until(1);
+  t.is(r!.headers["connection"], "keep-alive");
+  t.false("keep-alive" in r!.headers);
+  c.socket.destroy();
+  await h.close();
+});
+
+test("a half-closed client gets every complete request it pipelined answered, then the end", async (t) => {
+  const h = await start();
+  const c = new Client(h.port);
+  c.socket.end(Buffer.concat([post("/echo?delay=30", "a"), post("/echo", "b"), post("/echo?delay=10", "c")]));
+  await c.closedByServer();
+  t.deepEqual(
+    c.responses.map((r) => r.body),
+    ["front:a", "front:b", "front:c"],
+  );
+  await h.close();
+});
+
+test("close(): requests pipelined behind a busy one get node:http's answer, not silence", async (t) => {
+  const h = await start();
+  const c = new Client(h.port);
+  c.write(Buffer.concat([post("/echo?delay=50", "first"), post("/echo", "second")]));
+  while (h.front.counters.served < 1) await sleep(1);
+  h.front.close();
+  const rs = await c.until(2);
+  t.deepEqual(
+    rs.map((r) => r.body),
+    ["front:first", "node:POST /echo second"],
+  );
+  c.socket.destroy();
+  await h.close();
+});
+
+test("response headers: a CR or LF in a value throws as node:http does; a caller's Date is not doubled", async (t) => {
+  const h = await start();
+  const c = new Client(h.port);
+  c.write(post("/echo?badheader", ""));
+  const [bad] = await c.until(1);
+  t.is(bad!.status, 500);
+  t.is(bad!.body, "TypeError");
+  c.write(post("/echo?date", ""));
+  await c.until(2);
+  const text = Buffer.concat(c.chunks).toString("latin1");
+  t.is(text.match(/\r\ndate:/gi)?.length, 2, "one Date per response");
+  t.true(text.includes("\r\ndate: Sun, 06 Nov 1994 08:49:37 GMT\r\n"));
+  t.false(text.includes("x-injected"));
+  c.socket.destroy();
+  await h.close();
 });

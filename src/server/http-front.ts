@@ -60,8 +60,25 @@ export interface HttpFrontOptions<R> {
    * without `content-length` closes the connection after its body.
    */
   serve(req: FrontRequest, res: ResponseSink, route: R, body: Buffer | undefined): void;
-  /** Idle keep-alive connections close after this many ms (node's `keepAliveTimeout`). */
+  /**
+   * The keep-alive timeout clients are told (node's `keepAliveTimeout`, in
+   * ms; 0: no timeout and no `Keep-Alive` header).
+   */
   keepAliveTimeout: number;
+  /**
+   * Extra ms an idle connection is kept past `keepAliveTimeout`, so that a
+   * client sending just before the advertised timeout does not race the
+   * close (node ≥ 24.6's `keepAliveTimeoutBuffer`; default 0).
+   */
+  keepAliveTimeoutBuffer?: number;
+  /**
+   * A request head must arrive whole within this many ms of its first byte,
+   * or the connection gets node's `408 Request Timeout` (node's
+   * `headersTimeout`; 0: no limit).
+   */
+  headersTimeout: number;
+  /** How often heads in progress are checked against `headersTimeout`, in ms (node's `connectionsCheckingInterval`). */
+  checkInterval: number;
   /** Largest request head in bytes (node's `maxHeaderSize`); larger ones go to node:http, which answers 431. */
   maxHeaderSize: number;
 }
@@ -82,7 +99,11 @@ const UNUSUAL = /[^\t\x20-\x7e\r\n]/;
 const BARE_CR_LF = /[\r\n]/;
 const METHOD = /^[A-Z]{1,16}$/;
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-const DIGITS = /^[0-9]{1,15}$/;
+// Leading whitespace is fine to llhttp, a trailing tab is not: test the raw value.
+const LENGTH_VALUE = /^[ \t]*[0-9]{1,15}$/;
+// origin-form, printable ASCII only (llhttp refuses a tab or a bare CR/LF in the target)
+const TARGET = /^\/[\x21-\x7e]*$/;
+const HEADER_VALUE_OK = /^[^\r\n]*$/;
 /** Headers whose presence means framing the front leaves to node:http. */
 const LEFT_TO_NODE = ["transfer-encoding", "expect", "upgrade"];
 
@@ -99,7 +120,7 @@ export function parseRequestHead(text: string): (FrontRequest & { close: boolean
   if (a <= 0 || b < 0 || line.slice(b + 1) !== "HTTP/1.1") return undefined;
   const method = line.slice(0, a);
   const url = line.slice(a + 1, b);
-  if (!METHOD.test(method) || url.charCodeAt(0) !== 0x2f /* / */) return undefined;
+  if (!METHOD.test(method) || !TARGET.test(url)) return undefined;
   // No prototype: a header named __proto__ is a header like any other.
   const headers: Record<string, string> = Object.create(null) as Record<string, string>;
   for (let i = 1; i < lines.length; i++) {
@@ -111,12 +132,14 @@ export function parseRequestHead(text: string): (FrontRequest & { close: boolean
     if (!TOKEN.test(name)) return undefined;
     const key = name.toLowerCase();
     if (headers[key] !== undefined) return undefined;
-    headers[key] = l.slice(colon + 1).trim();
+    const raw = l.slice(colon + 1);
+    if (key === "content-length" && !LENGTH_VALUE.test(raw)) return undefined;
+    headers[key] = raw.trim();
   }
   if (headers["host"] === undefined) return undefined;
   for (const h of LEFT_TO_NODE) if (headers[h] !== undefined) return undefined;
   const cl = headers["content-length"];
-  if (cl === undefined || !DIGITS.test(cl)) return undefined;
+  if (cl === undefined) return undefined;
   let close = false;
   const conn = headers["connection"];
   if (conn !== undefined) {
@@ -159,13 +182,19 @@ class FrontResponse implements ResponseSink {
 
   writeHead(status: number, headers: Record<string, string>): this {
     let h = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? "unknown"}\r\n`;
-    for (const k in headers) h += `${k}: ${headers[k]}\r\n`;
-    h += `Date: ${httpDate()}\r\n`;
+    for (const k in headers) {
+      const v = headers[k]!;
+      // As node:http refuses them: a CR or LF would end the header early.
+      if (!TOKEN.test(k) || !HEADER_VALUE_OK.test(v)) throw new TypeError(`invalid response header ${JSON.stringify(k)}: ${JSON.stringify(v)}`);
+      h += `${k}: ${v}\r\n`;
+    }
+    if (headers["date"] === undefined) h += `Date: ${httpDate()}\r\n`;
     // Without a length only the end of the connection can end the body.
     if (headers["content-length"] === undefined) this.#close = true;
     const conn = headers["connection"];
     if (conn === undefined) {
-      h += this.#close ? "Connection: close\r\n" : `Connection: keep-alive\r\nKeep-Alive: timeout=${this.conn.keepAliveSeconds}\r\n`;
+      const ka = this.conn.front.options.keepAliveTimeout;
+      h += this.#close ? "Connection: close\r\n" : ka > 0 ? `Connection: keep-alive\r\nKeep-Alive: timeout=${Math.floor(ka / 1000)}\r\n` : "Connection: keep-alive\r\n";
     } else if (conn.toLowerCase() === "close") {
       this.#close = true;
     }
@@ -251,6 +280,8 @@ class Connection {
   #gone = false;
   /** The client ended its side. */
   #ended = false;
+  /** When the first byte of the head being read arrived (`Date.now()`), or 0. */
+  headSince = 0;
 
   constructor(
     readonly front: HttpFront<unknown>,
@@ -261,11 +292,8 @@ class Connection {
     socket.on("error", this.#onError);
     socket.on("timeout", this.#onTimeout);
     socket.on("close", this.#onClose);
-    socket.setTimeout(front.options.keepAliveTimeout);
-  }
-
-  get keepAliveSeconds(): number {
-    return Math.floor(this.front.options.keepAliveTimeout / 1000);
+    const { keepAliveTimeout, keepAliveTimeoutBuffer = 0 } = front.options;
+    if (keepAliveTimeout > 0) socket.setTimeout(keepAliveTimeout + keepAliveTimeoutBuffer);
   }
 
   /** No request in progress and nothing unparsed: shutdown may close it. */
@@ -292,7 +320,7 @@ class Connection {
   #onEnd = (): void => {
     this.#ended = true;
     // The server side of a half-closed connection ends once nothing is owed.
-    if (!this.#busy && !this.#gone) this.#close();
+    if (!this.#busy && !this.#draining && !this.#gone) this.#close();
   };
 
   #onError = (): void => {
@@ -316,15 +344,13 @@ class Connection {
     this.#pumping = true;
     try {
       while (!this.#busy && !this.#draining && !this.#gone) {
-        if (this.#req === undefined) {
-          if (!this.#readHead()) return;
-        } else if (!this.#readBody()) {
-          return;
-        }
+        if (this.#req === undefined ? !this.#readHead() : !this.#readBody()) break;
       }
     } finally {
       this.#pumping = false;
     }
+    // A half-closed client is owed nothing more once its complete requests are answered.
+    if (this.#ended && !this.#busy && !this.#draining && !this.#gone) this.#close();
   }
 
   /** Reads a request head from `#buf`; false when more bytes are needed or the connection was handed over. */
@@ -334,11 +360,16 @@ class Connection {
     const max = this.front.options.maxHeaderSize;
     const end = buf.indexOf(HEAD_END, Math.max(0, this.#scanned - 3));
     if (end < 0) {
-      if (buf.length > max) this.#handover();
-      else this.#scanned = buf.length;
+      if (buf.length > max) {
+        this.#handover();
+      } else {
+        this.#scanned = buf.length;
+        if (this.headSince === 0) this.headSince = Date.now();
+      }
       return false;
     }
     this.#scanned = 0;
+    this.headSince = 0;
     const req = end > max ? undefined : parseRequestHead(buf.toString("latin1", 0, end));
     const route = req === undefined ? undefined : this.front.options.accept(req);
     if (req === undefined || route === undefined) {
@@ -389,8 +420,20 @@ class Connection {
   finished(close: boolean): void {
     this.#busy = false;
     if (this.#gone) return;
-    if (close || this.#ended || this.front.closing) {
+    if (this.socket.destroyed) {
+      // Reset by the client before its 'close' event: serve nothing more.
+      this.#gone = true;
+      return;
+    }
+    if (close) {
       this.#close();
+      return;
+    }
+    if (this.front.closing) {
+      // Requests already sent behind this one get node:http's answer for a
+      // closing server rather than no answer at all.
+      if (this.#buf !== undefined && !this.#ended) this.#handover();
+      else this.#close();
       return;
     }
     if (this.socket.writableNeedDrain) {
@@ -428,8 +471,22 @@ class Connection {
     if (!this.#gone && this.idle) this.#close();
   }
 
+  /** A head that took too long: node:http's 408, then the connection ends. */
+  headTimedOut(): void {
+    this.#gone = true;
+    this.front.connections.delete(this);
+    const socket = this.socket;
+    socket.end("HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n", "latin1", () => socket.destroy());
+  }
+
   /** Gives the connection, with every byte not yet parsed, to node:http. */
   #handover(): void {
+    if (this.#ended) {
+      // node:http cannot take a stream whose end was read already: what
+      // the client sent after its last complete request goes unanswered.
+      this.#close();
+      return;
+    }
     const { socket, front } = this;
     this.#gone = true;
     front.connections.delete(this);
@@ -461,6 +518,7 @@ export class HttpFront<R> {
   /** node:http's own `connection` listeners, called on hand-over. */
   readonly nodeListeners: ((socket: Socket) => void)[];
   #closing = false;
+  #check: NodeJS.Timeout | undefined;
 
   private constructor(
     readonly server: Server,
@@ -476,6 +534,17 @@ export class HttpFront<R> {
       }
       this.connections.add(new Connection(this as HttpFront<unknown>, socket));
     });
+    if (options.headersTimeout > 0) {
+      // As node:http does: one sweep now and then instead of a timer per request.
+      this.#check = setInterval(() => this.#checkHeads(), options.checkInterval);
+      this.#check.unref();
+      server.once("close", () => clearInterval(this.#check));
+    }
+  }
+
+  #checkHeads(): void {
+    const limit = Date.now() - this.options.headersTimeout;
+    for (const c of this.connections) if (c.headSince !== 0 && c.headSince < limit) c.headTimedOut();
   }
 
   /**

@@ -154,6 +154,10 @@ export class InferenceServer {
           accept: (req) => direct.route(req),
           serve: (req, res, route, body) => direct.serve(req, res, route, body),
           keepAliveTimeout,
+          // node ≥ 24.6 keeps idle sockets this much longer than it advertises
+          keepAliveTimeoutBuffer: (server as { keepAliveTimeoutBuffer?: number }).keepAliveTimeoutBuffer ?? 0,
+          headersTimeout: server.headersTimeout,
+          checkInterval: 30_000,
           maxHeaderSize,
         });
       }
