@@ -255,13 +255,13 @@ export function directInfer(ctx: FastInferContext): DirectInfer {
 
 /**
  * A `request` listener for `POST …/infer` that runs before fastify: the
- * direct path over node:http, collecting the body itself.
+ * direct path (`direct`, or one made from `ctx`) over node:http, collecting
+ * the body itself.
  *
  * @returns a function that serves the request and returns true, or returns
  * false without touching it (fastify serves it then).
  */
-export function fastInferHandler(ctx: FastInferContext): (req: IncomingMessage, res: ServerResponse) => boolean {
-  const direct = directInfer(ctx);
+export function fastInferHandler(ctx: FastInferContext, direct: DirectInfer = directInfer(ctx)): (req: IncomingMessage, res: ServerResponse) => boolean {
   return (req, res) => {
     const route = direct.route(req);
     if (route === undefined) return false;

@@ -107,11 +107,19 @@ const HEADER_VALUE_OK = /^[^\r\n]*$/;
 /** Headers whose presence means framing the front leaves to node:http. */
 const LEFT_TO_NODE = ["transfer-encoding", "expect", "upgrade"];
 
+/** A request head the front serves itself: its `Connection: close` and its body length, parsed. */
+export interface ParsedHead extends FrontRequest {
+  /** The client asked for `Connection: close`. */
+  readonly close: boolean;
+  /** The body length (`Content-Length`). */
+  readonly length: number;
+}
+
 /**
  * Parses a request head (the bytes before the blank line, as latin1 text),
  * or returns undefined for anything the front does not serve itself.
  */
-export function parseRequestHead(text: string): (FrontRequest & { close: boolean; length: number }) | undefined {
+export function parseRequestHead(text: string): ParsedHead | undefined {
   if (UNUSUAL.test(text)) return undefined;
   const lines = text.split("\r\n");
   const line = lines[0]!;
@@ -263,7 +271,7 @@ class Connection {
   /** How much of `#buf` was searched for the end of a head already. */
   #scanned = 0;
   /** The request whose body is being read. */
-  #req: (FrontRequest & { close: boolean; length: number }) | undefined;
+  #req: ParsedHead | undefined;
   #route: unknown;
   /** Where the current request's body starts in `#buf` (when it is all there). */
   #bodyStart = 0;
@@ -303,7 +311,8 @@ class Connection {
 
   #onData = (chunk: Buffer): void => {
     if (this.#gone) return;
-    if (this.#req !== undefined && this.#parts !== undefined) {
+    // #parts is set only while a request's body spans several reads.
+    if (this.#parts !== undefined) {
       this.#parts.push(chunk);
       this.#have += chunk.length;
     } else {
@@ -334,9 +343,14 @@ class Connection {
   };
 
   #onClose = (): void => {
+    this.#leave();
+  };
+
+  /** The front reads nothing more from this connection. */
+  #leave(): void {
     this.#gone = true;
     this.front.connections.delete(this);
-  };
+  }
 
   /** Parses and serves what has arrived, one request at a time. */
   #pump(): void {
@@ -455,15 +469,15 @@ class Connection {
   }
 
   /**
-   * Ends the connection once what was written is sent, and then drops it
-   * (as node:http's destroySoon): a client that never closes its side does
-   * not hold the server's shutdown open.
+   * Ends the connection, after `last` if given, once what was written is
+   * sent, and then drops it (as node:http's destroySoon): a client that
+   * never closes its side does not hold the server's shutdown open.
    */
-  #close(): void {
-    this.#gone = true;
-    this.front.connections.delete(this);
+  #close(last?: string): void {
+    this.#leave();
     const socket = this.socket;
-    socket.end(() => socket.destroy());
+    if (last === undefined) socket.end(() => socket.destroy());
+    else socket.end(last, "latin1", () => socket.destroy());
   }
 
   /** Shutdown: closes the connection now if it is idle. */
@@ -473,10 +487,7 @@ class Connection {
 
   /** A head that took too long: node:http's 408, then the connection ends. */
   headTimedOut(): void {
-    this.#gone = true;
-    this.front.connections.delete(this);
-    const socket = this.socket;
-    socket.end("HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n", "latin1", () => socket.destroy());
+    this.#close("HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n");
   }
 
   /** Gives the connection, with every byte not yet parsed, to node:http. */
@@ -488,8 +499,7 @@ class Connection {
       return;
     }
     const { socket, front } = this;
-    this.#gone = true;
-    front.connections.delete(this);
+    this.#leave();
     front.counters.handedOver++;
     socket.pause();
     socket.removeListener("data", this.#onData);
@@ -501,7 +511,7 @@ class Connection {
     socket.setTimeout(0);
     if (this.#buf !== undefined) socket.unshift(this.#buf);
     this.#buf = undefined;
-    for (const listener of front.nodeListeners) listener.call(front.server, socket);
+    front.toNode(socket);
     socket.resume();
   }
 }
@@ -516,7 +526,7 @@ export class HttpFront<R> {
   /** What the front did so far. */
   readonly counters: HttpFrontCounters = { connections: 0, served: 0, handedOver: 0 };
   /** node:http's own `connection` listeners, called on hand-over. */
-  readonly nodeListeners: ((socket: Socket) => void)[];
+  readonly #nodeListeners: ((socket: Socket) => void)[];
   #closing = false;
   #check: NodeJS.Timeout | undefined;
 
@@ -524,15 +534,12 @@ export class HttpFront<R> {
     readonly server: Server,
     readonly options: HttpFrontOptions<R>,
   ) {
-    this.nodeListeners = server.listeners("connection") as ((socket: Socket) => void)[];
+    this.#nodeListeners = server.listeners("connection") as ((socket: Socket) => void)[];
     server.removeAllListeners("connection");
     server.on("connection", (socket: Socket) => {
       this.counters.connections++;
-      if (this.#closing) {
-        for (const listener of this.nodeListeners) listener.call(server, socket);
-        return;
-      }
-      this.connections.add(new Connection(this as HttpFront<unknown>, socket));
+      if (this.#closing) this.toNode(socket);
+      else this.connections.add(new Connection(this as HttpFront<unknown>, socket));
     });
     if (options.headersTimeout > 0) {
       // As node:http does: one sweep now and then instead of a timer per request.
@@ -540,6 +547,11 @@ export class HttpFront<R> {
       this.#check.unref();
       server.once("close", () => clearInterval(this.#check));
     }
+  }
+
+  /** Gives `socket` to node:http, as if the front were not there. */
+  toNode(socket: Socket): void {
+    for (const listener of this.#nodeListeners) listener.call(this.server, socket);
   }
 
   #checkHeads(): void {

@@ -136,7 +136,8 @@ export class InferenceServer {
       chunkThreshold,
       log: this.#log,
     };
-    const fast = opts.fastInfer !== false && !opts.logVerbose ? fastInferHandler(ctx) : undefined;
+    const direct = opts.fastInfer !== false && !opts.logVerbose ? directInfer(ctx) : undefined;
+    const fast = direct && fastInferHandler(ctx, direct);
     const keepAliveTimeout = 65_000;
     // fastify applies its timeouts only to a server it creates itself: the
     // same values here (its requestTimeout default is 0, Node's is 300 s)
@@ -148,11 +149,10 @@ export class InferenceServer {
         : createServer(handler);
       server.keepAliveTimeout = keepAliveTimeout;
       server.requestTimeout = 0;
-      if (fast && opts.fastInfer !== "node") {
-        const direct = directInfer(ctx);
+      if (direct && opts.fastInfer !== "node") {
         this.#front = HttpFront.install(server, {
-          accept: (req) => direct.route(req),
-          serve: (req, res, route, body) => direct.serve(req, res, route, body),
+          accept: direct.route,
+          serve: direct.serve,
           keepAliveTimeout,
           // node ≥ 24.6 keeps idle sockets this much longer than it advertises
           keepAliveTimeoutBuffer: (server as { keepAliveTimeoutBuffer?: number }).keepAliveTimeoutBuffer ?? 0,
