@@ -16,6 +16,7 @@ import {
 import { bf16BitsToFloat, floatToBf16Bits, floatToHalfBits, halfBitsToFloat } from "../src/server/half.js";
 import { LONG_INTEGER_PATTERN, mayHoldUnsafeIntegers } from "../src/server/json-exact.js";
 import { ServingError } from "../src/runtime/errors.js";
+import { decodeOutcome } from "./server-helpers.js";
 
 function body(header: object, ...tensors: Uint8Array[]): { buf: Buffer; hl: string } {
   const h = Buffer.from(JSON.stringify(header));
@@ -168,28 +169,6 @@ test("a shared-memory header seen by a server with shared memory is still refuse
   for (let i = 0; i < 2; i++) t.deepEqual(Array.from(decodeInferRequest(buf, hl, shm).input.inputs[0]!.data() as Float32Array), [9]);
   t.throws(() => decodeInferRequest(buf, hl), { message: /input 'A': shared memory is not available on this server/ });
 });
-
-/** What a decode gave, comparable with deepEqual (data as arrays, -0 and NaN kept apart by the string form), or its error. */
-function decodeOutcome(sent: Buffer, hl?: string): unknown {
-  try {
-    const d = decodeInferRequest(sent, hl);
-    return {
-      inputs: d.input.inputs.map((t) => ({
-        name: t.name,
-        dtype: t.dtype,
-        shape: [...t.shape],
-        data: t.dtype === "BYTES" ? t.bytes().map((b) => Buffer.from(b).toString("latin1")) : Array.from(t.data() as ArrayLike<number | bigint>, (v) => (Object.is(v, -0) ? "-0" : String(v))),
-      })),
-      outputs: d.outputs.map((o) => ({ ...o })),
-      names: d.input.outputs,
-      parameters: { ...d.input.parameters },
-      id: d.input.id,
-      binaryDefault: d.binaryDefault,
-    };
-  } catch (e) {
-    return { error: (e as ServingError).code, message: (e as Error).message };
-  }
-}
 
 test("a JSON body seen before with other numbers decodes as the full path does: values, errors and their order", (t) => {
   const templates = [

@@ -6,7 +6,9 @@ import { fileURLToPath } from "node:url";
 
 import { request } from "undici";
 
+import { ServingError } from "../src/runtime/errors.js";
 import { installModelModuleHook } from "../src/runtime/loader.js";
+import { decodeInferRequest } from "../src/server/codec.js";
 import { InferenceServer, type ServerOptions } from "../src/server/server.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -163,3 +165,29 @@ export const ADD_SUB: TestModel = {
 
 /** Resolves after `ms` milliseconds. */
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * What a decode gave, comparable with deepEqual (data as arrays, -0 and NaN
+ * kept apart by the string form), or its error: its code, message, and
+ * whether it was a ServingError (anything else would be a server bug).
+ */
+export function decodeOutcome(sent: Buffer, hl?: string): unknown {
+  try {
+    const d = decodeInferRequest(sent, hl);
+    return {
+      inputs: d.input.inputs.map((t) => ({
+        name: t.name,
+        dtype: t.dtype,
+        shape: [...t.shape],
+        data: t.dtype === "BYTES" ? t.bytes().map((b) => Buffer.from(b).toString("latin1")) : Array.from(t.data() as ArrayLike<number | bigint>, (v) => (Object.is(v, -0) ? "-0" : String(v))),
+      })),
+      outputs: d.outputs.map((o) => ({ ...o })),
+      names: d.input.outputs,
+      parameters: { ...d.input.parameters },
+      id: d.input.id,
+      binaryDefault: d.binaryDefault,
+    };
+  } catch (e) {
+    return { error: (e as ServingError).code, message: (e as Error).message, serving: e instanceof ServingError };
+  }
+}

@@ -200,6 +200,7 @@ const REFUSED: [string, string][] = [
   ["absolute-form target", "POST http://a/echo HTTP/1.1\r\nhost: a\r\ncontent-length: 3"],
   ["two spaces in the request line", "POST  /echo HTTP/1.1\r\nhost: a\r\ncontent-length: 3"],
   ["lower-case method", "post /echo HTTP/1.1\r\nhost: a\r\ncontent-length: 3"],
+  ["a method llhttp does not know", "PO /echo HTTP/1.1\r\nhost: a\r\ncontent-length: 3"],
   ["no Host", "POST /echo HTTP/1.1\r\ncontent-length: 3"],
   ["no Content-Length", "POST /echo HTTP/1.1\r\nhost: a"],
   ["two Content-Length", `${OK_HEAD}\r\ncontent-length: 3`],

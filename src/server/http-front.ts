@@ -30,7 +30,7 @@
  *
  * @module
  */
-import { STATUS_CODES, type Server } from "node:http";
+import { METHODS as NODE_METHODS, STATUS_CODES, type Server } from "node:http";
 import type { Socket } from "node:net";
 
 import type { RequestHead, ResponseSink } from "./fast-infer.js";
@@ -97,7 +97,8 @@ const HEAD_END = Buffer.from("\r\n\r\n");
 // Control characters (but tab), DEL and non-ASCII bytes anywhere in the head: node decides.
 const UNUSUAL = /[^\t\x20-\x7e\r\n]/;
 const BARE_CR_LF = /[\r\n]/;
-const METHOD = /^[A-Z]{1,16}$/;
+/** The methods llhttp knows: node:http refuses any other with a 400. */
+const METHODS: ReadonlySet<string> = new Set(NODE_METHODS);
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 // Leading whitespace is fine to llhttp, a trailing tab is not: test the raw value.
 const LENGTH_VALUE = /^[ \t]*[0-9]{1,15}$/;
@@ -128,7 +129,7 @@ export function parseRequestHead(text: string): ParsedHead | undefined {
   if (a <= 0 || b < 0 || line.slice(b + 1) !== "HTTP/1.1") return undefined;
   const method = line.slice(0, a);
   const url = line.slice(a + 1, b);
-  if (!METHOD.test(method) || !TARGET.test(url)) return undefined;
+  if (!METHODS.has(method) || !TARGET.test(url)) return undefined;
   // No prototype: a header named __proto__ is a header like any other.
   const headers: Record<string, string> = Object.create(null) as Record<string, string>;
   for (let i = 1; i < lines.length; i++) {
