@@ -6,7 +6,7 @@
  * 127.0.0.1.
  *
  *   bash bench/serving/setup.sh client peers     # once
- *   node --import tsx bench/serving/run.ts [--duration-ms 3000] [--concurrency 1,8] [--only tensorbridge,triton,mlserver,floor,floor-net]
+ *   node --import tsx bench/serving/run.ts [--duration-ms 3000] [--concurrency 1,8] [--only tensorbridge,triton,mlserver,floor,floor-net,floor-native]
  *                                          [--baseline <git-rev>] [--tensorbridge-args "<serve options>"] [--tensorbridge-from dist|tsx]
  *
  * tensorbridge (and the baseline) are served as users run them: `dist/cli.js`
@@ -18,7 +18,9 @@
  *
  * `floor` is not a competitor: a bare node:http server (floor-server.mjs)
  * answering with precomputed responses, the ceiling any Node server can reach
- * under this perf_analyzer on this machine. `--baseline <rev>` also serves
+ * under this perf_analyzer on this machine. `floor-native` (floor-native.c,
+ * built here with `cc -O2`) is the same in C over epoll: the ceiling of any
+ * server in any language here. `--baseline <rev>` also serves
  * `src/server`, `src/runtime` and `src/cli.ts` as of `<rev>` (the rest of
  * `src/` and the binding as now) as "tensorbridge@<rev>", so that a change is
  * measured before/after in one run.
@@ -50,7 +52,7 @@ function arg(name: string, dflt: string): string {
 }
 const DURATION = Number(arg("duration-ms", "3000"));
 const CONCURRENCY = arg("concurrency", "1,8").split(",").map(Number);
-const ONLY = arg("only", "tensorbridge,triton,mlserver,floor,floor-net").split(",");
+const ONLY = arg("only", "tensorbridge,triton,mlserver,floor,floor-net,floor-native").split(",");
 const BASELINE = arg("baseline", "");
 const TB_ARGS = arg("tensorbridge-args", "").split(" ").filter(Boolean);
 const TB_FROM = arg("tensorbridge-from", "dist");
@@ -202,6 +204,11 @@ function prepare(): Peer[] {
       start: () => startProcess(process.execPath, [join(ROOT, "bench/serving/floor-server.mjs"), "--port", "8231", "--net"], {}),
     },
     {
+      name: "floor-native",
+      url: "http://127.0.0.1:8232",
+      start: () => startProcess(floorNative(), ["8232"], {}),
+    },
+    {
       name: "triton",
       url: "http://127.0.0.1:8210",
       start: () =>
@@ -232,6 +239,13 @@ function prepare(): Peer[] {
       unsupported: { binary: "MLServer 1.7 has no binary tensor extension (it parses the whole body as JSON: 'failed to parse the request JSON buffer')" },
     },
   ];
+}
+
+/** Builds floor-native.c (a C compiler is on every machine this bench runs on) and returns the binary. */
+function floorNative(): string {
+  const bin = join(WORK, "floor-native");
+  execFileSync("cc", ["-O2", "-o", bin, join(ROOT, "bench/serving/floor-native.c")], { stdio: "inherit" });
+  return bin;
 }
 
 /** How a source tree's CLI is started: its tsc build under plain node, or its sources through tsx. */
@@ -393,7 +407,17 @@ async function perf(url: string, model: string, format: "binary" | "json", concu
     ...(format === "json" ? ["--input-tensor-format", "json", "--output-tensor-format", "json"] : []),
   ];
   const p = startProcess(join(CLIENT, "bin/perf_analyzer"), args, { env: { LD_LIBRARY_PATH: [lib, process.env["LD_LIBRARY_PATH"]].filter(Boolean).join(":") } });
+  // -r 20 bounds the trials, but a run that never settles was seen to go on
+  // for minutes (perf_analyzer growing past 4 GB): stop it and say so.
+  const limitMs = DURATION * 25 + 30_000;
+  let overran = false;
+  const watchdog = setTimeout(() => {
+    overran = true;
+    p.child.kill("SIGKILL");
+  }, limitMs);
   const code = await new Promise<number | null>((r) => p.child.on("exit", r));
+  clearTimeout(watchdog);
+  if (overran) return { note: `perf_analyzer did not settle within ${limitMs / 1000} s and was stopped` };
   if (code !== 0 || !existsSync(csv)) {
     const why = p.log().split("\n").filter((l) => /error|fail/i.test(l)).slice(0, 2).join(" / ") || `exit ${code}`;
     return { note: `perf_analyzer failed: ${why}` };
@@ -475,7 +499,9 @@ for (const r of rows) {
       ? "floor (bare node:http, canned responses; not a competitor)"
       : r.server === "floor-net"
         ? "floor-net (bare node:net, minimal HTTP/1.1, canned responses; not a competitor)"
-        : r.server;
+        : r.server === "floor-native"
+          ? "floor-native (C, epoll, decodes and computes each request; not a competitor)"
+          : r.server;
   lines.push(
     `| ${label} | ${r.format} | ${r.concurrency} | ${r.throughput?.toFixed(0) ?? "–"} | ${r.p50us ?? "–"} | ${r.p99us ?? "–"} | ` +
       `${ours ? ratio(r.p50us, tr?.p50us) : ""} | ${ours ? ratio(r.throughput, tr?.throughput) : ""} | ` +
