@@ -131,6 +131,17 @@ test("syntax error: missing colon before a scalar", (t) => {
   syntaxError(t, 'name: "x"\nmax_batch_size 8', 2, 16, `expected ':' after field name "max_batch_size"`);
 });
 
+test("syntax error: missing colon before a list of scalars, as protobuf (a list of messages needs none)", (t) => {
+  syntaxError(t, "input { dims [ -1, 4 ] }", 1, 16, `expected ':' after field name "dims": a list of scalar values needs one`);
+  t.deepEqual(
+    parsePbtxt("input [ { name: \"a\" } ]\ndims: [ 4 ]").fields.map((f) => [f.name, f.colon, f.list]),
+    [
+      ["input", false, true],
+      ["dims", true, true],
+    ],
+  );
+});
+
 test("syntax error: unterminated message", (t) => {
   syntaxError(t, 'input {\n  name: "a"\n', 3, 1, "expected '}' to close the message but found end of file");
 });

@@ -234,6 +234,13 @@ test("a syntax error surfaces as ERR_CONFIG_SYNTAX with its position", (t) => {
   t.is(err?.message, `r/m/config.pbtxt:3:8: expected ':' after field name "name" but found string "x"`);
 });
 
+test("a colon-less empty list is a syntax error for a scalar field, fine for a message field", (t) => {
+  const err = t.throws(() => parseModelConfig('name: "m"\ninput [ { name: "x" data_type: TYPE_FP32 dims [ ] } ]', { file: "c.pbtxt" }), { instanceOf: ConfigError });
+  t.is(err?.code, "ERR_CONFIG_SYNTAX");
+  t.is(`${err?.line}:${err?.column}`, "2:42");
+  t.deepEqual(parseModelConfig('name: "m"\ninput [ ]\noutput [ ]\ninstance_group [ ]\nparameters [ ]').input, []);
+});
+
 test("modelConfigFromJson checks and normalises a JSON config", (t) => {
   const cfg = modelConfigFromJson(
     { name: "m", input: [{ name: "x", data_type: "TYPE_FP32", dims: ["4"] }], output: [{ name: "y", data_type: 11, dims: [4] }] },

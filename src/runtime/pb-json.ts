@@ -50,6 +50,10 @@ class Converter {
         );
       }
       const isMap = typeof fs.type === "object" && "map" in fs.type;
+      // The parser refused colon-less scalar values; an empty list has none, so the field's type decides here.
+      if (!field.colon && field.values.length === 0 && !isMap && !(typeof fs.type === "object" && "message" in fs.type)) {
+        throw new ConfigError("ERR_CONFIG_SYNTAX", this.file, field.pos.line, field.pos.column, `expected ':' after field name "${field.name}": it is a ${typeName(fs.type)} field`);
+      }
       if (!fs.repeated && !isMap) {
         if (seen.has(field.name)) this.fail(field.pos, `non-repeated field "${where}" is specified more than once`);
         if (field.list) this.fail(field.pos, `field "${where}" is not repeated, so it cannot take a [...] list`);

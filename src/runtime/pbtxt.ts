@@ -61,6 +61,12 @@ export interface PbField {
   values: PbValue[];
   /** True when the value(s) were written with `[...]` list syntax. */
   list: boolean;
+  /**
+   * True when a `:` followed the name. Protobuf makes it optional before a
+   * message (or a list of messages) only, so a schema check refuses a
+   * colon-less empty list `dims []` of a scalar field.
+   */
+  colon: boolean;
 }
 
 type TokKind = "ident" | "number" | "string" | "symbol" | "eof";
@@ -306,9 +312,9 @@ class Parser {
       } else {
         this.next();
       }
-      return { name, pos: t.pos, values, list: true };
+      return { name, pos: t.pos, values, list: true, colon };
     }
-    return { name, pos: t.pos, values: [this.value(name, colon, false)], list: false };
+    return { name, pos: t.pos, values: [this.value(name, colon, false)], list: false, colon };
   }
 
   private value(name: string, colon: boolean, inList: boolean): PbValue {
@@ -320,8 +326,9 @@ class Parser {
       this.expectSym(close, `to close "${name}"`);
       return { kind: "message", fields, pos: t.pos };
     }
-    if (!colon && !inList) {
-      this.fail(t, `expected ':' after field name "${name}" but found ${describe(t)}`);
+    // As protobuf: the colon is optional before messages only, in a list too ("dims [4]" is refused).
+    if (!colon) {
+      this.fail(t, inList ? `expected ':' after field name "${name}": a list of scalar values needs one` : `expected ':' after field name "${name}" but found ${describe(t)}`);
     }
     return this.scalar(name);
   }
