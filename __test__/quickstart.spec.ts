@@ -1,0 +1,83 @@
+/**
+ * The README's quick start, as a newcomer runs it: `npm start` (here with
+ * `-- --http-port 0`, so that the test needs no fixed port) serves
+ * `examples/models` on 127.0.0.1; the README's `curl` request gets the
+ * answer the README prints; `examples/client.ts` checks add_sub over JSON
+ * and binary tensors; Ctrl-C stops the server.
+ *
+ * The request and the expected answer are read from README.md itself, so
+ * the README cannot drift from what the server does.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+
+import test from "ava";
+
+import { ROOT, sleep } from "./server-helpers.js";
+
+/** npm as `npm test` runs it (its own CLI under this node), else the one on PATH. */
+function npm(args: string[]): ChildProcess {
+  const cli = process.env["npm_execpath"];
+  const [cmd, argv] = cli && cli.endsWith(".js") ? [process.execPath, [cli, ...args]] : ["npm", args];
+  // Its own process group, so that the whole tree (npm, sh, node) gets the signal, as from a terminal.
+  return spawn(cmd, argv, { cwd: ROOT, detached: true, stdio: ["ignore", "pipe", "pipe"] });
+}
+
+interface Example {
+  path: string;
+  body: unknown;
+  answer: unknown;
+}
+
+/** The README's curl example: its URL path, its `-d` body and the answer in the comment under it. */
+function readmeExample(): Example {
+  const readme = readFileSync(join(ROOT, "README.md"), "utf8");
+  const m = /curl -s localhost:8000(\S+) -d '([^']+)'\n# (\{.*\})\n/.exec(readme);
+  if (!m) throw new Error("README.md has no `curl -s localhost:8000... -d '...'` example followed by `# {answer}`");
+  return { path: m[1]!, body: JSON.parse(m[2]!), answer: JSON.parse(m[3]!) };
+}
+
+test("quick start: npm start serves examples/models; the README's curl answer and examples/client.ts hold; Ctrl-C stops it", async (t) => {
+  const example = readmeExample();
+  const server = npm(["start", "--", "--http-port", "0"]);
+  let out = "";
+  server.stdout!.on("data", (d: Buffer) => (out += d.toString()));
+  server.stderr!.on("data", (d: Buffer) => (out += d.toString()));
+  // "close": npm has exited and every process writing to its pipes (the server) has ended.
+  const closed = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => server.on("close", (code, signal) => r({ code, signal })));
+  try {
+    let url: string | undefined;
+    for (const deadline = Date.now() + 120_000; url === undefined; await sleep(50)) {
+      url = /Started HTTPService at (\S+:\d+)/.exec(out)?.[1];
+      if (server.exitCode !== null || Date.now() > deadline) throw new Error(`npm start did not start the server:\n${out}`);
+    }
+    t.true(url.startsWith("127.0.0.1:"), `binds 127.0.0.1 by default: ${url}`);
+    for (const model of ["add_sub", "dlpack_identity", "force_cpu_no"]) t.regex(out, new RegExp(`\\| ${model} +\\| 1 +\\| READY`));
+
+    // curl -d sends application/x-www-form-urlencoded; the server must not care.
+    const res = await fetch(`http://${url}${example.path}`, {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded" },
+      body: JSON.stringify(example.body),
+    });
+    t.is(res.status, 200);
+    t.deepEqual(await res.json(), example.answer);
+
+    const client = spawn(process.execPath, ["--import", "tsx", join(ROOT, "examples/client.ts"), "--url", `http://${url}`], { cwd: ROOT });
+    let clientOut = "";
+    client.stdout.on("data", (d: Buffer) => (clientOut += d.toString()));
+    client.stderr.on("data", (d: Buffer) => (clientOut += d.toString()));
+    const code = await new Promise<number | null>((r) => client.on("exit", r));
+    t.is(code, 0, clientOut);
+    t.regex(clientOut, /JSON {3}OUTPUT0 = INPUT0 \+ INPUT1/);
+    t.regex(clientOut, /binary OUTPUT1 = INPUT0 - INPUT1/);
+  } finally {
+    if (server.exitCode === null) process.kill(-server.pid!, "SIGINT");
+  }
+  // npm itself dies of the SIGINT, as it does from a terminal; the server stops gracefully.
+  const { code, signal } = await closed;
+  t.true(code === 0 || signal === "SIGINT", `npm: code ${code}, signal ${signal}`);
+  t.regex(out, /SIGINT: stopping/);
+  t.regex(out, /tensorbridge: stopped/);
+});
