@@ -1,12 +1,13 @@
 /**
- * The README's quick start, as a newcomer runs it: `npm start` (here with
+ * The examples, as users run them. The README's quick start: `npm start` (here with
  * `-- --http-port 0`, so that the test needs no fixed port) serves
  * `examples/models` on 127.0.0.1; the README's `curl` request gets the
  * answer the README prints; `examples/client.ts` checks add_sub over JSON
  * and binary tensors; Ctrl-C stops the server.
  *
  * The request and the expected answer are read from README.md itself, so
- * the README cannot drift from what the server does.
+ * the README cannot drift from what the server does. And the Tensor tour,
+ * `examples/roundtrip.ts`.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { readFileSync } from "node:fs";
@@ -80,4 +81,17 @@ test("quick start: npm start serves examples/models; the README's curl answer an
   t.true(code === 0 || signal === "SIGINT", `npm: code ${code}, signal ${signal}`);
   t.regex(out, /SIGINT: stopping/);
   t.regex(out, /tensorbridge: stopped/);
+});
+
+test("examples/roundtrip.ts: the DLPack round trip shares memory and a second import is ERR_DLPACK_CONSUMED", async (t) => {
+  const run = spawn(process.execPath, ["--import", "tsx", join(ROOT, "examples/roundtrip.ts")], { cwd: ROOT });
+  let out = "";
+  run.stdout.on("data", (d: Buffer) => (out += d.toString()));
+  run.stderr.on("data", (d: Buffer) => (out += d.toString()));
+  const code = await new Promise<number | null>((r) => run.on("exit", r));
+  t.is(code, 0, out);
+  t.regex(out, /exported a versioned \(DLPack 1\.x\) capsule/);
+  t.regex(out, /same memory, no copy/);
+  t.regex(out, /the caller's array now starts with 100/);
+  t.regex(out, /fails cleanly: ERR_DLPACK_CONSUMED/);
 });
