@@ -70,3 +70,9 @@ pub use dtype::DataType;
 pub use error::{Error, Result};
 pub use export::{ExportOptions, ExportedTensor, ImportError, PreparedExport};
 pub use tensor::Tensor;
+
+/// The crate README's example, compiled and run as a doctest so that it cannot
+/// drift from the API (crates.io shows the README; nothing else builds it).
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
