@@ -6,7 +6,8 @@
  * to a server with each and one without (`fastInfer: false`), for
  * successes, binary tensors, large binary outputs, every error path and the
  * URL and framing forms it leaves to fastify; the statistics and metrics
- * they keep afterwards agree.
+ * they keep afterwards agree. Then the same over seeded mutations of those
+ * bodies (`fuzz-helpers.ts`), which mostly take the error paths.
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { connect } from "node:net";
@@ -15,6 +16,7 @@ import anyTest, { type TestFn } from "ava";
 
 import { fastInferHandler } from "../src/server/fast-infer.js";
 import type { InferenceServer } from "../src/server/server.js";
+import { CASES as FUZZ_CASES, SEED, mutate, rng } from "./fuzz-helpers.js";
 import { ADD_SUB, binaryRequest, bytesOf, cleanupRepos, http, makeRepo, startTestServer } from "./server-helpers.js";
 import { FAULTY } from "./fixtures/serving/models.js";
 
@@ -175,6 +177,48 @@ for (const [name, request, direct] of CASES) {
     t.is(after.handedOver - before.handedOver, direct ? 0 : 1);
   });
 }
+
+test.serial("mutated bodies get the same bytes from the front, from node:http and from fastify", async (t) => {
+  const { fast, node, slow } = t.context;
+  const binHeader = BIN.body.subarray(0, Number(BIN.headers["inference-header-content-length"])).toString("latin1");
+  const binPayload = BIN.body.subarray(binHeader.length);
+  const jsonSeeds = [JSON_BODY, faulty("throw"), faulty("reject"), faulty("wrong-dtype"), JSON_BODY.replace('"id":"r1",', '"outputs":[{"name":"OUTPUT1","parameters":{"binary_data":true}}],')];
+  const alphabet = ["{", "}", "[", "]", ",", ":", '"', "\\", "0", "-", ".", "e", " ", "true", "null", "1e400", "\u00e9", '"FP64"', '"BYTES"', '"shape"', '"data"'];
+  const numbers = ["0", "-1", "4", "5", "1e400", "65536", "1.5", "-0", "null"];
+  const next = rng(SEED ^ 0x0f0f0f0f);
+  // A fifth of the suite's fuzz count: each case is three HTTP exchanges.
+  const cases = Math.max(50, Math.floor(FUZZ_CASES / 5));
+  const statuses = new Map<string, number>();
+  for (let i = 0; i < cases; i++) {
+    let request: Req;
+    if (next() < 0.6) {
+      const { text } = mutate(next, { seeds: jsonSeeds, alphabet, numbers });
+      request = req("POST", `/v2/models/${text.includes("mode") ? "faulty" : "add_sub"}/infer`, Buffer.from(text, "latin1"));
+    } else {
+      const header = mutate(next, { seeds: [binHeader], alphabet, numbers }).text;
+      const hl = next() < 0.8 ? header.length : Math.max(0, header.length + Math.floor(next() * 9) - 4);
+      request = req("POST", "/v2/models/add_sub/infer", Buffer.concat([Buffer.from(header, "latin1"), binPayload]), { "inference-header-content-length": String(hl) });
+    }
+    const a = await raw(fast, request.bytes);
+    const b = await raw(slow, request.bytes);
+    const c = await raw(node, request.bytes);
+    const where = `case ${i} (TB_FUZZ_SEED=${SEED} TB_FUZZ_CASES=${(i + 1) * 5}): ${JSON.stringify(request.bytes.toString("latin1"))}`;
+    const status = a.toString("latin1", 9, 12);
+    statuses.set(status, (statuses.get(status) ?? 0) + 1);
+    // A 500 is the faulty model's own (it throws, or returns a bad output), never add_sub's.
+    if (status === "500" && !request.url.includes("/faulty/")) {
+      t.fail(`500 from add_sub: ${where}\n${a.toString("latin1")}`);
+      return;
+    }
+    if (mask(a) !== mask(b) || mask(c) !== mask(b)) {
+      t.is(mask(a), mask(b), `front vs fastify, ${where}`);
+      t.is(mask(c), mask(b), `node:http vs fastify, ${where}`);
+      return;
+    }
+  }
+  t.true((statuses.get("200") ?? 0) > 0 && (statuses.get("400") ?? 0) > 0, `both successes and errors: ${JSON.stringify([...statuses])}`);
+  t.log(`${cases} mutated requests answered alike by all three (seed ${SEED}): ${JSON.stringify(Object.fromEntries(statuses))}`);
+});
 
 test("the direct handler leaves requests to fastify while shutting down", (t) => {
   const handler = fastInferHandler({
