@@ -165,10 +165,16 @@ test("decode plans: a body like one seen before decodes as the full path does, o
       seedBody = Buffer.concat([Buffer.from(header), PAYLOAD]);
       seedHl = String(header.length);
       const r = next();
-      if (r < 0.4) {
+      if (r < 0.25) {
         // the same header (the kept plan serves it) over fewer or more bytes
         const cut = Math.floor(next() * (PAYLOAD.length + 8));
         sent = Buffer.concat([Buffer.from(header), PAYLOAD.subarray(0, cut), Buffer.alloc(Math.max(0, cut - PAYLOAD.length), 7)]);
+        hl = seedHl;
+      } else if (r < 0.4) {
+        // the same header over other bytes: BYTES length prefixes that run short, long or past the end
+        const payload = Buffer.from(PAYLOAD);
+        for (let k = 1 + Math.floor(next() * 3); k > 0; k--) payload[Math.floor(next() * payload.length)] = [0, 1, 3, 4, 5, 8, 0x7f, 0xff][Math.floor(next() * 8)]!;
+        sent = Buffer.concat([Buffer.from(header), payload]);
         hl = seedHl;
       } else {
         const h = mutate(next, { seeds: [header], alphabet: JSON_BYTES }).text;
