@@ -246,6 +246,9 @@ export interface ParseModelConfigOptions {
 /** Name of the parameter that controls where inputs reach `execute()`. */
 export const FORCE_CPU_ONLY_INPUT_TENSORS = "FORCE_CPU_ONLY_INPUT_TENSORS";
 
+/** Name of the parameter that runs each model instance in a worker thread of its own ("yes"; default "no"). */
+export const TENSORBRIDGE_INSTANCE_THREADS = "TENSORBRIDGE_INSTANCE_THREADS";
+
 /** Backends this runtime serves (the empty string is a config without `backend`). */
 export const SUPPORTED_BACKENDS: readonly string[] = Object.freeze(["", "tensorbridge"]);
 
@@ -291,7 +294,8 @@ function positionsOf(fields: PbField[]): Positions {
  * `ERR_CONFIG_INVALID` for schema or semantic errors, both with
  * `file:line:column`.
  * @throws {ServingError} `ERR_MODEL_LOAD` for a bad
- * `FORCE_CPU_ONLY_INPUT_TENSORS` value (the message names parameter and value).
+ * `FORCE_CPU_ONLY_INPUT_TENSORS` or `TENSORBRIDGE_INSTANCE_THREADS` value
+ * (the message names parameter and value).
  * @example
  * ```ts
  * const cfg = parseModelConfig(fs.readFileSync(p, "utf8"), { file: p, modelName: "add_sub" });
@@ -438,17 +442,15 @@ function normalizeModelConfig(
     if (g.kind === "KIND_GPU" && g.gpus.length === 0) g.gpus = [0];
   });
 
-  // parameters
-  const force = cfg.parameters[FORCE_CPU_ONLY_INPUT_TENSORS];
-  if (force !== undefined && force.string_value !== "yes" && force.string_value !== "no") {
+  // parameters: the runtime's own take exactly "yes" or "no"
+  for (const key of [FORCE_CPU_ONLY_INPUT_TENSORS, TENSORBRIDGE_INSTANCE_THREADS]) {
+    const v = cfg.parameters[key];
+    if (v === undefined || v.string_value === "yes" || v.string_value === "no") continue;
     const where = ctx.pos ? (() => {
       const p = ctx.pos!.field(["parameters"]);
       return `${file}:${p.line}:${p.column}: `;
     })() : `${file}: `;
-    throw new ServingError(
-      "ERR_MODEL_LOAD",
-      `${where}parameter ${FORCE_CPU_ONLY_INPUT_TENSORS} must be "yes" or "no", got ${JSON.stringify(force.string_value)}`,
-    );
+    throw new ServingError("ERR_MODEL_LOAD", `${where}parameter ${key} must be "yes" or "no", got ${JSON.stringify(v.string_value)}`);
   }
   // keep model_config.proto's field order (defaults filled above were appended)
   const ordered: Record<string, unknown> = {};
@@ -462,4 +464,12 @@ function normalizeModelConfig(
  */
 export function forceCpuOnlyInputs(config: ModelConfig): boolean {
   return (config.parameters[FORCE_CPU_ONLY_INPUT_TENSORS]?.string_value ?? "yes") === "yes";
+}
+
+/**
+ * Whether each instance runs in a worker thread of its own (the
+ * `TENSORBRIDGE_INSTANCE_THREADS` parameter; default "no").
+ */
+export function instanceThreads(config: ModelConfig): boolean {
+  return config.parameters[TENSORBRIDGE_INSTANCE_THREADS]?.string_value === "yes";
 }

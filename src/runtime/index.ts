@@ -11,9 +11,11 @@ export type { InitializeArgs, TritonModel, TritonModelClass } from "./types.js";
 export {
   FORCE_CPU_ONLY_INPUT_TENSORS,
   SUPPORTED_BACKENDS,
+  TENSORBRIDGE_INSTANCE_THREADS,
   configTypeToDtype,
   dtypeToConfigType,
   forceCpuOnlyInputs,
+  instanceThreads,
   modelConfigFromJson,
   parseModelConfig,
   type InstanceGroupKind,

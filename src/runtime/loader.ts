@@ -86,6 +86,14 @@ function typescriptLoaderActive(): boolean {
  * @returns resolves once `.ts` files can be imported.
  */
 export async function installModelModuleHook(entry?: string): Promise<void> {
+  // tsx first: hooks registered later run first, and ours must map
+  // `tensorbridge` before tsx could (tsx follows a tsconfig's `paths`).
+  if (!typescriptLoaderActive()) {
+    tsxReady ??= import("tsx/esm/api").then((m) => {
+      m.register();
+    });
+    await tsxReady;
+  }
   if (!installed) {
     const { MessageChannel } = await import("node:worker_threads");
     const { port1, port2 } = new MessageChannel();
@@ -97,12 +105,6 @@ export async function installModelModuleHook(entry?: string): Promise<void> {
     });
     port1.unref();
     installed = { entry: url, port: port1 };
-  }
-  if (!typescriptLoaderActive()) {
-    tsxReady ??= import("tsx/esm/api").then((m) => {
-      m.register();
-    });
-    await tsxReady;
   }
 }
 

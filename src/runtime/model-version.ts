@@ -8,13 +8,14 @@
  */
 import type { DType } from "../dtype.js";
 import type { Tensor } from "../tensor.js";
-import { configTypeToDtype, forceCpuOnlyInputs, type ModelConfig, type ModelInputConfig, type ModelOutputConfig } from "./config.js";
+import { configTypeToDtype, forceCpuOnlyInputs, instanceThreads, type ModelConfig, type ModelInputConfig, type ModelOutputConfig } from "./config.js";
 import { ServingError, errorMessage } from "./errors.js";
 import { importModelClass } from "./loader.js";
 import { ModelError } from "./model-error.js";
 import { InferenceRequest, type RequestParameter } from "./request.js";
 import { InferenceResponse } from "./response.js";
 import { StatsRecorder, type InferenceObserver } from "./stats.js";
+import { ThreadInstance } from "./thread-instance.js";
 import type { InitializeArgs, TritonModel } from "./types.js";
 
 /** Readiness of a model version. */
@@ -211,7 +212,9 @@ export class ModelVersion {
    */
   async load(): Promise<void> {
     try {
-      const cls = await importModelClass(this.file);
+      const threads = instanceThreads(this.config);
+      // In-thread instances share one import; a worker imports the file itself.
+      const cls = threads ? undefined : await importModelClass(this.file);
       const plan: { name: string; kind: Instance["kind"]; deviceId: number; passive: boolean }[] = [];
       for (const g of this.config.instance_group) {
         const kind = g.kind === "KIND_GPU" ? "GPU" : g.kind === "KIND_MODEL" ? "MODEL" : "CPU";
@@ -227,10 +230,15 @@ export class ModelVersion {
       const configJson = JSON.stringify(this.config);
       for (const p of plan) {
         let model: TritonModel;
-        try {
-          model = new cls() as TritonModel;
-        } catch (e) {
-          throw new ServingError("ERR_MODEL_LOAD", `constructing instance ${p.name} failed: ${errorMessage(e)}`, { cause: e });
+        if (cls === undefined) {
+          model = new ThreadInstance(this.file, `model '${this.name}' instance ${p.name}`);
+        } else {
+          try {
+            model = new cls() as TritonModel;
+          } catch (e) {
+            await this.#finalizeAll();
+            throw new ServingError("ERR_MODEL_LOAD", `constructing instance ${p.name} failed: ${errorMessage(e)}`, { cause: e });
+          }
         }
         const args: InitializeArgs = {
           model_config: configJson,
@@ -245,8 +253,11 @@ export class ModelVersion {
           try {
             await model.initialize(args);
           } catch (e) {
+            if (model instanceof ThreadInstance) await model.terminate();
             await this.#finalizeAll();
-            throw new ServingError("ERR_MODEL_LOAD", `initialize() of instance ${p.name} failed: ${errorMessage(e)}`, { cause: e });
+            // A worker's message says which step failed (the import, the constructor or initialize()).
+            const what = model instanceof ThreadInstance ? `instance ${p.name} (in its worker thread)` : `initialize() of instance ${p.name}`;
+            throw new ServingError("ERR_MODEL_LOAD", `${what} failed: ${errorMessage(e)}`, { cause: e });
           }
         }
         this.#instances.push({ ...p, model, busy: false });

@@ -1,0 +1,123 @@
+/**
+ * What a model instance in a worker thread and the serving thread send each
+ * other (see `thread-instance.ts`): requests and responses with their
+ * tensors handed over without copying bytes (`Tensor.transfer`), BYTES
+ * tensors (which have no DLPack form) as copies of their elements, and
+ * errors as message and Triton code.
+ *
+ * @module
+ */
+import { Tensor, type TransferredTensor } from "../tensor.js";
+import { ModelError, type ModelErrorCode } from "./model-error.js";
+import { InferenceRequest, type RequestParameter } from "./request.js";
+import { InferenceResponse } from "./response.js";
+
+/** A tensor on the wire. */
+export type WireTensor =
+  | { readonly name: string | undefined; readonly transferred: TransferredTensor }
+  | { readonly name: string | undefined; readonly shape: number[]; readonly elements: Uint8Array[] };
+
+/** A request on the wire. */
+export interface WireRequest {
+  readonly inputs: WireTensor[];
+  readonly requested: string[];
+  readonly requestId: string;
+  readonly parameters: Record<string, RequestParameter>;
+  readonly modelName: string;
+  readonly modelVersion: number;
+}
+
+/** An error on the wire: a ModelError keeps its code. */
+export interface WireError {
+  readonly message: string;
+  readonly code: ModelErrorCode | undefined;
+}
+
+/**
+ * A response on the wire; `other` stands for an element that was not an
+ * InferenceResponse (the serving thread's checks then refuse it as they
+ * would in-thread).
+ */
+export type WireResponse = { readonly outputs: WireTensor[]; readonly error: WireError | undefined } | { readonly other: string };
+
+/** Packs a tensor: its memory is handed over (BYTES elements are copied). */
+export function toWire(t: Tensor): WireTensor {
+  if (t.dtype === "BYTES") return { name: t.name, shape: [...t.shape], elements: t.bytes().map((b) => b.slice()) };
+  return { name: t.name, transferred: t.transfer() };
+}
+
+/** Unpacks a tensor; call once per wire tensor (it takes ownership of the memory). */
+export function fromWire(w: WireTensor): Tensor {
+  if ("elements" in w) return Tensor.fromBytes(w.elements, { shape: w.shape, ...(w.name === undefined ? {} : { name: w.name }) });
+  return Tensor.fromTransferred(w.transferred);
+}
+
+/** Packs a request. */
+export function requestToWire(r: InferenceRequest): WireRequest {
+  return {
+    inputs: r.inputs().map(toWire),
+    requested: r.requestedOutputNames(),
+    requestId: r.requestId,
+    parameters: { ...r.parameters },
+    modelName: r.modelName,
+    modelVersion: r.modelVersion,
+  };
+}
+
+/** Unpacks a request. */
+export function requestFromWire(w: WireRequest): InferenceRequest {
+  return new InferenceRequest({
+    inputs: w.inputs.map(fromWire),
+    requestedOutputNames: w.requested,
+    requestId: w.requestId,
+    parameters: w.parameters,
+    modelName: w.modelName,
+    modelVersion: w.modelVersion,
+  });
+}
+
+/** Packs an error (anything thrown). */
+export function errorToWire(e: unknown): WireError {
+  if (e instanceof ModelError) return { message: e.message, code: e.code };
+  return { message: e instanceof Error ? e.message : String(e), code: undefined };
+}
+
+/** Unpacks an error: a ModelError when it was one, else an Error. */
+export function errorFromWire(w: WireError): Error {
+  return w.code === undefined ? new Error(w.message) : new ModelError(w.message, w.code);
+}
+
+/** What `execute()` returned, on the wire: its responses, or the type of what was not an array. */
+export type WireResult = { readonly responses: WireResponse[] } | { readonly notArray: string };
+
+/** Packs what `execute()` returned. A response whose outputs cannot be packed becomes that response's error. */
+export function resultToWire(out: unknown): WireResult {
+  if (!Array.isArray(out)) return { notArray: out === null ? "object" : typeof out };
+  return {
+    responses: out.map((r): WireResponse => {
+      if (!(r instanceof InferenceResponse)) return { other: r === null ? "null" : typeof r };
+      try {
+        return { outputs: r.outputTensors.map(toWire), error: r.error === undefined ? undefined : errorToWire(r.error) };
+      } catch (e) {
+        return { outputs: [], error: { message: `an output could not be handed to the serving thread: ${e instanceof Error ? e.message : String(e)}`, code: "INTERNAL" } };
+      }
+    }),
+  };
+}
+
+/**
+ * Unpacks what `execute()` returned into what it would have returned in
+ * the serving thread, as far as the runtime's checks can tell: responses,
+ * a stand-in that is not an InferenceResponse, or a value of the type that
+ * was not an array.
+ */
+export function resultFromWire(w: WireResult): unknown {
+  if ("notArray" in w) return NOT_ARRAY[w.notArray];
+  return w.responses.map((r) => {
+    if ("other" in r) return { notAnInferenceResponse: r.other };
+    const outputTensors = r.outputs.map(fromWire);
+    return new InferenceResponse(r.error === undefined ? { outputTensors } : { outputTensors, error: errorFromWire(r.error) });
+  });
+}
+
+const NOT_ARRAY: Record<string, unknown> = { undefined, string: "", number: 0, boolean: false, bigint: 0n, symbol: Symbol("result"), function: () => {}, object: {} };
