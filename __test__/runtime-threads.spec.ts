@@ -116,6 +116,11 @@ test("each instance runs in a worker thread of its own; inputs cross without a c
   t.is(new Set(both.map((o) => info(o)[0])).size, 2);
   await reg.close();
   t.true(existsSync(join(repo, "threaded", "finalized-threaded_0_0")) && existsSync(join(repo, "threaded", "finalized-threaded_0_1")), "finalize() ran in each worker");
+  // Outputs made in a worker's JS memory outlive the worker (they are copied when they cross).
+  const junk = Array.from({ length: 16 }, () => new Float32Array(1 << 18).fill(9));
+  t.deepEqual(Array.from(out.outputs[0]!.data() as Float32Array), [2, 4, 6]);
+  t.deepEqual(text(out.outputs[3]!), ["a", "é"]);
+  t.is(junk.length, 16);
 });
 
 test("two CPU-bound execute() calls run at once, each blocking only its own thread", async (t) => {

@@ -66,3 +66,23 @@ test.serial("a released capsule is consumed in a worker", async (t) => {
   worker.postMessage({ done: true });
   await once(worker, "exit");
 });
+
+test.serial("a worker's own JS memory sent to the parent outlives the worker: it is copied on transfer", async (t) => {
+  const worker = startWorker();
+  const n = 1 << 20;
+  worker.postMessage({ make: n });
+  const [reply] = (await once(worker, "message")) as [{ tensors: TransferredTensor[] }];
+  const [own, imported] = reply.tensors.map((m) => Tensor.fromTransferred(m));
+  await once(worker, "exit");
+  // The worker's heap is gone; fresh allocations may reuse its pages.
+  gc();
+  const junk = Array.from({ length: 32 }, () => new Float32Array(n).fill(3));
+  const a = own!.data() as Float32Array;
+  const b = imported!.data() as Float64Array;
+  t.is(a.length, n);
+  t.true(a.every((v, j) => v === j + 0.5), "the worker's values, intact after it ended");
+  t.true(b.every((v) => v === -2));
+  t.is(junk.length, 32);
+  own!.dispose();
+  imported!.dispose();
+});

@@ -107,6 +107,11 @@ export class NativeTensor {
    * left.
    */
   #holders = 1;
+  /**
+   * Over this thread's JS memory (made by {@link fromBytes}). Every tensor
+   * sharing the handle sees it, in-process DLPack imports included.
+   */
+  jsMemory = false;
   #view: ArrayBuffer | undefined;
   /** A handle's tensor never changes, so its size is asked for once. */
   #byteLength: number | undefined;
@@ -118,7 +123,9 @@ export class NativeTensor {
 
   /** Wraps JS memory without copying. */
   static fromBytes(data: Uint8Array, shape: number[], dtype: string, readOnly: boolean): NativeTensor {
-    return new NativeTensor(binding.tensorFromBytes(data, shape, dtype, readOnly));
+    const t = new NativeTensor(binding.tensorFromBytes(data, shape, dtype, readOnly));
+    t.jsMemory = true;
+    return t;
   }
 
   /** Zero-filled memory on `device`. */

@@ -4,6 +4,8 @@
  * @module
  */
 
+import { isMainThread } from "node:worker_threads";
+
 import { DLPackCapsule } from "./capsule.js";
 import { type DType, type TypedArray, checkDType, elementSize, inferDType, viewClass } from "./dtype.js";
 import { ErrorCode, TensorBridgeError, rethrowNative } from "./errors.js";
@@ -821,12 +823,22 @@ export class Tensor {
   }
 
   /**
-   * Packs the tensor for `postMessage` to a worker thread: no bytes are
+   * Packs the tensor for `postMessage` to another thread: no bytes are
    * copied. The receiver must call {@link Tensor.fromTransferred} exactly
    * once; this tensor stays usable (both share the memory).
+   *
+   * One exception: in a worker thread, a tensor over that worker's own JS
+   * memory (`Tensor.from(typedArray)`) is copied into native memory first.
+   * A worker's `ArrayBuffer`s are freed with the worker, whatever still
+   * points at them, so the receiver could otherwise read freed memory once
+   * the worker ends. The main thread's JS memory, native memory and imported
+   * memory cross without a copy. (A tensor imported through a C struct
+   * address of such memory in the same worker is not recognised: transfer
+   * the original.)
    */
   transfer(): TransferredTensor {
-    const capsule = this.toDlpack({ maxVersion: [1, 3] });
+    const copy = !isMainThread && (this.#source !== undefined || this.#native?.jsMemory === true);
+    const capsule = this.toDlpack({ maxVersion: [1, 3], ...(copy ? { copy: true } : {}) });
     return { kind: "tensorbridge.tensor", address: capsule.release(), name: this.#name };
   }
 

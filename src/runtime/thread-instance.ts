@@ -7,8 +7,9 @@
  * The serving thread keeps a stand-in model object ({@link ThreadInstance})
  * in the instance's place, so scheduling, batching, input and output checks
  * and statistics are the same as for an in-thread instance. Tensors cross
- * without copying their bytes (`Tensor.transfer`; BYTES elements are
- * copied); errors keep their message and Triton code.
+ * with `Tensor.transfer`: without copying their bytes, but for outputs in
+ * the worker's own JS memory, which dies with the worker (and BYTES
+ * elements); errors keep their message and Triton code.
  *
  * @module
  */

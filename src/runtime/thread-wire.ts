@@ -1,9 +1,9 @@
 /**
  * What a model instance in a worker thread and the serving thread send each
  * other (see `thread-instance.ts`): requests and responses with their
- * tensors handed over without copying bytes (`Tensor.transfer`), BYTES
- * tensors (which have no DLPack form) as copies of their elements, and
- * errors as message and Triton code.
+ * tensors handed over by `Tensor.transfer` (no byte copy, but for a worker's
+ * own JS memory), BYTES tensors (which have no DLPack form) as copies of
+ * their elements, and errors as message and Triton code.
  *
  * @module
  */
