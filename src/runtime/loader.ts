@@ -87,10 +87,13 @@ function typescriptLoaderActive(): boolean {
  */
 export async function installModelModuleHook(entry?: string): Promise<void> {
   // tsx first: hooks registered later run first, and ours must map
-  // `tensorbridge` before tsx could (tsx follows a tsconfig's `paths`).
+  // `tensorbridge` before tsx could. And tsx without a tsconfig: it would
+  // take the working directory's, whose `paths` may map `tensorbridge` to
+  // another copy (this repository's does); a worker on Node 22+ still saw
+  // that mapping first. Model files are not the working directory's code.
   if (!typescriptLoaderActive()) {
     tsxReady ??= import("tsx/esm/api").then((m) => {
-      m.register();
+      m.register({ tsconfig: false });
     });
     await tsxReady;
   }
