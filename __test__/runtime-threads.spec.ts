@@ -12,6 +12,7 @@ import { threadId } from "node:worker_threads";
 
 import test from "ava";
 
+import { cuda } from "../src/index.js";
 import { ServingError } from "../src/runtime/errors.js";
 import { ModelError } from "../src/runtime/model-error.js";
 import { ModelRegistry } from "../src/runtime/model-registry.js";
@@ -175,5 +176,19 @@ test("the parameter takes yes or no only; a worker's import or initialize() fail
   t.regex(reason("no_import"), /instance no_import_0 \(in its worker thread\) failed: failed to import .*cannot import me/);
   t.regex(reason("no_init"), /instance no_init_0_0 \(in its worker thread\) failed: initialize\(\) failed: initialize refused/);
   t.true(reg.get("add_sub").ready, "the other models load");
+  await reg.close();
+});
+
+const gpu = cuda.isAvailable() ? test : test.skip;
+const needsGpu = cuda.isAvailable() ? "" : ` [skipped: needs a CUDA GPU; ${cuda.unavailableReason()}]`;
+
+gpu(`FORCE_CPU_ONLY_INPUT_TENSORS "no": a device input reaches the worker on the device, same memory${needsGpu}`, async (t) => {
+  const config = WORKER_CONFIG(1) + `\nparameters: { key: "FORCE_CPU_ONLY_INPUT_TENSORS" value: { string_value: "no" } }\n`;
+  const model = WORKER_MODEL.replace("const y = Float32Array.from(x.data() as Float32Array, (v) => v * 2);", "const y = Float32Array.from((x.isCpu() ? x : x.toCpu()).data() as Float32Array, (v) => v * (x.isCpu() ? 2 : -1));");
+  const { reg } = await load({ threaded: { config, model } });
+  const input = Tensor.from(new Float32Array([1, 2]), { name: "X" }).cuda(0).withName("X");
+  const out = await reg.get("threaded").infer({ inputs: [input], outputs: ["Y", "INFO"] });
+  t.deepEqual(Array.from(out.outputs[0]!.data() as Float32Array), [-1, -2], "the worker saw a device tensor");
+  t.is(info(out)[1], input.dataPtr, "the same device memory");
   await reg.close();
 });
