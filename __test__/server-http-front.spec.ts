@@ -36,7 +36,7 @@ interface Harness {
   close(): Promise<void>;
 }
 
-async function start(keepAliveTimeout = 65_000, headersTimeout = 60_000, checkInterval = 30_000): Promise<Harness> {
+async function start(keepAliveTimeout = 65_000, headersTimeout = 60_000, checkInterval = 30_000, keepAliveTimeoutBuffer = 0): Promise<Harness> {
   const server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on("data", (c: Buffer) => chunks.push(c));
@@ -75,6 +75,7 @@ async function start(keepAliveTimeout = 65_000, headersTimeout = 60_000, checkIn
       else reply();
     },
     keepAliveTimeout,
+    keepAliveTimeoutBuffer,
     headersTimeout,
     checkInterval,
     maxHeaderSize,
@@ -427,6 +428,8 @@ test("a client that does not read its responses is not read either", async (t) =
 test("keep-alive timeout: an idle connection closes; a request running longer is still answered", async (t) => {
   const h = await start(150);
   const idle = new Client(h.port);
+  idle.write(post("/echo", "i"));
+  await idle.until(1);
   const slow = new Client(h.port);
   slow.write(post("/echo?delay=400", "late"));
   await idle.closedByServer();
@@ -561,6 +564,130 @@ test("response headers: a CR or LF in a value throws as node:http does; a caller
   t.is(text.match(/\r\ndate:/gi)?.length, 2, "one Date per response");
   t.true(text.includes("\r\ndate: Sun, 06 Nov 1994 08:49:37 GMT\r\n"));
   t.false(text.includes("x-injected"));
+  c.socket.destroy();
+  await h.close();
+});
+
+test("the keep-alive timeout runs only between requests: a slow first request, a pausing body and a slow reader are served whole", async (t) => {
+  const h = await start(200);
+  // A first request sent well after connecting (node arms keep-alive only after a response).
+  const late = new Client(h.port);
+  await sleep(450);
+  late.write(post("/echo", "late"));
+  // A body that pauses longer than the timeout.
+  const pausing = new Client(h.port);
+  const bytes = post("/echo", "0123456789");
+  pausing.write(bytes.subarray(0, bytes.length - 5));
+  // A client that reads an 8 MB response slowly.
+  const reader = new Client(h.port);
+  reader.socket.pause();
+  reader.write(post("/echo?size=8000000", ""));
+  await sleep(450);
+  pausing.write(bytes.subarray(bytes.length - 5));
+  reader.socket.resume();
+  t.is((await late.until(1))[0]?.body, "front:late");
+  t.is((await pausing.until(1))[0]?.body, "front:0123456789");
+  t.is((await reader.until(1))[0]?.body.length, 8_000_000);
+  // Idle after a response: now the timeout applies.
+  await Promise.all([late.closedByServer(), pausing.closedByServer(), reader.closedByServer()]);
+  await h.close();
+});
+
+test("keepAliveTimeoutBuffer keeps an idle connection that much longer than advertised", async (t) => {
+  const h = await start(100, 60_000, 30_000, 500);
+  const c = new Client(h.port);
+  c.write(post("/echo", "a"));
+  const [r] = await c.until(1);
+  t.is(r!.headers["keep-alive"], "timeout=0");
+  await sleep(300);
+  t.false(c.closed, "still open past the advertised timeout");
+  await c.closedByServer();
+  await h.close();
+});
+
+test("close() while a response is still being sent: the client gets all of it, then the connection closes", async (t) => {
+  const h = await start();
+  const c = new Client(h.port);
+  c.socket.pause();
+  c.write(post("/echo?size=8000000", ""));
+  while (h.front.counters.served < 1) await sleep(1);
+  await sleep(50);
+  h.front.close();
+  c.socket.resume();
+  t.is((await c.until(1))[0]?.body.length, 8_000_000);
+  // Not after the 65 s keep-alive timeout: at once.
+  const closed = await Promise.race([c.closedByServer().then(() => true), sleep(5000).then(() => false)]);
+  t.true(closed);
+  await h.close();
+});
+
+test("server.closeIdleConnections(), closeAllConnections() and close() reach the front's connections", async (t) => {
+  const h = await start();
+  const idle = new Client(h.port);
+  idle.write(post("/echo", "i"));
+  await idle.until(1);
+  const busy = new Client(h.port);
+  busy.write(post("/echo?delay=5000", "b"));
+  while (h.front.counters.served < 2) await sleep(1);
+  h.server.closeIdleConnections();
+  await idle.closedByServer();
+  t.false(busy.closed, "a busy connection is not idle");
+  h.server.closeAllConnections();
+  await busy.closedByServer();
+  t.is(busy.responses.length, 0);
+  // server.close() calls closeIdleConnections(): an idle front connection does not hold it open.
+  const again = new Client(h.port);
+  again.write(post("/echo", "x"));
+  await again.until(1);
+  const t0 = Date.now();
+  await new Promise<void>((r) => h.server.close(() => r()));
+  t.true(Date.now() - t0 < 5000, "server.close() did not wait for the keep-alive timeout");
+  t.true(again.closed || (await again.closedByServer().then(() => true)));
+  h.front.close();
+});
+
+test("a head timeout goes through the server's clientError listeners, as node:http's does; a silent connection times out too", async (t) => {
+  const h = await start(0, 300, 50);
+  const errors: string[] = [];
+  h.server.on("clientError", (err: Error & { code?: string }, socket: Socket) => {
+    errors.push(err.code ?? "");
+    socket.end("HTTP/1.1 408 Request Timeout\r\ncontent-length: 6\r\nconnection: close\r\n\r\nmine!\n");
+  });
+  const slow = new Client(h.port);
+  slow.write("POST /echo HTTP/1.1\r\nhost: x\r\n");
+  // keepAliveTimeout 0, and not a byte: node:http counts the first head from the connection's start.
+  const silent = new Client(h.port);
+  await Promise.all([slow.closedByServer(), silent.closedByServer()]);
+  t.deepEqual(
+    [slow.responses[0]?.body, silent.responses[0]?.body],
+    ["mine!\n", "mine!\n"],
+  );
+  t.deepEqual(errors, ["ERR_HTTP_REQUEST_TIMEOUT", "ERR_HTTP_REQUEST_TIMEOUT"]);
+  await h.close();
+});
+
+test("a client that ends its side in the middle of a request gets node:http's 400", async (t) => {
+  const h = await start();
+  const head = new Client(h.port);
+  head.socket.end("POST /echo HTTP/1.1\r\nhost: x\r\ncont");
+  const body = new Client(h.port);
+  body.socket.end(post("/echo", "0123456789").subarray(0, -3));
+  await Promise.all([head.closedByServer(), body.closedByServer()]);
+  t.deepEqual(
+    [head.responses[0]?.status, body.responses[0]?.status],
+    [400, 400],
+  );
+  t.is(h.front.counters.served, 0);
+  await h.close();
+});
+
+test("counters: a connection accepted after close() is counted as handed over", async (t) => {
+  const h = await start();
+  h.front.close();
+  const c = new Client(h.port);
+  c.write(post("/echo", "z"));
+  t.is((await c.until(1))[0]?.body, "node:POST /echo z");
+  t.deepEqual({ ...h.front.counters }, { connections: 1, served: 0, handedOver: 1 });
   c.socket.destroy();
   await h.close();
 });

@@ -68,7 +68,8 @@ export interface HttpFrontOptions<R> {
   /**
    * Extra ms an idle connection is kept past `keepAliveTimeout`, so that a
    * client sending just before the advertised timeout does not race the
-   * close (node ≥ 24.6's `keepAliveTimeoutBuffer`; default 0).
+   * close (node ≥ 24.6's `keepAliveTimeoutBuffer`; older versions add a
+   * fixed 1000 ms; default 0 here).
    */
   keepAliveTimeoutBuffer?: number;
   /**
@@ -289,8 +290,14 @@ class Connection {
   #gone = false;
   /** The client ended its side. */
   #ended = false;
-  /** When the first byte of the head being read arrived (`Date.now()`), or 0. */
-  headSince = 0;
+  /** A response was finished: from then on the keep-alive timeout applies between requests. */
+  #answered = false;
+  /**
+   * When the head being read started (`Date.now()`), or 0 between requests:
+   * the connection's start for its first head, as node:http counts it, then
+   * the first byte of each later one.
+   */
+  headSince = Date.now();
 
   constructor(
     readonly front: HttpFront<unknown>,
@@ -330,7 +337,7 @@ class Connection {
   #onEnd = (): void => {
     this.#ended = true;
     // The server side of a half-closed connection ends once nothing is owed.
-    if (!this.#busy && !this.#draining && !this.#gone) this.#close();
+    if (!this.#busy && !this.#draining && !this.#gone) this.#endOfInput();
   };
 
   #onError = (): void => {
@@ -338,9 +345,11 @@ class Connection {
   };
 
   #onTimeout = (): void => {
-    // A request still running has no deadline (node's requestTimeout is 0);
-    // an idle or half-sent one does.
-    if (!this.#busy) this.socket.destroy();
+    // As node:http: the keep-alive timeout runs only between requests, after
+    // a response was sent whole. A request being read or served, a response
+    // being sent, and a first head have no such deadline (headersTimeout
+    // covers heads).
+    if (this.#answered && this.idle) this.socket.destroy();
   };
 
   #onClose = (): void => {
@@ -365,7 +374,32 @@ class Connection {
       this.#pumping = false;
     }
     // A half-closed client is owed nothing more once its complete requests are answered.
-    if (this.#ended && !this.#busy && !this.#draining && !this.#gone) this.#close();
+    if (this.#ended && !this.#busy && !this.#draining && !this.#gone) this.#endOfInput();
+  }
+
+  /**
+   * The client ended its side and every complete request is answered: the
+   * connection ends, with node:http's 400 (a `clientError`) if the client
+   * stopped in the middle of a request.
+   */
+  #endOfInput(): void {
+    if (this.#buf === undefined && this.#req === undefined) this.#close();
+    else this.#clientError("HPE_INVALID_EOF_STATE", "Parse Error: Invalid EOF state", "HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n");
+  }
+
+  /**
+   * As node:http's socketOnError: the server's `clientError` listeners (the
+   * fastify app has one) answer, or else `bare` is written; then the
+   * connection is destroyed.
+   */
+  #clientError(code: string, message: string, bare: string): void {
+    this.#leave();
+    const err = Object.assign(new Error(message), { code });
+    const socket = this.socket;
+    if (!this.front.server.emit("clientError", err, socket)) {
+      if (socket.writable) socket.write(bare, "latin1");
+      socket.destroy(err);
+    }
   }
 
   /** Reads a request head from `#buf`; false when more bytes are needed or the connection was handed over. */
@@ -444,11 +478,9 @@ class Connection {
       this.#close();
       return;
     }
+    this.#answered = true;
     if (this.front.closing) {
-      // Requests already sent behind this one get node:http's answer for a
-      // closing server rather than no answer at all.
-      if (this.#buf !== undefined && !this.#ended) this.#handover();
-      else this.#close();
+      this.#closingAfterResponse();
       return;
     }
     if (this.socket.writableNeedDrain) {
@@ -456,11 +488,22 @@ class Connection {
       this.#draining = true;
       this.socket.once("drain", () => {
         this.#draining = false;
-        this.#resume();
+        // Shutdown may have begun while the response was being sent.
+        if (this.front.closing) this.#closingAfterResponse();
+        else this.#resume();
       });
     } else {
       this.#resume();
     }
+  }
+
+  /** Shutdown, a response finished: the connection closes. */
+  #closingAfterResponse(): void {
+    if (this.#gone) return;
+    // Requests already sent behind this one get node:http's answer for a
+    // closing server rather than no answer at all.
+    if (this.#buf !== undefined && !this.#ended) this.#handover();
+    else this.#close();
   }
 
   #resume(): void {
@@ -486,9 +529,15 @@ class Connection {
     if (!this.#gone && this.idle) this.#close();
   }
 
-  /** A head that took too long: node:http's 408, then the connection ends. */
+  /** Drops the connection now, busy or not (`server.closeAllConnections()`). */
+  destroy(): void {
+    this.#leave();
+    this.socket.destroy();
+  }
+
+  /** A head that took too long: node:http's 408 (through `clientError`), then the connection ends. */
   headTimedOut(): void {
-    this.#close("HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n");
+    this.#clientError("ERR_HTTP_REQUEST_TIMEOUT", "Request timeout", "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n");
   }
 
   /** Gives the connection, with every byte not yet parsed, to node:http. */
@@ -539,9 +588,25 @@ export class HttpFront<R> {
     server.removeAllListeners("connection");
     server.on("connection", (socket: Socket) => {
       this.counters.connections++;
-      if (this.#closing) this.toNode(socket);
-      else this.connections.add(new Connection(this as HttpFront<unknown>, socket));
+      if (this.#closing) {
+        this.counters.handedOver++;
+        this.toNode(socket);
+      } else {
+        this.connections.add(new Connection(this as HttpFront<unknown>, socket));
+      }
     });
+    // node:http's own shutdown helpers (server.close() calls the first) see
+    // only the connections it parses: they must reach the front's too.
+    const closeIdle = server.closeIdleConnections.bind(server);
+    const closeAll = server.closeAllConnections.bind(server);
+    server.closeIdleConnections = () => {
+      for (const c of this.connections) c.closeIfIdle();
+      closeIdle();
+    };
+    server.closeAllConnections = () => {
+      for (const c of this.connections) c.destroy();
+      closeAll();
+    };
     if (options.headersTimeout > 0) {
       // As node:http does: one sweep now and then instead of a timer per request.
       this.#check = setInterval(() => this.#checkHeads(), options.checkInterval);

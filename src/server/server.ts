@@ -154,8 +154,9 @@ export class InferenceServer {
           accept: direct.route,
           serve: direct.serve,
           keepAliveTimeout,
-          // node ≥ 24.6 keeps idle sockets this much longer than it advertises
-          keepAliveTimeoutBuffer: (server as { keepAliveTimeoutBuffer?: number }).keepAliveTimeoutBuffer ?? 0,
+          // node keeps idle sockets this much longer than it advertises: a
+          // property since 24.6, a fixed 1000 ms before
+          keepAliveTimeoutBuffer: (server as { keepAliveTimeoutBuffer?: number }).keepAliveTimeoutBuffer ?? 1000,
           headersTimeout: server.headersTimeout,
           checkInterval: 30_000,
           maxHeaderSize,
