@@ -691,3 +691,54 @@ test("counters: a connection accepted after close() is counted as handed over", 
   c.socket.destroy();
   await h.close();
 });
+
+test("the keep-alive timeout keeps running while the next head is only partly sent, as node:http's does", async (t) => {
+  const h = await start(100, 5000, 20);
+  const c = new Client(h.port);
+  c.write(post("/echo", "a"));
+  await c.until(1);
+  c.write("POST /echo HTTP/1.1\r\nho");
+  // node:http resets its keep-alive timer only once a head is complete: dropped silently, not a 408 at headersTimeout.
+  const closed = await Promise.race([c.closedByServer().then(() => true), sleep(1500).then(() => false)]);
+  t.true(closed, "closed at the keep-alive timeout");
+  t.deepEqual(
+    c.responses.map((r) => r.status),
+    [200],
+  );
+  await h.close();
+});
+
+test("headersTimeout counts a head from its first byte, the first one too (not from the connection's start)", async (t) => {
+  const h = await start(65_000, 300, 20);
+  const c = new Client(h.port);
+  const bytes = post("/echo", "x");
+  await sleep(200);
+  c.write(bytes.subarray(0, 10));
+  await sleep(200);
+  c.write(bytes.subarray(10));
+  t.is((await c.until(1))[0]?.body, "front:x");
+  c.socket.destroy();
+  await h.close();
+});
+
+test("at the client's end, stray CR LF after a request is not a request; one cut short is node:http's parse error", async (t) => {
+  const h = await start();
+  const errors: unknown[] = [];
+  h.server.on("clientError", (err: Error & Record<string, unknown>, socket: Socket) => {
+    errors.push({ message: err.message, code: err.code, reason: err.reason, bytesParsed: err.bytesParsed });
+    socket.destroy();
+  });
+  const crlf = new Client(h.port);
+  crlf.socket.end(Buffer.concat([post("/echo", "a"), Buffer.from("\r\n\r\n")]));
+  await crlf.closedByServer();
+  t.deepEqual(
+    crlf.responses.map((r) => r.body),
+    ["front:a"],
+  );
+  t.deepEqual(errors, []);
+  const cut = new Client(h.port);
+  cut.socket.end("POST /echo HTTP/1.1\r\nho");
+  await cut.closedByServer();
+  t.deepEqual(errors, [{ message: "Parse Error", code: "HPE_INVALID_EOF_STATE", reason: "Invalid EOF state", bytesParsed: 0 }]);
+  await h.close();
+});

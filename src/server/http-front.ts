@@ -294,8 +294,8 @@ class Connection {
   #answered = false;
   /**
    * When the head being read started (`Date.now()`), or 0 between requests:
-   * the connection's start for its first head, as node:http counts it, then
-   * the first byte of each later one.
+   * its first byte, as node:http counts it; before the first byte of the
+   * first head, the connection's start (a silent connection times out too).
    */
   headSince = Date.now();
 
@@ -345,11 +345,12 @@ class Connection {
   };
 
   #onTimeout = (): void => {
-    // As node:http: the keep-alive timeout runs only between requests, after
-    // a response was sent whole. A request being read or served, a response
-    // being sent, and a first head have no such deadline (headersTimeout
-    // covers heads).
-    if (this.#answered && this.idle) this.socket.destroy();
+    // As node:http: the keep-alive timeout runs from a response sent whole
+    // until the next head is complete (the next head's first bytes do not
+    // stop it). A first head, a body being read, a request being served and
+    // a response being sent have no such deadline (headersTimeout covers
+    // heads).
+    if (this.#answered && !this.#busy && !this.#draining && this.#req === undefined) this.socket.destroy();
   };
 
   #onClose = (): void => {
@@ -383,8 +384,11 @@ class Connection {
    * stopped in the middle of a request.
    */
   #endOfInput(): void {
-    if (this.#buf === undefined && this.#req === undefined) this.#close();
-    else this.#clientError("HPE_INVALID_EOF_STATE", "Parse Error: Invalid EOF state", "HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n");
+    // llhttp skips CR and LF between requests: only other bytes begin one.
+    const begun = this.#req !== undefined || (this.#buf !== undefined && this.#buf.some((b) => b !== 0x0d && b !== 0x0a));
+    if (!begun) this.#close();
+    // The error node:http's parser reports, fields included.
+    else this.#clientError(Object.assign(new Error("Parse Error"), { bytesParsed: 0, code: "HPE_INVALID_EOF_STATE", reason: "Invalid EOF state" }), "HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n");
   }
 
   /**
@@ -392,9 +396,8 @@ class Connection {
    * fastify app has one) answer, or else `bare` is written; then the
    * connection is destroyed.
    */
-  #clientError(code: string, message: string, bare: string): void {
+  #clientError(err: Error, bare: string): void {
     this.#leave();
-    const err = Object.assign(new Error(message), { code });
     const socket = this.socket;
     if (!this.front.server.emit("clientError", err, socket)) {
       if (socket.writable) socket.write(bare, "latin1");
@@ -412,8 +415,10 @@ class Connection {
       if (buf.length > max) {
         this.#handover();
       } else {
+        // As node:http: a head's time starts at its first byte (a first
+        // head's at the connection's start until then).
+        if (this.#scanned === 0) this.headSince = Date.now();
         this.#scanned = buf.length;
-        if (this.headSince === 0) this.headSince = Date.now();
       }
       return false;
     }
@@ -537,7 +542,7 @@ class Connection {
 
   /** A head that took too long: node:http's 408 (through `clientError`), then the connection ends. */
   headTimedOut(): void {
-    this.#clientError("ERR_HTTP_REQUEST_TIMEOUT", "Request timeout", "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n");
+    this.#clientError(Object.assign(new Error("Request timeout"), { code: "ERR_HTTP_REQUEST_TIMEOUT" }), "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n");
   }
 
   /** Gives the connection, with every byte not yet parsed, to node:http. */
