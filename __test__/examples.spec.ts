@@ -10,17 +10,27 @@
  * `examples/roundtrip.ts`.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
+import { existsSync, readFileSync } from "node:fs";
+import { dirname, join } from "node:path";
 
 import test from "ava";
 
 import { ROOT, sleep } from "./server-helpers.js";
 
-/** npm as `npm test` runs it (its own CLI under this node), else the one on PATH. */
-function npm(args: string[]): ChildProcess {
+/** npm's CLI as `npm test` runs it, else the one beside this node, else none (the GPU machine carries node alone). */
+function npmCli(): string | undefined {
   const cli = process.env["npm_execpath"];
-  const [cmd, argv] = cli && cli.endsWith(".js") ? [process.execPath, [cli, ...args]] : ["npm", args];
+  if (cli && cli.endsWith(".js") && existsSync(cli)) return cli;
+  const beside = join(dirname(process.execPath), "../lib/node_modules/npm/bin/npm-cli.js");
+  return existsSync(beside) ? beside : undefined;
+}
+const NPM = npmCli();
+const withNpm = NPM ? test : test.skip;
+const needsNpm = NPM ? "" : " (skipped: npm not found beside this node and npm_execpath unset)";
+
+/** Runs npm under this node. */
+function npm(args: string[]): ChildProcess {
+  const [cmd, argv] = [process.execPath, [NPM!, ...args]];
   // Its own process group, so that the whole tree (npm, sh, node) gets the signal, as from a terminal.
   return spawn(cmd, argv, { cwd: ROOT, detached: true, stdio: ["ignore", "pipe", "pipe"] });
 }
@@ -39,7 +49,7 @@ function readmeExample(): Example {
   return { path: m[1]!, body: JSON.parse(m[2]!), answer: JSON.parse(m[3]!) };
 }
 
-test("quick start: npm start serves examples/models; the README's curl answer and examples/client.ts hold; Ctrl-C stops it", async (t) => {
+withNpm(`quick start: npm start serves examples/models; the README's curl answer and examples/client.ts hold; Ctrl-C stops it${needsNpm}`, async (t) => {
   const example = readmeExample();
   const server = npm(["start", "--", "--http-port", "0"]);
   let out = "";
