@@ -30,9 +30,8 @@ const needsNpm = NPM ? "" : " (skipped: npm not found beside this node and npm_e
 
 /** Runs npm under this node. */
 function npm(args: string[]): ChildProcess {
-  const [cmd, argv] = [process.execPath, [NPM!, ...args]];
   // Its own process group, so that the whole tree (npm, sh, node) gets the signal, as from a terminal.
-  return spawn(cmd, argv, { cwd: ROOT, detached: true, stdio: ["ignore", "pipe", "pipe"] });
+  return spawn(process.execPath, [NPM!, ...args], { cwd: ROOT, detached: true, stdio: ["ignore", "pipe", "pipe"] });
 }
 
 interface Example {

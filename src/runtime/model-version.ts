@@ -253,7 +253,6 @@ export class ModelVersion {
           try {
             await model.initialize(args);
           } catch (e) {
-            if (model instanceof ThreadInstance) await model.terminate();
             await this.#finalizeAll();
             // A worker's message says which step failed (the import, the constructor or initialize()).
             const what = model instanceof ThreadInstance ? `instance ${p.name} (in its worker thread)` : `initialize() of instance ${p.name}`;

@@ -98,7 +98,14 @@ export class ThreadInstance implements TritonModel {
 
   /** Imports the model in the worker, makes its object and runs its `initialize(args)`. */
   async initialize(args: InitializeArgs): Promise<void> {
-    await this.#call({ op: "initialize", args });
+    try {
+      await this.#call({ op: "initialize", args });
+    } catch (e) {
+      // A load that failed finalizes nothing here: the worker just ends.
+      this.#gone ??= "its load failed";
+      await this.#worker.terminate();
+      throw e;
+    }
   }
 
   /** Runs `execute(requests)` in the worker; the inputs' memory is handed over, not copied. */
@@ -115,11 +122,5 @@ export class ThreadInstance implements TritonModel {
       this.#gone ??= "it was finalized";
       await this.#worker.terminate();
     }
-  }
-
-  /** Ends the worker without `finalize()` (a load that failed). */
-  async terminate(): Promise<void> {
-    this.#gone ??= "it was stopped";
-    await this.#worker.terminate();
   }
 }
