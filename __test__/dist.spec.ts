@@ -38,7 +38,7 @@ withTsc(`dist/cli.js under plain node serves .ts models, in-thread and in worker
   const threaded = ADD_SUB.config.replace(/name: "add_sub"/, "name: \"add_sub_threads\"") + `\nparameters: { key: "TENSORBRIDGE_INSTANCE_THREADS" value: { string_value: "yes" } }\n`;
   const repo = makeRepo({ add_sub: ADD_SUB, add_sub_threads: { ...ADD_SUB, config: threaded } });
   // cwd is this repository, whose tsconfig maps `tensorbridge` to src/: the models must still get dist/.
-  const server = spawn(process.execPath, [join(pkg, "dist/cli.js"), "serve", repo, "--http-port", "0"], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
+  const server = spawn(process.execPath, [join(pkg, "dist/cli.js"), "serve", repo, "--http-port", "0", "--grpc-port", "0"], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
   server.stdout.on("data", (d: Buffer) => (out += d.toString()));
   server.stderr.on("data", (d: Buffer) => (out += d.toString()));

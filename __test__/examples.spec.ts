@@ -1,6 +1,6 @@
 /**
  * The examples, as users run them. The README's quick start: `npm start` (here with
- * `-- --http-port 0`, so that the test needs no fixed port) serves
+ * `-- --http-port 0 --grpc-port 0`, so that the test needs no fixed port) serves
  * `examples/models` on 127.0.0.1; the README's `curl` request gets the
  * answer the README prints; `examples/client.ts` checks add_sub over JSON
  * and binary tensors; Ctrl-C stops the server.
@@ -50,7 +50,7 @@ function readmeExample(): Example {
 
 withNpm(`quick start: npm start serves examples/models; the README's curl answer and examples/client.ts hold; Ctrl-C stops it${needsNpm}`, async (t) => {
   const example = readmeExample();
-  const server = npm(["start", "--", "--http-port", "0"]);
+  const server = npm(["start", "--", "--http-port", "0", "--grpc-port", "0"]);
   let out = "";
   server.stdout!.on("data", (d: Buffer) => (out += d.toString()));
   server.stderr!.on("data", (d: Buffer) => (out += d.toString()));

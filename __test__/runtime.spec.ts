@@ -11,7 +11,8 @@ import test from "ava";
 import { Tensor } from "../src/tensor.js";
 import { ServingError } from "../src/runtime/errors.js";
 import { defaultEntryUrl } from "../src/runtime/loader.js";
-import { MODEL_ERROR_STATUS, ModelError } from "../src/runtime/model-error.js";
+import { MODEL_ERROR_CODES, ModelError } from "../src/runtime/model-error.js";
+import { HTTP_STATUS, httpError } from "../src/server/http-status.js";
 import { ModelRegistry } from "../src/runtime/model-registry.js";
 import { InferenceRequest } from "../src/runtime/request.js";
 import { findModelFile, scanRepository, selectVersions } from "../src/runtime/repository.js";
@@ -27,14 +28,15 @@ const f32 = (...v: number[]) => Tensor.from(new Float32Array(v));
 
 // ---------------------------------------------------------------- ModelError
 
-test("ModelError: Triton's codes, INTERNAL by default, HTTP status per code", (t) => {
+test("ModelError: Triton's codes, INTERNAL by default; HTTP maps each code to Triton's status", (t) => {
   t.is(new ModelError("x").code, "INTERNAL");
   const e = new ModelError("bad input", ModelError.INVALID_ARG);
   t.true(e instanceof Error);
   t.is(e.name, "ModelError");
   t.is(e.message, "bad input");
-  t.is(e.status, 400);
-  t.deepEqual(MODEL_ERROR_STATUS, {
+  t.is(httpError(e).status, 400);
+  t.deepEqual(MODEL_ERROR_CODES, Object.keys(HTTP_STATUS));
+  t.deepEqual(HTTP_STATUS, {
     UNKNOWN: 400,
     INTERNAL: 500,
     NOT_FOUND: 404,

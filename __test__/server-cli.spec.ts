@@ -123,7 +123,7 @@ test("tensorbridge --help prints the usage; bad options exit 2", async (t) => {
 for (const signal of ["SIGTERM", "SIGINT"] as const) {
   test(`serve: answers on 127.0.0.1; ${signal} lets in-flight requests finish, finalizes, exits 0`, async (t) => {
     const repo = makeRepo({ add_sub: ADD_SUB, slow: SLOW });
-    const run = runCli(["serve", repo, "--http-port", "0"]);
+    const run = runCli(["serve", repo, "--http-port", "0", "--grpc-port", "0"]);
     try {
       const url = await started(run);
       t.true(url.startsWith("http://127.0.0.1:"), url);

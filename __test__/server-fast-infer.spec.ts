@@ -14,7 +14,9 @@ import { connect } from "node:net";
 
 import anyTest, { type TestFn } from "ava";
 
-import { fastInferHandler } from "../src/server/fast-infer.js";
+import type { InferenceEndpoint } from "../src/server/endpoint.js";
+import { directInfer } from "../src/server/http-infer.js";
+import { nodeInferHandler } from "../src/server/node-http.js";
 import type { InferenceServer } from "../src/server/server.js";
 import { CASES as FUZZ_CASES, SEED, mutate, rng } from "./fuzz-helpers.js";
 import { ADD_SUB, binaryRequest, bytesOf, cleanupRepos, http, makeRepo, startTestServer } from "./server-helpers.js";
@@ -85,16 +87,14 @@ function req(method: string, url: string, body?: Buffer | string, headers: Recor
   return { bytes, method, url, headers: h };
 }
 
+/** An endpoint with no models: the direct path only routes against it. */
+function stubEndpoint(closing: boolean): InferenceEndpoint {
+  return { shm: {}, closing: () => closing, log: { info() {}, warn() {}, error() {} } } as unknown as InferenceEndpoint;
+}
+
 /** Whether the direct handler takes `r` (a stub request that never sends its body; nothing is answered). */
 function takenDirectly(r: Req): boolean {
-  const handler = fastInferHandler({
-    registry: {} as never,
-    shm: {} as never,
-    closing: () => false,
-    bodyLimit: BODY_LIMIT,
-    chunkThreshold: 64 * 1024,
-    log: { info() {}, warn() {}, error() {} },
-  });
+  const handler = nodeInferHandler(directInfer(stubEndpoint(false), { bodyLimit: BODY_LIMIT, chunkThreshold: 64 * 1024 }));
   const stub = { method: r.method, url: r.url, headers: r.headers, on: () => stub, resume: () => stub };
   // An empty body is served at once: the stub answers nothing.
   const res = { headersSent: false, writeHead: () => res, end: () => res };
@@ -221,14 +221,7 @@ test.serial("mutated bodies get the same bytes from the front, from node:http an
 });
 
 test("the direct handler leaves requests to fastify while shutting down", (t) => {
-  const handler = fastInferHandler({
-    registry: {} as never,
-    shm: {} as never,
-    closing: () => true,
-    bodyLimit: BODY_LIMIT,
-    chunkThreshold: 64 * 1024,
-    log: { info() {}, warn() {}, error() {} },
-  });
+  const handler = nodeInferHandler(directInfer(stubEndpoint(true), { bodyLimit: BODY_LIMIT, chunkThreshold: 64 * 1024 }));
   const r = req("POST", "/v2/models/add_sub/infer", JSON_BODY);
   const stub = { method: r.method, url: r.url, headers: r.headers, on: () => stub, resume: () => stub };
   t.false(handler(stub as unknown as IncomingMessage, {} as ServerResponse), "fastify answers 503");

@@ -64,7 +64,7 @@ export function cleanupRepos(): void {
 /** Starts a quiet server on 127.0.0.1 and a free port. */
 export async function startTestServer(repository: string, opts: Partial<ServerOptions> = {}): Promise<InferenceServer> {
   await setupModelEntry();
-  return InferenceServer.start({ repository, host: "127.0.0.1", port: 0, quiet: true, defaultMetrics: false, ...opts });
+  return InferenceServer.start({ repository, host: "127.0.0.1", port: 0, grpcPort: 0, quiet: true, defaultMetrics: false, ...opts });
 }
 
 /** An HTTP answer. */

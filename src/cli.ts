@@ -3,7 +3,7 @@
  * The `tensorbridge` command line.
  *
  * ```
- * tensorbridge serve [<repository>] [--http-port 8000] [--host 127.0.0.1] [--log-verbose]
+ * tensorbridge serve [<repository>] [--http-port 8000] [--grpc-port 8001] [--host 127.0.0.1] [--log-verbose]
  * ```
  *
  * @module
@@ -18,7 +18,7 @@ import { DEFAULT_BODY_LIMIT, InferenceServer, type ServerOptions } from "./serve
 export const USAGE = `Usage: tensorbridge serve [<model-repository>] [options]
 
 Serve a Triton-layout model repository of TypeScript models over the
-KServe v2 / Triton HTTP protocol.
+KServe v2 / Triton HTTP and gRPC protocols.
 
   <model-repository>        directory with <model>/config.pbtxt and
                             <model>/<version>/model.ts (default: the bundled
@@ -26,7 +26,9 @@ KServe v2 / Triton HTTP protocol.
 
 Options:
   --http-port <port>        HTTP port (default 8000; 0 picks a free port)
-  --host <address>          interface to bind (default 127.0.0.1; 0.0.0.0 for all)
+  --grpc-port <port>        gRPC port (default 8001; 0 picks a free port)
+  --allow-grpc[=true|false] serve gRPC (default true)
+  --host <address>          interface to bind, HTTP and gRPC (default 127.0.0.1; 0.0.0.0 for all)
   --log-verbose             log every request and model event
   --http-max-body-size <n>  largest request body in bytes (default ${DEFAULT_BODY_LIMIT}); larger: HTTP 413
   --allow-client-shm[=true|false]
@@ -40,7 +42,7 @@ SIGINT or SIGTERM stops the server gracefully: in-flight requests finish,
 then every model's finalize() runs. A second signal exits at once.
 
 Example:
-  tensorbridge serve examples/models --http-port 8000
+  tensorbridge serve examples/models --http-port 8000 --grpc-port 8001
   curl -s localhost:8000/v2/models/add_sub/infer -d '{"inputs":[
     {"name":"INPUT0","shape":[4],"datatype":"FP32","data":[1,2,3,4]},
     {"name":"INPUT1","shape":[4],"datatype":"FP32","data":[4,3,2,1]}]}'
@@ -106,6 +108,12 @@ export function parseCli(argv: readonly string[]): CliCommand {
       case "http-port":
       case "port":
         options.port = intValue(0, 65535);
+        break;
+      case "grpc-port":
+        options.grpcPort = intValue(0, 65535);
+        break;
+      case "allow-grpc":
+        options.allowGrpc = parseBool(name, inline);
         break;
       case "host":
       case "http-address":
@@ -198,6 +206,8 @@ export async function main(argv: readonly string[]): Promise<number | InferenceS
   } else {
     process.stdout.write(`no models in ${server.registry.repository}\n`);
   }
+  const grpc = server.grpcAddress;
+  if (grpc !== undefined) process.stdout.write(`Started GRPCInferenceService at ${grpc.url}\n`);
   process.stdout.write(`Started HTTPService at ${server.address.host}:${server.address.port}\n`);
   process.stdout.write(`Started Metrics Service at ${server.address.url}/metrics\n`);
   let stopping = false;

@@ -182,7 +182,7 @@ function prepare(): Peer[] {
     {
       name: "tensorbridge",
       url: "http://127.0.0.1:8200",
-      start: () => startProcess(process.execPath, [...tbCli, "serve", tb, "--http-port", "8200", ...TB_ARGS], {}),
+      start: () => startProcess(process.execPath, [...tbCli, "serve", tb, "--http-port", "8200", "--grpc-port", "8201", ...TB_ARGS], {}),
     },
     ...(baseline
       ? [

@@ -1,13 +1,16 @@
 import { TensorBridgeError } from "../errors.js";
+import type { ModelErrorCode } from "./model-error.js";
 
 /**
  * Coded errors of the model runtime and the server.
  *
  * Every error the runtime raises is a {@link ServingError} (a
  * `TensorBridgeError`) with a stable
- * `ERR_*` code (see {@link ServingErrorCode}) and the HTTP status the server
- * answers with. Model authors raise {@link ModelError} (Triton's error codes)
- * instead; it lives in `model-error.ts`.
+ * `ERR_*` code (see {@link ServingErrorCode}) and the Triton error code it
+ * stands for (`tritonCode`). The runtime knows no transport: each transport
+ * (HTTP, gRPC) maps Triton codes to its own statuses in a table of its own.
+ * Model authors raise {@link ModelError} (Triton's error codes) instead; it
+ * lives in `model-error.ts`.
  *
  * @module
  */
@@ -50,34 +53,38 @@ export type ServingErrorCode =
   | "ERR_SERVER_CLOSED"
   | "ERR_CLI_USAGE";
 
-/** The HTTP status the server answers each {@link ServingErrorCode} with. */
-export const SERVING_ERROR_STATUS: Readonly<Record<ServingErrorCode, number>> = Object.freeze({
-  ERR_CONFIG_SYNTAX: 400,
-  ERR_CONFIG_INVALID: 400,
-  ERR_MODEL_LOAD: 400,
-  ERR_MODEL_NOT_FOUND: 404,
-  ERR_MODEL_UNAVAILABLE: 400,
-  ERR_REPOSITORY: 500,
-  ERR_INVALID_REQUEST: 400,
-  ERR_MODEL_EXECUTE: 500,
-  ERR_BODY_TOO_LARGE: 413,
-  ERR_UNSUPPORTED: 400,
-  ERR_SHM: 400,
-  ERR_SERVER_CLOSED: 503,
-  ERR_CLI_USAGE: 2,
+/**
+ * The Triton error code each {@link ServingErrorCode} stands for: what a
+ * transport maps to its status (HTTP status, gRPC status code) and what a
+ * model sees in a `ModelError`.
+ */
+export const SERVING_ERROR_TRITON_CODE: Readonly<Record<ServingErrorCode, ModelErrorCode>> = Object.freeze({
+  ERR_CONFIG_SYNTAX: "INVALID_ARG",
+  ERR_CONFIG_INVALID: "INVALID_ARG",
+  ERR_MODEL_LOAD: "INVALID_ARG",
+  ERR_MODEL_NOT_FOUND: "NOT_FOUND",
+  ERR_MODEL_UNAVAILABLE: "UNAVAILABLE",
+  ERR_REPOSITORY: "INTERNAL",
+  ERR_INVALID_REQUEST: "INVALID_ARG",
+  ERR_MODEL_EXECUTE: "INTERNAL",
+  ERR_BODY_TOO_LARGE: "INVALID_ARG",
+  ERR_UNSUPPORTED: "UNSUPPORTED",
+  ERR_SHM: "INVALID_ARG",
+  ERR_SERVER_CLOSED: "UNAVAILABLE",
+  ERR_CLI_USAGE: "INVALID_ARG",
 });
 
 /** Options of {@link ServingError}. */
 export interface ServingErrorOptions {
   /** The error that caused this one. */
   cause?: unknown;
-  /** HTTP status override (defaults to {@link SERVING_ERROR_STATUS}). */
-  status?: number;
+  /** Triton code override (defaults to {@link SERVING_ERROR_TRITON_CODE}). */
+  tritonCode?: ModelErrorCode;
 }
 
 /**
  * An error of the model runtime or the server, with a stable `code` and the
- * HTTP `status` the server answers it with.
+ * Triton error code (`tritonCode`) that transports map to their statuses.
  *
  * @example
  * ```ts
@@ -88,18 +95,18 @@ export interface ServingErrorOptions {
 export class ServingError extends TensorBridgeError {
   /** Stable machine-readable code. */
   declare readonly code: ServingErrorCode;
-  /** HTTP status this error maps to. */
-  readonly status: number;
+  /** The Triton error code this error stands for. */
+  readonly tritonCode: ModelErrorCode;
 
   /**
    * @param code - the stable error code.
-   * @param message - a human-readable message (it is what HTTP clients see).
-   * @param options - cause and status override.
+   * @param message - a human-readable message (it is what clients see).
+   * @param options - cause and Triton code override.
    */
   constructor(code: ServingErrorCode, message: string, options: ServingErrorOptions = {}) {
     super(code, message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = "ServingError";
-    this.status = options.status ?? SERVING_ERROR_STATUS[code];
+    this.tritonCode = options.tritonCode ?? SERVING_ERROR_TRITON_CODE[code];
   }
 }
 

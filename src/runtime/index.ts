@@ -6,7 +6,7 @@
  */
 export { InferenceRequest, type InferenceRequestInit, type RequestParameter } from "./request.js";
 export { InferenceResponse, type InferenceResponseInit } from "./response.js";
-export { ModelError, MODEL_ERROR_STATUS, type ModelErrorCode } from "./model-error.js";
+export { ModelError, MODEL_ERROR_CODES, type ModelErrorCode } from "./model-error.js";
 export type { InitializeArgs, TritonModel, TritonModelClass } from "./types.js";
 export {
   FORCE_CPU_ONLY_INPUT_TENSORS,
@@ -31,7 +31,7 @@ export {
   type TritonDataType,
 } from "./config.js";
 export { parsePbtxt, type ParsePbtxtOptions, type PbField, type PbMessage, type PbPosition, type PbScalar, type PbValue } from "./pbtxt.js";
-export { ConfigError, ServingError, SERVING_ERROR_STATUS, type ServingErrorCode, type ServingErrorOptions } from "./errors.js";
+export { ConfigError, ServingError, SERVING_ERROR_TRITON_CODE, type ServingErrorCode, type ServingErrorOptions } from "./errors.js";
 export {
   MODEL_FILE_NAMES,
   findModelFile,

@@ -16,7 +16,8 @@ export type ModelErrorCode =
   | "ALREADY_EXISTS"
   | "CANCELLED";
 
-const CODES: readonly ModelErrorCode[] = [
+/** Every {@link ModelErrorCode}. */
+export const MODEL_ERROR_CODES: readonly ModelErrorCode[] = [
   "UNKNOWN",
   "INTERNAL",
   "NOT_FOUND",
@@ -26,22 +27,6 @@ const CODES: readonly ModelErrorCode[] = [
   "ALREADY_EXISTS",
   "CANCELLED",
 ];
-
-/**
- * HTTP status for each {@link ModelErrorCode}, as Triton's HTTP frontend maps
- * them: INTERNAL 500, NOT_FOUND 404, UNAVAILABLE 503, UNSUPPORTED 501, the
- * rest 400.
- */
-export const MODEL_ERROR_STATUS: Readonly<Record<ModelErrorCode, number>> = Object.freeze({
-  UNKNOWN: 400,
-  INTERNAL: 500,
-  NOT_FOUND: 404,
-  INVALID_ARG: 400,
-  UNAVAILABLE: 503,
-  UNSUPPORTED: 501,
-  ALREADY_EXISTS: 400,
-  CANCELLED: 400,
-});
 
 /**
  * An error for one inference request, raised by a model (put it in an
@@ -81,14 +66,9 @@ export class ModelError extends Error {
    */
   constructor(message: string, code: ModelErrorCode = "INTERNAL") {
     super(message);
-    if (!CODES.includes(code)) throw new TypeError(`unknown ModelError code ${JSON.stringify(code)} (expected one of ${CODES.join(", ")})`);
+    if (!MODEL_ERROR_CODES.includes(code)) throw new TypeError(`unknown ModelError code ${JSON.stringify(code)} (expected one of ${MODEL_ERROR_CODES.join(", ")})`);
     this.name = "ModelError";
     this.code = code;
-  }
-
-  /** The HTTP status the server answers with for this error. */
-  get status(): number {
-    return MODEL_ERROR_STATUS[this.code];
   }
 
   /**
@@ -98,6 +78,9 @@ export class ModelError extends Error {
   static from(e: unknown): ModelError {
     if (e instanceof ModelError) return e;
     if (isModelErrorLike(e)) return new ModelError(e.message, e.code);
+    // A runtime error (ServingError) keeps the Triton code it stands for.
+    const triton = (e as { tritonCode?: unknown } | null)?.tritonCode;
+    if (e instanceof Error && MODEL_ERROR_CODES.includes(triton as ModelErrorCode)) return new ModelError(e.message, triton as ModelErrorCode);
     const m = e instanceof Error ? e.message : typeof e === "string" ? e : String(e);
     const err = new ModelError(m, "INTERNAL");
     if (e instanceof Error) err.stack = e.stack;
@@ -112,6 +95,6 @@ function isModelErrorLike(e: unknown): e is { message: string; code: ModelErrorC
     e !== null &&
     (e as { name?: unknown }).name === "ModelError" &&
     typeof (e as { message?: unknown }).message === "string" &&
-    CODES.includes((e as { code?: ModelErrorCode }).code as ModelErrorCode)
+    MODEL_ERROR_CODES.includes((e as { code?: ModelErrorCode }).code as ModelErrorCode)
   );
 }

@@ -11,6 +11,7 @@ import type { Tensor } from "../tensor.js";
 import { configTypeToDtype, forceCpuOnlyInputs, instanceThreads, type ModelConfig, type ModelInputConfig, type ModelOutputConfig } from "./config.js";
 import { ServingError, errorMessage } from "./errors.js";
 import { importModelClass } from "./loader.js";
+import type { Cancellation } from "./cancel.js";
 import { ModelError } from "./model-error.js";
 import { InferenceRequest, type RequestParameter } from "./request.js";
 import { InferenceResponse } from "./response.js";
@@ -33,6 +34,8 @@ export interface InferInput {
   parameters?: Record<string, RequestParameter>;
   /** When the request arrived (`process.hrtime.bigint()`), for end-to-end statistics. */
   receivedAt?: bigint;
+  /** Set by the transport when it can tell that the client gave up on the request. */
+  cancellation?: Cancellation;
 }
 
 /** The runtime's answer to one request. */
@@ -53,6 +56,21 @@ export interface InferCallbacks {
   resolve(o: InferOutput): void;
   /** The request failed (a ServingError, the model's ModelError, ...). */
   reject(e: unknown): void;
+}
+
+/**
+ * Where {@link ModelVersion.submitStream} reports the responses of one
+ * request: zero or more for a decoupled model, exactly one (final) for any
+ * other. Exactly one call per request carries `final: true` (or is
+ * `complete()`); nothing is called after it. The callbacks must not throw.
+ */
+export interface StreamCallbacks {
+  /** One response; `final` when the model sent it with the final flag. */
+  response(o: InferOutput, final: boolean): void;
+  /** One response that carries an error (a failed request is one with `final: true`). */
+  error(e: unknown, final: boolean): void;
+  /** The final flag alone, with no response (a decoupled model's `send(undefined, { final: true })`). */
+  complete(): void;
 }
 
 /** Logger used by the runtime (a subset of pino's / console's). */
@@ -409,6 +427,21 @@ export class ModelVersion {
     }
     this.#queue.push({ input, receivedAt: received, batchSize, enqueuedAt: now(), done });
     this.#pump();
+  }
+
+  /** True for a decoupled model (`model_transaction_policy { decoupled: true }`): zero or many responses per request. */
+  get decoupled(): boolean {
+    return this.config.model_transaction_policy?.decoupled === true;
+  }
+
+  /**
+   * Runs one request and reports every response it gets (see
+   * {@link StreamCallbacks}): what a streaming transport (gRPC
+   * `ModelStreamInfer`, HTTP `generate_stream`) uses. A model that is not
+   * decoupled answers with exactly one final response.
+   */
+  submitStream(input: InferInput, sink: StreamCallbacks): void {
+    this.submit(input, { resolve: (o) => sink.response(o, true), reject: (e) => sink.error(e, true) });
   }
 
   #record(ok: boolean, received: bigint, queueNs: number, batchSize: number, reason?: "REJECTED" | "BACKEND" | "OTHER"): void {

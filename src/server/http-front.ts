@@ -33,7 +33,7 @@
 import { METHODS as NODE_METHODS, STATUS_CODES, type Server } from "node:http";
 import type { Socket } from "node:net";
 
-import type { RequestHead, ResponseSink } from "./fast-infer.js";
+import type { RequestHead, ResponseSink } from "./http-infer.js";
 
 /** A request head the front parsed: method, target and headers (lower-case names, each once). */
 export interface FrontRequest extends RequestHead {

@@ -6,7 +6,8 @@
  */
 export { DEFAULT_BODY_LIMIT, InferenceServer, startServer, type ServerAddress, type ServerOptions } from "./server.js";
 export type { HttpFrontCounters } from "./http-front.js";
-export { EXTENSIONS, extensions } from "./routes.js";
+export { EXTENSIONS, extensions, InferenceEndpoint, decoupledRefusal, type EndpointContext, type ModelMetadata, type TensorMetadata, type UnaryTransport } from "./endpoint.js";
+export { HTTP_STATUS, httpError } from "./http-status.js";
 export { ServerMetrics } from "./metrics.js";
 export { SystemSharedMemory, type SystemShmRegionStatus } from "./shm.js";
 export { CUDA_IPC_HANDLE_BYTES, CudaSharedMemory, type CudaShmRegionStatus, parseCudaRegisterBody } from "./cuda-shm.js";

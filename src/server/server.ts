@@ -1,6 +1,7 @@
 /**
- * The HTTP inference server: a fastify app speaking KServe v2 / Triton over
- * one model repository, with listen and graceful close.
+ * The inference server: one {@link InferenceEndpoint} over one model
+ * repository, served over KServe v2 / Triton HTTP (a fastify app with a
+ * direct path in front of it) and gRPC, with listen and graceful close.
  *
  * @module
  */
@@ -14,10 +15,14 @@ import { ServingError, errorMessage } from "../runtime/errors.js";
 import { ModelRegistry } from "../runtime/model-registry.js";
 import type { RuntimeLogger } from "../runtime/model-version.js";
 import { ServerMetrics } from "./metrics.js";
-import { errorStatus, registerRoutes } from "./routes.js";
-import { CudaSharedMemory, combinedSharedMemory } from "./cuda-shm.js";
-import { directInfer, fastInferHandler, type InferRoute } from "./fast-infer.js";
+import { registerRoutes } from "./routes.js";
+import { CudaSharedMemory } from "./cuda-shm.js";
+import { InferenceEndpoint } from "./endpoint.js";
+import { GrpcTransport } from "./grpc/transport.js";
+import { directInfer, type InferRoute } from "./http-infer.js";
 import { HttpFront, type HttpFrontCounters } from "./http-front.js";
+import { httpError } from "./http-status.js";
+import { nodeInferHandler } from "./node-http.js";
 import { SystemSharedMemory } from "./shm.js";
 
 /** Default request body limit: 64 MiB. */
@@ -31,6 +36,10 @@ export interface ServerOptions {
   host?: string;
   /** HTTP port; default 8000; 0 picks a free one. */
   port?: number;
+  /** gRPC port (Triton's `--grpc-port`); default 8001; 0 picks a free one. Bound to the same `host`. */
+  grpcPort?: number;
+  /** Serve gRPC (Triton's `--allow-grpc`). Default true. */
+  allowGrpc?: boolean;
   /** Log every request and model event (pino JSON on stderr). */
   logVerbose?: boolean;
   /** Where model load/unload messages go (default: stderr lines, or nothing when `quiet`). */
@@ -66,7 +75,7 @@ export interface ServerAddress {
   host: string;
   /** Bound port. */
   port: number;
-  /** `http://host:port`. */
+  /** `http://host:port` (`host:port` for gRPC, as gRPC clients take it). */
   url: string;
 }
 
@@ -112,7 +121,10 @@ export class InferenceServer {
   readonly shm: SystemSharedMemory;
   /** CUDA shared-memory regions. */
   readonly cudaShm: CudaSharedMemory;
+  /** The inference endpoint that every transport serves. */
+  readonly endpoint: InferenceEndpoint;
   #address: ServerAddress | undefined;
+  #grpc: GrpcTransport | undefined;
   #front: HttpFront<InferRoute> | undefined;
   #closing: Promise<void> | undefined;
   readonly #log: RuntimeLogger;
@@ -127,17 +139,19 @@ export class InferenceServer {
     this.cudaShm = new CudaSharedMemory(opts.allowClientShm ?? false, (name) => this.shm.has(name));
     const bodyLimit = opts.bodyLimit ?? DEFAULT_BODY_LIMIT;
     const chunkThreshold = 64 * 1024;
-    // Verbose logging logs every request through fastify's logger: no direct path then.
-    const ctx = {
+    this.endpoint = new InferenceEndpoint({
+      name: "tensorbridge",
+      version: packageVersion(),
       registry,
-      shm: combinedSharedMemory(this.shm, this.cudaShm),
+      systemShm: this.shm,
+      cudaShm: this.cudaShm,
       closing: () => this.#closing !== undefined,
-      bodyLimit,
-      chunkThreshold,
+      strictReadiness: opts.strictReadiness ?? true,
       log: this.#log,
-    };
-    const direct = opts.fastInfer !== false && !opts.logVerbose ? directInfer(ctx) : undefined;
-    const fast = direct && fastInferHandler(ctx, direct);
+    });
+    // Verbose logging logs every request through fastify's logger: no direct path then.
+    const direct = opts.fastInfer !== false && !opts.logVerbose ? directInfer(this.endpoint, { bodyLimit, chunkThreshold }) : undefined;
+    const fast = direct && nodeInferHandler(direct);
     const keepAliveTimeout = 65_000;
     // fastify applies its timeouts only to a server it creates itself: the
     // same values here (its requestTimeout default is 0, Node's is 300 s)
@@ -178,7 +192,7 @@ export class InferenceServer {
     this.app.removeAllContentTypeParsers();
     this.app.addContentTypeParser("*", { parseAs: "buffer" }, (_req, body, done) => done(null, body));
     this.app.setErrorHandler((err, req, reply) => {
-      let { status, message } = errorStatus(err);
+      let { status, message } = httpError(err);
       const code = (err as { code?: unknown }).code;
       if (code === "FST_ERR_CTP_BODY_TOO_LARGE") {
         status = 413;
@@ -197,17 +211,7 @@ export class InferenceServer {
     this.app.setNotFoundHandler((req, reply) => {
       void reply.code(404).send({ error: `unknown endpoint: ${req.method} ${req.url.split("?")[0]}` });
     });
-    registerRoutes(this.app, {
-      name: "tensorbridge",
-      version: packageVersion(),
-      registry,
-      metrics: this.metrics,
-      shm: this.shm,
-      cudaShm: this.cudaShm,
-      closing: () => this.#closing !== undefined,
-      strictReadiness: opts.strictReadiness ?? true,
-      chunkThreshold,
-    });
+    registerRoutes(this.app, this.endpoint, { metrics: this.metrics, chunkThreshold });
   }
 
   /**
@@ -234,6 +238,14 @@ export class InferenceServer {
     const port = typeof addr === "object" && addr ? addr.port : (opts.port ?? 8000);
     const shownHost = host.includes(":") ? `[${host}]` : host;
     server.#address = { host, port, url: `http://${shownHost}:${port}` };
+    if (opts.allowGrpc ?? true) {
+      try {
+        server.#grpc = await GrpcTransport.start(server.endpoint, { host, port: opts.grpcPort ?? 8001 });
+      } catch (e) {
+        await server.close();
+        throw e;
+      }
+    }
     return server;
   }
 
@@ -241,6 +253,15 @@ export class InferenceServer {
   get address(): ServerAddress {
     if (!this.#address) throw new ServingError("ERR_SERVER_CLOSED", "the server is not listening");
     return this.#address;
+  }
+
+  /** Where the gRPC service listens; undefined when gRPC is off (`allowGrpc: false`). */
+  get grpcAddress(): ServerAddress | undefined {
+    const g = this.#grpc;
+    if (g === undefined || this.#address === undefined) return undefined;
+    const host = this.#address.host;
+    const shownHost = host.includes(":") ? `[${host}]` : host;
+    return { host, port: g.port, url: `${shownHost}:${g.port}` };
   }
 
   /**
@@ -266,11 +287,13 @@ export class InferenceServer {
     this.#closing ??= (async () => {
       // Idle connections the front reads would hold the listener's close open.
       this.#front?.close();
+      const grpc = this.#grpc?.close().catch((e: unknown) => this.#log.error(`closing the gRPC server failed: ${errorMessage(e)}`));
       try {
         await this.app.close();
       } catch (e) {
         this.#log.error(`closing the HTTP server failed: ${errorMessage(e)}`);
       }
+      await grpc;
       await this.registry.close();
       this.shm.close();
       this.cudaShm.close();

@@ -7,10 +7,11 @@
  * @module
  */
 import { ServingError } from "../runtime/errors.js";
+import type { ModelErrorCode } from "../runtime/model-error.js";
 
-/** Throws the error of a shared-memory request (`ERR_SHM`, 400 unless said). */
-export function shmError(message: string, status = 400): never {
-  throw new ServingError("ERR_SHM", message, { status });
+/** Throws the error of a shared-memory request (`ERR_SHM`, INVALID_ARG unless said). */
+export function shmError(message: string, tritonCode: ModelErrorCode = "INVALID_ARG"): never {
+  throw new ServingError("ERR_SHM", message, { tritonCode });
 }
 
 /** The fields every registered region has. */
@@ -59,7 +60,7 @@ export abstract class SharedMemoryRegions<R extends RegionBase, S> {
   /** @throws {ServingError} `ERR_SHM` (403) unless client shared memory is allowed. */
   protected checkEnabled(): void {
     if (!this.enabled) {
-      shmError("client shared memory is disabled on this server; start it with --allow-client-shm=true to use it", 403);
+      shmError("client shared memory is disabled on this server; start it with --allow-client-shm=true to use it", "UNAVAILABLE");
     }
   }
 
@@ -88,7 +89,7 @@ export abstract class SharedMemoryRegions<R extends RegionBase, S> {
   status(name?: string): S[] {
     if (name !== undefined) {
       const r = this.regions.get(name);
-      if (!r) shmError(`unable to find ${this.kind} shared memory region: '${name}'`, 404);
+      if (!r) shmError(`unable to find ${this.kind} shared memory region: '${name}'`, "NOT_FOUND");
       return [this.statusOf(r)];
     }
     return [...this.regions.values()].map((r) => this.statusOf(r));

@@ -1,32 +1,32 @@
 /**
- * The inference request path, shared by the fastify route and by a direct
- * `node:http` handler that serves `POST /v2/models/{m}[/versions/{v}]/infer`
- * in front of fastify.
+ * The inference endpoint over KServe v2 HTTP bodies (JSON, or JSON plus
+ * binary tensors): decode, submit to the endpoint, encode, write. The three
+ * HTTP transports (the HTTP/1.1 front in `http-front.ts`, node:http in
+ * `node-http.ts` and the fastify route in `routes.ts`) share it; the
+ * contracts they fill in ({@link RequestHead}, {@link ResponseSink}) are
+ * defined here, so none of them imports another.
  *
- * Why a direct handler: with tiny models (add_sub), fastify's per-request
- * machinery (routing, content-type parsing with a body copy, hooks, reply
- * serialisation, several promise hops) cost more CPU than decoding, running
- * and encoding the request itself. The direct handler answers byte-for-byte
- * as the fastify route does (status, headers, error bodies); every request
- * it is not sure about (any other method or URL, a percent-encoded model
- * name, no `Content-Length`, a body over the limit, shutdown begun, verbose
- * logging on) goes to fastify unchanged.
+ * Why a direct path beside fastify: with tiny models (add_sub), fastify's
+ * per-request machinery (routing, content-type parsing with a body copy,
+ * hooks, reply serialisation, several promise hops) cost more CPU than
+ * decoding, running and encoding the request itself. The direct path
+ * answers byte-for-byte as the fastify route does (status, headers, error
+ * bodies); every request it is not sure about (any other method or URL, a
+ * percent-encoded model name, no `Content-Length`, a body over the limit,
+ * shutdown begun, verbose logging on) goes to fastify unchanged.
  *
  * @module
  */
-import type { IncomingMessage, ServerResponse } from "node:http";
-
-import type { ModelRegistry } from "../runtime/model-registry.js";
-import type { InferCallbacks, InferOutput, ModelVersion, RuntimeLogger } from "../runtime/model-version.js";
-import { decodeInferRequest, encodeInferResponse, type DecodedRequest, type EncodedResponse, type SharedMemoryAccess } from "./codec.js";
-import { errorStatus } from "./routes.js";
+import type { InferCallbacks, InferOutput, ModelVersion } from "../runtime/model-version.js";
+import { decodeInferRequest, encodeInferResponse, type DecodedRequest, type EncodedResponse } from "./codec.js";
+import type { InferenceEndpoint } from "./endpoint.js";
+import { httpError } from "./http-status.js";
 
 /**
  * Decodes a request body, runs it on the model and encodes the response:
  * the whole inference endpoint but the HTTP framing.
  *
- * @param registry - the models.
- * @param shm - shared-memory access for inputs and outputs placed in regions.
+ * @param endpoint - the endpoint.
  * @param model - the model name from the URL.
  * @param version - the version from the URL, if any.
  * @param body - the request body.
@@ -36,17 +36,16 @@ import { errorStatus } from "./routes.js";
  * whatever the model's inference rejects with).
  */
 export async function inferBody(
-  registry: ModelRegistry,
-  shm: SharedMemoryAccess,
+  endpoint: InferenceEndpoint,
   model: string,
   version: string | undefined,
   body: Uint8Array | undefined,
   headerLength: string | string[] | undefined,
   joinBelow = 0,
 ): Promise<EncodedResponse> {
-  const { mv, decoded } = decodeFor(registry, shm, model, version, body, headerLength);
-  const result = await mv.infer(decoded.input);
-  return encodeInferResponse(result, decoded, shm, joinBelow);
+  const { mv, decoded } = decodeFor(endpoint, model, version, body, headerLength);
+  const result = await new Promise<InferOutput>((resolve, reject) => endpoint.infer(mv, decoded.input, { resolve, reject }, "HTTP"));
+  return encodeInferResponse(result, decoded, endpoint.shm, joinBelow);
 }
 
 /**
@@ -56,8 +55,7 @@ export async function inferBody(
  * @throws {ServingError} unknown model or version, malformed request.
  */
 function decodeFor(
-  registry: ModelRegistry,
-  shm: SharedMemoryAccess,
+  endpoint: InferenceEndpoint,
   model: string,
   version: string | undefined,
   body: Uint8Array | undefined,
@@ -66,8 +64,8 @@ function decodeFor(
   // Taken after the body arrived, as the fastify route always did, so that
   // the statistics mean the same on both paths.
   const received = process.hrtime.bigint();
-  const mv = registry.get(model, version); // throws NOT_FOUND / UNAVAILABLE
-  const decoded = decodeInferRequest(body, headerLength, shm);
+  const mv = endpoint.model(model, version); // throws NOT_FOUND / UNAVAILABLE
+  const decoded = decodeInferRequest(body, headerLength, endpoint.shm);
   decoded.input.receivedAt = received;
   return { mv, decoded };
 }
@@ -131,25 +129,17 @@ export function writeInferResponse(res: ResponseSink, enc: EncodedResponse, clos
   }
 }
 
-/** What the direct handler needs from the server. */
-export interface FastInferContext {
-  /** The models. */
-  registry: ModelRegistry;
-  /** Shared-memory access (system and CUDA regions). */
-  shm: SharedMemoryAccess;
-  /** True once shutdown began (fastify then answers 503 to new requests). */
-  closing: () => boolean;
+/** What the direct path needs beside the endpoint. */
+export interface DirectInferOptions {
   /** Largest body in bytes (larger ones go to fastify, which answers 413). */
   bodyLimit: number;
   /** Binary responses at least this large are written in chunks instead of joined. */
   chunkThreshold: number;
-  /** Where 5xx errors are logged (and others at debug level), as the fastify error handler does. */
-  log: RuntimeLogger;
 }
 
 /** What every {@link Reply} of one handler shares. */
 interface ReplyState {
-  shm: SharedMemoryAccess;
+  shm: InferenceEndpoint["shm"];
   closing: () => boolean;
   chunkThreshold: number;
   fail: (req: RequestHead, res: ResponseSink, err: unknown) => void;
@@ -187,8 +177,6 @@ class Reply implements InferCallbacks {
 // trailing slash (ignoreTrailingSlash) and an optional query string.
 const INFER_PATH = /^\/v2\/models\/([A-Za-z0-9_.-]{1,1024})(?:\/versions\/([0-9]{1,15}))?\/infer\/?(?:\?.*)?$/;
 
-const noop = (): void => {};
-
 /** Where a request the direct path takes goes, and how long its body is. */
 export interface InferRoute {
   /** The model name from the URL. */
@@ -212,11 +200,12 @@ export interface DirectInfer {
 }
 
 /** The direct inference path: see {@link DirectInfer}. */
-export function directInfer(ctx: FastInferContext): DirectInfer {
-  const { registry, shm, closing, bodyLimit, chunkThreshold, log } = ctx;
+export function directInfer(endpoint: InferenceEndpoint, opts: DirectInferOptions): DirectInfer {
+  const { shm, closing, log } = endpoint;
+  const { bodyLimit, chunkThreshold } = opts;
 
   const fail = (req: RequestHead, res: ResponseSink, err: unknown): void => {
-    const { status, message } = errorStatus(err);
+    const { status, message } = httpError(err);
     if (status >= 500) log.error(`${req.method} ${req.url}: ${message}`);
     else log.debug?.(`${req.method} ${req.url}: ${status} ${message}`);
     if (res.headersSent) {
@@ -244,43 +233,11 @@ export function directInfer(ctx: FastInferContext): DirectInfer {
     },
     serve(req, res, route, body) {
       try {
-        const { mv, decoded } = decodeFor(registry, shm, route.model, route.version, body, req.headers["inference-header-content-length"]);
-        mv.submit(decoded.input, new Reply(state, req, res, decoded));
+        const { mv, decoded } = decodeFor(endpoint, route.model, route.version, body, req.headers["inference-header-content-length"]);
+        endpoint.infer(mv, decoded.input, new Reply(state, req, res, decoded), "HTTP");
       } catch (e) {
         fail(req, res, e);
       }
     },
-  };
-}
-
-/**
- * A `request` listener for `POST …/infer` that runs before fastify: the
- * direct path (`direct`, or one made from `ctx`) over node:http, collecting
- * the body itself.
- *
- * @returns a function that serves the request and returns true, or returns
- * false without touching it (fastify serves it then).
- */
-export function fastInferHandler(ctx: FastInferContext, direct: DirectInfer = directInfer(ctx)): (req: IncomingMessage, res: ServerResponse) => boolean {
-  return (req, res) => {
-    const route = direct.route(req);
-    if (route === undefined) return false;
-    // A client that goes away mid-body: nothing to answer.
-    req.on("error", noop);
-    if (route.length === 0) {
-      req.resume();
-      direct.serve(req, res, route, undefined);
-      return true;
-    }
-    let first: Buffer | undefined;
-    let rest: Buffer[] | undefined;
-    req.on("data", (c: Buffer) => {
-      if (first === undefined) first = c;
-      else (rest ??= [first]).push(c);
-    });
-    req.on("end", () => {
-      direct.serve(req, res, route, rest ? Buffer.concat(rest) : first);
-    });
-    return true;
   };
 }

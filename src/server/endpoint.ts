@@ -1,0 +1,273 @@
+/**
+ * The inference endpoint: what every transport (the HTTP/1.1 front,
+ * node:http, the fastify routes, gRPC) serves, without any of their framing.
+ * It resolves models, refuses what a protocol can't carry (a decoupled model
+ * on a unary call), submits requests to the runtime for one response or a
+ * stream of them, and answers the health, metadata, configuration,
+ * statistics, repository and shared-memory questions of KServe v2 / Triton.
+ *
+ * Errors are the runtime's (`ServingError`, `ModelError`), which carry
+ * Triton's error codes; each transport maps them to its own statuses in a
+ * table of its own (`http-status.ts`, `grpc/status.ts`). No transport is
+ * imported here, and no transport imports another.
+ *
+ * @module
+ */
+import { configTypeToDtype, type ModelConfig } from "../runtime/config.js";
+import { ServingError } from "../runtime/errors.js";
+import { ModelError } from "../runtime/model-error.js";
+import type { ModelIndexEntry, ModelRegistry } from "../runtime/model-registry.js";
+import type { InferCallbacks, InferInput, ModelVersion, RuntimeLogger, StreamCallbacks } from "../runtime/model-version.js";
+import type { ModelStatistics } from "../runtime/stats.js";
+import type { SharedMemoryAccess } from "./codec.js";
+import { CudaSharedMemory, combinedSharedMemory } from "./cuda-shm.js";
+import type { SystemSharedMemory } from "./shm.js";
+
+/**
+ * The protocol extensions this server always implements (`GET /v2`,
+ * `ServerMetadata`); `cuda_shared_memory` is added when CUDA is available
+ * (see {@link extensions}).
+ */
+export const EXTENSIONS: readonly string[] = Object.freeze([
+  "binary_tensor_data",
+  "model_repository",
+  "model_configuration",
+  "statistics",
+  "parameters",
+  "system_shared_memory",
+]);
+
+/**
+ * The extensions the server lists: {@link EXTENSIONS}, plus
+ * `cuda_shared_memory` when CUDA can be used on this machine.
+ * @param cudaAvailable - whether CUDA is available.
+ */
+export function extensions(cudaAvailable: boolean): readonly string[] {
+  return cudaAvailable ? [...EXTENSIONS, "cuda_shared_memory"] : EXTENSIONS;
+}
+
+/** The transports the endpoint refuses decoupled models on, with Triton's words. */
+export type UnaryTransport = "HTTP" | "gRPC";
+
+/** One input or output as model metadata lists it. */
+export interface TensorMetadata {
+  /** Tensor name. */
+  name: string;
+  /** Triton datatype (`FP32`, …). */
+  datatype: string;
+  /** Shape, with -1 for a variable dim and the batch dim first for batching models. */
+  shape: number[];
+}
+
+/** A model's metadata (`GET /v2/models/{m}`, `ModelMetadata`). */
+export interface ModelMetadata {
+  /** Model name. */
+  name: string;
+  /** The versions that are ready, as strings. */
+  versions: string[];
+  /** The config's platform or backend. */
+  platform: string;
+  /** Inputs. */
+  inputs: TensorMetadata[];
+  /** Outputs. */
+  outputs: TensorMetadata[];
+}
+
+/** What the endpoint needs from the server. */
+export interface EndpointContext {
+  /** Server name for the server metadata. */
+  name: string;
+  /** Server version for the server metadata. */
+  version: string;
+  /** The models. */
+  registry: ModelRegistry;
+  /** System shared-memory regions. */
+  systemShm: SystemSharedMemory;
+  /** CUDA shared-memory regions. */
+  cudaShm: CudaSharedMemory;
+  /** True once shutdown began. */
+  closing: () => boolean;
+  /** Triton's `--strict-readiness`. */
+  strictReadiness: boolean;
+  /** Where the endpoint logs. */
+  log: RuntimeLogger;
+}
+
+/** The inference endpoint every transport serves: see the module docs. */
+export class InferenceEndpoint {
+  /** Server name. */
+  readonly name: string;
+  /** Server version. */
+  readonly version: string;
+  /** The models. */
+  readonly registry: ModelRegistry;
+  /** System shared-memory regions. */
+  readonly systemShm: SystemSharedMemory;
+  /** CUDA shared-memory regions. */
+  readonly cudaShm: CudaSharedMemory;
+  /** Both kinds of regions, as the codecs read and write tensors in them. */
+  readonly shm: SharedMemoryAccess;
+  /** Where the endpoint and its transports log. */
+  readonly log: RuntimeLogger;
+  /** True once shutdown began. */
+  readonly closing: () => boolean;
+  readonly #strictReadiness: boolean;
+
+  /** @param ctx - the server's state. */
+  constructor(ctx: EndpointContext) {
+    this.name = ctx.name;
+    this.version = ctx.version;
+    this.registry = ctx.registry;
+    this.systemShm = ctx.systemShm;
+    this.cudaShm = ctx.cudaShm;
+    this.shm = combinedSharedMemory(ctx.systemShm, ctx.cudaShm);
+    this.log = ctx.log;
+    this.closing = ctx.closing;
+    this.#strictReadiness = ctx.strictReadiness;
+  }
+
+  // --- health and metadata ---------------------------------------------------
+
+  /**
+   * Whether the server is ready, and why not: shutting down, or (with
+   * strict readiness) a model that is not loaded.
+   */
+  readiness(): { ready: true } | { ready: false; reason: string } {
+    if (this.closing()) return { ready: false, reason: "the server is shutting down" };
+    if (!this.registry.allReady(this.#strictReadiness)) return { ready: false, reason: "the server is not ready: not every model is loaded" };
+    return { ready: true };
+  }
+
+  /** Server name, version and extensions. */
+  serverMetadata(): { name: string; version: string; extensions: readonly string[] } {
+    return { name: this.name, version: this.version, extensions: extensions(CudaSharedMemory.available()) };
+  }
+
+  /**
+   * Whether a model version is ready.
+   * @throws {ServingError} `ERR_MODEL_NOT_FOUND` for an unknown model or
+   * version, `ERR_MODEL_UNAVAILABLE` for one that is not loaded.
+   */
+  modelReady(model: string, version?: string): boolean {
+    return this.registry.get(model, version).ready;
+  }
+
+  /**
+   * A model's metadata: its ready versions, platform, inputs and outputs.
+   * @throws {ServingError} as {@link model}.
+   */
+  modelMetadata(model: string, version?: string): ModelMetadata {
+    const v = this.registry.get(model, version);
+    const versions = this.registry
+      .versionsOf(model)
+      .filter((x) => x.ready)
+      .map((x) => String(x.version));
+    const batch = v.config.max_batch_size > 0;
+    const io = (t: { name: string; data_type: string; dims: number[] }): TensorMetadata => ({
+      name: t.name,
+      datatype: configTypeToDtype(t.data_type) ?? "INVALID",
+      shape: batch ? [-1, ...t.dims] : [...t.dims],
+    });
+    return {
+      name: v.name,
+      versions,
+      platform: v.config.platform || v.config.backend || "tensorbridge",
+      inputs: v.config.input.map(io),
+      outputs: v.config.output.map(io),
+    };
+  }
+
+  /**
+   * A model version's configuration.
+   * @throws {ServingError} as {@link model}.
+   */
+  modelConfig(model: string, version?: string): ModelConfig {
+    return this.registry.get(model, version).config;
+  }
+
+  /**
+   * Statistics: of every ready version of every model (no `model`), of
+   * every ready version of one model, or of one version.
+   * @throws {ServingError} as {@link model}.
+   */
+  modelStatistics(model?: string, version?: string): ModelStatistics[] {
+    if (model === undefined || model === "") return this.registry.readyVersions().map((v) => v.stats.snapshot());
+    if (version === undefined || version === "") {
+      this.registry.get(model); // existence / readiness check
+      return this.registry
+        .versionsOf(model)
+        .filter((v) => v.ready)
+        .map((v) => v.stats.snapshot());
+    }
+    return [this.registry.get(model, version).stats.snapshot()];
+  }
+
+  // --- model repository ------------------------------------------------------
+
+  /** The repository's models and their states. */
+  repositoryIndex(ready = false): Promise<ModelIndexEntry[]> {
+    return this.registry.index({ ready });
+  }
+
+  /**
+   * Loads (or reloads) a model, optionally with a config given as JSON.
+   * @param parameters - the load request's parameters (`config`; `file:…`
+   * parameters are refused).
+   * @throws {ServingError} `ERR_UNSUPPORTED` for `file:` parameters,
+   * `ERR_MODEL_NOT_FOUND`, `ERR_MODEL_LOAD`.
+   */
+  async loadModel(model: string, parameters: Readonly<Record<string, unknown>> = {}): Promise<void> {
+    for (const k of Object.keys(parameters)) {
+      if (k.startsWith("file:")) throw new ServingError("ERR_UNSUPPORTED", "loading a model from files sent in the request ('file:' parameters) is not supported");
+    }
+    await this.registry.load(model, parameters["config"] === undefined ? {} : { config: parameters["config"] });
+  }
+
+  /**
+   * Unloads a model (waits for its requests, runs `finalize()`).
+   * @throws {ServingError} `ERR_MODEL_NOT_FOUND`.
+   */
+  unloadModel(model: string): Promise<void> {
+    return this.registry.unload(model);
+  }
+
+  // --- inference -------------------------------------------------------------
+
+  /**
+   * The model version a request is for.
+   * @throws {ServingError} `ERR_MODEL_NOT_FOUND` (Triton's `Request for
+   * unknown model: '…' is not found`), `ERR_MODEL_UNAVAILABLE`.
+   */
+  model(model: string, version?: string): ModelVersion {
+    return this.registry.get(model, version);
+  }
+
+  /**
+   * Submits a request that gets exactly one response (HTTP `/infer`, gRPC
+   * `ModelInfer`). A decoupled model is refused with Triton's error for
+   * that transport (UNSUPPORTED).
+   */
+  infer(mv: ModelVersion, input: InferInput, done: InferCallbacks, transport: UnaryTransport): void {
+    if (mv.decoupled) {
+      done.reject(new ModelError(decoupledRefusal(transport), "UNSUPPORTED"));
+      return;
+    }
+    mv.submit(input, done);
+  }
+
+  /**
+   * Submits a request whose responses are streamed (gRPC
+   * `ModelStreamInfer`, HTTP `generate_stream`): every response of a
+   * decoupled model, or the one response of any other.
+   */
+  stream(mv: ModelVersion, input: InferInput, sink: StreamCallbacks): void {
+    mv.submitStream(input, sink);
+  }
+}
+
+/** Triton 2.51's words for a decoupled model on a unary call. */
+export function decoupledRefusal(transport: UnaryTransport): string {
+  return transport === "HTTP"
+    ? "HTTP end point doesn't support models with decoupled transaction policy"
+    : "ModelInfer RPC doesn't support models with decoupled transaction policy";
+}
