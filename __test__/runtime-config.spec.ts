@@ -205,7 +205,6 @@ test("semantic errors: dims, data_type, duplicate names, unsupported scheduling"
   invalid(t, "max_batch_size: -1", 1, 1, "max_batch_size must be >= 0");
   invalid(t, 'input { name: "x" data_type: TYPE_FP32 dims: 1 }\nsequence_batching { }', 2, 1, "sequence_batching is not supported");
   invalid(t, 'input { name: "x" data_type: TYPE_FP32 dims: 1 }\nensemble_scheduling { }', 2, 1, "ensemble_scheduling is not supported");
-  invalid(t, 'input { name: "x" data_type: TYPE_FP32 dims: 1 }\nmodel_transaction_policy { decoupled: true }', 2, 1, "decoupled models are not supported");
   invalid(t, 'max_batch_size: 2 input { name: "x" data_type: TYPE_FP32 dims: 1 }\ndynamic_batching { preferred_batch_size: 4 }', 2, 1, "preferred_batch_size 4");
   invalid(t, 'input { name: "x" data_type: TYPE_FP32 dims: 1 }\nversion_policy { latest { num_versions: 0 } }', 2, 1, "num_versions must be >= 1");
   invalid(t, 'input { name: "x" data_type: TYPE_FP32 dims: 1 }\nversion_policy { specific { } }', 2, 1, "at least one version");
@@ -226,6 +225,14 @@ test("fields that Triton configs commonly carry are accepted", (t) => {
   t.deepEqual(cfg.metric_tags, { team: "a" });
   t.is(cfg.default_model_filename, "model.ts");
   t.is(cfg.input[0]!.format, "FORMAT_NCHW");
+});
+
+test("model_transaction_policy { decoupled: true } loads (a decoupled model), with dynamic batching too", (t) => {
+  const cfg = parseModelConfig('name: "m" input { name: "x" data_type: TYPE_FP32 dims: 1 }\nmodel_transaction_policy { decoupled: true }');
+  t.deepEqual(cfg.model_transaction_policy, { decoupled: true });
+  const batched = parseModelConfig('name: "m" max_batch_size: 4 input { name: "x" data_type: TYPE_FP32 dims: 1 }\ndynamic_batching { }\nmodel_transaction_policy { decoupled: true }');
+  t.is(batched.model_transaction_policy?.decoupled, true);
+  t.deepEqual(parseModelConfig('name: "m" input { name: "x" data_type: TYPE_FP32 dims: 1 }\nmodel_transaction_policy { decoupled: false }').model_transaction_policy, { decoupled: false });
 });
 
 test("a syntax error surfaces as ERR_CONFIG_SYNTAX with its position", (t) => {

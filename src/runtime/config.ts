@@ -222,7 +222,10 @@ export interface ModelConfig {
   model_warmup: Record<string, unknown>[];
   /** Op libraries (unused). */
   model_operations?: { op_library_filename: string[] };
-  /** Transaction policy; `decoupled: true` is not supported. */
+  /**
+   * Transaction policy: `decoupled: true` makes a model that answers each
+   * request through its response sender, with zero or more responses.
+   */
   model_transaction_policy?: { decoupled: boolean };
   /** Repository agents (unused). */
   model_repository_agents?: Record<string, unknown>;
@@ -412,9 +415,6 @@ function normalizeModelConfig(
   // scheduling
   if (cfg.sequence_batching) fail(["sequence_batching"], "sequence_batching is not supported by the tensorbridge runtime");
   if (cfg.ensemble_scheduling) fail(["ensemble_scheduling"], "ensemble_scheduling is not supported by the tensorbridge runtime");
-  if (cfg.model_transaction_policy?.decoupled) {
-    fail(["model_transaction_policy"], "decoupled models are not supported by the tensorbridge runtime");
-  }
   if (cfg.dynamic_batching) {
     for (const p of cfg.dynamic_batching.preferred_batch_size) {
       if (p < 1 || (cfg.max_batch_size > 0 && p > cfg.max_batch_size)) {
