@@ -203,8 +203,8 @@ test("models in .ts, .js and .mjs, anywhere on disk, without node_modules, get t
   await reg.close();
 });
 
-test("the default entry is this copy's src/index", (t) => {
-  t.regex(defaultEntryUrl(), /\/src\/index\.ts$/);
+test("the default entry is this copy's narrow model entry, src/model", (t) => {
+  t.regex(defaultEntryUrl(), /\/src\/model\.ts$/);
 });
 
 test("a module without a default class and a missing model file fail the load with ERR_MODEL_LOAD", async (t) => {

@@ -64,13 +64,14 @@ const knownDirs = new Set<string>();
 
 /**
  * The URL that bare `tensorbridge` resolves to for models: this copy's
- * `index.ts` (running from source under tsx) or `index.js` (running from
- * `dist/`).
+ * narrow model entry, `model.ts` (running from source under tsx) or
+ * `model.js` (running from `dist/`): the tensor and model-author API,
+ * without the server.
  */
 export function defaultEntryUrl(): string {
   const here = new URL(import.meta.url);
   const ext = extname(here.pathname) === ".ts" ? ".ts" : ".js";
-  return new URL(`../index${ext}`, here).href;
+  return new URL(`../model${ext}`, here).href;
 }
 
 /** True when this module itself was loaded as TypeScript (tsx or similar is active). */
