@@ -710,8 +710,8 @@ function tensorFromJson(name: string, dtype: DType, shape: number[], count: numb
   return Tensor.from(typed, { shape, dtype, name });
 }
 
-/** JSON text of a tensor's elements (a flat array). */
-function jsonData(t: Tensor): string {
+/** A tensor's elements as the JSON text of a flat array (BYTES as strings), as JSON outputs carry them. */
+export function jsonData(t: Tensor): string {
   if (t.dtype === "BYTES") {
     const dec = new TextDecoder("utf-8", { fatal: false });
     return JSON.stringify(t.bytes().map((b) => dec.decode(b)));

@@ -10,6 +10,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 
 import { ServingError, errorMessage } from "../runtime/errors.js";
 import type { InferenceEndpoint } from "./endpoint.js";
+import { serveGenerate } from "./http-generate.js";
 import { inferBody, inferResponseHeaders, writeInferResponse } from "./http-infer.js";
 import type { ServerMetrics } from "./metrics.js";
 
@@ -106,6 +107,18 @@ export function registerRoutes(app: FastifyInstance, endpoint: InferenceEndpoint
   };
   app.post("/v2/models/:model/infer", infer);
   app.post("/v2/models/:model/versions/:version/infer", infer);
+
+  // --- generate extension -------------------------------------------------
+  for (const kind of ["generate", "generate_stream"] as const) {
+    const generate = async (req: FastifyRequest<{ Params: Params }>, reply: FastifyReply) => {
+      // Responses (one, or a stream of events) are written as they come.
+      reply.hijack();
+      serveGenerate(endpoint, req.params.model!, req.params.version, req.body as Buffer | undefined, reply.raw, kind === "generate_stream");
+      return reply;
+    };
+    app.post(`/v2/models/:model/${kind}`, generate);
+    app.post(`/v2/models/:model/versions/:version/${kind}`, generate);
+  }
 
   // --- model repository ----------------------------------------------------
   app.post("/v2/repository/index", async (req) => {
