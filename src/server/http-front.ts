@@ -59,7 +59,7 @@ export interface HttpFrontOptions<R> {
    * empty); must finish `res` sooner or later and never throw. A response
    * without `content-length` closes the connection after its body.
    */
-  serve(req: FrontRequest, res: ResponseSink, route: R, body: Buffer | undefined): void;
+  serve(req: FrontRequest, res: ResponseSink, route: R, body: Buffer | undefined): { cancel(): void } | undefined;
   /**
    * The keep-alive timeout clients are told (node's `keepAliveTimeout`, in
    * ms; 0: no timeout and no `Keep-Alive` header).
@@ -282,6 +282,8 @@ class Connection {
   #have = 0;
   /** A request is being served (its response is not finished). */
   #busy = false;
+  /** The request being served, while it is; cancelled if the connection closes first. */
+  #inflight: { cancel(): void } | undefined;
   /** The last response waits for the socket to drain before the next request is read. */
   #draining = false;
   /** Inside #pump (a synchronous response must not re-enter it). */
@@ -354,6 +356,10 @@ class Connection {
   };
 
   #onClose = (): void => {
+    // The client went away before its answer: the request is cancelled.
+    const inflight = this.#inflight;
+    this.#inflight = undefined;
+    inflight?.cancel();
     this.#leave();
   };
 
@@ -466,13 +472,16 @@ class Connection {
     this.#busy = true;
     this.front.counters.served++;
     const res = new FrontResponse(this, req.close);
-    this.front.options.serve(req, res, route, req.length === 0 ? undefined : body);
+    const inflight = this.front.options.serve(req, res, route, req.length === 0 ? undefined : body);
+    // Still being served (not answered within serve): a close cancels it.
+    if (this.#busy) this.#inflight = inflight;
     return true;
   }
 
   /** The response of the current request is written: read the next one, or close. */
   finished(close: boolean): void {
     this.#busy = false;
+    this.#inflight = undefined;
     if (this.#gone) return;
     if (this.socket.destroyed) {
       // Reset by the client before its 'close' event: serve nothing more.

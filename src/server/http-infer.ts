@@ -17,6 +17,7 @@
  *
  * @module
  */
+import { Cancellation } from "../runtime/cancel.js";
 import type { InferCallbacks, InferOutput, ModelVersion } from "../runtime/model-version.js";
 import { decodeInferRequest, encodeInferResponse, type DecodedRequest, type EncodedResponse } from "./codec.js";
 import type { InferenceEndpoint } from "./endpoint.js";
@@ -32,6 +33,7 @@ import { httpError } from "./http-status.js";
  * @param body - the request body.
  * @param headerLength - the `Inference-Header-Content-Length` header.
  * @param joinBelow - binary responses shorter than this come as one chunk (see encodeInferResponse).
+ * @param cancellation - cancelled by the transport when the client goes away.
  * @throws {ServingError} unknown model or version, malformed request (and
  * whatever the model's inference rejects with).
  */
@@ -42,8 +44,10 @@ export async function inferBody(
   body: Uint8Array | undefined,
   headerLength: string | string[] | undefined,
   joinBelow = 0,
+  cancellation?: Cancellation,
 ): Promise<EncodedResponse> {
   const { mv, decoded } = decodeFor(endpoint, model, version, body, headerLength);
+  if (cancellation !== undefined) decoded.input.cancellation = cancellation;
   const result = await new Promise<InferOutput>((resolve, reject) => endpoint.infer(mv, decoded.input, { resolve, reject }, "HTTP"));
   return encodeInferResponse(result, decoded, endpoint.shm, joinBelow);
 }
@@ -148,15 +152,19 @@ interface ReplyState {
 /**
  * Answers one request when the model is done with it (the runtime's
  * callbacks, without a promise): encodes and writes the response, or the
- * error. Never throws.
+ * error. Never throws. It is also the request's cancellation (one object
+ * per request, not two), which the transport cancels when the client's
+ * connection closes before the answer.
  */
-class Reply implements InferCallbacks {
+class Reply extends Cancellation implements InferCallbacks {
   constructor(
     readonly state: ReplyState,
     readonly req: RequestHead,
     readonly res: ResponseSink,
     readonly decoded: DecodedRequest,
-  ) {}
+  ) {
+    super();
+  }
 
   resolve(out: InferOutput): void {
     const { state, res } = this;
@@ -195,8 +203,15 @@ export interface DirectInfer {
    * name, no `Content-Length`, a body over the limit, or shutdown begun.
    */
   route(req: RequestHead): InferRoute | undefined;
-  /** Serves a routed request whose body has arrived (`undefined` when empty). Never throws. */
-  serve(req: RequestHead, res: ResponseSink, route: InferRoute, body: Buffer | undefined): void;
+  /**
+   * Serves a routed request whose body has arrived (`undefined` when
+   * empty). Never throws.
+   *
+   * @returns the request's cancellation, for the transport to cancel if
+   * the connection closes before the response is written (undefined when
+   * the request failed before reaching the model).
+   */
+  serve(req: RequestHead, res: ResponseSink, route: InferRoute, body: Buffer | undefined): Cancellation | undefined;
 }
 
 /** The direct inference path: see {@link DirectInfer}. */
@@ -234,9 +249,13 @@ export function directInfer(endpoint: InferenceEndpoint, opts: DirectInferOption
     serve(req, res, route, body) {
       try {
         const { mv, decoded } = decodeFor(endpoint, route.model, route.version, body, req.headers["inference-header-content-length"]);
-        endpoint.infer(mv, decoded.input, new Reply(state, req, res, decoded), "HTTP");
+        const reply = new Reply(state, req, res, decoded);
+        decoded.input.cancellation = reply;
+        endpoint.infer(mv, decoded.input, reply, "HTTP");
+        return reply;
       } catch (e) {
         fail(req, res, e);
+        return undefined;
       }
     },
   };

@@ -7,9 +7,22 @@
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 
+import type { Cancellation } from "../runtime/cancel.js";
 import type { DirectInfer } from "./http-infer.js";
 
 const noop = (): void => {};
+
+/**
+ * A connection that closes before the response is written cancels the
+ * request. Most requests are answered before `serve` returns, and get no
+ * listener.
+ */
+function cancelOnClose(res: ServerResponse, c: Cancellation | undefined): void {
+  if (c === undefined || res.writableFinished) return;
+  res.once("close", () => {
+    if (!res.writableFinished) c.cancel();
+  });
+}
 
 /**
  * A `request` listener for `POST …/infer` that runs before fastify: the
@@ -26,7 +39,7 @@ export function nodeInferHandler(direct: DirectInfer): (req: IncomingMessage, re
     req.on("error", noop);
     if (route.length === 0) {
       req.resume();
-      direct.serve(req, res, route, undefined);
+      cancelOnClose(res, direct.serve(req, res, route, undefined));
       return true;
     }
     let first: Buffer | undefined;
@@ -36,7 +49,7 @@ export function nodeInferHandler(direct: DirectInfer): (req: IncomingMessage, re
       else (rest ??= [first]).push(c);
     });
     req.on("end", () => {
-      direct.serve(req, res, route, rest ? Buffer.concat(rest) : first);
+      cancelOnClose(res, direct.serve(req, res, route, rest ? Buffer.concat(rest) : first));
     });
     return true;
   };

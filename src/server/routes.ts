@@ -8,6 +8,7 @@
 /* eslint-disable oxc/no-async-endpoint-handlers */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 
+import { Cancellation } from "../runtime/cancel.js";
 import { ServingError, errorMessage } from "../runtime/errors.js";
 import type { InferenceEndpoint } from "./endpoint.js";
 import { serveGenerate } from "./http-generate.js";
@@ -89,6 +90,10 @@ export function registerRoutes(app: FastifyInstance, endpoint: InferenceEndpoint
   // inference requests before they reach fastify; this route serves the
   // rest, the same way.
   const infer = async (req: FastifyRequest<{ Params: Params }>, reply: FastifyReply) => {
+    const cancellation = new Cancellation();
+    reply.raw.once("close", () => {
+      if (!reply.raw.writableFinished) cancellation.cancel();
+    });
     const enc = await inferBody(
       endpoint,
       req.params.model!,
@@ -96,6 +101,7 @@ export function registerRoutes(app: FastifyInstance, endpoint: InferenceEndpoint
       req.body as Buffer | undefined,
       req.headers["inference-header-content-length"],
       ctx.chunkThreshold,
+      cancellation,
     );
     if (enc.headerLength === undefined || enc.length < ctx.chunkThreshold) {
       return reply.headers(inferResponseHeaders(enc, false)).send(enc.chunks.length === 1 ? enc.chunks[0] : Buffer.concat(enc.chunks, enc.length));
