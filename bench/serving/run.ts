@@ -41,10 +41,10 @@ import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, symli
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
+import { PEERS, WORK, sitePackages, tritonCommand } from "./triton.js";
+
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
-const WORK = join(ROOT, "bench/.work");
 const CLIENT = join(WORK, "venv-client");
-const PEERS = join(WORK, "venv-peers");
 
 function arg(name: string, dflt: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -59,12 +59,6 @@ const TB_FROM = arg("tensorbridge-from", "dist");
 if (TB_FROM !== "dist" && TB_FROM !== "tsx") {
   console.error(`bench/serving: --tensorbridge-from must be dist or tsx, got '${TB_FROM}'`);
   process.exit(2);
-}
-
-function sitePackages(venv: string): string {
-  const lib = join(venv, "lib");
-  const py = readdirSync(lib).find((d) => d.startsWith("python"))!;
-  return join(lib, py, "site-packages");
 }
 
 function need(path: string, what: string): void {
@@ -165,15 +159,6 @@ function prepare(): Peer[] {
   }
   writeFileSync(join(ml, "settings.json"), JSON.stringify({ http_port: 8220, grpc_port: 8221, metrics_port: 8222, debug: false, parallel_workers: 0 }));
 
-  // Triton's binary tree, with the Python 3.11 stub in its python backend
-  const peersSite = existsSync(PEERS) ? sitePackages(PEERS) : "";
-  const tritonDir = join(WORK, "tritonserver");
-  if (peersSite && !existsSync(join(tritonDir, "backends/python/triton_python_backend_stub"))) {
-    rmSync(tritonDir, { recursive: true, force: true });
-    cpSync(join(peersSite, "pytriton/tritonserver"), tritonDir, { recursive: true });
-    cpSync(join(tritonDir, "python_backend_stubs/3.11/triton_python_backend_stub"), join(tritonDir, "backends/python/triton_python_backend_stub"));
-  }
-  const pyLib = process.env["TENSORBRIDGE_PYTHON_LIBDIR"] ?? pythonLibDir();
   const baseline = BASELINE ? baselineTree(BASELINE) : undefined;
   const tbCli = cli(ROOT, join(WORK, "tbdist"));
   const baselineCli = baseline ? cli(baseline, join(WORK, "tbdist-baseline")) : [];
@@ -211,26 +196,10 @@ function prepare(): Peer[] {
     {
       name: "triton",
       url: "http://127.0.0.1:8210",
-      start: () =>
-        startProcess(
-          join(tritonDir, "bin/tritonserver"),
-          [
-            `--model-repository=${tr}`,
-            `--backend-directory=${join(tritonDir, "backends")}`,
-            "--pinned-memory-pool-byte-size=0",
-            "--allow-gpu-metrics=false",
-            "--http-address=127.0.0.1",
-            "--http-port=8210",
-            "--grpc-port=8211",
-            "--metrics-port=8212",
-          ],
-          {
-            env: {
-              LD_LIBRARY_PATH: [join(peersSite, "nvidia_pytriton.libs"), pyLib, process.env["LD_LIBRARY_PATH"]].filter(Boolean).join(":"),
-              PATH: `${join(PEERS, "bin")}:${process.env["PATH"]}`,
-            },
-          },
-        ),
+      start: () => {
+        const { cmd, args, env } = tritonCommand({ repository: tr, httpPort: 8210, grpcPort: 8211, metricsPort: 8212 });
+        return startProcess(cmd, args, { env });
+      },
     },
     {
       name: "mlserver",
@@ -300,18 +269,6 @@ function distTree(src: string, out: string): string {
     if (f === "index.js" || f === "package.json" || f.endsWith(".node")) symlinkSync(join(ROOT, f), join(out, f));
   }
   return out;
-}
-
-/** Directory of libpython3.x.so of the interpreter that made the venv (Triton's python backend needs it). */
-function pythonLibDir(): string {
-  try {
-    const cfg = readFileSync(join(PEERS, "pyvenv.cfg"), "utf8");
-    const home = /^home = (.+)$/m.exec(cfg)?.[1];
-    if (home) return join(home, "..", "lib");
-  } catch {
-    // fall through
-  }
-  return "";
 }
 
 // ------------------------------------------------------------------ perf_analyzer
