@@ -1,10 +1,49 @@
 /**
- * The gRPC transport (KServe v2 / Triton `inference.GRPCInferenceService`)
- * over the inference endpoint. PLACEHOLDER: being written.
+ * The gRPC transport: KServe v2 / Triton `inference.GRPCInferenceService`
+ * (Triton 2.51's `grpc_service.proto`) over the inference endpoint, with
+ * `@grpc/grpc-js`.
+ *
+ * Every RPC answers as Triton 2.51's gRPC frontend does (status codes and
+ * messages; see `status.ts` for the code table), apart from:
+ * - `TraceSetting` and `LogSettings` answer UNAVAILABLE with the message a
+ *   Triton built without tracing / dynamic logging sends ("the server does
+ *   not support trace", "the server does not support dynamic logging"):
+ *   this server has neither, and does not list the `trace` and `logging`
+ *   extensions.
+ * - `RepositoryModelLoad` takes the `config` parameter (`string_param`,
+ *   JSON); `file:` parameters are checked as Triton checks them, then
+ *   refused (UNIMPLEMENTED), as over HTTP.
+ * - Classification outputs are refused (UNIMPLEMENTED), as over HTTP.
+ *
+ * `ModelInfer` and `ModelStreamInfer` decode and encode their messages by
+ * hand (`wire.ts`); see `infer.ts` for the request checks and `stream.ts`
+ * for the stream's rules. A cancelled call (or a stream the client
+ * cancels) cancels its pending requests (`Cancellation`), and nothing is
+ * written after that.
  *
  * @module
  */
-import type { InferenceEndpoint } from "../endpoint.js";
+import {
+  Server,
+  ServerCredentials,
+  status as Status,
+  type Metadata,
+  type sendUnaryData,
+  type ServerDuplexStream,
+  type ServerUnaryCall,
+  type UntypedServiceImplementation,
+} from "@grpc/grpc-js";
+
+import { Cancellation } from "../../runtime/cancel.js";
+import { ServingError, errorMessage } from "../../runtime/errors.js";
+import { ModelError } from "../../runtime/model-error.js";
+import type { InferCallbacks, InferOutput, ModelVersion } from "../../runtime/model-version.js";
+import { decoupledRefusal, type InferenceEndpoint } from "../endpoint.js";
+import { requestToInput, responseOutputs, type GrpcInferRequest } from "./infer.js";
+import { grpcInferenceService } from "./proto.js";
+import { grpcStatusOf, type GrpcStatus } from "./status.js";
+import { StreamSession } from "./stream.js";
+import { encodeModelInferResponse, type WireInferRequest } from "./wire.js";
 
 /** Options of {@link GrpcTransport.start}. */
 export interface GrpcTransportOptions {
@@ -12,21 +51,328 @@ export interface GrpcTransportOptions {
   host: string;
   /** Port; 0 picks a free one. */
   port: number;
+  /**
+   * How long {@link GrpcTransport.close} waits for in-flight calls before
+   * cancelling them, in milliseconds. Default 30 000 (Triton's
+   * `--exit-timeout-secs` default).
+   */
+  shutdownTimeoutMs?: number;
+}
+
+/** Triton's gRPC message size limit (`MAX_GRPC_MESSAGE_SIZE`: INT32_MAX), both ways. */
+const MAX_MESSAGE = 2 ** 31 - 1;
+
+/** A gRPC error for a unary callback. */
+function statusError(s: GrpcStatus): Error & GrpcStatus {
+  return Object.assign(new Error(s.details), s);
+}
+
+type Unary<Req, Res> = (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => void;
+
+/** A regular RPC: `fn` answers (or throws, or rejects) and the answer or the error goes back. */
+function unary<Req, Res>(fn: (req: Req, metadata: Metadata) => Res | Promise<Res>, onError: (e: unknown) => void): Unary<Req, Res> {
+  return (call, callback) => {
+    let res: Res | Promise<Res>;
+    try {
+      res = fn(call.request, call.metadata);
+    } catch (e) {
+      onError(e);
+      callback(statusError(grpcStatusOf(e)));
+      return;
+    }
+    if (res instanceof Promise) {
+      res.then(
+        (v) => callback(null, v),
+        (e: unknown) => {
+          onError(e);
+          callback(statusError(grpcStatusOf(e)));
+        },
+      );
+    } else {
+      callback(null, res);
+    }
+  };
+}
+
+function unimplemented(message: string): never {
+  throw new ServingError("ERR_UNSUPPORTED", message);
+}
+
+function invalid(message: string): never {
+  throw new ServingError("ERR_INVALID_REQUEST", message);
+}
+
+/** A `ModelRepositoryParameter` / `InferParameter` as proto-loader gives it (`oneofs: true`). */
+interface OneofParam {
+  parameter_choice?: string;
+  bool_param?: boolean;
+  int64_param?: number;
+  string_param?: string;
+  bytes_param?: Buffer;
+}
+
+/**
+ * Answers one unary `ModelInfer` when the model is done with it; it is also
+ * the request's {@link Cancellation} (one object per request, not two).
+ */
+class UnaryReply extends Cancellation implements InferCallbacks {
+  /** True once answered (or given up): nothing more is sent. */
+  settled = false;
+
+  constructor(
+    readonly transport: GrpcTransport,
+    readonly call: ServerUnaryCall<WireInferRequest, Buffer>,
+    readonly callback: sendUnaryData<Buffer>,
+    readonly g: GrpcInferRequest,
+  ) {
+    super();
+  }
+
+  resolve(out: InferOutput): void {
+    if (this.settled) return;
+    let msg: Buffer;
+    try {
+      const outputs = responseOutputs(out, this.g.shmOutputs, this.transport.endpoint.shm);
+      msg = encodeModelInferResponse({ model_name: out.modelName, model_version: String(out.modelVersion), id: out.id, outputs });
+    } catch (e) {
+      this.reject(e);
+      return;
+    }
+    this.settled = true;
+    if (!this.call.cancelled) this.callback(null, msg);
+  }
+
+  reject(e: unknown): void {
+    if (this.settled) return;
+    this.settled = true;
+    if (!this.call.cancelled) this.transport.fail(this.call.request, e, this.callback);
+  }
+
+  /** The client cancelled the call (or its deadline passed). */
+  onCallCancelled = (): void => {
+    this.settled = true;
+    this.cancel();
+  };
 }
 
 /** The gRPC service over one endpoint. */
 export class GrpcTransport {
+  readonly #server: Server;
+  readonly #sessions = new Set<StreamSession>();
+  readonly #shutdownTimeoutMs: number;
+  #closing: Promise<void> | undefined;
+
   private constructor(
     readonly endpoint: InferenceEndpoint,
+    server: Server,
     /** The bound port. */
     readonly port: number,
-  ) {}
-
-  /** Binds and starts serving. */
-  static async start(endpoint: InferenceEndpoint, opts: GrpcTransportOptions): Promise<GrpcTransport> {
-    return new GrpcTransport(endpoint, opts.port);
+    shutdownTimeoutMs: number,
+  ) {
+    this.#server = server;
+    this.#shutdownTimeoutMs = shutdownTimeoutMs;
   }
 
-  /** Stops serving: in-flight calls finish, streams are ended. */
-  async close(): Promise<void> {}
+  /**
+   * Binds `host:port` and starts serving.
+   *
+   * @throws {Error} when the address cannot be bound (the message names it;
+   * `code` is `EADDRINUSE` for a port in use).
+   */
+  static async start(endpoint: InferenceEndpoint, opts: GrpcTransportOptions): Promise<GrpcTransport> {
+    const server = new Server({
+      "grpc.max_receive_message_length": MAX_MESSAGE,
+      "grpc.max_send_message_length": MAX_MESSAGE,
+      // No channelz service is registered: its per-call bookkeeping would cost every call.
+      "grpc.enable_channelz": 0,
+    });
+    const host = opts.host.includes(":") && !opts.host.startsWith("[") ? `[${opts.host}]` : opts.host;
+    const address = `${host}:${opts.port}`;
+    let port: number;
+    try {
+      port = await new Promise<number>((resolve, reject) =>
+        server.bindAsync(address, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+      );
+    } catch (e) {
+      server.forceShutdown();
+      const m = errorMessage(e);
+      const inUse = /EADDRINUSE|address already in use/i.test(m);
+      const err = new Error(
+        inUse
+          ? `the gRPC service cannot listen on ${address}: the address is already in use (choose another --grpc-port, or --allow-grpc=false)`
+          : `the gRPC service cannot listen on ${address}: ${m}`,
+        { cause: e },
+      );
+      if (inUse) (err as Error & { code?: string }).code = "EADDRINUSE";
+      throw err;
+    }
+    const t = new GrpcTransport(endpoint, server, port, opts.shutdownTimeoutMs ?? 30_000);
+    server.addService(grpcInferenceService(), t.#handlers());
+    return t;
+  }
+
+  /** Sends the status of `e` for a unary call, logging server-side failures. */
+  fail(req: { model_name?: string; id?: string } | undefined, e: unknown, callback: sendUnaryData<never>): void {
+    const s = grpcStatusOf(e);
+    this.#log(req, s);
+    callback(statusError(s));
+  }
+
+  #log(req: { model_name?: string; id?: string } | undefined, s: GrpcStatus): void {
+    const what = req?.model_name ? `'${req.model_name}'${req.id ? ` [request id: ${req.id}]` : ""}: ` : "";
+    const m = `gRPC ${what}${s.details}`;
+    if (s.code === Status.INTERNAL || s.code === Status.UNKNOWN) this.endpoint.log.error(m);
+    else this.endpoint.log.debug?.(m);
+  }
+
+  #modelInfer(call: ServerUnaryCall<WireInferRequest, Buffer>, callback: sendUnaryData<Buffer>): void {
+    const req = call.request;
+    const endpoint = this.endpoint;
+    let mv: ModelVersion;
+    let g: GrpcInferRequest;
+    try {
+      mv = endpoint.model(req.model_name, req.model_version);
+      // Triton refuses a decoupled model before it looks at the request.
+      if (mv.decoupled) throw new ModelError(decoupledRefusal("gRPC"), "UNSUPPORTED");
+      g = requestToInput(req, mv, endpoint.shm);
+    } catch (e) {
+      this.fail(req, e, callback);
+      return;
+    }
+    const reply = new UnaryReply(this, call, callback, g);
+    g.input.cancellation = reply;
+    endpoint.infer(mv, g.input, reply, "gRPC");
+    // A model that answers within infer() (a synchronous execute) needs no listener.
+    if (!reply.settled) call.once("cancelled", reply.onCallCancelled);
+  }
+
+  #handlers(): UntypedServiceImplementation {
+    const ep = this.endpoint;
+    const onError = (e: unknown) => this.#log(undefined, grpcStatusOf(e));
+    type Named = { name: string; version: string };
+    return {
+      ServerLive: unary(() => ({ live: true }), onError),
+      ServerReady: unary(() => ({ ready: ep.readiness().ready }), onError),
+      ModelReady: unary((r: Named) => {
+        try {
+          return { ready: ep.modelReady(r.name, r.version) };
+        } catch (e) {
+          // Triton: an unknown or unavailable model (version) is not ready, not an error.
+          if (e instanceof ServingError && (e.code === "ERR_MODEL_NOT_FOUND" || e.code === "ERR_MODEL_UNAVAILABLE")) return { ready: false };
+          throw e;
+        }
+      }, onError),
+      ServerMetadata: unary(() => ep.serverMetadata(), onError),
+      ModelMetadata: unary((r: Named) => ep.modelMetadata(r.name, r.version), onError),
+      ModelConfig: unary((r: Named) => ({ config: ep.modelConfig(r.name, r.version) }), onError),
+      ModelStatistics: unary((r: Named) => {
+        try {
+          return { model_stats: ep.modelStatistics(r.name || undefined, r.version || undefined) };
+        } catch (e) {
+          // Triton's statistics call words an unknown model (version) its own way, as INVALID_ARG.
+          if (e instanceof ServingError && (e.code === "ERR_MODEL_NOT_FOUND" || e.code === "ERR_MODEL_UNAVAILABLE")) {
+            invalid(r.version ? `requested model version is not available for model '${r.name}'` : `requested model '${r.name}' is not available`);
+          }
+          throw e;
+        }
+      }, onError),
+      RepositoryIndex: unary(async (r: { repository_name: string; ready: boolean }) => {
+        if (r.repository_name !== "") unimplemented("'repository_name' specification is not supported");
+        const models = await ep.repositoryIndex(r.ready);
+        return { models };
+      }, onError),
+      RepositoryModelLoad: unary(async (r: { repository_name: string; model_name: string; parameters: Record<string, OneofParam> }) => {
+        if (r.repository_name !== "") unimplemented("'repository_name' specification is not supported");
+        const params: Record<string, unknown> = {};
+        for (const [key, p] of Object.entries(r.parameters)) {
+          if (key === "config") {
+            if (p.parameter_choice !== "string_param") invalid(`invalid value type for load parameter '${key}', expected string_param.`);
+            params[key] = p.string_param;
+          } else if (key.startsWith("file:")) {
+            if (p.parameter_choice !== "bytes_param") invalid(`invalid value type for load parameter '${key}', expected bytes_param.`);
+            params[key] = p.bytes_param;
+          } else {
+            invalid(`unrecognized load parameter '${key}'.`);
+          }
+        }
+        await ep.loadModel(r.model_name, params);
+        return {};
+      }, onError),
+      RepositoryModelUnload: unary(async (r: { repository_name: string; model_name: string; parameters: Record<string, OneofParam> }) => {
+        if (r.repository_name !== "") unimplemented("'repository_name' specification is not supported");
+        const dependents = r.parameters["unload_dependents"];
+        if (dependents !== undefined && dependents.parameter_choice !== "bool_param") {
+          invalid("invalid value type for 'unload_dependents' parameter, expected bool_param.");
+        }
+        await ep.unloadModel(r.model_name);
+        return {};
+      }, onError),
+      SystemSharedMemoryStatus: unary((r: { name: string }) => ({ regions: byName(ep.systemShm.status(r.name || undefined)) }), onError),
+      SystemSharedMemoryRegister: unary((r: { name: string; key: string; offset: number; byte_size: number }) => {
+        ep.systemShm.register(r.name, { key: r.key, offset: r.offset, byte_size: r.byte_size });
+        return {};
+      }, onError),
+      SystemSharedMemoryUnregister: unary((r: { name: string }) => {
+        ep.systemShm.unregister(r.name || undefined);
+        return {};
+      }, onError),
+      CudaSharedMemoryStatus: unary((r: { name: string }) => ({ regions: byName(ep.cudaShm.status(r.name || undefined)) }), onError),
+      CudaSharedMemoryRegister: unary((r: { name: string; raw_handle: Buffer; device_id: number; byte_size: number }) => {
+        ep.cudaShm.register(r.name, { raw_handle: { b64: r.raw_handle.toString("base64") }, device_id: r.device_id, byte_size: r.byte_size });
+        return {};
+      }, onError),
+      CudaSharedMemoryUnregister: unary((r: { name: string }) => {
+        ep.cudaShm.unregister(r.name || undefined);
+        return {};
+      }, onError),
+      TraceSetting: unary(() => {
+        throw new ServingError("ERR_UNSUPPORTED", "the server does not support trace", { tritonCode: "UNAVAILABLE" });
+      }, onError),
+      LogSettings: unary(() => {
+        throw new ServingError("ERR_UNSUPPORTED", "the server does not support dynamic logging", { tritonCode: "UNAVAILABLE" });
+      }, onError),
+      ModelInfer: (call: ServerUnaryCall<WireInferRequest, Buffer>, callback: sendUnaryData<Buffer>) => this.#modelInfer(call, callback),
+      ModelStreamInfer: (call: ServerDuplexStream<WireInferRequest, Buffer>) => {
+        const session = new StreamSession(call, {
+          endpoint: ep,
+          shm: ep.shm,
+          log: ep.log,
+          closing: () => this.#closing !== undefined,
+          done: (s) => this.#sessions.delete(s),
+        });
+        if (!session.over) this.#sessions.add(session);
+        if (this.#closing !== undefined) session.shutdown();
+      },
+    };
+  }
+
+  /**
+   * Stops serving: no new calls; streams end once their requests are
+   * answered (requests arriving meanwhile are refused); unary calls in
+   * flight finish. After the shutdown timeout, whatever is left is
+   * cancelled. Idempotent.
+   */
+  close(): Promise<void> {
+    this.#closing ??= new Promise<void>((resolve) => {
+      for (const s of this.#sessions) s.shutdown();
+      const timer = setTimeout(() => {
+        for (const s of this.#sessions) s.cancel();
+        this.#server.forceShutdown();
+        resolve();
+      }, this.#shutdownTimeoutMs);
+      timer.unref();
+      this.#server.tryShutdown(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+    return this.#closing;
+  }
+}
+
+/** Shared-memory status entries as the proto's `map<string, RegionStatus>`. */
+function byName<T extends { name: string }>(regions: T[]): Record<string, T> {
+  const out: Record<string, T> = {};
+  for (const r of regions) out[r.name] = r;
+  return out;
 }
