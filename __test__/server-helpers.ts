@@ -4,6 +4,8 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
+import * as grpc from "@grpc/grpc-js";
+import { loadSync } from "@grpc/proto-loader";
 import { request } from "undici";
 
 import { ServingError } from "../src/runtime/errors.js";
@@ -190,4 +192,49 @@ export function decodeOutcome(sent: Buffer, hl?: string): unknown {
   } catch (e) {
     return { error: (e as ServingError).code, message: (e as Error).message, serving: e instanceof ServingError };
   }
+}
+
+// --- gRPC -------------------------------------------------------------------
+
+/** A `GRPCInferenceService` client (methods by their proto names, callback style), from @grpc/grpc-js. */
+export type GrpcClient = grpc.Client & Record<string, (...args: any[]) => any>;
+
+/**
+ * A @grpc/grpc-js client of Triton's `inference.GRPCInferenceService`, from
+ * the same pinned protos the server loads (field names as in the proto,
+ * 64-bit integers as numbers, enums as names, oneofs with their member's
+ * name; `defaults` fills in absent fields).
+ */
+export function grpcClient(target: InferenceServer | string, opts: { defaults?: boolean } = {}): GrpcClient {
+  const dir = join(ROOT, "proto/triton");
+  const def = loadSync(join(dir, "grpc_service.proto"), {
+    keepCase: true,
+    longs: Number,
+    enums: String,
+    bytes: Buffer,
+    defaults: opts.defaults ?? false,
+    oneofs: true,
+    includeDirs: [dir],
+  });
+  const Ctor = grpc.loadPackageDefinition(def)["inference"] as unknown as { GRPCInferenceService: new (t: string, c: grpc.ChannelCredentials, o: object) => GrpcClient };
+  const url = typeof target === "string" ? target : target.grpcAddress!.url;
+  return new Ctor.GRPCInferenceService(url, grpc.credentials.createInsecure(), { "grpc.max_receive_message_length": -1, "grpc.max_send_message_length": -1 });
+}
+
+/** A unary gRPC answer: the response, or the status of the error. */
+export type GrpcAnswer<T = any> = { ok: true; value: T } | { ok: false; code: grpc.status; details: string };
+
+/** Calls a unary RPC and resolves with its answer (never rejects). */
+export function grpcUnary<T = any>(
+  client: GrpcClient,
+  method: string,
+  message: object,
+  opts: { metadata?: grpc.Metadata; deadline?: number } = {},
+): Promise<GrpcAnswer<T>> {
+  return new Promise((resolve) => {
+    const callOpts: grpc.CallOptions = opts.deadline === undefined ? {} : { deadline: Date.now() + opts.deadline };
+    client[method]!(message, opts.metadata ?? new grpc.Metadata(), callOpts, (err: grpc.ServiceError | null, value: T) =>
+      resolve(err ? { ok: false, code: err.code, details: err.details } : { ok: true, value }),
+    );
+  });
 }

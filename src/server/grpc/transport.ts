@@ -62,6 +62,8 @@ export interface GrpcTransportOptions {
 /** Triton's gRPC message size limit (`MAX_GRPC_MESSAGE_SIZE`: INT32_MAX), both ways. */
 const MAX_MESSAGE = 2 ** 31 - 1;
 
+const READY = Object.freeze({ ready: true });
+
 /** A gRPC error for a unary callback. */
 function statusError(s: GrpcStatus): Error & GrpcStatus {
   return Object.assign(new Error(s.details), s);
@@ -252,13 +254,14 @@ export class GrpcTransport {
     type Named = { name: string; version: string };
     return {
       ServerLive: unary(() => ({ live: true }), onError),
-      ServerReady: unary(() => ({ ready: ep.readiness().ready }), onError),
+      // false is proto3's default, which Triton's encoder leaves out: so do these answers.
+      ServerReady: unary(() => (ep.readiness().ready ? READY : {}), onError),
       ModelReady: unary((r: Named) => {
         try {
-          return { ready: ep.modelReady(r.name, r.version) };
+          return ep.modelReady(r.name, r.version) ? READY : {};
         } catch (e) {
           // Triton: an unknown or unavailable model (version) is not ready, not an error.
-          if (e instanceof ServingError && (e.code === "ERR_MODEL_NOT_FOUND" || e.code === "ERR_MODEL_UNAVAILABLE")) return { ready: false };
+          if (e instanceof ServingError && (e.code === "ERR_MODEL_NOT_FOUND" || e.code === "ERR_MODEL_UNAVAILABLE")) return {};
           throw e;
         }
       }, onError),
