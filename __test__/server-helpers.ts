@@ -1,5 +1,6 @@
 /** Shared helpers of the runtime and server suites (not a test file). */
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -236,5 +237,44 @@ export function grpcUnary<T = any>(
     client[method]!(message, opts.metadata ?? new grpc.Metadata(), callOpts, (err: grpc.ServiceError | null, value: T) =>
       resolve(err ? { ok: false, code: err.code, details: err.details } : { ok: true, value }),
     );
+  });
+}
+
+// --- the Python client venv (bench/serving/setup.sh client) -------------------
+
+/** The Triton client venv: `TENSORBRIDGE_CLIENT_VENV`, or bench/.work/venv-client. */
+export const CLIENT_VENV = process.env["TENSORBRIDGE_CLIENT_VENV"] ?? join(ROOT, "bench/.work/venv-client");
+
+/** The client venv's site-packages directories. */
+export function clientSitePackages(): string[] {
+  try {
+    const lib = join(CLIENT_VENV, "lib");
+    return readdirSync(lib).map((py) => join(lib, py, "site-packages"));
+  } catch {
+    return [];
+  }
+}
+
+/** Why `tritonclient.grpc` can't run here (a test skips with it), or undefined when it can. */
+export function grpcClientMissing(): string | undefined {
+  const how = "run bash bench/serving/setup.sh client";
+  if (!existsSync(join(CLIENT_VENV, "bin/python"))) return `tritonclient is not installed (${CLIENT_VENV}); ${how}`;
+  if (!clientSitePackages().some((d) => existsSync(join(d, "tritonclient/grpc")))) return `tritonclient[grpc] is not installed in ${CLIENT_VENV}; ${how}`;
+  return undefined;
+}
+
+/** Runs a command; resolves with its exit code and its output (stdout and stderr together). */
+export function runCommand(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 120_000): Promise<{ code: number | null; out: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (out += d.toString()));
+    const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+    child.on("error", reject);
+    child.on("exit", (code) => {
+      clearTimeout(timer);
+      resolve({ code, out });
+    });
   });
 }
