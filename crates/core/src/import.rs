@@ -14,7 +14,7 @@
 //! | 8 | `shape` NULL with `ndim > 0` | `ERR_DLPACK_NULL` | caller |
 //! | 9 | `shape` / `strides` pointer misaligned | `ERR_DLPACK_INVALID` | caller |
 //! | 10 | a negative dimension | `ERR_SHAPE_NEGATIVE` (names the axis) | caller |
-//! | 11 | element count or byte size overflows | `ERR_SHAPE_OVERFLOW` | caller |
+//! | 11 | element count, byte size or a canonical stride overflows (a zero-element tensor's other axes can multiply past `i64::MAX`) | `ERR_SHAPE_OVERFLOW` | caller |
 //! | 12 | strides (when non-NULL) not C order | `ERR_DLPACK_NOT_CONTIGUOUS` (names the axis) | caller |
 //! | 13 | `data` NULL with a non-zero byte size | `ERR_DLPACK_NULL` | caller |
 //! | 14 | `data + byte_offset + bytes` overflows the address space | `ERR_DLPACK_INVALID` | caller |
@@ -171,6 +171,9 @@ unsafe fn validate(d: &Descriptor) -> Result<Valid> {
     let strides = unsafe { read_dims(dl.strides, ndim, "strides") }?;
     let bytes = layout::byte_size(&shape, dtype)?;
     layout::check_c_contiguous(&shape, strides.as_deref())?;
+    // The tensor keeps (and exports) the canonical strides, so they must fit `int64_t` even
+    // where the element count is 0 and nothing else overflowed; `adopt` relies on it.
+    layout::compact_strides(&shape)?;
 
     let data = dl.data.cast::<u8>();
     if data.is_null() && bytes > 0 {

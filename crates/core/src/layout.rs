@@ -27,19 +27,26 @@ fn check_non_negative(shape: &[i64]) -> Result<()> {
 /// Zero-sized axes count as 1 when multiplying, as NumPy and PyTorch do, so `[2, 0, 3]` gets
 /// `[3, 3, 1]` (any strides would be valid for a tensor without elements).
 ///
+/// Only the strides themselves must fit `i64`, plus the element count when the tensor has
+/// elements: a zero-element `[i64::MAX - 1, 0, 3]` gets `[3, 3, 1]`, although the product of
+/// its non-zero axes overflows.
+///
 /// # Errors
 ///
-/// `ERR_SHAPE_NEGATIVE` for a negative dimension, `ERR_SHAPE_OVERFLOW` when a stride does not
-/// fit `i64`.
+/// `ERR_SHAPE_NEGATIVE` for a negative dimension, `ERR_SHAPE_OVERFLOW` when a stride (or, for a
+/// tensor with elements, the element count) does not fit `i64`.
 pub fn compact_strides(shape: &[i64]) -> Result<Vec<i64>> {
     check_non_negative(shape)?;
     let mut strides = vec![0_i64; shape.len()];
-    let mut acc: i64 = 1;
+    // The stride of the next axis out; `None` once it no longer fits.
+    let mut acc = Some(1_i64);
     for axis in (0..shape.len()).rev() {
-        strides[axis] = acc;
-        acc = acc
-            .checked_mul(shape[axis].max(1))
-            .ok_or_else(|| Error::overflow(shape, format!("the stride beyond axis {axis}")))?;
+        strides[axis] =
+            acc.ok_or_else(|| Error::overflow(shape, format!("the stride of axis {axis}")))?;
+        acc = strides[axis].checked_mul(shape[axis].max(1));
+    }
+    if acc.is_none() && !shape.contains(&0) {
+        return Err(Error::overflow(shape, "the element count"));
     }
     Ok(strides)
 }
