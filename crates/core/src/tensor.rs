@@ -363,6 +363,9 @@ impl Tensor {
     /// `ERR_DEVICE_UNSUPPORTED` for devices other than host memory and CUDA (ROCm, …),
     /// `ERR_ALLOCATION`, `ERR_CUDA`.
     pub fn to_device(&self, device: Device) -> Result<Tensor> {
+        // Refuse unsupported devices before allocating the destination: a ROCm tensor of
+        // hundreds of GiB asked for on the CPU must fail at once, not after a huge allocation.
+        check_copy_devices(self.device(), device)?;
         let flags = TensorFlags { read_only: false, copied: true };
         let copy = Self::alloc_on(self.shape(), self.dtype(), device, false, flags)?;
         copy_bytes(self, &copy)?;
@@ -566,16 +569,7 @@ fn copy_bytes(src: &Tensor, dst: &Tensor) -> Result<()> {
         }
         return Ok(());
     }
-    let cuda_or_host =
-        |d: Device| d.is_cpu() || matches!(d.kind, DLDeviceType::CUDA | DLDeviceType::CUDAMANAGED);
-    for device in [from, to] {
-        if !cuda_or_host(device) {
-            return Err(Error::DeviceUnsupported {
-                device: device.to_string(),
-                reason: "tensorbridge copies between host memory and CUDA devices only".into(),
-            });
-        }
-    }
+    check_copy_devices(from, to)?;
     let (start, end) = (src_ptr as usize, dst_ptr as usize);
     let overlap =
         bytes > 0 && start < end.saturating_add(bytes) && end < start.saturating_add(bytes);
@@ -594,6 +588,21 @@ fn copy_bytes(src: &Tensor, dst: &Tensor) -> Result<()> {
     // when the tensors were built), the destination is writable (`copy_to` refuses read-only
     // ones; `to_device` made it), and overlapping ranges on one device were handled above.
     unsafe { cuda::copy(dst_ptr, to, src_ptr, from, bytes) }
+}
+
+/// Copies run between host memory and CUDA devices only: `ERR_DEVICE_UNSUPPORTED` otherwise.
+fn check_copy_devices(from: Device, to: Device) -> Result<()> {
+    let cuda_or_host =
+        |d: Device| d.is_cpu() || matches!(d.kind, DLDeviceType::CUDA | DLDeviceType::CUDAMANAGED);
+    for device in [from, to] {
+        if !cuda_or_host(device) {
+            return Err(Error::DeviceUnsupported {
+                device: device.to_string(),
+                reason: "tensorbridge copies between host memory and CUDA devices only".into(),
+            });
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn unknown_device(device: Device) -> Error {

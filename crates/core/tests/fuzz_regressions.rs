@@ -76,3 +76,30 @@ fn import(spec: &Spec, versioned: bool, counter: &Counter) -> tensorbridge_core:
         })
     }
 }
+
+/// `import_headers`, second finding: an imported ROCm tensor of 256 GiB asked for on the CPU
+/// (`device: cpu`, a device move) allocated the whole host destination before finding that
+/// tensorbridge can't copy from ROCm (ASan: out of memory). The device check now comes first.
+#[test]
+fn a_copy_from_an_unsupported_device_is_refused_before_allocating() {
+    use tensorbridge_core::ffi::{DLDevice, DLDeviceType};
+    use tensorbridge_core::Device;
+    let counter = Counter::new();
+    // 32 TiB: allocating the destination would fail (ERR_ALLOCATION) or take the machine.
+    let spec = Spec {
+        fake_data: Some(0x7000_0000_0000),
+        device: DLDevice { device_type: DLDeviceType::ROCM, device_id: 0 },
+        ..Spec::bytes(vec![], &[1 << 45])
+    };
+    let t = import(&spec, true, &counter).expect("ROCm memory is imported as metadata");
+    for options in [
+        ExportOptions { device: Some(Device::CPU), ..ExportOptions::versioned() },
+        ExportOptions { copy: Some(true), ..ExportOptions::versioned() },
+    ] {
+        let err = t.to_dlpack(&options).unwrap_err();
+        assert_eq!(err.code(), "ERR_DEVICE_UNSUPPORTED", "{options:?}: {err}");
+    }
+    assert_eq!(t.to_cpu().unwrap_err().code(), "ERR_DEVICE_UNSUPPORTED");
+    drop(t);
+    assert_eq!(counter.calls(), 1);
+}
