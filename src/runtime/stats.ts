@@ -46,6 +46,37 @@ export interface InferenceStats {
   cache_miss: StatDuration;
 }
 
+/**
+ * Triton's `InferResponseStatistics`: the responses sent through response
+ * senders with one index (the first response of each request, the
+ * second, ...). A response's time starts when the previous one of its
+ * request went out (the first's, when the request was given to
+ * `execute()`).
+ */
+export interface ResponseStats {
+  /** Until the model sent the response (successful and failed responses). */
+  compute_infer: StatDuration;
+  /** Checking the response against the config (successful and failed responses). */
+  compute_output: StatDuration;
+  /** Responses that went out with outputs. */
+  success: StatDuration;
+  /** Error responses: the model's, a response that does not fit the config, or the runtime's error final. */
+  fail: StatDuration;
+  /** The final flag sent alone, with no response. */
+  empty_response: StatDuration;
+  /** Sends dropped because the client had cancelled the request. */
+  cancel: StatDuration;
+}
+
+/** What a response sent through a response sender came to (see {@link ResponseStats}). */
+export type ResponseOutcome = "success" | "fail" | "empty" | "cancel";
+
+/**
+ * Why a request failed, as Triton's `nv_inference_request_failure` metric
+ * labels it.
+ */
+export type FailureReason = "REJECTED" | "CANCELED" | "BACKEND" | "OTHER";
+
 /** Triton's `ModelStatistics` for one model version. */
 export interface ModelStatistics {
   /** Model name. */
@@ -60,8 +91,12 @@ export interface ModelStatistics {
   execution_count: number;
   /** Request-level statistics. */
   inference_stats: InferenceStats;
-  /** Per-response statistics (empty: no decoupled models). */
-  response_stats: Record<string, never>;
+  /**
+   * Per-response statistics, keyed by the response's index within its
+   * request (`"0"`, `"1"`, ...); only responses sent through response
+   * senders are counted (a returned response is not).
+   */
+  response_stats: Record<string, ResponseStats>;
   /** Per-batch-size statistics. */
   batch_stats: BatchStats[];
   /** Memory usage (empty). */
@@ -91,6 +126,7 @@ export class StatsRecorder {
     cache_miss: zero(),
   };
   readonly #batches = new Map<number, BatchStats>();
+  readonly #responses = new Map<number, ResponseStats>();
 
   /**
    * @param name - model name.
@@ -132,6 +168,35 @@ export class StatsRecorder {
     add(b.compute_output, outputNs, 1);
   }
 
+  /**
+   * Records one send() of a response sender. Only `success` and `fail`
+   * count `inferNs` and `outputNs`, as Triton's response statistics do.
+   *
+   * @param index - the response's index within its request.
+   * @param totalNs - since the previous response of the request.
+   */
+  response(index: number, outcome: ResponseOutcome, inferNs: number, outputNs: number, totalNs: number): void {
+    let r = this.#responses.get(index);
+    if (!r) {
+      r = { compute_infer: zero(), compute_output: zero(), success: zero(), fail: zero(), empty_response: zero(), cancel: zero() };
+      this.#responses.set(index, r);
+    }
+    switch (outcome) {
+      case "success":
+      case "fail":
+        add(r.compute_infer, inferNs, 1);
+        add(r.compute_output, outputNs, 1);
+        add(outcome === "success" ? r.success : r.fail, totalNs, 1);
+        break;
+      case "empty":
+        add(r.empty_response, totalNs, 1);
+        break;
+      case "cancel":
+        add(r.cancel, totalNs, 1);
+        break;
+    }
+  }
+
   /** A snapshot in Triton's JSON shape. */
   snapshot(): ModelStatistics {
     const s = this.#stats;
@@ -151,7 +216,21 @@ export class StatsRecorder {
         cache_hit: copy(s.cache_hit),
         cache_miss: copy(s.cache_miss),
       },
-      response_stats: {},
+      response_stats: Object.fromEntries(
+        [...this.#responses.entries()]
+          .toSorted((a, b) => a[0] - b[0])
+          .map(([i, r]) => [
+            String(i),
+            {
+              compute_infer: copy(r.compute_infer),
+              compute_output: copy(r.compute_output),
+              success: copy(r.success),
+              fail: copy(r.fail),
+              empty_response: copy(r.empty_response),
+              cancel: copy(r.cancel),
+            },
+          ]),
+      ),
       batch_stats: [...this.#batches.values()]
         .toSorted((a, b) => a.batch_size - b.batch_size)
         .map((b) => ({
@@ -170,12 +249,16 @@ export class StatsRecorder {
  * implement it).
  */
 export interface InferenceObserver {
-  /** One request finished; `reason` is set on failure (`REJECTED`, `BACKEND`, `OTHER`). */
+  /**
+   * One request finished; `reason` is set on failure (`REJECTED`,
+   * `CANCELED`, `BACKEND`, `OTHER`). A request answered through its
+   * response sender finishes with its final flag.
+   */
   requestDone(e: {
     model: string;
     version: number;
     success: boolean;
-    reason?: "REJECTED" | "BACKEND" | "OTHER";
+    reason?: FailureReason;
     durationNs: number;
     queueNs: number;
     batchSize: number;
