@@ -6,6 +6,7 @@
  */
 export { InferenceRequest, type InferenceRequestInit, type RequestParameter } from "./request.js";
 export { InferenceResponse, type InferenceResponseInit } from "./response.js";
+export { InferenceResponseSender, type SendOptions } from "./response-sender.js";
 export { ModelError, MODEL_ERROR_CODES, type ModelErrorCode } from "./model-error.js";
 export type { InitializeArgs, TritonModel, TritonModelClass } from "./types.js";
 export {
@@ -44,11 +45,23 @@ export {
 export { defaultEntryUrl, importModelClass, installModelModuleHook } from "./loader.js";
 export {
   ModelVersion,
+  type InferCallbacks,
   type InferInput,
   type InferOutput,
   type ModelVersionOptions,
   type ModelVersionState,
   type RuntimeLogger,
+  type StreamCallbacks,
 } from "./model-version.js";
 export { ModelRegistry, type LoadOptions, type ModelIndexEntry, type ModelRegistryOptions, type ModelState } from "./model-registry.js";
-export { StatsRecorder, type BatchStats, type InferenceObserver, type InferenceStats, type ModelStatistics, type StatDuration } from "./stats.js";
+export {
+  StatsRecorder,
+  type BatchStats,
+  type FailureReason,
+  type InferenceObserver,
+  type InferenceStats,
+  type ModelStatistics,
+  type ResponseOutcome,
+  type ResponseStats,
+  type StatDuration,
+} from "./stats.js";

@@ -4,6 +4,8 @@
  * @module
  */
 import type { Tensor } from "../tensor.js";
+import { ModelError } from "./model-error.js";
+import type { InferenceResponseSender } from "./response-sender.js";
 
 /** A request parameter value (KServe v2 allows string, number and boolean). */
 export type RequestParameter = string | number | boolean;
@@ -25,11 +27,33 @@ export interface InferenceRequestInit {
 }
 
 /**
+ * How a request made by the runtime reaches its response sender and its
+ * cancelled flag. Not part of the model-author API: the model runtime and
+ * the worker-thread instances implement it.
+ */
+export interface RequestControl {
+  /** True once the client gave up on the request. */
+  isCancelled(): boolean;
+  /** Makes the request's sender; called at most once per request (the request keeps it). */
+  responseSender(): InferenceResponseSender;
+  /** Runs `fn` when the request is cancelled; returns a function that removes it. */
+  onCancel(fn: () => void): () => void;
+}
+
+// Reads a request's private control, for requestControl() below (set by the class's static block).
+let controlOf: (r: InferenceRequest) => RequestControl | undefined;
+
+/**
  * One inference request, as `execute(requests)` receives it (Triton's
  * `pb_utils.InferenceRequest`).
  */
 export class InferenceRequest {
   readonly #inputs: Tensor[];
+  readonly #control: RequestControl | undefined;
+  #sender: InferenceResponseSender | undefined;
+  static {
+    controlOf = (r) => r.#control;
+  }
   /** Built on the first lookup, for requests with many inputs (a scan is cheaper for a few). */
   #byName: Map<string, Tensor> | undefined;
   readonly #requested: string[];
@@ -42,8 +66,13 @@ export class InferenceRequest {
   /** The model version this request is for. */
   readonly modelVersion: number;
 
-  /** @param init - inputs and metadata. */
-  constructor(init: InferenceRequestInit) {
+  /**
+   * @param init - inputs and metadata.
+   * @param control - runtime-internal: the request's sender and cancelled
+   * flag (a request made without one has neither).
+   */
+  constructor(init: InferenceRequestInit, control?: RequestControl) {
+    this.#control = control;
     this.#inputs = [...init.inputs];
     this.#requested = [...(init.requestedOutputNames ?? [])];
     this.requestId = init.requestId ?? "";
@@ -84,4 +113,36 @@ export class InferenceRequest {
   requestedOutputNames(): string[] {
     return [...this.#requested];
   }
+
+  /**
+   * The request's response sender (Triton's `get_response_sender()`); the
+   * same object on every call. A decoupled model answers through it; a
+   * model that is not decoupled may send its one response through it
+   * instead of returning it from `execute()`.
+   *
+   * @throws {ModelError} `UNSUPPORTED` for a request the runtime did not
+   * make (one built with `new InferenceRequest(...)`): nobody would read
+   * its responses.
+   */
+  getResponseSender(): InferenceResponseSender {
+    if (this.#sender !== undefined) return this.#sender;
+    if (this.#control === undefined) {
+      throw new ModelError("this request has no response sender: only requests that the runtime passes to execute() have one", "UNSUPPORTED");
+    }
+    return (this.#sender = this.#control.responseSender());
+  }
+
+  /**
+   * True once the client gave up on the request (Triton's
+   * `request.is_cancelled()`): the model may stop working on it. A request
+   * the runtime did not make is never cancelled.
+   */
+  isCancelled(): boolean {
+    return this.#control !== undefined && this.#control.isCancelled();
+  }
+}
+
+/** The runtime-internal control of a request (the worker-thread instances forward cancellation with it). */
+export function requestControl(r: InferenceRequest): RequestControl | undefined {
+  return controlOf(r);
 }

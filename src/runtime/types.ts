@@ -55,8 +55,16 @@ export interface TritonModel {
    * Runs a batch of requests; may be async. Returns exactly one response per
    * request, in order. Throwing (or rejecting) fails every request of the
    * batch, and nothing else.
+   *
+   * A decoupled model (`model_transaction_policy { decoupled: true }`)
+   * returns nothing instead, and answers each request through
+   * `request.getResponseSender()`: zero or more responses, during or after
+   * `execute()`, then exactly one final flag. The instance takes its next
+   * batch as soon as `execute()` returns, whether or not its requests have
+   * ended. A model that is not decoupled may also send a request's one
+   * response through its sender (and return nothing).
    */
-  execute(requests: InferenceRequest[]): InferenceResponse[] | Promise<InferenceResponse[]>;
+  execute(requests: InferenceRequest[]): InferenceResponse[] | void | Promise<InferenceResponse[] | void>;
   /** Called once per instance when the model is unloaded or the server stops. */
   finalize?(): void | Promise<void>;
 }
