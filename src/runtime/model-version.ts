@@ -13,9 +13,10 @@ import { ServingError, errorMessage } from "./errors.js";
 import { importModelClass } from "./loader.js";
 import type { Cancellation } from "./cancel.js";
 import { ModelError } from "./model-error.js";
-import { InferenceRequest, type RequestParameter } from "./request.js";
+import { InferenceRequest, type RequestControl, type RequestParameter } from "./request.js";
 import { InferenceResponse } from "./response.js";
-import { StatsRecorder, type InferenceObserver } from "./stats.js";
+import { InferenceResponseSender, senderDroppedError, type ResponseChannel } from "./response-sender.js";
+import { StatsRecorder, type FailureReason, type InferenceObserver } from "./stats.js";
 import { ThreadInstance } from "./thread-instance.js";
 import type { InitializeArgs, TritonModel } from "./types.js";
 
@@ -101,13 +102,93 @@ export interface ModelVersionOptions {
   observer?: InferenceObserver | undefined;
 }
 
-interface Pending {
-  input: InferInput;
-  /** When the request arrived (its `receivedAt`, or when infer() was called). */
-  receivedAt: bigint;
-  batchSize: number;
-  enqueuedAt: bigint;
-  done: InferCallbacks;
+/** What a request's response sender calls back into its model version with. */
+interface StreamHooks {
+  open(p: Pending): InferenceResponseSender;
+  deliver(s: Stream, response: InferenceResponse | undefined, final: boolean): void;
+  dropped(s: Stream): void;
+}
+
+const noop = (): void => {};
+
+/**
+ * One request from submit() to its end. It is also the request's control
+ * (what `request.getResponseSender()` and `request.isCancelled()` ask), so
+ * a request costs no object more than before; what a sender needs lives in
+ * a {@link Stream}, made only when a sender is.
+ */
+class Pending implements RequestControl {
+  /** Removes the cancellation listener (set only when the input has a cancellation). */
+  unsubscribe: (() => void) | undefined = undefined;
+  /** The request's sender's state, once it has one. */
+  stream: Stream | undefined = undefined;
+  /** When it was given to execute() (its queue time ends there). */
+  startedAt = 0n;
+  /** Its outcome went out (a request answered without a sender). */
+  ended = false;
+
+  constructor(
+    readonly hooks: StreamHooks,
+    readonly input: InferInput,
+    /** When the request arrived (its `receivedAt`, or when submit() was called). */
+    readonly receivedAt: bigint,
+    readonly batchSize: number,
+    readonly enqueuedAt: bigint,
+    /** Set for a unary request. */
+    readonly done: InferCallbacks | undefined,
+    /** Set for a streamed request. */
+    readonly sink: StreamCallbacks | undefined,
+  ) {}
+
+  isCancelled(): boolean {
+    return this.input.cancellation?.cancelled === true;
+  }
+
+  onCancel(fn: () => void): () => void {
+    const c = this.input.cancellation;
+    return c === undefined ? noop : c.onCancel(fn);
+  }
+
+  responseSender(): InferenceResponseSender {
+    return this.hooks.open(this);
+  }
+}
+
+/** A request answered through its response sender: the sender's channel. */
+class Stream implements ResponseChannel {
+  closed = false;
+  sent = 0;
+  /** Sends so far, final flags alone included: the key of response_stats. */
+  index = 0;
+  /** One of its responses was an error: the request counts as failed. */
+  failed = false;
+  /** When the previous response went out (or the request started): where a response's time starts. */
+  lastAt: bigint;
+  /** A unary request's one response, held until its final flag. */
+  held: InferOutput | Failed | undefined = undefined;
+
+  constructor(
+    readonly p: Pending,
+    readonly decoupled: boolean,
+  ) {
+    this.lastAt = p.startedAt;
+  }
+
+  get requestId(): string {
+    return this.p.input.id ?? "";
+  }
+
+  isCancelled(): boolean {
+    return this.p.isCancelled();
+  }
+
+  deliver(response: InferenceResponse | undefined, final: boolean): void {
+    this.p.hooks.deliver(this, response, final);
+  }
+
+  dropped(): void {
+    this.p.hooks.dropped(this);
+  }
 }
 
 interface Instance {
@@ -176,6 +257,10 @@ export class ModelVersion {
   readonly #inputs: Map<string, ModelInputConfig>;
   readonly #outputs: Map<string, ModelOutputConfig>;
   readonly #forceCpu: boolean;
+  readonly #decoupled: boolean;
+  /** Requests answered through their senders that have not sent their final flag. */
+  readonly #open = new Set<Stream>();
+  readonly #hooks: StreamHooks;
   #inflight = 0;
   #drained: (() => void) | undefined;
   #rr = 0;
@@ -200,6 +285,12 @@ export class ModelVersion {
     this.#outputNames = [...this.#outputs.keys()];
     this.#required = opts.config.input.filter((i) => !i.optional).map((i) => i.name);
     this.#forceCpu = forceCpuOnlyInputs(opts.config);
+    this.#decoupled = opts.config.model_transaction_policy?.decoupled === true;
+    this.#hooks = {
+      open: (p) => this.#openSender(p),
+      deliver: (s, r, final) => this.#deliver(s, r, final),
+      dropped: (s) => this.#end(s, senderDroppedError(this.name, s.requestId), "BACKEND"),
+    };
   }
 
   /** Current state. */
@@ -294,8 +385,10 @@ export class ModelVersion {
   }
 
   /**
-   * Stops taking requests, waits for queued and running ones, then calls
-   * every instance's `finalize()` (errors are logged, not thrown).
+   * Stops taking requests, waits for queued ones and for running
+   * `execute()` calls, ends the requests still open on their senders (a
+   * decoupled model's) with an `UNAVAILABLE` error, then calls every
+   * instance's `finalize()` (errors are logged, not thrown).
    */
   async unload(logger?: RuntimeLogger): Promise<void> {
     if (this.#state === "UNAVAILABLE" && this.#instances.length === 0) return;
@@ -305,6 +398,12 @@ export class ModelVersion {
         this.#drained = r;
         this.#pump();
       });
+    }
+    // Triton would wait for their final flags; a model that never sends one
+    // would then block the unload (and the server's shutdown) for good.
+    // (#end removes each from the set as it goes; a Set's iteration allows that.)
+    for (const s of this.#open) {
+      this.#end(s, new ModelError(`model '${this.name}' version ${this.version} was unloaded before request '${s.requestId}' sent its final response`, "UNAVAILABLE"), "OTHER");
     }
     await this.#finalizeAll(logger);
     this.#state = "UNAVAILABLE";
@@ -409,29 +508,26 @@ export class ModelVersion {
    * `execute()` returns its responses (not a promise). The server's
    * inference handler uses it so that a request to such a model is
    * answered without a promise or a microtask. The callbacks must not throw.
+   *
+   * A request cancelled (`input.cancellation`) while it is queued is
+   * rejected at once with a `CANCELLED` ModelError and never reaches the
+   * model; one cancelled while it runs gets its answer as usual (the model
+   * may look at `request.isCancelled()`; the transport drops the answer).
+   * A decoupled model's request is rejected with an `UNSUPPORTED`
+   * ModelError (the transports refuse it before, in their own words).
    */
   submit(input: InferInput, done: InferCallbacks): void {
-    const received = input.receivedAt ?? now();
-    if (this.#state !== "READY") {
-      this.#record(false, received, -1, 1, "REJECTED");
-      done.reject(new ServingError("ERR_MODEL_UNAVAILABLE", `model '${this.name}' version ${this.version} is not ready (${this.#state.toLowerCase()})`));
+    if (this.#decoupled) {
+      // The transports refuse first, in their own words; this is the runtime's guard.
+      done.reject(new ModelError(`model '${this.name}': a unary inference call doesn't support models with decoupled transaction policy`, "UNSUPPORTED"));
       return;
     }
-    let batchSize: number;
-    try {
-      batchSize = this.validate(input);
-    } catch (e) {
-      this.#record(false, received, -1, 1, "REJECTED");
-      done.reject(e);
-      return;
-    }
-    this.#queue.push({ input, receivedAt: received, batchSize, enqueuedAt: now(), done });
-    this.#pump();
+    this.#submit(input, done, undefined);
   }
 
   /** True for a decoupled model (`model_transaction_policy { decoupled: true }`): zero or many responses per request. */
   get decoupled(): boolean {
-    return this.config.model_transaction_policy?.decoupled === true;
+    return this.#decoupled;
   }
 
   /**
@@ -439,12 +535,76 @@ export class ModelVersion {
    * {@link StreamCallbacks}): what a streaming transport (gRPC
    * `ModelStreamInfer`, HTTP `generate_stream`) uses. A model that is not
    * decoupled answers with exactly one final response.
+   *
+   * A decoupled request ends when the model sends its final flag, or with
+   * an error final: `execute()` threw, or returned something (it must
+   * return nothing), its sender was garbage-collected first (`INTERNAL`),
+   * or the model was unloaded first (`UNAVAILABLE`). After a cancel,
+   * responses sent without the final flag are dropped, and the final flag
+   * ends the request with a `CANCELLED` error.
    */
   submitStream(input: InferInput, sink: StreamCallbacks): void {
-    this.submit(input, { resolve: (o) => sink.response(o, true), reject: (e) => sink.error(e, true) });
+    this.#submit(input, undefined, sink);
   }
 
-  #record(ok: boolean, received: bigint, queueNs: number, batchSize: number, reason?: "REJECTED" | "BACKEND" | "OTHER"): void {
+  #submit(input: InferInput, done: InferCallbacks | undefined, sink: StreamCallbacks | undefined): void {
+    const received = input.receivedAt ?? now();
+    let err: unknown;
+    let batchSize = 1;
+    if (this.#state !== "READY") {
+      err = new ServingError("ERR_MODEL_UNAVAILABLE", `model '${this.name}' version ${this.version} is not ready (${this.#state.toLowerCase()})`);
+    } else {
+      try {
+        batchSize = this.validate(input);
+      } catch (e) {
+        err = e;
+      }
+    }
+    if (err !== undefined) {
+      this.#record(false, received, -1, 1, "REJECTED");
+      if (sink !== undefined) sink.error(err, true);
+      else done!.reject(err);
+      return;
+    }
+    const p = new Pending(this.#hooks, input, received, batchSize, now(), done, sink);
+    const c = input.cancellation;
+    if (c !== undefined) {
+      if (c.cancelled) {
+        this.#cancelQueued(p);
+        return;
+      }
+      p.unsubscribe = c.onCancel(() => this.#onCancel(p));
+    }
+    this.#queue.push(p);
+    this.#pump();
+  }
+
+  /**
+   * A request was cancelled. Still queued: it leaves the queue and fails
+   * with CANCELLED, as Triton's schedulers drop cancelled requests. Running:
+   * the model sees it (`isCancelled()`) and decides.
+   */
+  #onCancel(p: Pending): void {
+    const i = this.#queue.indexOf(p);
+    if (i < 0) return;
+    this.#queue.splice(i, 1);
+    // (A Cancellation forgets its listeners once it fires; this says so to any other kind.)
+    p.unsubscribe?.();
+    p.unsubscribe = undefined;
+    this.#cancelQueued(p);
+    if (this.#queue.length === 0) this.#maybeDrained();
+  }
+
+  #cancelQueued(p: Pending): void {
+    p.ended = true;
+    // Triton's Status(CANCELLED) has no message; this one says what happened.
+    const err = new ModelError("Request was cancelled", "CANCELLED");
+    this.#record(false, p.receivedAt, -1, p.batchSize, "CANCELED");
+    if (p.sink !== undefined) p.sink.error(err, true);
+    else p.done!.reject(err);
+  }
+
+  #record(ok: boolean, received: bigint, queueNs: number, batchSize: number, reason?: FailureReason): void {
     const ns = since(received);
     this.stats.request(ok, ns, batchSize, queueNs);
     const o = this.#observer;
@@ -519,7 +679,12 @@ export class ModelVersion {
     inst.busy = false;
     this.#inflight--;
     if (this.#queue.length > 0) this.#pump();
-    else if (this.#inflight === 0 && this.#drained) {
+    else this.#maybeDrained();
+  }
+
+  /** Completes an unload's wait once nothing is queued or running. */
+  #maybeDrained(): void {
+    if (this.#inflight === 0 && this.#queue.length === 0 && this.#drained) {
       const d = this.#drained;
       this.#drained = undefined;
       d();
@@ -550,11 +715,20 @@ export class ModelVersion {
     let requests: InferenceRequest[];
     try {
       requests = [];
-      for (const p of batch) requests.push(this.#request(p));
+      for (const p of batch) {
+        p.startedAt = start;
+        const r = this.#request(p);
+        // Made now, not on first use: a request whose model drops it unanswered then ends with an error, not never.
+        if (this.#decoupled) r.getResponseSender();
+        requests.push(r);
+      }
     } catch (e) {
       const err = new ServingError("ERR_MODEL_EXECUTE", `preparing inputs for model '${this.name}' failed: ${errorMessage(e)}`, { cause: e });
       try {
-        for (const p of batch) this.#fail(p, start, err, "OTHER");
+        for (const p of batch) {
+          if (p.stream !== undefined) this.#end(p.stream, err, "OTHER");
+          else this.#fail(p, start, err, "OTHER");
+        }
       } finally {
         this.#release(inst);
       }
@@ -603,28 +777,55 @@ export class ModelVersion {
   /** The model's view of one queued request. */
   #request(p: Pending): InferenceRequest {
     const input = p.input;
-    return new InferenceRequest({
-      inputs: this.#forceCpu ? input.inputs.map(toCpu) : input.inputs,
-      requestedOutputNames: input.outputs && input.outputs.length > 0 ? input.outputs : this.#outputNames,
-      requestId: input.id ?? "",
-      parameters: input.parameters ?? {},
-      modelName: this.name,
-      modelVersion: this.version,
-    });
+    return new InferenceRequest(
+      {
+        inputs: this.#forceCpu ? input.inputs.map(toCpu) : input.inputs,
+        requestedOutputNames: input.outputs && input.outputs.length > 0 ? input.outputs : this.#outputNames,
+        requestId: input.id ?? "",
+        parameters: input.parameters ?? {},
+        modelName: this.name,
+        modelVersion: this.version,
+      },
+      p,
+    );
   }
 
   /** Records a failed request (its queue time measured up to `start`) and rejects it. */
-  #fail(p: Pending, start: bigint, e: unknown, reason: "BACKEND" | "OTHER"): void {
+  #fail(p: Pending, start: bigint, e: unknown, reason: FailureReason): void {
+    p.ended = true;
+    if (p.unsubscribe !== undefined) {
+      p.unsubscribe();
+      p.unsubscribe = undefined;
+    }
     this.#record(false, p.receivedAt, Number(start - p.enqueuedAt), p.batchSize, reason);
-    p.done.reject(e);
+    if (p.sink !== undefined) p.sink.error(e, true);
+    else p.done!.reject(e);
   }
 
-  /** execute() threw or rejected: every request of the batch fails with the model's error. */
+  /** Records a request that succeeded and answers it. */
+  #succeed(p: Pending, start: bigint, o: InferOutput): void {
+    p.ended = true;
+    if (p.unsubscribe !== undefined) {
+      p.unsubscribe();
+      p.unsubscribe = undefined;
+    }
+    this.#record(true, p.receivedAt, Number(start - p.enqueuedAt), p.batchSize);
+    if (p.sink !== undefined) p.sink.response(o, true);
+    else p.done!.resolve(o);
+  }
+
+  /**
+   * execute() threw or rejected: every request of the batch fails with the
+   * model's error, but for those that already sent their final flag.
+   */
   #executeFailed(batch: Pending[], start: bigint, inputNs: number, inferStart: bigint, e: unknown): void {
     const err = ModelError.from(e);
     const inferNs = since(inferStart);
     this.#execution(batch, inputNs, inferNs, 0);
-    for (const p of batch) this.#fail(p, start, err, "BACKEND");
+    for (const p of batch) {
+      if (p.stream !== undefined) this.#end(p.stream, err, "BACKEND");
+      else this.#fail(p, start, err, "BACKEND");
+    }
   }
 
   /** Checks execute()'s responses and settles each request of the batch. */
@@ -632,19 +833,50 @@ export class ModelVersion {
     const outStart = now();
     const inferNs = Number(outStart - inferStart);
     const n = batch.length;
-    // One result per request: an InferOutput, or the error in a box (a model may throw anything).
-    const results: (InferOutput | Failed)[] = [];
+    if (this.#decoupled) {
+      this.#execution(batch, inputNs, inferNs, 0);
+      if (responses !== undefined && responses !== null) {
+        const err = new ServingError(
+          "ERR_MODEL_EXECUTE",
+          `model '${this.name}' is decoupled: execute() must return nothing and send each request's responses with request.getResponseSender(), got ${describe(responses)}`,
+        );
+        for (const p of batch) this.#end(p.stream!, err, "BACKEND");
+      }
+      return;
+    }
+    // One result per request: an InferOutput, the error in a box (a model may
+    // throw anything), or undefined for a request answered by its sender.
+    const results: (InferOutput | Failed | undefined)[] = [];
     if (!Array.isArray(responses) || responses.length !== n) {
-      const got = Array.isArray(responses) ? `${responses.length} responses` : `${responses === undefined ? "undefined" : typeof responses}`;
-      const err = new ServingError(
-        "ERR_MODEL_EXECUTE",
-        `model '${this.name}' execute() must return one InferenceResponse per request (${n}), got ${got}`,
-      );
-      for (let i = 0; i < n; i++) results.push(new Failed(err));
+      const none = responses === undefined || responses === null;
+      let err: ServingError | undefined;
+      for (let i = 0; i < n; i++) {
+        // Returning nothing is how a request answered through its sender ends execute().
+        if (none && batch[i]!.stream !== undefined) {
+          results.push(undefined);
+          continue;
+        }
+        err ??= new ServingError(
+          "ERR_MODEL_EXECUTE",
+          `model '${this.name}' execute() must return one InferenceResponse per request (${n}), got ${Array.isArray(responses) ? `${responses.length} responses` : describe(responses)}` +
+            (none ? " (or send each with request.getResponseSender())" : ""),
+        );
+        results.push(new Failed(err));
+      }
     } else {
       for (let i = 0; i < n; i++) {
+        const p = batch[i]!;
+        const r = responses[i];
+        if (p.stream !== undefined) {
+          results.push(
+            r === undefined || r === null
+              ? undefined
+              : new Failed(new ServingError("ERR_MODEL_EXECUTE", `model '${this.name}' execute() returned a response for request ${i}, which answers through its response sender (return undefined for it)`)),
+          );
+          continue;
+        }
         try {
-          results.push(this.#checkResponse(responses[i], batch[i]!, i));
+          results.push(this.#checkResponse(r, p, i, false));
         } catch (e) {
           results.push(new Failed(e));
         }
@@ -653,14 +885,108 @@ export class ModelVersion {
     this.#execution(batch, inputNs, inferNs, since(outStart));
     for (let i = 0; i < n; i++) {
       const p = batch[i]!;
-      const r = results[i]!;
+      const r = results[i];
+      if (r === undefined) continue;
       if (r instanceof Failed) {
-        this.#fail(p, start, r.err, "BACKEND");
+        if (p.stream !== undefined) this.#end(p.stream, r.err, "BACKEND");
+        else this.#fail(p, start, r.err, "BACKEND");
       } else {
-        this.#record(true, p.receivedAt, Number(start - p.enqueuedAt), p.batchSize);
-        p.done.resolve(r as InferOutput);
+        this.#succeed(p, start, r);
       }
     }
+  }
+
+  /** `request.getResponseSender()`, the first time: the request is answered through its sender from now on. */
+  #openSender(p: Pending): InferenceResponseSender {
+    const s = new Stream(p, this.#decoupled);
+    if (p.ended) {
+      // Its answer already went out (execute() returned it): nothing can follow.
+      s.closed = true;
+    } else {
+      p.stream = s;
+      this.#open.add(s);
+    }
+    return new InferenceResponseSender(s);
+  }
+
+  /**
+   * One send() of a request's sender (`closed` is already set when
+   * `final`): checks the response as a returned one is checked, records
+   * response_stats, and passes it on.
+   */
+  #deliver(s: Stream, response: InferenceResponse | undefined, final: boolean): void {
+    const p = s.p;
+    const sentAt = now();
+    const index = s.index++;
+    if (p.isCancelled()) {
+      // The client is gone: only the final flag matters, to end the request.
+      this.stats.response(index, "cancel", 0, 0, Number(sentAt - s.lastAt));
+      s.lastAt = sentAt;
+      if (final) this.#close(s, new ModelError("Request was cancelled", "CANCELLED"), "CANCELED");
+      return;
+    }
+    let out: InferOutput | Failed | undefined;
+    if (response !== undefined) {
+      try {
+        out = this.#checkResponse(response, p, index, true);
+      } catch (e) {
+        out = new Failed(e);
+        s.failed = true;
+      }
+    }
+    const end = now();
+    if (out === undefined) this.stats.response(index, "empty", 0, 0, Number(end - s.lastAt));
+    else this.stats.response(index, out instanceof Failed ? "fail" : "success", Number(sentAt - s.lastAt), Number(end - sentAt), Number(end - s.lastAt));
+    s.lastAt = end;
+    const sink = p.sink;
+    if (sink === undefined) {
+      // A unary request (a model that is not decoupled): its one response waits for the final flag.
+      if (out !== undefined) s.held = out;
+      if (!final) return;
+      const r = s.held!;
+      this.#close(s, r instanceof Failed ? r.err : undefined, "BACKEND", r instanceof Failed ? undefined : r);
+      return;
+    }
+    if (final) this.#close(s, undefined, "BACKEND");
+    if (out === undefined) sink.complete();
+    else if (out instanceof Failed) sink.error(out.err, final);
+    else sink.response(out, final);
+  }
+
+  /**
+   * The runtime ends an open request with an error as its final response
+   * (execute() failed, the sender was dropped, the model unloads); a
+   * request that already ended is left alone.
+   */
+  #end(s: Stream, err: unknown, reason: FailureReason): void {
+    if (s.closed) return;
+    s.closed = true;
+    const at = now();
+    this.stats.response(s.index++, "fail", Number(at - s.lastAt), 0, Number(at - s.lastAt));
+    s.lastAt = at;
+    this.#close(s, err, reason);
+  }
+
+  /**
+   * A request's final flag: records the request (failed when any of its
+   * responses was an error) and, for `err` or a unary request, answers it.
+   * A streamed request's last response (when `err` is undefined) is passed
+   * on by the caller.
+   */
+  #close(s: Stream, err: unknown, reason: FailureReason, unary?: InferOutput): void {
+    const p = s.p;
+    this.#open.delete(s);
+    p.ended = true;
+    if (p.unsubscribe !== undefined) {
+      p.unsubscribe();
+      p.unsubscribe = undefined;
+    }
+    const failed = err !== undefined || s.failed;
+    this.#record(!failed, p.receivedAt, Number(p.startedAt - p.enqueuedAt), p.batchSize, failed ? reason : undefined);
+    if (p.sink !== undefined) {
+      if (err !== undefined) p.sink.error(err, true);
+    } else if (err !== undefined) p.done!.reject(err);
+    else p.done!.resolve(unary!);
   }
 
   #execution(batch: Pending[], inputNs: number, inferNs: number, outputNs: number): void {
@@ -678,10 +1004,11 @@ export class ModelVersion {
     });
   }
 
-  #checkResponse(r: unknown, p: Pending, index: number): InferOutput {
+  /** @param sent - the response came through the sender (`index` is then the response's, not the request's). */
+  #checkResponse(r: unknown, p: Pending, index: number, sent: boolean): InferOutput {
     const model = this.name;
     if (!(r instanceof InferenceResponse) && !isResponseLike(r)) {
-      badResponse(model, `execute() result ${index} is not an InferenceResponse`);
+      badResponse(model, sent ? `response ${index} sent for request '${p.input.id ?? ""}' is not an InferenceResponse` : `execute() result ${index} is not an InferenceResponse`);
     }
     const resp = r as InferenceResponse;
     if (resp.error) throw ModelError.from(resp.error);
@@ -715,6 +1042,11 @@ export class ModelVersion {
     }
     return { modelName: this.name, modelVersion: this.version, id: p.input.id ?? "", outputs };
   }
+}
+
+/** Names what a model returned, for messages. */
+function describe(v: unknown): string {
+  return v === undefined ? "undefined" : v === null ? "null" : Array.isArray(v) ? "an array" : typeof v;
 }
 
 function isResponseLike(r: unknown): r is InferenceResponse {
