@@ -4,20 +4,38 @@
  * (so `import ... from "tensorbridge"` works), makes one model object, and
  * answers `initialize`, `execute` and `finalize` messages one at a time.
  *
+ * Each request gets a response sender here whose sends go to the serving
+ * thread's sender of the same request (`{ op: "send" }` messages), and a
+ * cancelled flag that the serving thread sets (`{ op: "cancel" }`, handled
+ * at once, not behind a running `execute()`).
+ *
  * @module
  */
 import { parentPort, workerData } from "node:worker_threads";
 
 import { errorMessage } from "./errors.js";
 import { importModelClass } from "./loader.js";
-import { errorToWire, requestFromWire, resultToWire, type WireRequest } from "./thread-wire.js";
+import type { RequestControl } from "./request.js";
+import { InferenceResponseSender, senderDroppedError, type ResponseChannel } from "./response-sender.js";
+import type { InferenceResponse } from "./response.js";
+import { errorToWire, requestFromWire, responseToWire, resultToWire, type WireRequest, type WireSend } from "./thread-wire.js";
 import type { InitializeArgs, TritonModel } from "./types.js";
 
 /** What the serving thread sends. */
 export type ToWorker =
   | { readonly op: "initialize"; readonly id: number; readonly args: InitializeArgs }
   | { readonly op: "execute"; readonly id: number; readonly requests: WireRequest[] }
-  | { readonly op: "finalize"; readonly id: number };
+  | { readonly op: "finalize"; readonly id: number }
+  | { readonly op: "cancel"; readonly id: number; readonly call: number; readonly index: number };
+
+/**
+ * The worker's reply to `execute`: what it returned, and the requests
+ * (by index) still open on their senders.
+ */
+export interface ExecuteReply {
+  readonly result: ReturnType<typeof resultToWire>;
+  readonly open: number[];
+}
 
 /** The data a worker starts with. */
 export interface WorkerStart {
@@ -28,6 +46,62 @@ export interface WorkerStart {
 const port = parentPort!;
 const { file } = workerData as WorkerStart;
 let model: TritonModel | undefined;
+let modelName = "";
+let modelDecoupled = false;
+
+/** One request in the worker: its control, and its sender's channel once it has one. */
+class WorkerRequest implements RequestControl, ResponseChannel {
+  cancelled = false;
+  closed = false;
+  sent = 0;
+  /** A sender was made for it. */
+  hasSender = false;
+
+  constructor(
+    readonly call: number,
+    readonly index: number,
+    readonly requestId: string,
+    readonly decoupled: boolean,
+  ) {}
+
+  isCancelled(): boolean {
+    return this.cancelled;
+  }
+
+  onCancel(): () => void {
+    // Nothing in the worker listens: the flag is all a model sees.
+    return () => {};
+  }
+
+  responseSender(): InferenceResponseSender {
+    this.hasSender = true;
+    return new InferenceResponseSender(this);
+  }
+
+  deliver(response: InferenceResponse | undefined, final: boolean): void {
+    if (final) forget(this);
+    const m: WireSend = { op: "send", call: this.call, index: this.index, response: response === undefined ? undefined : responseToWire(response), final };
+    port.postMessage(m);
+  }
+
+  dropped(): void {
+    this.closed = true;
+    forget(this);
+    const err = senderDroppedError(modelName, this.requestId);
+    const m: WireSend = { op: "send", call: this.call, index: this.index, response: { outputs: [], error: errorToWire(err) }, final: true };
+    port.postMessage(m);
+  }
+}
+
+/** The requests of each execute call that may still be cancelled, by call id. */
+const calls = new Map<number, (WorkerRequest | undefined)[]>();
+
+function forget(r: WorkerRequest): void {
+  const rs = calls.get(r.call);
+  if (rs === undefined) return;
+  rs[r.index] = undefined;
+  if (rs.every((x) => x === undefined)) calls.delete(r.call);
+}
 
 /** Replies to message `id` with a value. */
 function reply(id: number, value: unknown): void {
@@ -44,6 +118,8 @@ async function handle(m: ToWorker): Promise<void> {
         } catch (e) {
           throw new Error(`constructing the instance failed: ${errorMessage(e)}`, { cause: e });
         }
+        modelName = m.args.model_name;
+        modelDecoupled = (JSON.parse(m.args.model_config) as { model_transaction_policy?: { decoupled?: boolean } }).model_transaction_policy?.decoupled === true;
         if (typeof model.initialize === "function") {
           try {
             await model.initialize(m.args);
@@ -55,10 +131,23 @@ async function handle(m: ToWorker): Promise<void> {
         return;
       }
       case "execute": {
-        const requests = m.requests.map(requestFromWire);
-        reply(m.id, { result: resultToWire(await model!.execute(requests)) });
+        const controls = m.requests.map((w, i) => new WorkerRequest(m.id, i, w.requestId, modelDecoupled));
+        calls.set(m.id, [...controls]);
+        const requests = m.requests.map((w, i) => requestFromWire(w, controls[i]));
+        // As the serving thread does: a decoupled request's sender exists from the start, so one the model drops is noticed.
+        if (modelDecoupled) for (const r of requests) r.getResponseSender();
+        let result: ReturnType<typeof resultToWire>;
+        try {
+          result = resultToWire(await model!.execute(requests));
+        } finally {
+          // A request answered without a sender is done once execute() returns.
+          for (const c of controls) if (!c.hasSender && !c.closed) forget(c);
+        }
+        reply(m.id, { result, open: controls.filter((c) => c.hasSender && !c.closed).map((c) => c.index) } satisfies ExecuteReply);
         return;
       }
+      case "cancel":
+        return;
       case "finalize":
         if (typeof model?.finalize === "function") await model.finalize();
         reply(m.id, true);
@@ -69,8 +158,14 @@ async function handle(m: ToWorker): Promise<void> {
   }
 }
 
-// One message at a time, in order, as an in-thread instance runs one execute() at a time.
+// One message at a time, in order, as an in-thread instance runs one execute() at a time;
+// a cancel at once, since the execute() it is about may be running.
 let chain: Promise<void> = Promise.resolve();
 port.on("message", (m: ToWorker) => {
+  if (m.op === "cancel") {
+    const r = calls.get(m.call)?.[m.index];
+    if (r !== undefined) r.cancelled = true;
+    return;
+  }
   chain = chain.then(() => handle(m));
 });

@@ -11,15 +11,20 @@
  * the worker's own JS memory, which dies with the worker (and BYTES
  * elements); errors keep their message and Triton code.
  *
+ * Responses sent through a response sender in the worker go to the serving
+ * thread's sender of the same request, so they are checked and counted as
+ * an in-thread model's are; a cancel reaches the worker's request. A
+ * worker that dies ends its requests still open with an `INTERNAL` error.
+ *
  * @module
  */
 import { existsSync } from "node:fs";
 import { Worker } from "node:worker_threads";
 
-import { errorFromWire, requestToWire, resultFromWire, type WireError, type WireResult } from "./thread-wire.js";
-import type { ToWorker, WorkerStart } from "./thread-instance-worker.js";
-import type { InferenceRequest } from "./request.js";
-import type { InferenceResponse } from "./response.js";
+import { errorFromWire, requestToWire, responseFromWire, resultFromWire, type WireError, type WireSend } from "./thread-wire.js";
+import type { ExecuteReply, ToWorker, WorkerStart } from "./thread-instance-worker.js";
+import { requestControl, type InferenceRequest } from "./request.js";
+import { InferenceResponse } from "./response.js";
 import type { InitializeArgs, TritonModel } from "./types.js";
 import { ModelError } from "./model-error.js";
 
@@ -47,13 +52,29 @@ interface Waiting {
   reject(e: Error): void;
 }
 
+/** An execute call whose requests may still send through their senders. */
+interface Call {
+  readonly requests: InferenceRequest[];
+  /** Per request: still open (it may send), and whether a response went through already. */
+  readonly open: boolean[];
+  readonly responded: boolean[];
+  /** Removes each request's cancel listener. */
+  readonly unsubscribe: (() => void)[];
+  /** execute() has replied: a request not listed open then is done. */
+  replied: boolean;
+}
+
 /** The serving thread's stand-in for a model instance in a worker thread. */
 export class ThreadInstance implements TritonModel {
   readonly #worker: Worker;
   readonly #waiting = new Map<number, Waiting>();
+  /** Execute calls with requests that may still send, by call id (the execute message's id). */
+  readonly #calls = new Map<number, Call>();
   #next = 0;
   /** Why the worker is gone, once it is. */
   #gone: string | undefined;
+  /** The model is decoupled (from the config that initialize() gets). */
+  #decoupled = false;
 
   /**
    * Starts the worker; it imports `file` when {@link initialize} runs.
@@ -68,7 +89,11 @@ export class ThreadInstance implements TritonModel {
     this.#worker = startWorker({ file });
     // A loaded model must not keep the process alive on its own; the server does.
     this.#worker.unref();
-    this.#worker.on("message", (m: { id: number; value?: unknown; error?: WireError }) => {
+    this.#worker.on("message", (m: { id: number; value?: unknown; error?: WireError } | WireSend) => {
+      if ("op" in m) {
+        this.#send(m);
+        return;
+      }
       const w = this.#waiting.get(m.id);
       if (w === undefined) return;
       this.#waiting.delete(m.id);
@@ -79,17 +104,49 @@ export class ThreadInstance implements TritonModel {
     this.#worker.on("exit", (code) => this.#end(`its worker thread exited (code ${code})`));
   }
 
-  /** Fails every call still waiting, and every later one. */
+  /** Fails every call still waiting, and every later one; ends the requests still open on their senders. */
   #end(why: string): void {
     this.#gone ??= why;
     const err = new ModelError(`${this.label}: ${this.#gone}`, "INTERNAL");
     for (const w of this.#waiting.values()) w.reject(err);
     this.#waiting.clear();
+    for (const [id, call] of this.#calls) {
+      call.requests.forEach((r, i) => {
+        if (!call.open[i]) return;
+        // A request that is not decoupled and already has its one response completes with it.
+        this.#forward(r, call.responded[i] && !this.#decoupled ? undefined : new InferenceResponse({ error: err }), true);
+      });
+      this.#forget(id, call);
+    }
   }
 
-  #call(m: ToWorkerBody): Promise<unknown> {
+  /** A send() in the worker, passed to the serving thread's sender of the same request. */
+  #send(m: WireSend): void {
+    const call = this.#calls.get(m.call);
+    if (call === undefined || !call.open[m.index]) return;
+    const r = call.requests[m.index]!;
+    if (m.response !== undefined) call.responded[m.index] = true;
+    if (m.final) call.open[m.index] = false;
+    this.#forward(r, m.response === undefined ? undefined : (responseFromWire(m.response) as InferenceResponse), m.final);
+    if (m.final && call.replied && !call.open.includes(true)) this.#forget(m.call, call);
+  }
+
+  /** Sends on the serving thread's sender. */
+  #forward(r: InferenceRequest, response: InferenceResponse | undefined, final: boolean): void {
+    try {
+      r.getResponseSender().send(response, { final });
+    } catch {
+      // The runtime ended the request already (execute() failed, the model unloads); the worker's sends are moot.
+    }
+  }
+
+  #forget(id: number, call: Call): void {
+    for (const u of call.unsubscribe) u();
+    this.#calls.delete(id);
+  }
+
+  #call(m: ToWorkerBody, id = ++this.#next): Promise<unknown> {
     if (this.#gone !== undefined) return Promise.reject(new ModelError(`${this.label}: ${this.#gone}`, "INTERNAL"));
-    const id = ++this.#next;
     return new Promise((resolve, reject) => {
       this.#waiting.set(id, { resolve, reject });
       this.#worker.postMessage({ ...m, id } as ToWorker);
@@ -98,6 +155,7 @@ export class ThreadInstance implements TritonModel {
 
   /** Imports the model in the worker, makes its object and runs its `initialize(args)`. */
   async initialize(args: InitializeArgs): Promise<void> {
+    this.#decoupled = (JSON.parse(args.model_config) as { model_transaction_policy?: { decoupled?: boolean } }).model_transaction_policy?.decoupled === true;
     try {
       await this.#call({ op: "initialize", args });
     } catch (e) {
@@ -108,9 +166,39 @@ export class ThreadInstance implements TritonModel {
     }
   }
 
-  /** Runs `execute(requests)` in the worker; the inputs' memory is handed over, not copied. */
+  /**
+   * Runs `execute(requests)` in the worker; the inputs' memory is handed
+   * over, not copied. Requests that answer through their senders stay
+   * known (and their cancels forwarded) until their final flags.
+   */
   async execute(requests: InferenceRequest[]): Promise<InferenceResponse[]> {
-    const value = (await this.#call({ op: "execute", requests: requests.map(requestToWire) })) as { result: WireResult };
+    const id = ++this.#next;
+    const n = requests.length;
+    const call: Call = { requests, open: Array.from({ length: n }, () => true), responded: Array.from({ length: n }, () => false), unsubscribe: [], replied: false };
+    this.#calls.set(id, call);
+    requests.forEach((r, index) => {
+      const control = requestControl(r);
+      if (control === undefined) return;
+      const cancel = () => {
+        if (call.open[index] && this.#gone === undefined) this.#worker.postMessage({ op: "cancel", id: 0, call: id, index } satisfies ToWorker);
+      };
+      call.unsubscribe.push(control.onCancel(cancel));
+    });
+    let value: ExecuteReply;
+    try {
+      value = (await this.#call({ op: "execute", requests: requests.map(requestToWire) }, id)) as ExecuteReply;
+    } catch (e) {
+      this.#forget(id, call);
+      throw e;
+    }
+    call.replied = true;
+    const stillOpen = new Set(value.open);
+    for (let i = 0; i < n; i++) {
+      if (!stillOpen.has(i)) call.open[i] = false;
+      // The serving thread's request answers through its sender too (a model that is not decoupled makes it on first use).
+      else requests[i]!.getResponseSender();
+    }
+    if (!call.open.includes(true)) this.#forget(id, call);
     return resultFromWire(value.result) as InferenceResponse[];
   }
 

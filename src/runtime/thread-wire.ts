@@ -9,7 +9,7 @@
  */
 import { Tensor, type TransferredTensor } from "../tensor.js";
 import { ModelError, type ModelErrorCode } from "./model-error.js";
-import { InferenceRequest, type RequestParameter } from "./request.js";
+import { InferenceRequest, type RequestControl, type RequestParameter } from "./request.js";
 import { InferenceResponse } from "./response.js";
 
 /** A tensor on the wire. */
@@ -64,16 +64,19 @@ export function requestToWire(r: InferenceRequest): WireRequest {
   };
 }
 
-/** Unpacks a request. */
-export function requestFromWire(w: WireRequest): InferenceRequest {
-  return new InferenceRequest({
-    inputs: w.inputs.map(fromWire),
-    requestedOutputNames: w.requested,
-    requestId: w.requestId,
-    parameters: w.parameters,
-    modelName: w.modelName,
-    modelVersion: w.modelVersion,
-  });
+/** Unpacks a request; `control` gives it its sender and cancelled flag. */
+export function requestFromWire(w: WireRequest, control?: RequestControl): InferenceRequest {
+  return new InferenceRequest(
+    {
+      inputs: w.inputs.map(fromWire),
+      requestedOutputNames: w.requested,
+      requestId: w.requestId,
+      parameters: w.parameters,
+      modelName: w.modelName,
+      modelVersion: w.modelVersion,
+    },
+    control,
+  );
 }
 
 /** Packs an error (anything thrown). */
@@ -90,19 +93,30 @@ export function errorFromWire(w: WireError): Error {
 /** What `execute()` returned, on the wire: its responses, or the type of what was not an array. */
 export type WireResult = { readonly responses: WireResponse[] } | { readonly notArray: string };
 
-/** Packs what `execute()` returned. A response whose outputs cannot be packed becomes that response's error. */
+/** Packs one response (returned or sent). A response whose outputs cannot be packed becomes that response's error. */
+export function responseToWire(r: unknown): WireResponse {
+  if (!(r instanceof InferenceResponse)) return { other: r === null ? "null" : typeof r };
+  try {
+    return { outputs: r.outputTensors.map(toWire), error: r.error === undefined ? undefined : errorToWire(r.error) };
+  } catch (e) {
+    return { outputs: [], error: { message: `an output could not be handed to the serving thread: ${e instanceof Error ? e.message : String(e)}`, code: "INTERNAL" } };
+  }
+}
+
+/**
+ * Unpacks one response: an InferenceResponse, or a stand-in that is not
+ * one (the serving thread's checks then refuse it as they would in-thread).
+ */
+export function responseFromWire(r: WireResponse): unknown {
+  if ("other" in r) return { notAnInferenceResponse: r.other };
+  const outputTensors = r.outputs.map(fromWire);
+  return new InferenceResponse(r.error === undefined ? { outputTensors } : { outputTensors, error: errorFromWire(r.error) });
+}
+
+/** Packs what `execute()` returned. */
 export function resultToWire(out: unknown): WireResult {
-  if (!Array.isArray(out)) return { notArray: out === null ? "object" : typeof out };
-  return {
-    responses: out.map((r): WireResponse => {
-      if (!(r instanceof InferenceResponse)) return { other: r === null ? "null" : typeof r };
-      try {
-        return { outputs: r.outputTensors.map(toWire), error: r.error === undefined ? undefined : errorToWire(r.error) };
-      } catch (e) {
-        return { outputs: [], error: { message: `an output could not be handed to the serving thread: ${e instanceof Error ? e.message : String(e)}`, code: "INTERNAL" } };
-      }
-    }),
-  };
+  if (!Array.isArray(out)) return { notArray: out === null ? "null" : typeof out };
+  return { responses: out.map(responseToWire) };
 }
 
 /**
@@ -113,11 +127,21 @@ export function resultToWire(out: unknown): WireResult {
  */
 export function resultFromWire(w: WireResult): unknown {
   if ("notArray" in w) return NOT_ARRAY[w.notArray];
-  return w.responses.map((r) => {
-    if ("other" in r) return { notAnInferenceResponse: r.other };
-    const outputTensors = r.outputs.map(fromWire);
-    return new InferenceResponse(r.error === undefined ? { outputTensors } : { outputTensors, error: errorFromWire(r.error) });
-  });
+  return w.responses.map(responseFromWire);
 }
 
-const NOT_ARRAY: Record<string, unknown> = { undefined, string: "", number: 0, boolean: false, bigint: 0n, symbol: Symbol("result"), function: () => {}, object: {} };
+// `null` stays null: a model that is not decoupled returns nothing for requests it answered through their senders.
+const NOT_ARRAY: Record<string, unknown> = { undefined, null: null, string: "", number: 0, boolean: false, bigint: 0n, symbol: Symbol("result"), function: () => {}, object: {} };
+
+/**
+ * One `send()` of a response sender in the worker, to the serving
+ * thread's sender of the same request: request `index` of execute call
+ * `call`; `response` undefined is the final flag alone.
+ */
+export interface WireSend {
+  readonly op: "send";
+  readonly call: number;
+  readonly index: number;
+  readonly response: WireResponse | undefined;
+  readonly final: boolean;
+}
