@@ -7,6 +7,7 @@
  *
  *   bash bench/serving/setup.sh client peers     # once
  *   node --import tsx bench/serving/run.ts [--duration-ms 3000] [--concurrency 1,8] [--only tensorbridge,triton,mlserver,floor,floor-net,floor-native]
+ *                                          [--formats binary,json,grpc,stream]
  *                                          [--baseline <git-rev>] [--tensorbridge-args "<serve options>"] [--tensorbridge-from dist|tsx]
  *
  * tensorbridge (and the baseline) are served as users run them: `dist/cli.js`
@@ -24,6 +25,12 @@
  * `src/server`, `src/runtime` and `src/cli.ts` as of `<rev>` (the rest of
  * `src/` and the binding as now) as "tensorbridge@<rev>", so that a change is
  * measured before/after in one run.
+ *
+ * `grpc` rows are add_sub over gRPC (`perf_analyzer -i grpc`); `stream`
+ * rows are the decoupled `repeat` (examples/models/repeat against the same
+ * model for Triton's Python backend, bench/serving/triton_models/repeat)
+ * over gRPC streaming, STREAM_N responses per request: their throughput is
+ * requests per second, and responses/s is STREAM_N times it.
  *
  * Binary rows use `add_sub` (no batching, as the seed's); JSON rows use
  * `add_sub_batched` (max_batch_size 8, same model code): perf_analyzer's JSON
@@ -53,6 +60,13 @@ function arg(name: string, dflt: string): string {
 const DURATION = Number(arg("duration-ms", "3000"));
 const CONCURRENCY = arg("concurrency", "1,8").split(",").map(Number);
 const ONLY = arg("only", "tensorbridge,triton,mlserver,floor,floor-net,floor-native").split(",");
+const FORMATS = arg("formats", "binary,json,grpc,stream").split(",") as Format[];
+for (const f of FORMATS) {
+  if (!["binary", "json", "grpc", "stream"].includes(f)) {
+    console.error(`bench/serving: --formats takes binary, json, grpc and stream, got '${f}'`);
+    process.exit(2);
+  }
+}
 const BASELINE = arg("baseline", "");
 const TB_ARGS = arg("tensorbridge-args", "").split(" ").filter(Boolean);
 const TB_FROM = arg("tensorbridge-from", "dist");
@@ -87,9 +101,11 @@ async function waitReady(url: string, model: string, child: ChildProcess, log: (
 interface Peer {
   name: string;
   url: string;
+  /** host:port of its gRPC service, when it has one. */
+  grpc?: string;
   start(): { child: ChildProcess; log: () => string };
   /** Formats this peer cannot serve, with the reason. */
-  unsupported?: Partial<Record<"binary" | "json", string>>;
+  unsupported?: Partial<Record<Format, string>>;
 }
 
 function startProcess(cmd: string, args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv }): { child: ChildProcess; log: () => string } {
@@ -137,11 +153,20 @@ function prepare(): Peer[] {
   cpSync(join(ROOT, "examples/models/add_sub"), join(tb, "add_sub_batched"), { recursive: true });
   writeFileSync(join(tb, "add_sub_batched/config.pbtxt"), batched(readFileSync(join(tb, "add_sub/config.pbtxt"), "utf8")));
 
+  // The decoupled streamer, without its optional DELAY input (perf_analyzer
+  // would fill it with random delays)
+  cpSync(join(ROOT, "examples/models/repeat"), join(tb, "repeat"), { recursive: true });
+  writeFileSync(
+    join(tb, "repeat/config.pbtxt"),
+    readFileSync(join(tb, "repeat/config.pbtxt"), "utf8").replace(/,\s*\{ name: "DELAY"[^}]*\}/, ""),
+  );
+
   // Triton: the Python-backend add_sub, and its batching twin
   const tr = join(repos, "triton");
   cpSync(join(ROOT, "bench/serving/triton_models/add_sub"), join(tr, "add_sub"), { recursive: true });
   cpSync(join(ROOT, "bench/serving/triton_models/add_sub"), join(tr, "add_sub_batched"), { recursive: true });
   writeFileSync(join(tr, "add_sub_batched/config.pbtxt"), batched(readFileSync(join(tr, "add_sub/config.pbtxt"), "utf8")));
+  cpSync(join(ROOT, "bench/serving/triton_models/repeat"), join(tr, "repeat"), { recursive: true });
 
   // MLServer: one model dir per model, parallel_workers 0 (MLServer 1.7.1's
   // worker pool dies at start on this Python: "There is no current event loop")
@@ -167,6 +192,7 @@ function prepare(): Peer[] {
     {
       name: "tensorbridge",
       url: "http://127.0.0.1:8200",
+      grpc: "127.0.0.1:8201",
       start: () => startProcess(process.execPath, [...tbCli, "serve", tb, "--http-port", "8200", "--grpc-port", "8201", ...TB_ARGS], {}),
     },
     ...(baseline
@@ -174,28 +200,33 @@ function prepare(): Peer[] {
           {
             name: `tensorbridge@${BASELINE}`,
             url: "http://127.0.0.1:8240",
-            start: () => startProcess(process.execPath, [...baselineCli, "serve", tb, "--http-port", "8240"], { cwd: baseline }),
+            unsupported: { grpc: "the baseline's gRPC is not compared", stream: "the baseline's gRPC is not compared" },
+            start: () => startProcess(process.execPath, [...baselineCli, "serve", tb, "--http-port", "8240", "--grpc-port", "8241"], { cwd: baseline }),
           },
         ]
       : []),
     {
       name: "floor",
       url: "http://127.0.0.1:8230",
+      unsupported: { grpc: "HTTP only", stream: "HTTP only" },
       start: () => startProcess(process.execPath, [join(ROOT, "bench/serving/floor-server.mjs"), "--port", "8230"], {}),
     },
     {
       name: "floor-net",
       url: "http://127.0.0.1:8231",
+      unsupported: { grpc: "HTTP only", stream: "HTTP only" },
       start: () => startProcess(process.execPath, [join(ROOT, "bench/serving/floor-server.mjs"), "--port", "8231", "--net"], {}),
     },
     {
       name: "floor-native",
       url: "http://127.0.0.1:8232",
+      unsupported: { grpc: "HTTP only", stream: "HTTP only" },
       start: () => startProcess(floorNative(), ["8232"], {}),
     },
     {
       name: "triton",
       url: "http://127.0.0.1:8210",
+      grpc: "127.0.0.1:8211",
       start: () => {
         const { cmd, args, env } = tritonCommand({ repository: tr, httpPort: 8210, grpcPort: 8211, metricsPort: 8212 });
         return startProcess(cmd, args, { env });
@@ -205,7 +236,11 @@ function prepare(): Peer[] {
       name: "mlserver",
       url: "http://127.0.0.1:8220",
       start: () => startProcess(join(PEERS, "bin/mlserver"), ["start", "."], { cwd: ml }),
-      unsupported: { binary: "MLServer 1.7 has no binary tensor extension (it parses the whole body as JSON: 'failed to parse the request JSON buffer')" },
+      unsupported: {
+        binary: "MLServer 1.7 has no binary tensor extension (it parses the whole body as JSON: 'failed to parse the request JSON buffer')",
+        grpc: "not measured: MLServer's gRPC is not Triton's service for perf_analyzer's model checks",
+        stream: "MLServer 1.7 has no decoupled (streaming) models",
+      },
     },
   ];
 }
@@ -266,16 +301,28 @@ function distTree(src: string, out: string): string {
   );
   execFileSync(process.execPath, [join(ROOT, "node_modules/typescript/bin/tsc"), "-p", cfg], { cwd: ROOT, stdio: "inherit" });
   for (const f of readdirSync(ROOT)) {
-    if (f === "index.js" || f === "package.json" || f.endsWith(".node")) symlinkSync(join(ROOT, f), join(out, f));
+    if (f === "index.js" || f === "package.json" || f === "proto" || f.endsWith(".node")) symlinkSync(join(ROOT, f), join(out, f));
   }
   return out;
 }
 
 // ------------------------------------------------------------------ perf_analyzer
 
+/**
+ * binary / json: HTTP, add_sub (add_sub_batched for JSON); grpc: gRPC
+ * ModelInfer, add_sub; stream: gRPC ModelStreamInfer on the decoupled
+ * `repeat` (STREAM_N responses per request).
+ */
+type Format = "binary" | "json" | "grpc" | "stream";
+
+/** Responses per request of the stream rows (`--shape IN:<n>`). */
+const STREAM_N = 8;
+
 interface Row {
   server: string;
-  format: "binary" | "json";
+  format: Format;
+  /** Responses per second (stream rows). */
+  responses?: number;
   concurrency: number;
   throughput?: number;
   p50us?: number;
@@ -340,16 +387,18 @@ async function servedRequests(url: string, model: string): Promise<number | unde
   }
 }
 
-async function perf(url: string, model: string, format: "binary" | "json", concurrency: number): Promise<Omit<Row, "server" | "format" | "concurrency">> {
+async function perf(peer: Peer, model: string, format: Format, concurrency: number): Promise<Omit<Row, "server" | "format" | "concurrency">> {
   const csv = join(WORK, `perf-${Date.now()}.csv`);
   const lib = join(sitePackages(CLIENT), "nvidia/cuda_runtime/lib");
+  const grpc = format === "grpc" || format === "stream";
   const args = [
     "-m",
     model,
     "-u",
-    url.replace("http://", ""),
+    grpc ? peer.grpc! : peer.url.replace("http://", ""),
     "-i",
-    "http",
+    grpc ? "grpc" : "http",
+    ...(format === "stream" ? ["--streaming", "--shape", `IN:${STREAM_N}`] : []),
     "--concurrency-range",
     String(concurrency),
     "--measurement-interval",
@@ -384,7 +433,9 @@ async function perf(url: string, model: string, format: "binary" | "json", concu
   const cols = head!.split(",");
   const vals = line!.split(",");
   const get = (c: string) => Number(vals[cols.indexOf(c)]);
-  return { throughput: get("Inferences/Second"), p50us: get("p50 latency"), p99us: get("p99 latency") };
+  const throughput = get("Inferences/Second");
+  // Requests per second; a decoupled model's responses are STREAM_N of each.
+  return { throughput, p50us: get("p50 latency"), p99us: get("p99 latency"), ...(format === "stream" ? { responses: throughput * STREAM_N } : {}) };
 }
 
 // ------------------------------------------------------------------ main
@@ -408,12 +459,13 @@ for (const peer of peers) {
   try {
     await waitReady(peer.url, "add_sub", proc.child, proc.log);
     await waitReady(peer.url, "add_sub_batched", proc.child, proc.log);
+    if (peer.grpc) await waitReady(peer.url, "repeat", proc.child, proc.log);
   } catch (e) {
     skipped.set(peer.name, `did not start: ${(e as Error).message.split("\n")[0]}`);
   }
 }
 try {
-  for (const format of ["binary", "json"] as const) {
+  for (const format of FORMATS) {
     for (const c of CONCURRENCY) {
       for (const peer of peers) {
         const reason = skipped.get(peer.name) ?? peer.unsupported?.[format];
@@ -421,7 +473,7 @@ try {
           rows.push({ server: peer.name, format, concurrency: c, note: reason });
           continue;
         }
-        const model = format === "json" ? "add_sub_batched" : "add_sub";
+        const model = format === "json" ? "add_sub_batched" : format === "stream" ? "repeat" : "add_sub";
         console.error(`== ${peer.name}: ${format}, concurrency ${c}`);
         // Server CPU per request over the whole perf_analyzer run (its
         // warm-up and every window): what the server spends per request,
@@ -429,7 +481,7 @@ try {
         const pid = running.get(peer.name)!.child.pid!;
         const n0 = await servedRequests(peer.url, model);
         const c0 = cpuSeconds(pid);
-        const res = await perf(peer.url, model, format, c);
+        const res = await perf(peer, model, format, c);
         const c1 = cpuSeconds(pid);
         const n1 = await servedRequests(peer.url, model);
         const cpuUs = n0 !== undefined && n1 !== undefined && n1 > n0 ? ((c1 - c0) * 1e6) / (n1 - n0) : undefined;
@@ -444,8 +496,8 @@ rows.sort((a, b) => peers.findIndex((p) => p.name === a.server) - peers.findInde
 
 const find = (server: string, format: string, c: number) => rows.find((r) => r.server === server && r.format === format && r.concurrency === c);
 const lines = [
-  `| server | format | concurrency | throughput (infer/s) | p50 (µs) | p99 (µs) | p50 vs Triton | throughput vs Triton | throughput vs MLServer | server CPU/request (µs) |`,
-  `|---|---|---|---|---|---|---|---|---|---|`,
+  `| server | format | concurrency | throughput (infer/s) | responses/s | p50 (µs) | p99 (µs) | p50 vs Triton | throughput vs Triton | throughput vs MLServer | server CPU/request (µs) |`,
+  `|---|---|---|---|---|---|---|---|---|---|---|`,
 ];
 for (const r of rows) {
   const tr = find("triton", r.format, r.concurrency);
@@ -460,7 +512,7 @@ for (const r of rows) {
           ? "floor-native (C, epoll, decodes and computes each request; not a competitor)"
           : r.server;
   lines.push(
-    `| ${label} | ${r.format} | ${r.concurrency} | ${r.throughput?.toFixed(0) ?? "–"} | ${r.p50us ?? "–"} | ${r.p99us ?? "–"} | ` +
+    `| ${label} | ${r.format} | ${r.concurrency} | ${r.throughput?.toFixed(0) ?? "–"} | ${r.responses?.toFixed(0) ?? ""} | ${r.p50us ?? "–"} | ${r.p99us ?? "–"} | ` +
       `${ours ? ratio(r.p50us, tr?.p50us) : ""} | ${ours ? ratio(r.throughput, tr?.throughput) : ""} | ` +
       `${ours ? ratio(r.throughput, ml?.throughput) : ""} | ${r.cpuUs?.toFixed(0) ?? "–"} |${r.note ? ` ${r.note}` : ""}`,
   );
