@@ -58,8 +58,9 @@ test("generate: a one-element output is a bare scalar; a batching model gets a b
 });
 
 test("generate: keys that are not inputs and 'parameters' members become request parameters", async (t) => {
+  // Triton 2.51 answers every error response of generate with 400, whatever its code.
   const r = await http(t.context.server, "POST", "/v2/models/faulty/generate", { IN: 2, parameters: { mode: "response-error" } });
-  t.is(r.status, 404);
+  t.is(r.status, 400);
   t.deepEqual(r.json, { error: "no such thing" });
   const top = await http(t.context.server, "POST", "/v2/models/faulty/generate", { IN: 2, mode: "reject" });
   t.is(top.status, 400);
@@ -85,7 +86,7 @@ test("generate: errors before inference are JSON errors with the HTTP status of 
   t.is(unknown.status, 404);
   t.regex((unknown.json as { error: string }).error, /unknown model: 'nope'/);
   const notJson = await http(s, "POST", "/v2/models/add_sub/generate", "{nope", { "content-type": "application/json" });
-  t.is(notJson.status, 400);
+  t.is(notJson.status, 500);
   t.regex((notJson.json as { error: string }).error, /failed to parse the request JSON/);
   const array = await http(s, "POST", "/v2/models/add_sub/generate", "[1]");
   t.is(array.status, 400);
@@ -94,6 +95,11 @@ test("generate: errors before inference are JSON errors with the HTTP status of 
   const stream = await http(s, "POST", "/v2/models/nope/generate_stream", { X: 1 });
   t.is(stream.status, 404);
   t.regex(String(stream.headers["content-type"]), /^application\/json/);
+  // A request that does not fit the model is refused before any event, as JSON.
+  const missing = await http(s, "POST", "/v2/models/add_sub/generate_stream", { INPUT0: [1, 2, 3, 4] });
+  t.is(missing.status, 400);
+  t.regex(String(missing.headers["content-type"]), /^application\/json/);
+  t.regex((missing.json as { error: string }).error, /missing required input\(s\) \['INPUT1'\]/);
 });
 
 test("generate_stream: an ordinary model answers one event", async (t) => {

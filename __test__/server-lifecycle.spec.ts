@@ -27,7 +27,7 @@ test("load a model added after start, unload it (finalize runs), load it again",
   const repo = makeRepo({ add_sub: ADD_SUB });
   const s = await startTestServer(repo);
   try {
-    t.is((await http(s, "GET", "/v2/models/slow/ready")).status, 404);
+    t.is((await http(s, "GET", "/v2/models/slow/ready")).status, 400);
     addModel(repo, "slow", SLOW);
     const idx0 = await http(s, "POST", "/v2/repository/index");
     t.deepEqual(

@@ -120,7 +120,8 @@ function parseHeader(body: Uint8Array, hdrLen: number): unknown {
     // JSON.parse rounds integers beyond 2^53; INT64/UINT64 data needs them exact.
     if (mayHoldUnsafeIntegers(text)) json = parseJsonExact(text);
   } catch (e) {
-    bad(`failed to parse the request JSON buffer: ${errorMessage(e)}`);
+    // Triton answers a body that is not JSON as an internal error (HTTP 500).
+    throw new ServingError("ERR_INVALID_REQUEST", `failed to parse the request JSON buffer: ${errorMessage(e)}`, { tritonCode: "INTERNAL" });
   }
   return json;
 }

@@ -144,12 +144,16 @@ export class InferenceEndpoint {
   }
 
   /**
-   * Whether a model version is ready.
-   * @throws {ServingError} `ERR_MODEL_NOT_FOUND` for an unknown model or
-   * version, `ERR_MODEL_UNAVAILABLE` for one that is not loaded.
+   * Whether a model version is ready: false, not an error, for an unknown
+   * or unloaded model or version, as Triton answers.
    */
   modelReady(model: string, version?: string): boolean {
-    return this.registry.get(model, version).ready;
+    try {
+      return this.registry.get(model, version).ready;
+    } catch (e) {
+      if (e instanceof ServingError && (e.code === "ERR_MODEL_NOT_FOUND" || e.code === "ERR_MODEL_UNAVAILABLE")) return false;
+      throw e;
+    }
   }
 
   /**
@@ -188,18 +192,28 @@ export class InferenceEndpoint {
   /**
    * Statistics: of every ready version of every model (no `model`), of
    * every ready version of one model, or of one version.
-   * @throws {ServingError} as {@link model}.
+   * @throws {ServingError} `ERR_MODEL_NOT_FOUND` with Triton's own words
+   * for the statistics call (`requested model '…' is not available`) and
+   * its code, INVALID_ARG, for an unknown or unloaded model or version.
    */
   modelStatistics(model?: string, version?: string): ModelStatistics[] {
     if (model === undefined || model === "") return this.registry.readyVersions().map((v) => v.stats.snapshot());
-    if (version === undefined || version === "") {
-      this.registry.get(model); // existence / readiness check
-      return this.registry
-        .versionsOf(model)
-        .filter((v) => v.ready)
-        .map((v) => v.stats.snapshot());
+    try {
+      if (version === undefined || version === "") {
+        this.registry.get(model); // existence / readiness check
+        return this.registry
+          .versionsOf(model)
+          .filter((v) => v.ready)
+          .map((v) => v.stats.snapshot());
+      }
+      return [this.registry.get(model, version).stats.snapshot()];
+    } catch (e) {
+      if (e instanceof ServingError && (e.code === "ERR_MODEL_NOT_FOUND" || e.code === "ERR_MODEL_UNAVAILABLE")) {
+        const what = version ? `requested model version is not available for model '${model}'` : `requested model '${model}' is not available`;
+        throw new ServingError("ERR_MODEL_NOT_FOUND", what, { tritonCode: "INVALID_ARG", cause: e });
+      }
+      throw e;
     }
-    return [this.registry.get(model, version).stats.snapshot()];
   }
 
   // --- model repository ------------------------------------------------------

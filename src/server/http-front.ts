@@ -338,6 +338,11 @@ class Connection {
 
   #onEnd = (): void => {
     this.#ended = true;
+    // As node:http (which aborts its incoming requests at a client's FIN):
+    // the request being served is cancelled; its answer is still written.
+    const inflight = this.#inflight;
+    this.#inflight = undefined;
+    inflight?.cancel();
     // The server side of a half-closed connection ends once nothing is owed.
     if (!this.#busy && !this.#draining && !this.#gone) this.#endOfInput();
   };

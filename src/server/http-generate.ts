@@ -93,7 +93,10 @@ export function decodeGenerateRequest(endpoint: InferenceEndpoint, mv: ModelVers
     try {
       json = JSON.parse(Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString("utf8"));
     } catch (e) {
-      bad(`failed to parse the request JSON buffer: ${e instanceof Error ? e.message : String(e)}`);
+      // As /infer: Triton answers a body that is not JSON as an internal error (HTTP 500).
+      throw new ServingError("ERR_INVALID_REQUEST", `failed to parse the request JSON buffer: ${e instanceof Error ? e.message : String(e)}`, {
+        tritonCode: "INTERNAL",
+      });
     }
   }
   if (!isObject(json)) bad("the generate request must be a JSON object");
@@ -169,6 +172,9 @@ export function serveGenerate(
   try {
     mv = endpoint.model(model, version);
     decoded = decodeGenerateRequest(endpoint, mv, body);
+    // As Triton: a request that does not fit the model is a plain JSON
+    // error, before any event stream starts.
+    mv.validate(decoded.input);
   } catch (e) {
     const { status } = httpError(e);
     const text = errorJson(e);
@@ -220,7 +226,9 @@ export function serveGenerate(
       if (final) finish();
     },
     error(e, final) {
-      if (status === 0) start(httpError(e).status);
+      // Triton 2.51 answers a generate request whose first response is an
+      // error with 400, whatever the error's code.
+      if (status === 0) start(400);
       event(errorJson(e));
       if (final) finish();
     },

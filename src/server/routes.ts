@@ -65,7 +65,8 @@ export function registerRoutes(app: FastifyInstance, endpoint: InferenceEndpoint
 
   const modelReady = async (req: FastifyRequest<{ Params: Params }>, reply: FastifyReply) => {
     const { model, version } = req.params;
-    if (!endpoint.modelReady(model!, version)) return notReady(reply, `model '${model}' is not ready`);
+    // Triton's words, for an unknown model as for an unloaded one.
+    if (!endpoint.modelReady(model!, version)) return notReady(reply, "Model version not ready");
     return reply.code(200).send();
   };
   app.get("/v2/models/:model/ready", modelReady);
