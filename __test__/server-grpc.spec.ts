@@ -8,16 +8,20 @@
  * tritonclient and perf_analyzer: server-grpc-tritonclient.spec.ts.
  */
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import { connect } from "node:http2";
 import { createServer } from "node:net";
+import { join } from "node:path";
 
 import * as grpc from "@grpc/grpc-js";
+import { loadSync } from "@grpc/proto-loader";
 import anyTest, { type TestFn } from "ava";
 
 import { decodeModelInferRequest } from "../src/server/grpc/wire.js";
 import { requestToInput } from "../src/server/grpc/infer.js";
+import { GrpcTransport } from "../src/server/grpc/transport.js";
 import type { InferenceServer } from "../src/server/server.js";
 import { ALL_TYPES, BATCHED, FAULTY, INIT_ARGS, SLOW } from "./fixtures/serving/models.js";
-import { ADD_SUB, cleanupRepos, grpcClient, grpcUnary, http, makeRepo, startTestServer, type GrpcClient } from "./server-helpers.js";
+import { ADD_SUB, ROOT, cleanupRepos, grpcClient, grpcUnary, http, makeRepo, startTestServer, type GrpcClient } from "./server-helpers.js";
 
 const test = anyTest as TestFn<{ server: InferenceServer; client: GrpcClient; repo: string }>;
 
@@ -650,4 +654,99 @@ test("grpcAddress reports the bound port when 0 was asked", (t) => {
   const a = t.context.server.grpcAddress!;
   t.true(a.port > 0);
   t.is(a.url, `127.0.0.1:${a.port}`);
+});
+
+// --- the direct path for unary ModelInfer ---------------------------------------
+
+/** One raw HTTP/2 exchange: what a gRPC client sends, and everything that comes back. */
+interface RawAnswer {
+  headers: Record<string, unknown>;
+  body: Buffer;
+  trailers: Record<string, unknown>;
+}
+
+/** Sends one HTTP/2 request with the given gRPC body (already framed) and collects the answer. */
+async function rawCall(port: number, body: Buffer, headers: Record<string, string> = {}, path = "/inference.GRPCInferenceService/ModelInfer"): Promise<RawAnswer> {
+  const session = connect(`http://127.0.0.1:${port}`);
+  try {
+    return await new Promise<RawAnswer>((resolve, reject) => {
+      const req = session.request({ ":method": "POST", ":path": path, "content-type": "application/grpc", te: "trailers", ...headers });
+      const chunks: Buffer[] = [];
+      let head: Record<string, unknown> = {};
+      let trailers: Record<string, unknown> = {};
+      req.on("response", (h) => (head = { ...h }));
+      req.on("trailers", (h) => (trailers = { ...h }));
+      req.on("data", (c: Buffer) => chunks.push(c));
+      req.on("end", () => resolve({ headers: head, body: Buffer.concat(chunks), trailers }));
+      req.on("error", reject);
+      req.end(body);
+    });
+  } finally {
+    session.close();
+  }
+}
+
+/** proto-loader's serializer of ModelInferRequest (the client side's). */
+function modelInferSerializer(): (r: object) => Buffer {
+  const dir = join(ROOT, "proto/triton");
+  const pkg = loadSync(join(dir, "grpc_service.proto"), { keepCase: true, longs: Number, enums: String, bytes: Buffer, defaults: false, oneofs: true, includeDirs: [dir] });
+  const svc = pkg["inference.GRPCInferenceService"] as unknown as Record<string, { requestSerialize: (v: object) => Buffer }>;
+  return svc["ModelInfer"]!.requestSerialize;
+}
+
+/** A gRPC message frame (uncompressed) around protobuf bytes. */
+function frame(msg: Buffer): Buffer {
+  const h = Buffer.alloc(5);
+  h.writeUInt32BE(msg.length, 1);
+  return Buffer.concat([h, msg]);
+}
+
+/** The headers of an answer without the ones that differ from call to call. */
+function stable(h: Record<string, unknown>): Record<string, unknown> {
+  const { date: _date, ...rest } = h;
+  return rest;
+}
+
+test("the direct path is on with the pinned grpc-js, and answers byte for byte as grpc-js does (success, errors, framing errors, deadlines and compression left to grpc-js)", async (t) => {
+  const { server } = t.context;
+  const direct = await GrpcTransport.start(server.endpoint, { host: "127.0.0.1", port: 0 });
+  const plain = await GrpcTransport.start(server.endpoint, { host: "127.0.0.1", port: 0, directInfer: false });
+  try {
+    t.true(direct.directPath, "grpc-js's internals are as the direct path expects");
+    t.false(plain.directPath);
+    // Requests encoded by proto-loader's serializer (what a grpc-js client sends).
+    const msg = (r: object): Buffer => modelInferSerializer()(r);
+    const cases: [string, Buffer, Record<string, string>?][] = [
+      ["add_sub", frame(msg(ADD_SUB_REQ))],
+      ["add_sub, no id", frame(msg({ ...ADD_SUB_REQ, id: "" }))],
+      ["unknown model", frame(msg({ ...ADD_SUB_REQ, model_name: "nope" }))],
+      ["a message with non-ASCII text", frame(msg({ ...ADD_SUB_REQ, model_name: "nöpe ☃" }))],
+      ["bad input", frame(msg({ ...ADD_SUB_REQ, raw_input_contents: [f32([1])] }))],
+      ["model error", frame(msg(faultyReq("unavailable")))],
+      ["malformed protobuf", frame(Buffer.from([0x0a, 0x50, 0x61]))],
+      ["no message", Buffer.alloc(0)],
+      ["a partial message", frame(msg(ADD_SUB_REQ)).subarray(0, 20)],
+      ["two messages", Buffer.concat([frame(msg(ADD_SUB_REQ)), frame(msg(ADD_SUB_REQ))])],
+      ["the compressed flag under identity (read as is)", Buffer.concat([Buffer.from([1]), frame(msg(ADD_SUB_REQ)).subarray(1)])],
+      ["a deadline (grpc-js serves it)", frame(msg(ADD_SUB_REQ)), { "grpc-timeout": "10S" }],
+      ["gzip declared, not used (grpc-js serves it)", frame(msg(ADD_SUB_REQ)), { "grpc-encoding": "gzip" }],
+    ];
+    for (const [what, body, headers] of cases) {
+      const a = await rawCall(direct.port, body, headers);
+      const b = await rawCall(plain.port, body, headers);
+      t.deepEqual(stable(a.headers), stable(b.headers), `${what}: headers`);
+      t.deepEqual(a.body, b.body, `${what}: message`);
+      t.deepEqual(a.trailers, b.trailers, `${what}: trailers`);
+    }
+    const ok = await rawCall(direct.port, frame(msg(ADD_SUB_REQ)));
+    t.is(ok.trailers["grpc-status"], "0");
+    t.true(ok.body.length > 5);
+    // other RPCs on the same connection still reach grpc-js
+    const live = await rawCall(direct.port, frame(Buffer.alloc(0)), {}, "/inference.GRPCInferenceService/ServerLive");
+    t.is(live.trailers["grpc-status"], "0");
+    t.deepEqual(live.body, frame(Buffer.from([0x08, 0x01])));
+  } finally {
+    await direct.close();
+    await plain.close();
+  }
 });

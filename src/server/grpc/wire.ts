@@ -686,10 +686,20 @@ function writeResponse(w: Writer, r: WireInferResponse, s: Sized): void {
   }
 }
 
-/** Encodes a `ModelInferResponse`. */
-export function encodeModelInferResponse(r: WireInferResponse): Buffer {
+/**
+ * Encodes a `ModelInferResponse`; `framed`: with gRPC's 5-byte message
+ * prefix (not compressed, 4-byte big-endian length) in front, ready to be
+ * written to an HTTP/2 stream as it is.
+ */
+export function encodeModelInferResponse(r: WireInferResponse, framed = false): Buffer {
   const s = sizeResponse(r);
-  const w = new Writer(Buffer.allocUnsafe(s.size));
+  const at = framed ? 5 : 0;
+  const w = new Writer(Buffer.allocUnsafe(at + s.size));
+  if (framed) {
+    w.buf[0] = 0;
+    w.buf.writeUInt32BE(s.size, 1);
+    w.pos = 5;
+  }
   writeResponse(w, r, s);
   return w.buf;
 }
