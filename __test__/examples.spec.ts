@@ -3,7 +3,8 @@
  * `-- --http-port 0 --grpc-port 0`, so that the test needs no fixed port) serves
  * `examples/models` on 127.0.0.1; the README's `curl` request gets the
  * answer the README prints; `examples/client.ts` checks add_sub over JSON
- * and binary tensors; Ctrl-C stops the server.
+ * and binary tensors; `examples/stream.ts` streams the decoupled `repeat`
+ * over gRPC and generate_stream; Ctrl-C stops the server.
  *
  * The request and the expected answer are read from README.md itself, so
  * the README cannot drift from what the server does. And the Tensor tour,
@@ -63,7 +64,9 @@ withNpm(`quick start: npm start serves examples/models; the README's curl answer
       if (server.exitCode !== null || Date.now() > deadline) throw new Error(`npm start did not start the server:\n${out}`);
     }
     t.true(url.startsWith("127.0.0.1:"), `binds 127.0.0.1 by default: ${url}`);
-    for (const model of ["add_sub", "dlpack_identity", "force_cpu_no"]) t.regex(out, new RegExp(`\\| ${model} +\\| 1 +\\| READY`));
+    for (const model of ["add_sub", "dlpack_identity", "force_cpu_no", "repeat"]) t.regex(out, new RegExp(`\\| ${model} +\\| 1 +\\| READY`));
+    const grpcUrl = /Started GRPCInferenceService at (\S+:\d+)/.exec(out)?.[1];
+    t.truthy(grpcUrl, out);
 
     // curl -d sends application/x-www-form-urlencoded; the server must not care.
     const res = await fetch(`http://${url}${example.path}`, {
@@ -82,6 +85,15 @@ withNpm(`quick start: npm start serves examples/models; the README's curl answer
     t.is(code, 0, clientOut);
     t.regex(clientOut, /JSON {3}OUTPUT0 = INPUT0 \+ INPUT1/);
     t.regex(clientOut, /binary OUTPUT1 = INPUT0 - INPUT1/);
+
+    // The decoupled example, streamed over gRPC and generate_stream.
+    const stream = spawn(process.execPath, ["--import", "tsx", join(ROOT, "examples/stream.ts"), "--http", `http://${url}`, "--grpc", grpcUrl!], { cwd: ROOT });
+    let streamOut = "";
+    stream.stdout.on("data", (d: Buffer) => (streamOut += d.toString()));
+    stream.stderr.on("data", (d: Buffer) => (streamOut += d.toString()));
+    t.is(await new Promise<number | null>((r) => stream.on("exit", r)), 0, streamOut);
+    t.regex(streamOut, /ModelStreamInfer: \[4, 5, 6, 7\] ok/);
+    t.regex(streamOut, /generate_stream: \[4, 5, 6, 7\] ok/);
   } finally {
     if (server.exitCode === null) process.kill(-server.pid!, "SIGINT");
   }
