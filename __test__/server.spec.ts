@@ -623,8 +623,8 @@ test("GET stats: Triton's statistics shape, every count and ns an integer", asyn
   const all = await http(s, "GET", "/v2/models/stats");
   t.true((all.json.model_stats as { name: string }[]).some((m) => m.name === "add_sub"));
   // Triton's statistics call words an unknown model (version) its own way, as INVALID_ARG.
-  t.deepEqual(await http(s, "GET", "/v2/models/nope/stats").then((r) => [r.status, r.json]), [400, { error: "requested model 'nope' is not available" }]);
-  t.deepEqual(await http(s, "GET", "/v2/models/add_sub/versions/7/stats").then((r) => [r.status, r.json]), [
+  t.deepEqual(await http(s, "GET", "/v2/models/nope/stats").then((a) => [a.status, a.json]), [400, { error: "requested model 'nope' is not available" }]);
+  t.deepEqual(await http(s, "GET", "/v2/models/add_sub/versions/7/stats").then((a) => [a.status, a.json]), [
     400,
     { error: "requested model version is not available for model 'add_sub'" },
   ]);
