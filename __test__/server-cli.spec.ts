@@ -4,18 +4,20 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
+import { createServer } from "node:net";
 import { join } from "node:path";
 
 import test from "ava";
 
 import { USAGE, defaultRepository, parseCli } from "../src/cli.js";
 import { ServingError } from "../src/runtime/errors.js";
-import { ADD_SUB, ROOT, cleanupRepos, makeRepo, sleep } from "./server-helpers.js";
+import { ADD_SUB, ROOT, cleanupRepos, grpcClient, grpcUnary, makeRepo, sleep } from "./server-helpers.js";
 import { SLOW } from "./fixtures/serving/models.js";
 
 test.after.always(() => cleanupRepos());
 
 const CLI = join(ROOT, "src/cli.ts");
+const f32 = (a: number[]): Buffer => Buffer.from(new Float32Array(a).buffer);
 
 interface Run {
   child: ChildProcess;
@@ -102,6 +104,67 @@ test("parseCli: usage errors", (t) => {
   bad(["frobnicate"], /unknown command 'frobnicate'/);
   bad(["serve", "a", "b"], /one model repository/);
   bad(["serve", "--allow-client-shm=maybe"], /takes true or false/);
+  bad(["serve", "--grpc-port", "abc"], /--grpc-port must be an integer from 0 to 65535, got 'abc'/);
+  bad(["serve", "--allow-grpc=maybe"], /takes true or false/);
+});
+
+test("parseCli: --grpc-port and --allow-grpc (Triton's spellings)", (t) => {
+  t.is(parseCli(["serve", "--grpc-port", "8011"]).options.grpcPort, 8011);
+  t.is(parseCli(["serve", "--grpc-port=0"]).options.grpcPort, 0);
+  t.is(parseCli(["serve", "--allow-grpc=false"]).options.allowGrpc, false);
+  t.is(parseCli(["serve", "--allow-grpc"]).options.allowGrpc, true);
+  t.is(parseCli(["serve"]).options.grpcPort, undefined, "8001 unless told otherwise");
+});
+
+test("serve --grpc-port 0: prints where gRPC listens, and a gRPC client infers there; --allow-grpc=false serves none", async (t) => {
+  const repo = makeRepo({ add_sub: ADD_SUB });
+  const run = runCli(["serve", repo, "--http-port", "0", "--grpc-port", "0"]);
+  try {
+    await started(run);
+    const m = /Started GRPCInferenceService at (127\.0\.0\.1:\d+)/.exec(run.stdout());
+    t.truthy(m, run.stdout());
+    const client = grpcClient(m![1]!);
+    try {
+      t.deepEqual(await grpcUnary(client, "ServerLive", {}), { ok: true, value: { live: true } });
+      const a = await grpcUnary(client, "ModelInfer", {
+        model_name: "add_sub",
+        inputs: [
+          { name: "INPUT0", datatype: "FP32", shape: [4] },
+          { name: "INPUT1", datatype: "FP32", shape: [4] },
+        ],
+        raw_input_contents: [f32([1, 2, 3, 4]), f32([4, 3, 2, 1])],
+      });
+      t.true(a.ok && Buffer.from(a.value.raw_output_contents[0]).equals(f32([5, 5, 5, 5])));
+    } finally {
+      client.close();
+    }
+    run.child.kill("SIGTERM");
+    t.is((await run.exit).code, 0, run.stderr());
+  } finally {
+    if (run.child.exitCode === null) run.child.kill("SIGKILL");
+  }
+  const off = runCli(["serve", repo, "--http-port", "0", "--allow-grpc=false"]);
+  try {
+    await started(off);
+    t.notRegex(off.stdout(), /GRPCInferenceService/);
+    off.child.kill("SIGTERM");
+    t.is((await off.exit).code, 0, off.stderr());
+  } finally {
+    if (off.child.exitCode === null) off.child.kill("SIGKILL");
+  }
+});
+
+test("serve with the gRPC port in use: exits 1 and says which address", async (t) => {
+  const blocker = createServer();
+  await new Promise<void>((r) => blocker.listen(0, "127.0.0.1", r));
+  const port = (blocker.address() as { port: number }).port;
+  try {
+    const run = runCli(["serve", makeRepo({ add_sub: ADD_SUB }), "--http-port", "0", "--grpc-port", String(port)]);
+    t.is((await run.exit).code, 1, run.stdout());
+    t.regex(run.stderr(), new RegExp(`cannot start the server: the gRPC service cannot listen on 127\\.0\\.0\\.1:${port}: the address is already in use`));
+  } finally {
+    await new Promise((r) => blocker.close(r));
+  }
 });
 
 test("tensorbridge --help prints the usage; bad options exit 2", async (t) => {
