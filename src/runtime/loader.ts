@@ -61,6 +61,9 @@ let tsxReady: Promise<void> | undefined;
 let loadCounter = 0;
 let ackCounter = 0;
 const knownDirs = new Set<string>();
+/** Loads waiting for the hook thread's ack of their model directory, by message id. */
+const ackWaiters = new Map<number, () => void>();
+let ackListening = false;
 
 /**
  * The URL that bare `tensorbridge` resolves to for models: this copy's
@@ -129,19 +132,25 @@ export async function registerModelDirectory(dir: string): Promise<void> {
   if (!port || knownDirs.has(href)) return;
   knownDirs.add(href);
   const id = ++ackCounter;
-  port.ref();
+  if (!ackListening) {
+    // One listener for every wait: a listener per concurrent load trips Node's MaxListeners warning past ten.
+    ackListening = true;
+    port.on("message", (m: { ack?: number }) => {
+      const done = m?.ack === undefined ? undefined : ackWaiters.get(m.ack);
+      if (done === undefined) return;
+      ackWaiters.delete(m.ack!);
+      done();
+    });
+  }
+  // The port keeps the process alive while any load waits (not only until the first one's ack).
+  if (ackWaiters.size === 0) port.ref();
   try {
     await new Promise<void>((resolve) => {
-      const onMessage = (m: { ack?: number }) => {
-        if (m?.ack !== id) return;
-        port.off("message", onMessage);
-        resolve();
-      };
-      port.on("message", onMessage);
+      ackWaiters.set(id, resolve);
       port.postMessage({ type: "model-dir", dir: href, id });
     });
   } finally {
-    port.unref();
+    if (ackWaiters.size === 0) port.unref();
   }
 }
 
