@@ -511,8 +511,10 @@ export class ModelVersion {
    *
    * A request cancelled (`input.cancellation`) while it is queued is
    * rejected at once with a `CANCELLED` ModelError and never reaches the
-   * model; one cancelled while it runs gets its answer as usual (the model
-   * may look at `request.isCancelled()`; the transport drops the answer).
+   * model; one cancelled while it runs gets the answer execute() returns
+   * (the model may look at `request.isCancelled()`; the transport drops the
+   * answer), or, when the model answers through the request's sender, a
+   * `CANCELLED` rejection at its final flag, as a stream would.
    * A decoupled model's request is rejected with an `UNSUPPORTED`
    * ModelError (the transports refuse it before, in their own words).
    */
