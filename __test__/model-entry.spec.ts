@@ -102,7 +102,7 @@ test("the static import graph of the model entry and of the instance-thread entr
 });
 
 test("the model entry exports the tensor and model-author API, the same objects as the root", (t) => {
-  for (const name of ["Tensor", "DLPackCapsule", "InferenceRequest", "InferenceResponse", "ModelError", "TensorBridgeError", "cuda"] as const) {
+  for (const name of ["Tensor", "DLPackCapsule", "InferenceRequest", "InferenceResponse", "InferenceResponseSender", "ModelError", "TensorBridgeError", "cuda"] as const) {
     t.is(model[name] as unknown, root[name] as unknown, name);
   }
   t.false("InferenceServer" in model);

@@ -49,14 +49,14 @@ test("the final flag may ride on the last response; zero responses is the final 
   await reg.close();
 });
 
-test("send() after the final flag throws ERR_MODEL_EXECUTE with Triton's words, and nothing reaches the sink", async (t) => {
+test("send() after the final flag throws ERR_RESPONSE_COMPLETE with Triton's words, and nothing reaches the sink", async (t) => {
   const { reg } = await loadModels({ d: DECOUPLED() });
   const h = harness();
   const s = stream(reg.get("d"), { inputs: [IN(1)], id: "twice", parameters: { mode: "twice" } });
   t.deepEqual(show(await s.ended), ["complete"]);
   const e = h.thrown.get("twice");
   t.true(e instanceof ServingError);
-  t.is((e as ServingError).code, "ERR_MODEL_EXECUTE");
+  t.is((e as ServingError).code, "ERR_RESPONSE_COMPLETE");
   t.regex((e as Error).message, /^Unable to send response\. Response sender has been closed .*request 'twice'/);
   await tick(10);
   t.deepEqual(s.late, []);
@@ -73,6 +73,7 @@ test("send() misuse: no response without the final flag", async (t) => {
   t.false(sender.isClosed());
   const e = t.throws(() => sender.send(), { instanceOf: ServingError });
   t.is(e?.message, "Inference Response object must be provided when the response flags is set to zero.");
+  t.is(e?.code, "ERR_RESPONSE_SENDER");
   t.false(s.done);
   sender.send(undefined, { final: true });
   t.true(sender.isClosed());
@@ -226,9 +227,11 @@ test("a model that is not decoupled may send its one response through the sender
   const out = await mv.infer({ inputs: [IN(2, 3)], id: "ns-1", parameters: { sender: true, twice: true } });
   t.deepEqual(Array.from(out.outputs[0]!.data() as Int32Array), [5]);
   t.is((h.thrown.get("ns-1") as Error).message, "Unable to send response. Non-decoupled model cannot send more than one response.");
+  t.is((h.thrown.get("ns-1") as ServingError).code, "ERR_RESPONSE_SENDER");
   const split = await mv.infer({ inputs: [IN(4)], id: "ns-2", parameters: { sender: true, split: true, "early-final": true } });
   t.deepEqual(Array.from(split.outputs[0]!.data() as Int32Array), [4], "the response waits for the final flag sent later");
   t.is((h.thrown.get("ns-2/early") as Error).message, "Unable to send response. Non-decoupled model cannot send complete final before sending a response.");
+  t.is((h.thrown.get("ns-2/early") as ServingError).code, "ERR_RESPONSE_SENDER");
   t.deepEqual(show(await stream(mv, { inputs: [IN(1)], parameters: { sender: true, split: true } }).ended), ["response 1", "complete"]);
   t.is(mv.stats.snapshot().inference_stats.success.count, 3);
   await reg.close();

@@ -9,7 +9,7 @@ import { join } from "node:path";
 import test from "ava";
 
 import { Tensor } from "../src/tensor.js";
-import { ServingError } from "../src/runtime/errors.js";
+import { SERVING_ERROR_TRITON_CODE, ServingError } from "../src/runtime/errors.js";
 import { defaultEntryUrl } from "../src/runtime/loader.js";
 import { MODEL_ERROR_CODES, ModelError } from "../src/runtime/model-error.js";
 import { HTTP_STATUS, httpError } from "../src/server/http-status.js";
@@ -488,3 +488,19 @@ ${force === undefined ? "" : `parameters: { key: "FORCE_CPU_ONLY_INPUT_TENSORS" 
     await reg.close();
   });
 }
+
+test("every ServingError code stands for a Triton code, and HTTP maps each to a status", (t) => {
+  const codes = Object.keys(SERVING_ERROR_TRITON_CODE) as (keyof typeof SERVING_ERROR_TRITON_CODE)[];
+  t.true(codes.includes("ERR_RESPONSE_COMPLETE") && codes.includes("ERR_RESPONSE_SENDER"));
+  for (const code of codes) {
+    const e = new ServingError(code, "x");
+    t.is(e.tritonCode, SERVING_ERROR_TRITON_CODE[code], code);
+    t.true(MODEL_ERROR_CODES.includes(e.tritonCode), code);
+    t.is(ModelError.from(e).code, e.tritonCode, `${code}: a model sees the Triton code`);
+    const status = httpError(e).status;
+    t.true(status >= 400 && status < 600, `${code}: ${status}`);
+  }
+  t.is(httpError(new ServingError("ERR_BODY_TOO_LARGE", "x")).status, 413);
+  t.is(httpError(new ServingError("ERR_SERVER_CLOSED", "x")).status, 503);
+  t.is(httpError(new ServingError("ERR_INVALID_REQUEST", "x", { tritonCode: "INTERNAL" })).status, 500, "an overridden Triton code decides the status");
+});

@@ -32,6 +32,7 @@ export {
 } from "./tensor.js";
 export { InferenceRequest, type InferenceRequestInit, type RequestParameter } from "./runtime/request.js";
 export { InferenceResponse, type InferenceResponseInit } from "./runtime/response.js";
+export { InferenceResponseSender, type SendOptions } from "./runtime/response-sender.js";
 export { ModelError, MODEL_ERROR_CODES, type ModelErrorCode } from "./runtime/model-error.js";
 export type { InitializeArgs, TritonModel, TritonModelClass } from "./runtime/types.js";
 export type {

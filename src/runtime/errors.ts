@@ -32,6 +32,12 @@ import type { ModelErrorCode } from "./model-error.js";
  *   or the model's config (dtype, shape, missing input, bad binary sizes...).
  * - `ERR_MODEL_EXECUTE`: the model's `execute()` failed or returned something
  *   that does not match its config.
+ * - `ERR_RESPONSE_COMPLETE`: a model sent on a response sender whose
+ *   request already ended (its final flag was sent, or the runtime ended
+ *   it: unload, a dead worker, an execute() that failed).
+ * - `ERR_RESPONSE_SENDER`: a model used a response sender against Triton's
+ *   rules (`send()` with neither a response nor the final flag; a model that
+ *   is not decoupled sending a second response, or the final flag first).
  * - `ERR_BODY_TOO_LARGE`: the request body exceeds the server's limit.
  * - `ERR_UNSUPPORTED`: a protocol feature this server does not offer.
  * - `ERR_SHM`: a shared-memory registration or access failed.
@@ -47,6 +53,8 @@ export type ServingErrorCode =
   | "ERR_REPOSITORY"
   | "ERR_INVALID_REQUEST"
   | "ERR_MODEL_EXECUTE"
+  | "ERR_RESPONSE_COMPLETE"
+  | "ERR_RESPONSE_SENDER"
   | "ERR_BODY_TOO_LARGE"
   | "ERR_UNSUPPORTED"
   | "ERR_SHM"
@@ -67,6 +75,8 @@ export const SERVING_ERROR_TRITON_CODE: Readonly<Record<ServingErrorCode, ModelE
   ERR_REPOSITORY: "INTERNAL",
   ERR_INVALID_REQUEST: "INVALID_ARG",
   ERR_MODEL_EXECUTE: "INTERNAL",
+  ERR_RESPONSE_COMPLETE: "INTERNAL",
+  ERR_RESPONSE_SENDER: "INTERNAL",
   ERR_BODY_TOO_LARGE: "INVALID_ARG",
   ERR_UNSUPPORTED: "UNSUPPORTED",
   ERR_SHM: "INVALID_ARG",

@@ -114,26 +114,27 @@ export class InferenceResponseSender {
    * @param response - the response; `undefined` with `{ final: true }`
    * sends the final flag alone.
    * @param options - `final: true` ends the request.
-   * @throws {ServingError} `ERR_MODEL_EXECUTE` when the request already
-   * ended (its final flag was sent, or the runtime ended it: the model
-   * unloaded, its worker died); when `response` is missing without the
-   * final flag; for a model that is not decoupled, a second response or a
-   * final flag before any response (Triton's rules and words).
+   * @throws {ServingError} `ERR_RESPONSE_COMPLETE` when the request
+   * already ended (its final flag was sent, or the runtime ended it: the
+   * model unloaded, its worker died); `ERR_RESPONSE_SENDER` when
+   * `response` is missing without the final flag, and, for a model that is
+   * not decoupled, for a second response or a final flag before any
+   * response (Triton's rules and words).
    */
   send(response?: InferenceResponse, options?: SendOptions): void {
     const ch = this.#ch;
     const final = options?.final === true;
     const none = response === undefined || response === null;
     if (none && !final) {
-      throw new ServingError("ERR_MODEL_EXECUTE", "Inference Response object must be provided when the response flags is set to zero.");
+      throw new ServingError("ERR_RESPONSE_SENDER", "Inference Response object must be provided when the response flags is set to zero.");
     }
     if (!ch.decoupled) {
-      if (!none && ch.sent > 0) throw new ServingError("ERR_MODEL_EXECUTE", "Unable to send response. Non-decoupled model cannot send more than one response.");
+      if (!none && ch.sent > 0) throw new ServingError("ERR_RESPONSE_SENDER", "Unable to send response. Non-decoupled model cannot send more than one response.");
       if (none && ch.sent === 0) {
-        throw new ServingError("ERR_MODEL_EXECUTE", "Unable to send response. Non-decoupled model cannot send complete final before sending a response.");
+        throw new ServingError("ERR_RESPONSE_SENDER", "Unable to send response. Non-decoupled model cannot send complete final before sending a response.");
       }
     }
-    if (ch.closed) throw new ServingError("ERR_MODEL_EXECUTE", senderClosedMessage(ch.requestId));
+    if (ch.closed) throw new ServingError("ERR_RESPONSE_COMPLETE", senderClosedMessage(ch.requestId));
     if (!none) ch.sent++;
     if (final) {
       // Before deliver(): a sink that sends again (re-entrantly) finds it closed.
