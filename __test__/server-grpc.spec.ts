@@ -23,10 +23,28 @@ import type { InferenceServer } from "../src/server/server.js";
 import { ALL_TYPES, BATCHED, FAULTY, INIT_ARGS, SLOW } from "./fixtures/serving/models.js";
 import { ADD_SUB, ROOT, cleanupRepos, grpcClient, grpcUnary, http, makeRepo, startTestServer, type GrpcClient } from "./server-helpers.js";
 
+/** Echoes IN (FP32 [-1]) as OUT after `delay_ms` (a request parameter): its input tensor lives on after the call that brought it returned. */
+const DELAYED_ECHO = {
+  config: `
+input { name: "IN" data_type: TYPE_FP32 dims: [ -1 ] }
+output { name: "OUT" data_type: TYPE_FP32 dims: [ -1 ] }
+instance_group [ { count: 4 kind: KIND_CPU } ]
+`,
+  model: `
+import { InferenceResponse, type InferenceRequest } from "tensorbridge";
+export default class DelayedEcho {
+  async execute(requests: InferenceRequest[]) {
+    await new Promise((r) => setTimeout(r, Number(requests[0]!.parameters["delay_ms"] ?? 0)));
+    return requests.map((r) => new InferenceResponse({ outputTensors: { OUT: r.getInputTensorByName("IN")!.withName("OUT") } }));
+  }
+}
+`,
+};
+
 const test = anyTest as TestFn<{ server: InferenceServer; client: GrpcClient; repo: string }>;
 
 test.before(async (t) => {
-  const repo = makeRepo({ add_sub: ADD_SUB, all_types: ALL_TYPES, batched: BATCHED, faulty: FAULTY, init_args: INIT_ARGS, slow: SLOW });
+  const repo = makeRepo({ add_sub: ADD_SUB, all_types: ALL_TYPES, batched: BATCHED, faulty: FAULTY, init_args: INIT_ARGS, slow: SLOW, delayed_echo: DELAYED_ECHO });
   t.context.repo = repo;
   t.context.server = await startTestServer(repo, { allowClientShm: true });
   t.context.client = grpcClient(t.context.server);
@@ -143,7 +161,7 @@ test.serial("ModelStatistics: counts what gRPC inferences did; an unknown model 
     t.is(s[0].inference_stats.success.count, viaHttp.inference_stats.success.count);
   }
   const all = await grpcUnary(c, "ModelStatistics", {});
-  t.true(all.ok && all.value.model_stats.length >= 5);
+  t.true(all.ok && all.value.model_stats.length >= 6);
   isError(t, await grpcUnary(c, "ModelStatistics", { name: "nope" }), grpc.status.INVALID_ARGUMENT, "requested model 'nope' is not available");
   isError(t, await grpcUnary(c, "ModelStatistics", { name: "add_sub", version: "9" }), grpc.status.INVALID_ARGUMENT, "requested model version is not available for model 'add_sub'");
 });
@@ -156,6 +174,7 @@ test("RepositoryIndex lists the models; repository_name is UNIMPLEMENTED as in T
     "add_sub:1:READY",
     "all_types:1:READY",
     "batched:1:READY",
+    "delayed_echo:1:READY",
     "faulty:1:READY",
     "init_args:1:READY",
     "slow:1:READY",
@@ -493,6 +512,28 @@ test("ModelInfer: malformed protobuf is INTERNAL 'Error deserializing request', 
     t.regex(a.details, /deserializ/i);
   } finally {
     ch.close();
+  }
+});
+
+test("ModelInfer: inputs kept past the call that brought them (views of received messages) keep their data while later messages arrive on the same connection, on the direct path and through grpc-js", async (t) => {
+  const c = t.context.client;
+  const n = 64;
+  // a deadline sends a call through grpc-js (the direct path leaves deadlines to it)
+  for (const opts of [{}, { deadline: 60_000 }]) {
+    const calls = Array.from({ length: n }, (_, k) => {
+      const data = Float32Array.from({ length: 1000 + k }, (_, i) => k * 10000 + i);
+      return grpcUnary(c, "ModelInfer", {
+        model_name: "delayed_echo",
+        id: String(k),
+        parameters: { delay_ms: { int64_param: (k * 7) % 50 } },
+        inputs: [input("IN", [data.length])],
+        raw_input_contents: [Buffer.from(data.buffer)],
+      }, opts).then((a) => ({ a, data }));
+    });
+    for (const { a, data } of await Promise.all(calls)) {
+      t.true(a.ok);
+      if (a.ok) t.true(Buffer.from(a.value.raw_output_contents[0]).equals(Buffer.from(data.buffer)), `request ${a.value.id} ${JSON.stringify(opts)}`);
+    }
   }
 });
 
