@@ -255,6 +255,16 @@ test.serial("system shared memory: register, status, infer with inputs and outpu
     isError(t, await grpcUnary(c, "ModelInfer", { ...ADD_SUB_REQ, inputs: [input("INPUT0", [4], "FP32", { parameters: shmParams(0), contents: { fp32_contents: [1, 2, 3, 4] } }), input("INPUT1")] }), grpc.status.INVALID_ARGUMENT, "unexpected 'content' provided when using shared memory for input tensor 'INPUT0' for model 'add_sub'");
     isError(t, await grpcUnary(c, "ModelInfer", { ...ADD_SUB_REQ, outputs: [{ name: "OUTPUT0", parameters: { shared_memory_region: { string_param: "region" }, shared_memory_byte_size: { int64_param: 8 } } }] }), grpc.status.INTERNAL, "shared memory size specified with the request for output 'OUTPUT0' (8 bytes) should be at least 16 bytes to hold the results");
 
+    // over a stream, an output its slot can't hold fails that response, as Triton's allocator does
+    const small = { shared_memory_region: { string_param: "region" }, shared_memory_byte_size: { int64_param: 8 } };
+    const streamed = await streamAll(c, [{ ...ADD_SUB_REQ, id: "s", outputs: [{ name: "OUTPUT0", parameters: small }] }]);
+    t.deepEqual(streamed.messages, [
+      {
+        error_message: "shared memory size specified with the request for output 'OUTPUT0' (8 bytes) should be at least 16 bytes to hold the results",
+        infer_response: { model_name: "add_sub", id: "s", parameters: { triton_final_response: { bool_param: true, parameter_choice: "bool_param" } } },
+      },
+    ]);
+
     t.deepEqual(await grpcUnary(c, "SystemSharedMemoryUnregister", { name: "region" }), { ok: true, value: {} });
     t.deepEqual(await grpcUnary(c, "SystemSharedMemoryStatus", {}), { ok: true, value: {} });
     t.deepEqual(await grpcUnary(c, "SystemSharedMemoryUnregister", {}), { ok: true, value: {} }, "all (none left)");

@@ -97,7 +97,8 @@ class StreamRequest implements StreamCallbacks {
       const outputs = responseOutputs(o, this.g.shmOutputs, s.ctx.shm);
       msg = encodeModelStreamInferResponse("", { model_name: o.modelName, model_version: String(o.modelVersion), id: o.id, final, outputs });
     } catch (e) {
-      this.error(e, final);
+      // An output that can't be sent (e.g. larger than its shared-memory slot) fails this response, as Triton's allocator does.
+      this.#fail(e, final, true);
       return;
     }
     s.send(this.slot, msg, final);
@@ -106,11 +107,16 @@ class StreamRequest implements StreamCallbacks {
 
   error(e: unknown, final: boolean): void {
     if (this.#over) return;
+    this.#fail(e, final, !beforeModel(e));
+  }
+
+  /** Sends an error message: `fromModel`, with the request's model, version and final flag; else with its id alone. */
+  #fail(e: unknown, final: boolean, fromModel: boolean): void {
     const s = this.session;
     if (s.over) return this.#end(final);
     const req = this.req;
     let msg: Buffer;
-    if (beforeModel(e)) {
+    if (!fromModel) {
       msg = issueError(req, e);
     } else {
       s.logError(req, e);
