@@ -16,6 +16,13 @@ function has(cmd) {
   return spawnSync("sh", ["-c", `command -v ${cmd}`], { stdio: "ignore" }).status === 0;
 }
 
+// cargo-fuzz and a nightly toolchain, for the short fuzz pass (.ci/run installs both).
+const fuzzMissing = !has("cargo-fuzz")
+  ? "cargo-fuzz is not installed (cargo install cargo-fuzz --locked; .ci/run does)"
+  : spawnSync("rustup", ["run", "nightly", "rustc", "-V"], { stdio: "ignore" }).status !== 0
+    ? "no nightly Rust toolchain (rustup toolchain install nightly --profile minimal; .ci/run does)"
+    : undefined;
+
 // The Python venv of the interop tests (scripts/setup-python.sh makes it).
 const venv = process.env.TENSORBRIDGE_PYTHON ?? join(root, ".venv");
 const hasVenv = existsSync(join(venv, "bin", "python")) || existsSync(join(venv, "python"));
@@ -48,6 +55,12 @@ const steps = [
     name: "valgrind",
     cmd: ["bash", "scripts/valgrind-core.sh"],
     skip: has("valgrind") ? undefined : "valgrind is not installed (apt-get install valgrind)",
+  },
+  {
+    // libFuzzer + ASan over the DLPack import and the ownership state machine, 30 s a target.
+    name: "fuzz",
+    cmd: ["bash", "scripts/fuzz-core.sh"],
+    skip: fuzzMissing,
   },
   { name: "addon", cmd: [process.execPath, "scripts/ensure-addon.mjs"] },
   {
