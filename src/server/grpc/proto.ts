@@ -65,3 +65,29 @@ export function grpcInferenceService(): ServiceDefinition {
   service = { ...def, ModelInfer: infer("ModelInfer"), ModelStreamInfer: infer("ModelStreamInfer") };
   return service;
 }
+
+/** `grpc.health.v1.HealthCheckResponse.ServingStatus`. */
+export const HEALTH_SERVING = 1;
+/** `grpc.health.v1.HealthCheckResponse.ServingStatus`. */
+export const HEALTH_NOT_SERVING = 2;
+
+/**
+ * `grpc.health.v1.Health/Check`, which Triton registers beside its own
+ * service (gRPC's standard health check, as Kubernetes gRPC probes call it).
+ * Its two one-field messages are coded here rather than from gRPC's
+ * health.proto: the request (`string service = 1`) is not read (Triton
+ * answers for the server whatever service is named), and the response is
+ * `ServingStatus status = 1`.
+ */
+export const HEALTH_SERVICE: ServiceDefinition = {
+  Check: {
+    path: "/grpc.health.v1.Health/Check",
+    requestStream: false,
+    responseStream: false,
+    requestSerialize: (): Buffer => Buffer.alloc(0),
+    // an object, not null: grpc-js takes a falsy request for a missing one
+    requestDeserialize: (): object => ({}),
+    responseSerialize: (status: number): Buffer => (status === 0 ? Buffer.alloc(0) : Buffer.from([0x08, status])),
+    responseDeserialize: (b: Buffer): number => (b.length >= 2 && b[0] === 0x08 ? b[1]! : 0),
+  },
+};

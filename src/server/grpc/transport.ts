@@ -4,7 +4,9 @@
  * `@grpc/grpc-js`.
  *
  * Every RPC answers as Triton 2.51's gRPC frontend does (status codes and
- * messages; see `status.ts` for the code table), apart from:
+ * messages; see `status.ts` for the code table), and, as in Triton, gRPC's
+ * standard health check (`grpc.health.v1.Health/Check`) answers SERVING
+ * when the server is ready; apart from:
  * - `TraceSetting` and `LogSettings` answer UNAVAILABLE with the message a
  *   Triton built without tracing / dynamic logging sends ("the server does
  *   not support trace", "the server does not support dynamic logging"):
@@ -41,7 +43,7 @@ import type { InferCallbacks, InferOutput, ModelVersion } from "../../runtime/mo
 import { decoupledRefusal, type InferenceEndpoint } from "../endpoint.js";
 import { requestToInput, responseOutputs, type GrpcInferRequest } from "./infer.js";
 import { installDirectPath, type DirectContext, type DirectHandler } from "./direct.js";
-import { grpcInferenceService } from "./proto.js";
+import { HEALTH_NOT_SERVING, HEALTH_SERVICE, HEALTH_SERVING, grpcInferenceService } from "./proto.js";
 import { grpcStatusOf, type GrpcStatus } from "./status.js";
 import { StreamSession } from "./stream.js";
 import { decodeModelInferRequest, encodeModelInferResponse, type WireInferRequest } from "./wire.js";
@@ -220,6 +222,11 @@ export class GrpcTransport {
     }
     const t = new GrpcTransport(endpoint, server, port, opts.shutdownTimeoutMs ?? 30_000);
     server.addService(grpcInferenceService(), t.#handlers());
+    // Triton's health check: SERVING when the server is ready (its TRITONSERVER_ServerIsReady), else NOT_SERVING.
+    server.addService(HEALTH_SERVICE, {
+      Check: (_call: ServerUnaryCall<object, number>, callback: sendUnaryData<number>) =>
+        callback(null, endpoint.readiness().ready ? HEALTH_SERVING : HEALTH_NOT_SERVING),
+    });
     if (opts.directInfer ?? true) {
       t.#direct = installDirectPath(server, t.#directHandler(), MAX_MESSAGE);
       if (!t.#direct) endpoint.log.debug?.("gRPC: grpc-js's internals are not as expected; every call goes through grpc-js");
