@@ -219,3 +219,34 @@ const clientMissing = grpcClientMissing();
   t.is(r.code, 0, r.out);
   t.regex(r.out, /PASS: stream \(decoupled repeat, enable_empty_final_response\)/);
 });
+
+test("streams ended every way (half-closed, cancelled with requests in flight, failed in triton_grpc_error mode) leave nothing open", async (t) => {
+  const { GrpcTransport } = await import("../src/server/grpc/transport.js");
+  const transport = await GrpcTransport.start(t.context.server.endpoint, { host: "127.0.0.1", port: 0 });
+  const client = grpcClient(`127.0.0.1:${transport.port}`);
+  try {
+    const ended = Array.from({ length: 5 }, (_, k) => streamAll(client, [repeatReq(`e${k}`, [1, 2, 3], EFR), repeatReq(`f${k}`, [4])]));
+    const cancelled = Array.from({ length: 5 }, async (_, k) => {
+      const call = client["ModelStreamInfer"]!() as grpc.ClientDuplexStream<object, StreamMessage>;
+      call.on("data", () => {});
+      call.on("error", () => {});
+      call.write({ model_name: "watch_cancel", id: `c${k}`, inputs: [{ name: "IN", datatype: "INT32", shape: [1] }], raw_input_contents: [i32([0])] });
+      await sleep(50 + 10 * k);
+      call.cancel();
+    });
+    const md = new grpc.Metadata();
+    md.set("triton_grpc_error", "true");
+    const failed = new Promise<void>((resolve) => {
+      const call = client["ModelStreamInfer"]!(md) as grpc.ClientDuplexStream<object, StreamMessage>;
+      call.on("data", () => {});
+      call.on("error", () => resolve());
+      call.write(repeatReq("neg", [-1]));
+    });
+    await Promise.all([...ended, ...cancelled, failed]);
+    for (let i = 0; i < 100 && transport.openStreams > 0; i++) await sleep(10);
+    t.is(transport.openStreams, 0);
+  } finally {
+    client.close();
+    await transport.close();
+  }
+});

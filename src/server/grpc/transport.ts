@@ -234,6 +234,11 @@ export class GrpcTransport {
     return t;
   }
 
+  /** ModelStreamInfer calls open now (for diagnostics and tests). */
+  get openStreams(): number {
+    return this.#sessions.size;
+  }
+
   /** True when plain unary ModelInfer calls take the direct path (see `direct.ts`). */
   get directPath(): boolean {
     return this.#direct;
