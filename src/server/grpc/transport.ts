@@ -17,6 +17,16 @@
  *   refused (UNIMPLEMENTED), as over HTTP.
  * - Classification outputs are refused (UNIMPLEMENTED), as over HTTP.
  *
+ * Triton's own ways kept here: `ModelReady` / `ServerReady` answer an
+ * unknown or unready model (version) with `ready` false, not an error;
+ * `ModelStatistics` words an unknown model as INVALID_ARGUMENT "requested
+ * model 'x' is not available"; request parameters `sequence_id`,
+ * `sequence_start`, `sequence_end`, `priority`, `timeout` and
+ * `triton_enable_empty_final_response` are checked and taken by the
+ * frontend (not passed to the model), other `triton_` keys are refused;
+ * extra `raw_input_contents` are ignored; an output in shared memory has an
+ * empty `raw_output_contents` entry and no parameters.
+ *
  * `ModelInfer` and `ModelStreamInfer` decode and encode their messages by
  * hand (`wire.ts`); see `infer.ts` for the request checks and `stream.ts`
  * for the stream's rules. A cancelled call (or a stream the client
