@@ -150,6 +150,11 @@ function readUnary(stream: ServerHttp2Stream, handler: DirectHandler, maxMessage
 
 function noop(): void {}
 
+/** The OK trailers, as a `wantTrailers` listener (the stream is `this`: no closure per call). */
+function sendOkTrailers(this: ServerHttp2Stream): void {
+  this.sendTrailers(OK_TRAILERS);
+}
+
 /** What every {@link DirectReply} of one transport shares. */
 export interface DirectContext {
   /** Shared-memory access for outputs placed in a region. */
@@ -191,7 +196,7 @@ export class DirectReply extends Cancellation implements InferCallbacks {
     const stream = this.stream;
     if (stream.destroyed || stream.closed) return;
     stream.respond(RESPONSE_HEADERS, RESPOND_OPTIONS);
-    stream.once("wantTrailers", () => stream.sendTrailers(OK_TRAILERS));
+    stream.once("wantTrailers", sendOkTrailers);
     stream.end(frame);
   }
 
