@@ -558,7 +558,7 @@ test("ModelInfer: inputs kept past the call that brought them (views of received
   // a deadline sends a call through grpc-js (the direct path leaves deadlines to it)
   for (const opts of [{}, { deadline: 60_000 }]) {
     const calls = Array.from({ length: n }, (_, k) => {
-      const data = Float32Array.from({ length: 1000 + k }, (_, i) => k * 10000 + i);
+      const data = Float32Array.from({ length: 1000 + k }, (_x, i) => k * 10000 + i);
       return grpcUnary(c, "ModelInfer", {
         model_name: "delayed_echo",
         id: String(k),
