@@ -27,7 +27,7 @@ function buildPackage(): string {
   const dir = mkdtempSync(join(tmpdir(), "tb-dist-"));
   execFileSync(process.execPath, [TSC, "-p", join(ROOT, "tsconfig.build.json"), "--outDir", join(dir, "dist")], { cwd: ROOT });
   for (const f of readdirSync(ROOT)) {
-    if (f === "index.js" || f === "index.d.ts" || f === "package.json" || f === "node_modules" || f.endsWith(".node")) symlinkSync(join(ROOT, f), join(dir, f));
+    if (f === "index.js" || f === "index.d.ts" || f === "package.json" || f === "proto" || f === "node_modules" || f.endsWith(".node")) symlinkSync(join(ROOT, f), join(dir, f));
   }
   return dir;
 }

@@ -313,10 +313,12 @@ export class ModelRegistry {
         for (const v of [...e.versions.values()].toSorted((a, b) => a.version - b.version)) {
           const state: ModelState = v.state === "READY" ? "READY" : v.state === "UNLOADING" ? "UNLOADING" : v.state === "LOADING" ? "LOADING" : "UNAVAILABLE";
           if (opts.ready && state !== "READY") continue;
-          out.push({ name, version: String(v.version), state, reason: v.reason });
+          // As Triton: no reason for a version that has none to give.
+          out.push(v.reason ? { name, version: String(v.version), state, reason: v.reason } : { name, version: String(v.version), state });
         }
       } else if (!opts.ready) {
-        out.push({ name, state: e.state === "READY" ? "UNAVAILABLE" : e.state, reason: e.reason });
+        const state = e.state === "READY" ? "UNAVAILABLE" : e.state;
+        out.push(e.reason ? { name, state, reason: e.reason } : { name, state });
       }
     }
     return out;

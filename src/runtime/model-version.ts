@@ -15,7 +15,7 @@ import type { Cancellation } from "./cancel.js";
 import { ModelError } from "./model-error.js";
 import { InferenceRequest, type RequestControl, type RequestParameter } from "./request.js";
 import { InferenceResponse } from "./response.js";
-import { InferenceResponseSender, senderDroppedError, type ResponseChannel } from "./response-sender.js";
+import { InferenceResponseSender, runtimeFailures, senderDroppedError, type ResponseChannel } from "./response-sender.js";
 import { StatsRecorder, type FailureReason, type InferenceObserver } from "./stats.js";
 import { ThreadInstance } from "./thread-instance.js";
 import type { InitializeArgs, TritonModel } from "./types.js";
@@ -202,8 +202,24 @@ interface Instance {
 
 /** A request's error among a batch's results. */
 class Failed {
-  constructor(readonly err: unknown) {}
+  /**
+   * @param err - the error.
+   * @param answered - the model's own error response: the request was
+   * answered, and Triton's statistics count it a success.
+   */
+  constructor(
+    readonly err: unknown,
+    readonly answered = false,
+  ) {}
 }
+
+/** What #checkResponse throws for a response that carries the model's error. */
+class ErrorResponse {
+  constructor(readonly err: ModelError) {}
+}
+
+/** A response check's failure, boxed. */
+const failedCheck = (e: unknown): Failed => (e instanceof ErrorResponse ? new Failed(e.err, true) : new Failed(e));
 
 const toCpu = (t: Tensor): Tensor => (t.isCpu() ? t : t.toCpu());
 
@@ -330,7 +346,8 @@ export class ModelVersion {
         const devices = kind === "GPU" ? g.gpus : [0];
         for (const dev of devices) {
           for (let c = 0; c < g.count; c++) {
-            let name = g.count > 1 ? `${g.name}_${c}` : g.name;
+            // Triton's instance names: <group>_<index>, e.g. add_sub_0_0.
+            let name = `${g.name}_${c}`;
             if (kind === "GPU" && devices.length > 1) name += `_gpu${dev}`;
             plan.push({ name, kind, deviceId: dev, passive: g.passive });
           }
@@ -431,6 +448,8 @@ export class ModelVersion {
   validate(input: InferInput): number {
     const model = this.name;
     const bad: (m: string) => never = badRequest;
+    // Triton names the request in the errors its request normaliser raises.
+    const badInput = (m: string): never => badRequest(`[request id: ${input.id || "<id_unknown>"}] ${m}`);
     const seen = new Set<string>();
     const mbs = this.config.max_batch_size;
     let batch = -1;
@@ -441,25 +460,25 @@ export class ModelVersion {
       if (seen.has(n)) bad(`input '${n}' is given more than once`);
       seen.add(n);
       const want = configTypeToDtype(cfg.data_type);
-      if (t.dtype !== want) bad(`inference input '${n}' data-type is '${t.dtype}', but model '${model}' expects '${want}'`);
+      if (t.dtype !== want) badInput(`inference input '${n}' data-type is '${t.dtype}', but model '${model}' expects '${want}'`);
       const shape = t.shape;
       if (mbs > 0) {
         if (shape.length === 0) bad(`input '${n}' of model '${model}' needs a batch dimension (max_batch_size is ${mbs})`);
         const b = shape[0]!;
-        if (b < 1 || b > mbs) bad(`inference request batch-size must be <= ${mbs} for '${model}' (input '${n}' has batch size ${b})`);
+        if (b < 1 || b > mbs) badInput(`inference request batch-size must be <= ${mbs} for '${model}' (input '${n}' has batch size ${b})`);
         if (batch !== -1 && b !== batch) bad(`inputs of model '${model}' have different batch sizes (${batch} and ${b})`);
         batch = b;
       }
       if (!shapeMatches(shape, cfg.dims, mbs > 0 ? 1 : 0)) {
         const expected = mbs > 0 ? `[-1,${cfg.dims.join(",")}]` : fmtShape(cfg.dims);
-        bad(`unexpected shape for input '${n}' for model '${model}'. Expected ${expected}, got ${fmtShape(t.shape)}`);
+        badInput(`unexpected shape for input '${n}' for model '${model}'. Expected ${expected}, got ${fmtShape(t.shape)}. `);
       }
     }
     let allThere = true;
     for (const name of this.#required) allThere &&= seen.has(name);
     if (!allThere) {
       const missing = this.#required.filter((name) => !seen.has(name));
-      bad(
+      badInput(
         `expected ${this.#inputs.size} inputs but got ${input.inputs.length} inputs for model '${model}'. ` +
           `Got input(s) [${[...seen].map((s) => `'${s}'`).join(", ")}], but missing required input(s) [${missing.map((s) => `'${s}'`).join(", ")}]. Please provide all required input(s).`,
       );
@@ -563,7 +582,9 @@ export class ModelVersion {
       }
     }
     if (err !== undefined) {
-      this.#record(false, received, -1, 1, "REJECTED");
+      // As Triton: a request refused before it reaches the model is a
+      // failure in the metrics (reason REJECTED), not in the statistics.
+      this.#record(false, received, -1, 1, "REJECTED", false);
       if (sink !== undefined) sink.error(err, true);
       else done!.reject(err);
       return;
@@ -606,9 +627,9 @@ export class ModelVersion {
     else p.done!.reject(err);
   }
 
-  #record(ok: boolean, received: bigint, queueNs: number, batchSize: number, reason?: FailureReason): void {
+  #record(ok: boolean, received: bigint, queueNs: number, batchSize: number, reason?: FailureReason, inStatistics = true): void {
     const ns = since(received);
-    this.stats.request(ok, ns, batchSize, queueNs);
+    if (inStatistics) this.stats.request(ok, ns, batchSize, queueNs);
     const o = this.#observer;
     if (o === undefined) return;
     const q = Math.max(0, queueNs);
@@ -743,7 +764,7 @@ export class ModelVersion {
       responses = inst.model.execute(requests);
     } catch (e) {
       try {
-        this.#executeFailed(batch, start, inputNs, inferStart, e);
+        this.#executeFailed(inst, batch, start, inputNs, inferStart, e);
       } finally {
         this.#release(inst);
       }
@@ -761,7 +782,7 @@ export class ModelVersion {
         },
         (e: unknown) => {
           try {
-            this.#executeFailed(batch, start, inputNs, inferStart, e);
+            this.#executeFailed(inst, batch, start, inputNs, inferStart, e);
           } finally {
             this.#release(inst);
           }
@@ -793,13 +814,15 @@ export class ModelVersion {
   }
 
   /** Records a failed request (its queue time measured up to `start`) and rejects it. */
-  #fail(p: Pending, start: bigint, e: unknown, reason: FailureReason): void {
+  #fail(p: Pending, start: bigint, e: unknown, reason: FailureReason, answered = false): void {
     p.ended = true;
     if (p.unsubscribe !== undefined) {
       p.unsubscribe();
       p.unsubscribe = undefined;
     }
-    this.#record(false, p.receivedAt, Number(start - p.enqueuedAt), p.batchSize, reason);
+    // The model's own error response answered the request: Triton counts it a success.
+    if (answered) this.#record(true, p.receivedAt, Number(start - p.enqueuedAt), p.batchSize);
+    else this.#record(false, p.receivedAt, Number(start - p.enqueuedAt), p.batchSize, reason);
     if (p.sink !== undefined) p.sink.error(e, true);
     else p.done!.reject(e);
   }
@@ -820,8 +843,8 @@ export class ModelVersion {
    * execute() threw or rejected: every request of the batch fails with the
    * model's error, but for those that already sent their final flag.
    */
-  #executeFailed(batch: Pending[], start: bigint, inputNs: number, inferStart: bigint, e: unknown): void {
-    const err = ModelError.from(e);
+  #executeFailed(inst: Instance, batch: Pending[], start: bigint, inputNs: number, inferStart: bigint, e: unknown): void {
+    const err = executeError(inst.name, e);
     const inferNs = since(inferStart);
     this.#execution(batch, inputNs, inferNs, 0);
     for (const p of batch) {
@@ -880,7 +903,7 @@ export class ModelVersion {
         try {
           results.push(this.#checkResponse(r, p, i, false));
         } catch (e) {
-          results.push(new Failed(e));
+          results.push(failedCheck(e));
         }
       }
     }
@@ -891,7 +914,7 @@ export class ModelVersion {
       if (r === undefined) continue;
       if (r instanceof Failed) {
         if (p.stream !== undefined) this.#end(p.stream, r.err, "BACKEND");
-        else this.#fail(p, start, r.err, "BACKEND");
+        else this.#fail(p, start, r.err, "BACKEND", r.answered);
       } else {
         this.#succeed(p, start, r);
       }
@@ -932,8 +955,9 @@ export class ModelVersion {
       try {
         out = this.#checkResponse(response, p, index, true);
       } catch (e) {
-        out = new Failed(e);
-        s.failed = true;
+        out = failedCheck(e);
+        // The model's own error response still answers the request (Triton counts it a success).
+        if (!out.answered) s.failed = true;
       }
     }
     const end = now();
@@ -946,7 +970,7 @@ export class ModelVersion {
       if (out !== undefined) s.held = out;
       if (!final) return;
       const r = s.held!;
-      this.#close(s, r instanceof Failed ? r.err : undefined, "BACKEND", r instanceof Failed ? undefined : r);
+      this.#close(s, r instanceof Failed ? r.err : undefined, "BACKEND", r instanceof Failed ? undefined : r, r instanceof Failed && r.answered);
       return;
     }
     if (final) this.#close(s, undefined, "BACKEND");
@@ -975,7 +999,7 @@ export class ModelVersion {
    * A streamed request's last response (when `err` is undefined) is passed
    * on by the caller.
    */
-  #close(s: Stream, err: unknown, reason: FailureReason, unary?: InferOutput): void {
+  #close(s: Stream, err: unknown, reason: FailureReason, unary?: InferOutput, answered = false): void {
     const p = s.p;
     this.#open.delete(s);
     p.ended = true;
@@ -983,7 +1007,7 @@ export class ModelVersion {
       p.unsubscribe();
       p.unsubscribe = undefined;
     }
-    const failed = err !== undefined || s.failed;
+    const failed = (err !== undefined && !answered) || s.failed;
     this.#record(!failed, p.receivedAt, Number(p.startedAt - p.enqueuedAt), p.batchSize, failed ? reason : undefined);
     if (p.sink !== undefined) {
       if (err !== undefined) p.sink.error(err, true);
@@ -1013,7 +1037,10 @@ export class ModelVersion {
       badResponse(model, sent ? `response ${index} sent for request '${p.input.id ?? ""}' is not an InferenceResponse` : `execute() result ${index} is not an InferenceResponse`);
     }
     const resp = r as InferenceResponse;
-    if (resp.error) throw ModelError.from(resp.error);
+    if (resp.error) {
+      const err = ModelError.from(resp.error);
+      throw runtimeFailures.has(err) ? err : new ErrorResponse(err);
+    }
     const outs = new Map<string, Tensor>();
     for (const t of resp.outputTensors) {
       if (typeof t !== "object" || t === null || !Array.isArray((t as Tensor).shape)) badResponse(model, "an output is not a Tensor");
@@ -1049,6 +1076,22 @@ export class ModelVersion {
 /** Names what a model returned, for messages. */
 function describe(v: unknown): string {
   return v === undefined ? "undefined" : v === null ? "null" : Array.isArray(v) ? "an array" : typeof v;
+}
+
+/**
+ * The error of an execute() that threw or rejected. A `ModelError` is the
+ * model's own, code and words as given; anything else is worded as
+ * Triton's Python backend words an exception from `execute`:
+ * `Failed to process the request(s) for model '<instance>', message:
+ * <class>: <message>` (INTERNAL).
+ */
+function executeError(instance: string, e: unknown): ModelError {
+  if (e instanceof ModelError || (e as { name?: unknown } | null)?.name === "ModelError") return ModelError.from(e);
+  const cls = e instanceof Error ? e.name : typeof e;
+  const message = e instanceof Error ? e.message : String(e);
+  const err = new ModelError(`Failed to process the request(s) for model '${instance}', message: ${cls}: ${message}`, "INTERNAL");
+  if (e instanceof Error) err.stack = e.stack;
+  return err;
 }
 
 function isResponseLike(r: unknown): r is InferenceResponse {

@@ -15,6 +15,12 @@ import { ServingError } from "./errors.js";
 import { ModelError } from "./model-error.js";
 import type { InferenceResponse } from "./response.js";
 
+/**
+ * Errors the runtime itself puts in a request's last response (a worker
+ * that died): unlike a model's own error response, the request failed.
+ */
+export const runtimeFailures = new WeakSet<object>();
+
 /** Options of {@link InferenceResponseSender.send}. */
 export interface SendOptions {
   /**

@@ -25,6 +25,7 @@ import { errorFromWire, requestToWire, responseFromWire, resultFromWire, type Wi
 import type { ExecuteReply, ToWorker, WorkerStart } from "./thread-instance-worker.js";
 import { requestControl, type InferenceRequest } from "./request.js";
 import { InferenceResponse } from "./response.js";
+import { runtimeFailures } from "./response-sender.js";
 import type { InitializeArgs, TritonModel } from "./types.js";
 import { ModelError } from "./model-error.js";
 
@@ -108,6 +109,7 @@ export class ThreadInstance implements TritonModel {
   #end(why: string): void {
     this.#gone ??= why;
     const err = new ModelError(`${this.label}: ${this.#gone}`, "INTERNAL");
+    runtimeFailures.add(err);
     for (const w of this.#waiting.values()) w.reject(err);
     this.#waiting.clear();
     for (const [id, call] of this.#calls) {
