@@ -15,7 +15,7 @@ export interface InitializeArgs {
   model_config: string;
   /** `"CPU"`, `"GPU"` or `"MODEL"` (the instance group's kind without `KIND_`). */
   model_instance_kind: "CPU" | "GPU" | "MODEL";
-  /** The instance's name, e.g. `add_sub_0` or `add_sub_0_1`. */
+  /** The instance's name, as Triton names it: `<group>_<index>`, e.g. `add_sub_0_0` (group `add_sub_0`, its first instance). */
   model_instance_name: string;
   /** The device id of a GPU instance as a decimal string; `"0"` otherwise. */
   model_instance_device_id: string;
