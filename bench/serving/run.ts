@@ -17,6 +17,9 @@
  * serves `src/cli.ts` through tsx instead (the rows before 2026-11-26 16:00),
  * whose `keepNames` wraps named functions in `__name` calls.
  *
+ * `floor-grpc` (floor-grpc.mjs) is the gRPC rows' floor: bare node:http2
+ * with canned answers, the ceiling of any gRPC server written in Node here.
+ *
  * `floor` is not a competitor: a bare node:http server (floor-server.mjs)
  * answering with precomputed responses, the ceiling any Node server can reach
  * under this perf_analyzer on this machine. `floor-native` (floor-native.c,
@@ -59,7 +62,7 @@ function arg(name: string, dflt: string): string {
 }
 const DURATION = Number(arg("duration-ms", "3000"));
 const CONCURRENCY = arg("concurrency", "1,8").split(",").map(Number);
-const ONLY = arg("only", "tensorbridge,triton,mlserver,floor,floor-net,floor-native").split(",");
+const ONLY = arg("only", "tensorbridge,triton,mlserver,floor,floor-net,floor-native,floor-grpc").split(",");
 const FORMATS = arg("formats", "binary,json,grpc,stream").split(",") as Format[];
 for (const f of FORMATS) {
   if (!["binary", "json", "grpc", "stream"].includes(f)) {
@@ -222,6 +225,14 @@ function prepare(): Peer[] {
       url: "http://127.0.0.1:8232",
       unsupported: { grpc: "HTTP only", stream: "HTTP only" },
       start: () => startProcess(floorNative(), ["8232"], {}),
+    },
+    {
+      name: "floor-grpc",
+      // Its HTTP side only says it is ready and counts its requests.
+      url: "http://127.0.0.1:8234",
+      grpc: "127.0.0.1:8233",
+      unsupported: { binary: "gRPC only", json: "gRPC only", stream: "add_sub only" },
+      start: () => startProcess(process.execPath, [join(ROOT, "bench/serving/floor-grpc.mjs"), "--port", "8233", "--http-port", "8234"], {}),
     },
     {
       name: "triton",
@@ -510,7 +521,9 @@ for (const r of rows) {
         ? "floor-net (bare node:net, minimal HTTP/1.1, canned responses; not a competitor)"
         : r.server === "floor-native"
           ? "floor-native (C, epoll, decodes and computes each request; not a competitor)"
-          : r.server;
+          : r.server === "floor-grpc"
+            ? "floor-grpc (bare node:http2, canned answers; not a competitor)"
+            : r.server;
   lines.push(
     `| ${label} | ${r.format} | ${r.concurrency} | ${r.throughput?.toFixed(0) ?? "–"} | ${r.responses?.toFixed(0) ?? ""} | ${r.p50us ?? "–"} | ${r.p99us ?? "–"} | ` +
       `${ours ? ratio(r.p50us, tr?.p50us) : ""} | ${ours ? ratio(r.throughput, tr?.throughput) : ""} | ` +
