@@ -119,7 +119,7 @@ test("status of an unknown region is 404; unregistering unknown regions is a no-
   const s = t.context.server;
   const one = await http(s, "GET", "/v2/cudasharedmemory/region/nope/status");
   t.is(one.status, 404);
-  t.regex(one.json.error, /unable to find cuda shared memory region: 'nope'/);
+  t.regex(one.json.error, /^Unable to find shared memory region: 'nope'$/);
   t.is((await http(s, "POST", "/v2/cudasharedmemory/region/nope/unregister")).status, 200);
   t.is((await http(s, "POST", "/v2/cudasharedmemory/unregister")).status, 200);
   t.deepEqual((await http(s, "GET", "/v2/cudasharedmemory/status")).json, []);
@@ -131,7 +131,7 @@ test("an input naming an unregistered region is a 400; the server stays up", asy
     inputs: [{ name: "INPUT0", datatype: "FP32", shape: [4], parameters: { shared_memory_region: "gpu_in", shared_memory_byte_size: 16 } }],
   });
   t.is(r.status, 400);
-  t.regex(r.json.error, /unable to find shared memory region: 'gpu_in'/);
+  t.regex(r.json.error, /Unable to find shared memory region: 'gpu_in'/);
   t.is((await http(s, "GET", "/v2/health/ready")).status, 200);
 });
 

@@ -669,5 +669,5 @@ test("system and CUDA shared memory are refused unless --allow-client-shm", asyn
     ],
   });
   t.is(shmInput.status, 400);
-  t.regex(shmInput.json.error, /unable to find shared memory region: 'r0'/);
+  t.regex(shmInput.json.error, /Unable to find shared memory region: 'r0'/);
 });

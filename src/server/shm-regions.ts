@@ -89,7 +89,7 @@ export abstract class SharedMemoryRegions<R extends RegionBase, S> {
   status(name?: string): S[] {
     if (name !== undefined) {
       const r = this.regions.get(name);
-      if (!r) shmError(`unable to find ${this.kind} shared memory region: '${name}'`, "NOT_FOUND");
+      if (!r) shmError(`Unable to find shared memory region: '${name}'`, "NOT_FOUND"); // Triton's words
       return [this.statusOf(r)];
     }
     return [...this.regions.values()].map((r) => this.statusOf(r));
@@ -101,7 +101,7 @@ export abstract class SharedMemoryRegions<R extends RegionBase, S> {
    */
   protected range(region: string, offset: number, byteSize: number): R {
     const r = this.regions.get(region);
-    if (!r) throw new ServingError("ERR_INVALID_REQUEST", `unable to find shared memory region: '${region}'`);
+    if (!r) throw new ServingError("ERR_INVALID_REQUEST", `Unable to find shared memory region: '${region}'`);
     if (offset + byteSize > r.byte_size) {
       throw new ServingError(
         "ERR_INVALID_REQUEST",
