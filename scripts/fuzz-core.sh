@@ -65,11 +65,11 @@ for t in "${targets[@]}"; do
     status=FAILED
     failed+=("$t")
   fi
-  execs=$(grep -m1 '^stat::number_of_executed_units' "$log" | awk '{print $2}')
-  rate=$(grep -m1 '^stat::average_exec_per_sec' "$log" | awk '{print $2}')
+  execs=$(grep -a -m1 '^stat::number_of_executed_units' "$log" | awk '{print $2}')
+  rate=$(grep -a -m1 '^stat::average_exec_per_sec' "$log" | awk '{print $2}')
   echo "   $status: ${execs:-?} executions in $((SECONDS - start)) s (${rate:-?} exec/s)"
   if [[ $status == FAILED ]]; then
-    grep -E "panicked at|ERROR: AddressSanitizer|ERROR: libFuzzer|SUMMARY" "$log" | head -n 5 >&2 || true
+    grep -a -E "panicked at|ERROR: AddressSanitizer|ERROR: libFuzzer|SUMMARY" "$log" | head -n 5 >&2 || true
     ls "$work/artifacts/$t/" >&2 || true
     echo "   reproduce: cd crates/core && cargo +nightly fuzz run --target-dir ../../target/fuzz $t <artifact>" >&2
   fi
