@@ -709,12 +709,14 @@ test("the keep-alive timeout keeps running while the next head is only partly se
 });
 
 test("headersTimeout counts a head from its first byte, the first one too (not from the connection's start)", async (t) => {
-  const h = await start(65_000, 300, 20);
+  // Wide margins, for a loaded machine: 1.7 s from the connection's start
+  // (past the 1.5 s timeout), 0.7 s from the head's first byte (well within).
+  const h = await start(65_000, 1500, 20);
   const c = new Client(h.port);
   const bytes = post("/echo", "x");
-  await sleep(200);
+  await sleep(1000);
   c.write(bytes.subarray(0, 10));
-  await sleep(200);
+  await sleep(700);
   c.write(bytes.subarray(10));
   t.is((await c.until(1))[0]?.body, "front:x");
   c.socket.destroy();
