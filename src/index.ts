@@ -16,19 +16,8 @@
  * @module
  */
 
-export { DLPackCapsule, type FromAddressOptions } from "./capsule.js";
-export { type CudaMemoryKind, cuda } from "./cuda.js";
-export { DTYPES, type DType, type TypedArray, elementSize, isDType } from "./dtype.js";
-export { ErrorCode, TensorBridgeError } from "./errors.js";
-export {
-  type AllocOptions,
-  type Device,
-  type DlpackSource,
-  Tensor,
-  type TensorOptions,
-  type ToDlpackOptions,
-  type TransferredTensor,
-} from "./tensor.js";
+// The tensor API and the model-author API: what models see as "tensorbridge".
+export * from "./model.js";
 export { debug } from "./debug.js";
 export * from "./runtime/index.js";
 export * from "./server/index.js";
