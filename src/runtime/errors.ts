@@ -43,6 +43,10 @@ import type { ModelErrorCode } from "./model-error.js";
  * - `ERR_SHM`: a shared-memory registration or access failed.
  * - `ERR_SERVER_CLOSED`: the server is shutting down.
  * - `ERR_CLI_USAGE`: bad command-line arguments.
+ * - `ERR_METRIC`: a model's custom metric was misused (`MetricFamily`: a
+ *   bad or reserved name, bad labels, an operation its kind does not
+ *   support, a negative counter increment, a family made outside a model).
+ * - `ERR_LOG`: a model's `Logger.log` was given an unknown level.
  */
 export type ServingErrorCode =
   | "ERR_CONFIG_SYNTAX"
@@ -59,7 +63,9 @@ export type ServingErrorCode =
   | "ERR_UNSUPPORTED"
   | "ERR_SHM"
   | "ERR_SERVER_CLOSED"
-  | "ERR_CLI_USAGE";
+  | "ERR_CLI_USAGE"
+  | "ERR_METRIC"
+  | "ERR_LOG";
 
 /**
  * The Triton error code each {@link ServingErrorCode} stands for: what a
@@ -82,6 +88,8 @@ export const SERVING_ERROR_TRITON_CODE: Readonly<Record<ServingErrorCode, ModelE
   ERR_SHM: "INVALID_ARG",
   ERR_SERVER_CLOSED: "UNAVAILABLE",
   ERR_CLI_USAGE: "INVALID_ARG",
+  ERR_METRIC: "INVALID_ARG",
+  ERR_LOG: "INVALID_ARG",
 });
 
 /** Options of {@link ServingError}. */
