@@ -35,6 +35,8 @@ export { InferenceResponse, type InferenceResponseInit } from "./runtime/respons
 export { InferenceResponseSender, type SendOptions } from "./runtime/response-sender.js";
 export { ModelError, MODEL_ERROR_CODES, type ModelErrorCode } from "./runtime/model-error.js";
 export type { InitializeArgs, TritonModel, TritonModelClass } from "./runtime/types.js";
+export { Logger, type LogLevel } from "./runtime/model-context.js";
+export { Metric, MetricFamily, type MetricFamilyInit, type MetricInit, type MetricKind } from "./runtime/metric-family.js";
 export type {
   InstanceGroupKind,
   ModelConfig,

@@ -9,6 +9,9 @@ export { InferenceResponse, type InferenceResponseInit } from "./response.js";
 export { InferenceResponseSender, type SendOptions } from "./response-sender.js";
 export { ModelError, MODEL_ERROR_CODES, type ModelErrorCode } from "./model-error.js";
 export type { InitializeArgs, TritonModel, TritonModelClass } from "./types.js";
+export { DEFAULT_MODEL_HOST, Logger, currentModel, runInModel, type LogLevel, type ModelContext, type ModelHost } from "./model-context.js";
+export { Metric, MetricFamily, type MetricFamilyInit, type MetricInit, type MetricKind } from "./metric-family.js";
+export { CustomMetrics, type MetricFamilyData, type MetricSeries } from "./custom-metrics.js";
 export {
   FORCE_CPU_ONLY_INPUT_TENSORS,
   SUPPORTED_BACKENDS,

@@ -13,6 +13,7 @@ import { ServingError, errorMessage } from "./errors.js";
 import { importModelClass } from "./loader.js";
 import type { Cancellation } from "./cancel.js";
 import { ModelError } from "./model-error.js";
+import { DEFAULT_MODEL_HOST, currentModel, runInModel, type ModelContext, type ModelHost } from "./model-context.js";
 import { InferenceRequest, type RequestControl, type RequestParameter } from "./request.js";
 import { InferenceResponse } from "./response.js";
 import { InferenceResponseSender, runtimeFailures, senderDroppedError, type ResponseChannel } from "./response-sender.js";
@@ -100,6 +101,12 @@ export interface ModelVersionOptions {
   file: string;
   /** Event sink for metrics. */
   observer?: InferenceObserver | undefined;
+  /**
+   * Where the model's `Logger` lines and custom metric families go
+   * (default: the observer's `modelHost`, e.g. the server's, else
+   * {@link DEFAULT_MODEL_HOST}).
+   */
+  host?: ModelHost | undefined;
 }
 
 /** What a request's response sender calls back into its model version with. */
@@ -268,6 +275,9 @@ export class ModelVersion {
   #reason = "";
   readonly #modelDir: string;
   readonly #observer: InferenceObserver | undefined;
+  /** The context its model code runs in (Logger, MetricFamily): see model-context.ts. */
+  readonly #ctx: ModelContext;
+  readonly #runBatch = (inst: Instance, batch: Pending[]): void => this.#run(inst, batch);
   readonly #instances: Instance[] = [];
   readonly #queue: Pending[] = [];
   readonly #inputs: Map<string, ModelInputConfig>;
@@ -295,6 +305,7 @@ export class ModelVersion {
     this.file = opts.file;
     this.#modelDir = opts.modelDir;
     this.#observer = opts.observer;
+    this.#ctx = { name: opts.name, version: opts.version, host: opts.host ?? (opts.observer as { modelHost?: ModelHost } | undefined)?.modelHost ?? DEFAULT_MODEL_HOST };
     this.stats = new StatsRecorder(opts.name, opts.version);
     this.#inputs = new Map(opts.config.input.map((i) => [i.name, i]));
     this.#outputs = new Map(opts.config.output.map((o) => [o.name, o]));
@@ -336,6 +347,8 @@ export class ModelVersion {
    * @throws {ServingError} `ERR_MODEL_LOAD`.
    */
   async load(): Promise<void> {
+    // The model's import, constructors and initialize() run in its context.
+    if (currentModel() !== this.#ctx) return runInModel(this.#ctx, () => this.load());
     try {
       const threads = instanceThreads(this.config);
       // In-thread instances share one import; a worker imports the file itself.
@@ -396,6 +409,7 @@ export class ModelVersion {
     } catch (e) {
       this.#state = "UNAVAILABLE";
       this.#reason = errorMessage(e);
+      this.#ctx.host.metrics.release(this.#ctx);
       if (e instanceof ServingError) throw e;
       throw new ServingError("ERR_MODEL_LOAD", errorMessage(e), { cause: e });
     }
@@ -409,6 +423,8 @@ export class ModelVersion {
    */
   async unload(logger?: RuntimeLogger): Promise<void> {
     if (this.#state === "UNAVAILABLE" && this.#instances.length === 0) return;
+    // finalize() runs in the model's context; its metric families go with it.
+    if (currentModel() !== this.#ctx) return runInModel(this.#ctx, () => this.unload(logger));
     this.#state = "UNLOADING";
     if (this.#queue.length > 0 || this.#inflight > 0) {
       await new Promise<void>((r) => {
@@ -423,6 +439,7 @@ export class ModelVersion {
       this.#end(s, new ModelError(`model '${this.name}' version ${this.version} was unloaded before request '${s.requestId}' sent its final response`, "UNAVAILABLE"), "OTHER");
     }
     await this.#finalizeAll(logger);
+    this.#ctx.host.metrics.release(this.#ctx);
     this.#state = "UNAVAILABLE";
     this.#reason = "unloaded";
   }
@@ -693,7 +710,8 @@ export class ModelVersion {
       const batch = this.#takeBatch();
       idle.busy = true;
       this.#inflight++;
-      this.#run(idle, batch);
+      // One AsyncLocalStorage run per batch: execute() and what it starts are the model's.
+      runInModel(this.#ctx, this.#runBatch, idle, batch);
     }
   }
 

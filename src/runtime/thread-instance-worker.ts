@@ -20,6 +20,7 @@ import { InferenceResponseSender, senderDroppedError, type ResponseChannel } fro
 import type { InferenceResponse } from "./response.js";
 import { errorToWire, requestFromWire, responseToWire, resultToWire, type WireRequest, type WireSend } from "./thread-wire.js";
 import type { InitializeArgs, TritonModel } from "./types.js";
+import { setModelForwarder, type ForwardedOp } from "./model-context.js";
 
 /** What the serving thread sends. */
 export type ToWorker =
@@ -44,6 +45,8 @@ export interface WorkerStart {
 }
 
 const port = parentPort!;
+// The model's Logger lines and custom metric operations go to the serving thread.
+setModelForwarder((op: ForwardedOp) => port.postMessage({ model: op }));
 const { file } = workerData as WorkerStart;
 let model: TritonModel | undefined;
 let modelName = "";

@@ -28,6 +28,8 @@ import { InferenceResponse } from "./response.js";
 import { runtimeFailures } from "./response-sender.js";
 import type { InitializeArgs, TritonModel } from "./types.js";
 import { ModelError } from "./model-error.js";
+import { currentModel, runInModel, type ForwardedOp } from "./model-context.js";
+import { handleForwardedOp } from "./metric-family.js";
 
 /**
  * Starts the worker entry beside this module: `.js` in `dist/`; from source
@@ -90,6 +92,12 @@ export class ThreadInstance implements TritonModel {
     this.#worker = startWorker({ file });
     // A loaded model must not keep the process alive on its own; the server does.
     this.#worker.unref();
+    // The worker's Logger lines and metric operations ({ model } messages, which the
+    // listener above ignores), run in the context of the model version that made this instance.
+    const ctx = currentModel();
+    this.#worker.on("message", (m: { model?: ForwardedOp }) => {
+      if (m.model !== undefined && ctx !== undefined) runInModel(ctx, handleForwardedOp, m.model);
+    });
     this.#worker.on("message", (m: { id: number; value?: unknown; error?: WireError } | WireSend) => {
       if ("op" in m) {
         this.#send(m);

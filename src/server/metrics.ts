@@ -8,13 +8,18 @@
  * (`tensorbridge_inference_request_duration_seconds`,
  * `tensorbridge_inference_compute_infer_duration_seconds`), a model
  * readiness gauge and the process's default Node metrics. Each server has
- * its own registry.
+ * its own registry. Models' custom families (`MetricFamily`, kept in plain
+ * runtime objects: the model side loads no prom-client) follow the
+ * server's own in the text.
  *
  * @module
  */
 import { Counter, Gauge, Registry, collectDefaultMetrics, type Histogram } from "prom-client";
 
+import { CustomMetrics, type MetricFamilyData } from "../runtime/custom-metrics.js";
+import type { ModelHost } from "../runtime/model-context.js";
 import type { ModelRegistry } from "../runtime/model-registry.js";
+import type { RuntimeLogger } from "../runtime/model-version.js";
 import type { InferenceObserver } from "../runtime/stats.js";
 
 type Labels = { model: string; version: string };
@@ -221,12 +226,20 @@ export class ServerMetrics implements InferenceObserver {
   readonly #inferLatency: LabelledHistogram;
   readonly #series = new Map<string, Series>();
   #last: Series | undefined;
+  /**
+   * Where the server's models log (`Logger`) and keep their custom metric
+   * families; ModelVersion takes it from its observer.
+   */
+  readonly modelHost: ModelHost;
 
   /**
    * @param models - the model registry, read at scrape time for the readiness gauge.
-   * @param opts - `defaultMetrics: false` leaves out Node's process metrics.
+   * @param opts - `defaultMetrics: false` leaves out Node's process metrics;
+   * `modelLog`: the server's log and whether models' verbose lines go to it.
    */
-  constructor(models: () => ModelRegistry | undefined, opts: { defaultMetrics?: boolean } = {}) {
+  constructor(models: () => ModelRegistry | undefined, opts: { defaultMetrics?: boolean; modelLog?: { logger: RuntimeLogger; verbose: boolean } } = {}) {
+    const silent: RuntimeLogger = { info() {}, warn() {}, error() {} };
+    this.modelHost = { logger: opts.modelLog?.logger ?? silent, verbose: opts.modelLog?.verbose ?? false, metrics: new CustomMetrics() };
     const registers = [(this.registry = new Registry())];
     const labelNames = ["model", "version"] as const;
     // Created in this order so that /metrics lists them in the same order as before.
@@ -323,13 +336,52 @@ export class ServerMetrics implements InferenceObserver {
     this.#inferLatency.observe(c.inferLatency, e.computeInferNs / 1e9);
   }
 
-  /** The text exposition format. */
-  render(): Promise<string> {
-    return this.registry.metrics();
+  /** The text exposition format: the server's families, then the models' custom ones. */
+  async render(): Promise<string> {
+    const text = await this.registry.metrics();
+    const custom = this.modelHost.metrics.families();
+    return custom.length === 0 ? text : text + custom.map(renderFamily).join("");
   }
 
   /** The content type of {@link render}'s output. */
   get contentType(): string {
     return this.registry.contentType;
   }
+}
+
+/** A number as Prometheus' text format writes it. */
+function fmt(v: number): string {
+  if (Number.isNaN(v)) return "NaN";
+  if (v === Infinity) return "+Inf";
+  if (v === -Infinity) return "-Inf";
+  return String(v);
+}
+
+const escapeHelp = (s: string): string => s.replace(/\\/g, "\\\\").replace(/\n/g, "\\n");
+const escapeLabel = (s: string): string => s.replace(/\\/g, "\\\\").replace(/\n/g, "\\n").replace(/"/g, '\\"');
+
+function labelText(labels: Readonly<Record<string, string>>, extra?: string): string {
+  const parts = Object.entries(labels).map(([k, v]) => `${k}="${escapeLabel(v)}"`);
+  if (extra !== undefined) parts.push(extra);
+  return parts.length === 0 ? "" : `{${parts.join(",")}}`;
+}
+
+/** One custom family in the text exposition format. */
+function renderFamily(f: MetricFamilyData): string {
+  const lines = [`# HELP ${f.name} ${escapeHelp(f.description)}`, `# TYPE ${f.name} ${f.kind.toLowerCase()}`];
+  for (const s of f.series.values()) {
+    if (f.kind !== "HISTOGRAM") {
+      lines.push(`${f.name}${labelText(s.labels)} ${fmt(s.value)}`);
+      continue;
+    }
+    let acc = 0;
+    f.buckets!.forEach((b, i) => {
+      acc += s.counts![i]!;
+      lines.push(`${f.name}_bucket${labelText(s.labels, `le="${fmt(b)}"`)} ${acc}`);
+    });
+    lines.push(`${f.name}_bucket${labelText(s.labels, 'le="+Inf"')} ${s.count}`);
+    lines.push(`${f.name}_sum${labelText(s.labels)} ${fmt(s.sum)}`);
+    lines.push(`${f.name}_count${labelText(s.labels)} ${s.count}`);
+  }
+  return lines.join("\n") + "\n\n";
 }

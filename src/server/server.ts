@@ -40,7 +40,7 @@ export interface ServerOptions {
   grpcPort?: number;
   /** Serve gRPC (Triton's `--allow-grpc`). Default true. */
   allowGrpc?: boolean;
-  /** Log every request and model event (pino JSON on stderr). */
+  /** Log every request and model event (pino JSON on stderr), and models' `Logger.VERBOSE` lines. */
   logVerbose?: boolean;
   /** Where model load/unload messages go (default: stderr lines, or nothing when `quiet`). */
   logger?: RuntimeLogger;
@@ -132,7 +132,8 @@ export class InferenceServer {
   private constructor(opts: ServerOptions) {
     this.#log = opts.logger ?? (opts.quiet ? silentLogger : stderrLogger);
     let registry: ModelRegistry | undefined;
-    this.metrics = new ServerMetrics(() => registry, { defaultMetrics: opts.defaultMetrics ?? true });
+    // Models' Logger lines go to the server's log (verbose ones with logVerbose only).
+    this.metrics = new ServerMetrics(() => registry, { defaultMetrics: opts.defaultMetrics ?? true, modelLog: { logger: this.#log, verbose: opts.logVerbose ?? false } });
     this.registry = registry = new ModelRegistry({ repository: resolve(opts.repository), observer: this.metrics, logger: this.#log });
     // Region names are one namespace across both kinds, as in Triton.
     this.shm = new SystemSharedMemory(opts.allowClientShm ?? false, undefined, (name) => this.cudaShm.has(name));
