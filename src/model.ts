@@ -30,6 +30,8 @@ export {
   type ToDlpackOptions,
   type TransferredTensor,
 } from "./tensor.js";
+export { isModelReady, loadModel, unloadModel, type LoadModelOptions } from "./runtime/bls.js";
+export type { ExecOptions } from "./runtime/request.js";
 export { InferenceRequest, type InferenceRequestInit, type RequestParameter } from "./runtime/request.js";
 export { InferenceResponse, type InferenceResponseInit } from "./runtime/response.js";
 export { InferenceResponseSender, type SendOptions } from "./runtime/response-sender.js";

@@ -4,6 +4,8 @@
  *
  * @module
  */
+export { isModelReady, loadModel, unloadModel, type LoadModelOptions } from "./bls.js";
+export type { ExecOptions } from "./request.js";
 export { InferenceRequest, type InferenceRequestInit, type RequestParameter } from "./request.js";
 export { InferenceResponse, type InferenceResponseInit } from "./response.js";
 export { InferenceResponseSender, type SendOptions } from "./response-sender.js";

@@ -6,6 +6,7 @@
  * @module
  */
 import { modelConfigFromJson, type ModelConfig } from "./config.js";
+import { addBlsTarget } from "./bls.js";
 import { ServingError, errorMessage } from "./errors.js";
 import { ModelVersion, type RuntimeLogger } from "./model-version.js";
 import {
@@ -72,12 +73,15 @@ export class ModelRegistry {
   readonly #log: RuntimeLogger;
   readonly #models = new Map<string, ModelEntry>();
   #closed = false;
+  readonly #removeBlsTarget: () => void;
 
   /** @param opts - repository, observer, logger. */
   constructor(opts: ModelRegistryOptions) {
     this.repository = opts.repository;
     this.#observer = opts.observer;
     this.#log = opts.logger ?? silent;
+    // BLS calls made outside any model's context go to the newest registry (see bls.ts).
+    this.#removeBlsTarget = addBlsTarget(this);
   }
 
   /**
@@ -195,7 +199,7 @@ export class ModelRegistry {
             `model '${m.name}' version ${v} has no model file (${config.default_model_filename || "model.ts, model.mts, model.js or model.mjs"}) in ${dir}`,
           );
         }
-        const mv = new ModelVersion({ name: m.name, version: v, config, modelDir: m.dir, file, observer: this.#observer });
+        const mv = new ModelVersion({ name: m.name, version: v, config, modelDir: m.dir, file, observer: this.#observer, bls: this });
         await mv.load();
         fresh.push(mv);
       }
@@ -327,6 +331,7 @@ export class ModelRegistry {
   /** Unloads every model (finalising instances) and refuses further loads. */
   async close(): Promise<void> {
     this.#closed = true;
+    this.#removeBlsTarget();
     await Promise.all([...this.#models.keys()].map((n) => this.unload(n).catch((e) => this.#log.error(errorMessage(e)))));
   }
 }

@@ -10,6 +10,7 @@ import type { DType } from "../dtype.js";
 import type { Tensor } from "../tensor.js";
 import { configTypeToDtype, forceCpuOnlyInputs, instanceThreads, type ModelConfig, type ModelInputConfig, type ModelOutputConfig } from "./config.js";
 import { ServingError, errorMessage } from "./errors.js";
+import { runAsCaller, type BlsCaller, type BlsTarget } from "./bls.js";
 import { importModelClass } from "./loader.js";
 import type { Cancellation } from "./cancel.js";
 import { ModelError } from "./model-error.js";
@@ -107,6 +108,8 @@ export interface ModelVersionOptions {
    * {@link DEFAULT_MODEL_HOST}).
    */
   host?: ModelHost | undefined;
+  /** The registry that BLS calls of this model's instances go to (see bls.ts). */
+  bls?: BlsTarget | undefined;
 }
 
 /** What a request's response sender calls back into its model version with. */
@@ -205,6 +208,8 @@ interface Instance {
   model: TritonModel;
   busy: boolean;
   passive: boolean;
+  /** The BLS context its initialize() and execute() run in (when the version has a BLS target). */
+  caller: BlsCaller | undefined;
 }
 
 /** A request's error among a batch's results. */
@@ -278,6 +283,7 @@ export class ModelVersion {
   /** The context its model code runs in (Logger, MetricFamily): see model-context.ts. */
   readonly #ctx: ModelContext;
   readonly #runBatch = (inst: Instance, batch: Pending[]): void => this.#run(inst, batch);
+  readonly #bls: BlsTarget | undefined;
   readonly #instances: Instance[] = [];
   readonly #queue: Pending[] = [];
   readonly #inputs: Map<string, ModelInputConfig>;
@@ -306,6 +312,7 @@ export class ModelVersion {
     this.#modelDir = opts.modelDir;
     this.#observer = opts.observer;
     this.#ctx = { name: opts.name, version: opts.version, host: opts.host ?? (opts.observer as { modelHost?: ModelHost } | undefined)?.modelHost ?? DEFAULT_MODEL_HOST };
+    this.#bls = opts.bls;
     this.stats = new StatsRecorder(opts.name, opts.version);
     this.#inputs = new Map(opts.config.input.map((i) => [i.name, i]));
     this.#outputs = new Map(opts.config.output.map((o) => [o.name, o]));
@@ -333,6 +340,12 @@ export class ModelVersion {
   /** True when requests are accepted. */
   get ready(): boolean {
     return this.#state === "READY";
+  }
+
+  /** True when an instance could take a request now (the BLS self-call deadlock check asks). */
+  get hasIdleInstance(): boolean {
+    for (const i of this.#instances) if (!i.busy && !i.passive) return true;
+    return false;
   }
 
   /** Number of model instances. */
@@ -369,8 +382,10 @@ export class ModelVersion {
       const configJson = JSON.stringify(this.config);
       for (const p of plan) {
         let model: TritonModel;
+        const inst: Instance = { ...p, model: undefined as unknown as TritonModel, busy: false, caller: undefined };
+        if (this.#bls !== undefined) inst.caller = { target: this.#bls, version: this, instance: inst };
         if (cls === undefined) {
-          model = new ThreadInstance(this.file, `model '${this.name}' instance ${p.name}`);
+          model = new ThreadInstance(this.file, `model '${this.name}' instance ${p.name}`, inst.caller);
         } else {
           try {
             model = new cls() as TritonModel;
@@ -388,9 +403,11 @@ export class ModelVersion {
           model_version: String(this.version),
           model_name: this.name,
         };
+        inst.model = model;
         if (typeof model.initialize === "function") {
           try {
-            await model.initialize(args);
+            const m = model;
+            await (inst.caller === undefined ? m.initialize!(args) : runAsCaller(inst.caller, () => m.initialize!(args)));
           } catch (e) {
             await this.#finalizeAll();
             // A worker's message says which step failed (the import, the constructor or initialize()).
@@ -398,7 +415,7 @@ export class ModelVersion {
             throw new ServingError("ERR_MODEL_LOAD", `${what} failed: ${errorMessage(e)}`, { cause: e });
           }
         }
-        this.#instances.push({ ...p, model, busy: false });
+        this.#instances.push(inst);
       }
       if (!this.#instances.some((i) => !i.passive)) {
         // Only passive instances: nothing will serve, but Triton still loads it.
@@ -779,7 +796,8 @@ export class ModelVersion {
     const inputNs = Number(inferStart - start);
     let responses: unknown;
     try {
-      responses = inst.model.execute(requests);
+      const c = inst.caller;
+      responses = c === undefined ? inst.model.execute(requests) : runAsCaller(c, () => inst.model.execute(requests));
     } catch (e) {
       try {
         this.#executeFailed(inst, batch, start, inputNs, inferStart, e);

@@ -4,7 +4,9 @@
  * @module
  */
 import type { Tensor } from "../tensor.js";
+import { execOnce, execStream } from "./bls.js";
 import { ModelError } from "./model-error.js";
+import type { InferenceResponse } from "./response.js";
 import type { InferenceResponseSender } from "./response-sender.js";
 
 /** A request parameter value (KServe v2 allows string, number and boolean). */
@@ -22,8 +24,16 @@ export interface InferenceRequestInit {
   parameters?: Record<string, RequestParameter>;
   /** The model the request is for. */
   modelName?: string;
-  /** The model version the request is for. */
+  /** The model version the request is for (absent or 0: the newest ready one, for {@link InferenceRequest.exec}). */
   modelVersion?: number;
+  /** For {@link InferenceRequest.exec}: cancel the call after this many milliseconds (an `UNAVAILABLE` error response). */
+  timeoutMs?: number;
+}
+
+/** Options of {@link InferenceRequest.exec}. */
+export interface ExecOptions {
+  /** Call a decoupled model: an async iterable of every response, the last one final (possibly empty). */
+  decoupled?: boolean;
 }
 
 /**
@@ -65,6 +75,8 @@ export class InferenceRequest {
   readonly modelName: string;
   /** The model version this request is for. */
   readonly modelVersion: number;
+  /** For {@link exec}: the call's timeout in milliseconds (0: none). */
+  readonly timeoutMs: number;
 
   /**
    * @param init - inputs and metadata.
@@ -81,6 +93,50 @@ export class InferenceRequest {
     this.parameters = p !== undefined && Object.isFrozen(p) ? p : Object.freeze({ ...p });
     this.modelName = init.modelName ?? "";
     this.modelVersion = init.modelVersion ?? 0;
+    this.timeoutMs = init.timeoutMs ?? 0;
+  }
+
+  /**
+   * Business Logic Scripting (Triton's `request.exec()`): runs this request
+   * on the model it names (`modelName`, `modelVersion`), in process, through
+   * the same scheduler and statistics as a client's request. The input
+   * tensors are passed as they are (no copy); the response's output tensors
+   * are the callee's.
+   *
+   * Errors do not throw: the response carries them (`response.hasError()`,
+   * `response.error`): a model that is not ready (`Model m - Error when
+   * running inference: Failed for execute the inference request. Model 'm'
+   * is not ready.`), a request that does not fit its config, a decoupled
+   * model called without `{ decoupled: true }`, or the callee's own error.
+   *
+   * **Deadlock**: a model that calls itself (or models that call each other
+   * in a cycle) can wait forever for an instance busy waiting for it.
+   * The direct case — `exec()` on the caller's own model version from
+   * inside its `execute()` while every instance of it is busy — is answered
+   * with an `UNAVAILABLE` error response instead; cycles through other
+   * models are not detected.
+   *
+   * @example
+   * ```ts
+   * const r = await new InferenceRequest({ modelName: "add_sub", inputs: [a, b], requestedOutputNames: ["OUTPUT0"] }).exec();
+   * if (r.hasError()) throw r.error;
+   * for await (const part of new InferenceRequest({ modelName: "repeat", inputs: [x] }).exec({ decoupled: true })) { ... }
+   * ```
+   */
+  exec(): Promise<InferenceResponse>;
+  exec(opts: ExecOptions & { decoupled: true }): AsyncIterable<InferenceResponse>;
+  exec(opts?: ExecOptions): Promise<InferenceResponse> | AsyncIterable<InferenceResponse>;
+  exec(opts?: ExecOptions): Promise<InferenceResponse> | AsyncIterable<InferenceResponse> {
+    const call = {
+      modelName: this.modelName,
+      modelVersion: this.modelVersion > 0 ? this.modelVersion : undefined,
+      inputs: this.#inputs,
+      requestedOutputNames: this.#requested,
+      requestId: this.requestId,
+      parameters: { ...this.parameters },
+      timeoutMs: this.timeoutMs > 0 ? this.timeoutMs : undefined,
+    };
+    return opts?.decoupled === true ? execStream(call) : execOnce(call);
   }
 
   /** The input tensors, in the order the client sent them. */

@@ -18,7 +18,21 @@ import { importModelClass } from "./loader.js";
 import type { RequestControl } from "./request.js";
 import { InferenceResponseSender, senderDroppedError, type ResponseChannel } from "./response-sender.js";
 import type { InferenceResponse } from "./response.js";
-import { errorToWire, requestFromWire, responseToWire, resultToWire, type WireRequest, type WireSend } from "./thread-wire.js";
+import { setBlsExecutor } from "./bls.js";
+import {
+  errorFromWire,
+  errorToWire,
+  requestFromWire,
+  responseFromWire,
+  responseToWire,
+  resultToWire,
+  toWire,
+  type WireBlsCall,
+  type WireBlsControl,
+  type WireBlsReply,
+  type WireRequest,
+  type WireSend,
+} from "./thread-wire.js";
 import type { InitializeArgs, TritonModel } from "./types.js";
 import { setModelForwarder, type ForwardedOp } from "./model-context.js";
 
@@ -161,10 +175,60 @@ async function handle(m: ToWorker): Promise<void> {
   }
 }
 
+// BLS calls of the model go to the serving thread, which runs them in this instance's context.
+let nextBls = 0;
+const blsCalls = new Map<number, (r: InferenceResponse, final: boolean) => void>();
+const blsControls = new Map<number, { resolve(v: boolean | undefined): void; reject(e: Error): void }>();
+setBlsExecutor({
+  exec(call, decoupled, onResponse) {
+    const bls = ++nextBls;
+    blsCalls.set(bls, onResponse);
+    const m: WireBlsCall = {
+      op: "bls",
+      bls,
+      decoupled,
+      modelName: call.modelName,
+      modelVersion: call.modelVersion,
+      inputs: call.inputs.map(toWire),
+      requested: call.requestedOutputNames,
+      requestId: call.requestId,
+      parameters: call.parameters,
+      timeoutMs: call.timeoutMs,
+    };
+    port.postMessage(m);
+  },
+  control(control) {
+    const bls = ++nextBls;
+    return new Promise((resolve, reject) => {
+      blsControls.set(bls, { resolve, reject });
+      port.postMessage({ op: "bls-control", bls, control } satisfies WireBlsControl);
+    });
+  },
+});
+
+function blsReply(m: WireBlsReply): void {
+  if (m.op === "bls-response") {
+    const on = blsCalls.get(m.bls);
+    if (on === undefined) return;
+    if (m.final) blsCalls.delete(m.bls);
+    on(responseFromWire(m.response) as InferenceResponse, m.final);
+    return;
+  }
+  const w = blsControls.get(m.bls);
+  if (w === undefined) return;
+  blsControls.delete(m.bls);
+  if (m.error !== undefined) w.reject(errorFromWire(m.error));
+  else w.resolve(m.value);
+}
+
 // One message at a time, in order, as an in-thread instance runs one execute() at a time;
 // a cancel at once, since the execute() it is about may be running.
 let chain: Promise<void> = Promise.resolve();
-port.on("message", (m: ToWorker) => {
+port.on("message", (m: ToWorker | WireBlsReply) => {
+  if (m.op === "bls-response" || m.op === "bls-control-reply") {
+    blsReply(m);
+    return;
+  }
   if (m.op === "cancel") {
     const r = calls.get(m.call)?.[m.index];
     if (r !== undefined) r.cancelled = true;

@@ -21,7 +21,21 @@
 import { existsSync } from "node:fs";
 import { Worker } from "node:worker_threads";
 
-import { errorFromWire, requestToWire, responseFromWire, resultFromWire, type WireError, type WireSend } from "./thread-wire.js";
+import {
+  errorFromWire,
+  errorToWire,
+  fromWire,
+  requestToWire,
+  responseFromWire,
+  responseToWire,
+  resultFromWire,
+  type WireBlsCall,
+  type WireBlsControl,
+  type WireBlsReply,
+  type WireError,
+  type WireSend,
+} from "./thread-wire.js";
+import { localExecutor, type BlsCaller } from "./bls.js";
 import type { ExecuteReply, ToWorker, WorkerStart } from "./thread-instance-worker.js";
 import { requestControl, type InferenceRequest } from "./request.js";
 import { InferenceResponse } from "./response.js";
@@ -84,10 +98,12 @@ export class ThreadInstance implements TritonModel {
    *
    * @param file - the model file.
    * @param label - names the instance in errors (`model 'm' instance m_0`).
+   * @param caller - the BLS context the worker's BLS calls run in, here in the serving thread (see bls.ts).
    */
   constructor(
     file: string,
     readonly label: string,
+    readonly caller?: BlsCaller,
   ) {
     this.#worker = startWorker({ file });
     // A loaded model must not keep the process alive on its own; the server does.
@@ -98,9 +114,11 @@ export class ThreadInstance implements TritonModel {
     this.#worker.on("message", (m: { model?: ForwardedOp }) => {
       if (m.model !== undefined && ctx !== undefined) runInModel(ctx, handleForwardedOp, m.model);
     });
-    this.#worker.on("message", (m: { id: number; value?: unknown; error?: WireError } | WireSend) => {
+    this.#worker.on("message", (m: { id: number; value?: unknown; error?: WireError } | WireSend | WireBlsCall | WireBlsControl) => {
       if ("op" in m) {
-        this.#send(m);
+        if (m.op === "send") this.#send(m);
+        else if (m.op === "bls") this.#bls(m);
+        else this.#blsControl(m);
         return;
       }
       const w = this.#waiting.get(m.id);
@@ -128,6 +146,39 @@ export class ThreadInstance implements TritonModel {
       });
       this.#forget(id, call);
     }
+  }
+
+  /** A BLS call of the model in the worker: run here, in the instance's context; each response goes back. */
+  #bls(m: WireBlsCall): void {
+    const post = (r: WireBlsReply): void => {
+      if (this.#gone === undefined) this.#worker.postMessage(r);
+    };
+    localExecutor(this.caller).exec(
+      {
+        modelName: m.modelName,
+        modelVersion: m.modelVersion,
+        inputs: m.inputs.map(fromWire),
+        requestedOutputNames: m.requested,
+        requestId: m.requestId,
+        parameters: m.parameters,
+        timeoutMs: m.timeoutMs,
+      },
+      m.decoupled,
+      (r, final) => post({ op: "bls-response", bls: m.bls, response: responseToWire(r), final }),
+    );
+  }
+
+  /** A model loading API call of the model in the worker. */
+  #blsControl(m: WireBlsControl): void {
+    const post = (r: WireBlsReply): void => {
+      if (this.#gone === undefined) this.#worker.postMessage(r);
+    };
+    localExecutor(this.caller)
+      .control(m.control)
+      .then(
+        (value) => post({ op: "bls-control-reply", bls: m.bls, value, error: undefined }),
+        (e: unknown) => post({ op: "bls-control-reply", bls: m.bls, value: undefined, error: errorToWire(e) }),
+      );
   }
 
   /** A send() in the worker, passed to the serving thread's sender of the same request. */

@@ -145,3 +145,34 @@ export interface WireSend {
   readonly response: WireResponse | undefined;
   readonly final: boolean;
 }
+
+/**
+ * A BLS call from a model in the worker (see bls.ts), to the serving
+ * thread, which runs it in the instance's context; the inputs are handed
+ * over as execute()'s are.
+ */
+export interface WireBlsCall {
+  readonly op: "bls";
+  /** The call's id in the worker. */
+  readonly bls: number;
+  readonly decoupled: boolean;
+  readonly modelName: string;
+  readonly modelVersion: number | undefined;
+  readonly inputs: WireTensor[];
+  readonly requested: string[];
+  readonly requestId: string;
+  readonly parameters: Record<string, RequestParameter>;
+  readonly timeoutMs: number | undefined;
+}
+
+/** A model loading API call from the worker (`isModelReady`, `loadModel`, `unloadModel`). */
+export interface WireBlsControl {
+  readonly op: "bls-control";
+  readonly bls: number;
+  readonly control: { op: "isReady"; name: string; version?: number | undefined } | { op: "load"; name: string; config?: unknown } | { op: "unload"; name: string };
+}
+
+/** The serving thread's answers to a worker's BLS calls. */
+export type WireBlsReply =
+  | { readonly op: "bls-response"; readonly bls: number; readonly response: WireResponse; readonly final: boolean }
+  | { readonly op: "bls-control-reply"; readonly bls: number; readonly value: boolean | undefined; readonly error: WireError | undefined };

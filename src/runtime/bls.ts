@@ -1,0 +1,358 @@
+/**
+ * Business Logic Scripting (BLS): a model calls other models in process,
+ * the way Triton's Python backend lets `execute()` run
+ * `pb_utils.InferenceRequest(...).exec()`, and the model loading API
+ * (`isModelReady`, `loadModel`, `unloadModel`) a model may use.
+ *
+ * The runtime does not import the server: the process's {@link ModelRegistry}
+ * registers itself as a {@link BlsTarget}. Which registry a call goes to:
+ *
+ * - the one that runs the calling model. Each instance's `initialize()` and
+ *   `execute()` run inside an `AsyncLocalStorage` context that names its
+ *   registry, its model version and the instance; the context follows the
+ *   model's awaits, timers and callbacks, so a call made after an `await` in
+ *   an async `execute()`, or from a timer a decoupled model set, still goes
+ *   to the right registry (several registries in one process, as in the
+ *   tests, do not mix). The request's own control cannot carry it: a BLS
+ *   request is made by the model, not the runtime.
+ * - outside any model's context (a script, a test), the last registry made
+ *   in the process that is not closed ({@link addBlsTarget}).
+ * - in an instance thread (`TENSORBRIDGE_INSTANCE_THREADS`), the worker
+ *   installs its own executor ({@link setBlsExecutor}) that posts the call
+ *   to the serving thread, which runs it here in the instance's context.
+ *
+ * Calls go through {@link ModelVersion.submit} / `submitStream`: the same
+ * validation, scheduler, batching and statistics as a client's request.
+ * Tensors are passed as they are (no copy); output tensors come back as the
+ * callee returned them.
+ *
+ * Deadlock (Triton warns of it too): a model that calls itself, or a cycle
+ * of models that call each other, waits for an instance that is busy
+ * waiting for it. The direct case (a model's `exec()` targets its own model
+ * version, from inside its `execute()`, while every instance of it is busy)
+ * is answered with an `UNAVAILABLE` error response instead of a hang;
+ * longer cycles are not detected (give such models enough instances, or a
+ * `timeoutMs`).
+ *
+ * @module
+ */
+import { AsyncLocalStorage } from "node:async_hooks";
+
+import type { Tensor } from "../tensor.js";
+import { Cancellation } from "./cancel.js";
+import { ServingError } from "./errors.js";
+import { ModelError } from "./model-error.js";
+import type { InferInput, InferOutput, ModelVersion } from "./model-version.js";
+import type { RequestParameter } from "./request.js";
+import { InferenceResponse } from "./response.js";
+
+/** What a BLS call reaches: the registry of the serving process (ModelRegistry implements it). */
+export interface BlsTarget {
+  /** The model version that serves a request (throws a ServingError when there is none). */
+  get(name: string, version?: number | string): ModelVersion;
+  /** True when the model (version) is ready. */
+  isReady(name: string, version?: number | string): boolean;
+  /** Loads or reloads a model. */
+  load(name: string, opts?: { config?: unknown }): Promise<void>;
+  /** Unloads a model. */
+  unload(name: string): Promise<void>;
+}
+
+/** Where a model's code runs: its registry, its model version and its instance. */
+export interface BlsCaller {
+  /** The registry that runs the model. */
+  readonly target: BlsTarget;
+  /** The calling model version. */
+  readonly version: ModelVersion;
+  /** The calling instance: `busy` while its execute() runs. */
+  readonly instance: { readonly busy: boolean; readonly name: string };
+}
+
+/** One BLS call as the executor takes it. */
+export interface BlsCall {
+  modelName: string;
+  modelVersion?: number | undefined;
+  inputs: Tensor[];
+  requestedOutputNames: string[];
+  requestId: string;
+  parameters: Record<string, RequestParameter>;
+  timeoutMs?: number | undefined;
+}
+
+/** Model loading API calls, as an executor takes them. */
+export type BlsControl =
+  | { op: "isReady"; name: string; version?: number | undefined }
+  | { op: "load"; name: string; config?: unknown }
+  | { op: "unload"; name: string };
+
+/**
+ * Runs BLS calls. The serving thread's executor is built in; an instance
+ * thread installs one that posts to the serving thread.
+ */
+export interface BlsExecutor {
+  /** Runs a call; `final` is true on the last response (which may be empty). Never throws. */
+  exec(call: BlsCall, decoupled: boolean, onResponse: (r: InferenceResponse, final: boolean) => void): void;
+  /** Runs a model loading API call. */
+  control(c: BlsControl): Promise<boolean | undefined>;
+}
+
+const scope = new AsyncLocalStorage<BlsCaller>();
+/** The registries of the process that are not closed, oldest first. */
+const live: BlsTarget[] = [];
+
+/**
+ * Adds a registry to those of the process (ModelRegistry's constructor
+ * does): BLS calls made outside any model's context go to the newest one
+ * that is not closed.
+ *
+ * @returns a function that removes it (ModelRegistry.close calls it).
+ */
+export function addBlsTarget(target: BlsTarget): () => void {
+  live.push(target);
+  return () => {
+    const i = live.lastIndexOf(target);
+    if (i >= 0) live.splice(i, 1);
+  };
+}
+
+/** Runs `fn` (an instance's initialize() or execute()) in the caller context `c`. */
+export function runAsCaller<T>(c: BlsCaller, fn: () => T): T {
+  return scope.run(c, fn);
+}
+
+/** The context of the model code running now, if any. */
+export function currentCaller(): BlsCaller | undefined {
+  return scope.getStore();
+}
+
+/** The prefix Triton's request executor puts on an error raised before the request runs. */
+const failedPrefix = (model: string): string => `Model ${model} - Error when running inference: `;
+
+/** An error response for a call refused before it ran (Triton's words). */
+function refused(model: string, e: unknown, code?: ModelError["code"]): InferenceResponse {
+  const err = ModelError.from(e);
+  return new InferenceResponse({ error: new ModelError(failedPrefix(model) + err.message, code ?? err.code) });
+}
+
+/**
+ * The serving thread's executor: the registry of the caller's context (or
+ * the default one), ModelVersion.submit / submitStream. `caller` overrides
+ * the context (the serving side of a thread instance passes its own).
+ */
+export function localExecutor(caller?: BlsCaller): BlsExecutor {
+  return {
+    exec: (call, decoupled, onResponse) => execLocal(caller ?? scope.getStore(), call, decoupled, onResponse),
+    control: (c) => controlLocal(caller ?? scope.getStore(), c),
+  };
+}
+
+function targetOf(caller: BlsCaller | undefined): BlsTarget | undefined {
+  return caller?.target ?? live.at(-1);
+}
+
+const toOut = (o: InferOutput): InferenceResponse => new InferenceResponse({ outputTensors: o.outputs });
+
+function execLocal(caller: BlsCaller | undefined, call: BlsCall, decoupled: boolean, onResponse: (r: InferenceResponse, final: boolean) => void): void {
+  const name = call.modelName;
+  const target = targetOf(caller);
+  const version = call.modelVersion !== undefined && call.modelVersion > 0 ? call.modelVersion : undefined;
+  let mv: ModelVersion;
+  try {
+    if (target === undefined) throw new ModelError("no model registry runs in this process", "UNAVAILABLE");
+    if (!target.isReady(name, version)) throw new ModelError(`Failed for execute the inference request. Model '${name}' is not ready.`, "UNAVAILABLE");
+    mv = target.get(name, version);
+  } catch (e) {
+    onResponse(refused(name, e), true);
+    return;
+  }
+  if (mv.decoupled && !decoupled) {
+    onResponse(
+      refused(
+        name,
+        new ModelError(
+          `Model ${name} is using the decoupled. The current BLS request call doesn't support models using the decoupled transaction policy. Please use 'decoupled=True' argument to the 'exec' or 'async_exec' calls for decoupled models.'`,
+          "UNSUPPORTED",
+        ),
+      ),
+      true,
+    );
+    return;
+  }
+  if (caller !== undefined && caller.version === mv && caller.instance.busy && !mv.hasIdleInstance) {
+    onResponse(
+      refused(
+        name,
+        new ModelError(
+          `deadlock: model '${name}' version ${mv.version} calls itself from instance ${caller.instance.name} while every instance of it is busy; ` +
+            "the call would wait forever for an instance (give the model more instances, or do not call it from itself)",
+          "UNAVAILABLE",
+        ),
+      ),
+      true,
+    );
+    return;
+  }
+  const input: InferInput = { inputs: call.inputs, outputs: call.requestedOutputNames, id: call.requestId, parameters: call.parameters };
+  let timer: NodeJS.Timeout | undefined;
+  if (call.timeoutMs !== undefined && call.timeoutMs > 0) {
+    // At the timeout the call ends with an error (whatever the callee sends
+    // later is dropped) and the callee's request is cancelled: dropped if it
+    // is still queued, `isCancelled()` if it runs.
+    const c = new Cancellation();
+    input.cancellation = c;
+    const ms = call.timeoutMs;
+    timer = setTimeout(() => {
+      timer = undefined;
+      end(new InferenceResponse({ error: new ModelError(`Request timeout expired (BLS call to model '${name}' after ${ms} ms)`, "UNAVAILABLE") }), true);
+      c.cancel();
+    }, ms);
+  }
+  // The runtime's refusals while submit() runs (before the request is
+  // queued: a wrong input, a model not ready) are Triton's "refused" errors,
+  // with its prefix; the callee's own errors (a model that fails
+  // synchronously fails inside submit() too) are passed on as they are.
+  let submitting = true;
+  let ended = false;
+  const errOut = (e: unknown): InferenceResponse => {
+    if (submitting && e instanceof ServingError && (e.code === "ERR_INVALID_REQUEST" || e.code === "ERR_MODEL_UNAVAILABLE")) return refused(name, e);
+    return new InferenceResponse({ error: ModelError.from(e) });
+  };
+  const end = (r: InferenceResponse, final: boolean): void => {
+    if (ended) return;
+    if (final) {
+      ended = true;
+      if (timer !== undefined) clearTimeout(timer);
+    }
+    onResponse(r, final);
+  };
+  try {
+    if (decoupled) {
+      mv.submitStream(input, {
+        response: (o, final) => end(toOut(o), final),
+        error: (e, final) => end(errOut(e), final),
+        complete: () => end(new InferenceResponse(), true),
+      });
+    } else {
+      mv.submit(input, { resolve: (o) => end(toOut(o), true), reject: (e) => end(errOut(e), true) });
+    }
+  } catch (e) {
+    end(refused(name, e), true);
+  } finally {
+    submitting = false;
+  }
+}
+
+async function controlLocal(caller: BlsCaller | undefined, c: BlsControl): Promise<boolean | undefined> {
+  const target = targetOf(caller);
+  if (c.op === "isReady") return target !== undefined && target.isReady(c.name, c.version !== undefined && c.version > 0 ? c.version : undefined);
+  // There is no model-control mode yet: models may always load and unload (Triton requires --model-control-mode=explicit).
+  if (target === undefined) throw new ModelError(`cannot ${c.op} model '${c.name}': no model registry runs in this process`, "UNAVAILABLE");
+  try {
+    if (c.op === "load") await target.load(c.name, c.config === undefined ? {} : { config: c.config });
+    else await target.unload(c.name);
+  } catch (e) {
+    throw ModelError.from(e);
+  }
+  return undefined;
+}
+
+let executor: BlsExecutor = localExecutor();
+
+/** Installs the executor of this thread (an instance thread's worker posts calls to the serving thread). */
+export function setBlsExecutor(e: BlsExecutor): void {
+  executor = e;
+}
+
+/** The executor of this thread. */
+export function blsExecutor(): BlsExecutor {
+  return executor;
+}
+
+/**
+ * Runs a BLS call and resolves with its one response (an error response
+ * rather than a rejection).
+ */
+export function execOnce(call: BlsCall): Promise<InferenceResponse> {
+  return new Promise((resolve) => {
+    try {
+      executor.exec(call, false, (r, final) => {
+        if (final) resolve(r);
+      });
+    } catch (e) {
+      resolve(new InferenceResponse({ error: ModelError.from(e) }));
+    }
+  });
+}
+
+/** Runs a BLS call on a decoupled model: every response, the last one final (possibly empty). */
+export function execStream(call: BlsCall): AsyncIterable<InferenceResponse> {
+  const queue: InferenceResponse[] = [];
+  let done = false;
+  let wake: (() => void) | undefined;
+  try {
+    executor.exec(call, true, (r, final) => {
+      if (done) return;
+      queue.push(r);
+      if (final) done = true;
+      const w = wake;
+      wake = undefined;
+      w?.();
+    });
+  } catch (e) {
+    queue.push(new InferenceResponse({ error: ModelError.from(e) }));
+    done = true;
+  }
+  return {
+    async *[Symbol.asyncIterator]() {
+      for (;;) {
+        if (queue.length > 0) {
+          yield queue.shift()!;
+          continue;
+        }
+        if (done) return;
+        await new Promise<void>((r) => (wake = r));
+      }
+    },
+  };
+}
+
+/**
+ * Whether a model (version) is ready to serve (Triton's
+ * `pb_utils.is_model_ready(model_name, model_version)`).
+ */
+export async function isModelReady(name: string, version?: number | string): Promise<boolean> {
+  const v = version === undefined || version === "" ? undefined : Number(version);
+  return (await executor.control({ op: "isReady", name, version: v })) === true;
+}
+
+/** Options of {@link loadModel}. */
+export interface LoadModelOptions {
+  /** A config (Triton JSON form, object or JSON string) to load the model with instead of its config.pbtxt. */
+  config?: unknown;
+  /** Model files given with the load: not supported (an `UNSUPPORTED` ModelError). */
+  files?: Record<string, unknown>;
+}
+
+/**
+ * Loads (or reloads) a model of the repository (Triton's
+ * `pb_utils.load_model(model_name, config, files)`). There is no
+ * model-control mode yet, so a model may always load others.
+ *
+ * @throws {ModelError} `UNSUPPORTED` when `files` is given; the load's error
+ * (`NOT_FOUND`, `INVALID_ARG`…) when it fails.
+ */
+export async function loadModel(name: string, opts: LoadModelOptions = {}): Promise<void> {
+  if (opts.files !== undefined && opts.files !== null && Object.keys(opts.files).length > 0) {
+    throw new ModelError(`loadModel('${name}'): loading a model with files is not supported`, "UNSUPPORTED");
+  }
+  await executor.control({ op: "load", name, config: typeof opts.config === "string" ? opts.config : opts.config === undefined ? undefined : JSON.stringify(opts.config) });
+}
+
+/**
+ * Unloads a model (Triton's `pb_utils.unload_model(model_name)`).
+ *
+ * @throws {ModelError} the unload's error (`NOT_FOUND` for a model the repository does not have).
+ */
+export async function unloadModel(name: string): Promise<void> {
+  await executor.control({ op: "unload", name });
+}
