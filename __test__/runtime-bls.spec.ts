@@ -10,6 +10,7 @@
 import test from "ava";
 
 import { ModelError } from "../src/runtime/model-error.js";
+import { ModelRegistry } from "../src/runtime/model-registry.js";
 import type { InferInput, InferOutput } from "../src/runtime/model-version.js";
 import { InferenceRequest } from "../src/runtime/request.js";
 import { Tensor } from "../src/tensor.js";
@@ -241,5 +242,20 @@ test.serial("timeoutMs ends a call with an error response, queued or running", a
   t.false(ok.hasError());
   t.deepEqual(Array.from(ok.outputTensorByName("OUT")!.data() as Int32Array), [7]);
   t.is(reg.get("plain").stats.snapshot().inference_stats.fail.count, 1, "the queued one was dropped as cancelled");
+  await reg.close();
+});
+
+test("a registry with modelControl: false refuses loadModel and unloadModel from models, with a clear error", async (t) => {
+  const first = await loadModels({ add_sub: ADD_SUB, caller: CALLER() });
+  await first.reg.close();
+  const reg = new ModelRegistry({ repository: first.repo, modelControl: false });
+  t.deepEqual(await reg.loadAll(), []);
+  for (const mode of ["load", "unload"]) {
+    const e = await failure(reg.get("caller").infer(call({ parameters: { mode } })));
+    t.is(e.code, "UNSUPPORTED");
+    t.is(e.message, `cannot ${mode} model 'add_sub': loading and unloading models from a model is not allowed by this server (model control is off)`);
+  }
+  t.true(reg.isReady("add_sub"), "nothing was unloaded");
+  t.is(out(await reg.get("caller").infer(call({ parameters: { mode: "ready" } })), "OUTPUT0")[0], 1, "isModelReady still answers");
   await reg.close();
 });

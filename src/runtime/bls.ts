@@ -56,6 +56,8 @@ export interface BlsTarget {
   load(name: string, opts?: { config?: unknown }): Promise<void>;
   /** Unloads a model. */
   unload(name: string): Promise<void>;
+  /** False when models may not load or unload models (`loadModel` / `unloadModel` are refused); absent means allowed. */
+  readonly modelControl?: boolean;
 }
 
 /** Where a model's code runs: its registry, its model version and its instance. */
@@ -245,8 +247,12 @@ function execLocal(caller: BlsCaller | undefined, call: BlsCall, decoupled: bool
 async function controlLocal(caller: BlsCaller | undefined, c: BlsControl): Promise<boolean | undefined> {
   const target = targetOf(caller);
   if (c.op === "isReady") return target !== undefined && target.isReady(c.name, c.version !== undefined && c.version > 0 ? c.version : undefined);
-  // There is no model-control mode yet: models may always load and unload (Triton requires --model-control-mode=explicit).
+  // There is no model-control mode flag yet: models may load and unload unless the registry says
+  // otherwise (ModelRegistryOptions.modelControl); Triton requires --model-control-mode=explicit.
   if (target === undefined) throw new ModelError(`cannot ${c.op} model '${c.name}': no model registry runs in this process`, "UNAVAILABLE");
+  if (target.modelControl === false) {
+    throw new ModelError(`cannot ${c.op} model '${c.name}': loading and unloading models from a model is not allowed by this server (model control is off)`, "UNSUPPORTED");
+  }
   try {
     if (c.op === "load") await target.load(c.name, c.config === undefined ? {} : { config: c.config });
     else await target.unload(c.name);

@@ -43,6 +43,12 @@ export interface ModelRegistryOptions {
   observer?: InferenceObserver;
   /** Where load/unload messages go (default: silent). */
   logger?: RuntimeLogger;
+  /**
+   * Whether models may load and unload models (`loadModel` / `unloadModel`
+   * from a model, see bls.ts); default true, as there is no model-control
+   * mode flag yet.
+   */
+  modelControl?: boolean;
 }
 
 /** Options of {@link ModelRegistry.load}. */
@@ -73,6 +79,8 @@ export class ModelRegistry {
   readonly #log: RuntimeLogger;
   readonly #models = new Map<string, ModelEntry>();
   #closed = false;
+  /** Whether models may load and unload models (see {@link ModelRegistryOptions.modelControl}). */
+  readonly modelControl: boolean;
   readonly #removeBlsTarget: () => void;
 
   /** @param opts - repository, observer, logger. */
@@ -80,6 +88,7 @@ export class ModelRegistry {
     this.repository = opts.repository;
     this.#observer = opts.observer;
     this.#log = opts.logger ?? silent;
+    this.modelControl = opts.modelControl ?? true;
     // BLS calls made outside any model's context go to the newest registry (see bls.ts).
     this.#removeBlsTarget = addBlsTarget(this);
   }

@@ -13,7 +13,9 @@
  *
  * Responses sent through a response sender in the worker go to the serving
  * thread's sender of the same request, so they are checked and counted as
- * an in-thread model's are; a cancel reaches the worker's request. A
+ * an in-thread model's are; a cancel reaches the worker's request. BLS calls
+ * (`request.exec()`, `loadModel`…, see bls.ts) made in the worker are
+ * posted here and run in the instance's context; their responses go back. A
  * worker that dies ends its requests still open with an `INTERNAL` error.
  *
  * @module
