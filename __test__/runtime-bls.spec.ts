@@ -14,7 +14,7 @@ import { ModelRegistry } from "../src/runtime/model-registry.js";
 import type { InferInput, InferOutput } from "../src/runtime/model-version.js";
 import { InferenceRequest } from "../src/runtime/request.js";
 import { Tensor } from "../src/tensor.js";
-import { ADD_SUB, CALLER, FAILING, PROBE, blsHarness } from "./fixtures/runtime-bls.js";
+import { ADD_SUB, CALLER, FAILING, PROBE, TICKER, blsHarness } from "./fixtures/runtime-bls.js";
 import { DECOUPLED, IN, PLAIN, cleanupModels, closeGate, loadModels } from "./fixtures/runtime-decoupled.js";
 import { cleanupRepos, http, makeRepo, startTestServer } from "./server-helpers.js";
 
@@ -183,7 +183,7 @@ test.serial("each registry's models call into their own registry", async (t) => 
 });
 
 test("a model in an instance thread calls models of the serving thread (unary, decoupled, errors, loading API)", async (t) => {
-  const { reg } = await loadModels({ add_sub: ADD_SUB, d: DECOUPLED(), caller: CALLER({ threads: true }) });
+  const { reg } = await loadModels({ add_sub: ADD_SUB, d: DECOUPLED(), ticker: TICKER, caller: CALLER({ threads: true }) });
   const caller = reg.get("caller");
   const o = await caller.infer(call({}));
   t.deepEqual(out(o, "OUTPUT0"), [11, 22, 33, 44]);
@@ -191,6 +191,10 @@ test("a model in an instance thread calls models of the serving thread (unary, d
   t.is(reg.get("add_sub").stats.snapshot().inference_stats.success.count, 1);
   const s = await caller.infer(call({ inputs: inputs([4, 5, 6, 7]), parameters: { mode: "stream", target: "d" } }));
   t.deepEqual(out(s, "OUTPUT0"), [5, 1, 22, 0]);
+  // Cancelled from the worker: the serving thread's callee sees it and ends CANCELLED.
+  const c = await caller.infer(call({ inputs: inputs([21, 0, 0, 0]), parameters: { mode: "stream", target: "ticker", cancel_after: 3 } }));
+  t.is(out(c, "OUTPUT1")[1], 1, "the last response is a CANCELLED error");
+  t.true(blsHarness().tickerStopped.has(21), "the callee saw the cancel");
   const missing = await failure(caller.infer(call({ parameters: { target: "no_such_model" } })));
   t.is(missing.message, "Model no_such_model - Error when running inference: Failed for execute the inference request. Model 'no_such_model' is not ready.");
   const self = await failure(caller.infer(call({ parameters: { mode: "self" } })));
@@ -257,5 +261,25 @@ test("a registry with modelControl: false refuses loadModel and unloadModel from
   }
   t.true(reg.isReady("add_sub"), "nothing was unloaded");
   t.is(out(await reg.get("caller").infer(call({ parameters: { mode: "ready" } })), "OUTPUT0")[0], 1, "isModelReady still answers");
+  await reg.close();
+});
+
+test("cancel() on exec({ decoupled: true }) cancels the callee's request; so does leaving the loop early", async (t) => {
+  const h = blsHarness();
+  const { reg } = await loadModels({ ticker: TICKER, caller: CALLER() });
+  const caller = reg.get("caller");
+  const c = await caller.infer(call({ inputs: inputs([11, 0, 0, 0]), parameters: { mode: "stream", target: "ticker", cancel_after: 3 } }));
+  const [n, , , errors] = out(c, "OUTPUT0");
+  t.is(errors, 1);
+  t.is(out(c, "OUTPUT1")[1], 1, "the iterator ends with a CANCELLED error");
+  t.true(n! >= 4 && n! < 50, `${n} responses`);
+  t.true(h.tickerStopped.has(11));
+  const b = await caller.infer(call({ inputs: inputs([12, 0, 0, 0]), parameters: { mode: "stream", target: "ticker", break_after: 2 } }));
+  t.is(out(b, "OUTPUT0")[0], 2);
+  for (let i = 0; i < 100 && !h.tickerStopped.has(12); i++) await new Promise((r) => setTimeout(r, 5));
+  t.true(h.tickerStopped.has(12), "break cancels the call");
+  t.true(h.tickerStopped.get(12)! < 50);
+  const st = reg.get("ticker").stats.snapshot().inference_stats;
+  t.is(st.fail.count, 2, "both cancelled requests are failures in the callee's statistics");
   await reg.close();
 });

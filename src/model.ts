@@ -30,7 +30,7 @@ export {
   type ToDlpackOptions,
   type TransferredTensor,
 } from "./tensor.js";
-export { isModelReady, loadModel, unloadModel, type LoadModelOptions } from "./runtime/bls.js";
+export { isModelReady, loadModel, unloadModel, type LoadModelOptions, type ResponseIterator } from "./runtime/bls.js";
 export type { ExecOptions } from "./runtime/request.js";
 export { InferenceRequest, type InferenceRequestInit, type RequestParameter } from "./runtime/request.js";
 export { InferenceResponse, type InferenceResponseInit } from "./runtime/response.js";

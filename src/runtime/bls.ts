@@ -92,8 +92,15 @@ export type BlsControl =
  * thread installs one that posts to the serving thread.
  */
 export interface BlsExecutor {
-  /** Runs a call; `final` is true on the last response (which may be empty). Never throws. */
-  exec(call: BlsCall, decoupled: boolean, onResponse: (r: InferenceResponse, final: boolean) => void): void;
+  /**
+   * Runs a call; `final` is true on the last response (which may be
+   * empty). Never throws.
+   *
+   * @returns a function that cancels the call (the callee's request is
+   * dropped if still queued, or sees `isCancelled()`; the call then ends
+   * with the callee's final response, usually a `CANCELLED` error).
+   */
+  exec(call: BlsCall, decoupled: boolean, onResponse: (r: InferenceResponse, final: boolean) => void): () => void;
   /** Runs a model loading API call. */
   control(c: BlsControl): Promise<boolean | undefined>;
 }
@@ -154,7 +161,9 @@ function targetOf(caller: BlsCaller | undefined): BlsTarget | undefined {
 
 const toOut = (o: InferOutput): InferenceResponse => new InferenceResponse({ outputTensors: o.outputs });
 
-function execLocal(caller: BlsCaller | undefined, call: BlsCall, decoupled: boolean, onResponse: (r: InferenceResponse, final: boolean) => void): void {
+const noop = (): void => {};
+
+function execLocal(caller: BlsCaller | undefined, call: BlsCall, decoupled: boolean, onResponse: (r: InferenceResponse, final: boolean) => void): () => void {
   const name = call.modelName;
   const target = targetOf(caller);
   const version = call.modelVersion !== undefined && call.modelVersion > 0 ? call.modelVersion : undefined;
@@ -165,7 +174,7 @@ function execLocal(caller: BlsCaller | undefined, call: BlsCall, decoupled: bool
     mv = target.get(name, version);
   } catch (e) {
     onResponse(refused(name, e), true);
-    return;
+    return noop;
   }
   if (mv.decoupled && !decoupled) {
     onResponse(
@@ -178,7 +187,7 @@ function execLocal(caller: BlsCaller | undefined, call: BlsCall, decoupled: bool
       ),
       true,
     );
-    return;
+    return noop;
   }
   if (caller !== undefined && caller.version === mv && caller.instance.busy && !mv.hasIdleInstance) {
     onResponse(
@@ -192,16 +201,15 @@ function execLocal(caller: BlsCaller | undefined, call: BlsCall, decoupled: bool
       ),
       true,
     );
-    return;
+    return noop;
   }
-  const input: InferInput = { inputs: call.inputs, outputs: call.requestedOutputNames, id: call.requestId, parameters: call.parameters };
+  const c = new Cancellation();
+  const input: InferInput = { inputs: call.inputs, outputs: call.requestedOutputNames, id: call.requestId, parameters: call.parameters, cancellation: c };
   let timer: NodeJS.Timeout | undefined;
   if (call.timeoutMs !== undefined && call.timeoutMs > 0) {
     // At the timeout the call ends with an error (whatever the callee sends
     // later is dropped) and the callee's request is cancelled: dropped if it
     // is still queued, `isCancelled()` if it runs.
-    const c = new Cancellation();
-    input.cancellation = c;
     const ms = call.timeoutMs;
     timer = setTimeout(() => {
       timer = undefined;
@@ -242,6 +250,9 @@ function execLocal(caller: BlsCaller | undefined, call: BlsCall, decoupled: bool
   } finally {
     submitting = false;
   }
+  return () => {
+    if (!ended) c.cancel();
+  };
 }
 
 async function controlLocal(caller: BlsCaller | undefined, c: BlsControl): Promise<boolean | undefined> {
@@ -290,13 +301,30 @@ export function execOnce(call: BlsCall): Promise<InferenceResponse> {
   });
 }
 
+/**
+ * What `exec({ decoupled: true })` returns: every response of the call, the
+ * last one final (possibly empty), and a way to cancel the call (Triton's
+ * `ResponseIterator.cancel()`). Leaving a `for await` loop early (`break`,
+ * `return`, a throw) cancels the call too.
+ */
+export interface ResponseIterator extends AsyncIterable<InferenceResponse> {
+  /**
+   * Cancels the call: the callee's request is dropped if it is still
+   * queued, or sees `isCancelled()` if it runs; the iterator then ends with
+   * the callee's final response (a `CANCELLED` error when the callee ends
+   * on the cancel). Does nothing once the final response arrived.
+   */
+  cancel(): void;
+}
+
 /** Runs a BLS call on a decoupled model: every response, the last one final (possibly empty). */
-export function execStream(call: BlsCall): AsyncIterable<InferenceResponse> {
+export function execStream(call: BlsCall): ResponseIterator {
   const queue: InferenceResponse[] = [];
   let done = false;
   let wake: (() => void) | undefined;
+  let cancel: () => void = noop;
   try {
-    executor.exec(call, true, (r, final) => {
+    cancel = executor.exec(call, true, (r, final) => {
       if (done) return;
       queue.push(r);
       if (final) done = true;
@@ -309,14 +337,26 @@ export function execStream(call: BlsCall): AsyncIterable<InferenceResponse> {
     done = true;
   }
   return {
+    cancel() {
+      if (!done) cancel();
+    },
     async *[Symbol.asyncIterator]() {
-      for (;;) {
-        if (queue.length > 0) {
-          yield queue.shift()!;
-          continue;
+      let finished = false;
+      try {
+        for (;;) {
+          if (queue.length > 0) {
+            yield queue.shift()!;
+            continue;
+          }
+          if (done) {
+            finished = true;
+            return;
+          }
+          await new Promise<void>((r) => (wake = r));
         }
-        if (done) return;
-        await new Promise<void>((r) => (wake = r));
+      } finally {
+        // Left early: nobody reads the rest.
+        if (!finished && !done) cancel();
       }
     },
   };

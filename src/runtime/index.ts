@@ -4,7 +4,7 @@
  *
  * @module
  */
-export { isModelReady, loadModel, unloadModel, type LoadModelOptions } from "./bls.js";
+export { isModelReady, loadModel, unloadModel, type LoadModelOptions, type ResponseIterator } from "./bls.js";
 export type { ExecOptions } from "./request.js";
 export { InferenceRequest, type InferenceRequestInit, type RequestParameter } from "./request.js";
 export { InferenceResponse, type InferenceResponseInit } from "./response.js";

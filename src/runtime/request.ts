@@ -4,7 +4,7 @@
  * @module
  */
 import type { Tensor } from "../tensor.js";
-import { execOnce, execStream } from "./bls.js";
+import { execOnce, execStream, type ResponseIterator } from "./bls.js";
 import { ModelError } from "./model-error.js";
 import type { InferenceResponse } from "./response.js";
 import type { InferenceResponseSender } from "./response-sender.js";
@@ -121,12 +121,13 @@ export class InferenceRequest {
    * const r = await new InferenceRequest({ modelName: "add_sub", inputs: [a, b], requestedOutputNames: ["OUTPUT0"] }).exec();
    * if (r.hasError()) throw r.error;
    * for await (const part of new InferenceRequest({ modelName: "repeat", inputs: [x] }).exec({ decoupled: true })) { ... }
+   * // exec({ decoupled: true }).cancel(), or leaving the loop early, cancels the call.
    * ```
    */
   exec(): Promise<InferenceResponse>;
-  exec(opts: ExecOptions & { decoupled: true }): AsyncIterable<InferenceResponse>;
-  exec(opts?: ExecOptions): Promise<InferenceResponse> | AsyncIterable<InferenceResponse>;
-  exec(opts?: ExecOptions): Promise<InferenceResponse> | AsyncIterable<InferenceResponse> {
+  exec(opts: ExecOptions & { decoupled: true }): ResponseIterator;
+  exec(opts?: ExecOptions): Promise<InferenceResponse> | ResponseIterator;
+  exec(opts?: ExecOptions): Promise<InferenceResponse> | ResponseIterator {
     const call = {
       modelName: this.modelName,
       modelVersion: this.modelVersion > 0 ? this.modelVersion : undefined,

@@ -28,6 +28,7 @@ import {
   resultToWire,
   toWire,
   type WireBlsCall,
+  type WireBlsCancel,
   type WireBlsControl,
   type WireBlsReply,
   type WireRequest,
@@ -196,6 +197,9 @@ setBlsExecutor({
       timeoutMs: call.timeoutMs,
     };
     port.postMessage(m);
+    return () => {
+      if (blsCalls.has(bls)) port.postMessage({ op: "bls-cancel", bls } satisfies WireBlsCancel);
+    };
   },
   control(control) {
     const bls = ++nextBls;

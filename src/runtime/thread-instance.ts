@@ -32,6 +32,7 @@ import {
   responseToWire,
   resultFromWire,
   type WireBlsCall,
+  type WireBlsCancel,
   type WireBlsControl,
   type WireBlsReply,
   type WireError,
@@ -116,10 +117,11 @@ export class ThreadInstance implements TritonModel {
     this.#worker.on("message", (m: { model?: ForwardedOp }) => {
       if (m.model !== undefined && ctx !== undefined) runInModel(ctx, handleForwardedOp, m.model);
     });
-    this.#worker.on("message", (m: { id: number; value?: unknown; error?: WireError } | WireSend | WireBlsCall | WireBlsControl) => {
+    this.#worker.on("message", (m: { id: number; value?: unknown; error?: WireError } | WireSend | WireBlsCall | WireBlsCancel | WireBlsControl) => {
       if ("op" in m) {
         if (m.op === "send") this.#send(m);
         else if (m.op === "bls") this.#bls(m);
+        else if (m.op === "bls-cancel") this.#blsCancels.get(m.bls)?.();
         else this.#blsControl(m);
         return;
       }
@@ -136,6 +138,9 @@ export class ThreadInstance implements TritonModel {
   /** Fails every call still waiting, and every later one; ends the requests still open on their senders. */
   #end(why: string): void {
     this.#gone ??= why;
+    // Its BLS calls still running here have nobody to answer.
+    for (const cancel of this.#blsCancels.values()) cancel();
+    this.#blsCancels.clear();
     const err = new ModelError(`${this.label}: ${this.#gone}`, "INTERNAL");
     runtimeFailures.add(err);
     for (const w of this.#waiting.values()) w.reject(err);
@@ -150,12 +155,16 @@ export class ThreadInstance implements TritonModel {
     }
   }
 
+  /** The worker's BLS calls that have not ended: their cancel functions, by the worker's call id. */
+  readonly #blsCancels = new Map<number, () => void>();
+
   /** A BLS call of the model in the worker: run here, in the instance's context; each response goes back. */
   #bls(m: WireBlsCall): void {
+    let ended = false;
     const post = (r: WireBlsReply): void => {
       if (this.#gone === undefined) this.#worker.postMessage(r);
     };
-    localExecutor(this.caller).exec(
+    const cancel = localExecutor(this.caller).exec(
       {
         modelName: m.modelName,
         modelVersion: m.modelVersion,
@@ -166,8 +175,15 @@ export class ThreadInstance implements TritonModel {
         timeoutMs: m.timeoutMs,
       },
       m.decoupled,
-      (r, final) => post({ op: "bls-response", bls: m.bls, response: responseToWire(r), final }),
+      (r, final) => {
+        if (final) {
+          ended = true;
+          this.#blsCancels.delete(m.bls);
+        }
+        post({ op: "bls-response", bls: m.bls, response: responseToWire(r), final });
+      },
     );
+    if (!ended) this.#blsCancels.set(m.bls, cancel);
   }
 
   /** A model loading API call of the model in the worker. */

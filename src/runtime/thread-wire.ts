@@ -165,6 +165,12 @@ export interface WireBlsCall {
   readonly timeoutMs: number | undefined;
 }
 
+/** The worker's model cancelled BLS call `bls` (see `ResponseIterator.cancel()`). */
+export interface WireBlsCancel {
+  readonly op: "bls-cancel";
+  readonly bls: number;
+}
+
 /** A model loading API call from the worker (`isModelReady`, `loadModel`, `unloadModel`). */
 export interface WireBlsControl {
   readonly op: "bls-control";
