@@ -160,6 +160,46 @@ test("an instance thread's lines reach the server's log with the model's name", 
   ]);
 });
 
+test("a decoupled model's lines from a timer set in a synchronous execute() keep its name, two models interleaved", async (t) => {
+  const decoupled = (tag: string) => `
+import { InferenceResponse, Logger, type InferenceRequest } from "tensorbridge";
+export default class Later {
+  execute(requests: InferenceRequest[]) {
+    for (const r of requests) {
+      const sender = r.getResponseSender();
+      const x = r.getInputTensorByName("X")!;
+      const ms = (x.data() as Float32Array)[0] ?? 0;
+      // execute() has returned when these run: only the context carried into the timers names the model.
+      setTimeout(() => {
+        Logger.logInfo("${tag} first send");
+        sender.send(new InferenceResponse({ outputTensors: { Y: x } }));
+        setTimeout(() => {
+          Logger.logInfo("${tag} final");
+          sender.send(undefined, { final: true });
+        }, ms);
+      }, ms);
+    }
+  }
+}`;
+  const config = `${CONFIG}\nmodel_transaction_policy { decoupled: true }`;
+  const repo = makeRepo({ d1: { config, model: decoupled("one") }, d2: { config, model: decoupled("two") } });
+  const { logger, lines } = capture();
+  const server = await startTestServer(repo, { logger });
+  try {
+    const [a, b] = await Promise.all([
+      http(server, "POST", "/v2/models/d1/generate_stream", { X: [20] }),
+      http(server, "POST", "/v2/models/d2/generate_stream", { X: [5] }),
+    ]);
+    t.is(a.status, 200, a.body.toString());
+    t.is(b.status, 200, b.body.toString());
+  } finally {
+    await server.close();
+  }
+  const sends = lines.filter((l) => / (first send|final)$/.test(l.text)).map((l) => l.text);
+  // Interleaved in time (the order depends on when each request arrives); each line attributed to its model.
+  t.deepEqual(sends.sort(), ["model 'd1' version 1: one final", "model 'd1' version 1: one first send", "model 'd2' version 1: two final", "model 'd2' version 1: two first send"]);
+});
+
 test("outside any model a line says (no model); an unknown level is ERR_LOG", (t) => {
   const seen: string[] = [];
   const log = DEFAULT_MODEL_HOST.logger;
