@@ -158,6 +158,13 @@ test("isModelReady, loadModel and unloadModel from a model; files are refused", 
   const files = await failure(caller.infer(call({ parameters: { mode: "load-files" } })));
   t.is(files.code, "UNSUPPORTED");
   t.is(files.message, "loadModel('add_sub'): loading a model with files is not supported");
+  // Loading or unloading itself from execute() would wait for that execute(): refused.
+  for (const mode of ["load", "unload"]) {
+    const self = await failure(caller.infer(call({ parameters: { mode, target: "caller" } })));
+    t.is(self.code, "UNAVAILABLE");
+    t.is(self.message, `deadlock: model 'caller' cannot ${mode} itself from its own execute() (the ${mode} waits for this execute() to finish); do it from another model or outside execute()`);
+  }
+  t.true(reg.isReady("caller"));
   const notThere = await failure(caller.infer(call({ parameters: { mode: "load", target: "nope" } })));
   t.is(notThere.code, "NOT_FOUND");
   t.regex(notThere.message, /no model directory 'nope'/);

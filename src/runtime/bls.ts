@@ -32,7 +32,9 @@
  * version, from inside its `execute()`, while every instance of it is busy)
  * is answered with an `UNAVAILABLE` error response instead of a hang;
  * longer cycles are not detected (give such models enough instances, or a
- * `timeoutMs`).
+ * `timeoutMs`). Likewise `loadModel` / `unloadModel` of the caller's own
+ * model from its `execute()` (the load or unload waits for that execute())
+ * is refused with an `UNAVAILABLE` error.
  *
  * @module
  */
@@ -263,6 +265,13 @@ async function controlLocal(caller: BlsCaller | undefined, c: BlsControl): Promi
   if (target === undefined) throw new ModelError(`cannot ${c.op} model '${c.name}': no model registry runs in this process`, "UNAVAILABLE");
   if (target.modelControl === false) {
     throw new ModelError(`cannot ${c.op} model '${c.name}': loading and unloading models from a model is not allowed by this server (model control is off)`, "UNSUPPORTED");
+  }
+  if (caller !== undefined && caller.target === target && caller.version.name === c.name && caller.instance.busy) {
+    // The (re)load or unload waits for the model's running execute() calls, this one included.
+    throw new ModelError(
+      `deadlock: model '${c.name}' cannot ${c.op} itself from its own execute() (the ${c.op} waits for this execute() to finish); do it from another model or outside execute()`,
+      "UNAVAILABLE",
+    );
   }
   try {
     if (c.op === "load") await target.load(c.name, c.config === undefined ? {} : { config: c.config });
