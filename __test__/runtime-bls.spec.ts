@@ -7,6 +7,9 @@
  * from an instance thread. Models are loaded with the runtime alone, and
  * once through a real server.
  */
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+
 import test from "ava";
 
 import { ModelError } from "../src/runtime/model-error.js";
@@ -288,5 +291,23 @@ test("cancel() on exec({ decoupled: true }) cancels the callee's request; so doe
   t.true(h.tickerStopped.get(12)! < 50);
   const st = reg.get("ticker").stats.snapshot().inference_stats;
   t.is(st.fail.count, 2, "both cancelled requests are failures in the callee's statistics");
+  await reg.close();
+});
+
+test("the README's BLS example runs: it calls add_sub, then streams from repeat", async (t) => {
+  const root = join(import.meta.dirname, "..");
+  const readme = readFileSync(join(root, "README.md"), "utf8");
+  const m = /```ts\n\/\/ models\/pipeline\/1\/model\.ts[^\n]*\n([\s\S]*?)```/.exec(readme);
+  t.truthy(m, "README.md has the pipeline example");
+  const repeat = (f: string) => readFileSync(join(root, "examples/models/repeat", f), "utf8");
+  const { reg } = await loadModels({
+    add_sub: ADD_SUB,
+    repeat: { config: repeat("config.pbtxt").replace(/^name: .*$/m, ""), model: repeat("1/model.ts") },
+    pipeline: { config: ADD_SUB.config, model: m![1]! },
+  });
+  const o = await reg.get("pipeline").infer(call({}));
+  t.deepEqual(out(o, "OUTPUT0"), [11, 22, 33, 44]);
+  t.deepEqual(out(o, "OUTPUT1"), [22, 44, 66, 88]);
+  t.is(reg.get("repeat").stats.snapshot().inference_stats.success.count, 1);
   await reg.close();
 });
