@@ -204,7 +204,7 @@ function prepare(): Peer[] {
             name: `tensorbridge@${BASELINE}`,
             url: "http://127.0.0.1:8240",
             unsupported: { grpc: "the baseline's gRPC is not compared", stream: "the baseline's gRPC is not compared" },
-            start: () => startProcess(process.execPath, [...baselineCli, "serve", tb, "--http-port", "8240", "--grpc-port", "8241"], { cwd: baseline }),
+            start: () => startProcess(process.execPath, [...baselineCli, "serve", tb, "--http-port", "8240"], { cwd: baseline }),
           },
         ]
       : []),
@@ -269,9 +269,10 @@ function cli(src: string, built: string): string[] {
 }
 
 /**
- * A copy of `src/` with `src/server`, `src/runtime` and `src/cli.ts` as of
- * `rev` (the tensor code and the binding stay as now: only the serving code
- * is compared), under bench/.work/baseline.
+ * A copy of `src/` with `src/server`, `src/runtime`, `src/cli.ts` and the
+ * entries (`src/index.ts`, `src/model.ts`) as of `rev` (the tensor code and
+ * the binding stay as now: only the serving code is compared), under
+ * bench/.work/baseline.
  */
 function baselineTree(rev: string): string {
   const dir = join(WORK, "baseline");
@@ -280,7 +281,17 @@ function baselineTree(rev: string): string {
   cpSync(join(ROOT, "src"), join(dir, "src"), { recursive: true });
   rmSync(join(dir, "src/server"), { recursive: true });
   rmSync(join(dir, "src/runtime"), { recursive: true });
-  const tar = execFileSync("git", ["archive", rev, "src/server", "src/runtime", "src/cli.ts"], { cwd: ROOT, maxBuffer: 1 << 28 });
+  // The serving code and the entries that export it, as of rev; an entry rev did not have yet goes.
+  const entries = ["src/index.ts", "src/model.ts"].filter((f) => {
+    try {
+      execFileSync("git", ["cat-file", "-e", `${rev}:${f}`], { cwd: ROOT, stdio: "ignore" });
+      return true;
+    } catch {
+      rmSync(join(dir, f), { force: true });
+      return false;
+    }
+  });
+  const tar = execFileSync("git", ["archive", rev, "src/server", "src/runtime", "src/cli.ts", ...entries], { cwd: ROOT, maxBuffer: 1 << 28 });
   execFileSync("tar", ["-x", "-C", dir], { input: tar });
   for (const f of readdirSync(ROOT)) {
     if (f === "index.js" || f === "index.d.ts" || f === "package.json" || f === "tsconfig.json" || f === "node_modules" || f === "examples" || f.endsWith(".node")) {

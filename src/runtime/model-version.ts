@@ -242,6 +242,11 @@ const isThenable = (v: unknown): v is PromiseLike<unknown> =>
 const now = (): bigint => process.hrtime.bigint();
 const since = (t: bigint): number => Number(now() - t);
 
+/** A request-normaliser error, which Triton words with the request's id (no closure per request: only on failure). */
+function badInput(id: string | undefined, m: string): never {
+  throw new ServingError("ERR_INVALID_REQUEST", `[request id: ${id || "<id_unknown>"}] ${m}`);
+}
+
 function badRequest(m: string): never {
   throw new ServingError("ERR_INVALID_REQUEST", m);
 }
@@ -482,8 +487,6 @@ export class ModelVersion {
   validate(input: InferInput): number {
     const model = this.name;
     const bad: (m: string) => never = badRequest;
-    // Triton names the request in the errors its request normaliser raises.
-    const badInput = (m: string): never => badRequest(`[request id: ${input.id || "<id_unknown>"}] ${m}`);
     const seen = new Set<string>();
     const mbs = this.config.max_batch_size;
     let batch = -1;
@@ -494,18 +497,18 @@ export class ModelVersion {
       if (seen.has(n)) bad(`input '${n}' is given more than once`);
       seen.add(n);
       const want = configTypeToDtype(cfg.data_type);
-      if (t.dtype !== want) badInput(`inference input '${n}' data-type is '${t.dtype}', but model '${model}' expects '${want}'`);
+      if (t.dtype !== want) badInput(input.id, `inference input '${n}' data-type is '${t.dtype}', but model '${model}' expects '${want}'`);
       const shape = t.shape;
       if (mbs > 0) {
         if (shape.length === 0) bad(`input '${n}' of model '${model}' needs a batch dimension (max_batch_size is ${mbs})`);
         const b = shape[0]!;
-        if (b < 1 || b > mbs) badInput(`inference request batch-size must be <= ${mbs} for '${model}' (input '${n}' has batch size ${b})`);
+        if (b < 1 || b > mbs) badInput(input.id, `inference request batch-size must be <= ${mbs} for '${model}' (input '${n}' has batch size ${b})`);
         if (batch !== -1 && b !== batch) bad(`inputs of model '${model}' have different batch sizes (${batch} and ${b})`);
         batch = b;
       }
       if (!shapeMatches(shape, cfg.dims, mbs > 0 ? 1 : 0)) {
         const expected = mbs > 0 ? `[-1,${cfg.dims.join(",")}]` : fmtShape(cfg.dims);
-        badInput(`unexpected shape for input '${n}' for model '${model}'. Expected ${expected}, got ${fmtShape(t.shape)}. `);
+        badInput(input.id, `unexpected shape for input '${n}' for model '${model}'. Expected ${expected}, got ${fmtShape(t.shape)}. `);
       }
     }
     let allThere = true;
@@ -513,6 +516,7 @@ export class ModelVersion {
     if (!allThere) {
       const missing = this.#required.filter((name) => !seen.has(name));
       badInput(
+        input.id,
         `expected ${this.#inputs.size} inputs but got ${input.inputs.length} inputs for model '${model}'. ` +
           `Got input(s) [${[...seen].map((s) => `'${s}'`).join(", ")}], but missing required input(s) [${missing.map((s) => `'${s}'`).join(", ")}]. Please provide all required input(s).`,
       );
