@@ -160,8 +160,8 @@ test("an instance thread's lines reach the server's log with the model's name", 
   ]);
 });
 
-test("a decoupled model's lines from a timer set in a synchronous execute() keep its name, two models interleaved", async (t) => {
-  const decoupled = (tag: string) => `
+/** A decoupled model that logs from timers set in its synchronous execute(), after it returned. */
+const decoupled = (tag: string): string => `
 import { InferenceResponse, Logger, type InferenceRequest } from "tensorbridge";
 export default class Later {
   execute(requests: InferenceRequest[]) {
@@ -181,6 +181,8 @@ export default class Later {
     }
   }
 }`;
+
+test("a decoupled model's lines from a timer set in a synchronous execute() keep its name, two models interleaved", async (t) => {
   const config = `${CONFIG}\nmodel_transaction_policy { decoupled: true }`;
   const repo = makeRepo({ d1: { config, model: decoupled("one") }, d2: { config, model: decoupled("two") } });
   const { logger, lines } = capture();
