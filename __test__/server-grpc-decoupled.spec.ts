@@ -197,18 +197,20 @@ test("a stream the client cancels cancels its requests (the model sees it), and 
 test("a unary call the client cancels (a deadline, or cancel()) cancels its request (the model sees it)", async (t) => {
   const c = t.context.client;
   const req = waitReq;
-  const a = await grpcUnary(c, "ModelInfer", req(`deadline-${process.pid}`), { deadline: 200 });
+  // A deadline long enough for the request to reach execute() on a loaded
+  // CI machine (a call whose deadline passes first is never handed over).
+  const a = await grpcUnary(c, "ModelInfer", req(`deadline-${process.pid}`), { deadline: 1000 });
   t.false(a.ok);
   if (!a.ok) t.is(a.code, grpc.status.DEADLINE_EXCEEDED);
   const file = join(t.context.repo, "wait_cancel", `cancelled-deadline-${process.pid}`);
-  for (let i = 0; i < 200 && !existsSync(file); i++) await sleep(10);
+  for (let i = 0; i < 400 && !existsSync(file); i++) await sleep(10);
   t.true(existsSync(file), "the deadline cancelled the request");
 
   const call = c["ModelInfer"]!(req(`cancel-${process.pid}`), () => {}) as grpc.ClientUnaryCall;
   await sleep(100);
   call.cancel();
   const file2 = join(t.context.repo, "wait_cancel", `cancelled-cancel-${process.pid}`);
-  for (let i = 0; i < 200 && !existsSync(file2); i++) await sleep(10);
+  for (let i = 0; i < 400 && !existsSync(file2); i++) await sleep(10);
   t.true(existsSync(file2), "cancel() cancelled the request");
 });
 
