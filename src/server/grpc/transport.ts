@@ -347,29 +347,13 @@ export class GrpcTransport {
       ServerLive: unary(() => ({ live: true }), onError),
       // false is proto3's default, which Triton's encoder leaves out: so do these answers.
       ServerReady: unary(() => (ep.readiness().ready ? READY : {}), onError),
-      ModelReady: unary((r: Named) => {
-        try {
-          return ep.modelReady(r.name, r.version) ? READY : {};
-        } catch (e) {
-          // Triton: an unknown or unavailable model (version) is not ready, not an error.
-          if (e instanceof ServingError && (e.code === "ERR_MODEL_NOT_FOUND" || e.code === "ERR_MODEL_UNAVAILABLE")) return {};
-          throw e;
-        }
-      }, onError),
+      // The endpoint answers as Triton does: an unknown model is not ready
+      // (not an error), and its statistics are INVALID_ARG in Triton's words.
+      ModelReady: unary((r: Named) => (ep.modelReady(r.name, r.version) ? READY : {}), onError),
       ServerMetadata: unary(() => ep.serverMetadata(), onError),
       ModelMetadata: unary((r: Named) => ep.modelMetadata(r.name, r.version), onError),
       ModelConfig: unary((r: Named) => ({ config: ep.modelConfig(r.name, r.version) }), onError),
-      ModelStatistics: unary((r: Named) => {
-        try {
-          return { model_stats: ep.modelStatistics(r.name || undefined, r.version || undefined) };
-        } catch (e) {
-          // Triton's statistics call words an unknown model (version) its own way, as INVALID_ARG.
-          if (e instanceof ServingError && (e.code === "ERR_MODEL_NOT_FOUND" || e.code === "ERR_MODEL_UNAVAILABLE")) {
-            invalid(r.version ? `requested model version is not available for model '${r.name}'` : `requested model '${r.name}' is not available`);
-          }
-          throw e;
-        }
-      }, onError),
+      ModelStatistics: unary((r: Named) => ({ model_stats: ep.modelStatistics(r.name || undefined, r.version || undefined) }), onError),
       RepositoryIndex: unary(async (r: { repository_name: string; ready: boolean }) => {
         if (r.repository_name !== "") unimplemented("'repository_name' specification is not supported");
         const models = await ep.repositoryIndex(r.ready);
