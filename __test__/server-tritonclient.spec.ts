@@ -8,14 +8,13 @@
  * (bench/.work/venv-client); where it is absent, the tests are skipped with
  * that reason in their title.
  */
-import { spawn } from "node:child_process";
 import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 
 import anyTest, { type TestFn } from "ava";
 
 import type { InferenceServer } from "../src/server/server.js";
-import { ADD_SUB, ROOT, cleanupRepos, makeRepo, startTestServer } from "./server-helpers.js";
+import { ADD_SUB, ROOT, cleanupRepos, makeRepo, runCommand as run, startTestServer } from "./server-helpers.js";
 
 const VENV = process.env["TENSORBRIDGE_CLIENT_VENV"] ?? join(ROOT, "bench/.work/venv-client");
 const PYTHON = join(VENV, "bin/python");
@@ -68,21 +67,6 @@ test.after.always(async (t) => {
   await t.context.server?.close();
   cleanupRepos();
 });
-
-function run(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 120_000): Promise<{ code: number | null; out: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
-    let out = "";
-    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (out += d.toString()));
-    const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
-    child.on("error", reject);
-    child.on("exit", (code) => {
-      clearTimeout(timer);
-      resolve({ code, out });
-    });
-  });
-}
 
 const clientTest = hasClient ? test : test.skip;
 clientTest(`tritonclient[http] runs the add_sub client, binary and JSON${hasClient ? "" : ` (skipped: tritonclient not installed; ${HOW})`}`, async (t) => {
