@@ -7,7 +7,7 @@
  * (this repository's does, to `src/`), and run instances in worker threads.
  */
 import { spawn, execFileSync } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, rmSync, symlinkSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -70,4 +70,19 @@ withTsc(`dist/cli.js under plain node serves .ts models, in-thread and in worker
     if (server.exitCode === null) server.kill("SIGTERM");
   }
   t.is(await exited, 0, out);
+});
+
+test("npm run build generates the binding as the committed loader is made: napi build with the flags ensure-addon passes", (t) => {
+  const pkg = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { scripts: Record<string, string> };
+  const ensure = readFileSync(join(ROOT, "scripts/ensure-addon.mjs"), "utf8");
+  // ensure-addon's argument list, as `napi build …` words.
+  const args = /napi,\s*((?:"[^"]+",\s*)+)\]/.exec(ensure)?.[1];
+  t.truthy(args, "ensure-addon's napi arguments were found");
+  const flags = (words: string[]) => words.filter((w) => w.startsWith("--")).toSorted();
+  const ensureFlags = flags([...args!.matchAll(/"([^"]+)"/g)].map((m) => m[1]!));
+  t.true(ensureFlags.includes("--esm"), "the committed loader is an ES module");
+  for (const script of ["build", "build:debug"]) {
+    const napi = pkg.scripts[script]!.split("&&")[0]!.trim().split(/\s+/);
+    t.deepEqual(flags(napi).filter((f) => f !== "--release"), ensureFlags.filter((f) => f !== "--release"), `npm run ${script}`);
+  }
 });
