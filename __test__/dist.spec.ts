@@ -72,13 +72,15 @@ withTsc(`dist/cli.js under plain node serves .ts models, in-thread and in worker
   t.is(await exited, 0, out);
 });
 
+/** The `--flags` of a command line, sorted. */
+const flags = (words: string[]): string[] => words.filter((w) => w.startsWith("--")).toSorted();
+
 test("npm run build generates the binding as the committed loader is made: napi build with the flags ensure-addon passes", (t) => {
   const pkg = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { scripts: Record<string, string> };
   const ensure = readFileSync(join(ROOT, "scripts/ensure-addon.mjs"), "utf8");
   // ensure-addon's argument list, as `napi build …` words.
   const args = /napi,\s*((?:"[^"]+",\s*)+)\]/.exec(ensure)?.[1];
   t.truthy(args, "ensure-addon's napi arguments were found");
-  const flags = (words: string[]) => words.filter((w) => w.startsWith("--")).toSorted();
   const ensureFlags = flags([...args!.matchAll(/"([^"]+)"/g)].map((m) => m[1]!));
   t.true(ensureFlags.includes("--esm"), "the committed loader is an ES module");
   for (const script of ["build", "build:debug"]) {
