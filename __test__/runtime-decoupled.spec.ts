@@ -281,7 +281,11 @@ test("thread instance: a decoupled model in a worker streams its responses (tens
 test("thread instance: a worker that dies ends its open requests with an INTERNAL error final", async (t) => {
   const { reg } = await loadModels({ w: THREADED() });
   const mv = reg.get("w");
-  const events = await stream(mv, { inputs: [IN(7)], parameters: { mode: "exit" } }).ended;
+  // Instance workers are unref'd (a model must not keep the process up on
+  // its own), and no server holds the loop open here: this does, until the
+  // worker's exit has ended the request.
+  const alive = setInterval(() => {}, 1000);
+  const events = await stream(mv, { inputs: [IN(7)], parameters: { mode: "exit" } }).ended.finally(() => clearInterval(alive));
   t.deepEqual(show(events), ["response 7", "error INTERNAL final"]);
   t.regex((events[1] as Extract<Event, { kind: "error" }>).err.message, /worker thread exited \(code 3\)/);
   t.is(mv.stats.snapshot().inference_stats.fail.count, 1);
