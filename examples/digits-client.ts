@@ -65,7 +65,7 @@ async function classify(images: number[][]): Promise<{ labels: number[]; probabi
   return { labels: Array.from(new BigInt64Array(label.bytes.buffer), Number), probabilities: new Float32Array(probs.bytes.buffer) };
 }
 
-const predicted = new Array<number>(testSet.labels.length);
+const predicted = Array.from<number>({ length: testSet.labels.length });
 let next = 0;
 let inconsistent = 0;
 async function worker(): Promise<void> {
