@@ -24,7 +24,14 @@ export interface OutputSpec {
   /** Send as binary (binary tensor extension). */
   binary: boolean;
   /** Shared-memory placement, when the client asked for it. */
-  shm?: { region: string; byteSize: number; offset: number };
+  shm?: {
+    /** Registered region name. */
+    region: string;
+    /** Bytes the output may use. */
+    byteSize: number;
+    /** Offset into the region. */
+    offset: number;
+  };
 }
 
 /** A decoded inference request. */
