@@ -192,6 +192,38 @@ function sameBytes(a: Tensor, b: Tensor): boolean {
   return true;
 }
 
+/**
+ * Triton's load-time checks of `dynamic_batching`'s priorities and queue
+ * policies (core `ValidateModelConfig`), in its words; the preferred sizes
+ * are checked with the rest of the config (config.ts).
+ *
+ * @throws {ServingError} `ERR_CONFIG_INVALID`.
+ */
+export function checkDynamicBatching(config: ModelConfig): void {
+  const db = config.dynamic_batching;
+  if (db === undefined) return;
+  const bad = (m: string): never => {
+    throw new ServingError("ERR_CONFIG_INVALID", `${m} for ${config.name}`);
+  };
+  const levels = Number(db.priority_levels) || 0;
+  const policies = Object.entries(db.priority_queue_policy ?? {});
+  if (levels !== 0) {
+    const d = Number(db.default_priority_level) || 0;
+    if (d === 0 || d > levels) bad(`default priority level must be in range [1, ${levels}]`);
+    for (const [k] of policies) {
+      const n = Number(k);
+      if (n === 0 || n > levels) bad(`priority queue policy must have priority level in range [1, ${levels}]`);
+    }
+  }
+  if (db.preserve_ordering) {
+    if (levels > 1) bad("Only one priority level is allowed when 'preserve_ordering' is true");
+    for (const p of [db.default_queue_policy, ...policies.map(([, v]) => v)]) {
+      const q = policyOf(p);
+      if (q.defaultTimeoutNs !== 0n && !q.reject) bad("Queue policy can not have DELAY as timeout action when 'preserve_ordering' is true");
+    }
+  }
+}
+
 /** `dynamic_batching`: Triton's dynamic batcher (see the module doc). */
 export class DynamicBatcher<T extends QueueEntry> implements RequestQueue<T> {
   readonly #maxBatch: number;
@@ -214,8 +246,10 @@ export class DynamicBatcher<T extends QueueEntry> implements RequestQueue<T> {
   /**
    * @param config - the model's normalised config (`dynamic_batching` set).
    * @param inputsOf - a queued request's input tensors (the equal-shape rule).
+   * @throws {ServingError} `ERR_CONFIG_INVALID`: see {@link checkDynamicBatching}.
    */
   constructor(config: ModelConfig, inputsOf: (entry: T) => readonly Tensor[]) {
+    checkDynamicBatching(config);
     const db = config.dynamic_batching!;
     this.#batched = config.max_batch_size > 0;
     this.#maxBatch = Math.max(1, config.max_batch_size);
