@@ -69,13 +69,21 @@ output { name: "Y" data_type: TYPE_INT32 dims: ${dims} }`;
 /** Loads one gated model with this config tail; returns its version. */
 async function load(name: string, tail: string, dims?: string, extra?: string): Promise<{ reg: ModelRegistry; mv: ModelVersion }> {
   const repo = makeRepo({ [name]: { config: `name: "${name}"\n${io(dims, extra)}\n${tail}`, model: GATED } });
-  const reg = new ModelRegistry({ repository: repo });
+  const reg = new ModelRegistry({
+    repository: repo,
+    observer: {
+      requestDone: (e) => (events[e.model] ??= []).push(e.success ? "success" : (e.reason ?? "")),
+      executionDone: () => {},
+    },
+  });
   t_loaded.push(reg);
   const failed = await reg.loadAll();
   if (failed.length > 0) throw new Error(`load failed: ${failed.join(", ")}`);
   return { reg, mv: reg.get(name) };
 }
 const t_loaded: ModelRegistry[] = [];
+/** What the metrics observer heard of each model's requests: "success" or the failure reason. */
+const events: Record<string, string[]> = {};
 test.after.always(async () => {
   for (const r of t_loaded) await r.close();
 });
@@ -209,6 +217,7 @@ test("max_queue_size: a request finding the queue full is refused with ERR_QUEUE
   const st = mv.stats.snapshot().inference_stats;
   t.is(st.success.count, 3);
   t.is(st.fail.count, 0, "as Triton: a refused enqueue is not a failed inference");
+  t.deepEqual(events[name], ["success", "success", "success"], "nor a failure in the metrics (Triton 2.51's nv_inference_request_failure stays 0)");
 });
 
 test("default_timeout_microseconds with REJECT: a queued request that outwaits it fails with ERR_QUEUE_TIMEOUT 'Request timeout expired', even while the instance stays busy", async (t) => {
@@ -227,6 +236,7 @@ test("default_timeout_microseconds with REJECT: a queued request that outwaits i
   const st = mv.stats.snapshot().inference_stats;
   t.is(st.fail.count, 1, "as Triton: a timed-out request is a failed inference");
   t.is(st.queue.count, 1, "queue time counts successes only");
+  t.deepEqual(events[name]!.toSorted(), ["REJECTED", "success"], "the metrics count it REJECTED, as Triton's");
 });
 
 test("DELAY: an expired request goes behind the level's requests still in time; allow_timeout_override lets a request shorten (never lengthen) the default", async (t) => {

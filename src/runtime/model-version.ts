@@ -666,11 +666,12 @@ export class ModelVersion {
     }
     const refused = this.#queue.enqueue(p, input);
     if (refused !== undefined) {
-      // As Triton: a request its queue refuses never reaches the statistics.
+      // As Triton 2.51: a request its queue refuses is counted nowhere, in
+      // the statistics or the failure metrics (its enqueue failed; the
+      // request never was an inference).
       p.ended = true;
       p.unsubscribe?.();
       p.unsubscribe = undefined;
-      this.#record(false, received, -1, batchSize, "REJECTED", false);
       if (sink !== undefined) sink.error(refused, true);
       else done!.reject(refused);
       return;
