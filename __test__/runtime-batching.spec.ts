@@ -164,6 +164,19 @@ test("without dynamic_batching each execute() gets one request, in arrival order
   t.deepEqual(g.__tbBatches[name], [[0], [1], [2], [3]]);
 });
 
+test("max_batch_size 0 with dynamic_batching: one request per execute(), and the queue policy still applies (as Triton)", async (t) => {
+  const name = "b_zero";
+  const { mv } = await load(name, "max_batch_size: 0\ndynamic_batching { max_queue_delay_microseconds: 60000000 default_queue_policy { max_queue_size: 1 } }", "[ 1, 1 ]");
+  const open = gate(name);
+  const { first } = await busy(mv, name);
+  const queued = mv.infer(req(1));
+  const refused = await mv.infer(req(2)).then(() => undefined, (e: unknown) => (e as ServingError).code);
+  t.is(refused, "ERR_QUEUE_FULL");
+  open();
+  t.deepEqual(await Promise.all([first, queued].map(outcome)), [1, 1]);
+  t.deepEqual(g.__tbBatches[name], [[0], [1]], "no batching, and no waiting for the delay");
+});
+
 test("max_queue_delay_microseconds: a lone request waits for the batch to fill; a full batch goes at once; an unload sends what waits", async (t) => {
   const name = "b_delay";
   // 60 s: the test would time out if a request waited for it.
