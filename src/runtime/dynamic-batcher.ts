@@ -55,8 +55,12 @@ export interface QueueOptions {
   id?: string | undefined;
 }
 
-/** What {@link RequestQueue.next} answers: a batch to run now, or when to ask again. */
-export type NextBatch<T> = { batch: T[] } | { wakeAt: bigint } | undefined;
+/**
+ * What {@link RequestQueue.next} answers: a batch to run now (an array), or
+ * when to ask again (a `process.hrtime.bigint()` time), or `undefined` when
+ * nothing is queued. (No wrapper object: this is once per batch.)
+ */
+export type NextBatch<T> = T[] | bigint | undefined;
 
 /** The scheduler queue of one model version (see the module doc). */
 export interface RequestQueue<T extends QueueEntry> {
@@ -124,7 +128,7 @@ export class FifoQueue<T extends QueueEntry> implements RequestQueue<T> {
 
   next(): NextBatch<T> {
     const first = this.#queue.shift();
-    return first === undefined ? undefined : { batch: [first] };
+    return first === undefined ? undefined : [first];
   }
 
   takeExpired(): T[] {
@@ -442,12 +446,12 @@ export class DynamicBatcher<T extends QueueEntry> implements RequestQueue<T> {
       // Wait for the delay to run out, or for the first deadline in the pending batch.
       let wakeAt = oldest + this.#delayNs;
       for (const s of pending) if (s.deadline !== 0n && s.deadline < wakeAt) wakeAt = s.deadline + 1n;
-      return { wakeAt };
+      return wakeAt;
     }
     const batch: T[] = [];
     for (let i = 0; i < take; i++) batch.push(pending[i]!.entry);
     this.#removeFirst(take);
-    return { batch };
+    return batch;
   }
 
   /** Takes the first `n` requests in walk order out (a batch is always a prefix of that order). */

@@ -744,14 +744,14 @@ export class ModelVersion {
       // An unload sends what is queued without waiting for batches to fill.
       const next = q.next(t, this.#state !== "READY");
       if (next === undefined) break;
-      if ("wakeAt" in next) {
-        this.#wakeUp(next.wakeAt);
+      if (typeof next === "bigint") {
+        this.#wakeUp(next);
         break;
       }
       idle.busy = true;
       this.#inflight++;
       // One AsyncLocalStorage run per batch: execute() and what it starts are the model's.
-      runInModel(this.#ctx, this.#runBatch, idle, next.batch);
+      runInModel(this.#ctx, this.#runBatch, idle, next);
       if (q.nextDeadline !== undefined) {
         t = now();
         this.#rejectExpired(t);
