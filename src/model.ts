@@ -38,6 +38,7 @@ export { InferenceResponseSender, type SendOptions } from "./runtime/response-se
 export { ModelError, MODEL_ERROR_CODES, type ModelErrorCode } from "./runtime/model-error.js";
 export type { InitializeArgs, TritonModel, TritonModelClass } from "./runtime/types.js";
 export { Logger, type LogLevel } from "./runtime/model-context.js";
+export { AutoCompleteModelConfig, type AutoCompleteInput, type AutoCompleteOutput } from "./runtime/auto-complete.js";
 export { Metric, MetricFamily, type MetricFamilyInit, type MetricInit, type MetricKind } from "./runtime/metric-family.js";
 export type {
   InstanceGroupKind,

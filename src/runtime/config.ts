@@ -227,7 +227,7 @@ export interface ModelConfig {
   batch_input: Record<string, unknown>[];
   /** Batch outputs (accepted, unused). */
   batch_output: Record<string, unknown>[];
-  /** Optimization policy (accepted, unused). */
+  /** Optimization policy (accepted, not applied: a warning at load). */
   optimization?: Record<string, unknown>;
   /** Dynamic batching: requests are grouped into one `execute()` call. */
   dynamic_batching?: ModelDynamicBatching;
@@ -245,7 +245,7 @@ export interface ModelConfig {
   metric_tags: Record<string, string>;
   /** Model parameters, e.g. `FORCE_CPU_ONLY_INPUT_TENSORS`. */
   parameters: Record<string, ModelParameter>;
-  /** Warm-up (accepted, unused). */
+  /** Warm-up samples, run through each instance's execute() before the model is ready (see warmup.ts). */
   model_warmup: Record<string, unknown>[];
   /** Op libraries (unused). */
   model_operations?: {
@@ -260,9 +260,9 @@ export interface ModelConfig {
     /** Whether the model is decoupled. */
     decoupled: boolean;
   };
-  /** Repository agents (unused). */
+  /** Repository agents (none exist here: a config that lists one is refused, as Triton refuses an agent it cannot find). */
   model_repository_agents?: Record<string, unknown>;
-  /** Response cache (accepted, unused). */
+  /** Response cache (accepted; there is no cache: a warning at load when enabled). */
   response_cache?: {
     /** Whether responses are cached. */
     enable: boolean;
@@ -280,6 +280,12 @@ export interface ParseModelConfigOptions {
    * and a different `name` is an error, as in Triton.
    */
   modelName?: string;
+  /**
+   * A config that a model's `autoCompleteConfig` may still complete: inputs
+   * and outputs may leave out `data_type` and `dims` (checked again once
+   * completed).
+   */
+  partial?: boolean;
 }
 
 /** Name of the parameter that controls where inputs reach `execute()`. */
@@ -287,6 +293,15 @@ export const FORCE_CPU_ONLY_INPUT_TENSORS = "FORCE_CPU_ONLY_INPUT_TENSORS";
 
 /** Name of the parameter that runs each model instance in a worker thread of its own ("yes"; default "no"). */
 export const TENSORBRIDGE_INSTANCE_THREADS = "TENSORBRIDGE_INSTANCE_THREADS";
+
+/**
+ * Name of the parameter that bounds one `execute()` of a thread instance,
+ * in milliseconds (a whole number >= 1; default none): a worker whose
+ * execute() runs longer is stopped, its requests fail with
+ * `ERR_EXECUTE_TIMEOUT`, and the instance restarts. Not Triton's: its
+ * Python backend has no such bound.
+ */
+export const EXECUTE_TIMEOUT_MS = "EXECUTE_TIMEOUT_MS";
 
 /** Backends this runtime serves (the empty string is a config without `backend`). */
 export const SUPPORTED_BACKENDS: readonly string[] = Object.freeze(["", "tensorbridge"]);
@@ -347,7 +362,7 @@ export function parseModelConfig(text: string, options: ParseModelConfigOptions 
   const json = pbMessageToJson(tree, MODEL_CONFIG_SCHEMA, file);
   const pos = positionsOf(tree.fields);
   const cfg = fillDefaults(json, MODEL_CONFIG_SCHEMA) as unknown as ModelConfig;
-  return normalizeModelConfig(cfg, { file, modelName: options.modelName, pos });
+  return normalizeModelConfig(cfg, { file, modelName: options.modelName, pos, partial: options.partial === true });
 }
 
 /**
@@ -364,12 +379,12 @@ export function modelConfigFromJson(config: unknown, options: ParseModelConfigOp
   const file = options.file ?? "config";
   const copy = checkJsonAgainstSchema(config, MODEL_CONFIG_SCHEMA, file);
   const cfg = fillDefaults(copy, MODEL_CONFIG_SCHEMA) as unknown as ModelConfig;
-  return normalizeModelConfig(cfg, { file, modelName: options.modelName });
+  return normalizeModelConfig(cfg, { file, modelName: options.modelName, partial: options.partial === true });
 }
 
 function normalizeModelConfig(
   cfg: ModelConfig,
-  ctx: { file: string; modelName?: string | undefined; pos?: Positions },
+  ctx: { file: string; modelName?: string | undefined; pos?: Positions; partial?: boolean },
 ): ModelConfig {
   const { file } = ctx;
   const fail: (path: string[], message: string) => never = (path, message) => {
@@ -425,10 +440,10 @@ function normalizeModelConfig(
       if (!io.name) fail(at, `${kind} ${i} has no name`);
       if (names.has(io.name)) fail(at, `${kind} name "${io.name}" is used more than once`);
       names.add(io.name);
-      if (!configTypeToDtype(io.data_type)) {
+      if (!configTypeToDtype(io.data_type) && !ctx.partial) {
         fail([...at, "data_type"], `${kind} "${io.name}" must set data_type (TYPE_FP32, TYPE_INT64, TYPE_STRING, ...)`);
       }
-      if (io.dims.length === 0 && cfg.max_batch_size === 0 && !io.reshape) {
+      if (io.dims.length === 0 && cfg.max_batch_size === 0 && !io.reshape && !ctx.partial) {
         fail([...at, "dims"], `${kind} "${io.name}" must specify dims (max_batch_size is 0, so there is no batch dim)`);
       }
       for (const d of io.dims) {
@@ -448,9 +463,22 @@ function normalizeModelConfig(
   checkIo("input", cfg.input);
   checkIo("output", cfg.output);
 
-  // scheduling
-  if (cfg.sequence_batching) fail(["sequence_batching"], "sequence_batching is not supported by the tensorbridge runtime");
-  if (cfg.ensemble_scheduling) fail(["ensemble_scheduling"], "ensemble_scheduling is not supported by the tensorbridge runtime");
+  // scheduling. Triton loads a Python-backend model with sequence_batching;
+  // tensorbridge has no sequence batcher, and serving such a model without
+  // one would route a sequence's requests to any instance with no control
+  // inputs, so it is refused rather than half-honoured.
+  if (cfg.sequence_batching) {
+    fail(["sequence_batching"], `sequence_batching is not supported by the tensorbridge runtime (it has no sequence batcher); remove it, or keep the sequence's state in the model keyed by a request parameter`);
+  }
+  if (cfg.ensemble_scheduling) {
+    // Triton's words: "ensemble scheduling cannot be set for model 'm' whose platform is not ensemble".
+    fail(["ensemble_scheduling"], `ensemble_scheduling is not supported: ensemble scheduling cannot be set for model '${cfg.name}' whose platform is not ensemble (tensorbridge has no ensemble platform; call the steps from a model with BLS, InferenceRequest.exec())`);
+  }
+  // Triton refuses a model whose repository agent it cannot find; tensorbridge has none.
+  const agents = (cfg.model_repository_agents as { agents?: { name: string }[] } | undefined)?.agents ?? [];
+  if (agents.length > 0) {
+    fail(["model_repository_agents"], `repository agent '${agents[0]!.name}' of model '${cfg.name}' is not available: tensorbridge has no repository agents (remove model_repository_agents)`);
+  }
   if (cfg.dynamic_batching) {
     for (const p of cfg.dynamic_batching.preferred_batch_size) {
       if (p < 1 || (cfg.max_batch_size > 0 && p > cfg.max_batch_size)) {
@@ -478,15 +506,20 @@ function normalizeModelConfig(
     if (g.kind === "KIND_GPU" && g.gpus.length === 0) g.gpus = [0];
   });
 
-  // parameters: the runtime's own take exactly "yes" or "no"
+  // parameters: the runtime's own take exactly "yes" or "no", or a number of milliseconds
+  const where = (): string => {
+    if (!ctx.pos) return `${file}: `;
+    const p = ctx.pos.field(["parameters"]);
+    return `${file}:${p.line}:${p.column}: `;
+  };
   for (const key of [FORCE_CPU_ONLY_INPUT_TENSORS, TENSORBRIDGE_INSTANCE_THREADS]) {
     const v = cfg.parameters[key];
     if (v === undefined || v.string_value === "yes" || v.string_value === "no") continue;
-    const where = ctx.pos ? (() => {
-      const p = ctx.pos!.field(["parameters"]);
-      return `${file}:${p.line}:${p.column}: `;
-    })() : `${file}: `;
-    throw new ServingError("ERR_MODEL_LOAD", `${where}parameter ${key} must be "yes" or "no", got ${JSON.stringify(v.string_value)}`);
+    throw new ServingError("ERR_MODEL_LOAD", `${where()}parameter ${key} must be "yes" or "no", got ${JSON.stringify(v.string_value)}`);
+  }
+  const timeout = cfg.parameters[EXECUTE_TIMEOUT_MS];
+  if (timeout !== undefined && !(/^[0-9]+$/.test(timeout.string_value) && Number(timeout.string_value) >= 1 && Number.isSafeInteger(Number(timeout.string_value)))) {
+    throw new ServingError("ERR_MODEL_LOAD", `${where()}parameter ${EXECUTE_TIMEOUT_MS} must be a whole number of milliseconds >= 1, got ${JSON.stringify(timeout.string_value)}`);
   }
   // keep model_config.proto's field order (defaults filled above were appended)
   const ordered: Record<string, unknown> = {};
@@ -508,4 +541,52 @@ export function forceCpuOnlyInputs(config: ModelConfig): boolean {
  */
 export function instanceThreads(config: ModelConfig): boolean {
   return config.parameters[TENSORBRIDGE_INSTANCE_THREADS]?.string_value === "yes";
+}
+
+/** The execute() bound of a thread instance (the `EXECUTE_TIMEOUT_MS` parameter), or undefined when none. */
+export function executeTimeoutMs(config: ModelConfig): number | undefined {
+  const v = config.parameters[EXECUTE_TIMEOUT_MS]?.string_value;
+  return v === undefined ? undefined : Number(v);
+}
+
+/** A config field that tensorbridge accepts but does not act on. */
+export interface IgnoredConfigField {
+  /** The field, as a path (`instance_group[0].rate_limiter`). */
+  field: string;
+  /** What is (not) done about it, for the load's warning. */
+  message: string;
+}
+
+const nonEmpty = (v: unknown): boolean =>
+  v !== undefined && v !== null && (Array.isArray(v) ? v.length > 0 : typeof v === "object" ? Object.keys(v).length > 0 : v !== "");
+
+/**
+ * The fields of a (normalised) config that tensorbridge accepts, as Triton
+ * does, but does not implement: each gets one warning when the model loads
+ * (fields Triton would refuse, and those that would change what a request
+ * means, such as `sequence_batching`, are refused by the parser instead).
+ *
+ * @returns one entry per field that is set, in model_config.proto's order.
+ */
+export function ignoredConfigFields(config: ModelConfig): IgnoredConfigField[] {
+  const out: IgnoredConfigField[] = [];
+  const add = (field: string, message: string): void => {
+    out.push({ field, message: `config field ${field} is not implemented by tensorbridge and is ignored: ${message}` });
+  };
+  if (config.batch_input.length > 0) add("batch_input", "no batch input tensors are made; compute them in execute() from the requests");
+  if (config.batch_output.length > 0) add("batch_output", "outputs are not scattered by the server; return one response per request");
+  if (config.optimization !== undefined) add("optimization", "there is no graph, CUDA-graph or pinned-memory tuning; the model runs as written");
+  config.instance_group.forEach((g, i) => {
+    const at = `instance_group[${i}] (${g.name})`;
+    if (g.rate_limiter !== undefined) add(`${at}.rate_limiter`, "there is no rate limiter; an instance takes the next batch as soon as it is free");
+    if (g.secondary_devices.length > 0) add(`${at}.secondary_devices`, "instances are told only their primary device");
+    if (g.profile.length > 0) add(`${at}.profile`, "there are no optimization profiles");
+    if (g.host_policy !== "") add(`${at}.host_policy`, "there are no host policies");
+  });
+  if (nonEmpty(config.cc_model_filenames)) add("cc_model_filenames", "the model file is default_model_filename or model.ts/.mts/.js/.mjs, whatever the GPU");
+  if (nonEmpty(config.metric_tags)) add("metric_tags", "the server's metrics carry no extra labels");
+  if (nonEmpty(config.model_operations?.op_library_filename)) add("model_operations", "no custom operation libraries are loaded");
+  if (config.response_cache?.enable === true) add("response_cache", "there is no response cache; every request runs the model");
+  if (config.model_metrics !== undefined) add("model_metrics", "the server's histograms keep their own buckets");
+  return out;
 }

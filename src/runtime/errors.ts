@@ -57,6 +57,10 @@ import type { ModelErrorCode } from "./model-error.js";
  *   `InferenceResponse.split` was given requests or tensors that do not go
  *   together (dtype, shape after dim 0, device, a missing input, a batched
  *   tensor whose dim 0 is not the requests' total).
+ * - `ERR_EXECUTE_TIMEOUT`: a thread instance's `execute()` ran longer than
+ *   its model's `EXECUTE_TIMEOUT_MS` parameter; its worker was stopped (it
+ *   restarts) and the requests of that execute() fail (Triton code
+ *   UNAVAILABLE: the instance serves again once restarted).
  */
 export type ServingErrorCode =
   | "ERR_CONFIG_SYNTAX"
@@ -78,7 +82,8 @@ export type ServingErrorCode =
   | "ERR_LOG"
   | "ERR_QUEUE_FULL"
   | "ERR_QUEUE_TIMEOUT"
-  | "ERR_BATCH_MISMATCH";
+  | "ERR_BATCH_MISMATCH"
+  | "ERR_EXECUTE_TIMEOUT";
 
 /**
  * The Triton error code each {@link ServingErrorCode} stands for: what a
@@ -106,6 +111,7 @@ export const SERVING_ERROR_TRITON_CODE: Readonly<Record<ServingErrorCode, ModelE
   ERR_QUEUE_FULL: "UNAVAILABLE",
   ERR_QUEUE_TIMEOUT: "UNAVAILABLE",
   ERR_BATCH_MISMATCH: "INVALID_ARG",
+  ERR_EXECUTE_TIMEOUT: "UNAVAILABLE",
 });
 
 /** Options of {@link ServingError}. */

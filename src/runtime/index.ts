@@ -15,15 +15,19 @@ export { DEFAULT_MODEL_HOST, Logger, currentModel, runInModel, type LogLevel, ty
 export { Metric, MetricFamily, type MetricFamilyInit, type MetricInit, type MetricKind } from "./metric-family.js";
 export { CustomMetrics, type MetricFamilyData, type MetricSeries } from "./custom-metrics.js";
 export {
+  EXECUTE_TIMEOUT_MS,
   FORCE_CPU_ONLY_INPUT_TENSORS,
   SUPPORTED_BACKENDS,
   TENSORBRIDGE_INSTANCE_THREADS,
   configTypeToDtype,
   dtypeToConfigType,
+  executeTimeoutMs,
   forceCpuOnlyInputs,
+  ignoredConfigFields,
   instanceThreads,
   modelConfigFromJson,
   parseModelConfig,
+  type IgnoredConfigField,
   type InstanceGroupKind,
   type ModelConfig,
   type ModelDynamicBatching,
@@ -36,6 +40,9 @@ export {
   type ParseModelConfigOptions,
   type TritonDataType,
 } from "./config.js";
+export { AutoCompleteModelConfig, autoCompleteModelConfig, type AutoCompleteInput, type AutoCompleteOutput } from "./auto-complete.js";
+export { localGpus, planInstances, type GpuInventory, type InstancePlan } from "./instance-plan.js";
+export { prepareWarmup, type WarmupSample } from "./warmup.js";
 export { parsePbtxt, type ParsePbtxtOptions, type PbField, type PbMessage, type PbPosition, type PbScalar, type PbValue } from "./pbtxt.js";
 export { ConfigError, ServingError, SERVING_ERROR_TRITON_CODE, type ServingErrorCode, type ServingErrorOptions } from "./errors.js";
 export {

@@ -18,7 +18,12 @@ import {
   type RepositoryModel,
 } from "./repository.js";
 import type { InferenceObserver } from "./stats.js";
+import { existsSync } from "node:fs";
 import { join } from "node:path";
+
+import { autoCompleteModelConfig } from "./auto-complete.js";
+import type { GpuInventory } from "./instance-plan.js";
+import { importModelClass } from "./loader.js";
 
 /** Readiness of a model as the repository index reports it. */
 export type ModelState = "READY" | "UNAVAILABLE" | "LOADING" | "UNLOADING";
@@ -49,6 +54,14 @@ export interface ModelRegistryOptions {
    * mode flag yet.
    */
   modelControl?: boolean;
+  /**
+   * Run each model class's static `autoCompleteConfig(config)` and let a
+   * model without config.pbtxt load (Triton's default; its
+   * `--disable-auto-complete-config` is `false` here). Default true.
+   */
+  autoCompleteConfig?: boolean;
+  /** The GPUs `KIND_GPU` instance groups are checked against (default: the CUDA driver's answer; tests inject one). */
+  gpus?: GpuInventory;
 }
 
 /** Options of {@link ModelRegistry.load}. */
@@ -81,6 +94,9 @@ export class ModelRegistry {
   #closed = false;
   /** Whether models may load and unload models (see {@link ModelRegistryOptions.modelControl}). */
   readonly modelControl: boolean;
+  /** Whether model classes complete their configs (see {@link ModelRegistryOptions.autoCompleteConfig}). */
+  readonly autoCompleteConfig: boolean;
+  readonly #gpus: GpuInventory | undefined;
   readonly #removeBlsTarget: () => void;
 
   /** @param opts - repository, observer, logger. */
@@ -89,6 +105,8 @@ export class ModelRegistry {
     this.#observer = opts.observer;
     this.#log = opts.logger ?? silent;
     this.modelControl = opts.modelControl ?? true;
+    this.autoCompleteConfig = opts.autoCompleteConfig ?? true;
+    this.#gpus = opts.gpus;
     // BLS calls made outside any model's context go to the newest registry (see bls.ts).
     this.#removeBlsTarget = addBlsTarget(this);
   }
@@ -179,25 +197,39 @@ export class ModelRegistry {
     let config: ModelConfig;
     const fresh: ModelVersion[] = [];
     try {
-      if (override !== undefined && override !== null && override !== "") {
-        let obj = override;
-        if (typeof obj === "string") {
-          try {
-            obj = JSON.parse(obj);
-          } catch (e) {
-            throw new ServingError("ERR_CONFIG_INVALID", `the config given for '${m.name}' is not valid JSON: ${errorMessage(e)}`);
+      // With auto-complete on, inputs and outputs may leave out what the model's autoCompleteConfig fills in.
+      const source = async (partial: boolean): Promise<ModelConfig> => {
+        if (override !== undefined && override !== null && override !== "") {
+          let obj = override;
+          if (typeof obj === "string") {
+            try {
+              obj = JSON.parse(obj);
+            } catch (e) {
+              throw new ServingError("ERR_CONFIG_INVALID", `the config given for '${m.name}' is not valid JSON: ${errorMessage(e)}`);
+            }
           }
+          return modelConfigFromJson(obj, { file: `config of '${m.name}'`, modelName: m.name, partial });
         }
-        config = modelConfigFromJson(obj, { file: `config of '${m.name}'`, modelName: m.name });
-      } else {
-        config = await readModelConfig(m);
-      }
+        if (this.autoCompleteConfig && !existsSync(m.configPath)) {
+          // As Triton with auto-complete on: no config.pbtxt is a config with only the name, for the model to complete.
+          return modelConfigFromJson({ name: m.name }, { file: `config of '${m.name}'`, modelName: m.name, partial });
+        }
+        return readModelConfig(m, { partial });
+      };
+      config = await source(this.autoCompleteConfig);
       const versions = selectVersions(config.version_policy, m.versions);
       if (versions.length === 0) {
         throw new ServingError(
           "ERR_MODEL_LOAD",
           `model '${m.name}' has no version directory that its version policy selects (found: ${m.versions.length ? m.versions.join(", ") : "none"})`,
         );
+      }
+      if (this.autoCompleteConfig) {
+        // The newest version's class completes the config (version_policy is not the model's to change).
+        const newest = findModelFile(join(m.dir, String(versions.at(-1))), config);
+        const completed = newest === undefined ? undefined : await autoCompleteModelConfig(config, await importModelClass(newest));
+        // No autoCompleteConfig: the config as given, checked in full (with its file positions).
+        config = completed ?? (await source(false));
       }
       for (const v of versions) {
         const dir = join(m.dir, String(v));
@@ -208,7 +240,7 @@ export class ModelRegistry {
             `model '${m.name}' version ${v} has no model file (${config.default_model_filename || "model.ts, model.mts, model.js or model.mjs"}) in ${dir}`,
           );
         }
-        const mv = new ModelVersion({ name: m.name, version: v, config, modelDir: m.dir, file, observer: this.#observer, bls: this });
+        const mv = new ModelVersion({ name: m.name, version: v, config, modelDir: m.dir, file, observer: this.#observer, bls: this, gpus: this.#gpus });
         await mv.load();
         fresh.push(mv);
       }

@@ -8,14 +8,27 @@
  */
 import type { DType } from "../dtype.js";
 import type { Tensor } from "../tensor.js";
-import { configTypeToDtype, forceCpuOnlyInputs, instanceThreads, type ModelConfig, type ModelInputConfig, type ModelOutputConfig } from "./config.js";
+import {
+  EXECUTE_TIMEOUT_MS,
+  TENSORBRIDGE_INSTANCE_THREADS,
+  configTypeToDtype,
+  executeTimeoutMs,
+  forceCpuOnlyInputs,
+  ignoredConfigFields,
+  instanceThreads,
+  type ModelConfig,
+  type ModelInputConfig,
+  type ModelOutputConfig,
+} from "./config.js";
 import { ServingError, errorMessage } from "./errors.js";
 import { runAsCaller, type BlsCaller, type BlsTarget } from "./bls.js";
 import { createRequestQueue, queueTimeoutError, type RequestQueue } from "./dynamic-batcher.js";
 import { importModelClass } from "./loader.js";
 import type { Cancellation } from "./cancel.js";
 import { ModelError } from "./model-error.js";
-import { DEFAULT_MODEL_HOST, currentModel, runInModel, type ModelContext, type ModelHost } from "./model-context.js";
+import { DEFAULT_MODEL_HOST, currentModel, runInModel, writeModelLog, type ModelContext, type ModelHost } from "./model-context.js";
+import { planInstances, type GpuInventory } from "./instance-plan.js";
+import { prepareWarmup, warmupFailed, type WarmupSample } from "./warmup.js";
 import { InferenceRequest, type RequestControl, type RequestParameter } from "./request.js";
 import { InferenceResponse } from "./response.js";
 import { InferenceResponseSender, runtimeFailures, senderDroppedError, type ResponseChannel } from "./response-sender.js";
@@ -125,6 +138,8 @@ export interface ModelVersionOptions {
   host?: ModelHost | undefined;
   /** The registry that BLS calls of this model's instances go to (see bls.ts). */
   bls?: BlsTarget | undefined;
+  /** The GPUs that `KIND_GPU` instance groups are checked against (default: the CUDA driver's answer; tests inject one). */
+  gpus?: GpuInventory | undefined;
 }
 
 /** What a request's response sender calls back into its model version with. */
@@ -308,6 +323,7 @@ export class ModelVersion {
   readonly #ctx: ModelContext;
   readonly #runBatch = (inst: Instance, batch: Pending[]): void => this.#run(inst, batch);
   readonly #bls: BlsTarget | undefined;
+  readonly #gpus: GpuInventory | undefined;
   readonly #instances: Instance[] = [];
   /** Requests waiting for an instance (see dynamic-batcher.ts). */
   readonly #queue: RequestQueue<Pending>;
@@ -341,6 +357,7 @@ export class ModelVersion {
     this.#observer = opts.observer;
     this.#ctx = { name: opts.name, version: opts.version, host: opts.host ?? (opts.observer as { modelHost?: ModelHost } | undefined)?.modelHost ?? DEFAULT_MODEL_HOST };
     this.#bls = opts.bls;
+    this.#gpus = opts.gpus;
     this.stats = new StatsRecorder(opts.name, opts.version);
     this.#inputs = new Map(opts.config.input.map((i) => [i.name, i]));
     this.#outputs = new Map(opts.config.output.map((o) => [o.name, o]));
@@ -395,26 +412,24 @@ export class ModelVersion {
       const threads = instanceThreads(this.config);
       // In-thread instances share one import; a worker imports the file itself.
       const cls = threads ? undefined : await importModelClass(this.file);
-      const plan: { name: string; kind: Instance["kind"]; deviceId: number; passive: boolean }[] = [];
-      for (const g of this.config.instance_group) {
-        const kind = g.kind === "KIND_GPU" ? "GPU" : g.kind === "KIND_MODEL" ? "MODEL" : "CPU";
-        const devices = kind === "GPU" ? g.gpus : [0];
-        for (const dev of devices) {
-          for (let c = 0; c < g.count; c++) {
-            // Triton's instance names: <group>_<index>, e.g. add_sub_0_0.
-            let name = `${g.name}_${c}`;
-            if (kind === "GPU" && devices.length > 1) name += `_gpu${dev}`;
-            plan.push({ name, kind, deviceId: dev, passive: g.passive });
-          }
-        }
+      // Before anything is made: a GPU the machine lacks fails the load (instance-plan.ts).
+      const plan = planInstances(this.config, this.#gpus);
+      for (const f of ignoredConfigFields(this.config)) writeModelLog(this.#ctx, "WARNING", f.message);
+      if (executeTimeoutMs(this.config) !== undefined && !threads) {
+        writeModelLog(this.#ctx, "WARNING", `parameter ${EXECUTE_TIMEOUT_MS} applies to thread instances only (${TENSORBRIDGE_INSTANCE_THREADS}: "yes") and is ignored: an execute() in the serving thread cannot be stopped`);
       }
+      const warmup = await prepareWarmup(this.config, this.#modelDir);
       const configJson = JSON.stringify(this.config);
       for (const p of plan) {
         let model: TritonModel;
         const inst: Instance = { ...p, model: undefined as unknown as TritonModel, busy: false, caller: undefined };
         if (this.#bls !== undefined) inst.caller = { target: this.#bls, version: this, instance: inst };
         if (cls === undefined) {
-          model = new ThreadInstance(this.file, `model '${this.name}' instance ${p.name}`, inst.caller);
+          model = new ThreadInstance(this.file, `model '${this.name}' instance ${p.name}`, inst.caller, {
+            executeTimeoutMs: executeTimeoutMs(this.config),
+            onRestart: (why) => writeModelLog(this.#ctx, "WARNING", `instance ${p.name}: ${why}; restarting its worker thread`),
+            onRestartFailed: (e) => writeModelLog(this.#ctx, "ERROR", `instance ${p.name}: its worker thread could not be restarted: ${errorMessage(e)}`),
+          });
         } else {
           try {
             model = new cls() as TritonModel;
@@ -445,6 +460,7 @@ export class ModelVersion {
           }
         }
         this.#instances.push(inst);
+        for (const sample of warmup) await this.#warmUp(inst, sample);
       }
       if (!this.#instances.some((i) => !i.passive)) {
         // Only passive instances: nothing will serve, but Triton still loads it.
@@ -492,6 +508,34 @@ export class ModelVersion {
     this.#ctx.host.metrics.release(this.#ctx);
     this.#state = "UNAVAILABLE";
     this.#reason = "unloaded";
+  }
+
+  /**
+   * Runs one warm-up sample on an instance that is not serving yet (see
+   * warmup.ts): `count` execute() calls, outside the statistics.
+   *
+   * @throws {ServingError} `ERR_MODEL_LOAD` (after finalizing every
+   * instance) when a request of the sample fails.
+   */
+  async #warmUp(inst: Instance, sample: WarmupSample): Promise<void> {
+    for (let i = 0; i < sample.count; i++) {
+      writeModelLog(this.#ctx, "VERBOSE", `instance ${inst.name} is running warmup sample '${sample.name}' (${i + 1} of ${sample.count})`);
+      const call = sample.requests(this.name, this.version, this.#decoupled, this.#outputNames);
+      let errors: string[];
+      try {
+        const c = inst.caller;
+        const run = () => inst.model.execute(call.requests);
+        errors = await call.outcome(await (c === undefined ? run() : runAsCaller(c, run)));
+      } catch (e) {
+        // Every request of the call fails with it (Triton lists each request's error).
+        const message = executeError(inst.name, e).message;
+        errors = call.requests.map(() => message);
+      }
+      if (errors.length > 0) {
+        await this.#finalizeAll();
+        throw warmupFailed(sample.name, errors);
+      }
+    }
   }
 
   async #finalizeAll(logger?: RuntimeLogger): Promise<void> {
@@ -934,6 +978,12 @@ export class ModelVersion {
    */
   #executeFailed(inst: Instance, batch: Pending[], start: bigint, inputNs: number, inferStart: bigint, e: unknown): void {
     const err = executeError(inst.name, e);
+    // The client gets the message; the server's log gets which requests, and where it was thrown.
+    const ids = batch.map((p) => `'${p.input.id ?? ""}'`).join(", ");
+    // The stack's frames, as Triton's log line ends with the traceback ("At: ...").
+    const frames = e instanceof Error && e.stack ? e.stack.split("\n").filter((l) => /^\s+at /.test(l)) : [];
+    const at = frames.length > 0 ? `\nAt:\n${frames.join("\n")}` : "";
+    writeModelLog(this.#ctx, "ERROR", `execute() of instance ${inst.name} failed for request id(s) [${ids}]: ${err.message}${at}`);
     const inferNs = since(inferStart);
     this.#execution(batch, inputNs, inferNs, 0);
     for (const p of batch) {
@@ -1180,6 +1230,8 @@ function describe(v: unknown): string {
  * <class>: <message>` (INTERNAL).
  */
 function executeError(instance: string, e: unknown): ModelError {
+  // The runtime's own failure (a thread instance that died or timed out) keeps its code and words.
+  if (typeof e === "object" && e !== null && runtimeFailures.has(e)) return e as ModelError;
   if (e instanceof ModelError || (e as { name?: unknown } | null)?.name === "ModelError") return ModelError.from(e);
   const cls = e instanceof Error ? e.name : typeof e;
   const message = e instanceof Error ? e.message : String(e);

@@ -97,7 +97,7 @@ async function listVersions(dir: string): Promise<number[]> {
  * `ERR_CONFIG_SYNTAX` / `ERR_CONFIG_INVALID` / `ERR_MODEL_LOAD` from
  * {@link parseModelConfig}.
  */
-export async function readModelConfig(model: RepositoryModel): Promise<ModelConfig> {
+export async function readModelConfig(model: RepositoryModel, options: { partial?: boolean } = {}): Promise<ModelConfig> {
   let text: string;
   try {
     text = await readFile(model.configPath, "utf8");
@@ -108,7 +108,7 @@ export async function readModelConfig(model: RepositoryModel): Promise<ModelConf
       { cause: e },
     );
   }
-  return parseModelConfig(text, { file: model.configPath, modelName: model.name });
+  return parseModelConfig(text, { file: model.configPath, modelName: model.name, partial: options.partial === true });
 }
 
 /**

@@ -15,8 +15,17 @@
  * thread's sender of the same request, so they are checked and counted as
  * an in-thread model's are; a cancel reaches the worker's request. BLS calls
  * (`request.exec()`, `loadModel`…, see bls.ts) made in the worker are
- * posted here and run in the instance's context; their responses go back. A
- * worker that dies ends its requests still open with an `INTERNAL` error.
+ * posted here and run in the instance's context; their responses go back.
+ *
+ * A worker that dies (an uncaught error, `process.exit()`, running out of
+ * memory) ends its requests still open with an `INTERNAL` error and is
+ * restarted: a fresh worker imports the model and runs `initialize()` with
+ * the same args; requests that arrive meanwhile wait for it. With
+ * `executeTimeoutMs` (the `EXECUTE_TIMEOUT_MS` parameter), an `execute()`
+ * that runs longer has its worker stopped: its requests fail with
+ * `ERR_EXECUTE_TIMEOUT`, and the instance restarts the same way. A restart
+ * that fails (initialize() throws this time) leaves the instance failing
+ * every request with the reason.
  *
  * @module
  */
@@ -45,6 +54,7 @@ import { InferenceResponse } from "./response.js";
 import { runtimeFailures } from "./response-sender.js";
 import type { InitializeArgs, TritonModel } from "./types.js";
 import { ModelError } from "./model-error.js";
+import { ServingError } from "./errors.js";
 import { currentModel, runInModel, type ForwardedOp } from "./model-context.js";
 import { handleForwardedOp } from "./metric-family.js";
 
@@ -84,9 +94,19 @@ interface Call {
   replied: boolean;
 }
 
+/** Options of {@link ThreadInstance}. */
+export interface ThreadInstanceOptions {
+  /** Stop a worker whose execute() runs longer than this (milliseconds), and restart it. */
+  executeTimeoutMs?: number | undefined;
+  /** Told why, each time a worker that served is restarted (the model's log). */
+  onRestart?: ((why: string) => void) | undefined;
+  /** Told when a restart failed: the instance then fails every request. */
+  onRestartFailed?: ((e: unknown) => void) | undefined;
+}
+
 /** The serving thread's stand-in for a model instance in a worker thread. */
 export class ThreadInstance implements TritonModel {
-  readonly #worker: Worker;
+  #worker!: Worker;
   readonly #waiting = new Map<number, Waiting>();
   /** Execute calls with requests that may still send, by call id (the execute message's id). */
   readonly #calls = new Map<number, Call>();
@@ -95,6 +115,20 @@ export class ThreadInstance implements TritonModel {
   #gone: string | undefined;
   /** The model is decoupled (from the config that initialize() gets). */
   #decoupled = false;
+  /** initialize()'s args once it succeeded: a restarted worker gets them again. */
+  #args: InitializeArgs | undefined;
+  /** finalize() began, or the load failed: a worker that ends now is not restarted. */
+  #closing = false;
+  /** A restart under way: calls wait for it. */
+  #restarting: Promise<void> | undefined;
+  /** Why the worker is being stopped (a timeout), to fail its requests with instead of its exit. */
+  #stopping: { why: string; err: Error } | undefined;
+  /** Workers whose end was handled (a worker emits 'error', then 'exit'). */
+  readonly #ended = new WeakSet<Worker>();
+  /** How many times the worker was restarted. */
+  #restarts = 0;
+  readonly #file: string;
+  readonly #options: ThreadInstanceOptions;
 
   /**
    * Starts the worker; it imports `file` when {@link initialize} runs.
@@ -107,17 +141,32 @@ export class ThreadInstance implements TritonModel {
     file: string,
     readonly label: string,
     readonly caller?: BlsCaller,
+    options: ThreadInstanceOptions = {},
   ) {
-    this.#worker = startWorker({ file });
+    this.#file = file;
+    this.#options = options;
+    this.#spawn();
+  }
+
+  /** How many times the worker was restarted (after a death or a timeout). */
+  get restarts(): number {
+    return this.#restarts;
+  }
+
+  /** Starts a worker and listens to it; events of a worker that was replaced are ignored. */
+  #spawn(): void {
+    const worker = startWorker({ file: this.#file });
+    this.#worker = worker;
     // A loaded model must not keep the process alive on its own; the server does.
-    this.#worker.unref();
+    worker.unref();
     // The worker's Logger lines and metric operations ({ model } messages, which the
-    // listener above ignores), run in the context of the model version that made this instance.
+    // listener below ignores), run in the context of the model version that made this instance.
     const ctx = currentModel();
-    this.#worker.on("message", (m: { model?: ForwardedOp }) => {
+    worker.on("message", (m: { model?: ForwardedOp }) => {
       if (m.model !== undefined && ctx !== undefined) runInModel(ctx, handleForwardedOp, m.model);
     });
-    this.#worker.on("message", (m: { id: number; value?: unknown; error?: WireError } | WireSend | WireBlsCall | WireBlsCancel | WireBlsControl) => {
+    worker.on("message", (m: { id: number; value?: unknown; error?: WireError } | WireSend | WireBlsCall | WireBlsCancel | WireBlsControl) => {
+      if (worker !== this.#worker) return;
       if ("op" in m) {
         if (m.op === "send") this.#send(m);
         else if (m.op === "bls") this.#bls(m);
@@ -131,25 +180,62 @@ export class ThreadInstance implements TritonModel {
       if (m.error !== undefined) w.reject(errorFromWire(m.error));
       else w.resolve(m.value);
     });
-    this.#worker.on("error", (e) => this.#end(`its worker thread failed: ${e.message}`));
-    this.#worker.on("exit", (code) => this.#end(`its worker thread exited (code ${code})`));
+    worker.on("error", (e) => this.#died(worker, `its worker thread failed: ${e.message}`));
+    worker.on("exit", (code) => this.#died(worker, `its worker thread exited (code ${code})`));
   }
 
-  /** Fails every call still waiting, and every later one; ends the requests still open on their senders. */
-  #end(why: string): void {
+  /** The worker `worker` ended (an 'error', then an 'exit'): the first of its events ends its calls and restarts it. */
+  #died(worker: Worker, why: string): void {
+    if (worker !== this.#worker || this.#ended.has(worker)) return;
+    this.#ended.add(worker);
+    const stopping = this.#stopping;
+    this.#stopping = undefined;
+    this.#end(stopping?.why ?? why, stopping?.err);
+    // (A worker that dies while it restarts fails that restart: no second one.)
+    if (this.#closing || this.#args === undefined || this.#restarting !== undefined) return;
+    this.#restarts++;
+    this.#options.onRestart?.(stopping?.why ?? why);
+    const args = this.#args;
+    this.#restarting = (async () => {
+      this.#spawn();
+      this.#gone = undefined;
+      try {
+        await this.#post({ op: "initialize", args });
+      } catch (e) {
+        this.#gone = `its worker thread could not be restarted: ${e instanceof Error ? e.message : String(e)}`;
+        // For good: its end is not another restart.
+        this.#closing = true;
+        this.#options.onRestartFailed?.(e);
+        await this.#worker.terminate();
+      }
+    })().finally(() => {
+      this.#restarting = undefined;
+    });
+  }
+
+  /**
+   * Fails every call still waiting, and every later one until a restart;
+   * ends the requests still open on their senders.
+   *
+   * @param err - the error for the calls waiting (default: an `INTERNAL` ModelError naming the instance and `why`).
+   */
+  #end(why: string, err?: Error): void {
     this.#gone ??= why;
     // Its BLS calls still running here have nobody to answer.
     for (const cancel of this.#blsCancels.values()) cancel();
     this.#blsCancels.clear();
-    const err = new ModelError(`${this.label}: ${this.#gone}`, "INTERNAL");
-    runtimeFailures.add(err);
-    for (const w of this.#waiting.values()) w.reject(err);
+    const failure = err ?? new ModelError(`${this.label}: ${this.#gone}`, "INTERNAL");
+    runtimeFailures.add(failure);
+    // A response carries a ModelError: the same words and Triton code.
+    const sent = failure instanceof ModelError ? failure : ModelError.from(failure);
+    runtimeFailures.add(sent);
+    for (const w of this.#waiting.values()) w.reject(failure);
     this.#waiting.clear();
     for (const [id, call] of this.#calls) {
       call.requests.forEach((r, i) => {
         if (!call.open[i]) return;
         // A request that is not decoupled and already has its one response completes with it.
-        this.#forward(r, call.responded[i] && !this.#decoupled ? undefined : new InferenceResponse({ error: err }), true);
+        this.#forward(r, call.responded[i] && !this.#decoupled ? undefined : new InferenceResponse({ error: sent }), true);
       });
       this.#forget(id, call);
     }
@@ -224,7 +310,13 @@ export class ThreadInstance implements TritonModel {
     this.#calls.delete(id);
   }
 
-  #call(m: ToWorkerBody, id = ++this.#next): Promise<unknown> {
+  /** Posts a message to the worker once any restart under way is done; resolves with its reply. */
+  async #call(m: ToWorkerBody, id = ++this.#next): Promise<unknown> {
+    if (this.#restarting !== undefined) await this.#restarting;
+    return this.#post(m, id);
+  }
+
+  #post(m: ToWorkerBody, id = ++this.#next): Promise<unknown> {
     if (this.#gone !== undefined) return Promise.reject(new ModelError(`${this.label}: ${this.#gone}`, "INTERNAL"));
     return new Promise((resolve, reject) => {
       this.#waiting.set(id, { resolve, reject });
@@ -239,10 +331,12 @@ export class ThreadInstance implements TritonModel {
       await this.#call({ op: "initialize", args });
     } catch (e) {
       // A load that failed finalizes nothing here: the worker just ends.
+      this.#closing = true;
       this.#gone ??= "its load failed";
       await this.#worker.terminate();
       throw e;
     }
+    this.#args = args;
   }
 
   /**
@@ -264,11 +358,18 @@ export class ThreadInstance implements TritonModel {
       call.unsubscribe.push(control.onCancel(cancel));
     });
     let value: ExecuteReply;
+    let timer: NodeJS.Timeout | undefined;
     try {
-      value = (await this.#call({ op: "execute", requests: requests.map(requestToWire) }, id)) as ExecuteReply;
+      if (this.#restarting !== undefined) await this.#restarting;
+      const reply = this.#post({ op: "execute", requests: requests.map(requestToWire) }, id);
+      const ms = this.#options.executeTimeoutMs;
+      if (ms !== undefined) timer = setTimeout(() => this.#timedOut(ms), ms);
+      value = (await reply) as ExecuteReply;
     } catch (e) {
       this.#forget(id, call);
       throw e;
+    } finally {
+      clearTimeout(timer);
     }
     call.replied = true;
     const stillOpen = new Set(value.open);
@@ -281,8 +382,17 @@ export class ThreadInstance implements TritonModel {
     return resultFromWire(value.result) as InferenceResponse[];
   }
 
+  /** An execute() ran past its bound: stop the worker (its 'exit' fails the calls with the timeout, then restarts it). */
+  #timedOut(ms: number): void {
+    if (this.#gone !== undefined || this.#stopping !== undefined) return;
+    const why = `execute() did not finish within ${ms} ms (parameter EXECUTE_TIMEOUT_MS), so its worker thread was stopped`;
+    this.#stopping = { why, err: new ServingError("ERR_EXECUTE_TIMEOUT", `${this.label}: ${why}; the instance restarts`) };
+    void this.#worker.terminate();
+  }
+
   /** Runs the model's `finalize()` in the worker, then ends the worker. */
   async finalize(): Promise<void> {
+    this.#closing = true;
     try {
       await this.#call({ op: "finalize" });
     } finally {

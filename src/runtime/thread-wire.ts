@@ -31,6 +31,9 @@ export interface WireRequest {
 export interface WireError {
   readonly message: string;
   readonly code: ModelErrorCode | undefined;
+  /** An error that is not a ModelError: its class name and stack, for the client's message and the log. */
+  readonly name?: string | undefined;
+  readonly stack?: string | undefined;
 }
 
 /**
@@ -82,12 +85,17 @@ export function requestFromWire(w: WireRequest, control?: RequestControl): Infer
 /** Packs an error (anything thrown). */
 export function errorToWire(e: unknown): WireError {
   if (e instanceof ModelError) return { message: e.message, code: e.code };
-  return { message: e instanceof Error ? e.message : String(e), code: undefined };
+  if (e instanceof Error) return { message: e.message, code: undefined, name: e.name, stack: e.stack };
+  return { message: String(e), code: undefined };
 }
 
-/** Unpacks an error: a ModelError when it was one, else an Error. */
+/** Unpacks an error: a ModelError when it was one, else an Error with the thrown one's class name and stack. */
 export function errorFromWire(w: WireError): Error {
-  return w.code === undefined ? new Error(w.message) : new ModelError(w.message, w.code);
+  if (w.code !== undefined) return new ModelError(w.message, w.code);
+  const e = new Error(w.message);
+  if (w.name !== undefined) e.name = w.name;
+  if (w.stack !== undefined) e.stack = w.stack;
+  return e;
 }
 
 /** What `execute()` returned, on the wire: its responses, or the type of what was not an array. */
