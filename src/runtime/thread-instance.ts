@@ -234,6 +234,8 @@ export class ThreadInstance implements TritonModel {
     for (const [id, call] of this.#calls) {
       call.requests.forEach((r, i) => {
         if (!call.open[i]) return;
+        // One of a call still running that sent nothing: the call's own failure (its execute() rejecting) answers it, with the cause's code.
+        if (!call.replied && !call.responded[i]) return;
         // A request that is not decoupled and already has its one response completes with it.
         this.#forward(r, call.responded[i] && !this.#decoupled ? undefined : new InferenceResponse({ error: sent }), true);
       });
