@@ -135,6 +135,7 @@ export default class M { execute(rs: unknown[]) { return rs.map(() => new Infere
     no_file: { config: `${IO}\nmodel_warmup [ { name: "nf" inputs { key: "INPUT0" value: { data_type: TYPE_FP32 dims: [ 4 ] input_data_file: "missing" } } } ]`, model: RECORDER("__tbWarmN") },
     variable: { config: `${IO}\nmodel_warmup [ { name: "v" inputs { key: "INPUT0" value: { data_type: TYPE_FP32 dims: [ -1 ] zero_data: true } } } ]`, model: RECORDER("__tbWarmV") },
     unknown_input: { config: `${IO}\nmodel_warmup [ { name: "u" inputs { key: "NOPE" value: { data_type: TYPE_FP32 dims: [ 4 ] zero_data: true } } } ]`, model: RECORDER("__tbWarmU") },
+    too_large: { config: `${IO}\nmodel_warmup [ { name: "big" batch_size: 2 inputs { key: "INPUT0" value: { data_type: TYPE_FP32 dims: [ 4 ] zero_data: true } } } ]`, model: RECORDER("__tbWarmBig") },
     no_data: { config: `${IO}\nmodel_warmup [ { name: "d" inputs { key: "INPUT0" value: { data_type: TYPE_FP32 dims: [ 4 ] } } } ]`, model: RECORDER("__tbWarmD") },
   });
   const thrown = reasonOf(reg, "throws");
@@ -144,6 +145,9 @@ export default class M { execute(rs: unknown[]) { return rs.map(() => new Infere
   t.regex(reasonOf(reg, "no_file").message, /warmup sample 'nf': cannot read input_data_file of input 'INPUT0'/);
   t.regex(reasonOf(reg, "variable").message, /warmup sample 'v': input 'INPUT0': every dimension must be given/);
   t.regex(reasonOf(reg, "unknown_input").message, /warmup sample 'u': input 'NOPE' is not an input of model 'unknown_input'/);
+  // Triton's words: each request of the call is over max_batch_size (0: no batching), and execute() never runs.
+  t.regex(reasonOf(reg, "too_large").message, /failed to run warmup sample 'big': batch size 2 for 'too_large_0_0', max allowed is 0; batch size 2 for 'too_large_0_0', max allowed is 0; \)$/);
+  t.deepEqual(recorded("__tbWarmBig").calls, []);
   t.regex(reasonOf(reg, "no_data").message, /warmup sample 'd': input 'INPUT0' must set zero_data, random_data or input_data_file/);
   // The load's own error carries the code.
   const e = await t.throwsAsync(reg.load("throws"), { instanceOf: ServingError });
@@ -156,14 +160,14 @@ test("model_warmup on thread instances and on decoupled models", async (t) => {
   const threads = `parameters: { key: "TENSORBRIDGE_INSTANCE_THREADS" value: { string_value: "yes" } }`;
   const warm = `model_warmup [ { name: "w" batch_size: 2 inputs { key: "INPUT0" value: { data_type: TYPE_FP32 dims: [ 4 ] zero_data: true } } } ]`;
   const { reg } = await registry({
-    threaded_bad: { config: `${IO}\n${threads}\n${warm}`, model: RECORDER("__tbWarmTh").replace("log.calls.push(", 'if (1) throw new RangeError("in a worker"); log.calls.push(') },
+    threaded_bad: { config: `max_batch_size: 8\n${IO}\n${threads}\n${warm}`, model: RECORDER("__tbWarmTh").replace("log.calls.push(", 'if (1) throw new RangeError("in a worker"); log.calls.push(') },
     decoupled_bad: {
-      config: `${IO}\nmodel_transaction_policy { decoupled: true }\n${warm}`,
+      config: `max_batch_size: 8\n${IO}\nmodel_transaction_policy { decoupled: true }\n${warm}`,
       model: `import { InferenceResponse, ModelError, type InferenceRequest } from "tensorbridge";
 export default class M { execute(rs: InferenceRequest[]) { for (const r of rs) setTimeout(() => r.getResponseSender().send(new InferenceResponse({ error: new ModelError("late no") }), { final: true }), 5); } }`,
     },
     decoupled_ok: {
-      config: `${IO}\nmodel_transaction_policy { decoupled: true }\n${warm}`,
+      config: `max_batch_size: 8\n${IO}\nmodel_transaction_policy { decoupled: true }\n${warm}`,
       model: `import { InferenceResponse, type InferenceRequest } from "tensorbridge";
 const seen = ((globalThis as any).__tbWarmDec ??= []);
 export default class M { execute(rs: InferenceRequest[]) { seen.push(rs.length); for (const r of rs) r.getResponseSender().send(new InferenceResponse({ outputTensors: { OUTPUT0: r.getInputTensorByName("INPUT0")! } }), { final: true }); } }`,

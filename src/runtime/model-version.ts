@@ -28,7 +28,7 @@ import type { Cancellation } from "./cancel.js";
 import { ModelError } from "./model-error.js";
 import { DEFAULT_MODEL_HOST, currentModel, runInModel, writeModelLog, type ModelContext, type ModelHost } from "./model-context.js";
 import { planInstances, type GpuInventory } from "./instance-plan.js";
-import { prepareWarmup, warmupFailed, type WarmupSample } from "./warmup.js";
+import { prepareWarmup, warmupFailed, warmupTooLarge, type WarmupSample } from "./warmup.js";
 import { InferenceRequest, type RequestControl, type RequestParameter } from "./request.js";
 import { InferenceResponse } from "./response.js";
 import { InferenceResponseSender, runtimeFailures, senderDroppedError, type ResponseChannel } from "./response-sender.js";
@@ -518,6 +518,11 @@ export class ModelVersion {
    * instance) when a request of the sample fails.
    */
   async #warmUp(inst: Instance, sample: WarmupSample): Promise<void> {
+    const tooLarge = warmupTooLarge(sample, inst.name, this.config.max_batch_size);
+    if (tooLarge !== undefined) {
+      await this.#finalizeAll();
+      throw warmupFailed(sample.name, tooLarge);
+    }
     for (let i = 0; i < sample.count; i++) {
       writeModelLog(this.#ctx, "VERBOSE", `instance ${inst.name} is running warmup sample '${sample.name}' (${i + 1} of ${sample.count})`);
       const call = sample.requests(this.name, this.version, this.#decoupled, this.#outputNames);
