@@ -259,11 +259,8 @@ class MessageReader {
       const compressed = buf[0] === 1;
       let msg = buf.subarray(5, 5 + len);
       buf = buf.subarray(5 + len);
-      if (compressed) {
-        if (this.encoding === "identity") {
-          this.error = { code: INTERNAL, details: 'Received compressed message but "grpc-encoding" header was identity' };
-          return;
-        }
+      // The flag under identity is read as is, as grpc-js reads it.
+      if (compressed && this.encoding !== "identity") {
         try {
           msg = this.encoding === "gzip" ? gunzipSync(msg, { maxOutputLength: this.maxMessage }) : inflateSync(msg, { maxOutputLength: this.maxMessage });
         } catch (e) {
