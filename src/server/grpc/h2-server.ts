@@ -20,6 +20,7 @@ import { gunzipSync, inflateSync } from "node:zlib";
 import type { ServiceDefinition, UntypedServiceImplementation } from "@grpc/grpc-js";
 
 import { errorMessage } from "../../runtime/errors.js";
+import { ConnectionLimit, http2Refusal, type ConnectionLimitCounters } from "../connection-limit.js";
 import { DirectReply, type DirectHandler, type UnaryOut } from "./direct.js";
 import { H2_CANCEL, H2_NO_ERROR, H2Connection, type H2Stream, type H2StreamHandler } from "./h2/connection.js";
 import { encodeHeaders, type HeaderMap } from "./h2/hpack.js";
@@ -105,6 +106,15 @@ export interface H2GrpcServerOptions {
   infer: { path: string; handler: DirectHandler } | undefined;
   /** The largest message taken, in bytes. */
   maxMessage: number;
+  /** The most connections open at once; past it, a new one gets GOAWAY (ENHANCE_YOUR_CALM) and is closed. 0: no limit. */
+  maxConnections?: number;
+  /** A connection with no call open this long (ms) gets GOAWAY and is closed. 0: never. */
+  idleTimeoutMs?: number;
+  /**
+   * A unary call's request must arrive whole within this many ms of its
+   * start, or it ends with DEADLINE_EXCEEDED (streams are exempt). 0: none.
+   */
+  requestTimeoutMs?: number;
 }
 
 /** A gRPC server on this module's HTTP/2. */
@@ -114,6 +124,9 @@ export class H2GrpcServer {
   readonly #infer: { path: string; handler: DirectHandler } | undefined;
   readonly #connections = new Set<H2Connection>();
   readonly #maxMessage: number;
+  readonly #idleTimeoutMs: number;
+  readonly #limit: ConnectionLimit;
+  readonly #arrivals: Arrivals | undefined;
   #closing = false;
   #port = 0;
 
@@ -133,7 +146,12 @@ export class H2GrpcServer {
     }
     this.#infer = opts.infer;
     this.#maxMessage = opts.maxMessage;
+    this.#idleTimeoutMs = opts.idleTimeoutMs ?? 0;
     this.#net = createServer((socket) => this.#accept(socket));
+    const max = opts.maxConnections ?? 0;
+    this.#limit = ConnectionLimit.install(this.#net, max, http2Refusal(max, "--grpc-max-connections"));
+    const rt = opts.requestTimeoutMs ?? 0;
+    this.#arrivals = rt > 0 ? new Arrivals(rt) : undefined;
   }
 
   /**
@@ -160,9 +178,14 @@ export class H2GrpcServer {
     return this.#port;
   }
 
-  /** Connections open now. */
-  get connections(): number {
-    return this.#connections.size;
+  /** Connections open now and refused past the limit so far. */
+  get connectionCounters(): Readonly<ConnectionLimitCounters> {
+    return this.#limit.counters;
+  }
+
+  /** Unary calls ended because their request did not arrive in time, so far. */
+  get requestsTimedOut(): number {
+    return this.#arrivals?.expired ?? 0;
   }
 
   #accept(socket: Socket): void {
@@ -173,6 +196,7 @@ export class H2GrpcServer {
     const conn = new H2Connection(socket, {
       onStream: (stream, headers, endStream) => this.#stream(stream, headers, endStream),
       onClose: (c) => this.#connections.delete(c),
+      idleTimeoutMs: this.#idleTimeoutMs,
     });
     this.#connections.add(conn);
   }
@@ -194,7 +218,9 @@ export class H2GrpcServer {
     }
     const timeoutMs = parseGrpcTimeout(headers.get("grpc-timeout"));
     if (this.#infer !== undefined && path === this.#infer.path) {
-      stream.handler = new InferCall(stream, this.#infer.handler, this.#maxMessage, encoding, timeoutMs);
+      const call = new InferCall(stream, this.#infer.handler, this.#maxMessage, encoding, timeoutMs);
+      stream.handler = call;
+      if (!endStream) this.#arrivals?.add(call);
       return;
     }
     const method = this.#methods.get(path);
@@ -205,7 +231,11 @@ export class H2GrpcServer {
     }
     const metadata = new CallMetadata(headers);
     if (method.streaming) StreamCall.open(stream, method, metadata, this.#maxMessage, encoding, timeoutMs);
-    else stream.handler = new UnaryCall(stream, method, metadata, this.#maxMessage, encoding, timeoutMs);
+    else {
+      const call = new UnaryCall(stream, method, metadata, this.#maxMessage, encoding, timeoutMs);
+      stream.handler = call;
+      if (!endStream) this.#arrivals?.add(call);
+    }
   }
 
   /**
@@ -213,6 +243,7 @@ export class H2GrpcServer {
    * in flight go on) and end once their calls are done.
    */
   shutdown(): void {
+    this.#arrivals?.stop();
     this.#closing = true;
     this.#net.close();
     for (const c of this.#connections) c.shutdown();
@@ -225,9 +256,54 @@ export class H2GrpcServer {
 
   /** Ends every connection now (their calls are cancelled). */
   destroy(): void {
+    this.#arrivals?.stop();
     this.#closing = true;
     this.#net.close();
     for (const c of this.#connections) c.destroy();
+  }
+}
+
+/**
+ * Unary calls whose request is still arriving: one sweep now and then ends
+ * those past the request deadline (rather than a timer per call: nearly
+ * every request arrives with its headers, in the same read).
+ */
+class Arrivals {
+  readonly #calls = new Set<OneMessageCall>();
+  readonly #since = new Map<OneMessageCall, number>();
+  readonly #timer: NodeJS.Timeout;
+  /** Calls ended at the deadline so far. */
+  expired = 0;
+
+  constructor(readonly ms: number) {
+    this.#timer = setInterval(() => this.#sweep(), Math.min(30_000, Math.max(50, Math.floor(ms / 4))));
+    this.#timer.unref();
+  }
+
+  add(call: OneMessageCall): void {
+    this.#calls.add(call);
+    this.#since.set(call, Date.now());
+  }
+
+  #sweep(): void {
+    const limit = Date.now() - this.ms;
+    for (const call of this.#calls) {
+      if (call.arrived || call.done) {
+        this.#calls.delete(call);
+        this.#since.delete(call);
+      } else if (this.#since.get(call)! < limit) {
+        this.#calls.delete(call);
+        this.#since.delete(call);
+        this.expired++;
+        call.expire({ code: DEADLINE_EXCEEDED, details: `the request message did not arrive within ${this.ms} ms (see --grpc-request-timeout-ms)` });
+      }
+    }
+  }
+
+  stop(): void {
+    clearInterval(this.#timer);
+    this.#calls.clear();
+    this.#since.clear();
   }
 }
 
@@ -286,6 +362,8 @@ abstract class OneMessageCall implements H2StreamHandler {
   #timer: NodeJS.Timeout | undefined;
   /** True once answered, failed or gone. */
   done = false;
+  /** True once the request arrived whole (the client's END_STREAM). */
+  arrived = false;
 
   constructor(
     readonly stream: H2Stream,
@@ -305,6 +383,7 @@ abstract class OneMessageCall implements H2StreamHandler {
   }
 
   end(): void {
+    this.arrived = true;
     if (this.done) return;
     const err = this.reader.error;
     if (err !== undefined) {
@@ -329,11 +408,11 @@ abstract class OneMessageCall implements H2StreamHandler {
     this.abandoned();
   }
 
-  /** The deadline passed: the call is cancelled and answers DEADLINE_EXCEEDED. */
-  expire(): void {
+  /** A deadline passed (the client's, by default): the call is cancelled and answers with `s`. */
+  expire(s: GrpcStatus = { code: DEADLINE_EXCEEDED, details: "Deadline exceeded" }): void {
     this.#timer = undefined;
     if (this.done) return;
-    this.status({ code: DEADLINE_EXCEEDED, details: "Deadline exceeded" });
+    this.status(s);
     this.abandoned();
   }
 

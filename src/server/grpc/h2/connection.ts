@@ -75,6 +75,8 @@ export interface H2ConnectionOptions {
   onStream(stream: H2Stream, headers: HeaderMap, endStream: boolean): void;
   /** The connection is gone (every open stream was reset first). */
   onClose?(conn: H2Connection): void;
+  /** A connection with no stream open for this many ms gets GOAWAY and is closed (0: never). */
+  idleTimeoutMs?: number;
 }
 
 /** What a stream's request goes to. */
@@ -193,6 +195,7 @@ export class H2Connection {
   #goaway = false;
   #closed = false;
   #resets = 0;
+  #idleTimer: NodeJS.Timeout | undefined;
 
   constructor(socket: Socket, opts: H2ConnectionOptions) {
     this.#socket = socket;
@@ -215,6 +218,24 @@ export class H2Connection {
     l.writeUInt32BE(MAX_HEADER_LIST, 2);
     this.writeFrame(SETTINGS, 0, 0, Buffer.concat([s, l]));
     this.writeFrame(WINDOW_UPDATE, 0, 0, u32(CONNECTION_WINDOW - 65535));
+    this.#idle();
+  }
+
+  /** Starts the idle timer (no stream open). */
+  #idle(): void {
+    const ms = this.#opts.idleTimeoutMs ?? 0;
+    if (ms <= 0 || this.#closed || this.#idleTimer !== undefined) return;
+    this.#idleTimer = setTimeout(() => {
+      this.#idleTimer = undefined;
+      if (this.#streams.size === 0) this.shutdown();
+    }, ms);
+    this.#idleTimer.unref();
+  }
+
+  #busy(): void {
+    if (this.#idleTimer === undefined) return;
+    clearTimeout(this.#idleTimer);
+    this.#idleTimer = undefined;
   }
 
   /** Streams open now. */
@@ -367,7 +388,10 @@ export class H2Connection {
   /** Drops a finished stream. */
   forget(s: H2Stream): void {
     if (this.#streams.get(s.id) === s) this.#streams.delete(s.id);
-    if (this.#goaway && this.#streams.size === 0) this.#endSocket();
+    if (this.#streams.size === 0) {
+      if (this.#goaway) this.#endSocket();
+      else this.#idle();
+    }
   }
 
   // ------------------------------------------------------------------ input
@@ -572,6 +596,7 @@ export class H2Connection {
     }
     const s = new H2Stream(this, id, this.#peerInitialWindow);
     this.#streams.set(id, s);
+    this.#busy();
     this.#opts.onStream(s, headers, endStream);
     if (endStream && !s.remoteClosed) this.#remoteEnd(s);
   }
@@ -603,7 +628,10 @@ export class H2Connection {
     s.pending = undefined;
     this.#blocked.delete(s);
     if (wasOpen) s.handler?.reset(payload.readUInt32BE(0));
-    if (this.#goaway && this.#streams.size === 0) this.#endSocket();
+    if (this.#streams.size === 0) {
+      if (this.#goaway) this.#endSocket();
+      else this.#idle();
+    }
   }
 
   #settings(flags: number, id: number, payload: Buffer): void {
@@ -736,6 +764,7 @@ export class H2Connection {
 
   #onSocketClose(): void {
     this.#closed = true;
+    this.#busy();
     this.#resetAll(H2_CANCEL);
     this.#opts.onClose?.(this);
   }
