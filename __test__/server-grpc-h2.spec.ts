@@ -396,3 +396,88 @@ test("a client's GOAWAY and a session closed mid-call leave the server serving",
   const a = await call(t.context.port, grpcFrame(msg));
   t.is(a.trailers["grpc-status"], "0");
 });
+
+// ------------------------------------------------------------------ fuzzing
+
+/** A small deterministic PRNG (mulberry32), so a failure can be replayed from its seed. */
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+test("HPACK decoder under 20 000 random and mutated blocks: a HeaderMap or an HpackError, nothing else", (t) => {
+  const r = rng(1);
+  const valid = [
+    hex("828684418cf1e3c2e5f23a6ba0ab90f4ff"),
+    hex("828785bf408825a849e95ba97d7f8925a849e95bb8e8b4bf"),
+    encodeHeaders([
+      [":status", "200"],
+      ["content-type", "application/grpc"],
+      ["grpc-message", "ünïcode ☃"],
+    ]),
+  ];
+  let ok = 0;
+  let refused = 0;
+  for (let i = 0; i < 20_000; i++) {
+    let block: Buffer;
+    if (i % 2 === 0) {
+      block = Buffer.from(Array.from({ length: Math.floor(r() * 40) }, () => Math.floor(r() * 256)));
+    } else {
+      block = Buffer.from(valid[i % valid.length]!);
+      for (let k = 0; k < 1 + Math.floor(r() * 3); k++) block[Math.floor(r() * block.length)] = Math.floor(r() * 256);
+    }
+    const d = new HpackDecoder();
+    try {
+      d.decode(block);
+      d.decode(block); // again, against whatever the first left in the table
+      ok++;
+    } catch (e) {
+      if (!(e instanceof HpackError)) t.fail(`seed 1, block ${i} (${block.toString("hex")}): ${String(e)}`);
+      refused++;
+    }
+  }
+  t.true(ok > 100 && refused > 100, `decoded ${ok}, refused ${refused}`);
+});
+
+test("300 connections of random frames after the preface: the server stays up and answers the next call", async (t) => {
+  const r = rng(2);
+  const headers = encodeHeaders([
+    [":method", "POST"],
+    [":scheme", "http"],
+    [":path", "/inference.GRPCInferenceService/ModelInfer"],
+    ["content-type", "application/grpc"],
+  ]);
+  const conns: RawConn[] = [];
+  for (let c = 0; c < 300; c++) {
+    const conn = opened(t.context.port);
+    conns.push(conn);
+    const parts: Buffer[] = [];
+    for (let f = 0; f < 1 + Math.floor(r() * 8); f++) {
+      const type = Math.floor(r() * 11);
+      const flags = Math.floor(r() * 256);
+      const id = Math.floor(r() * 6);
+      const payload =
+        type === 1 && r() < 0.6 ? headers : Buffer.from(Array.from({ length: Math.floor(r() * 24) }, () => Math.floor(r() * 256)));
+      parts.push(rawFrame(type, flags, id, payload));
+    }
+    conn.write(Buffer.concat(parts));
+  }
+  await new Promise((res) => setTimeout(res, 300));
+  for (const c of conns) c.destroy();
+  const msg = inferSerializer()({
+    model_name: "add_sub",
+    inputs: [
+      { name: "INPUT0", datatype: "FP32", shape: [4] },
+      { name: "INPUT1", datatype: "FP32", shape: [4] },
+    ],
+    raw_input_contents: [Buffer.from(new Float32Array([1, 2, 3, 4]).buffer), Buffer.from(new Float32Array([1, 1, 1, 1]).buffer)],
+  });
+  const a = await call(t.context.port, grpcFrame(msg));
+  t.is(a.trailers["grpc-status"], "0");
+});
