@@ -72,6 +72,11 @@ const steps = [
   },
   { name: "typecheck", cmd: [bin("tsc"), "-p", "tsconfig.json", "--noEmit"] },
   { name: "lint", cmd: [bin("oxlint"), "--deny-warnings", "src", "__test__", "examples", "bench", "scripts"] },
+  {
+    // The API reference (TypeDoc): every export documented, no broken link; warnings fail.
+    name: "docs",
+    cmd: [process.execPath, "--import", "tsx", "scripts/docs.ts", "--check"],
+  },
   { name: "ava", cmd: [bin("ava")] },
 ];
 

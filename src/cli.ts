@@ -12,7 +12,15 @@ import { readFileSync, realpathSync } from "node:fs";
 import { fileURLToPath, pathToFileURL } from "node:url";
 
 import { ServingError, errorMessage } from "./runtime/errors.js";
-import { DEFAULT_BODY_LIMIT, InferenceServer, type ServerOptions } from "./server/server.js";
+import {
+  DEFAULT_BODY_LIMIT,
+  DEFAULT_GRPC_IDLE_TIMEOUT_MS,
+  DEFAULT_HEADERS_TIMEOUT_MS,
+  DEFAULT_MAX_CONNECTIONS,
+  DEFAULT_REQUEST_TIMEOUT_MS,
+  InferenceServer,
+  type ServerOptions,
+} from "./server/server.js";
 
 /** The help text of `tensorbridge --help`. */
 export const USAGE = `Usage: tensorbridge serve [<model-repository>] [options]
@@ -31,10 +39,37 @@ Options:
   --host <address>          interface to bind, HTTP and gRPC (default 127.0.0.1; 0.0.0.0 for all)
   --log-verbose             log every request and model event
   --http-max-body-size <n>  largest request body in bytes (default ${DEFAULT_BODY_LIMIT}); larger: HTTP 413
+  --http-header-timeout-ms <ms>
+                            a request head must arrive within this time of its first
+                            byte, else HTTP 408 and the connection closes
+                            (default ${DEFAULT_HEADERS_TIMEOUT_MS}; 0: none)
+  --http-request-timeout-ms <ms>
+                            a whole request, head and body, must arrive within this
+                            time, else HTTP 408 and the connection closes
+                            (default ${DEFAULT_REQUEST_TIMEOUT_MS}; 0: none)
+  --http-max-connections <n>
+                            open HTTP connections at most; past it HTTP 503 and the
+                            connection closes (default ${DEFAULT_MAX_CONNECTIONS}; 0: no limit;
+                            keep it below 'ulimit -n')
+  --grpc-max-connections <n>
+                            open gRPC connections at most; past it a GOAWAY
+                            (clients see UNAVAILABLE) (default ${DEFAULT_MAX_CONNECTIONS}; 0: no limit)
+  --grpc-idle-timeout-ms <ms>
+                            close gRPC connections with no call open this long
+                            (default ${DEFAULT_GRPC_IDLE_TIMEOUT_MS}; 0: never)
+  --grpc-request-timeout-ms <ms>
+                            a unary call's request message must arrive within this
+                            time, else DEADLINE_EXCEEDED (default: the HTTP request
+                            timeout; 0: none)
   --allow-client-shm[=true|false]
                             allow the system shared-memory extension (default false)
   --strict-readiness[=true|false]
                             /v2/health/ready only when every model is ready (default true)
+  --disable-auto-complete-config
+                            do not run models' static autoCompleteConfig(config), and
+                            require config.pbtxt (default: models may complete it)
+  --strict-model-config[=true|false]
+                            Triton's older spelling: true = --disable-auto-complete-config
   -h, --help                show this help
   -v, --version             show the version
 
@@ -129,11 +164,37 @@ export function parseCli(argv: readonly string[]): CliCommand {
       case "http-max-body-size":
         options.bodyLimit = intValue(1, Number.MAX_SAFE_INTEGER);
         break;
+      case "http-header-timeout-ms":
+        options.headersTimeoutMs = intValue(0, 2 ** 31 - 1);
+        break;
+      case "http-request-timeout-ms":
+        options.requestTimeoutMs = intValue(0, 2 ** 31 - 1);
+        break;
+      case "http-max-connections":
+        options.maxConnections = intValue(0, 2 ** 31 - 1);
+        break;
+      case "grpc-max-connections":
+        options.grpcMaxConnections = intValue(0, 2 ** 31 - 1);
+        break;
+      case "grpc-idle-timeout-ms":
+        options.grpcIdleTimeoutMs = intValue(0, 2 ** 31 - 1);
+        break;
+      case "grpc-request-timeout-ms":
+        options.grpcRequestTimeoutMs = intValue(0, 2 ** 31 - 1);
+        break;
       case "allow-client-shm":
         options.allowClientShm = parseBool(name, inline);
         break;
       case "strict-readiness":
         options.strictReadiness = parseBool(name, inline);
+        break;
+      case "disable-auto-complete-config":
+        if (inline !== undefined) usageError("--disable-auto-complete-config takes no value");
+        options.autoCompleteConfig = false;
+        break;
+      case "strict-model-config":
+        // Triton's older spelling: strict means no auto-complete.
+        options.autoCompleteConfig = !parseBool(name, inline);
         break;
       default:
         usageError(`unknown option '${arg}'`);

@@ -22,7 +22,7 @@ import {
 } from "./native.js";
 import { Tensor } from "./tensor.js";
 
-/** What the CUDA driver says an address is (see {@link cuda.memoryKind}). */
+/** What the CUDA driver says an address is (see `memoryKind` of {@link cuda}). */
 export type CudaMemoryKind = `device:${number}` | "pinned" | "managed" | "unregistered" | "array" | "unified" | "other";
 
 function call<T>(fn: () => T): T {

@@ -94,7 +94,12 @@ export const debug = {
    * Native tensor and capsule handles alive on this thread. Handles are freed
    * by `dispose()` or, after garbage collection, by a FinalizationRegistry.
    */
-  liveHandles(): { tensors: number; capsules: number } {
+  liveHandles(): {
+    /** Live `Tensor` handles. */
+    tensors: number;
+    /** Live `DLPackCapsule` handles. */
+    capsules: number;
+  } {
     const [tensors = 0, capsules = 0] = liveHandles();
     return { tensors, capsules };
   },

@@ -69,8 +69,14 @@ export interface ToDlpackOptions {
 /** Anything `Tensor.fromDlpack` accepts. */
 export type DlpackSource =
   | DLPackCapsule
-  | { toDlpack(options?: ToDlpackOptions): DLPackCapsule }
-  | { __dlpack__(options?: ToDlpackOptions): DLPackCapsule };
+  | {
+      /** Exports the object as a DLPack capsule (a tensorbridge `Tensor`). */
+      toDlpack(options?: ToDlpackOptions): DLPackCapsule;
+    }
+  | {
+      /** Exports the object as a DLPack capsule (the Python array API's name). */
+      __dlpack__(options?: ToDlpackOptions): DLPackCapsule;
+    };
 
 /** A tensor handed to another thread by {@link Tensor.transfer}: a plain, cloneable object. */
 export interface TransferredTensor {
@@ -314,7 +320,7 @@ export class Tensor {
 
   /**
    * Wraps a TypedArray, Buffer or ArrayBuffer without copying. Writes through
-   * {@link data} are writes to `data`, and the other way round.
+   * {@link Tensor.data} are writes to `data`, and the other way round.
    *
    * Do not transfer or detach the underlying ArrayBuffer while the tensor (or
    * an export of it) is alive: the tensor points at its memory.

@@ -38,6 +38,16 @@
  * over gRPC streaming, STREAM_N responses per request: their throughput is
  * requests per second, and responses/s is STREAM_N times it.
  *
+ * `digits` / `digits-json` rows are a real model: the digits classifier
+ * (examples/models/digits: model.onnx run by onnxruntime-node) against the
+ * same model.onnx run by onnxruntime in Python, in Triton's Python backend
+ * (bench/serving/triton_models/digits) and as an MLServer custom runtime
+ * (bench/serving/mlserver_models/digits.py), batching on in all three, over
+ * HTTP with binary tensors (MLServer has none) or JSON; perf_analyzer sends
+ * the held-out images of examples/digits/test-set.json, one per request
+ * (`--input-data`). Not in the default `--formats`:
+ *   node --import tsx bench/serving/run.ts --formats digits,digits-json --concurrency 1,16 --only tensorbridge,triton,mlserver
+ *
  * Binary rows use `add_sub` (no batching, as the seed's); JSON rows use
  * `add_sub_batched` (max_batch_size 8, same model code): perf_analyzer's JSON
  * writer counts elements from dim 1 on, so it only sends whole tensors to
@@ -68,8 +78,8 @@ const CONCURRENCY = arg("concurrency", "1,8").split(",").map(Number);
 const ONLY = arg("only", "tensorbridge,triton,mlserver,floor,floor-net,floor-native,floor-grpc").split(",");
 const FORMATS = arg("formats", "binary,json,grpc,stream").split(",") as Format[];
 for (const f of FORMATS) {
-  if (!["binary", "json", "grpc", "stream"].includes(f)) {
-    console.error(`bench/serving: --formats takes binary, json, grpc and stream, got '${f}'`);
+  if (!["binary", "json", "grpc", "stream", "digits", "digits-json"].includes(f)) {
+    console.error(`bench/serving: --formats takes binary, json, grpc, stream, digits and digits-json, got '${f}'`);
     process.exit(2);
   }
 }
@@ -190,6 +200,36 @@ function prepare(): Peer[] {
   }
   writeFileSync(join(ml, "settings.json"), JSON.stringify({ http_port: 8220, grpc_port: 8221, metrics_port: 8222, debug: false, parallel_workers: 0 }));
 
+  // The digits classifier: the same model.onnx for all three servers.
+  const onnx = join(ROOT, "examples/models/digits/1/model.onnx");
+  cpSync(join(ROOT, "examples/models/digits"), join(tb, "digits"), { recursive: true });
+  cpSync(join(ROOT, "bench/serving/triton_models/digits"), join(tr, "digits"), { recursive: true });
+  cpSync(onnx, join(tr, "digits/1/model.onnx"));
+  mkdirSync(join(ml, "digits"), { recursive: true });
+  cpSync(join(ROOT, "bench/serving/mlserver_models/digits.py"), join(ml, "digits/digits.py"));
+  cpSync(onnx, join(ml, "digits/model.onnx"));
+  writeFileSync(
+    join(ml, "digits/model-settings.json"),
+    JSON.stringify({
+      name: "digits",
+      implementation: "digits.Digits",
+      // Adaptive batching needs max_batch_time > 0: it takes what is queued and
+      // waits at most this long (100 µs) for more, near Triton's default delay of 0.
+      max_batch_size: 64,
+      max_batch_time: 0.0001,
+      inputs: [{ name: "pixels", datatype: "FP32", shape: [-1, 64] }],
+      outputs: [
+        { name: "label", datatype: "INT64", shape: [-1, 1] },
+        { name: "probabilities", datatype: "FP32", shape: [-1, 10] },
+      ],
+    }),
+  );
+  // perf_analyzer's --input-data: the held-out images, one per request.
+  const testSet = JSON.parse(readFileSync(join(ROOT, "examples/digits/test-set.json"), "utf8")) as { images: number[][] };
+  // Written as floats ("3.0"): perf_analyzer rejects an integer for FP32 ("unable to find float data in json").
+  const rows = testSet.images.map((im) => `{"pixels":{"content":[${im.map((v) => v.toFixed(1)).join(",")}],"shape":[64]}}`);
+  writeFileSync(DIGITS_DATA, `{"data":[${rows.join(",")}]}\n`);
+
   const baseline = BASELINE ? baselineTree(BASELINE) : undefined;
   const tbCli = cli(ROOT, join(WORK, "tbdist"));
   const baselineCli = baseline ? cli(baseline, join(WORK, "tbdist-baseline")) : [];
@@ -214,19 +254,19 @@ function prepare(): Peer[] {
     {
       name: "floor",
       url: "http://127.0.0.1:8230",
-      unsupported: { grpc: "HTTP only", stream: "HTTP only" },
+      unsupported: { grpc: "HTTP only", stream: "HTTP only", ...NO_DIGITS },
       start: () => startProcess(process.execPath, [join(ROOT, "bench/serving/floor-server.mjs"), "--port", "8230"], {}),
     },
     {
       name: "floor-net",
       url: "http://127.0.0.1:8231",
-      unsupported: { grpc: "HTTP only", stream: "HTTP only" },
+      unsupported: { grpc: "HTTP only", stream: "HTTP only", ...NO_DIGITS },
       start: () => startProcess(process.execPath, [join(ROOT, "bench/serving/floor-server.mjs"), "--port", "8231", "--net"], {}),
     },
     {
       name: "floor-native",
       url: "http://127.0.0.1:8232",
-      unsupported: { grpc: "HTTP only", stream: "HTTP only" },
+      unsupported: { grpc: "HTTP only", stream: "HTTP only", ...NO_DIGITS },
       start: () => startProcess(floorNative(), ["8232"], {}),
     },
     {
@@ -234,7 +274,7 @@ function prepare(): Peer[] {
       // Its HTTP side only says it is ready and counts its requests.
       url: "http://127.0.0.1:8234",
       grpc: "127.0.0.1:8233",
-      unsupported: { binary: "gRPC only", json: "gRPC only", stream: "add_sub only" },
+      unsupported: { binary: "gRPC only", json: "gRPC only", stream: "add_sub only", ...NO_DIGITS },
       start: () => startProcess(process.execPath, [join(ROOT, "bench/serving/floor-grpc.mjs"), "--port", "8233", "--http-port", "8234"], {}),
     },
     {
@@ -252,12 +292,19 @@ function prepare(): Peer[] {
       start: () => startProcess(join(PEERS, "bin/mlserver"), ["start", "."], { cwd: ml }),
       unsupported: {
         binary: "MLServer 1.7 has no binary tensor extension (it parses the whole body as JSON: 'failed to parse the request JSON buffer')",
+        digits: "MLServer 1.7 has no binary tensor extension (see digits-json)",
         grpc: "not measured: MLServer's gRPC is not Triton's service for perf_analyzer's model checks",
         stream: "MLServer 1.7 has no decoupled (streaming) models",
       },
     },
   ];
 }
+
+/** The floors answer add_sub only. */
+const NO_DIGITS = { digits: "add_sub only", "digits-json": "add_sub only" } as const;
+
+/** perf_analyzer's --input-data for the digits rows (written by prepare()). */
+const DIGITS_DATA = join(WORK, "digits-input.json");
 
 /** Builds floor-native.c (a C compiler is on every machine this bench runs on) and returns the binary. */
 function floorNative(): string {
@@ -336,9 +383,10 @@ function distTree(src: string, out: string): string {
 /**
  * binary / json: HTTP, add_sub (add_sub_batched for JSON); grpc: gRPC
  * ModelInfer, add_sub; stream: gRPC ModelStreamInfer on the decoupled
- * `repeat` (STREAM_N responses per request).
+ * `repeat` (STREAM_N responses per request); digits / digits-json: HTTP,
+ * binary or JSON tensors, the digits classifier on real images.
  */
-type Format = "binary" | "json" | "grpc" | "stream";
+type Format = "binary" | "json" | "grpc" | "stream" | "digits" | "digits-json";
 
 /** Responses per request of the stream rows (`--shape IN:<n>`). */
 const STREAM_N = 8;
@@ -424,6 +472,7 @@ async function perf(peer: Peer, model: string, format: Format, concurrency: numb
     "-i",
     grpc ? "grpc" : "http",
     ...(format === "stream" ? ["--streaming", "--shape", `IN:${STREAM_N}`] : []),
+    ...(format === "digits" || format === "digits-json" ? ["--input-data", DIGITS_DATA] : []),
     "--concurrency-range",
     String(concurrency),
     "--measurement-interval",
@@ -435,7 +484,7 @@ async function perf(peer: Peer, model: string, format: Format, concurrency: numb
     "20",
     "-f",
     csv,
-    ...(format === "json" ? ["--input-tensor-format", "json", "--output-tensor-format", "json"] : []),
+    ...(format === "json" || format === "digits-json" ? ["--input-tensor-format", "json", "--output-tensor-format", "json"] : []),
   ];
   const p = startProcess(join(CLIENT, "bin/perf_analyzer"), args, { env: { LD_LIBRARY_PATH: [lib, process.env["LD_LIBRARY_PATH"]].filter(Boolean).join(":") } });
   // -r 20 bounds the trials, but a run that never settles was seen to go on
@@ -485,6 +534,7 @@ for (const peer of peers) {
     await waitReady(peer.url, "add_sub", proc.child, proc.log);
     await waitReady(peer.url, "add_sub_batched", proc.child, proc.log);
     if (peer.grpc) await waitReady(peer.url, "repeat", proc.child, proc.log);
+    if (FORMATS.some((f) => f.startsWith("digits") && !peer.unsupported?.[f])) await waitReady(peer.url, "digits", proc.child, proc.log);
   } catch (e) {
     skipped.set(peer.name, `did not start: ${(e as Error).message.split("\n")[0]}`);
   }
@@ -498,7 +548,7 @@ try {
           rows.push({ server: peer.name, format, concurrency: c, note: reason });
           continue;
         }
-        const model = format === "json" ? "add_sub_batched" : format === "stream" ? "repeat" : "add_sub";
+        const model = format === "json" ? "add_sub_batched" : format === "stream" ? "repeat" : format.startsWith("digits") ? "digits" : "add_sub";
         console.error(`== ${peer.name}: ${format}, concurrency ${c}`);
         // Server CPU per request over the whole perf_analyzer run (its
         // warm-up and every window): what the server spends per request,

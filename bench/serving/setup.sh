@@ -9,10 +9,11 @@
 #           The PyPI perf-analyzer wheels need glibc >= 2.38; this is the route
 #           that works on glibc 2.36.
 #   peers   venv bench/.work/venv-peers: nvidia-pytriton (bundles Triton 2.51
-#           with the Python backend) and mlserver, for bench/serving/run.sh.
+#           with the Python backend) and mlserver, for bench/serving/run.sh,
+#           and onnxruntime, which both run the digits classifier with.
 #
 # Usage: bash bench/serving/setup.sh [client] [peers]   (default: client)
-# Idempotent: a stage whose stamp file exists is skipped (--force redoes it).
+# Idempotent: a stage whose stamp names the same packages is skipped (--force redoes it).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 work="$root/bench/.work"
@@ -39,7 +40,16 @@ venv() { # venv <dir>
 
 for stage in "${stages[@]}"; do
   stamp="$work/.$stage.done"
-  if [[ -f "$stamp" && $force == 0 ]]; then log "$stage: already set up"; continue; fi
+  # The stamp holds the stage's package list: a stage whose list changed is
+  # redone. (An empty stamp predates that; the client's list has not changed since.)
+  case "$stage" in
+    client) pkgs=("tritonclient[all]==2.51.0" "nvidia-cuda-runtime-cu12==12.9.79" numpy) ;;
+    peers) pkgs=("nvidia-pytriton==0.7.0" "mlserver==1.7.1" "onnxruntime==1.31.1" numpy) ;;
+  esac
+  if [[ -f "$stamp" && $force == 0 ]] && { [[ "$(cat "$stamp")" == "${pkgs[*]}" ]] || [[ $stage == client && ! -s "$stamp" ]]; }; then
+    log "$stage: already set up"
+    continue
+  fi
   case "$stage" in
     client)
       if ! ldconfig -p | grep -q 'libb64.so.0d'; then
@@ -49,16 +59,16 @@ for stage in "${stages[@]}"; do
       fi
       v="$work/venv-client"
       venv "$v"
-      log "pip install tritonclient[all]==2.51.0 nvidia-cuda-runtime-cu12 (into $v)"
-      "$v/bin/pip" install -q "tritonclient[all]==2.51.0" "nvidia-cuda-runtime-cu12==12.9.79" numpy
+      log "pip install ${pkgs[*]} (into $v)"
+      "$v/bin/pip" install -q "${pkgs[@]}"
       ;;
     peers)
       v="$work/venv-peers"
       venv "$v"
-      log "pip install nvidia-pytriton mlserver (into $v)"
-      "$v/bin/pip" install -q "nvidia-pytriton==0.7.0" "mlserver==1.7.1" numpy
+      log "pip install ${pkgs[*]} (into $v)"
+      "$v/bin/pip" install -q "${pkgs[@]}"
       ;;
   esac
-  touch "$stamp"
+  echo "${pkgs[*]}" >"$stamp"
   log "$stage: done"
 done

@@ -122,9 +122,26 @@ export interface ModelInstanceGroupConfig {
   /** GPU ids for KIND_GPU. */
   gpus: number[];
   /** Rate limiter (accepted, not enforced). */
-  rate_limiter?: { resources: { name: string; global: boolean; count: number }[]; priority: number };
+  rate_limiter?: {
+    /** Resources an instance needs to run. */
+    resources: {
+      /** Resource name. */
+      name: string;
+      /** Whether the resource is shared by every device. */
+      global: boolean;
+      /** Units of the resource needed. */
+      count: number;
+    }[];
+    /** Weight among instances waiting for resources. */
+    priority: number;
+  };
   /** Secondary devices (accepted, unused). */
-  secondary_devices: { kind: string; device_id: number }[];
+  secondary_devices: {
+    /** Device kind, e.g. `KIND_NVDLA`. */
+    kind: string;
+    /** Device id. */
+    device_id: number;
+  }[];
   /** Profiles (accepted, unused). */
   profile: string[];
   /** Passive instances receive no requests. */
@@ -136,11 +153,17 @@ export interface ModelInstanceGroupConfig {
 /** `version_policy`: exactly one member is set. */
 export interface ModelVersionPolicy {
   /** Serve the newest `num_versions` versions. */
-  latest?: { num_versions: number };
+  latest?: {
+    /** How many of the newest versions to serve. */
+    num_versions: number;
+  };
   /** Serve every version. */
   all?: Record<string, never>;
   /** Serve the listed versions. */
-  specific?: { versions: number[] };
+  specific?: {
+    /** The version numbers to serve. */
+    versions: number[];
+  };
 }
 
 /** `dynamic_batching`. */
@@ -157,9 +180,13 @@ export interface ModelDynamicBatching {
   default_priority_level: number;
   /** Queue policy. */
   default_queue_policy?: {
+    /** What happens to a request that waits past its timeout: rejected, or kept with lower precedence. */
     timeout_action: "REJECT" | "DELAY";
+    /** Queue timeout of a request that sets none; 0: none. */
     default_timeout_microseconds: number;
+    /** Whether a request may set its own timeout. */
     allow_timeout_override: boolean;
+    /** Requests the queue holds at most; 0: no limit. */
     max_queue_size: number;
   };
   /** Per-priority queue policies. */
@@ -221,16 +248,25 @@ export interface ModelConfig {
   /** Warm-up (accepted, unused). */
   model_warmup: Record<string, unknown>[];
   /** Op libraries (unused). */
-  model_operations?: { op_library_filename: string[] };
+  model_operations?: {
+    /** Custom operation libraries to load. */
+    op_library_filename: string[];
+  };
   /**
    * Transaction policy: `decoupled: true` makes a model that answers each
    * request through its response sender, with zero or more responses.
    */
-  model_transaction_policy?: { decoupled: boolean };
+  model_transaction_policy?: {
+    /** Whether the model is decoupled. */
+    decoupled: boolean;
+  };
   /** Repository agents (unused). */
   model_repository_agents?: Record<string, unknown>;
   /** Response cache (accepted, unused). */
-  response_cache?: { enable: boolean };
+  response_cache?: {
+    /** Whether responses are cached. */
+    enable: boolean;
+  };
   /** Model metrics (unused). */
   model_metrics?: Record<string, unknown>;
 }

@@ -28,8 +28,11 @@ export interface MetricSeries {
 
 /** One family as the server renders it. */
 export interface MetricFamilyData {
+  /** The family's metric name, as Prometheus shows it. */
   readonly name: string;
+  /** The `# HELP` text. */
   readonly description: string;
+  /** Counter, gauge or histogram. */
   readonly kind: MetricKind;
   /** Histogram bucket upper bounds (increasing, finite); undefined for other kinds. */
   readonly buckets: readonly number[] | undefined;

@@ -47,6 +47,16 @@ import type { ModelErrorCode } from "./model-error.js";
  *   bad or reserved name, bad labels, an operation its kind does not
  *   support, a negative counter increment, a family made outside a model).
  * - `ERR_LOG`: a model's `Logger.log` was given an unknown level.
+ * - `ERR_QUEUE_FULL`: the dynamic batcher's queue (of the request's
+ *   priority level) holds `max_queue_size` requests already (Triton's
+ *   UNAVAILABLE "Exceeds maximum queue size").
+ * - `ERR_QUEUE_TIMEOUT`: the request's queue timeout expired before an
+ *   instance took it, with `timeout_action: REJECT` (Triton's UNAVAILABLE
+ *   "Request timeout expired").
+ * - `ERR_BATCH_MISMATCH`: `InferenceRequest.concat` or
+ *   `InferenceResponse.split` was given requests or tensors that do not go
+ *   together (dtype, shape after dim 0, device, a missing input, a batched
+ *   tensor whose dim 0 is not the requests' total).
  */
 export type ServingErrorCode =
   | "ERR_CONFIG_SYNTAX"
@@ -65,7 +75,10 @@ export type ServingErrorCode =
   | "ERR_SERVER_CLOSED"
   | "ERR_CLI_USAGE"
   | "ERR_METRIC"
-  | "ERR_LOG";
+  | "ERR_LOG"
+  | "ERR_QUEUE_FULL"
+  | "ERR_QUEUE_TIMEOUT"
+  | "ERR_BATCH_MISMATCH";
 
 /**
  * The Triton error code each {@link ServingErrorCode} stands for: what a
@@ -90,6 +103,9 @@ export const SERVING_ERROR_TRITON_CODE: Readonly<Record<ServingErrorCode, ModelE
   ERR_CLI_USAGE: "INVALID_ARG",
   ERR_METRIC: "INVALID_ARG",
   ERR_LOG: "INVALID_ARG",
+  ERR_QUEUE_FULL: "UNAVAILABLE",
+  ERR_QUEUE_TIMEOUT: "UNAVAILABLE",
+  ERR_BATCH_MISMATCH: "INVALID_ARG",
 });
 
 /** Options of {@link ServingError}. */

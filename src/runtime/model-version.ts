@@ -11,6 +11,7 @@ import type { Tensor } from "../tensor.js";
 import { configTypeToDtype, forceCpuOnlyInputs, instanceThreads, type ModelConfig, type ModelInputConfig, type ModelOutputConfig } from "./config.js";
 import { ServingError, errorMessage } from "./errors.js";
 import { runAsCaller, type BlsCaller, type BlsTarget } from "./bls.js";
+import { createRequestQueue, queueTimeoutError, type RequestQueue } from "./dynamic-batcher.js";
 import { importModelClass } from "./loader.js";
 import type { Cancellation } from "./cancel.js";
 import { ModelError } from "./model-error.js";
@@ -39,6 +40,20 @@ export interface InferInput {
   receivedAt?: bigint;
   /** Set by the transport when it can tell that the client gave up on the request. */
   cancellation?: Cancellation;
+  /**
+   * The request's priority (Triton's `priority` request parameter, which
+   * the transports take out of `parameters`): 1 is the highest; 0, or a
+   * level above the config's `priority_levels`, is `default_priority_level`.
+   * Only the dynamic batcher looks at it.
+   */
+  priority?: number;
+  /**
+   * The request's queue timeout in microseconds (Triton's `timeout`
+   * request parameter): honoured only where the queue policy says
+   * `allow_timeout_override`, and only when shorter than its
+   * `default_timeout_microseconds`.
+   */
+  timeoutUs?: number;
 }
 
 /** The runtime's answer to one request. */
@@ -134,6 +149,10 @@ class Pending implements RequestControl {
   stream: Stream | undefined = undefined;
   /** When it was given to execute() (its queue time ends there). */
   startedAt = 0n;
+  /** Its batch's compute_input / compute_infer / compute_output (ns; -1: it never ran), for its statistics. */
+  inputNs = -1;
+  inferNs = 0;
+  outputNs = 0;
   /** Its outcome went out (a request answered without a sender). */
   ended = false;
 
@@ -290,7 +309,8 @@ export class ModelVersion {
   readonly #runBatch = (inst: Instance, batch: Pending[]): void => this.#run(inst, batch);
   readonly #bls: BlsTarget | undefined;
   readonly #instances: Instance[] = [];
-  readonly #queue: Pending[] = [];
+  /** Requests waiting for an instance (see dynamic-batcher.ts). */
+  readonly #queue: RequestQueue<Pending>;
   readonly #inputs: Map<string, ModelInputConfig>;
   readonly #outputs: Map<string, ModelOutputConfig>;
   readonly #forceCpu: boolean;
@@ -306,7 +326,10 @@ export class ModelVersion {
   readonly #required: string[];
   /** The config's output names, for requests that name none. */
   readonly #outputNames: string[];
-  #batchTimer: NodeJS.Timeout | undefined;
+  /** Wakes the queue when a batch's delay or a queue timeout runs out. */
+  #wakeTimer: NodeJS.Timeout | undefined;
+  /** When #wakeTimer fires. */
+  #wakeAt = 0n;
 
   /** @param opts - what to load. */
   constructor(opts: ModelVersionOptions) {
@@ -325,6 +348,7 @@ export class ModelVersion {
     this.#required = opts.config.input.filter((i) => !i.optional).map((i) => i.name);
     this.#forceCpu = forceCpuOnlyInputs(opts.config);
     this.#decoupled = opts.config.model_transaction_policy?.decoupled === true;
+    this.#queue = createRequestQueue<Pending>(opts.config, (p) => p.input.inputs);
     this.#hooks = {
       open: (p) => this.#openSender(p),
       deliver: (s, r, final) => this.#deliver(s, r, final),
@@ -448,11 +472,15 @@ export class ModelVersion {
     // finalize() runs in the model's context; its metric families go with it.
     if (currentModel() !== this.#ctx) return runInModel(this.#ctx, () => this.unload(logger));
     this.#state = "UNLOADING";
-    if (this.#queue.length > 0 || this.#inflight > 0) {
+    if (this.#queue.size > 0 || this.#inflight > 0) {
       await new Promise<void>((r) => {
         this.#drained = r;
         this.#pump();
       });
+    }
+    if (this.#wakeTimer !== undefined) {
+      clearTimeout(this.#wakeTimer);
+      this.#wakeTimer = undefined;
     }
     // Triton would wait for their final flags; a model that never sends one
     // would then block the unload (and the server's shutdown) for good.
@@ -636,7 +664,18 @@ export class ModelVersion {
       }
       p.unsubscribe = c.onCancel(() => this.#onCancel(p));
     }
-    this.#queue.push(p);
+    const refused = this.#queue.enqueue(p, input);
+    if (refused !== undefined) {
+      // As Triton 2.51: a request its queue refuses is counted nowhere, in
+      // the statistics or the failure metrics (its enqueue failed; the
+      // request never was an inference).
+      p.ended = true;
+      p.unsubscribe?.();
+      p.unsubscribe = undefined;
+      if (sink !== undefined) sink.error(refused, true);
+      else done!.reject(refused);
+      return;
+    }
     this.#pump();
   }
 
@@ -646,14 +685,12 @@ export class ModelVersion {
    * the model sees it (`isCancelled()`) and decides.
    */
   #onCancel(p: Pending): void {
-    const i = this.#queue.indexOf(p);
-    if (i < 0) return;
-    this.#queue.splice(i, 1);
+    if (!this.#queue.remove(p)) return;
     // (A Cancellation forgets its listeners once it fires; this says so to any other kind.)
     p.unsubscribe?.();
     p.unsubscribe = undefined;
     this.#cancelQueued(p);
-    if (this.#queue.length === 0) this.#maybeDrained();
+    if (this.#queue.size === 0) this.#maybeDrained();
   }
 
   #cancelQueued(p: Pending): void {
@@ -665,9 +702,13 @@ export class ModelVersion {
     else p.done!.reject(err);
   }
 
-  #record(ok: boolean, received: bigint, queueNs: number, batchSize: number, reason?: FailureReason, inStatistics = true): void {
+  /** @param p - the request, when it ran: its batch's compute times count in a success's statistics. */
+  #record(ok: boolean, received: bigint, queueNs: number, batchSize: number, reason?: FailureReason, inStatistics = true, p?: Pending): void {
     const ns = since(received);
-    if (inStatistics) this.stats.request(ok, ns, batchSize, queueNs);
+    if (inStatistics) {
+      if (p === undefined) this.stats.request(ok, ns, batchSize, queueNs);
+      else this.stats.request(ok, ns, batchSize, queueNs, p.inputNs, p.inferNs, p.outputNs);
+    }
     const o = this.#observer;
     if (o === undefined) return;
     const q = Math.max(0, queueNs);
@@ -678,20 +719,6 @@ export class ModelVersion {
         ? { model: this.name, version: this.version, success: ok, reason, durationNs: ns, queueNs: q, batchSize }
         : { model: this.name, version: this.version, success: ok, durationNs: ns, queueNs: q, batchSize },
     );
-  }
-
-  #takeBatch(): Pending[] {
-    const first = this.#queue.shift()!;
-    const batch = [first];
-    if (this.config.dynamic_batching && this.config.max_batch_size > 0) {
-      let total = first.batchSize;
-      while (this.#queue.length > 0 && total + this.#queue[0]!.batchSize <= this.config.max_batch_size) {
-        const p = this.#queue.shift()!;
-        total += p.batchSize;
-        batch.push(p);
-      }
-    }
-    return batch;
   }
 
   #pump(): void {
@@ -708,45 +735,67 @@ export class ModelVersion {
   }
 
   #pumpLoop(): void {
-    while (this.#queue.length > 0) {
+    const q = this.#queue;
+    let t = now();
+    if (q.nextDeadline !== undefined) this.#rejectExpired(t);
+    while (q.size > 0) {
       const idle = this.#pickIdle();
       if (!idle) break;
-      const delayUs = this.config.dynamic_batching?.max_queue_delay_microseconds ?? 0;
-      if (delayUs > 0 && this.#state === "READY" && this.config.max_batch_size > 0) {
-        let total = 0;
-        for (const p of this.#queue) total += p.batchSize;
-        const preferred = this.config.dynamic_batching!.preferred_batch_size;
-        const full = total >= this.config.max_batch_size || preferred.includes(total);
-        const waited = Number(now() - this.#queue[0]!.enqueuedAt) / 1000;
-        if (!full && waited < delayUs) {
-          if (!this.#batchTimer) {
-            this.#batchTimer = setTimeout(() => {
-              this.#batchTimer = undefined;
-              this.#pump();
-            }, Math.max(0, Math.ceil((delayUs - waited) / 1000)));
-          }
-          break;
-        }
+      // An unload sends what is queued without waiting for batches to fill.
+      const next = q.next(t, this.#state !== "READY");
+      if (next === undefined) break;
+      if (typeof next === "bigint") {
+        this.#wakeUp(next);
+        break;
       }
-      const batch = this.#takeBatch();
       idle.busy = true;
       this.#inflight++;
       // One AsyncLocalStorage run per batch: execute() and what it starts are the model's.
-      runInModel(this.#ctx, this.#runBatch, idle, batch);
+      runInModel(this.#ctx, this.#runBatch, idle, next);
+      if (q.nextDeadline !== undefined) {
+        t = now();
+        this.#rejectExpired(t);
+      }
     }
+    // Requests that wait for a busy instance are still refused when their timeout runs out.
+    const deadline = q.nextDeadline;
+    if (deadline !== undefined) this.#wakeUp(deadline + 1n);
+  }
+
+  /** Fails the queued requests whose timeout expired (REJECT), as Triton's batcher does. */
+  #rejectExpired(t: bigint): void {
+    const expired = this.#queue.takeExpired(t);
+    if (expired.length === 0) return;
+    const err = queueTimeoutError();
+    for (const p of expired) this.#fail(p, t, err, "REJECTED");
+    if (this.#queue.size === 0) this.#maybeDrained();
+  }
+
+  /** Pumps the queue again at `at` (the earliest of the wake-ups asked for). */
+  #wakeUp(at: bigint): void {
+    if (this.#wakeTimer !== undefined) {
+      if (this.#wakeAt <= at) return;
+      clearTimeout(this.#wakeTimer);
+    }
+    this.#wakeAt = at;
+    const ms = Math.max(0, Math.ceil(Number(at - now()) / 1e6));
+    this.#wakeTimer = setTimeout(() => {
+      this.#wakeTimer = undefined;
+      this.#pump();
+    }, ms);
   }
 
   /** An instance finished a batch: it takes the next one, or the drain completes. */
   #release(inst: Instance): void {
     inst.busy = false;
     this.#inflight--;
-    if (this.#queue.length > 0) this.#pump();
+    if (this.#queue.size > 0) this.#pump();
     else this.#maybeDrained();
   }
 
   /** Completes an unload's wait once nothing is queued or running. */
   #maybeDrained(): void {
-    if (this.#inflight === 0 && this.#queue.length === 0 && this.#drained) {
+    if (this.#inflight === 0 && this.#queue.size === 0 && this.#drained) {
       const d = this.#drained;
       this.#drained = undefined;
       d();
@@ -861,7 +910,7 @@ export class ModelVersion {
       p.unsubscribe = undefined;
     }
     // The model's own error response answered the request: Triton counts it a success.
-    if (answered) this.#record(true, p.receivedAt, Number(start - p.enqueuedAt), p.batchSize);
+    if (answered) this.#record(true, p.receivedAt, Number(start - p.enqueuedAt), p.batchSize, undefined, true, p);
     else this.#record(false, p.receivedAt, Number(start - p.enqueuedAt), p.batchSize, reason);
     if (p.sink !== undefined) p.sink.error(e, true);
     else p.done!.reject(e);
@@ -874,7 +923,7 @@ export class ModelVersion {
       p.unsubscribe();
       p.unsubscribe = undefined;
     }
-    this.#record(true, p.receivedAt, Number(start - p.enqueuedAt), p.batchSize);
+    this.#record(true, p.receivedAt, Number(start - p.enqueuedAt), p.batchSize, undefined, true, p);
     if (p.sink !== undefined) p.sink.response(o, true);
     else p.done!.resolve(o);
   }
@@ -1048,7 +1097,7 @@ export class ModelVersion {
       p.unsubscribe = undefined;
     }
     const failed = (err !== undefined && !answered) || s.failed;
-    this.#record(!failed, p.receivedAt, Number(p.startedAt - p.enqueuedAt), p.batchSize, failed ? reason : undefined);
+    this.#record(!failed, p.receivedAt, Number(p.startedAt - p.enqueuedAt), p.batchSize, failed ? reason : undefined, true, p);
     if (p.sink !== undefined) {
       if (err !== undefined) p.sink.error(err, true);
     } else if (err !== undefined) p.done!.reject(err);
@@ -1057,8 +1106,13 @@ export class ModelVersion {
 
   #execution(batch: Pending[], inputNs: number, inferNs: number, outputNs: number): void {
     let total = 0;
-    for (const p of batch) total += p.batchSize;
-    this.stats.execution(batch.length, total, inputNs, inferNs, outputNs);
+    for (const p of batch) {
+      total += p.batchSize;
+      p.inputNs = inputNs;
+      p.inferNs = inferNs;
+      p.outputNs = outputNs;
+    }
+    this.stats.execution(total, inputNs, inferNs, outputNs);
     this.#observer?.executionDone({
       model: this.name,
       version: this.version,

@@ -35,12 +35,38 @@ export interface PbPosition {
 
 /** A scalar value in protobuf text format. */
 export type PbScalar =
-  | { kind: "string"; value: string; pos: PbPosition }
-  | { kind: "number"; /** source text, sign included */ text: string; value: number; /** true when written as an integer */ integer: boolean; pos: PbPosition }
-  | { kind: "identifier"; value: string; pos: PbPosition };
+  | {
+      /** A quoted string. */
+      kind: "string";
+      /** The string, escapes decoded. */
+      value: string;
+      /** Where it starts. */
+      pos: PbPosition;
+    }
+  | {
+      /** A number. */
+      kind: "number";
+      /** source text, sign included */
+      text: string;
+      /** The number's value. */
+      value: number;
+      /** true when written as an integer */
+      integer: boolean;
+      /** Where it starts. */
+      pos: PbPosition;
+    }
+  | {
+      /** A bare identifier (an enum value, `true`, `false`, `inf`, `nan`). */
+      kind: "identifier";
+      /** The identifier as written. */
+      value: string;
+      /** Where it starts. */
+      pos: PbPosition;
+    };
 
 /** A message value: its fields in source order. */
 export interface PbMessage {
+  /** Always `"message"`: tells a message from a scalar. */
   kind: "message";
   /** Fields in source order; a field may repeat. */
   fields: PbField[];

@@ -4,7 +4,9 @@
  * @module
  */
 import type { Tensor } from "../tensor.js";
+import { concatAlongBatch } from "./batch-tensors.js";
 import { execOnce, execStream, type ResponseIterator } from "./bls.js";
+import { ServingError } from "./errors.js";
 import { ModelError } from "./model-error.js";
 import type { InferenceResponse } from "./response.js";
 import type { InferenceResponseSender } from "./response-sender.js";
@@ -94,6 +96,44 @@ export class InferenceRequest {
     this.modelName = init.modelName ?? "";
     this.modelVersion = init.modelVersion ?? 0;
     this.timeoutMs = init.timeoutMs ?? 0;
+  }
+
+  /**
+   * The input `name` of every request, put together along dim 0 in their
+   * order: one batched tensor for a model that computes a batch at once
+   * (with `dynamic_batching`, `execute()` gets several requests; their
+   * dims after dim 0 agree, as the batcher only puts together requests
+   * whose variable dims match). {@link InferenceResponse.split} takes the
+   * batched result apart again.
+   *
+   * One copy into fresh memory, or none when the inputs are adjacent views
+   * of one ArrayBuffer (the batch is then a view over them). A BYTES batch
+   * shares the requests' elements. Inputs on a device are read through
+   * `toCpu()` first (one copy more); the batch is in host memory.
+   *
+   * @param requests - the requests `execute()` received.
+   * @param name - the input to put together.
+   * @returns the batched tensor, named `name`, of shape `[sum of dim 0, ...]`.
+   * @throws {ServingError} `ERR_BATCH_MISMATCH` for no requests, a request
+   * without the input, an input without a dim 0, or inputs that differ in
+   * data type or in their dims after dim 0.
+   * @example
+   * ```ts
+   * execute(requests: InferenceRequest[]) {
+   *   const x = InferenceRequest.concat(requests, "INPUT0");    // [total, 4]
+   *   const y = x.data().map((v) => v * 2);                     // the whole batch at once
+   *   return InferenceResponse.split({ OUTPUT0: Tensor.from(y, { shape: x.shape }) }, requests);
+   * }
+   * ```
+   */
+  static concat(requests: readonly InferenceRequest[], name: string): Tensor {
+    if (!Array.isArray(requests)) throw new ServingError("ERR_BATCH_MISMATCH", "InferenceRequest.concat needs the array of requests execute() received");
+    const parts = requests.map((r, i) => {
+      const t = r instanceof InferenceRequest ? r.getInputTensorByName(name) : undefined;
+      if (t === undefined) throw new ServingError("ERR_BATCH_MISMATCH", `request ${i} has no input '${name}'`);
+      return t;
+    });
+    return concatAlongBatch(parts, name, (i) => `request ${i}`);
   }
 
   /**

@@ -137,27 +137,38 @@ export class StatsRecorder {
     readonly version: number,
   ) {}
 
-  /** Records one finished request. */
-  request(ok: boolean, ns: number, batchSize: number, queueNs: number): void {
+  /**
+   * Records one finished request. As Triton's statistics: a failure counts
+   * its duration only; a success also its queue time and its batch's
+   * compute times (so `queue` and `compute_*` count successes).
+   *
+   * @param queueNs - time queued (-1: it never reached an instance).
+   * @param inputNs - its batch's compute_input (-1: it never ran); with
+   * `inferNs` and `outputNs`, its batch's compute_infer and compute_output.
+   */
+  request(ok: boolean, ns: number, batchSize: number, queueNs: number, inputNs = -1, inferNs = 0, outputNs = 0): void {
     const d = ok ? this.#stats.success : this.#stats.fail;
     d.count++;
     d.ns += Math.max(0, Math.round(ns));
-    if (ok) {
-      this.#inferenceCount += batchSize;
-      this.#lastInference = Date.now();
-    }
-    if (queueNs >= 0) {
-      this.#stats.queue.count++;
-      this.#stats.queue.ns += Math.round(queueNs);
+    if (!ok) return;
+    this.#inferenceCount += batchSize;
+    this.#lastInference = Date.now();
+    if (queueNs >= 0) add(this.#stats.queue, queueNs, 1);
+    if (inputNs >= 0) {
+      add(this.#stats.compute_input, inputNs, 1);
+      add(this.#stats.compute_infer, inferNs, 1);
+      add(this.#stats.compute_output, outputNs, 1);
     }
   }
 
-  /** Records one `execute()` call over `requests` requests totalling `batchSize`. */
-  execution(requests: number, batchSize: number, inputNs: number, inferNs: number, outputNs: number): void {
+  /**
+   * Records one `execute()` call over requests totalling `batchSize` (the
+   * sum of their dim 0): the execution count and the batch size's
+   * `batch_stats` entry (successful or not, as Triton's backends report a
+   * batch).
+   */
+  execution(batchSize: number, inputNs: number, inferNs: number, outputNs: number): void {
     this.#executionCount++;
-    add(this.#stats.compute_input, inputNs, requests);
-    add(this.#stats.compute_infer, inferNs, requests);
-    add(this.#stats.compute_output, outputNs, requests);
     let b = this.#batches.get(batchSize);
     if (!b) {
       b = { batch_size: batchSize, compute_input: zero(), compute_infer: zero(), compute_output: zero() };

@@ -24,7 +24,14 @@ export interface OutputSpec {
   /** Send as binary (binary tensor extension). */
   binary: boolean;
   /** Shared-memory placement, when the client asked for it. */
-  shm?: { region: string; byteSize: number; offset: number };
+  shm?: {
+    /** Registered region name. */
+    region: string;
+    /** Bytes the output may use. */
+    byteSize: number;
+    /** Offset into the region. */
+    offset: number;
+  };
 }
 
 /** A decoded inference request. */
@@ -83,6 +90,57 @@ function checkParameters(v: unknown, where: string): Record<string, RequestParam
     }
   }
   return v as Record<string, RequestParameter>;
+}
+
+/**
+ * Request parameters Triton's HTTP frontend takes for itself instead of
+ * passing them to the model (`ParseJsonTritonRequest`); `binary_data_output`
+ * is read where outputs are decoded.
+ */
+const SCHEDULING_PARAMETERS = ["sequence_id", "sequence_start", "sequence_end", "priority", "timeout"] as const;
+
+/** Triton's words for a request parameter of the wrong JSON type: RETURN_MSG_IF_ERR over TritonJson, an INTERNAL error. */
+function unparsable(key: string, what: string): never {
+  throw new ServingError("ERR_INVALID_REQUEST", `Unable to parse '${key}': attempt to access JSON non-${what} as ${what}`, { tritonCode: "INTERNAL" });
+}
+
+const isUInt = (v: unknown): v is number => typeof v === "number" && Number.isInteger(v) && v >= 0;
+
+/** Checks the request-level parameters Triton's HTTP frontend takes itself, as it does. */
+function checkSchedulingParameters(p: Record<string, RequestParameter>): void {
+  for (const key of SCHEDULING_PARAMETERS) {
+    if (!Object.hasOwn(p, key)) continue;
+    const v = p[key];
+    if (key === "sequence_id") {
+      if (!isUInt(v) && typeof v !== "string") unparsable(key, "string");
+    } else if (key === "sequence_start" || key === "sequence_end") {
+      if (typeof v !== "boolean") unparsable(key, "boolean");
+    } else if (!isUInt(v)) {
+      unparsable(key, "unsigned-integer");
+    }
+  }
+}
+
+/**
+ * Takes the scheduling parameters (checked) out of `parameters` into the
+ * runtime's request: `priority` and `timeout` (µs) go to the dynamic
+ * batcher; the sequence keys, which only a sequence batcher would read
+ * (tensorbridge has none), go nowhere. The model sees none of them, as in
+ * Triton.
+ */
+function takeSchedulingParameters(input: InferInput, parameters: Readonly<Record<string, RequestParameter>>): void {
+  let rest: Record<string, RequestParameter> | undefined;
+  for (const key of SCHEDULING_PARAMETERS) {
+    if (!Object.hasOwn(parameters, key)) continue;
+    rest ??= { ...parameters };
+    delete rest[key];
+  }
+  if (rest === undefined) return;
+  const priority = parameters["priority"];
+  const timeout = parameters["timeout"];
+  if (typeof priority === "number") input.priority = priority;
+  if (typeof timeout === "number") input.timeoutUs = timeout;
+  input.parameters = rest;
 }
 
 function elementCount(shape: readonly number[]): number {
@@ -368,6 +426,7 @@ function matchJsonPlan(text: string): { plan: JsonPlan; data: unknown[][] } | un
 function decodedFromPlan(plan: RequestPlan, inputs: Tensor[]): DecodedRequest {
   const input: InferInput = { inputs, outputs: [...plan.outputNames], parameters: plan.parameters as Record<string, RequestParameter> };
   if (plan.id !== undefined) input.id = plan.id;
+  takeSchedulingParameters(input, plan.parameters);
   return { input, outputs: plan.outputs as OutputSpec[], binaryDefault: plan.binaryDefault };
 }
 
@@ -420,6 +479,7 @@ export function decodeInferRequest(
   const id = json["id"];
   if (id !== undefined && typeof id !== "string") bad("'id' must be a string");
   const parameters = checkParameters(json["parameters"], "request");
+  checkSchedulingParameters(parameters);
   const inputsJson = json["inputs"];
   if (!Array.isArray(inputsJson)) bad("the inference request must have an 'inputs' array");
   let cursor = 0;
@@ -522,6 +582,7 @@ export function decodeInferRequest(
   }
   const input: InferInput = { inputs, outputs: outputs.map((o) => o.name), parameters };
   if (id !== undefined) input.id = id;
+  takeSchedulingParameters(input, parameters);
   if (jsonSources !== undefined && jsonSources.length > 0 && hdrLen <= JSON_PLAN_MAX_BODY) {
     // Kept only for an ASCII body without long integers (byte and character offsets agree; no exact-integer parse)
     ascii ??= textOf(body, hdrLen, "latin1");

@@ -18,7 +18,7 @@
 import type { Server as NetServer, Socket } from "node:net";
 
 /** How long a refused connection is kept to deliver its answer, in ms. */
-export const REFUSAL_LINGER_MS = 1000;
+export const REFUSAL_LINGER_MS = 2000;
 /** At most this many refused connections wait for their answer at once; more are dropped at once. */
 export const MAX_LINGERING = 256;
 

@@ -51,7 +51,14 @@ const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$
  * The register body checked and decoded, before any CUDA call.
  * @throws {ServingError} `ERR_SHM` (400) for a malformed body.
  */
-export function parseCudaRegisterBody(body: unknown): { handle: Uint8Array; deviceId: number; byteSize: number } {
+export function parseCudaRegisterBody(body: unknown): {
+  /** The CUDA IPC memory handle's bytes. */
+  handle: Uint8Array;
+  /** The GPU the memory is on. */
+  deviceId: number;
+  /** The region's size in bytes. */
+  byteSize: number;
+} {
   if (typeof body !== "object" || body === null || Array.isArray(body)) shmError("the register request must be a JSON object");
   const { raw_handle: raw, device_id: deviceId, byte_size: byteSize } = body as Record<string, unknown>;
   if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {

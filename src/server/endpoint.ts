@@ -132,14 +132,31 @@ export class InferenceEndpoint {
    * Whether the server is ready, and why not: shutting down, or (with
    * strict readiness) a model that is not loaded.
    */
-  readiness(): { ready: true } | { ready: false; reason: string } {
+  readiness():
+    | {
+        /** Ready. */
+        ready: true;
+      }
+    | {
+        /** Not ready. */
+        ready: false;
+        /** Why not, for the response body. */
+        reason: string;
+      } {
     if (this.closing()) return { ready: false, reason: "the server is shutting down" };
     if (!this.registry.allReady(this.#strictReadiness)) return { ready: false, reason: "the server is not ready: not every model is loaded" };
     return { ready: true };
   }
 
   /** Server name, version and extensions. */
-  serverMetadata(): { name: string; version: string; extensions: readonly string[] } {
+  serverMetadata(): {
+    /** Server name. */
+    name: string;
+    /** Server version. */
+    version: string;
+    /** Protocol extensions served. */
+    extensions: readonly string[];
+  } {
     return { name: this.name, version: this.version, extensions: extensions(CudaSharedMemory.available()) };
   }
 
@@ -158,7 +175,7 @@ export class InferenceEndpoint {
 
   /**
    * A model's metadata: its ready versions, platform, inputs and outputs.
-   * @throws {ServingError} as {@link model}.
+   * @throws {ServingError} as {@link InferenceEndpoint.model}.
    */
   modelMetadata(model: string, version?: string): ModelMetadata {
     const v = this.registry.get(model, version);
@@ -183,7 +200,7 @@ export class InferenceEndpoint {
 
   /**
    * A model version's configuration.
-   * @throws {ServingError} as {@link model}.
+   * @throws {ServingError} as {@link InferenceEndpoint.model}.
    */
   modelConfig(model: string, version?: string): ModelConfig {
     return this.registry.get(model, version).config;

@@ -78,6 +78,13 @@ export interface HttpFrontOptions<R> {
    * `headersTimeout`; 0: no limit).
    */
   headersTimeout: number;
+  /**
+   * A whole request (head and body) must arrive within this many ms of its
+   * first byte, or the connection gets node's `408 Request Timeout`
+   * (node's `requestTimeout`: the body deadline; 0: no limit). The time a
+   * request is being served or its response sent does not count. Default 0.
+   */
+  requestTimeout?: number;
   /** How often heads in progress are checked against `headersTimeout`, in ms (node's `connectionsCheckingInterval`). */
   checkInterval: number;
   /** Largest request head in bytes (node's `maxHeaderSize`); larger ones go to node:http, which answers 431. */
@@ -300,6 +307,11 @@ class Connection {
    * first head, the connection's start (a silent connection times out too).
    */
   headSince = Date.now();
+  /**
+   * When the request whose body is being read started (its head's first
+   * byte), or 0 when no body is being read: the request deadline's start.
+   */
+  requestSince = 0;
 
   constructor(
     readonly front: HttpFront<unknown>,
@@ -356,7 +368,7 @@ class Connection {
     // until the next head is complete (the next head's first bytes do not
     // stop it). A first head, a body being read, a request being served and
     // a response being sent have no such deadline (headersTimeout covers
-    // heads).
+    // heads, requestTimeout bodies).
     if (this.#answered && !this.#busy && !this.#draining && this.#req === undefined) this.socket.destroy();
   };
 
@@ -434,6 +446,8 @@ class Connection {
       return false;
     }
     this.#scanned = 0;
+    // A head that came whole in one read started now.
+    this.requestSince = this.headSince === 0 ? Date.now() : this.headSince;
     this.headSince = 0;
     const req = end > max ? undefined : parseRequestHead(buf.toString("latin1", 0, end));
     const route = req === undefined ? undefined : this.front.options.accept(req);
@@ -474,6 +488,7 @@ class Connection {
     const route = this.#route;
     this.#req = undefined;
     this.#route = undefined;
+    this.requestSince = 0;
     this.#busy = true;
     this.front.counters.served++;
     const res = new FrontResponse(this, req.close);
@@ -554,8 +569,11 @@ class Connection {
     this.socket.destroy();
   }
 
-  /** A head that took too long: node:http's 408 (through `clientError`), then the connection ends. */
-  headTimedOut(): void {
+  /**
+   * A head, or a request's body, that took too long: node:http's 408
+   * (through `clientError`), then the connection ends.
+   */
+  timedOut(): void {
     this.#clientError(Object.assign(new Error("Request timeout"), { code: "ERR_HTTP_REQUEST_TIMEOUT" }), "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n");
   }
 
@@ -626,7 +644,7 @@ export class HttpFront<R> {
       for (const c of this.connections) c.destroy();
       closeAll();
     };
-    if (options.headersTimeout > 0) {
+    if (options.headersTimeout > 0 || (options.requestTimeout ?? 0) > 0) {
       // As node:http does: one sweep now and then instead of a timer per request.
       this.#check = setInterval(() => this.#checkHeads(), options.checkInterval);
       this.#check.unref();
@@ -640,8 +658,13 @@ export class HttpFront<R> {
   }
 
   #checkHeads(): void {
-    const limit = Date.now() - this.options.headersTimeout;
-    for (const c of this.connections) if (c.headSince !== 0 && c.headSince < limit) c.headTimedOut();
+    const now = Date.now();
+    const { headersTimeout, requestTimeout = 0 } = this.options;
+    const heads = headersTimeout > 0 ? now - headersTimeout : 0;
+    const requests = requestTimeout > 0 ? now - requestTimeout : 0;
+    for (const c of this.connections) {
+      if ((c.headSince !== 0 && c.headSince < heads) || (c.requestSince !== 0 && c.requestSince < requests)) c.timedOut();
+    }
   }
 
   /**

@@ -36,7 +36,12 @@ const HTTP_STATUS_OF_SERVING_CODE: Partial<Record<ServingErrorCode, number>> = {
 };
 
 /** HTTP status and message of anything an inference or a handler threw. */
-export function httpError(err: unknown): { status: number; message: string } {
+export function httpError(err: unknown): {
+  /** HTTP status code. */
+  status: number;
+  /** The error's message, for the `error` field of the body. */
+  message: string;
+} {
   if (err instanceof ServingError) {
     // Client shared memory turned off (--allow-client-shm) is HTTP's 403.
     if (err.code === "ERR_SHM" && err.tritonCode === "UNAVAILABLE") return { status: 403, message: err.message };

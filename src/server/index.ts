@@ -4,7 +4,20 @@
  *
  * @module
  */
-export { DEFAULT_BODY_LIMIT, InferenceServer, startServer, type ServerAddress, type ServerOptions } from "./server.js";
+export {
+  DEFAULT_BODY_LIMIT,
+  DEFAULT_GRPC_IDLE_TIMEOUT_MS,
+  DEFAULT_HEADERS_TIMEOUT_MS,
+  DEFAULT_MAX_CONNECTIONS,
+  DEFAULT_REQUEST_TIMEOUT_MS,
+  InferenceServer,
+  serverLimits,
+  startServer,
+  type ServerAddress,
+  type ServerLimits,
+  type ServerOptions,
+} from "./server.js";
+export { type ConnectionLimitCounters } from "./connection-limit.js";
 export type { HttpFrontCounters } from "./http-front.js";
 export { EXTENSIONS, extensions, InferenceEndpoint, decoupledRefusal, type EndpointContext, type ModelMetadata, type TensorMetadata, type UnaryTransport } from "./endpoint.js";
 export { HTTP_STATUS, httpError } from "./http-status.js";

@@ -11,11 +11,13 @@ import { resolve } from "node:path";
 
 import Fastify, { type FastifyInstance, type FastifyServerFactory, type RawServerDefault } from "fastify";
 
+import { ErrorCode, TensorBridgeError } from "../errors.js";
 import { ServingError, errorMessage } from "../runtime/errors.js";
 import { ModelRegistry } from "../runtime/model-registry.js";
 import type { RuntimeLogger } from "../runtime/model-version.js";
 import { ServerMetrics } from "./metrics.js";
 import { registerRoutes } from "./routes.js";
+import { ConnectionLimit, httpRefusal, type ConnectionLimitCounters } from "./connection-limit.js";
 import { CudaSharedMemory } from "./cuda-shm.js";
 import { InferenceEndpoint } from "./endpoint.js";
 import { GrpcTransport } from "./grpc/transport.js";
@@ -27,6 +29,14 @@ import { SystemSharedMemory } from "./shm.js";
 
 /** Default request body limit: 64 MiB. */
 export const DEFAULT_BODY_LIMIT = 64 * 1024 * 1024;
+/** Default HTTP header deadline, in ms: node:http's `headersTimeout` default. */
+export const DEFAULT_HEADERS_TIMEOUT_MS = 60_000;
+/** Default HTTP request (body) deadline, in ms: node:http's `requestTimeout` default. */
+export const DEFAULT_REQUEST_TIMEOUT_MS = 300_000;
+/** Default limit on open HTTP connections, and on open gRPC connections. */
+export const DEFAULT_MAX_CONNECTIONS = 4096;
+/** Default gRPC connection idle timeout (no call open), in ms. */
+export const DEFAULT_GRPC_IDLE_TIMEOUT_MS = 300_000;
 
 /** Options of {@link InferenceServer.start}. */
 export interface ServerOptions {
@@ -52,6 +62,12 @@ export interface ServerOptions {
   allowClientShm?: boolean;
   /** Triton's `--strict-readiness`: ready only when every model is. Default true. */
   strictReadiness?: boolean;
+  /**
+   * Let model classes complete their configs (`static autoCompleteConfig`),
+   * and load models without config.pbtxt; `false` is Triton's
+   * `--disable-auto-complete-config`. Default true.
+   */
+  autoCompleteConfig?: boolean;
   /** Include Node's process metrics in `/metrics`. Default true. */
   defaultMetrics?: boolean;
   /** Do not load the repository's models at start (load them via the API). Default false. */
@@ -67,6 +83,101 @@ export interface ServerOptions {
    * false sends every request through fastify.
    */
   fastInfer?: boolean | "node";
+  /**
+   * HTTP header deadline: a request head must arrive whole within this many
+   * ms of its first byte (a new connection's first head: of the
+   * connection's start), or the server answers `408` and closes the
+   * connection. 0: none. Default {@link DEFAULT_HEADERS_TIMEOUT_MS}; cut to
+   * {@link requestTimeoutMs} when longer.
+   */
+  headersTimeoutMs?: number;
+  /**
+   * HTTP body deadline: a whole request, head and body, must arrive within
+   * this many ms of its first byte, or the server answers `408` and closes
+   * the connection (the time a model takes does not count). 0: none.
+   * Default {@link DEFAULT_REQUEST_TIMEOUT_MS}.
+   */
+  requestTimeoutMs?: number;
+  /**
+   * The most HTTP connections open at once; past it a new connection is
+   * answered `503` with a JSON error and closed. 0: no limit. Default
+   * {@link DEFAULT_MAX_CONNECTIONS}. Keep it below the process's file
+   * descriptor limit (`ulimit -n`).
+   */
+  maxConnections?: number;
+  /**
+   * The most gRPC connections open at once; past it a new connection gets
+   * an HTTP/2 `GOAWAY` (`ENHANCE_YOUR_CALM`) and is closed (clients see
+   * `UNAVAILABLE`). 0: no limit. Default {@link DEFAULT_MAX_CONNECTIONS}.
+   */
+  grpcMaxConnections?: number;
+  /**
+   * A gRPC connection with no call open for this many ms is closed
+   * (`GOAWAY`; clients reconnect when they next call), a connection that
+   * never starts a call included. 0: never. Default
+   * {@link DEFAULT_GRPC_IDLE_TIMEOUT_MS}.
+   */
+  grpcIdleTimeoutMs?: number;
+  /**
+   * A unary gRPC call's request message must arrive whole within this many
+   * ms of the call's start, or the call ends with `DEADLINE_EXCEEDED`.
+   * 0: none. Default {@link requestTimeoutMs}'s value.
+   */
+  grpcRequestTimeoutMs?: number;
+}
+
+/** A deadline or limit option: a whole number ≥ 0. */
+function limitOption(name: string, v: number | undefined, dflt: number): number {
+  if (v === undefined) return dflt;
+  if (!Number.isSafeInteger(v) || v < 0) throw new TensorBridgeError(ErrorCode.INVALID_ARGUMENT, `server option ${name} must be a whole number ≥ 0, got ${String(v)}`);
+  return v;
+}
+
+/** The server's deadlines and connection limits, defaults applied. */
+export interface ServerLimits {
+  /** See {@link ServerOptions.headersTimeoutMs}. */
+  headersTimeoutMs: number;
+  /** See {@link ServerOptions.requestTimeoutMs}. */
+  requestTimeoutMs: number;
+  /** See {@link ServerOptions.maxConnections}. */
+  maxConnections: number;
+  /** See {@link ServerOptions.grpcMaxConnections}. */
+  grpcMaxConnections: number;
+  /** See {@link ServerOptions.grpcIdleTimeoutMs}. */
+  grpcIdleTimeoutMs: number;
+  /** See {@link ServerOptions.grpcRequestTimeoutMs}. */
+  grpcRequestTimeoutMs: number;
+}
+
+/**
+ * The deadlines and limits `opts` asks for, defaults applied.
+ *
+ * @throws {TensorBridgeError} `ERR_INVALID_ARGUMENT` for a value that is not a whole number ≥ 0.
+ */
+export function serverLimits(opts: ServerOptions): ServerLimits {
+  const requestTimeoutMs = limitOption("requestTimeoutMs", opts.requestTimeoutMs, DEFAULT_REQUEST_TIMEOUT_MS);
+  let headersTimeoutMs = limitOption("headersTimeoutMs", opts.headersTimeoutMs, DEFAULT_HEADERS_TIMEOUT_MS);
+  // node:http refuses a header deadline past the request's: the request's bounds the head too.
+  if (requestTimeoutMs > 0 && (headersTimeoutMs === 0 || headersTimeoutMs > requestTimeoutMs)) headersTimeoutMs = requestTimeoutMs;
+  return {
+    headersTimeoutMs,
+    requestTimeoutMs,
+    maxConnections: limitOption("maxConnections", opts.maxConnections, DEFAULT_MAX_CONNECTIONS),
+    grpcMaxConnections: limitOption("grpcMaxConnections", opts.grpcMaxConnections, DEFAULT_MAX_CONNECTIONS),
+    grpcIdleTimeoutMs: limitOption("grpcIdleTimeoutMs", opts.grpcIdleTimeoutMs, DEFAULT_GRPC_IDLE_TIMEOUT_MS),
+    grpcRequestTimeoutMs: limitOption("grpcRequestTimeoutMs", opts.grpcRequestTimeoutMs, requestTimeoutMs),
+  };
+}
+
+/**
+ * How often deadlines are checked: a quarter of the shortest one (a
+ * connection ends at most a quarter past its deadline), between 50 ms and
+ * node's default of 30 s.
+ */
+function checkInterval(...deadlines: number[]): number {
+  const set = deadlines.filter((d) => d > 0);
+  if (set.length === 0) return 30_000;
+  return Math.min(30_000, Math.max(50, Math.floor(Math.min(...set) / 4)));
 }
 
 /** Where a started server listens. */
@@ -126,15 +237,23 @@ export class InferenceServer {
   #address: ServerAddress | undefined;
   #grpc: GrpcTransport | undefined;
   #front: HttpFront<InferRoute> | undefined;
+  #httpLimit: ConnectionLimit | undefined;
+  readonly #limits: ServerLimits;
   #closing: Promise<void> | undefined;
   readonly #log: RuntimeLogger;
 
   private constructor(opts: ServerOptions) {
     this.#log = opts.logger ?? (opts.quiet ? silentLogger : stderrLogger);
+    const limits = (this.#limits = serverLimits(opts));
     let registry: ModelRegistry | undefined;
     // Models' Logger lines go to the server's log (verbose ones with logVerbose only).
     this.metrics = new ServerMetrics(() => registry, { defaultMetrics: opts.defaultMetrics ?? true, modelLog: { logger: this.#log, verbose: opts.logVerbose ?? false } });
-    this.registry = registry = new ModelRegistry({ repository: resolve(opts.repository), observer: this.metrics, logger: this.#log });
+    this.registry = registry = new ModelRegistry({
+      repository: resolve(opts.repository),
+      observer: this.metrics,
+      logger: this.#log,
+      autoCompleteConfig: opts.autoCompleteConfig ?? true,
+    });
     // Region names are one namespace across both kinds, as in Triton.
     this.shm = new SystemSharedMemory(opts.allowClientShm ?? false, undefined, (name) => this.cudaShm.has(name));
     this.cudaShm = new CudaSharedMemory(opts.allowClientShm ?? false, (name) => this.shm.has(name));
@@ -154,16 +273,19 @@ export class InferenceServer {
     const direct = opts.fastInfer !== false && !opts.logVerbose ? directInfer(this.endpoint, { bodyLimit, chunkThreshold }) : undefined;
     const fast = direct && nodeInferHandler(direct);
     const keepAliveTimeout = 65_000;
-    // fastify applies its timeouts only to a server it creates itself: the
-    // same values here (its requestTimeout default is 0, Node's is 300 s)
+    const nodeOptions = {
+      keepAliveTimeout,
+      headersTimeout: limits.headersTimeoutMs,
+      requestTimeout: limits.requestTimeoutMs,
+      connectionsCheckingInterval: checkInterval(limits.headersTimeoutMs, limits.requestTimeoutMs),
+    };
+    // fastify applies its timeouts only to a server it creates itself: they are set here.
     const serverFactory: FastifyServerFactory<RawServerDefault> = (handler) => {
       const server = fast
-        ? createServer((req, res) => {
+        ? createServer(nodeOptions, (req, res) => {
             if (!fast(req, res)) handler(req, res);
           })
-        : createServer(handler);
-      server.keepAliveTimeout = keepAliveTimeout;
-      server.requestTimeout = 0;
+        : createServer(nodeOptions, handler);
       if (direct && opts.fastInfer !== "node") {
         this.#front = HttpFront.install(server, {
           accept: direct.route,
@@ -172,11 +294,14 @@ export class InferenceServer {
           // node keeps idle sockets this much longer than it advertises: a
           // property since 24.6, a fixed 1000 ms before
           keepAliveTimeoutBuffer: (server as { keepAliveTimeoutBuffer?: number }).keepAliveTimeoutBuffer ?? 1000,
-          headersTimeout: server.headersTimeout,
-          checkInterval: 30_000,
+          headersTimeout: limits.headersTimeoutMs,
+          requestTimeout: limits.requestTimeoutMs,
+          checkInterval: nodeOptions.connectionsCheckingInterval,
           maxHeaderSize,
         });
       }
+      // After the front: the limit takes over every `connection` listener.
+      this.#httpLimit = ConnectionLimit.install(server, limits.maxConnections, httpRefusal(limits.maxConnections, "--http-max-connections"));
       return server;
     };
     this.app = Fastify({
@@ -241,7 +366,14 @@ export class InferenceServer {
     server.#address = { host, port, url: `http://${shownHost}:${port}` };
     if (opts.allowGrpc ?? true) {
       try {
-        server.#grpc = await GrpcTransport.start(server.endpoint, { host, port: opts.grpcPort ?? 8001 });
+        const l = server.#limits;
+        server.#grpc = await GrpcTransport.start(server.endpoint, {
+          host,
+          port: opts.grpcPort ?? 8001,
+          maxConnections: l.grpcMaxConnections,
+          idleTimeoutMs: l.grpcIdleTimeoutMs,
+          requestTimeoutMs: l.grpcRequestTimeoutMs,
+        });
       } catch (e) {
         await server.close();
         throw e;
@@ -273,6 +405,20 @@ export class InferenceServer {
    */
   get httpFrontCounters(): Readonly<HttpFrontCounters> | undefined {
     return this.#front?.counters;
+  }
+
+  /** The deadlines and connection limits in force (defaults applied). */
+  get limits(): Readonly<ServerLimits> {
+    return this.#limits;
+  }
+
+  /**
+   * Open HTTP and gRPC connections now and refusals past the connection
+   * limits so far (`grpc` undefined when gRPC is off). For diagnostics and
+   * tests.
+   */
+  get connectionCounters(): { http: Readonly<ConnectionLimitCounters>; grpc: Readonly<ConnectionLimitCounters> | undefined } {
+    return { http: this.#httpLimit?.counters ?? { open: 0, refused: 0 }, grpc: this.#grpc?.connectionCounters };
   }
 
   /** True once {@link close} was called. */

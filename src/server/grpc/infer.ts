@@ -53,14 +53,24 @@ const TRITON_RESERVED_REQUEST_PARAMS = ["triton_enable_empty_final_response"];
  * The request's parameters as the model sees them, and the ones the
  * frontend itself takes (Triton's `SetInferenceRequestMetadata`):
  * `sequence_id`, `sequence_start`, `sequence_end`, `priority` and `timeout`
- * are checked and taken (this server has no sequence batcher, priorities or
- * timeouts, so they have no further effect), as is
+ * are checked and taken: `priority` and `timeout` (µs) go to the dynamic
+ * batcher (a uint64 beyond 2^53 is still "above every priority level", and
+ * a negative int64 timeout reads as Triton's uint64 cast does: longer than
+ * any default, so no override); this server has no sequence batcher, so
+ * the sequence keys have no further effect. So is
  * `triton_enable_empty_final_response`.
  */
-function requestParameters(params: WireParams | undefined): { parameters: Record<string, RequestParameter>; emptyFinal: boolean } {
+function requestParameters(params: WireParams | undefined): {
+  parameters: Record<string, RequestParameter>;
+  emptyFinal: boolean;
+  priority: number | undefined;
+  timeoutUs: number | undefined;
+} {
   const parameters: Record<string, RequestParameter> = {};
   let emptyFinal = false;
-  if (params === undefined) return { parameters, emptyFinal };
+  let priority: number | undefined;
+  let timeoutUs: number | undefined;
+  if (params === undefined) return { parameters, emptyFinal, priority, timeoutUs };
   for (const [key, p] of params) {
     switch (key) {
       case "sequence_id":
@@ -78,9 +88,11 @@ function requestParameters(params: WireParams | undefined): { parameters: Record
         } else if (p.kind !== "uint64_param") {
           invalid("invalid value type for 'priority' parameter, expected int64_param or uint64_param.");
         }
+        priority = Number(p.value);
         continue;
       case "timeout":
         if (p.kind !== "int64_param") invalid("invalid value type for 'timeout' parameter, expected int64_param.");
+        timeoutUs = p.value < 0n ? Number(BigInt.asUintN(64, p.value)) : Number(p.value);
         continue;
     }
     if (key.startsWith("triton_")) {
@@ -112,7 +124,7 @@ function requestParameters(params: WireParams | undefined): { parameters: Record
         invalid(`invalid value type for '${key}' parameter, expected int64_param, bool_param, or string_param.`);
     }
   }
-  return { parameters, emptyFinal };
+  return { parameters, emptyFinal, priority, timeoutUs };
 }
 
 /** A tensor's shared-memory parameters (Triton's `ParseSharedMemoryParams`), or undefined. */
@@ -281,7 +293,7 @@ function checkShape(io: WireInputTensor, id: string, model: string): number[] {
  */
 export function requestToInput(req: WireInferRequest, mv: ModelVersion, shm: SharedMemoryAccess): GrpcInferRequest {
   const model = mv.name;
-  const { parameters, emptyFinal } = requestParameters(req.parameters);
+  const { parameters, emptyFinal, priority, timeoutUs } = requestParameters(req.parameters);
 
   // Where each input's data is (Triton's InferGRPCToInput, before the core checks any input).
   const n = req.inputs.length;
@@ -343,6 +355,8 @@ export function requestToInput(req: WireInferRequest, mv: ModelVersion, shm: Sha
 
   const input: InferInput = { inputs, outputs, parameters, receivedAt: req.receivedAt };
   if (req.id !== "") input.id = req.id;
+  if (priority !== undefined) input.priority = priority;
+  if (timeoutUs !== undefined) input.timeoutUs = timeoutUs;
   return { input, shmOutputs, emptyFinal };
 }
 

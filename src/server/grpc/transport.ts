@@ -46,10 +46,13 @@ import {
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
 
+import { constants as http2Constants, type Http2Server, type IncomingHttpHeaders, type ServerHttp2Stream } from "node:http2";
+
 import { Cancellation } from "../../runtime/cancel.js";
 import { ServingError, errorMessage } from "../../runtime/errors.js";
 import { ModelError } from "../../runtime/model-error.js";
 import type { InferCallbacks, InferOutput, ModelVersion } from "../../runtime/model-version.js";
+import { ConnectionLimit, http2Refusal, type ConnectionLimitCounters } from "../connection-limit.js";
 import { decoupledRefusal, type InferenceEndpoint } from "../endpoint.js";
 import { requestToInput, responseOutputs, type GrpcInferRequest } from "./infer.js";
 import { installDirectPath, MODEL_INFER_PATH, type DirectContext, type DirectHandler } from "./direct.js";
@@ -83,6 +86,103 @@ export interface GrpcTransportOptions {
    * `--exit-timeout-secs` default).
    */
   shutdownTimeoutMs?: number;
+  /**
+   * The most connections open at once; past it a new connection gets an
+   * HTTP/2 `GOAWAY` (`ENHANCE_YOUR_CALM`) and is closed. 0 (default): no limit.
+   */
+  maxConnections?: number;
+  /**
+   * A connection with no call open for this many ms is closed with a
+   * `GOAWAY` (grpc-js's `grpc.max_connection_idle_ms`), one that never
+   * starts a call included. 0 (default): never.
+   */
+  idleTimeoutMs?: number;
+  /**
+   * A unary call's request message must arrive whole (the client's end of
+   * the stream) within this many ms of the call's start, or the call ends
+   * with `DEADLINE_EXCEEDED` and its stream is reset. `ModelStreamInfer`
+   * streams are exempt: their messages come when the client likes. 0
+   * (default): none.
+   */
+  requestTimeoutMs?: number;
+}
+
+/** The path of the one streaming RPC, exempt from the request deadline. */
+const STREAM_INFER_PATH = "/inference.GRPCInferenceService/ModelStreamInfer";
+
+/** The HTTP/2 servers grpc-js listens with (its TypeScript-private map; see `direct.ts`), or undefined when not as expected. */
+function http2ServersOf(server: Server): Http2Server[] | undefined {
+  const servers = (server as unknown as { http2Servers?: unknown }).http2Servers;
+  if (!(servers instanceof Map)) return undefined;
+  const out = [...servers.keys()] as Http2Server[];
+  return out.every((s) => typeof s?.listeners === "function") ? out : undefined;
+}
+
+/** A unary call whose request is still arriving, and since when. */
+interface Arriving {
+  stream: ServerHttp2Stream;
+  since: number;
+}
+
+/**
+ * Ends unary calls whose request message is not in after a deadline: one
+ * sweep now and then over the calls opened since, rather than a timer per
+ * call (most requests are in within a millisecond).
+ */
+class RequestDeadline {
+  readonly #arriving = new Set<Arriving>();
+  readonly #timer: NodeJS.Timeout;
+  /** Calls ended at the deadline so far. */
+  expired = 0;
+
+  constructor(readonly ms: number) {
+    this.#timer = setInterval(() => this.#sweep(), Math.min(30_000, Math.max(50, Math.floor(ms / 4))));
+    this.#timer.unref();
+  }
+
+  /** Watches `srv`'s new streams; call after every other `stream` listener is in place. */
+  watch(srv: Http2Server): void {
+    srv.prependListener("stream", (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => {
+      if (headers[":path"] !== STREAM_INFER_PATH && !stream.state.remoteClose) this.#arriving.add({ stream, since: Date.now() });
+    });
+  }
+
+  #sweep(): void {
+    const limit = Date.now() - this.ms;
+    for (const a of this.#arriving) {
+      const { stream } = a;
+      if (stream.destroyed || stream.headersSent || stream.state.remoteClose === 1) {
+        this.#arriving.delete(a);
+      } else if (a.since < limit) {
+        this.#arriving.delete(a);
+        this.expired++;
+        this.#end(stream);
+      }
+    }
+  }
+
+  #end(stream: ServerHttp2Stream): void {
+    try {
+      stream.respond(
+        {
+          ":status": 200,
+          "content-type": "application/grpc+proto",
+          "grpc-status": String(Status.DEADLINE_EXCEEDED),
+          // grpc-message is percent-encoded: these words need none.
+          "grpc-message": `the request message did not arrive within ${this.ms} ms (see --grpc-request-timeout-ms)`,
+        },
+        { endStream: true },
+      );
+    } finally {
+      // The answer is out: the client is told to stop sending (RST_STREAM NO_ERROR).
+      stream.close(http2Constants.NGHTTP2_NO_ERROR);
+    }
+  }
+
+  stop(): void {
+    clearInterval(this.#timer);
+    this.#arriving.clear();
+  }
 }
 
 /** Triton's gRPC message size limit (`MAX_GRPC_MESSAGE_SIZE`: INT32_MAX), both ways. */
@@ -194,6 +294,8 @@ export class GrpcTransport {
   readonly #shutdownTimeoutMs: number;
   #closing: Promise<void> | undefined;
   #direct = false;
+  #limits: ConnectionLimit[] = [];
+  #deadline: RequestDeadline | undefined;
 
   private constructor(
     readonly endpoint: InferenceEndpoint,
@@ -229,12 +331,15 @@ export class GrpcTransport {
           ],
           infer: direct ? { path: MODEL_INFER_PATH, handler: t.#directHandler() } : undefined,
           maxMessage: MAX_MESSAGE,
+          maxConnections: opts.maxConnections,
+          idleTimeoutMs: opts.idleTimeoutMs,
+          requestTimeoutMs: opts.requestTimeoutMs,
         });
         t.#server = h2;
         t.#port = h2.port;
         t.#direct = direct;
       } else {
-        await t.#startGrpcJs(address, direct, health);
+        await t.#startGrpcJs(address, opts, direct, health);
       }
     } catch (e) {
       const m = errorMessage(e);
@@ -251,12 +356,13 @@ export class GrpcTransport {
     return t;
   }
 
-  async #startGrpcJs(address: string, direct: boolean, health: UntypedServiceImplementation): Promise<void> {
+  async #startGrpcJs(address: string, opts: GrpcTransportOptions, direct: boolean, health: UntypedServiceImplementation): Promise<void> {
     const server = new Server({
       "grpc.max_receive_message_length": MAX_MESSAGE,
       "grpc.max_send_message_length": MAX_MESSAGE,
       // No channelz service is registered: its per-call bookkeeping would cost every call.
       "grpc.enable_channelz": 0,
+      ...((opts.idleTimeoutMs ?? 0) > 0 ? { "grpc.max_connection_idle_ms": opts.idleTimeoutMs } : {}),
     });
     try {
       this.#port = await new Promise<number>((resolve, reject) =>
@@ -273,11 +379,46 @@ export class GrpcTransport {
       this.#direct = installDirectPath(server, this.#directHandler(), MAX_MESSAGE);
       if (!this.#direct) this.endpoint.log.debug?.("gRPC: grpc-js's internals are not as expected; every call goes through grpc-js");
     }
+    // After the direct path (which takes over the `stream` listener): the
+    // connection limit and the request deadline hook the same HTTP/2 servers.
+    const h2 = http2ServersOf(server);
+    const maxConnections = opts.maxConnections ?? 0;
+    const requestTimeoutMs = opts.requestTimeoutMs ?? 0;
+    if (h2 === undefined) {
+      if (maxConnections > 0 || requestTimeoutMs > 0) this.endpoint.log.warn("gRPC: grpc-js's internals are not as expected; no gRPC connection limit or request deadline");
+    } else {
+      const refusal = http2Refusal(maxConnections, "--grpc-max-connections");
+      this.#limits = h2.map((srv) => ConnectionLimit.install(srv, maxConnections, refusal));
+      if (requestTimeoutMs > 0) {
+        const deadline = (this.#deadline = new RequestDeadline(requestTimeoutMs));
+        for (const srv of h2) deadline.watch(srv);
+      }
+    }
   }
 
   /** The bound port. */
   get port(): number {
     return this.#port;
+  }
+
+  /**
+   * Connections open now and refused past the connection limit so far,
+   * over every address bound (for diagnostics and tests).
+   */
+  get connectionCounters(): Readonly<ConnectionLimitCounters> {
+    if (this.#server instanceof H2GrpcServer) return this.#server.connectionCounters;
+    const c = { open: 0, refused: 0 };
+    for (const l of this.#limits) {
+      c.open += l.counters.open;
+      c.refused += l.counters.refused;
+    }
+    return c;
+  }
+
+  /** Unary calls ended because their request did not arrive in time, so far. */
+  get requestsTimedOut(): number {
+    if (this.#server instanceof H2GrpcServer) return this.#server.requestsTimedOut;
+    return this.#deadline?.expired ?? 0;
   }
 
   /** ModelStreamInfer calls open now (for diagnostics and tests). */
@@ -468,6 +609,7 @@ export class GrpcTransport {
    */
   close(): Promise<void> {
     this.#closing ??= new Promise<void>((resolve) => {
+      this.#deadline?.stop();
       for (const s of this.#sessions) s.shutdown();
       const server = this.#server!;
       const timer = setTimeout(() => {
