@@ -11,6 +11,8 @@ import anyTest, { type TestFn } from "ava";
 import { huffmanDecode } from "../src/server/grpc/h2/huffman.js";
 import { HpackDecoder, HpackError, encodeHeaders } from "../src/server/grpc/h2/hpack.js";
 import { parseGrpcTimeout } from "../src/server/grpc/h2-server.js";
+import { parseCli } from "../src/cli.js";
+import { ServingError } from "../src/runtime/errors.js";
 import type { InferenceServer } from "../src/server/server.js";
 import { ADD_SUB, ROOT, cleanupRepos, makeRepo, startTestServer, type TestModel } from "./server-helpers.js";
 
@@ -480,4 +482,24 @@ test("300 connections of random frames after the preface: the server stays up an
   });
   const a = await call(t.context.port, grpcFrame(msg));
   t.is(a.trailers["grpc-status"], "0");
+});
+
+test("--grpc-server picks the HTTP/2 server under gRPC (tensorbridge by default, or grpc-js); other values are ERR_CLI_USAGE", async (t) => {
+  t.is(parseCli(["serve", "/m"]).options.grpcServer, undefined);
+  t.is(parseCli(["serve", "/m", "--grpc-server", "grpc-js"]).options.grpcServer, "grpc-js");
+  t.is(parseCli(["serve", "/m", "--grpc-server=tensorbridge"]).options.grpcServer, "tensorbridge");
+  const err = t.throws(() => parseCli(["serve", "/m", "--grpc-server=nghttp2"]), { instanceOf: ServingError });
+  t.is(err?.code, "ERR_CLI_USAGE");
+  // Each server's own content-type tells them apart (grpc-js answers application/grpc+proto).
+  const other = await startTestServer(makeRepo({ add_sub: ADD_SUB }), { grpcServer: "grpc-js", allowGrpc: true });
+  try {
+    const live = grpcFrame(Buffer.alloc(0));
+    const ours = await call(t.context.port, live, { ":path": "/inference.GRPCInferenceService/ServerLive" });
+    const theirs = await call(other.grpcAddress!.port, live, { ":path": "/inference.GRPCInferenceService/ServerLive" });
+    t.is(ours.headers["content-type"], "application/grpc");
+    t.is(theirs.headers["content-type"], "application/grpc+proto");
+    t.deepEqual(ours.body, theirs.body);
+  } finally {
+    await other.close();
+  }
 });

@@ -682,6 +682,8 @@ test("close(): an open stream with a request in flight gets its response, then e
   await server.registry.load("slow");
   const c = grpcClient(server);
   try {
+    // The connection first: on a loaded machine, a stream still being opened when close() starts is refused.
+    t.true((await grpcUnary(c, "ServerLive", {})).ok);
     const call = c["ModelStreamInfer"]!() as grpc.ClientDuplexStream<object, StreamMessage>;
     const messages: StreamMessage[] = [];
     const ended = new Promise<grpc.StatusObject>((resolve) => {

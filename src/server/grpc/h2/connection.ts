@@ -151,12 +151,15 @@ export class H2Stream {
     this.conn.sendUnary(this, headers, data, trailers);
   }
 
-  /** Resets the stream (RST_STREAM). */
+  /**
+   * Resets the stream (RST_STREAM): after a complete answer (code
+   * NO_ERROR), it tells a client still sending to stop.
+   */
   reset(code: number): void {
-    if (this.localClosed) return;
+    if (this.localClosed && this.remoteClosed) return;
     this.conn.writeFrame(RST_STREAM, 0, this.id, u32(code));
-    this.conn.localEnd(this);
     this.remoteClosed = true;
+    this.conn.localEnd(this);
     this.conn.forget(this);
   }
 }
