@@ -11,6 +11,7 @@ import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { connect } from "node:http2";
 import { createServer } from "node:net";
 import { join } from "node:path";
+import { deflateSync, gzipSync } from "node:zlib";
 
 import * as grpc from "@grpc/grpc-js";
 import { loadSync } from "@grpc/proto-loader";
@@ -18,7 +19,7 @@ import anyTest, { type TestFn } from "ava";
 
 import { decodeModelInferRequest } from "../src/server/grpc/wire.js";
 import { requestToInput } from "../src/server/grpc/infer.js";
-import { GrpcTransport } from "../src/server/grpc/transport.js";
+import { GrpcTransport, type GrpcTransportOptions } from "../src/server/grpc/transport.js";
 import type { InferenceServer } from "../src/server/server.js";
 import { ALL_TYPES, BATCHED, FAULTY, INIT_ARGS, INIT_THROWS, SLOW } from "./fixtures/serving/models.js";
 import { ADD_SUB, ROOT, cleanupRepos, grpcClient, grpcUnary, http, makeRepo, startTestServer, type GrpcClient } from "./server-helpers.js";
@@ -681,6 +682,8 @@ test("close(): an open stream with a request in flight gets its response, then e
   await server.registry.load("slow");
   const c = grpcClient(server);
   try {
+    // The connection first: on a loaded machine, a stream still being opened when close() starts is refused.
+    t.true((await grpcUnary(c, "ServerLive", {})).ok);
     const call = c["ModelStreamInfer"]!() as grpc.ClientDuplexStream<object, StreamMessage>;
     const messages: StreamMessage[] = [];
     const ended = new Promise<grpc.StatusObject>((resolve) => {
@@ -778,18 +781,35 @@ function frame(msg: Buffer): Buffer {
 }
 
 /** The headers of an answer without the ones that differ from call to call. */
+/** A gRPC message frame around gzip-compressed protobuf bytes. */
+function gzipFrame(msg: Buffer): Buffer {
+  const z = gzipSync(msg);
+  return Buffer.concat([Buffer.from([1, z.length >>> 24, (z.length >>> 16) & 0xff, (z.length >>> 8) & 0xff, z.length & 0xff]), z]);
+}
+
+/** A gRPC message frame around deflate-compressed (zlib) protobuf bytes. */
+function deflateFrame(msg: Buffer): Buffer {
+  const z = deflateSync(msg);
+  return Buffer.concat([Buffer.from([1, z.length >>> 24, (z.length >>> 16) & 0xff, (z.length >>> 8) & 0xff, z.length & 0xff]), z]);
+}
+
 function stable(h: Record<string, unknown>): Record<string, unknown> {
   const { date: _date, ...rest } = h;
   return rest;
 }
 
-test("the direct path is on with the pinned grpc-js, and answers byte for byte as grpc-js does (success, errors, framing errors, deadlines and compression left to grpc-js)", async (t) => {
+test("both gRPC servers (this package's HTTP/2 and grpc-js's), with and without the direct ModelInfer path, answer alike: byte for byte within a server, status, message and body across them", async (t) => {
   const { server } = t.context;
-  const direct = await GrpcTransport.start(server.endpoint, { host: "127.0.0.1", port: 0 });
-  const plain = await GrpcTransport.start(server.endpoint, { host: "127.0.0.1", port: 0, directInfer: false });
+  const start = (o: Partial<GrpcTransportOptions>) => GrpcTransport.start(server.endpoint, { host: "127.0.0.1", port: 0, ...o });
+  const direct = await start({});
+  const plain = await start({ directInfer: false });
+  const grpcJs = await start({ server: "grpc-js" });
+  const grpcJsPlain = await start({ server: "grpc-js", directInfer: false });
   try {
-    t.true(direct.directPath, "grpc-js's internals are as the direct path expects");
+    t.true(direct.directPath);
+    t.true(grpcJs.directPath, "grpc-js's internals are as the direct path expects");
     t.false(plain.directPath);
+    t.false(grpcJsPlain.directPath);
     // Requests encoded by proto-loader's serializer (what a grpc-js client sends).
     const msg = (r: object): Buffer => modelInferSerializer()(r);
     const cases: [string, Buffer, Record<string, string>?][] = [
@@ -804,25 +824,39 @@ test("the direct path is on with the pinned grpc-js, and answers byte for byte a
       ["a partial message", frame(msg(ADD_SUB_REQ)).subarray(0, 20)],
       ["two messages", Buffer.concat([frame(msg(ADD_SUB_REQ)), frame(msg(ADD_SUB_REQ))])],
       ["the compressed flag under identity (read as is)", Buffer.concat([Buffer.from([1]), frame(msg(ADD_SUB_REQ)).subarray(1)])],
-      ["a deadline (grpc-js serves it)", frame(msg(ADD_SUB_REQ)), { "grpc-timeout": "10S" }],
-      ["gzip declared, not used (grpc-js serves it)", frame(msg(ADD_SUB_REQ)), { "grpc-encoding": "gzip" }],
+      ["a deadline", frame(msg(ADD_SUB_REQ)), { "grpc-timeout": "10S" }],
+      ["gzip declared, not used", frame(msg(ADD_SUB_REQ)), { "grpc-encoding": "gzip" }],
+      ["a gzip-compressed message", gzipFrame(msg(ADD_SUB_REQ)), { "grpc-encoding": "gzip" }],
+      ["a deflate-compressed message", deflateFrame(msg(ADD_SUB_REQ)), { "grpc-encoding": "deflate" }],
     ];
+    // What a client reads of an answer, whichever server sent it.
+    const seen = (a: RawAnswer) => ({
+      status: a.headers[":status"],
+      body: a.body,
+      grpcStatus: a.trailers["grpc-status"] ?? a.headers["grpc-status"],
+      grpcMessage: decodeURIComponent(String(a.trailers["grpc-message"] ?? a.headers["grpc-message"] ?? "")).replace(/^OK$/, ""),
+    });
     for (const [what, body, headers] of cases) {
       const a = await rawCall(direct.port, body, headers);
       const b = await rawCall(plain.port, body, headers);
-      t.deepEqual(stable(a.headers), stable(b.headers), `${what}: headers`);
-      t.deepEqual(a.body, b.body, `${what}: message`);
-      t.deepEqual(a.trailers, b.trailers, `${what}: trailers`);
+      const c = await rawCall(grpcJs.port, body, headers);
+      const d = await rawCall(grpcJsPlain.port, body, headers);
+      t.deepEqual(stable(a.headers), stable(b.headers), `${what}: headers, direct or not`);
+      t.deepEqual(a.trailers, b.trailers, `${what}: trailers, direct or not`);
+      t.deepEqual(stable(c.headers), stable(d.headers), `${what}: grpc-js's headers, direct or not`);
+      t.deepEqual(c.trailers, d.trailers, `${what}: grpc-js's trailers, direct or not`);
+      t.deepEqual(seen(a), seen(b), `${what}: direct or not`);
+      t.deepEqual(seen(a), seen(c), `${what}: this server as grpc-js`);
+      t.deepEqual(seen(c), seen(d), `${what}: grpc-js, direct or not`);
     }
     const ok = await rawCall(direct.port, frame(msg(ADD_SUB_REQ)));
     t.is(ok.trailers["grpc-status"], "0");
     t.true(ok.body.length > 5);
-    // other RPCs on the same connection still reach grpc-js
+    // other RPCs on the same connection
     const live = await rawCall(direct.port, frame(Buffer.alloc(0)), {}, "/inference.GRPCInferenceService/ServerLive");
     t.is(live.trailers["grpc-status"], "0");
     t.deepEqual(live.body, frame(Buffer.from([0x08, 0x01])));
   } finally {
-    await direct.close();
-    await plain.close();
+    await Promise.all([direct.close(), plain.close(), grpcJs.close(), grpcJsPlain.close()]);
   }
 });

@@ -36,6 +36,8 @@ Options:
   --http-port <port>        HTTP port (default 8000; 0 picks a free port)
   --grpc-port <port>        gRPC port (default 8001; 0 picks a free port)
   --allow-grpc[=true|false] serve gRPC (default true)
+  --grpc-server <name>      the HTTP/2 server under gRPC: tensorbridge (default, its
+                            own) or grpc-js (grpc-js's, on node:http2)
   --host <address>          interface to bind, HTTP and gRPC (default 127.0.0.1; 0.0.0.0 for all)
   --log-verbose             log every request and model event
   --http-max-body-size <n>  largest request body in bytes (default ${DEFAULT_BODY_LIMIT}); larger: HTTP 413
@@ -150,6 +152,12 @@ export function parseCli(argv: readonly string[]): CliCommand {
       case "allow-grpc":
         options.allowGrpc = parseBool(name, inline);
         break;
+      case "grpc-server": {
+        const v = value();
+        if (v !== "tensorbridge" && v !== "grpc-js") usageError(`--grpc-server takes tensorbridge or grpc-js, got '${v}'`);
+        options.grpcServer = v;
+        break;
+      }
       case "host":
       case "http-address":
         options.host = value();

@@ -4,9 +4,11 @@
  * perf_analyzer's add_sub runs (ServerLive/Ready, ModelMetadata,
  * ModelConfig, ModelStatistics and ModelInfer), with precomputed answers.
  * It is NOT a competitor: no gRPC library, no deadlines, no metadata, no
- * model; its figures are the ceiling any gRPC server written in Node can
- * reach under this perf_analyzer on this machine (Node's HTTP/2, loopback
- * TCP and perf_analyzer's own CPU on the same cores).
+ * model; its figures are the ceiling of any gRPC server built on
+ * node:http2 under this perf_analyzer on this machine (Node's HTTP/2,
+ * loopback TCP and perf_analyzer's own CPU on the same cores).
+ * tensorbridge's own HTTP/2 (src/server/grpc/h2) is not built on
+ * node:http2, and goes past it.
  *
  *   node bench/serving/floor-grpc.mjs [--port 8233] [--host 127.0.0.1] [--http-port 8234]
  *

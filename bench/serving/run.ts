@@ -17,8 +17,11 @@
  * serves `src/cli.ts` through tsx instead (the rows before 2026-11-26 16:00),
  * whose `keepNames` wraps named functions in `__name` calls.
  *
- * `floor-grpc` (floor-grpc.mjs) is the gRPC rows' floor: bare node:http2
- * with canned answers, the ceiling of any gRPC server written in Node here.
+ * `floor-grpc` (floor-grpc.mjs) is bare node:http2 with canned answers:
+ * the ceiling of a gRPC server built on node:http2 here (grpc-js's server
+ * is one). tensorbridge's gRPC runs on its own HTTP/2 (src/server/grpc/h2)
+ * and is not bound by it; `floor-net`'s rows are the ceiling of any Node
+ * server over TCP here.
  *
  * `floor` is not a competitor: a bare node:http server (floor-server.mjs)
  * answering with precomputed responses, the ceiling any Node server can reach
@@ -583,7 +586,7 @@ for (const r of rows) {
         : r.server === "floor-native"
           ? "floor-native (C, epoll, decodes and computes each request; not a competitor)"
           : r.server === "floor-grpc"
-            ? "floor-grpc (bare node:http2, canned answers; not a competitor)"
+            ? "floor-grpc (bare node:http2, canned answers; the node:http2 ceiling, not a competitor)"
             : r.server;
   lines.push(
     `| ${label} | ${r.format} | ${r.concurrency} | ${r.throughput?.toFixed(0) ?? "–"} | ${r.responses?.toFixed(0) ?? ""} | ${r.p50us ?? "–"} | ${r.p99us ?? "–"} | ` +

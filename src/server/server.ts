@@ -124,6 +124,12 @@ export interface ServerOptions {
    * 0: none. Default {@link requestTimeoutMs}'s value.
    */
   grpcRequestTimeoutMs?: number;
+  /**
+   * The HTTP/2 server that carries gRPC: `tensorbridge` (default), this
+   * package's own, or `grpc-js`, grpc-js's server on node:http2 (same
+   * answers, more CPU per call).
+   */
+  grpcServer?: "tensorbridge" | "grpc-js";
 }
 
 /** A deadline or limit option: a whole number ≥ 0. */
@@ -373,6 +379,7 @@ export class InferenceServer {
           maxConnections: l.grpcMaxConnections,
           idleTimeoutMs: l.grpcIdleTimeoutMs,
           requestTimeoutMs: l.grpcRequestTimeoutMs,
+          server: opts.grpcServer,
         });
       } catch (e) {
         await server.close();

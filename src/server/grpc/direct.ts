@@ -127,7 +127,7 @@ function readUnary(stream: ServerHttp2Stream, handler: DirectHandler, maxMessage
     else (chunks ??= [first]).push(c);
   });
   stream.on("end", () => {
-    const reply = new DirectReply(stream, handler.context);
+    const reply = new DirectReply(new NodeStreamOut(stream), handler.context);
     if (tooLarge) {
       reply.fail({ code: 8 /* RESOURCE_EXHAUSTED */, details: `Received message larger than max (${size - 5} vs. ${maxMessage})` });
       return;
@@ -163,6 +163,45 @@ export interface DirectContext {
   statusOf(req: WireInferRequest | undefined, e: unknown): GrpcStatus;
 }
 
+/** Where a unary ModelInfer answer goes: an HTTP/2 stream of node:http2 or of this server's own HTTP/2. */
+export interface UnaryOut {
+  /** True when the call can no longer be answered (the stream is closed or reset). */
+  readonly gone: boolean;
+  /** Answers with headers, one framed message (5-byte gRPC prefix included) and the OK trailers. */
+  ok(frame: Buffer): void;
+  /** Answers with a status alone (a trailers-only response). */
+  status(s: GrpcStatus): void;
+  /** Calls `fn` once if the stream closes before it was answered. */
+  onGone(fn: () => void): void;
+}
+
+/** A node:http2 stream (grpc-js's server) as a {@link UnaryOut}. */
+class NodeStreamOut implements UnaryOut {
+  constructor(readonly stream: ServerHttp2Stream) {}
+
+  get gone(): boolean {
+    return this.stream.destroyed || this.stream.closed;
+  }
+
+  ok(frame: Buffer): void {
+    const stream = this.stream;
+    stream.respond(RESPONSE_HEADERS, RESPOND_OPTIONS);
+    stream.once("wantTrailers", sendOkTrailers);
+    stream.end(frame);
+  }
+
+  status(s: GrpcStatus): void {
+    this.stream.respond(
+      { "grpc-status": String(s.code), "grpc-message": encodeURI(s.details), ":status": 200, "content-type": "application/grpc+proto" },
+      END_OPTIONS,
+    );
+  }
+
+  onGone(fn: () => void): void {
+    this.stream.once("close", fn);
+  }
+}
+
 /**
  * Answers one direct-path call; it is also the request's
  * {@link Cancellation} (the client resetting the stream cancels it).
@@ -176,7 +215,7 @@ export class DirectReply extends Cancellation implements InferCallbacks {
   shmOutputs: Map<string, ShmPlacement> | undefined;
 
   constructor(
-    readonly stream: ServerHttp2Stream,
+    readonly out: UnaryOut,
     readonly ctx: DirectContext,
   ) {
     super();
@@ -193,11 +232,7 @@ export class DirectReply extends Cancellation implements InferCallbacks {
       return;
     }
     this.settled = true;
-    const stream = this.stream;
-    if (stream.destroyed || stream.closed) return;
-    stream.respond(RESPONSE_HEADERS, RESPOND_OPTIONS);
-    stream.once("wantTrailers", sendOkTrailers);
-    stream.end(frame);
+    if (!this.out.gone) this.out.ok(frame);
   }
 
   reject(e: unknown): void {
@@ -208,12 +243,12 @@ export class DirectReply extends Cancellation implements InferCallbacks {
   /** Ends the call with an error status (a trailers-only answer, as grpc-js sends one). */
   fail(s: GrpcStatus): void {
     this.settled = true;
-    const stream = this.stream;
-    if (stream.destroyed || stream.closed) return;
-    stream.respond(
-      { "grpc-status": String(s.code), "grpc-message": encodeURI(s.details), ":status": 200, "content-type": "application/grpc+proto" },
-      END_OPTIONS,
-    );
+    if (!this.out.gone) this.out.status(s);
+  }
+
+  /** Cancels the request if the stream closes before the answer (the client cancelling or resetting the call). */
+  watch(): void {
+    if (!this.settled) this.out.onGone(this.onClose);
   }
 
   /** The stream closed: before an answer, that is the client cancelling (or resetting) the call. */

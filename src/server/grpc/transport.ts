@@ -55,7 +55,8 @@ import type { InferCallbacks, InferOutput, ModelVersion } from "../../runtime/mo
 import { ConnectionLimit, http2Refusal, type ConnectionLimitCounters } from "../connection-limit.js";
 import { decoupledRefusal, type InferenceEndpoint } from "../endpoint.js";
 import { requestToInput, responseOutputs, type GrpcInferRequest } from "./infer.js";
-import { installDirectPath, type DirectContext, type DirectHandler } from "./direct.js";
+import { installDirectPath, MODEL_INFER_PATH, type DirectContext, type DirectHandler } from "./direct.js";
+import { H2GrpcServer } from "./h2-server.js";
 import { HEALTH_NOT_SERVING, HEALTH_SERVICE, HEALTH_SERVING, grpcInferenceService } from "./proto.js";
 import { grpcStatusOf, type GrpcStatus } from "./status.js";
 import { StreamSession } from "./stream.js";
@@ -68,10 +69,17 @@ export interface GrpcTransportOptions {
   /** Port; 0 picks a free one. */
   port: number;
   /**
-   * Serve plain unary `ModelInfer` calls on a direct path in front of
-   * grpc-js (same answers, less CPU per call; see `direct.ts`). Default true.
+   * Serve plain unary `ModelInfer` calls on a direct path: decoded by hand
+   * and answered without the generic call machinery (same answers, less CPU
+   * per call; see `direct.ts`). Default true.
    */
   directInfer?: boolean;
+  /**
+   * Which HTTP/2 server carries the calls: `tensorbridge` (default), this
+   * package's own (`h2-server.ts`: the same answers at about half the CPU
+   * per call), or `grpc-js` (grpc-js's server on node:http2).
+   */
+  server?: "tensorbridge" | "grpc-js";
   /**
    * How long {@link GrpcTransport.close} waits for in-flight calls before
    * cancelling them, in milliseconds. Default 30 000 (Triton's
@@ -280,7 +288,8 @@ class UnaryReply extends Cancellation implements InferCallbacks {
 
 /** The gRPC service over one endpoint. */
 export class GrpcTransport {
-  readonly #server: Server;
+  #server: Server | H2GrpcServer | undefined;
+  #port = 0;
   readonly #sessions = new Set<StreamSession>();
   readonly #shutdownTimeoutMs: number;
   #closing: Promise<void> | undefined;
@@ -290,12 +299,8 @@ export class GrpcTransport {
 
   private constructor(
     readonly endpoint: InferenceEndpoint,
-    server: Server,
-    /** The bound port. */
-    readonly port: number,
     shutdownTimeoutMs: number,
   ) {
-    this.#server = server;
     this.#shutdownTimeoutMs = shutdownTimeoutMs;
   }
 
@@ -306,22 +311,37 @@ export class GrpcTransport {
    * `code` is `EADDRINUSE` for a port in use).
    */
   static async start(endpoint: InferenceEndpoint, opts: GrpcTransportOptions): Promise<GrpcTransport> {
-    const server = new Server({
-      "grpc.max_receive_message_length": MAX_MESSAGE,
-      "grpc.max_send_message_length": MAX_MESSAGE,
-      // No channelz service is registered: its per-call bookkeeping would cost every call.
-      "grpc.enable_channelz": 0,
-      ...((opts.idleTimeoutMs ?? 0) > 0 ? { "grpc.max_connection_idle_ms": opts.idleTimeoutMs } : {}),
-    });
     const host = opts.host.includes(":") && !opts.host.startsWith("[") ? `[${opts.host}]` : opts.host;
     const address = `${host}:${opts.port}`;
-    let port: number;
+    const t = new GrpcTransport(endpoint, opts.shutdownTimeoutMs ?? 30_000);
+    const health = {
+      // Triton's health check: SERVING when the server is ready (its TRITONSERVER_ServerIsReady), else NOT_SERVING.
+      Check: (_call: ServerUnaryCall<object, number>, callback: sendUnaryData<number>) =>
+        callback(null, endpoint.readiness().ready ? HEALTH_SERVING : HEALTH_NOT_SERVING),
+    };
+    const direct = opts.directInfer ?? true;
     try {
-      port = await new Promise<number>((resolve, reject) =>
-        server.bindAsync(address, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
-      );
+      if ((opts.server ?? "tensorbridge") === "tensorbridge") {
+        const h2 = await H2GrpcServer.listen({
+          host: opts.host,
+          port: opts.port,
+          services: [
+            { definition: grpcInferenceService(), implementation: t.#handlers() },
+            { definition: HEALTH_SERVICE, implementation: health },
+          ],
+          infer: direct ? { path: MODEL_INFER_PATH, handler: t.#directHandler() } : undefined,
+          maxMessage: MAX_MESSAGE,
+          maxConnections: opts.maxConnections,
+          idleTimeoutMs: opts.idleTimeoutMs,
+          requestTimeoutMs: opts.requestTimeoutMs,
+        });
+        t.#server = h2;
+        t.#port = h2.port;
+        t.#direct = direct;
+      } else {
+        await t.#startGrpcJs(address, opts, direct, health);
+      }
     } catch (e) {
-      server.forceShutdown();
       const m = errorMessage(e);
       const inUse = /EADDRINUSE|address already in use/i.test(m);
       const err = new Error(
@@ -333,16 +353,31 @@ export class GrpcTransport {
       if (inUse) (err as Error & { code?: string }).code = "EADDRINUSE";
       throw err;
     }
-    const t = new GrpcTransport(endpoint, server, port, opts.shutdownTimeoutMs ?? 30_000);
-    server.addService(grpcInferenceService(), t.#handlers());
-    // Triton's health check: SERVING when the server is ready (its TRITONSERVER_ServerIsReady), else NOT_SERVING.
-    server.addService(HEALTH_SERVICE, {
-      Check: (_call: ServerUnaryCall<object, number>, callback: sendUnaryData<number>) =>
-        callback(null, endpoint.readiness().ready ? HEALTH_SERVING : HEALTH_NOT_SERVING),
+    return t;
+  }
+
+  async #startGrpcJs(address: string, opts: GrpcTransportOptions, direct: boolean, health: UntypedServiceImplementation): Promise<void> {
+    const server = new Server({
+      "grpc.max_receive_message_length": MAX_MESSAGE,
+      "grpc.max_send_message_length": MAX_MESSAGE,
+      // No channelz service is registered: its per-call bookkeeping would cost every call.
+      "grpc.enable_channelz": 0,
+      ...((opts.idleTimeoutMs ?? 0) > 0 ? { "grpc.max_connection_idle_ms": opts.idleTimeoutMs } : {}),
     });
-    if (opts.directInfer ?? true) {
-      t.#direct = installDirectPath(server, t.#directHandler(), MAX_MESSAGE);
-      if (!t.#direct) endpoint.log.debug?.("gRPC: grpc-js's internals are not as expected; every call goes through grpc-js");
+    try {
+      this.#port = await new Promise<number>((resolve, reject) =>
+        server.bindAsync(address, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+      );
+    } catch (e) {
+      server.forceShutdown();
+      throw e;
+    }
+    this.#server = server;
+    server.addService(grpcInferenceService(), this.#handlers());
+    server.addService(HEALTH_SERVICE, health);
+    if (direct) {
+      this.#direct = installDirectPath(server, this.#directHandler(), MAX_MESSAGE);
+      if (!this.#direct) this.endpoint.log.debug?.("gRPC: grpc-js's internals are not as expected; every call goes through grpc-js");
     }
     // After the direct path (which takes over the `stream` listener): the
     // connection limit and the request deadline hook the same HTTP/2 servers.
@@ -350,16 +385,20 @@ export class GrpcTransport {
     const maxConnections = opts.maxConnections ?? 0;
     const requestTimeoutMs = opts.requestTimeoutMs ?? 0;
     if (h2 === undefined) {
-      if (maxConnections > 0 || requestTimeoutMs > 0) endpoint.log.warn("gRPC: grpc-js's internals are not as expected; no gRPC connection limit or request deadline");
+      if (maxConnections > 0 || requestTimeoutMs > 0) this.endpoint.log.warn("gRPC: grpc-js's internals are not as expected; no gRPC connection limit or request deadline");
     } else {
       const refusal = http2Refusal(maxConnections, "--grpc-max-connections");
-      t.#limits = h2.map((srv) => ConnectionLimit.install(srv, maxConnections, refusal));
+      this.#limits = h2.map((srv) => ConnectionLimit.install(srv, maxConnections, refusal));
       if (requestTimeoutMs > 0) {
-        const deadline = (t.#deadline = new RequestDeadline(requestTimeoutMs));
+        const deadline = (this.#deadline = new RequestDeadline(requestTimeoutMs));
         for (const srv of h2) deadline.watch(srv);
       }
     }
-    return t;
+  }
+
+  /** The bound port. */
+  get port(): number {
+    return this.#port;
   }
 
   /**
@@ -367,6 +406,7 @@ export class GrpcTransport {
    * over every address bound (for diagnostics and tests).
    */
   get connectionCounters(): Readonly<ConnectionLimitCounters> {
+    if (this.#server instanceof H2GrpcServer) return this.#server.connectionCounters;
     const c = { open: 0, refused: 0 };
     for (const l of this.#limits) {
       c.open += l.counters.open;
@@ -377,6 +417,7 @@ export class GrpcTransport {
 
   /** Unary calls ended because their request did not arrive in time, so far. */
   get requestsTimedOut(): number {
+    if (this.#server instanceof H2GrpcServer) return this.#server.requestsTimedOut;
     return this.#deadline?.expired ?? 0;
   }
 
@@ -425,7 +466,7 @@ export class GrpcTransport {
         g.input.cancellation = reply;
         endpoint.infer(mv, g.input, reply, "gRPC");
         // A model that answers within infer() (a synchronous execute) needs no listener.
-        if (!reply.settled) reply.stream.once("close", reply.onClose);
+        reply.watch();
       },
     };
   }
@@ -570,16 +611,24 @@ export class GrpcTransport {
     this.#closing ??= new Promise<void>((resolve) => {
       this.#deadline?.stop();
       for (const s of this.#sessions) s.shutdown();
+      const server = this.#server!;
       const timer = setTimeout(() => {
         for (const s of this.#sessions) s.cancel();
-        this.#server.forceShutdown();
+        if (server instanceof H2GrpcServer) server.destroy();
+        else server.forceShutdown();
         resolve();
       }, this.#shutdownTimeoutMs);
       timer.unref();
-      this.#server.tryShutdown(() => {
+      const done = (): void => {
         clearTimeout(timer);
         resolve();
-      });
+      };
+      if (server instanceof H2GrpcServer) {
+        server.shutdown();
+        void server.drained().then(done);
+      } else {
+        server.tryShutdown(done);
+      }
     });
     return this.#closing;
   }
