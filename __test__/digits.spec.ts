@@ -5,13 +5,17 @@
  * output memory; examples/digits-client.ts, against a server of
  * examples/models, gets exactly the held-out accuracy that
  * examples/digits/train.py recorded; without onnxruntime-node the model
- * fails to load and says how to install it.
+ * fails to load and says how to install it; and train.py, run again,
+ * writes byte for byte the committed model, split and accuracy.
  *
  * Needs onnxruntime-node (a devDependency, so `npm ci` installs it); skipped
- * with the reason when it does not load here.
+ * with the reason when it does not load here. The retraining check needs
+ * the packages of examples/digits/requirements.txt in the venv
+ * $TENSORBRIDGE_DIGITS_VENV (.ci/run makes it) or .venv-digits; skipped
+ * with the reason otherwise.
  */
-import { spawn } from "node:child_process";
-import { cpSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { execFile, spawn } from "node:child_process";
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -148,3 +152,33 @@ test(`without onnxruntime-node the model fails to load, saying how to install it
     rmSync(repo, { recursive: true, force: true });
   }
 });
+
+/** The Python with examples/digits/requirements.txt, or undefined. */
+function trainingPython(): string | undefined {
+  const venvs = [process.env["TENSORBRIDGE_DIGITS_VENV"], join(ROOT, ".venv-digits")].filter((v): v is string => Boolean(v));
+  return venvs.map((v) => join(v, "bin/python")).find((p) => existsSync(p));
+}
+const PYTHON = trainingPython();
+const retrain = PYTHON ? anyTest : anyTest.skip;
+
+retrain(
+  `examples/digits/train.py, run again, writes the committed model.onnx, test-set.json and metrics.json byte for byte${PYTHON ? "" : " (skipped: no venv with examples/digits/requirements.txt: set TENSORBRIDGE_DIGITS_VENV or make .venv-digits, see train.py)"}`,
+  async (t) => {
+    const out = mkdtempSync(join(tmpdir(), "tb-digits-train-"));
+    try {
+      const stdout = await new Promise<string>((resolve, reject) =>
+        execFile(PYTHON!, [join(ROOT, "examples/digits/train.py"), "--out", out], { cwd: ROOT, timeout: 150_000 }, (e, so, se) => (e ? reject(new Error(`${e.message}\n${se}`)) : resolve(so))),
+      );
+      t.regex(stdout, new RegExp(`held-out accuracy: ${metrics.accuracy.toFixed(4)} \\(${metrics.correct}/${metrics.test}\\)`));
+      for (const [made, committed] of [
+        ["model.onnx", "examples/models/digits/1/model.onnx"],
+        ["test-set.json", "examples/digits/test-set.json"],
+        ["metrics.json", "examples/digits/metrics.json"],
+      ] as const) {
+        t.true(readFileSync(join(out, made)).equals(readFileSync(join(ROOT, committed))), `${committed} is what train.py writes`);
+      }
+    } finally {
+      rmSync(out, { recursive: true, force: true });
+    }
+  },
+);

@@ -18,11 +18,13 @@ Usage (the pinned packages are in requirements.txt beside this file):
 
   python3 -m venv .venv-digits
   .venv-digits/bin/pip install --no-deps -r examples/digits/requirements.txt
-  .venv-digits/bin/python examples/digits/train.py
+  .venv-digits/bin/python examples/digits/train.py [--out DIR]
 
-Deterministic: the same packages give the same files (random_state is fixed,
+`--out DIR` writes the three files into DIR instead (__test__/digits.spec.ts
+retrains there and compares with the committed ones). Deterministic: the same packages give the same files (random_state is fixed,
 and skl2onnx writes no timestamps).
 """
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -39,14 +41,18 @@ from sklearn.preprocessing import StandardScaler
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
-MODEL = ROOT / "examples/models/digits/1/model.onnx"
-TEST_SET = HERE / "test-set.json"
-METRICS = HERE / "metrics.json"
 # ONNX Runtime 1.20 and later (Python and onnxruntime-node alike) run opset 17.
 OPSET = 17
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(description="Trains and exports the digits classifier.")
+    parser.add_argument("--out", type=Path, help="write model.onnx, test-set.json and metrics.json here instead")
+    out = parser.parse_args().out
+    model_path = out / "model.onnx" if out else ROOT / "examples/models/digits/1/model.onnx"
+    test_set_path = (out or HERE) / "test-set.json"
+    metrics_path = (out or HERE) / "metrics.json"
+
     digits = load_digits()
     x = digits.data.astype(np.float32)  # (1797, 64), values 0..16
     y = digits.target.astype(np.int64)
@@ -67,18 +73,23 @@ def main() -> int:
         # (a sequence of maps, which is no tensor a server can send).
         options={id(clf): {"zipmap": False}},
     )
-    MODEL.parent.mkdir(parents=True, exist_ok=True)
-    MODEL.write_bytes(onx.SerializeToString())
+    # skl2onnx lists the opset domains in set order, which changes with each
+    # process's string hashing: sorted, the same packages give the same bytes.
+    opsets = sorted(onx.opset_import, key=lambda o: o.domain)
+    del onx.opset_import[:]
+    onx.opset_import.extend(opsets)
+    model_path.parent.mkdir(parents=True, exist_ok=True)
+    model_path.write_bytes(onx.SerializeToString())
 
     # The accuracy of what is served: the exported file, run by onnxruntime.
-    sess = ort.InferenceSession(str(MODEL), providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
     names = [o.name for o in sess.get_outputs()]
     label, probabilities = sess.run(["label", "probabilities"], {"pixels": x_test})
     assert probabilities.shape == (len(x_test), 10), probabilities.shape
     correct = int((label == y_test).sum())
     onnx_accuracy = correct / len(y_test)
 
-    TEST_SET.write_text(
+    test_set_path.write_text(
         json.dumps(
             {
                 "description": "scikit-learn load_digits(), the held-out 20 % of examples/digits/train.py's split "
@@ -90,7 +101,7 @@ def main() -> int:
         )
         + "\n"
     )
-    METRICS.write_text(
+    metrics_path.write_text(
         json.dumps(
             {
                 "dataset": "sklearn.datasets.load_digits",
@@ -111,8 +122,8 @@ def main() -> int:
         )
         + "\n"
     )
-    print(f"held-out accuracy: {onnx_accuracy:.4f} ({correct}/{len(y_test)}) with onnxruntime on {MODEL.relative_to(ROOT)}")
-    print(f"(scikit-learn's own predict: {sklearn_accuracy:.4f}); {MODEL.stat().st_size} bytes")
+    print(f"held-out accuracy: {onnx_accuracy:.4f} ({correct}/{len(y_test)}) with onnxruntime on {model_path}")
+    print(f"(scikit-learn's own predict: {sklearn_accuracy:.4f}); {model_path.stat().st_size} bytes")
     return 0
 
 
