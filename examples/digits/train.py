@@ -30,6 +30,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 from skl2onnx import to_onnx
 from skl2onnx.common.data_types import FloatTensorType
@@ -73,6 +74,20 @@ def main() -> int:
         # (a sequence of maps, which is no tensor a server can send).
         options={id(clf): {"zipmap": False}},
     )
+    # skl2onnx ends the probabilities with an Identity of the Softmax output
+    # (which ArgMax reads too). ONNX Runtime keeps that Identity (its output
+    # is a graph output) and so copies the probabilities into the output
+    # buffer the caller gives it; with the Identity gone, Softmax writes
+    # straight into that buffer (model.ts passes the response's memory).
+    identity = next(n for n in onx.graph.node if n.op_type == "Identity" and list(n.output) == ["probabilities"])
+    softmax_out = identity.input[0]
+    onx.graph.node.remove(identity)
+    for node in onx.graph.node:
+        for names in (node.input, node.output):
+            for i, name in enumerate(names):
+                if name == softmax_out:
+                    names[i] = "probabilities"
+    onnx.checker.check_model(onx)
     # skl2onnx lists the opset domains in set order, which changes with each
     # process's string hashing: sorted, the same packages give the same bytes.
     opsets = sorted(onx.opset_import, key=lambda o: o.domain)
