@@ -221,6 +221,18 @@ test("autoCompleteConfig: a model without config.pbtxt completes its config; /v2
   }
 });
 
+test("autoCompleteConfig runs in the model's context: its Logger lines name the model", async (t) => {
+  const repo = makeRepo({ chatty: { config: "", model: AUTO.replace("config.setDynamicBatching();", 'config.setDynamicBatching(); Logger.logInfo("completing");').replace("import { InferenceResponse,", "import { InferenceResponse, Logger,") } });
+  rmSync(join(repo, "chatty", "config.pbtxt"));
+  const { logger, lines } = capture();
+  const server = await startTestServer(repo, { logger });
+  try {
+    t.true(lines.includes("I model 'chatty' version 1: completing"), lines.join("\n"));
+  } finally {
+    await server.close();
+  }
+});
+
 test("autoCompleteConfig: conflicts with config.pbtxt fail the load in pb_utils' words; --disable-auto-complete-config needs config.pbtxt and skips the method", async (t) => {
   const { reg } = await registry({
     mbs: { config: "max_batch_size: 8", model: AUTO },

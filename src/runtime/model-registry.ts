@@ -24,6 +24,7 @@ import { join } from "node:path";
 import { autoCompleteModelConfig } from "./auto-complete.js";
 import type { GpuInventory } from "./instance-plan.js";
 import { importModelClass } from "./loader.js";
+import { DEFAULT_MODEL_HOST, runInModel, type ModelContext, type ModelHost } from "./model-context.js";
 
 /** Readiness of a model as the repository index reports it. */
 export type ModelState = "READY" | "UNAVAILABLE" | "LOADING" | "UNLOADING";
@@ -227,7 +228,10 @@ export class ModelRegistry {
       if (this.autoCompleteConfig) {
         // The newest version's class completes the config (version_policy is not the model's to change).
         const newest = findModelFile(join(m.dir, String(versions.at(-1))), config);
-        const completed = newest === undefined ? undefined : await autoCompleteModelConfig(config, await importModelClass(newest));
+        // In the model's context, so that its Logger lines name it.
+        const ctx: ModelContext = { name: m.name, version: versions.at(-1)!, host: (this.#observer as { modelHost?: ModelHost } | undefined)?.modelHost ?? DEFAULT_MODEL_HOST };
+        const partial = config;
+        const completed = newest === undefined ? undefined : await runInModel(ctx, async () => autoCompleteModelConfig(partial, await importModelClass(newest)));
         // No autoCompleteConfig: the config as given, checked in full (with its file positions).
         config = completed ?? (await source(false));
       }

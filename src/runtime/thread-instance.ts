@@ -55,7 +55,7 @@ import { runtimeFailures } from "./response-sender.js";
 import type { InitializeArgs, TritonModel } from "./types.js";
 import { ModelError } from "./model-error.js";
 import { ServingError } from "./errors.js";
-import { currentModel, runInModel, type ForwardedOp } from "./model-context.js";
+import { currentModel, runInModel, type ForwardedOp, type ModelContext } from "./model-context.js";
 import { handleForwardedOp } from "./metric-family.js";
 
 /**
@@ -129,6 +129,7 @@ export class ThreadInstance implements TritonModel {
   #restarts = 0;
   readonly #file: string;
   readonly #options: ThreadInstanceOptions;
+  readonly #ctx: ModelContext | undefined;
 
   /**
    * Starts the worker; it imports `file` when {@link initialize} runs.
@@ -145,6 +146,8 @@ export class ThreadInstance implements TritonModel {
   ) {
     this.#file = file;
     this.#options = options;
+    // The model version's context, kept for the workers of later restarts (which start from a worker's event).
+    this.#ctx = currentModel();
     this.#spawn();
   }
 
@@ -161,7 +164,7 @@ export class ThreadInstance implements TritonModel {
     worker.unref();
     // The worker's Logger lines and metric operations ({ model } messages, which the
     // listener below ignores), run in the context of the model version that made this instance.
-    const ctx = currentModel();
+    const ctx = this.#ctx;
     worker.on("message", (m: { model?: ForwardedOp }) => {
       if (m.model !== undefined && ctx !== undefined) runInModel(ctx, handleForwardedOp, m.model);
     });
