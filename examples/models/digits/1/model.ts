@@ -28,6 +28,7 @@ function intParameter(config: ModelConfig, key: string, dflt: number): number {
   return n;
 }
 
+/** The digits classifier: one ONNX Runtime session per instance, one `run` per batch. */
 export default class Digits implements TritonModel {
   private session: InferenceSession | undefined;
   private io: OrtIo | undefined;
