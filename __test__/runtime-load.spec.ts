@@ -348,6 +348,14 @@ test("KIND_GPU: each instance is told its kind and device (an injected GPU count
   await here.reg.close();
 });
 
+const withGpu = cuda.deviceCount() >= 1 ? test : test.skip;
+withGpu(`KIND_GPU on this machine's GPU 0: the load succeeds and the instance is told GPU 0${cuda.deviceCount() >= 1 ? "" : ` [skipped: needs a CUDA GPU; ${cuda.unavailableReason()}]`}`, async (t) => {
+  const { reg } = await registry({ gpu0: { config: `${IO}\ninstance_group [ { kind: KIND_GPU gpus: [ 0 ] } ]`, model: RECORDER("__tbGpu0") } });
+  t.true(reg.get("gpu0").ready);
+  t.deepEqual(recorded("__tbGpu0").init, [{ name: "gpu0_0_0", kind: "GPU", device: "0" }]);
+  await reg.close();
+});
+
 // --- fields not implemented ---------------------------------------------------
 
 test("config fields tensorbridge does not implement: one warning each at load, naming it; the model serves", async (t) => {
