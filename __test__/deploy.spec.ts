@@ -208,7 +208,11 @@ test("ServingRuntime: v2 and grpc-v2; its args, port, probes and metrics agree w
   t.is(c!["name"], "kserve-container");
   const { options } = parseCli(c!["args"] as string[]);
   t.like(options, { repository: "/mnt/models", host: "0.0.0.0", port: 8000, grpcPort: 8001 });
-  t.deepEqual(c!["ports"], [{ name: "http1", containerPort: options.port, protocol: "TCP" }]);
+  // KServe serves the first port on the Service's 80 and marks one named *grpc*/*h2c* as h2c.
+  t.deepEqual(c!["ports"], [
+    { name: "http1", containerPort: options.port, protocol: "TCP" },
+    { name: "grpc", containerPort: options.grpcPort, protocol: "TCP" },
+  ]);
   t.is(c!["readinessProbe"].httpGet.path, "/v2/health/ready");
   t.is(c!["livenessProbe"].httpGet.path, "/v2/health/live");
   for (const p of ["readinessProbe", "livenessProbe", "startupProbe"]) t.is(c![p].httpGet.port, options.port, p);
