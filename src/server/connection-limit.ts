@@ -22,7 +22,7 @@ export const REFUSAL_LINGER_MS = 2000;
 /** At most this many refused connections wait for their answer at once; more are dropped at once. */
 export const MAX_LINGERING = 256;
 
-/** What a {@link ConnectionLimit} did so far. */
+/** What a connection limit (`ConnectionLimit`, one per port) did so far. */
 export interface ConnectionLimitCounters {
   /** Connections open now (accepted, not yet closed). */
   open: number;

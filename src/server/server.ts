@@ -424,7 +424,12 @@ export class InferenceServer {
    * limits so far (`grpc` undefined when gRPC is off). For diagnostics and
    * tests.
    */
-  get connectionCounters(): { http: Readonly<ConnectionLimitCounters>; grpc: Readonly<ConnectionLimitCounters> | undefined } {
+  get connectionCounters(): {
+    /** The HTTP port's connections. */
+    http: Readonly<ConnectionLimitCounters>;
+    /** The gRPC port's connections; undefined without gRPC. */
+    grpc: Readonly<ConnectionLimitCounters> | undefined;
+  } {
     return { http: this.#httpLimit?.counters ?? { open: 0, refused: 0 }, grpc: this.#grpc?.connectionCounters };
   }
 
