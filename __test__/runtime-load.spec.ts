@@ -221,6 +221,14 @@ test("autoCompleteConfig: a model without config.pbtxt completes its config; /v2
   }
 });
 
+test("auto-complete imports the model file once: the in-thread instances use that import", async (t) => {
+  const counted = `(globalThis as any).__tbEvaluated = ((globalThis as any).__tbEvaluated ?? 0) + 1;\n${RECORDER("__tbOnce")}`;
+  const { reg } = await registry({ once: { config: `${IO}\ninstance_group [ { count: 2 kind: KIND_CPU } ]`, model: counted } });
+  t.true(reg.get("once").ready);
+  t.is((globalThis as unknown as { __tbEvaluated: number }).__tbEvaluated, 1);
+  await reg.close();
+});
+
 test("autoCompleteConfig runs in the model's context: its Logger lines name the model", async (t) => {
   const repo = makeRepo({ chatty: { config: "", model: AUTO.replace("config.setDynamicBatching();", 'config.setDynamicBatching(); Logger.logInfo("completing");').replace("import { InferenceResponse,", "import { InferenceResponse, Logger,") } });
   rmSync(join(repo, "chatty", "config.pbtxt"));

@@ -218,6 +218,7 @@ export class ModelRegistry {
         return readModelConfig(m, { partial });
       };
       config = await source(this.autoCompleteConfig);
+      let imported: { file: string; cls: new () => unknown } | undefined;
       const versions = selectVersions(config.version_policy, m.versions);
       if (versions.length === 0) {
         throw new ServingError(
@@ -231,7 +232,15 @@ export class ModelRegistry {
         // In the model's context, so that its Logger lines name it.
         const ctx: ModelContext = { name: m.name, version: versions.at(-1)!, host: (this.#observer as { modelHost?: ModelHost } | undefined)?.modelHost ?? DEFAULT_MODEL_HOST };
         const partial = config;
-        const completed = newest === undefined ? undefined : await runInModel(ctx, async () => autoCompleteModelConfig(partial, await importModelClass(newest)));
+        const completed =
+          newest === undefined
+            ? undefined
+            : await runInModel(ctx, async () => {
+                const cls = await importModelClass(newest);
+                // The newest version's in-thread instances use this import (its module is not evaluated twice).
+                imported = { file: newest, cls };
+                return autoCompleteModelConfig(partial, cls);
+              });
         // No autoCompleteConfig: the config as given, checked in full (with its file positions).
         config = completed ?? (await source(false));
       }
@@ -244,7 +253,17 @@ export class ModelRegistry {
             `model '${m.name}' version ${v} has no model file (${config.default_model_filename || "model.ts, model.mts, model.js or model.mjs"}) in ${dir}`,
           );
         }
-        const mv = new ModelVersion({ name: m.name, version: v, config, modelDir: m.dir, file, observer: this.#observer, bls: this, gpus: this.#gpus });
+        const mv = new ModelVersion({
+          name: m.name,
+          version: v,
+          config,
+          modelDir: m.dir,
+          file,
+          observer: this.#observer,
+          bls: this,
+          gpus: this.#gpus,
+          modelClass: imported?.file === file ? imported.cls : undefined,
+        });
         await mv.load();
         fresh.push(mv);
       }

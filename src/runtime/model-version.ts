@@ -140,6 +140,8 @@ export interface ModelVersionOptions {
   bls?: BlsTarget | undefined;
   /** The GPUs that `KIND_GPU` instance groups are checked against (default: the CUDA driver's answer; tests inject one). */
   gpus?: GpuInventory | undefined;
+  /** The class `file` exports, when the caller imported it already (for auto-complete); default: imported at load. */
+  modelClass?: (new () => unknown) | undefined;
 }
 
 /** What a request's response sender calls back into its model version with. */
@@ -324,6 +326,7 @@ export class ModelVersion {
   readonly #runBatch = (inst: Instance, batch: Pending[]): void => this.#run(inst, batch);
   readonly #bls: BlsTarget | undefined;
   readonly #gpus: GpuInventory | undefined;
+  readonly #modelClass: (new () => unknown) | undefined;
   readonly #instances: Instance[] = [];
   /** Requests waiting for an instance (see dynamic-batcher.ts). */
   readonly #queue: RequestQueue<Pending>;
@@ -358,6 +361,7 @@ export class ModelVersion {
     this.#ctx = { name: opts.name, version: opts.version, host: opts.host ?? (opts.observer as { modelHost?: ModelHost } | undefined)?.modelHost ?? DEFAULT_MODEL_HOST };
     this.#bls = opts.bls;
     this.#gpus = opts.gpus;
+    this.#modelClass = opts.modelClass;
     this.stats = new StatsRecorder(opts.name, opts.version);
     this.#inputs = new Map(opts.config.input.map((i) => [i.name, i]));
     this.#outputs = new Map(opts.config.output.map((o) => [o.name, o]));
@@ -411,7 +415,7 @@ export class ModelVersion {
     try {
       const threads = instanceThreads(this.config);
       // In-thread instances share one import; a worker imports the file itself.
-      const cls = threads ? undefined : await importModelClass(this.file);
+      const cls = threads ? undefined : (this.#modelClass ?? (await importModelClass(this.file)));
       // Before anything is made: a GPU the machine lacks fails the load (instance-plan.ts).
       const plan = planInstances(this.config, this.#gpus);
       for (const f of ignoredConfigFields(this.config)) writeModelLog(this.#ctx, "WARNING", f.message);
