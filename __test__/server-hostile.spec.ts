@@ -11,9 +11,17 @@
  * server alive and its RSS bounded. The long run (10^5 requests) is the
  * same script: `node --import tsx scripts/hostile.ts`.
  */
+import { rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { basename, join } from "node:path";
+
+import * as grpc from "@grpc/grpc-js";
 import test from "ava";
 
 import { runHostile } from "../scripts/hostile.js";
+import { InferenceServer } from "../src/server/server.js";
+import { ADD_SUB, cleanupRepos, grpcClient, grpcUnary, http, makeRepo, setupModelEntry } from "./server-helpers.js";
+
+test.after.always(cleanupRepos);
 
 test("3000 hostile HTTP and gRPC requests: each refused cleanly, 0 crashes, RSS bounded", async (t) => {
   t.timeout(240_000);
@@ -34,4 +42,46 @@ test("3000 hostile HTTP and gRPC requests: each refused cleanly, 0 crashes, RSS 
   t.deepEqual(Object.keys(r.outcomes["grpc-shm-offset-past-region"]!), ["grpc 3"], "INVALID_ARGUMENT");
   t.deepEqual(Object.keys(r.outcomes["shm-offset-past-region"]!), ["http 400"]);
   t.true(r.rssMib.peak - r.rssMib.start < 128, `RSS grew ${r.rssMib.peak - r.rssMib.start} MiB`);
+});
+
+test("security defaults: loopback bind, client shared memory off, models load only from the repository (no ../ way out)", async (t) => {
+  const outside = makeRepo({ outside: ADD_SUB });
+  const repo = makeRepo({ add_sub: ADD_SUB });
+  // A sibling of the repository that a ../ name would reach.
+  symlinkSync(join(outside, "outside"), join(repo, "..", `${basename(repo)}-outside`));
+  await setupModelEntry();
+  const server = await InferenceServer.start({ repository: repo, port: 0, grpcPort: 0, quiet: true, defaultMetrics: false });
+  const client = grpcClient(server);
+  try {
+    t.is(server.address.host, "127.0.0.1");
+    t.is(server.grpcAddress!.host, "127.0.0.1");
+    const key = `tb-sec-${process.pid}`;
+    writeFileSync(`/dev/shm/${key}`, Buffer.alloc(64));
+    try {
+      const reg = await http(server, "POST", "/v2/systemsharedmemory/region/r/register", { key, offset: 0, byte_size: 64 });
+      t.is(reg.status, 403);
+      t.is(typeof reg.json.error, "string");
+      const g = await grpcUnary(client, "SystemSharedMemoryRegister", { name: "r", key, offset: 0, byte_size: 64 });
+      t.false(g.ok);
+    } finally {
+      rmSync(`/dev/shm/${key}`, { force: true });
+    }
+    for (const name of [`..%2F${basename(repo)}-outside`, `..%2F..%2F${basename(outside)}%2Foutside`, "%2Ftmp", ".hidden"]) {
+      const a = await http(server, "POST", `/v2/repository/models/${name}/load`, {});
+      t.true(a.status >= 400 && a.status < 500, `${name}: ${a.status}`);
+      t.is(typeof a.json?.error, "string");
+      const g = await grpcUnary(client, "RepositoryModelLoad", { model_name: decodeURIComponent(name) });
+      t.false(g.ok);
+      if (!g.ok) t.not(g.code, grpc.status.OK);
+    }
+    const index = (await http(server, "POST", "/v2/repository/index", {})).json as { name: string }[];
+    t.deepEqual(
+      index.map((m) => m.name),
+      ["add_sub"],
+    );
+  } finally {
+    client.close();
+    await server.close();
+    rmSync(join(repo, "..", `${basename(repo)}-outside`), { force: true });
+  }
 });
