@@ -9,22 +9,6 @@
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
-/** Process-wide counts of the foreign test tensors made and deleted. */
-export interface BindingForeignStats {
-  /** Managed tensors made. */
-  created: number
-  /** Deleter calls. */
-  deleted: number
-}
-
-/** A managed tensor made by `testingForeignTensor`. */
-export interface BindingForeignTensor {
-  /** The `DLManagedTensor*` (or `DLManagedTensorVersioned*`), for `fromAddress`. */
-  address: bigint
-  /** `dl_tensor.data`: where the element bytes are (before `byte_offset`). */
-  data: bigint
-}
-
 /** Address of the managed struct, for native consumers. */
 export declare function capsuleAddress(id: number): bigint
 
@@ -112,7 +96,10 @@ export declare function cudaStreamHandle(device: string): bigint
 /** Why CUDA is not available, or `null` when it is. */
 export declare function cudaUnavailableReason(): string | null
 
-/** Every error code core can raise, for the TS layer's consistency test. */
+/**
+ * Every error code the native side can raise: core's, then the binding's own that core lacks.
+ * The TS layer's consistency test holds them equal to its `ErrorCode`s.
+ */
 export declare function errorCodes(): Array<string>
 
 /**
@@ -256,14 +243,8 @@ export declare function tensorView(id: number): ArrayBuffer
  */
 export declare function tensorZeros(shape: Array<number>, dtype: string, device?: string | undefined | null): number
 
-/** Reads the counters of the foreign test tensors. */
-export declare function testingForeignStats(): BindingForeignStats
-
 /**
- * Makes a foreign CPU managed tensor of `dtype` and `shape`, with `strides` in elements
- * (`null`: a NULL strides pointer), owning a copy of `data` (`null`: a byte pattern over
- * every element the strides reach). `version` (`[major, minor]`) and `flags` are written
- * into a versioned tensor; `byte_offset` verbatim. With `over` (a tensor handle) it points
- * into that tensor's memory instead, from its first byte, and keeps it alive.
+ * The test hooks (`debug.foreignTensor`, `debug.foreignStats`) in a build with the
+ * `testing` feature, `null` otherwise.
  */
-export declare function testingForeignTensor(shape: Array<number>, strides: Array<number> | undefined | null, dtype: string, versioned: boolean, version?: Array<number> | undefined | null, flags?: number | undefined | null, byteOffset?: number | undefined | null, data?: Uint8Array | undefined | null, over?: number | undefined | null): BindingForeignTensor
+export declare function testingHooks(): { foreignTensor(shape: Array<number>, strides: Array<number> | undefined | null, dtype: string, versioned: boolean, version: Array<number> | undefined | null, flags: number | undefined | null, byteOffset: number | undefined | null, data: Uint8Array | undefined | null, over: number | undefined | null): { address: bigint; data: bigint }; foreignStats(): { created: number; deleted: number } } | null

@@ -773,7 +773,7 @@ if (
   }
 }
 
-const { capsuleAddress, capsuleConsumed, capsuleFree, capsuleFromAddress, capsuleFromPrepared, capsuleRelease, capsuleVersioned, cudaDeviceCount, cudaDriverVersion, cudaIpcClose, cudaIpcHandle, cudaIpcOpen, cudaIsAvailable, cudaMemoryKind, cudaStreamHandle, cudaUnavailableReason, errorCodes, fastCalls, liveHandles, liveViews, nativeStats, noop, tensorByteLength, tensorCopyTo, tensorCopyToIpc, tensorDataAddress, tensorDeepCopy, tensorDeviceId, tensorDeviceKind, tensorDeviceType, tensorDtype, tensorExport, tensorFromBytes, tensorFromCapsule, tensorFromIpc, tensorIsCpu, tensorLive, tensorPrepareExport, tensorReadOnly, tensorShape, tensorStrides, tensorToDevice, tensorView, tensorZeros, testingForeignStats, testingForeignTensor } = nativeBinding
+const { capsuleAddress, capsuleConsumed, capsuleFree, capsuleFromAddress, capsuleFromPrepared, capsuleRelease, capsuleVersioned, cudaDeviceCount, cudaDriverVersion, cudaIpcClose, cudaIpcHandle, cudaIpcOpen, cudaIsAvailable, cudaMemoryKind, cudaStreamHandle, cudaUnavailableReason, errorCodes, fastCalls, liveHandles, liveViews, nativeStats, noop, tensorByteLength, tensorCopyTo, tensorCopyToIpc, tensorDataAddress, tensorDeepCopy, tensorDeviceId, tensorDeviceKind, tensorDeviceType, tensorDtype, tensorExport, tensorFromBytes, tensorFromCapsule, tensorFromIpc, tensorIsCpu, tensorLive, tensorPrepareExport, tensorReadOnly, tensorShape, tensorStrides, tensorToDevice, tensorView, tensorZeros, testingHooks } = nativeBinding
 export { capsuleAddress }
 export { capsuleConsumed }
 export { capsuleFree }
@@ -818,6 +818,5 @@ export { tensorStrides }
 export { tensorToDevice }
 export { tensorView }
 export { tensorZeros }
-export { testingForeignStats }
-export { testingForeignTensor }
+export { testingHooks }
 export const __napiBindingTarget = __napiLoadedBindingTarget

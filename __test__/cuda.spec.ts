@@ -5,7 +5,8 @@
  * device round trips, copies, pointer validation and stream arguments.
  */
 import test from "ava";
-import { DLPackCapsule, DTYPES, ErrorCode, Tensor, cuda, debug, elementSize } from "../src/index.js";
+import { DLPackCapsule, DTYPES, ErrorCode, Tensor, cuda, elementSize } from "../src/index.js";
+import { debug } from "../src/debug.js";
 import { NUMERIC, sameBytes, sample, throwsCode } from "./helpers.js";
 
 const available = cuda.isAvailable();

@@ -1,5 +1,6 @@
 import test from "ava";
-import { DLPackCapsule, ErrorCode, Tensor, TensorBridgeError, cuda, debug } from "../src/index.js";
+import { DLPackCapsule, ErrorCode, Tensor, TensorBridgeError, cuda } from "../src/index.js";
+import { debug } from "../src/debug.js";
 import { throwsCode } from "./helpers.js";
 
 test("toDlpack gives the legacy struct unless maxVersion >= [1, 0]", (t) => {

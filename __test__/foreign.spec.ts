@@ -6,7 +6,8 @@
 // crates/core/src/import.rs documents it. Serial: the assertions are exact
 // deltas of process-wide counters.
 import test from "ava";
-import { DLPackCapsule, ErrorCode, Tensor, debug } from "../src/index.js";
+import { DLPackCapsule, ErrorCode, Tensor } from "../src/index.js";
+import { debug } from "../src/debug.js";
 import { throwsCode } from "./helpers.js";
 
 const gc = globalThis.gc;

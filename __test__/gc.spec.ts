@@ -2,7 +2,8 @@
 // memory stays bounded. Serial, in its own process (ava runs each file in
 // one), so that counter deltas belong to the test that reads them.
 import test from "ava";
-import { DLPackCapsule, Tensor, debug } from "../src/index.js";
+import { DLPackCapsule, Tensor } from "../src/index.js";
+import { debug } from "../src/debug.js";
 
 const gc = globalThis.gc;
 

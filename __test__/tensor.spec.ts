@@ -1,5 +1,6 @@
 import test from "ava";
-import { DTYPES, ErrorCode, Tensor, TensorBridgeError, cuda, debug, elementSize } from "../src/index.js";
+import { DTYPES, ErrorCode, Tensor, TensorBridgeError, cuda, elementSize } from "../src/index.js";
+import { debug } from "../src/debug.js";
 import { NUMERIC, sameBytes, sample, throwsCode } from "./helpers.js";
 
 test("Tensor.from wraps a Float32Array without copying", (t) => {

@@ -3,7 +3,8 @@
 import test from "ava";
 import { once } from "node:events";
 import { Worker } from "node:worker_threads";
-import { Tensor, type TransferredTensor, debug } from "../src/index.js";
+import { Tensor, type TransferredTensor } from "../src/index.js";
+import { debug } from "../src/debug.js";
 
 const gc = globalThis.gc!;
 

@@ -6,7 +6,8 @@
 // struct (see DLPackCapsule); the "C struct built" row is the path of a
 // native consumer, which reads `.address` first.
 import { Bench } from "tinybench";
-import { Tensor, debug } from "../src/index.js";
+import { Tensor } from "../src/index.js";
+import { debug } from "../src/debug.js";
 
 const KiB = 1024;
 const GiB = 1024 * 1024 * 1024;

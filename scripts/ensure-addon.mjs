@@ -3,16 +3,30 @@
 // repository root. Runs from `npm install` (the `prepare` script) and before
 // `npm start` / `npm test`, so a fresh clone needs only `npm install`.
 //
+// The addon it builds is the development build: release profile plus the
+// `testing` cargo feature (the test hooks the ava suites use through
+// `debug.foreignTensor`). `npm run build` and the release workflow build
+// without it, and the generated loader (index.js, index.d.ts) is the same
+// either way (crates/node/src/hooks.rs says why).
+//
 // Published packages never run this: users get a prebuilt binary through the
-// per-platform optionalDependencies, and npm 11 does not run install scripts
-// without approval anyway.
+// per-platform optionalDependencies. npm runs `prepare` before `npm pack` and
+// `npm publish` too; there it must not start a cargo build (the release
+// workflow packs binaries built elsewhere), so it exits at once.
 import { spawnSync } from "node:child_process";
 import { existsSync, readdirSync, statSync } from "node:fs";
+import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const force = process.argv.includes("--force");
+
+// `npm pack` / `npm publish` run `prepare`: packaging takes the binaries as they are.
+if (process.env.npm_lifecycle_event === "prepare" && ["pack", "publish"].includes(process.env.npm_command ?? "")) {
+  console.error(`tensorbridge: npm ${process.env.npm_command}: not building the addon (prepare skips packaging)`);
+  process.exit(0);
+}
 
 /** Newest modification time under `dir`, recursively (0 if absent). */
 function newestMtime(path) {
@@ -38,7 +52,21 @@ const sources = Math.max(
   newestMtime(join(root, "Cargo.lock")),
 );
 
-if (!force && addonMtime() >= sources) {
+/** True when the root addon is a development build (a release build's testingHooks() is null). */
+function hasTestHooks() {
+  const require = createRequire(import.meta.url);
+  try {
+    return readdirSync(root)
+      .filter((f) => /^tensorbridge\..+\.node$/.test(f))
+      .every((f) => { const hooks = require(join(root, f)).testingHooks?.(); return hooks !== null && hooks !== undefined; });
+  } catch {
+    return false;
+  }
+}
+
+// Up to date: newer than every Rust source, and not a release build that
+// `npm run build` left at the root (the ava suites need the test hooks).
+if (!force && addonMtime() >= sources && hasTestHooks()) {
   process.exit(0);
 }
 
@@ -58,6 +86,8 @@ const result = spawnSync(
     "--platform",
     "--release",
     "--esm",
+    "--features",
+    "testing",
     "--manifest-path",
     "crates/node/Cargo.toml",
     "--output-dir",

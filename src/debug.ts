@@ -1,6 +1,11 @@
 /**
  * Diagnostics for tests and benchmarks: ownership counters from the native
- * core. Not needed by ordinary users.
+ * core. Not needed by ordinary users, so not exported from the package root:
+ * import it from its own subpath.
+ *
+ * @example
+ * import { debug } from "tensorbridge/debug";
+ * debug.stats().exportsCreated;
  * @module
  */
 
@@ -14,8 +19,7 @@ import {
   liveViews,
   nativeStats,
   noop,
-  testingForeignStats,
-  testingForeignTensor,
+  testingHooks,
 } from "./native.js";
 
 /** Process-wide ownership counters (cumulative since the addon loaded). */
@@ -68,6 +72,22 @@ export interface ForeignStats {
   created: number;
   /** Times one of their deleters ran. */
   deleted: number;
+}
+
+/**
+ * The test build's hooks; `ERR_TEST_HOOKS_UNAVAILABLE` in a release build
+ * (the published binaries are built without them).
+ */
+function hooks(): NonNullable<ReturnType<typeof testingHooks>> {
+  const built = testingHooks();
+  if (built === null) {
+    throw new TensorBridgeError(
+      ErrorCode.TEST_HOOKS_UNAVAILABLE,
+      "this native addon is a release build, without test hooks; build the development addon " +
+        "(node scripts/ensure-addon.mjs in a clone of the repository, which enables the `testing` cargo feature)",
+    );
+  }
+  return built;
 }
 
 /** The native handle of `over` for {@link debug.foreignTensor}. */
@@ -125,7 +145,8 @@ export const debug = {
    * The caller owns the address: hand it to `DLPackCapsule.fromAddress`
    * (with the same `versioned`), which takes ownership; an address nobody
    * takes leaks.
-   * @throws {TensorBridgeError} `ERR_DTYPE_UNSUPPORTED`, `ERR_SHAPE_NEGATIVE`, `ERR_INVALID_ARGUMENT` for options it can't build.
+   * @throws {TensorBridgeError} `ERR_DTYPE_UNSUPPORTED`, `ERR_SHAPE_NEGATIVE`, `ERR_INVALID_ARGUMENT` for options it can't build;
+   * `ERR_TEST_HOOKS_UNAVAILABLE` in a release build of the addon.
    * @example
    * const { address } = debug.foreignTensor({ shape: [2, 3], strides: [1, 2], versioned: true });
    * const capsule = DLPackCapsule.fromAddress(address, { versioned: true });
@@ -137,7 +158,7 @@ export const debug = {
       throw new TensorBridgeError(ErrorCode.INVALID_ARGUMENT, "debug.foreignTensor needs { versioned: true | false }");
     }
     try {
-      return testingForeignTensor(
+      return hooks().foreignTensor(
         [...shape],
         strides === undefined ? undefined : [...strides],
         dtype,
@@ -159,7 +180,7 @@ export const debug = {
    * delete shows as `deleted > created`.
    */
   foreignStats(): ForeignStats {
-    return testingForeignStats();
+    return hooks().foreignStats();
   },
   /** An empty native call: the floor of napi call overhead, for benchmarks. */
   noop(): void {

@@ -53,6 +53,17 @@ export const ErrorCode = {
   EXTERNAL_BUFFERS_UNSUPPORTED: "ERR_EXTERNAL_BUFFERS_UNSUPPORTED",
   /** A napi call failed unexpectedly. */
   NAPI: "ERR_NAPI",
+  /**
+   * The native addon could not be loaded: no prebuilt binary for this
+   * platform, or its optional dependency was not installed. The message
+   * names the platform and how to build the addon from source.
+   */
+  NATIVE_UNAVAILABLE: "ERR_NATIVE_UNAVAILABLE",
+  /**
+   * `debug.foreignTensor` / `debug.foreignStats` on a release build of the
+   * addon, which is built without test hooks.
+   */
+  TEST_HOOKS_UNAVAILABLE: "ERR_TEST_HOOKS_UNAVAILABLE",
 } as const;
 
 /** One of the {@link ErrorCode} values. */

@@ -13,11 +13,13 @@
  *   const x = Tensor.from(new Float32Array([1, 2, 3])).cuda(); // host → cuda:0
  *   const back = x.toCpu(); // cuda:0 → host
  * }
+ *
+ * Diagnostics (ownership counters, leak checks) live in their own subpath,
+ * `tensorbridge/debug`, not here.
  * @module
  */
 
 // The tensor API and the model-author API: what models see as "tensorbridge".
 export * from "./model.js";
-export { debug } from "./debug.js";
 export * from "./runtime/index.js";
 export * from "./server/index.js";

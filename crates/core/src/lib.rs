@@ -20,6 +20,15 @@
 //!
 //! No Node.js here: `tensorbridge-node` is a thin binding over this crate.
 //!
+//! # Cargo features
+//!
+//! - `cuda` (default): CUDA through the driver API, loaded at run time; no toolkit needed to
+//!   build, and `ERR_CUDA_UNAVAILABLE` on machines without a driver.
+//! - `dlpark`: conversions to and from [dlpark](https://crates.io/crates/dlpark)'s safe
+//!   types (the `dlpark_interop` module).
+//! - `testing`: a DLPack producer of deliberately malformed foreign tensors, for tests of
+//!   code that imports DLPack. Not for production builds.
+//!
 //! ```
 //! use tensorbridge_core::{Capsule, DataType, ExportOptions, Tensor};
 //!
@@ -41,6 +50,8 @@
 //! # Ok::<(), tensorbridge_core::Error>(())
 //! ```
 #![deny(unsafe_op_in_unsafe_fn)]
+// docs.rs builds with `--cfg docsrs` (Cargo.toml's metadata) on nightly: label feature-gated items.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 // Module docs spell out link targets (`[`Storage`](crate::storage::Storage)`) so that they
 // read the same wherever the text is shown.
 #![allow(rustdoc::redundant_explicit_links)]
@@ -59,9 +70,11 @@ pub mod layout;
 pub mod stats;
 pub mod storage;
 pub mod tensor;
+#[cfg(feature = "testing")]
 pub mod testing;
 
 #[cfg(feature = "dlpark")]
+#[cfg_attr(docsrs, doc(cfg(feature = "dlpark")))]
 pub mod dlpark_interop;
 
 pub use capsule::Capsule;

@@ -68,7 +68,7 @@ fn byte_count(value: f64, what: &str) -> Result<usize, Code> {
         Ok(value as usize)
     } else {
         Err(js_error(
-            "ERR_INVALID_ARGUMENT",
+            crate::error::INVALID_ARGUMENT,
             format!("{what} must be a non-negative integer, not {value}"),
         ))
     }
@@ -81,8 +81,9 @@ fn byte_count(value: f64, what: &str) -> Result<usize, Code> {
 #[napi]
 pub fn cuda_ipc_open(handle: Uint8Array, device_id: u32, byte_size: f64) -> Result<f64, Code> {
     let byte_size = byte_count(byte_size, "byte_size")?;
-    let ordinal = i32::try_from(device_id)
-        .map_err(|_| js_error("ERR_INVALID_ARGUMENT", format!("no GPU has ordinal {device_id}")))?;
+    let ordinal = i32::try_from(device_id).map_err(|_| {
+        js_error(crate::error::INVALID_ARGUMENT, format!("no GPU has ordinal {device_id}"))
+    })?;
     let mapping = cuda::ipc_open(&handle, Device::cuda(ordinal), byte_size).map_err(to_js)?;
     Ok(handles::insert_mapping(mapping))
 }

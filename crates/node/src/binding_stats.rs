@@ -60,8 +60,15 @@ pub fn live_views() -> u32 {
 #[napi]
 pub fn noop() {}
 
-/// Every error code core can raise, for the TS layer's consistency test.
+/// Every error code the native side can raise: core's, then the binding's own that core lacks.
+/// The TS layer's consistency test holds them equal to its `ErrorCode`s.
 #[napi]
 pub fn error_codes() -> Vec<&'static str> {
-    tensorbridge_core::error::ALL_CODES.to_vec()
+    let mut codes = tensorbridge_core::error::ALL_CODES.to_vec();
+    for code in crate::error::ALL {
+        if !codes.contains(&code.as_str()) {
+            codes.push(code.as_str());
+        }
+    }
+    codes
 }

@@ -9,7 +9,9 @@
 //! callbacks read their arguments with plain napi calls and run the same logic as every other
 //! handle function ([`crate::handles`], core's `prepare_export`).
 //!
-//! JS gets them once, as the object `fastCalls()` returns (`src/native.ts`).
+//! JS gets them once, as the object `fastCalls()` returns (`src/native.ts`). The helpers here
+//! ([`function_object`], [`args`], [`throw`]) also make the test build's hooks
+//! (`binding_testing`).
 
 use std::ffi::CString;
 use std::ptr;
@@ -22,8 +24,14 @@ use crate::error::{js_error, to_js, Code};
 use crate::handles;
 use crate::options::export_args;
 
-/// The hand-written functions, as one JS object.
-pub struct FastCalls;
+/// A JS object made in this call (see [`function_object`]), handed back as is.
+pub struct RawObject(sys::napi_value);
+
+impl ToNapiValue for RawObject {
+    unsafe fn to_napi_value(_: sys::napi_env, object: RawObject) -> napi::Result<sys::napi_value> {
+        Ok(object.0)
+    }
+}
 
 /// Returns `{ prepareExportPlain, tensorFree }`. `prepareExportPlain(id,
 /// versioned)` is `tensorPrepareExport(id, versioned)` without copy, device or
@@ -34,45 +42,55 @@ pub struct FastCalls;
 #[napi(
     ts_return_type = "{ prepareExportPlain(id: number, versioned: boolean): number; tensorFree(id: number): void }"
 )]
-pub fn fast_calls() -> FastCalls {
-    FastCalls
+pub fn fast_calls(env: Env) -> Result<RawObject, napi::Error<Code>> {
+    function_object(
+        &env,
+        &[(c"prepareExportPlain", prepare_export_plain), (c"tensorFree", tensor_free)],
+    )
 }
 
-impl ToNapiValue for FastCalls {
-    unsafe fn to_napi_value(env: sys::napi_env, _: FastCalls) -> napi::Result<sys::napi_value> {
-        let mut object = ptr::null_mut();
-        // SAFETY: `env` is the live env of this call (the trait's contract).
-        check(unsafe { sys::napi_create_object(env, &mut object) })?;
-        let functions: [(&std::ffi::CStr, Callback); 2] =
-            [(c"prepareExportPlain", prepare_export_plain), (c"tensorFree", tensor_free)];
-        for (name, callback) in functions {
-            let mut function = ptr::null_mut();
-            // SAFETY: `name` is valid for its length in bytes, the callback has napi's
-            // signature, and it takes no data pointer.
-            check(unsafe {
-                sys::napi_create_function(
-                    env,
-                    name.as_ptr(),
-                    name.count_bytes() as isize,
-                    Some(callback),
-                    ptr::null_mut(),
-                    &mut function,
-                )
-            })?;
-            // SAFETY: `object` and `function` are live values of this env.
-            check(unsafe { sys::napi_set_named_property(env, object, name.as_ptr(), function) })?;
-        }
-        Ok(object)
+/// A napi callback, as `napi_create_function` takes it.
+pub type Callback = unsafe extern "C" fn(sys::napi_env, sys::napi_callback_info) -> sys::napi_value;
+
+/// A plain object with one JS function per `(name, callback)`; a failing napi call is
+/// `ERR_NAPI`.
+pub fn function_object(
+    env: &Env,
+    functions: &[(&std::ffi::CStr, Callback)],
+) -> Result<RawObject, napi::Error<Code>> {
+    let env = env.raw();
+    let mut object = ptr::null_mut();
+    // SAFETY: `env` is the live env of the running `#[napi]` call.
+    let status = unsafe { sys::napi_create_object(env, &mut object) };
+    check(status, "napi_create_object")?;
+    for &(name, callback) in functions {
+        let mut function = ptr::null_mut();
+        // SAFETY: `name` is valid for its length in bytes, the callback has napi's
+        // signature, and it takes no data pointer.
+        let status = unsafe {
+            sys::napi_create_function(
+                env,
+                name.as_ptr(),
+                name.count_bytes() as isize,
+                Some(callback),
+                ptr::null_mut(),
+                &mut function,
+            )
+        };
+        check(status, "napi_create_function")?;
+        // SAFETY: `object` and `function` are live values of this env.
+        let status = unsafe { sys::napi_set_named_property(env, object, name.as_ptr(), function) };
+        check(status, "napi_set_named_property")?;
     }
+    Ok(RawObject(object))
 }
 
-type Callback = unsafe extern "C" fn(sys::napi_env, sys::napi_callback_info) -> sys::napi_value;
-
-fn check(status: sys::napi_status) -> napi::Result<()> {
+/// `ERR_NAPI` naming the napi call, unless `status` is `napi_ok`.
+pub fn check(status: sys::napi_status, call: &str) -> Result<(), napi::Error<Code>> {
     if status == sys::Status::napi_ok {
         Ok(())
     } else {
-        Err(napi::Error::new(napi::Status::GenericFailure, format!("napi status {status}")))
+        Err(js_error(crate::error::NAPI, format!("{call} failed with napi status {status}")))
     }
 }
 
@@ -132,7 +150,7 @@ unsafe extern "C" fn tensor_free(
 /// # Safety
 ///
 /// `env` and `info` must be the ones napi passed to the running callback.
-unsafe fn args<const N: usize>(
+pub unsafe fn args<const N: usize>(
     env: sys::napi_env,
     info: sys::napi_callback_info,
 ) -> Result<[sys::napi_value; N], napi::Error<Code>> {
@@ -149,9 +167,7 @@ unsafe fn args<const N: usize>(
             ptr::null_mut(),
         )
     };
-    if status != sys::Status::napi_ok {
-        return Err(js_error("ERR_NAPI", format!("napi_get_cb_info failed with status {status}")));
-    }
+    check(status, "napi_get_cb_info")?;
     Ok(argv)
 }
 
@@ -166,7 +182,7 @@ unsafe fn number(
     let mut out = 0.0;
     // SAFETY: caller's contract; napi type-checks the value.
     if unsafe { sys::napi_get_value_double(env, value, &mut out) } != sys::Status::napi_ok {
-        return Err(js_error("ERR_INVALID_ARGUMENT", format!("{name} must be a number")));
+        return Err(js_error(crate::error::INVALID_ARGUMENT, format!("{name} must be a number")));
     }
     Ok(out)
 }
@@ -182,7 +198,7 @@ unsafe fn boolean(
     let mut out = false;
     // SAFETY: caller's contract; napi type-checks the value.
     if unsafe { sys::napi_get_value_bool(env, value, &mut out) } != sys::Status::napi_ok {
-        return Err(js_error("ERR_INVALID_ARGUMENT", format!("{name} must be a boolean")));
+        return Err(js_error(crate::error::INVALID_ARGUMENT, format!("{name} must be a boolean")));
     }
     Ok(out)
 }
@@ -193,9 +209,9 @@ unsafe fn boolean(
 /// # Safety
 ///
 /// `env` must be live, inside a callback.
-unsafe fn throw(env: sys::napi_env, err: &napi::Error<Code>) -> sys::napi_value {
+pub unsafe fn throw(env: sys::napi_env, err: &napi::Error<Code>) -> sys::napi_value {
     // Codes and messages are ours and contain no NUL; if one did, an empty string is thrown.
-    let code = CString::new(err.status.0).unwrap_or_default();
+    let code = CString::new(err.status.as_str()).unwrap_or_default();
     let message = CString::new(err.reason.as_str()).unwrap_or_default();
     // SAFETY: caller's contract; both strings are NUL-terminated and outlive the call.
     unsafe { sys::napi_throw_error(env, code.as_ptr(), message.as_ptr()) };

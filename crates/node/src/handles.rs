@@ -128,13 +128,13 @@ fn key(id: f64) -> Result<u64, Code> {
     if id.is_finite() && id >= 1.0 && id.fract() == 0.0 && id <= MAX_ID as f64 {
         Ok(id as u64)
     } else {
-        Err(js_error("ERR_INVALID_ARGUMENT", format!("{id} is not a tensorbridge handle")))
+        Err(js_error(crate::error::INVALID_ARGUMENT, format!("{id} is not a tensorbridge handle")))
     }
 }
 
 fn disposed() -> napi::Error<Code> {
     js_error(
-        "ERR_DISPOSED",
+        crate::error::DISPOSED,
         "this tensor was disposed; create a new one, or keep it until you are done with it",
     )
 }
@@ -175,7 +175,7 @@ pub fn take_prepared(env: &Env, id: f64) -> Result<PreparedExport, Code> {
     let entry = TABLES.with_borrow_mut(|t| match t.tensors.get(&key).map(|e| &e.held) {
         Some(Held::Prepared(_)) => Ok(t.tensors.remove(&key)),
         Some(Held::Tensor(_)) => Err(js_error(
-            "ERR_INVALID_ARGUMENT",
+            crate::error::INVALID_ARGUMENT,
             format!("handle {id} holds a tensor, not a prepared export"),
         )),
         None => Ok(None),
@@ -231,7 +231,12 @@ pub fn capsule(id: f64) -> Result<Arc<Capsule>, Code> {
     get_shared(
         |t| &t.capsules,
         id,
-        || js_error("ERR_DLPACK_CONSUMED", "this capsule was freed; export the tensor again"),
+        || {
+            js_error(
+                crate::error::DLPACK_CONSUMED,
+                "this capsule was freed; export the tensor again",
+            )
+        },
     )
 }
 
@@ -255,7 +260,12 @@ pub fn mapping(id: f64) -> Result<Arc<IpcMapping>, Code> {
     get_shared(
         |t| &t.mappings,
         id,
-        || js_error("ERR_DISPOSED", "this CUDA IPC mapping was closed; open the handle again"),
+        || {
+            js_error(
+                crate::error::DISPOSED,
+                "this CUDA IPC mapping was closed; open the handle again",
+            )
+        },
     )
 }
 

@@ -16,9 +16,11 @@ mod binding_capsule;
 mod binding_cuda;
 mod binding_stats;
 mod binding_tensor;
+#[cfg(feature = "testing")]
 mod binding_testing;
 mod error;
 mod fast;
 mod handles;
+mod hooks;
 mod options;
 mod view;

@@ -28,7 +28,7 @@ pub fn export_args(
     let stream = stream
         .map(|s| match s.get_i64() {
             (value, true) => Ok(value),
-            _ => Err(js_error("ERR_INVALID_ARGUMENT", "a stream must fit in 64 bits")),
+            _ => Err(js_error(crate::error::INVALID_ARGUMENT, "a stream must fit in 64 bits")),
         })
         .transpose()?;
     let stream = ConsumerStream::from_array_api(stream).map_err(to_js)?;
@@ -45,7 +45,7 @@ pub fn parse_address(address: &BigInt) -> Result<usize, Code> {
     let (signed, value, lossless) = address.get_u64();
     if signed || !lossless || value > usize::MAX as u64 {
         return Err(js_error(
-            "ERR_INVALID_ARGUMENT",
+            crate::error::INVALID_ARGUMENT,
             "an address must be a non-negative BigInt that fits a pointer",
         ));
     }

@@ -186,7 +186,7 @@ pub fn host_view(env: &Env, tensor: &Tensor) -> Result<ArrayBuffer<'static>, Cod
         drop(unsafe { Box::from_raw(hint) });
         if status == sys::Status::napi_no_external_buffers_allowed {
             return Err(js_error(
-                "ERR_EXTERNAL_BUFFERS_UNSUPPORTED",
+                crate::error::EXTERNAL_BUFFERS_UNSUPPORTED,
                 "this JavaScript runtime does not allow external ArrayBuffers (a V8 memory \
                  sandbox, as in Electron), so native tensor memory can't be viewed; run under \
                  Node.js, or keep host tensors in JS memory (Tensor.from(typedArray)), whose \
@@ -206,7 +206,7 @@ fn finish(
 ) -> Result<ArrayBuffer<'static>, Code> {
     if status != sys::Status::napi_ok {
         return Err(js_error(
-            "ERR_NAPI",
+            crate::error::NAPI,
             format!("creating an ArrayBuffer failed (napi status {status})"),
         ));
     }
