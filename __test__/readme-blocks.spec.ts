@@ -177,6 +177,19 @@ output [{ name: "OUT" data_type: TYPE_FP32 dims: [ -1 ] }]
     by: "__test__/digits.spec.ts",
     marker: 'join(ROOT, "examples/digits-client.ts")',
   },
+  "README.md sh docker build -t tensorbridge/tensorbridge:0.1.0 .": {
+    kind: "skip",
+    reason: "needs a Docker daemon, and this machine has none (README says so); deploy.spec.ts checks the Dockerfiles and deploy/rehearse-image.sh rehearses the build without Docker",
+  },
+  "README.md sh kubectl apply -f deploy/kserve/servingruntime.yaml": {
+    kind: "skip",
+    reason: "needs a Kubernetes cluster with KServe (none is reachable here); deploy.spec.ts validates every manifest against the pinned KServe and Kubernetes schemas",
+  },
+  "docs/README.md sh npm run docs        # then open docs/api/index.html": {
+    kind: "covered",
+    by: "scripts/test.mjs",
+    marker: '"scripts/docs.ts", "--check"',
+  },
   "README.md rust use tensorbridge_core::{Capsule, DataType, ExportOptions, Tensor};": {
     kind: "same",
     as: "crates/core/README.md",
@@ -300,6 +313,15 @@ const hasCurl = spawnSync("sh", ["-c", "command -v curl"], { stdio: "ignore" }).
     }
   } finally {
     await server.close();
+  }
+});
+
+test("the repository paths shell blocks name exist", (t) => {
+  for (const b of BLOCKS.filter((x) => x.lang === "sh")) {
+    for (const [path] of b.code.matchAll(/\b(?:deploy|examples|scripts|docs|bench)\/[\w./-]*[\w/]|\bDockerfile(?:\.\w+)?/g)) {
+      if (path.startsWith("docs/api/")) continue; // built by the block itself (npm run docs)
+      t.true(existsSync(join(ROOT, path)), `${b.file}:${b.line} names ${path}`);
+    }
   }
 });
 
