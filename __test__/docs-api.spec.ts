@@ -3,9 +3,9 @@
  * generated HTML, and TypeDoc's configuration against the package. The full
  * TypeDoc run with its validation is npm test's `docs` step.
  */
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 
 import test from "ava";
 
@@ -70,4 +70,18 @@ test("typedoc.json documents the package's public modules with every validation 
   t.true(cfg.treatValidationWarningsAsErrors);
   t.is(cfg.out, "docs/api");
   t.true(readFileSync(join(ROOT, ".gitignore"), "utf8").split("\n").includes("/docs/api"), "docs/api is built, not committed");
+});
+
+test("relative links in README.md, CHANGELOG.md and docs/*.md name files that exist", (t) => {
+  const pages = ["README.md", "CHANGELOG.md", "deploy/schemas/README.md", ...readdirSync(join(ROOT, "docs")).filter((f) => f.endsWith(".md")).map((f) => `docs/${f}`)];
+  let links = 0;
+  for (const page of pages) {
+    const text = readFileSync(join(ROOT, page), "utf8");
+    for (const [, target = ""] of text.matchAll(/\]\(([^)\s]+)\)/g)) {
+      if (/^[a-z][a-z0-9+.-]*:/i.test(target) || target.startsWith("#")) continue;
+      links++;
+      t.true(existsSync(join(ROOT, dirname(page), decodeURI(target.split("#")[0]!))), `${page}: ${target}`);
+    }
+  }
+  t.true(links >= 5, `relative links checked: ${links}`);
 });
