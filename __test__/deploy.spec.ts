@@ -191,6 +191,40 @@ for (const file of ["Dockerfile", "Dockerfile.alpine"]) {
   });
 }
 
+test("Dockerfiles: the build stage has what npm run build reads, the runtime stage what the npm package ships, and .dockerignore keeps none of it out", (t) => {
+  const pkgJson = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { files: string[]; scripts: Record<string, string> };
+  const ignored = readFileSync(join(ROOT, ".dockerignore"), "utf8")
+    .split("\n")
+    .map((l) => l.trim())
+    .filter((l) => l !== "" && !l.startsWith("#"));
+  for (const file of ["Dockerfile", "Dockerfile.alpine"]) {
+    const stages = dockerfile(file);
+    // COPY sources from the build context (not --from=another stage).
+    const fromContext = (stage: { instr: string; args: string }[]): string[] =>
+      stage.filter((i) => i.instr === "COPY" && !i.args.startsWith("--from")).flatMap((i) => i.args.split(/\s+/).slice(0, -1));
+    const build = stages.find((s) => s.some((i) => i.instr === "RUN" && i.args.includes("npm run build")))!;
+    const copied = fromContext(build);
+    // What `npm run build` names (napi's manifest, tsc's project) and what those read.
+    for (const path of ["package.json", "package-lock.json", "Cargo.toml", "Cargo.lock", "crates", "src", "tsconfig.json", "tsconfig.build.json", "index.js", "index.d.ts"]) {
+      t.true(copied.includes(path), `${file}: the build stage copies ${path}`);
+    }
+    for (const m of pkgJson.scripts["build"]!.matchAll(/(?:--manifest-path|-p)\s+(\S+)/g)) {
+      t.true(copied.some((c) => m[1] === c || m[1]!.startsWith(`${c}/`)), `${file}: the build stage copies ${m[1]}`);
+    }
+    // The runtime stage's /app holds every path of package.json's files, as the published package does.
+    const runtime = stages.at(-1)!;
+    const app = runtime.filter((i) => i.instr === "COPY").map((i) => i.args);
+    for (const f of pkgJson.files.filter((x) => !x.startsWith("!") && !x.startsWith("examples"))) {
+      t.true(app.some((a) => a.split(/\s+/).some((w) => w === f || w.endsWith(`/${f}`))), `${file}: the runtime stage copies ${f}`);
+    }
+    for (const src of [...copied, ...fromContext(runtime)]) {
+      const top = src.split("/")[0]!;
+      t.false(ignored.includes(top) || ignored.includes(src), `${file}: .dockerignore keeps ${src} out of the context`);
+    }
+  }
+  for (const never of [".git", "node_modules", "target", "dist", "*.node"]) t.true(ignored.includes(never), `.dockerignore leaves out ${never}`);
+});
+
 test("every manifest runs the image of this package version", (t) => {
   const images = ALL.flatMap(({ doc }) => {
     const spec = doc["kind"] === "ServingRuntime" ? doc["spec"] : doc["spec"]?.template?.spec;
