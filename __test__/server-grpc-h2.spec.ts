@@ -14,7 +14,7 @@ import { parseGrpcTimeout } from "../src/server/grpc/h2-server.js";
 import { parseCli } from "../src/cli.js";
 import { ServingError } from "../src/runtime/errors.js";
 import type { InferenceServer } from "../src/server/server.js";
-import { ADD_SUB, ROOT, cleanupRepos, makeRepo, startTestServer, type TestModel } from "./server-helpers.js";
+import { ADD_SUB, ROOT, cleanupRepos, makeRepo, rawGrpcCall, startTestServer, type TestModel } from "./server-helpers.js";
 
 const ECHO: TestModel = {
   config: `
@@ -216,9 +216,9 @@ class RawConn {
     this.#sock.write(b);
   }
 
-  /** Resolves once `pred` holds (checked at each frame and at close), or rejects after 5 s. */
-  async until(pred: () => boolean, what: string): Promise<void> {
-    const deadline = Date.now() + 5000;
+  /** Resolves once `pred` holds (checked at each frame and at close), or rejects after `ms`. */
+  async until(pred: () => boolean, what: string, ms = 5000): Promise<void> {
+    const deadline = Date.now() + ms;
     while (!pred()) {
       if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; frames: ${JSON.stringify(this.frames.map((f) => [f.type, f.flags, f.id]))}`);
       await new Promise<void>((r) => {
@@ -306,7 +306,8 @@ test("a flood of stream resets ends the connection (ENHANCE_YOUR_CALM), as a def
     const burst: Buffer[] = [];
     for (let id = 1; id <= 2 * 10_001; id += 2) burst.push(rawFrame(1, 0x4, id, headers), rawFrame(3, 0, id, [0, 0, 0, 8]));
     c.write(Buffer.concat(burst));
-    await c.until(() => c.closed, "the close");
+    // 20 002 frames: generous on a loaded machine
+    await c.until(() => c.closed, "the close", 30_000);
     t.is(c.goaway()?.code, 0xb);
   } finally {
     c.destroy();
@@ -327,40 +328,13 @@ function grpcFrame(msg: Buffer): Buffer {
   return Buffer.concat([h, msg]);
 }
 
-interface Answer {
-  headers: Record<string, unknown>;
-  body: Buffer;
-  trailers: Record<string, unknown>;
-}
-
-/** One call with node:http2 as the client (`settings` to shape its flow control). */
-async function call(port: number, body: Buffer, headers: Record<string, string> = {}, settings: Record<string, number> = {}): Promise<Answer> {
-  const session = connect(`http://127.0.0.1:${port}`, { settings });
-  try {
-    return await new Promise<Answer>((resolve, reject) => {
-      const req = session.request({ ":method": "POST", ":path": "/inference.GRPCInferenceService/ModelInfer", "content-type": "application/grpc", te: "trailers", ...headers });
-      const chunks: Buffer[] = [];
-      let head: Record<string, unknown> = {};
-      let trailers: Record<string, unknown> = {};
-      req.on("response", (h) => (head = { ...h }));
-      req.on("trailers", (h) => (trailers = { ...h }));
-      req.on("data", (c: Buffer) => chunks.push(c));
-      req.on("end", () => resolve({ headers: head, body: Buffer.concat(chunks), trailers }));
-      req.on("error", reject);
-      req.end(body);
-    });
-  } finally {
-    session.close();
-  }
-}
-
 test("flow control both ways: 8 MiB in (past the 4 MiB stream window) and 8 MiB back to a client whose window is 1 KiB", async (t) => {
   const n = 2 * 1024 * 1024;
   const data = new Float32Array(n);
   for (let i = 0; i < n; i++) data[i] = i % 1000;
   const raw = Buffer.from(data.buffer);
   const msg = inferSerializer()({ model_name: "echo", inputs: [{ name: "IN", datatype: "FP32", shape: [n] }], raw_input_contents: [raw] });
-  const a = await call(t.context.port, grpcFrame(msg), {}, { initialWindowSize: 1024 });
+  const a = await rawGrpcCall(t.context.port, grpcFrame(msg), {}, undefined, { initialWindowSize: 1024 });
   t.is(a.trailers["grpc-status"], "0", String(a.trailers["grpc-message"]));
   t.true(a.body.length > raw.length);
   t.true(a.body.includes(raw), "the tensor came back whole");
@@ -368,19 +342,19 @@ test("flow control both ways: 8 MiB in (past the 4 MiB stream window) and 8 MiB 
 
 test("requests that are not gRPC: HTTP 415; an unknown method and an unknown grpc-encoding: UNIMPLEMENTED", async (t) => {
   const port = t.context.port;
-  const plain = await call(port, Buffer.alloc(0), { "content-type": "application/json" });
+  const plain = await rawGrpcCall(port, Buffer.alloc(0), { "content-type": "application/json" });
   t.is(plain.headers[":status"], 415);
-  const unknown = await call(port, grpcFrame(Buffer.alloc(0)), { ":path": "/inference.GRPCInferenceService/Nope" });
+  const unknown = await rawGrpcCall(port, grpcFrame(Buffer.alloc(0)), { ":path": "/inference.GRPCInferenceService/Nope" });
   t.is(unknown.headers["grpc-status"], "12");
   t.regex(decodeURIComponent(String(unknown.headers["grpc-message"])), /does not implement the method \/inference.GRPCInferenceService\/Nope/);
-  const snappy = await call(port, grpcFrame(Buffer.alloc(0)), { "grpc-encoding": "snappy" });
+  const snappy = await rawGrpcCall(port, grpcFrame(Buffer.alloc(0)), { "grpc-encoding": "snappy" });
   t.is(snappy.headers["grpc-status"], "12");
 });
 
 test("a message announced larger than the limit is RESOURCE_EXHAUSTED without its bytes being buffered", async (t) => {
   // 5-byte prefix announcing 3 GiB, then a few bytes: the answer comes without waiting for them.
   const head = Buffer.from([0, 0xc0, 0, 0, 0]);
-  const a = await call(t.context.port, Buffer.concat([head, Buffer.alloc(16)]));
+  const a = await rawGrpcCall(t.context.port, Buffer.concat([head, Buffer.alloc(16)]));
   t.is(a.trailers["grpc-status"] ?? a.headers["grpc-status"], "8");
 });
 
@@ -395,7 +369,7 @@ test("a client's GOAWAY and a session closed mid-call leave the server serving",
     { name: "INPUT0", datatype: "FP32", shape: [4] },
     { name: "INPUT1", datatype: "FP32", shape: [4] },
   ], raw_input_contents: [Buffer.from(new Float32Array([1, 2, 3, 4]).buffer), Buffer.from(new Float32Array([1, 1, 1, 1]).buffer)] });
-  const a = await call(t.context.port, grpcFrame(msg));
+  const a = await rawGrpcCall(t.context.port, grpcFrame(msg));
   t.is(a.trailers["grpc-status"], "0");
 });
 
@@ -480,7 +454,7 @@ test("300 connections of random frames after the preface: the server stays up an
     ],
     raw_input_contents: [Buffer.from(new Float32Array([1, 2, 3, 4]).buffer), Buffer.from(new Float32Array([1, 1, 1, 1]).buffer)],
   });
-  const a = await call(t.context.port, grpcFrame(msg));
+  const a = await rawGrpcCall(t.context.port, grpcFrame(msg));
   t.is(a.trailers["grpc-status"], "0");
 });
 
@@ -494,8 +468,8 @@ test("--grpc-server picks the HTTP/2 server under gRPC (tensorbridge by default,
   const other = await startTestServer(makeRepo({ add_sub: ADD_SUB }), { grpcServer: "grpc-js", allowGrpc: true });
   try {
     const live = grpcFrame(Buffer.alloc(0));
-    const ours = await call(t.context.port, live, { ":path": "/inference.GRPCInferenceService/ServerLive" });
-    const theirs = await call(other.grpcAddress!.port, live, { ":path": "/inference.GRPCInferenceService/ServerLive" });
+    const ours = await rawGrpcCall(t.context.port, live, { ":path": "/inference.GRPCInferenceService/ServerLive" });
+    const theirs = await rawGrpcCall(other.grpcAddress!.port, live, { ":path": "/inference.GRPCInferenceService/ServerLive" });
     t.is(ours.headers["content-type"], "application/grpc");
     t.is(theirs.headers["content-type"], "application/grpc+proto");
     t.deepEqual(ours.body, theirs.body);

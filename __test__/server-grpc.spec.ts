@@ -8,7 +8,6 @@
  * tritonclient and perf_analyzer: server-grpc-tritonclient.spec.ts.
  */
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
-import { connect } from "node:http2";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { deflateSync, gzipSync } from "node:zlib";
@@ -22,7 +21,7 @@ import { requestToInput } from "../src/server/grpc/infer.js";
 import { GrpcTransport, type GrpcTransportOptions } from "../src/server/grpc/transport.js";
 import type { InferenceServer } from "../src/server/server.js";
 import { ALL_TYPES, BATCHED, FAULTY, INIT_ARGS, INIT_THROWS, SLOW } from "./fixtures/serving/models.js";
-import { ADD_SUB, ROOT, cleanupRepos, grpcClient, grpcUnary, http, makeRepo, startTestServer, type GrpcClient } from "./server-helpers.js";
+import { ADD_SUB, ROOT, cleanupRepos, grpcClient, grpcUnary, http, makeRepo, rawGrpcCall, startTestServer, type GrpcClient, type RawGrpcAnswer } from "./server-helpers.js";
 
 /** Echoes IN (FP32 [-1]) as OUT after `delay_ms` (a request parameter): its input tensor lives on after the call that brought it returned. */
 const DELAYED_ECHO = {
@@ -737,34 +736,6 @@ test("grpcAddress reports the bound port when 0 was asked", (t) => {
 
 // --- the direct path for unary ModelInfer ---------------------------------------
 
-/** One raw HTTP/2 exchange: what a gRPC client sends, and everything that comes back. */
-interface RawAnswer {
-  headers: Record<string, unknown>;
-  body: Buffer;
-  trailers: Record<string, unknown>;
-}
-
-/** Sends one HTTP/2 request with the given gRPC body (already framed) and collects the answer. */
-async function rawCall(port: number, body: Buffer, headers: Record<string, string> = {}, path = "/inference.GRPCInferenceService/ModelInfer"): Promise<RawAnswer> {
-  const session = connect(`http://127.0.0.1:${port}`);
-  try {
-    return await new Promise<RawAnswer>((resolve, reject) => {
-      const req = session.request({ ":method": "POST", ":path": path, "content-type": "application/grpc", te: "trailers", ...headers });
-      const chunks: Buffer[] = [];
-      let head: Record<string, unknown> = {};
-      let trailers: Record<string, unknown> = {};
-      req.on("response", (h) => (head = { ...h }));
-      req.on("trailers", (h) => (trailers = { ...h }));
-      req.on("data", (c: Buffer) => chunks.push(c));
-      req.on("end", () => resolve({ headers: head, body: Buffer.concat(chunks), trailers }));
-      req.on("error", reject);
-      req.end(body);
-    });
-  } finally {
-    session.close();
-  }
-}
-
 /** proto-loader's serializer of ModelInferRequest (the client side's). */
 function modelInferSerializer(): (r: object) => Buffer {
   const dir = join(ROOT, "proto/triton");
@@ -830,17 +801,17 @@ test("both gRPC servers (this package's HTTP/2 and grpc-js's), with and without 
       ["a deflate-compressed message", deflateFrame(msg(ADD_SUB_REQ)), { "grpc-encoding": "deflate" }],
     ];
     // What a client reads of an answer, whichever server sent it.
-    const seen = (a: RawAnswer) => ({
+    const seen = (a: RawGrpcAnswer) => ({
       status: a.headers[":status"],
       body: a.body,
       grpcStatus: a.trailers["grpc-status"] ?? a.headers["grpc-status"],
       grpcMessage: decodeURIComponent(String(a.trailers["grpc-message"] ?? a.headers["grpc-message"] ?? "")).replace(/^OK$/, ""),
     });
     for (const [what, body, headers] of cases) {
-      const a = await rawCall(direct.port, body, headers);
-      const b = await rawCall(plain.port, body, headers);
-      const c = await rawCall(grpcJs.port, body, headers);
-      const d = await rawCall(grpcJsPlain.port, body, headers);
+      const a = await rawGrpcCall(direct.port, body, headers);
+      const b = await rawGrpcCall(plain.port, body, headers);
+      const c = await rawGrpcCall(grpcJs.port, body, headers);
+      const d = await rawGrpcCall(grpcJsPlain.port, body, headers);
       t.deepEqual(stable(a.headers), stable(b.headers), `${what}: headers, direct or not`);
       t.deepEqual(a.trailers, b.trailers, `${what}: trailers, direct or not`);
       t.deepEqual(stable(c.headers), stable(d.headers), `${what}: grpc-js's headers, direct or not`);
@@ -849,11 +820,11 @@ test("both gRPC servers (this package's HTTP/2 and grpc-js's), with and without 
       t.deepEqual(seen(a), seen(c), `${what}: this server as grpc-js`);
       t.deepEqual(seen(c), seen(d), `${what}: grpc-js, direct or not`);
     }
-    const ok = await rawCall(direct.port, frame(msg(ADD_SUB_REQ)));
+    const ok = await rawGrpcCall(direct.port, frame(msg(ADD_SUB_REQ)));
     t.is(ok.trailers["grpc-status"], "0");
     t.true(ok.body.length > 5);
     // other RPCs on the same connection
-    const live = await rawCall(direct.port, frame(Buffer.alloc(0)), {}, "/inference.GRPCInferenceService/ServerLive");
+    const live = await rawGrpcCall(direct.port, frame(Buffer.alloc(0)), {}, "/inference.GRPCInferenceService/ServerLive");
     t.is(live.trailers["grpc-status"], "0");
     t.deepEqual(live.body, frame(Buffer.from([0x08, 0x01])));
   } finally {

@@ -2,6 +2,7 @@
 import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
+import { connect as h2connect } from "node:http2";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -277,4 +278,42 @@ export function runCommand(cmd: string, args: string[], env: NodeJS.ProcessEnv =
       resolve({ code, out });
     });
   });
+}
+
+/** One raw HTTP/2 exchange with a gRPC port: what came back (headers, body, trailers). */
+export interface RawGrpcAnswer {
+  headers: Record<string, unknown>;
+  body: Buffer;
+  trailers: Record<string, unknown>;
+}
+
+/**
+ * Sends one gRPC request as raw HTTP/2 (node:http2 as the client: `body`
+ * as given, framed or not) and collects everything that comes back.
+ * `settings` shapes the client's side (its flow-control window, say).
+ */
+export async function rawGrpcCall(
+  port: number,
+  body: Buffer,
+  headers: Record<string, string> = {},
+  path = "/inference.GRPCInferenceService/ModelInfer",
+  settings: Record<string, number> = {},
+): Promise<RawGrpcAnswer> {
+  const session = h2connect(`http://127.0.0.1:${port}`, { settings });
+  try {
+    return await new Promise<RawGrpcAnswer>((resolve, reject) => {
+      const req = session.request({ ":method": "POST", ":path": path, "content-type": "application/grpc", te: "trailers", ...headers });
+      const chunks: Buffer[] = [];
+      let head: Record<string, unknown> = {};
+      let trailers: Record<string, unknown> = {};
+      req.on("response", (h) => (head = { ...h }));
+      req.on("trailers", (h) => (trailers = { ...h }));
+      req.on("data", (c: Buffer) => chunks.push(c));
+      req.on("end", () => resolve({ headers: head, body: Buffer.concat(chunks), trailers }));
+      req.on("error", reject);
+      req.end(body);
+    });
+  } finally {
+    session.close();
+  }
 }

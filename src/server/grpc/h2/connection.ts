@@ -625,12 +625,7 @@ export class H2Connection {
     const s = this.#streams.get(id);
     if (s === undefined) return;
     this.#streams.delete(id);
-    const wasOpen = !s.localClosed;
-    s.localClosed = true;
-    s.remoteClosed = true;
-    s.pending = undefined;
-    this.#blocked.delete(s);
-    if (wasOpen) s.handler?.reset(payload.readUInt32BE(0));
+    this.#drop(s, payload.readUInt32BE(0));
     if (this.#streams.size === 0) {
       if (this.#goaway) this.#endSocket();
       else this.#idle();
@@ -720,9 +715,16 @@ export class H2Connection {
     const s = this.#streams.get(id);
     if (s === undefined) return;
     this.#streams.delete(id);
+    this.#drop(s, code);
+  }
+
+  /** Closes a stream both ways without a frame; its handler's reset runs if this side had not ended it. */
+  #drop(s: H2Stream, code: number): void {
     const wasOpen = !s.localClosed;
     s.localClosed = true;
     s.remoteClosed = true;
+    s.pending = undefined;
+    this.#blocked.delete(s);
     if (wasOpen) s.handler?.reset(code);
   }
 
@@ -746,14 +748,7 @@ export class H2Connection {
   #resetAll(code: number): void {
     const open = [...this.#streams.values()];
     this.#streams.clear();
-    for (const s of open) {
-      const wasOpen = !s.localClosed;
-      s.localClosed = true;
-      s.remoteClosed = true;
-      s.pending = undefined;
-      if (wasOpen) s.handler?.reset(code);
-    }
-    this.#blocked.clear();
+    for (const s of open) this.#drop(s, code);
   }
 
   #endSocket(): void {
