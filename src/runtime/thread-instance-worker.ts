@@ -9,9 +9,18 @@
  * cancelled flag that the serving thread sets (`{ op: "cancel" }`, handled
  * at once, not behind a running `execute()`).
  *
+ * Every message, both ways, goes through the shared-memory rings of
+ * `thread-ring.ts`, in order. While this worker has nothing to do (no
+ * call running, no request open on its sender, no BLS call waiting) it
+ * waits for the next message in `Atomics.wait`, which a message ends within
+ * microseconds, but for at most {@link IDLE_WAIT_MS}: then it waits with
+ * `Atomics.waitAsync` and lets its event loop run (timers, an async
+ * `execute()`, a decoupled model sending later), as it does whenever it has
+ * something pending.
+ *
  * @module
  */
-import { parentPort, workerData } from "node:worker_threads";
+import { parentPort, workerData, type MessagePort } from "node:worker_threads";
 
 import { errorMessage } from "./errors.js";
 import { importModelClass } from "./loader.js";
@@ -36,6 +45,7 @@ import {
 } from "./thread-wire.js";
 import type { InitializeArgs, TritonModel } from "./types.js";
 import { setModelForwarder, type ForwardedOp } from "./model-context.js";
+import { RingReader, RingWriter, waitAsync, WRITTEN } from "./thread-ring.js";
 
 /** What the serving thread sends. */
 export type ToWorker =
@@ -57,12 +67,31 @@ export interface ExecuteReply {
 export interface WorkerStart {
   /** The model file. */
   readonly file: string;
+  /** The ring of messages to the worker (see thread-ring.ts). */
+  readonly toWorker: SharedArrayBuffer;
+  /** The ring of messages from the worker. */
+  readonly fromWorker: SharedArrayBuffer;
+  /** The worker's end of the port that messages that do not fit in a ring go through. */
+  readonly port: MessagePort;
 }
 
-const port = parentPort!;
-// The model's Logger lines and custom metric operations go to the serving thread.
-setModelForwarder((op: ForwardedOp) => port.postMessage({ model: op }));
-const { file } = workerData as WorkerStart;
+/**
+ * How long an idle worker blocks in `Atomics.wait` for the next message
+ * before it waits without blocking (milliseconds): long enough that a
+ * client sending requests one after the other finds it blocked (a wake in
+ * microseconds, not an event-loop turn on each side), short enough that a
+ * model's own timers run late by no more than this.
+ */
+export const IDLE_WAIT_MS = 2;
+
+const { file, toWorker, fromWorker, port: overflow } = workerData as WorkerStart;
+const inbox = new RingReader(toWorker, overflow);
+const outbox = new RingWriter(fromWorker, overflow);
+/** Sends a message to the serving thread; `byPort` for one whose content JSON could alter (see thread-ring.ts). */
+const post = (m: unknown, byPort = false): void => outbox.write(m, byPort);
+// The model's Logger lines and custom metric operations go to the serving thread, in order with its
+// responses (a metric's value may be NaN or Infinity, which JSON would make null).
+setModelForwarder((op: ForwardedOp) => post({ model: op }, op.kind === "metric"));
 let model: TritonModel | undefined;
 let modelName = "";
 let modelDecoupled = false;
@@ -99,7 +128,7 @@ class WorkerRequest implements RequestControl, ResponseChannel {
   deliver(response: InferenceResponse | undefined, final: boolean): void {
     if (final) forget(this);
     const m: WireSend = { op: "send", call: this.call, index: this.index, response: response === undefined ? undefined : responseToWire(response), final };
-    port.postMessage(m);
+    post(m);
   }
 
   dropped(): void {
@@ -107,7 +136,7 @@ class WorkerRequest implements RequestControl, ResponseChannel {
     forget(this);
     const err = senderDroppedError(modelName, this.requestId);
     const m: WireSend = { op: "send", call: this.call, index: this.index, response: { outputs: [], error: errorToWire(err) }, final: true };
-    port.postMessage(m);
+    post(m);
   }
 }
 
@@ -123,7 +152,7 @@ function forget(r: WorkerRequest): void {
 
 /** Replies to message `id` with a value. */
 function reply(id: number, value: unknown): void {
-  port.postMessage({ id, value });
+  post({ id, value });
 }
 
 async function handle(m: ToWorker): Promise<void> {
@@ -172,7 +201,7 @@ async function handle(m: ToWorker): Promise<void> {
         return;
     }
   } catch (e) {
-    port.postMessage({ id: m.id, error: errorToWire(e) });
+    post({ id: m.id, error: errorToWire(e) });
   }
 }
 
@@ -196,16 +225,17 @@ setBlsExecutor({
       parameters: call.parameters,
       timeoutMs: call.timeoutMs,
     };
-    port.postMessage(m);
+    // (Its parameters are the model's: a NaN stays one.)
+    post(m, true);
     return () => {
-      if (blsCalls.has(bls)) port.postMessage({ op: "bls-cancel", bls } satisfies WireBlsCancel);
+      if (blsCalls.has(bls)) post({ op: "bls-cancel", bls } satisfies WireBlsCancel);
     };
   },
   control(control) {
     const bls = ++nextBls;
     return new Promise((resolve, reject) => {
       blsControls.set(bls, { resolve, reject });
-      port.postMessage({ op: "bls-control", bls, control } satisfies WireBlsControl);
+      post({ op: "bls-control", bls, control } satisfies WireBlsControl, true);
     });
   },
 });
@@ -225,18 +255,80 @@ function blsReply(m: WireBlsReply): void {
   else w.resolve(m.value);
 }
 
-// One message at a time, in order, as an in-thread instance runs one execute() at a time;
-// a cancel at once, since the execute() it is about may be running.
-let chain: Promise<void> = Promise.resolve();
-port.on("message", (m: ToWorker | WireBlsReply) => {
-  if (m.op === "bls-response" || m.op === "bls-control-reply") {
-    blsReply(m);
-    return;
-  }
-  if (m.op === "cancel") {
+// One call (initialize, execute, finalize) at a time, in order, as an in-thread instance runs
+// one execute() at a time; a cancel and a BLS answer at once, since the call they are about may be running.
+const queue: ToWorker[] = [];
+let running = false;
+
+function dispatch(m: ToWorker | WireBlsReply): void {
+  if (m.op === "bls-response" || m.op === "bls-control-reply") blsReply(m);
+  else if (m.op === "cancel") {
     const r = calls.get(m.call)?.[m.index];
     if (r !== undefined) r.cancelled = true;
+  } else queue.push(m);
+}
+
+function startNext(): void {
+  if (running) return;
+  const m = queue.shift();
+  if (m === undefined) return;
+  running = true;
+  // (handle() answers its own errors.)
+  void handle(m).finally(() => {
+    running = false;
+    pump();
+  });
+}
+
+/** Something may still happen without a message: a call runs, a request is open on its sender, a BLS call waits. */
+function busy(): boolean {
+  return running || queue.length > 0 || calls.size > 0 || blsCalls.size > 0 || blsControls.size > 0;
+}
+
+let pumping = false;
+let armed = false;
+
+/** Takes the messages waiting and starts what they ask; while idle, blocks a short while for the next one. */
+function pump(): void {
+  if (pumping) return;
+  pumping = true;
+  let idle = false;
+  try {
+    for (;;) {
+      for (let m = inbox.read(); m !== undefined; m = inbox.read()) dispatch(m as ToWorker | WireBlsReply);
+      startNext();
+      if (busy()) break;
+      if (Atomics.wait(inbox.ctrl, WRITTEN, inbox.readCount, IDLE_WAIT_MS) === "timed-out") {
+        idle = true;
+        break;
+      }
+    }
+  } finally {
+    pumping = false;
+  }
+  // Busy: a synchronous execute() has finished by the next macrotask, and its end pumps again; only work
+  // that outlives it (an async execute(), an open sender, a BLS call) needs a waiter that frees the event loop.
+  if (idle) arm();
+  else setImmediate(() => {
+    if (!pumping && busy()) arm();
+  });
+}
+
+/** Runs pump() when the next message comes, with the event loop free meanwhile. */
+function arm(): void {
+  if (armed) return;
+  const w = waitAsync(inbox.ctrl, WRITTEN, inbox.readCount);
+  if (!w.async) {
+    setImmediate(pump);
     return;
   }
-  chain = chain.then(() => handle(m));
-});
+  armed = true;
+  void w.value.then(() => {
+    armed = false;
+    pump();
+  });
+}
+
+// A pending Atomics.waitAsync does not keep a thread alive; this listener does (nothing comes through parentPort).
+parentPort!.on("message", () => {});
+pump();

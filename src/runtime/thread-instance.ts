@@ -11,6 +11,14 @@
  * the worker's own JS memory, which dies with the worker (and BYTES
  * elements); errors keep their message and Triton code.
  *
+ * Requests, responses and every other message go through two
+ * `SharedArrayBuffer` rings (one each way, see `thread-ring.ts`), not
+ * `postMessage`: the serving thread waits for the worker's messages with
+ * `Atomics.waitAsync`, and an idle worker for the next request in
+ * `Atomics.wait`, so a request's hop costs microseconds, not two event-loop
+ * turns. While requests are in flight the worker is ref'd (a pending
+ * `waitAsync` alone does not keep the process alive); idle, it is not.
+ *
  * Responses sent through a response sender in the worker go to the serving
  * thread's sender of the same request, so they are checked and counted as
  * an in-thread model's are; a cancel reaches the worker's request. BLS calls
@@ -30,7 +38,7 @@
  * @module
  */
 import { existsSync } from "node:fs";
-import { Worker } from "node:worker_threads";
+import { MessageChannel, Worker } from "node:worker_threads";
 
 import {
   errorFromWire,
@@ -57,6 +65,7 @@ import { ModelError } from "./model-error.js";
 import { ServingError } from "./errors.js";
 import { currentModel, runInModel, type ForwardedOp, type ModelContext } from "./model-context.js";
 import { handleForwardedOp } from "./metric-family.js";
+import { DEFAULT_RING_BYTES, RingReader, ringBuffer, RingWriter, waitAsync, WRITTEN } from "./thread-ring.js";
 
 /**
  * Starts the worker entry beside this module: `.js` in `dist/`; from source
@@ -64,13 +73,17 @@ import { handleForwardedOp } from "./metric-family.js";
  * first, since a worker does not get the `--import tsx` hooks of its parent.
  */
 function startWorker(workerData: WorkerStart): Worker {
+  const transferList = [workerData.port];
   const js = new URL("./thread-instance-worker.js", import.meta.url);
-  if (existsSync(js)) return new Worker(js, { workerData });
+  if (existsSync(js)) return new Worker(js, { workerData, transferList });
   const ts = new URL("./thread-instance-worker.ts", import.meta.url).href;
   const tsx = import.meta.resolve("tsx/esm/api");
   const boot = `import(${JSON.stringify(tsx)}).then((m) => { m.register(); return import(${JSON.stringify(ts)}); })`;
-  return new Worker(boot, { eval: true, workerData });
+  return new Worker(boot, { eval: true, workerData, transferList });
 }
+
+/** What the worker sends: a call's answer, a send, a BLS call, a Logger line or metric operation. */
+type FromWorker = { id: number; value?: unknown; error?: WireError } | WireSend | WireBlsCall | WireBlsCancel | WireBlsControl | { model: ForwardedOp };
 
 /** Each member of a union, without its `id`. */
 type WithoutId<T> = T extends unknown ? Omit<T, "id"> : never;
@@ -102,11 +115,34 @@ export interface ThreadInstanceOptions {
   onRestart?: ((why: string) => void) | undefined;
   /** Told when a restart failed: the instance then fails every request. */
   onRestartFailed?: ((e: unknown) => void) | undefined;
+  /** Bytes of each of the two rings (default 1 MiB); a message that does not fit goes by `postMessage`, in order. */
+  ringBytes?: number | undefined;
+}
+
+/** How the rings of the current worker are used (for tests and benchmarks). */
+export interface RingStats {
+  /** Bytes of unread messages in the ring to the worker (0: every slot is free). */
+  readonly toWorkerUsed: number;
+  /** Bytes of unread messages in the ring from the worker. */
+  readonly fromWorkerUsed: number;
+  /** Messages to the worker that went by `postMessage` (they did not fit). */
+  readonly toWorkerOverflowed: number;
+  /** Execute calls and control messages waiting for the worker's answer. */
+  readonly waiting: number;
+  /** Execute calls with requests still open on their senders. */
+  readonly openCalls: number;
 }
 
 /** The serving thread's stand-in for a model instance in a worker thread. */
 export class ThreadInstance implements TritonModel {
   #worker!: Worker;
+  /** The current worker's rings: what the serving thread writes, and reads. */
+  #out!: RingWriter;
+  #in!: RingReader;
+  /** The reader of the ring to the worker (its free space, for {@link ringStats}). */
+  #outSide!: RingReader;
+  /** The worker is ref'd: requests are in flight. */
+  #refd = false;
   readonly #waiting = new Map<number, Waiting>();
   /** Execute calls with requests that may still send, by call id (the execute message's id). */
   readonly #calls = new Map<number, Call>();
@@ -156,41 +192,94 @@ export class ThreadInstance implements TritonModel {
     return this.#restarts;
   }
 
+  /** How the current worker's rings are used: all zero when nothing is in flight and no slot is held. */
+  ringStats(): RingStats {
+    return {
+      toWorkerUsed: this.#outSide.usedBytes(),
+      fromWorkerUsed: this.#in.usedBytes(),
+      toWorkerOverflowed: this.#out.overflowed,
+      waiting: this.#waiting.size,
+      openCalls: this.#calls.size,
+    };
+  }
+
   /** Starts a worker and listens to it; events of a worker that was replaced are ignored. */
   #spawn(): void {
-    const worker = startWorker({ file: this.#file });
+    const bytes = this.#options.ringBytes ?? DEFAULT_RING_BYTES;
+    const toWorker = ringBuffer(bytes);
+    const fromWorker = ringBuffer(bytes);
+    const { port1, port2 } = new MessageChannel();
+    const worker = startWorker({ file: this.#file, toWorker, fromWorker, port: port2 });
     this.#worker = worker;
-    // A loaded model must not keep the process alive on its own; the server does.
+    this.#out = new RingWriter(toWorker, port1);
+    this.#outSide = new RingReader(toWorker, port1);
+    const reader = new RingReader(fromWorker, port1);
+    this.#in = reader;
+    // A loaded model must not keep the process alive on its own; the server does (and requests in flight, #keepAlive).
     worker.unref();
-    // The worker's Logger lines and metric operations ({ model } messages, which the
-    // listener below ignores), run in the context of the model version that made this instance.
-    const ctx = this.#ctx;
-    worker.on("message", (m: { model?: ForwardedOp }) => {
-      if (m.model !== undefined && ctx !== undefined) runInModel(ctx, handleForwardedOp, m.model);
-    });
-    worker.on("message", (m: { id: number; value?: unknown; error?: WireError } | WireSend | WireBlsCall | WireBlsCancel | WireBlsControl) => {
-      if (worker !== this.#worker) return;
-      if ("op" in m) {
-        if (m.op === "send") this.#send(m);
-        else if (m.op === "bls") this.#bls(m);
-        else if (m.op === "bls-cancel") this.#blsCancels.get(m.bls)?.();
-        else this.#blsControl(m);
-        return;
-      }
-      const w = this.#waiting.get(m.id);
-      if (w === undefined) return;
-      this.#waiting.delete(m.id);
-      if (m.error !== undefined) w.reject(errorFromWire(m.error));
-      else w.resolve(m.value);
-    });
+    this.#refd = false;
+    const read = (): void => {
+      if (worker !== this.#worker || this.#ended.has(worker)) return;
+      this.#drain(reader);
+      const w = waitAsync(reader.ctrl, WRITTEN, reader.readCount);
+      if (w.async) void w.value.then(read);
+      else queueMicrotask(read);
+    };
+    read();
     worker.on("error", (e) => this.#died(worker, `its worker thread failed: ${e.message}`));
     worker.on("exit", (code) => this.#died(worker, `its worker thread exited (code ${code})`));
+  }
+
+  /** Handles the messages waiting in the ring from the worker. */
+  #drain(reader: RingReader): void {
+    for (let m = reader.read(); m !== undefined; m = reader.read()) {
+      try {
+        this.#onMessage(m as FromWorker);
+      } catch (e) {
+        // One message's failure (a forwarded log line that cannot be written, say) is not the others'.
+        if (this.#ctx !== undefined) runInModel(this.#ctx, handleForwardedOp, { kind: "log", level: "ERROR", message: `${this.label}: a message from its worker thread failed: ${e instanceof Error ? e.message : String(e)}` });
+      }
+    }
+  }
+
+  #onMessage(m: FromWorker): void {
+    if ("model" in m) {
+      // The worker's Logger lines and metric operations run in the context of the model version that made this instance.
+      if (this.#ctx !== undefined) runInModel(this.#ctx, handleForwardedOp, m.model);
+      return;
+    }
+    if ("op" in m) {
+      if (m.op === "send") this.#send(m);
+      else if (m.op === "bls") this.#bls(m);
+      else if (m.op === "bls-cancel") this.#blsCancels.get(m.bls)?.();
+      else this.#blsControl(m);
+      return;
+    }
+    const w = this.#waiting.get(m.id);
+    if (w === undefined) return;
+    this.#waiting.delete(m.id);
+    this.#keepAlive();
+    if (m.error !== undefined) w.reject(errorFromWire(m.error));
+    else w.resolve(m.value);
+  }
+
+  /** Refs the worker while calls wait for it or requests are open on their senders (a pending waitAsync does not keep the process alive), unrefs it when none. */
+  #keepAlive(): void {
+    const busy = this.#waiting.size > 0 || this.#calls.size > 0;
+    if (busy === this.#refd) return;
+    this.#refd = busy;
+    if (busy) this.#worker.ref();
+    else this.#worker.unref();
   }
 
   /** The worker `worker` ended (an 'error', then an 'exit'): the first of its events ends its calls and restarts it. */
   #died(worker: Worker, why: string): void {
     if (worker !== this.#worker || this.#ended.has(worker)) return;
+    // What it wrote before it ended counts (a send, a log line), as postMessage's would.
+    this.#drain(this.#in);
     this.#ended.add(worker);
+    // The reader's pending waitAsync ends and sees the worker gone.
+    Atomics.notify(this.#in.ctrl, WRITTEN);
     const stopping = this.#stopping;
     this.#stopping = undefined;
     this.#end(stopping?.why ?? why, stopping?.err);
@@ -234,6 +323,8 @@ export class ThreadInstance implements TritonModel {
     runtimeFailures.add(sent);
     for (const w of this.#waiting.values()) w.reject(failure);
     this.#waiting.clear();
+    // (runs before the loop below: #forget checks again.)
+    queueMicrotask(() => this.#keepAlive());
     for (const [id, call] of this.#calls) {
       call.requests.forEach((r, i) => {
         if (!call.open[i]) return;
@@ -253,7 +344,7 @@ export class ThreadInstance implements TritonModel {
   #bls(m: WireBlsCall): void {
     let ended = false;
     const post = (r: WireBlsReply): void => {
-      if (this.#gone === undefined) this.#worker.postMessage(r);
+      if (this.#gone === undefined) this.#out.write(r);
     };
     const cancel = localExecutor(this.caller).exec(
       {
@@ -280,7 +371,7 @@ export class ThreadInstance implements TritonModel {
   /** A model loading API call of the model in the worker. */
   #blsControl(m: WireBlsControl): void {
     const post = (r: WireBlsReply): void => {
-      if (this.#gone === undefined) this.#worker.postMessage(r);
+      if (this.#gone === undefined) this.#out.write(r);
     };
     localExecutor(this.caller)
       .control(m.control)
@@ -313,6 +404,7 @@ export class ThreadInstance implements TritonModel {
   #forget(id: number, call: Call): void {
     for (const u of call.unsubscribe) u();
     this.#calls.delete(id);
+    this.#keepAlive();
   }
 
   /** Posts a message to the worker once any restart under way is done; resolves with its reply. */
@@ -321,11 +413,12 @@ export class ThreadInstance implements TritonModel {
     return this.#post(m, id);
   }
 
-  #post(m: ToWorkerBody, id = ++this.#next): Promise<unknown> {
+  #post(m: ToWorkerBody, id = ++this.#next, byPort = false): Promise<unknown> {
     if (this.#gone !== undefined) return Promise.reject(new ModelError(`${this.label}: ${this.#gone}`, "INTERNAL"));
     return new Promise((resolve, reject) => {
       this.#waiting.set(id, { resolve, reject });
-      this.#worker.postMessage({ ...m, id } as ToWorker);
+      this.#keepAlive();
+      this.#out.write({ ...m, id } as ToWorker, byPort);
     });
   }
 
@@ -358,7 +451,7 @@ export class ThreadInstance implements TritonModel {
       const control = requestControl(r);
       if (control === undefined) return;
       const cancel = () => {
-        if (call.open[index] && this.#gone === undefined) this.#worker.postMessage({ op: "cancel", id: 0, call: id, index } satisfies ToWorker);
+        if (call.open[index] && this.#gone === undefined) this.#out.write({ op: "cancel", id: 0, call: id, index } satisfies ToWorker);
       };
       call.unsubscribe.push(control.onCancel(cancel));
     });
@@ -366,7 +459,9 @@ export class ThreadInstance implements TritonModel {
     let timer: NodeJS.Timeout | undefined;
     try {
       if (this.#restarting !== undefined) await this.#restarting;
-      const reply = this.#post({ op: "execute", requests: requests.map(requestToWire) }, id);
+      // A parameter that JSON would alter (NaN, Infinity: null) goes by postMessage, which keeps it.
+      const byPort = requests.some((r) => Object.values(r.parameters).some((v) => typeof v === "number" && !Number.isFinite(v)));
+      const reply = this.#post({ op: "execute", requests: requests.map(requestToWire) }, id, byPort);
       const ms = this.#options.executeTimeoutMs;
       if (ms !== undefined) timer = setTimeout(() => this.#timedOut(ms), ms);
       value = (await reply) as ExecuteReply;

@@ -3,7 +3,10 @@
  * other (see `thread-instance.ts`): requests and responses with their
  * tensors handed over by `Tensor.transfer` (no byte copy, but for a worker's
  * own JS memory), BYTES tensors (which have no DLPack form) as copies of
- * their elements, and errors as message and Triton code.
+ * their elements, and errors as message and Triton code. All of it is
+ * plain JSON (a tensor is its DLPack address, a number, and its name; BYTES
+ * elements are base64), which is what the shared-memory ring of
+ * `thread-ring.ts` carries.
  *
  * @module
  */
@@ -12,10 +15,16 @@ import { ModelError, type ModelErrorCode } from "./model-error.js";
 import { InferenceRequest, type RequestControl, type RequestParameter } from "./request.js";
 import { InferenceResponse } from "./response.js";
 
-/** A tensor on the wire. */
+/**
+ * A tensor on the wire: the address of its `DLManagedTensorVersioned`,
+ * whose ownership travels with the message (a number: exact for every
+ * user-space address of today's 64-bit platforms; a bigint otherwise, and
+ * the message then goes by `postMessage`), or a BYTES tensor's elements,
+ * concatenated in base64 with their lengths.
+ */
 export type WireTensor =
-  | { readonly name: string | undefined; readonly transferred: TransferredTensor }
-  | { readonly name: string | undefined; readonly shape: number[]; readonly elements: Uint8Array[] };
+  | { readonly name: string | undefined; readonly address: number | bigint }
+  | { readonly name: string | undefined; readonly shape: number[]; readonly lengths: number[]; readonly base64: string };
 
 /** A request on the wire. */
 export interface WireRequest {
@@ -45,14 +54,25 @@ export type WireResponse = { readonly outputs: WireTensor[]; readonly error: Wir
 
 /** Packs a tensor: its memory is handed over (BYTES elements are copied). */
 export function toWire(t: Tensor): WireTensor {
-  if (t.dtype === "BYTES") return { name: t.name, shape: [...t.shape], elements: t.bytes().map((b) => b.slice()) };
-  return { name: t.name, transferred: t.transfer() };
+  if (t.dtype === "BYTES") {
+    const elements = t.bytes();
+    return { name: t.name, shape: [...t.shape], lengths: elements.map((b) => b.byteLength), base64: Buffer.concat(elements).toString("base64") };
+  }
+  const address = t.transfer().address;
+  const n = Number(address);
+  return { name: t.name, address: Number.isSafeInteger(n) ? n : address };
 }
 
 /** Unpacks a tensor; call once per wire tensor (it takes ownership of the memory). */
 export function fromWire(w: WireTensor): Tensor {
-  if ("elements" in w) return Tensor.fromBytes(w.elements, { shape: w.shape, ...(w.name === undefined ? {} : { name: w.name }) });
-  return Tensor.fromTransferred(w.transferred);
+  if ("base64" in w) {
+    const all = Buffer.from(w.base64, "base64");
+    let at = 0;
+    const elements = w.lengths.map((n) => all.subarray(at, (at += n)));
+    return Tensor.fromBytes(elements, { shape: w.shape, ...(w.name === undefined ? {} : { name: w.name }) });
+  }
+  const transferred: TransferredTensor = { kind: "tensorbridge.tensor", address: BigInt(w.address), name: w.name };
+  return Tensor.fromTransferred(transferred);
 }
 
 /** Packs a request. */

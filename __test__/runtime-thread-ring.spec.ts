@@ -1,0 +1,341 @@
+/**
+ * The shared-memory transport of thread instances (thread-ring.ts,
+ * thread-codec.ts): messages keep their order whether they go through the
+ * ring or, when they do not fit (a full ring, one larger than the ring),
+ * through the port; every slot is freed; the hot path's messages survive
+ * the binary codec; and through a ThreadInstance with a small ring: many
+ * requests at once, a request larger than the ring, BYTES, errors, a
+ * decoupled stream, a worker that dies mid-request, an execute timeout,
+ * and a process that neither hangs on an idle instance nor exits under a
+ * request in flight.
+ */
+import { spawnSync } from "node:child_process";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { MessageChannel } from "node:worker_threads";
+
+import test from "ava";
+
+import { ServingError } from "../src/runtime/errors.js";
+import { ModelError } from "../src/runtime/model-error.js";
+import { ModelRegistry } from "../src/runtime/model-registry.js";
+import { InferenceRequest } from "../src/runtime/request.js";
+import type { InferenceResponse } from "../src/runtime/response.js";
+import { decodeMessage, encodeMessage } from "../src/runtime/thread-codec.js";
+import { ThreadInstance } from "../src/runtime/thread-instance.js";
+import { RingReader, ringBuffer, RingWriter } from "../src/runtime/thread-ring.js";
+import { Tensor } from "../src/tensor.js";
+import { cleanupRepos, makeRepo, setupModelEntry } from "./server-helpers.js";
+
+test.before(async () => {
+  await setupModelEntry();
+});
+test.after.always(() => cleanupRepos());
+
+const REPO_ROOT = new URL("..", import.meta.url).pathname;
+
+test("the ring keeps the writer's order across the ring and the port (a full ring, messages larger than it, wrap-around), and frees every slot", (t) => {
+  const { port1, port2 } = new MessageChannel();
+  const sab = ringBuffer(256);
+  const w = new RingWriter(sab, port1);
+  const r = new RingReader(sab, port2);
+  const got: { i: number; pad: string }[] = [];
+  let i = 0;
+  // Sizes from 0 to 600 bytes (the ring holds 256), read in batches of 0 to 40 messages.
+  for (let round = 0; round < 200; round++) {
+    const n = (round * 7) % 13;
+    for (let k = 0; k < n; k++, i++) w.write({ i, pad: "é".repeat((i * 37) % 300) });
+    for (let k = 0; k < (round * 11) % 41; k++) {
+      const m = r.read() as { i: number; pad: string } | undefined;
+      if (m === undefined) break;
+      got.push(m);
+    }
+  }
+  for (let m = r.read(); m !== undefined; m = r.read()) got.push(m as { i: number; pad: string });
+  t.is(got.length, i);
+  t.true(
+    got.every((m, k) => m.i === k && m.pad === "é".repeat((k * 37) % 300)),
+    "every message, in order, intact",
+  );
+  t.true(w.overflowed > 0, "some went through the port");
+  t.true(w.overflowed < i, "most went through the ring");
+  t.false(r.pending());
+  t.is(r.usedBytes(), 0, "no slot is left held");
+  port1.close();
+  port2.close();
+});
+
+test("the codec: execute calls, their replies and sends cross intact (BYTES, errors, no response); a bigint address goes by the port", (t) => {
+  const roundTrip = (m: unknown): unknown => {
+    const bytes = encodeMessage(m);
+    t.not(bytes, undefined);
+    return decodeMessage(Buffer.from(bytes!), 0);
+  };
+  const bytesTensor = { name: "S", shape: [2], lengths: [3, 0], base64: Buffer.from("abc").toString("base64") };
+  const execute = {
+    op: "execute",
+    id: 7,
+    requests: [
+      { inputs: [{ name: "X", address: 140_000_000_123 }, bytesTensor], requested: ["Y"], requestId: "r-é", parameters: { a: 1, b: "x", c: true }, modelName: "m", modelVersion: 3 },
+      { inputs: [{ name: undefined, address: 8 }], requested: [], requestId: "", parameters: {}, modelName: "m", modelVersion: 3 },
+    ],
+  };
+  const decodedExecute = roundTrip(execute) as typeof execute;
+  t.deepEqual(decodedExecute.requests[0], execute.requests[0]);
+  t.is(decodedExecute.requests[1]!.inputs[0]!.name, undefined);
+  t.is((decodedExecute.requests[1]!.inputs[0] as { address: number }).address, 8);
+  const reply = {
+    id: 7,
+    value: {
+      result: { responses: [{ outputs: [{ name: "Y", address: 99 }, bytesTensor], error: undefined }, { outputs: [], error: { message: "no", code: "NOT_FOUND" } }, { other: "number" }] },
+      open: [1],
+    },
+  };
+  t.deepEqual(JSON.parse(JSON.stringify(roundTrip(reply))), JSON.parse(JSON.stringify(reply)));
+  t.deepEqual(roundTrip({ id: 3, value: { result: { notArray: "undefined" }, open: [] } }), { id: 3, value: { result: { notArray: "undefined" }, open: [] } });
+  t.deepEqual(roundTrip({ op: "send", call: 4, index: 2, response: undefined, final: true }), { op: "send", call: 4, index: 2, response: undefined, final: true });
+  t.deepEqual(roundTrip({ id: 1, value: true }), { id: 1, value: true });
+  t.is(encodeMessage({ op: "execute", id: 1, requests: [{ ...execute.requests[1]!, inputs: [{ name: "X", address: 2n ** 60n }] }] }), undefined);
+
+  const { port1, port2 } = new MessageChannel();
+  const sab = ringBuffer(1024);
+  const w = new RingWriter(sab, port1);
+  const r = new RingReader(sab, port2);
+  w.write({ a: 1 });
+  w.write({ big: 2n ** 60n });
+  w.write({ nan: Number.NaN }, true);
+  w.write({ b: 2 });
+  t.deepEqual([r.read(), r.read(), r.read(), r.read(), r.read()], [{ a: 1 }, { big: 2n ** 60n }, { nan: Number.NaN }, { b: 2 }, undefined]);
+  port1.close();
+  port2.close();
+});
+
+/** Echoes X as Y and S as S_OUT; `mode` picks a failure, a hang, an await, or a large BYTES output (`big`). */
+const ECHO = `
+import { InferenceResponse, ModelError, Tensor, type InferenceRequest } from "tensorbridge";
+export default class Echo {
+  async execute(requests: InferenceRequest[]) {
+    const out = [];
+    for (const r of requests) {
+      const mode = String(r.parameters["mode"] ?? "ok");
+      if (mode === "invalid") throw new ModelError("bad input, said the worker", ModelError.INVALID_ARG);
+      if (mode === "throw") throw new RangeError("boom in a worker");
+      if (mode === "exit") process.exit(9);
+      if (mode === "hang") for (;;);
+      if (mode === "await") await new Promise((res) => setTimeout(res, 30));
+      const x = r.getInputTensorByName("X")!;
+      const outputTensors: Record<string, Tensor> = { Y: Tensor.from(Float32Array.from(x.data() as Float32Array), { shape: [...x.shape] }) };
+      const s = r.getInputTensorByName("S");
+      if (s) outputTensors["S_OUT"] = Tensor.fromBytes(s.bytes(), { shape: [...s.shape] });
+      if (mode === "big") outputTensors["BIG"] = Tensor.fromBytes(Array.from({ length: 500 }, (_, i) => "b".repeat(100) + i));
+      out.push(new InferenceResponse({ outputTensors }));
+    }
+    return out;
+  }
+}
+`;
+
+const CONFIG = {
+  name: "echo",
+  input: [
+    { name: "X", data_type: "TYPE_FP32", dims: ["-1"] },
+    { name: "S", data_type: "TYPE_STRING", dims: ["-1"], optional: true },
+  ],
+  output: [
+    { name: "Y", data_type: "TYPE_FP32", dims: ["-1"] },
+    { name: "S_OUT", data_type: "TYPE_STRING", dims: ["-1"] },
+  ],
+};
+
+/** A thread instance of ECHO with rings of `ringBytes`, initialized. */
+async function echoInstance(options: { ringBytes?: number; executeTimeoutMs?: number } = {}): Promise<ThreadInstance> {
+  const root = makeRepo({ echo: { config: 'name: "echo"', model: ECHO } });
+  const ti = new ThreadInstance(join(root, "echo", "1", "model.ts"), "model 'echo' instance echo_0", undefined, options);
+  await ti.initialize({
+    model_config: JSON.stringify(CONFIG),
+    model_instance_kind: "CPU",
+    model_instance_name: "echo_0",
+    model_instance_device_id: "0",
+    model_repository: join(root, "echo"),
+    model_version: "1",
+    model_name: "echo",
+  });
+  return ti;
+}
+
+function request(x: number[], opts: { s?: string[]; mode?: string } = {}): InferenceRequest {
+  const inputs = [Tensor.from(new Float32Array(x), { name: "X" })];
+  if (opts.s) inputs.push(Tensor.fromBytes(opts.s, { name: "S" }));
+  return new InferenceRequest({ inputs, parameters: opts.mode ? { mode: opts.mode } : {}, modelName: "echo", modelVersion: 1 });
+}
+
+const out = (r: InferenceResponse, name: string): Tensor => r.outputTensors.find((o) => o.name === name)!;
+const texts = (t: Tensor): string[] => t.bytes().map((b) => Buffer.from(b).toString());
+
+/** The instance holds nothing: no unread message in either ring, no call waiting, none open. */
+function idle(t: { deepEqual(a: unknown, b: unknown, m?: string): void }, ti: ThreadInstance): void {
+  const { toWorkerOverflowed: _, ...held } = ti.ringStats();
+  t.deepEqual(held, { toWorkerUsed: 0, fromWorkerUsed: 0, waiting: 0, openCalls: 0 }, "every ring slot and call freed");
+}
+
+test("through a 4 KiB ring: 300 requests at once come back each with its own answer; the overflow keeps their order; nothing is left held", async (t) => {
+  const ti = await echoInstance({ ringBytes: 4096 });
+  const n = 300;
+  const answers = await Promise.all(Array.from({ length: n }, (_, i) => ti.execute([request([i, -i], { s: [`s${i}`, "é".repeat(i % 5)] })])));
+  t.true(
+    answers.every(([r], i) => {
+      const y = out(r!, "Y").data() as Float32Array;
+      return y[0] === i && y[1] === -i && texts(out(r!, "S_OUT")).join("|") === `s${i}|${"é".repeat(i % 5)}`;
+    }),
+    "each request got its own response",
+  );
+  t.true(ti.ringStats().toWorkerOverflowed > 0, "the full ring overflowed to the port");
+  idle(t, ti);
+  await ti.finalize();
+});
+
+test("a request and a response larger than the ring cross intact (BYTES both ways)", async (t) => {
+  const ti = await echoInstance({ ringBytes: 1024 });
+  const s = Array.from({ length: 2000 }, (_, i) => `element ${i} ${"x".repeat(i % 50)}`);
+  const [r] = await ti.execute([request([1, 2, 3], { s, mode: "big" })]);
+  t.deepEqual(texts(out(r!, "S_OUT")), s);
+  t.is(texts(out(r!, "BIG"))[499], "b".repeat(100) + "499");
+  t.deepEqual(Array.from(out(r!, "Y").data() as Float32Array), [1, 2, 3]);
+  t.true(ti.ringStats().toWorkerOverflowed >= 1);
+  // And a small one after it goes through the ring again.
+  const [small] = await ti.execute([request([4])]);
+  t.deepEqual(Array.from(out(small!, "Y").data() as Float32Array), [4]);
+  idle(t, ti);
+  await ti.finalize();
+});
+
+test("errors keep their code or class through the ring; an async execute() and a worker that idled past its blocking wait still answer", async (t) => {
+  const ti = await echoInstance();
+  const invalid = await t.throwsAsync(ti.execute([request([1], { mode: "invalid" })]), { instanceOf: ModelError });
+  t.is(invalid.code, "INVALID_ARG");
+  const thrown = await t.throwsAsync(ti.execute([request([1], { mode: "throw" })]));
+  t.is(thrown.name, "RangeError");
+  const [a] = await ti.execute([request([5], { mode: "await" })]);
+  t.deepEqual(Array.from(out(a!, "Y").data() as Float32Array), [5]);
+  // Longer than the worker blocks in Atomics.wait: it waits without blocking now.
+  await new Promise((res) => setTimeout(res, 50));
+  const [b] = await ti.execute([request([6])]);
+  t.deepEqual(Array.from(out(b!, "Y").data() as Float32Array), [6]);
+  idle(t, ti);
+  await ti.finalize();
+});
+
+test("a worker that dies mid-request fails only that request with INTERNAL; its restart gets fresh rings and serves", async (t) => {
+  const ti = await echoInstance({ ringBytes: 4096 });
+  const dying = ti.execute([request([1], { mode: "exit" })]);
+  const err = await t.throwsAsync(dying, { instanceOf: ModelError });
+  t.is(err.code, "INTERNAL");
+  t.regex(err.message, /worker thread exited \(code 9\)/);
+  const answers = await Promise.all(Array.from({ length: 50 }, (_, i) => ti.execute([request([i])])));
+  t.true(answers.every(([r], i) => (out(r!, "Y").data() as Float32Array)[0] === i));
+  t.is(ti.restarts, 1);
+  idle(t, ti);
+  await ti.finalize();
+});
+
+test("an execute() past EXECUTE_TIMEOUT_MS fails with ERR_EXECUTE_TIMEOUT; the restarted worker serves", async (t) => {
+  const ti = await echoInstance({ executeTimeoutMs: 300 });
+  const err = await t.throwsAsync(ti.execute([request([1], { mode: "hang" })]), { instanceOf: ServingError });
+  t.is(err.code, "ERR_EXECUTE_TIMEOUT");
+  const [r] = await ti.execute([request([2])]);
+  t.deepEqual(Array.from(out(r!, "Y").data() as Float32Array), [2]);
+  idle(t, ti);
+  await ti.finalize();
+});
+
+test("a decoupled model in a worker streams 400 responses from timers, in order, then the final flag", async (t) => {
+  const root = makeRepo({
+    stream: {
+      config: `name: "stream"
+input { name: "N" data_type: TYPE_INT32 dims: [ 1 ] }
+output { name: "I" data_type: TYPE_INT32 dims: [ 1 ] }
+model_transaction_policy { decoupled: true }
+parameters: { key: "TENSORBRIDGE_INSTANCE_THREADS" value: { string_value: "yes" } }`,
+      model: `
+import { InferenceResponse, Tensor, type InferenceRequest } from "tensorbridge";
+export default class Stream {
+  execute(requests: InferenceRequest[]) {
+    for (const r of requests) {
+      const n = (r.getInputTensorByName("N")!.data() as Int32Array)[0]!;
+      const sender = r.getResponseSender();
+      let i = 0;
+      const more = () => {
+        for (let k = 0; k < 50 && i < n; k++, i++) sender.send(new InferenceResponse({ outputTensors: { I: Tensor.from(new Int32Array([i])) } }));
+        if (i < n) setTimeout(more, 1);
+        else sender.send(undefined, { final: true });
+      };
+      setTimeout(more, 1);
+    }
+    return null;
+  }
+}`,
+    },
+  });
+  const reg = new ModelRegistry({ repository: root });
+  await reg.loadAll();
+  const got: number[] = [];
+  const done = new Promise<string>((resolve) => {
+    reg.get("stream").submitStream(
+      { inputs: [Tensor.from(new Int32Array([400]), { name: "N" })] },
+      {
+        response: (o, final) => {
+          got.push((o.outputs[0]!.data() as Int32Array)[0]!);
+          if (final) resolve("final with a response");
+        },
+        error: (e, final) => {
+          if (final) resolve(`error: ${e instanceof Error ? e.message : String(e)}`);
+        },
+        complete: () => resolve("complete"),
+      },
+    );
+  });
+  t.is(await done, "complete");
+  t.deepEqual(
+    got,
+    Array.from({ length: 400 }, (_, i) => i),
+  );
+  await reg.close();
+});
+
+test("a process whose only work is a thread instance's request waits for it, then exits on its own (the worker is ref'd only while requests are in flight)", (t) => {
+  const root = makeRepo({
+    slow: {
+      config: `name: "slow"
+input { name: "X" data_type: TYPE_FP32 dims: [ 1 ] }
+output { name: "Y" data_type: TYPE_FP32 dims: [ 1 ] }
+parameters: { key: "TENSORBRIDGE_INSTANCE_THREADS" value: { string_value: "yes" } }`,
+      model: `
+import { InferenceResponse, type InferenceRequest } from "tensorbridge";
+export default class Slow {
+  async execute(requests: InferenceRequest[]) {
+    await new Promise((res) => setTimeout(res, 300));
+    return requests.map((r) => new InferenceResponse({ outputTensors: { Y: r.getInputTensorByName("X")! } }));
+  }
+}`,
+    },
+  });
+  const script = join(root, "main.mts");
+  writeFileSync(
+    script,
+    `
+import { installModelModuleHook } from ${JSON.stringify(join(REPO_ROOT, "src/runtime/loader.ts"))};
+import { ModelRegistry } from ${JSON.stringify(join(REPO_ROOT, "src/runtime/model-registry.ts"))};
+import { Tensor } from ${JSON.stringify(join(REPO_ROOT, "src/tensor.ts"))};
+await installModelModuleHook();
+const reg = new ModelRegistry({ repository: ${JSON.stringify(root)} });
+await reg.loadAll();
+const out = await reg.get("slow").infer({ inputs: [Tensor.from(new Float32Array([42]), { name: "X" })] });
+console.log("answer", (out.outputs[0].data() as Float32Array)[0]);
+// No close(): an idle instance must not keep the process alive.
+`,
+  );
+  const run = spawnSync(process.execPath, ["--import", "tsx", script], { cwd: REPO_ROOT, encoding: "utf8", timeout: 60_000 });
+  t.is(run.signal, null, `the process did not exit on its own: ${run.stderr}`);
+  t.is(run.status, 0, run.stderr);
+  t.regex(run.stdout, /answer 42/);
+});

@@ -1,0 +1,210 @@
+/**
+ * The shared-memory channel between the serving thread and a thread
+ * instance's worker (see `thread-instance.ts`): one {@link RingWriter} /
+ * {@link RingReader} pair per direction, over a `SharedArrayBuffer` with
+ * `Atomics`, so a message costs no `postMessage` (whose round trip is
+ * several times the cost of a request on the serving thread).
+ *
+ * A message is encoded by `thread-codec.ts` (binary for the hot path, JSON
+ * for the rest). One that does not fit in the ring's free space (a ring
+ * full of unread messages, or one larger than the ring), that the codec
+ * cannot hold (a `bigint` address), or that the writer sends that way (rare
+ * control messages whose content is the model's, which JSON could alter)
+ * goes through a `MessagePort` instead, which the reader drains synchronously with
+ * `receiveMessageOnPort`; every message has a sequence number, so the
+ * reader takes them in the order they were written, whichever way each
+ * went. The writer never waits for the reader: a slow reader costs
+ * `postMessage`s, not a stall.
+ *
+ * Layout of the buffer: {@link CTRL_WORDS} `Int32` control words (the
+ * read and write positions, the count of messages written), then the data:
+ * each message is `[byte length][sequence number][payload]`, 4-byte
+ * aligned; a length of -1 says the next message starts at offset 0.
+ *
+ * @module
+ */
+import { receiveMessageOnPort, type MessagePort } from "node:worker_threads";
+
+import { decodeMessage, encodeMessage } from "./thread-codec.js";
+
+/** Control words at the start of a ring's buffer. */
+export const CTRL_WORDS = 4;
+/** Where the reader is (byte offset in the data), written by the reader only. */
+const HEAD = 0;
+/** Where the writer is, written by the writer only. */
+const TAIL = 1;
+/** How many messages were written (either way), modulo 2^32: the word readers wait on. */
+export const WRITTEN = 2;
+/** Says the data goes on at offset 0. */
+const WRAP = -1;
+/** A message's header: its byte length and its sequence number. */
+const HEADER = 8;
+
+type WaitAsync = (
+  ta: Int32Array,
+  index: number,
+  value: number,
+  timeout?: number,
+) => { async: false; value: "not-equal" | "timed-out" } | { async: true; value: Promise<"ok" | "timed-out"> };
+
+/** `Atomics.waitAsync` (ES2024, older than the TypeScript lib this project builds with). */
+export const waitAsync: WaitAsync = (Atomics as unknown as { waitAsync: WaitAsync }).waitAsync.bind(Atomics);
+
+/** The default size of a ring's data, per direction (1 MiB). */
+export const DEFAULT_RING_BYTES = 1 << 20;
+
+/** Makes a ring's buffer for `bytes` of data (rounded up to a multiple of 4, at least 64). */
+export function ringBuffer(bytes = DEFAULT_RING_BYTES): SharedArrayBuffer {
+  const data = Math.max(64, Math.ceil(bytes / 4) * 4);
+  return new SharedArrayBuffer(CTRL_WORDS * 4 + data);
+}
+
+const align4 = (n: number): number => (n + 3) & ~3;
+
+/** A message that went through the port: its sequence number and the message itself. */
+interface Overflow {
+  readonly seq: number;
+  readonly message: unknown;
+}
+
+/** The writing end of a ring: the only writer of its tail. */
+export class RingWriter {
+  readonly #ctrl: Int32Array;
+  readonly #bytes: Buffer;
+  readonly #words: Int32Array;
+  readonly #cap: number;
+  readonly #port: MessagePort;
+  #tail: number;
+  #seq = 0;
+  /** Messages that went through the port because they did not fit or JSON could not hold them (for the tests). */
+  overflowed = 0;
+
+  /**
+   * @param buffer - the ring's buffer ({@link ringBuffer}).
+   * @param port - this end of the port that messages go through when they do not fit.
+   */
+  constructor(buffer: SharedArrayBuffer, port: MessagePort) {
+    this.#ctrl = new Int32Array(buffer, 0, CTRL_WORDS);
+    this.#cap = buffer.byteLength - CTRL_WORDS * 4;
+    this.#bytes = Buffer.from(buffer, CTRL_WORDS * 4, this.#cap);
+    this.#words = new Int32Array(buffer, CTRL_WORDS * 4, this.#cap / 4);
+    this.#port = port;
+    this.#tail = Atomics.load(this.#ctrl, TAIL);
+  }
+
+  /**
+   * Writes `m` and wakes the reader: in the ring, or (when it does not fit,
+   * the codec cannot hold it, or `byPort`) through the port, which
+   * structured-clones it.
+   */
+  write(m: unknown, byPort = false): void {
+    const seq = this.#seq;
+    this.#seq = (seq + 1) | 0;
+    const bytes = byPort ? undefined : encodeMessage(m);
+    if (bytes === undefined || !this.#put(bytes, seq)) {
+      if (!byPort) this.overflowed++;
+      this.#port.postMessage({ seq, message: m } satisfies Overflow);
+    }
+    Atomics.add(this.#ctrl, WRITTEN, 1);
+    Atomics.notify(this.#ctrl, WRITTEN);
+  }
+
+  /** Puts one message in the ring if it fits in the free space; false if not. */
+  #put(bytes: Buffer, seq: number): boolean {
+    const len = bytes.byteLength;
+    const need = HEADER + align4(len);
+    const cap = this.#cap;
+    const head = Atomics.load(this.#ctrl, HEAD);
+    let at = this.#tail;
+    // The ring is never filled to its last byte, so that head === tail means empty.
+    if (at >= head) {
+      if (cap - at < need || (head === 0 && cap - at === need)) {
+        // Not enough room before the end: start over at 0, if the room before the reader is enough.
+        if (head <= need) return false;
+        this.#words[at >> 2] = WRAP;
+        at = 0;
+      }
+    } else if (head - at <= need) {
+      return false;
+    }
+    const w = at >> 2;
+    this.#words[w] = len;
+    this.#words[w + 1] = seq;
+    this.#bytes.set(bytes, at + HEADER);
+    let tail = at + need;
+    if (tail === cap) tail = 0;
+    this.#tail = tail;
+    Atomics.store(this.#ctrl, TAIL, tail);
+    return true;
+  }
+}
+
+/** The reading end of a ring: the only writer of its head. */
+export class RingReader {
+  readonly #ctrl: Int32Array;
+  readonly #bytes: Buffer;
+  readonly #words: Int32Array;
+  readonly #cap: number;
+  readonly #port: MessagePort;
+  /** Messages read, modulo 2^32 (compared with the writer's count). */
+  #read = 0;
+
+  /**
+   * @param buffer - the ring's buffer ({@link ringBuffer}).
+   * @param port - this end of the port that messages that did not fit come through.
+   */
+  constructor(buffer: SharedArrayBuffer, port: MessagePort) {
+    this.#ctrl = new Int32Array(buffer, 0, CTRL_WORDS);
+    this.#cap = buffer.byteLength - CTRL_WORDS * 4;
+    this.#bytes = Buffer.from(buffer, CTRL_WORDS * 4, this.#cap);
+    this.#words = new Int32Array(buffer, CTRL_WORDS * 4, this.#cap / 4);
+    this.#port = port;
+  }
+
+  /** The control words, for `Atomics.wait`/`waitAsync` on {@link WRITTEN}. */
+  get ctrl(): Int32Array {
+    return this.#ctrl;
+  }
+
+  /** How many messages this end has read (modulo 2^32): wait while {@link WRITTEN} equals it. */
+  get readCount(): number {
+    return this.#read;
+  }
+
+  /** Whether a message is waiting. */
+  pending(): boolean {
+    return Atomics.load(this.#ctrl, WRITTEN) !== this.#read;
+  }
+
+  /** Bytes of the ring that hold unread messages (0 once every message was read: nothing is left in a slot). */
+  usedBytes(): number {
+    const head = Atomics.load(this.#ctrl, HEAD);
+    const tail = Atomics.load(this.#ctrl, TAIL);
+    return (tail - head + this.#cap) % this.#cap;
+  }
+
+  /** Takes the next message, or undefined when none is waiting. */
+  read(): unknown {
+    if (!this.pending()) return undefined;
+    const seq = this.#read;
+    this.#read = (seq + 1) | 0;
+    let head = Atomics.load(this.#ctrl, HEAD);
+    if (head !== Atomics.load(this.#ctrl, TAIL)) {
+      if (this.#words[head >> 2] === WRAP) head = 0;
+      const w = head >> 2;
+      if (this.#words[w + 1] === seq) {
+        const len = this.#words[w]!;
+        const m = decodeMessage(this.#bytes, head + HEADER);
+        let next = head + HEADER + align4(len);
+        if (next === this.#cap) next = 0;
+        Atomics.store(this.#ctrl, HEAD, next);
+        return m;
+      }
+    }
+    // Not in the ring: it went through the port, which already holds it (it was posted before the count went up).
+    const o = receiveMessageOnPort(this.#port)?.message as Overflow | undefined;
+    if (o === undefined || o.seq !== seq) throw new Error(`thread ring: message ${seq} is missing (got ${o === undefined ? "none" : o.seq})`);
+    return o.message;
+  }
+
+}
