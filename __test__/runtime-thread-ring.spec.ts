@@ -225,6 +225,35 @@ test("errors keep their code or class through the ring; an async execute() and a
   await ti.finalize();
 });
 
+test("a model's own timer keeps running in its worker while requests come back to back (the worker lets its event loop turn)", async (t) => {
+  const root = makeRepo({
+    ticks: {
+      config: 'name: "ticks"',
+      model: `
+import { InferenceResponse, Tensor, type InferenceRequest } from "tensorbridge";
+export default class Ticks {
+  ticks = 0;
+  timer: ReturnType<typeof setInterval> | undefined;
+  initialize() { this.timer = setInterval(() => this.ticks++, 1); }
+  execute(requests: InferenceRequest[]) {
+    return requests.map(() => new InferenceResponse({ outputTensors: { T: Tensor.from(new Float64Array([this.ticks])) } }));
+  }
+  finalize() { clearInterval(this.timer); }
+}`,
+    },
+  });
+  const ti = new ThreadInstance(join(root, "ticks", "1", "model.ts"), "model 'ticks' instance ticks_0");
+  await ti.initialize({ model_config: JSON.stringify({ name: "ticks", input: [], output: [] }), model_instance_kind: "CPU", model_instance_name: "ticks_0", model_instance_device_id: "0", model_repository: join(root, "ticks"), model_version: "1", model_name: "ticks" });
+  const ticks = async (): Promise<number> => ((await ti.execute([new InferenceRequest({ inputs: [] })]))[0]!.outputTensors[0]!.data() as Float64Array)[0]!;
+  const first = await ticks();
+  const t0 = performance.now();
+  let last = first;
+  while (performance.now() - t0 < 300) last = await ticks();
+  t.true(last - first >= 5, `the timer ticked ${last - first} times in 300 ms of back-to-back requests`);
+  idle(t, ti);
+  await ti.finalize();
+});
+
 test("a worker that dies mid-request fails only that request with INTERNAL; its restart gets fresh rings and serves", async (t) => {
   const ti = await echoInstance({ ringBytes: 4096 });
   const dying = ti.execute([request([1], { mode: "exit" })]);

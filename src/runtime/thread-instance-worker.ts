@@ -84,6 +84,13 @@ export interface WorkerStart {
  */
 export const IDLE_WAIT_MS = 2;
 
+/**
+ * While requests keep coming, each is served from the last one's end
+ * without the event loop turning; at least this often (milliseconds) the
+ * worker lets it turn once, so a model's timers and callbacks still run.
+ */
+const TURN_EVERY_MS = 10;
+
 const { file, toWorker, fromWorker, port: overflow } = workerData as WorkerStart;
 const inbox = new RingReader(toWorker, overflow);
 const outbox = new RingWriter(fromWorker, overflow);
@@ -287,17 +294,26 @@ function busy(): boolean {
 
 let pumping = false;
 let armed = false;
+/** A check for work that outlives its macrotask is scheduled (see pump()). */
+let checking = false;
+/** When the event loop last had a turn. */
+let turnAt = performance.now();
 
 /** Takes the messages waiting and starts what they ask; while idle, blocks a short while for the next one. */
 function pump(): void {
   if (pumping) return;
   pumping = true;
   let idle = false;
+  let yieldTurn = false;
   try {
     for (;;) {
       for (let m = inbox.read(); m !== undefined; m = inbox.read()) dispatch(m as ToWorker | WireBlsReply);
       startNext();
       if (busy()) break;
+      if (performance.now() - turnAt > TURN_EVERY_MS) {
+        yieldTurn = true;
+        break;
+      }
       if (Atomics.wait(inbox.ctrl, WRITTEN, inbox.readCount, IDLE_WAIT_MS) === "timed-out") {
         idle = true;
         break;
@@ -306,12 +322,22 @@ function pump(): void {
   } finally {
     pumping = false;
   }
-  // Busy: a synchronous execute() has finished by the next macrotask, and its end pumps again; only work
-  // that outlives it (an async execute(), an open sender, a BLS call) needs a waiter that frees the event loop.
   if (idle) arm();
-  else setImmediate(() => {
-    if (!pumping && busy()) arm();
-  });
+  else if (yieldTurn)
+    setImmediate(() => {
+      turnAt = performance.now();
+      pump();
+    });
+  else if (!checking) {
+    // Busy: a synchronous execute() has finished by the next macrotask, and its end pumps again; only work
+    // that outlives it (an async execute(), an open sender, a BLS call) needs a waiter that frees the event loop.
+    checking = true;
+    setImmediate(() => {
+      checking = false;
+      turnAt = performance.now();
+      if (!pumping && busy()) arm();
+    });
+  }
 }
 
 /** Runs pump() when the next message comes, with the event loop free meanwhile. */
@@ -325,6 +351,7 @@ function arm(): void {
   armed = true;
   void w.value.then(() => {
     armed = false;
+    turnAt = performance.now();
     pump();
   });
 }
