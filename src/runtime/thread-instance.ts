@@ -323,8 +323,6 @@ export class ThreadInstance implements TritonModel {
     runtimeFailures.add(sent);
     for (const w of this.#waiting.values()) w.reject(failure);
     this.#waiting.clear();
-    // (runs before the loop below: #forget checks again.)
-    queueMicrotask(() => this.#keepAlive());
     for (const [id, call] of this.#calls) {
       call.requests.forEach((r, i) => {
         if (!call.open[i]) return;
@@ -335,6 +333,7 @@ export class ThreadInstance implements TritonModel {
       });
       this.#forget(id, call);
     }
+    this.#keepAlive();
   }
 
   /** The worker's BLS calls that have not ended: their cancel functions, by the worker's call id. */
