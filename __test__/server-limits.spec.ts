@@ -173,34 +173,58 @@ test.serial("gRPC: past --grpc-max-connections a connection gets GOAWAY ENHANCE_
   }
 });
 
-test.serial("gRPC: a unary call whose message trickles ends with DEADLINE_EXCEEDED at --grpc-request-timeout-ms; a normal call is served meanwhile", async (t) => {
+/** A raw HTTP/2 unary ModelInfer that announces a 60 MiB message and trickles it; resolves with its grpc-status and message. */
+function tricklingCall(url: string, headers: Record<string, string>): { done: Promise<{ status: string; message: string }>; stop(): void } {
+  const session = h2connect(url);
+  session.on("error", () => {});
+  const req = session.request({ ":method": "POST", ":path": "/inference.GRPCInferenceService/ModelInfer", "content-type": "application/grpc", te: "trailers", ...headers });
+  req.on("error", () => {});
+  const prefix = Buffer.alloc(5);
+  prefix.writeUInt32BE(60 * 1024 * 1024, 1);
+  req.write(prefix);
+  const tick = setInterval(() => {
+    if (!req.destroyed) req.write(Buffer.alloc(1, 1));
+  }, 50);
+  const done = new Promise<{ status: string; message: string }>((resolve) => {
+    let s = { status: "", message: "" };
+    const take = (h: Record<string, unknown>) => {
+      if (h["grpc-status"] !== undefined) s = { status: String(h["grpc-status"]), message: String(h["grpc-message"] ?? "") };
+    };
+    req.on("response", take);
+    req.on("trailers", take);
+    req.on("close", () => {
+      clearInterval(tick);
+      session.close();
+      resolve(s);
+    });
+  });
+  return {
+    done,
+    stop: () => {
+      clearInterval(tick);
+      session.destroy();
+    },
+  };
+}
+
+test.serial("gRPC: a unary call whose message trickles ends with DEADLINE_EXCEEDED at --grpc-request-timeout-ms, on the direct path and through grpc-js (a call with grpc-timeout); a normal call is served meanwhile", async (t) => {
   const server = await startTestServer(makeRepo({ add_sub: ADD_SUB }), { grpcRequestTimeoutMs: 500 });
   try {
-    const session = h2connect(`http://${server.grpcAddress!.url}`);
-    session.on("error", () => {});
-    const req = session.request({ ":method": "POST", ":path": "/inference.GRPCInferenceService/ModelInfer", "content-type": "application/grpc", te: "trailers" });
-    req.on("error", () => {});
-    const prefix = Buffer.alloc(5);
-    prefix.writeUInt32BE(60 * 1024 * 1024, 1);
-    req.write(prefix);
-    const tick = setInterval(() => req.write(Buffer.alloc(1, 1)), 50);
+    const url = `http://${server.grpcAddress!.url}`;
     const t0 = Date.now();
-    const status = new Promise<{ status: string; message: string }>((resolve) => {
-      let s = { status: "", message: "" };
-      req.on("response", (h) => (s = { status: String(h["grpc-status"] ?? ""), message: String(h["grpc-message"] ?? "") }));
-      req.on("close", () => resolve(s));
-    });
+    // No grpc-timeout: the direct path reads it; a long grpc-timeout: grpc-js does.
+    const calls = [tricklingCall(url, {}), tricklingCall(url, { "grpc-timeout": "100S" })];
     const client = grpcClient(server);
     const live = await grpcUnary(client, "ServerLive", {});
     t.true(live.ok);
-    const s = await status;
-    clearInterval(tick);
-    t.is(s.status, String(grpc.status.DEADLINE_EXCEEDED));
-    t.regex(s.message, /--grpc-request-timeout-ms/);
+    const results = await Promise.all(calls.map((c) => c.done));
     const took = Date.now() - t0;
+    for (const s of results) {
+      t.is(s.status, String(grpc.status.DEADLINE_EXCEEDED));
+      t.regex(s.message, /--grpc-request-timeout-ms/);
+    }
     t.true(took >= 500 && took < 500 * 1.25 + 2000, `ended after ${took} ms`);
     client.close();
-    session.close();
   } finally {
     await server.close();
   }
