@@ -118,6 +118,32 @@ test(`served in-process, a batch of requests is one ONNX Runtime call whose outp
   }
 });
 
+test(`in instance threads (TENSORBRIDGE_INSTANCE_THREADS) too, ONNX Runtime classifies in the worker${why}`, async (t) => {
+  const reg = new ModelRegistry({ repository: join(ROOT, "examples/models") });
+  try {
+    const io = (name: string, data_type: string, dims: number[]) => ({ name, data_type, dims });
+    await reg.load("digits", {
+      config: {
+        name: "digits",
+        backend: "tensorbridge",
+        max_batch_size: 64,
+        input: [io("pixels", "TYPE_FP32", [64])],
+        output: [io("label", "TYPE_INT64", [1]), io("probabilities", "TYPE_FP32", [10])],
+        dynamic_batching: {},
+        instance_group: [{ kind: "KIND_CPU", count: 1 }],
+        parameters: { TENSORBRIDGE_INSTANCE_THREADS: { string_value: "yes" } },
+      },
+    });
+    t.true(reg.isReady("digits"), JSON.stringify(await reg.index()));
+    t.is(reg.get("digits").config.parameters["TENSORBRIDGE_INSTANCE_THREADS"]?.string_value, "yes");
+    const outs = await Promise.all([0, 1, 2, 3].map((i) => reg.get("digits").infer({ inputs: [Tensor.from(images(2, 2 * i), { name: "pixels", shape: [2, 64] })] })));
+    const labels = outs.flatMap((o) => Array.from(o.outputs.find((x) => x.name === "label")!.data() as BigInt64Array, Number));
+    t.deepEqual(labels, testSet.labels.slice(0, 8));
+  } finally {
+    await reg.close();
+  }
+});
+
 test(`examples/digits-client.ts gets the accuracy that examples/digits/train.py reported${why}`, async (t) => {
   const server = await startTestServer(join(ROOT, "examples/models"));
   try {
