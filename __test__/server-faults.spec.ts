@@ -32,9 +32,9 @@ const inGrpc = (model: string, v: number) => ({ model_name: model, inputs: [{ na
 function watchLive(server: InferenceServer): { stop(): Promise<{ statuses: number[]; maxMs: number }> } {
   const statuses: number[] = [];
   let maxMs = 0;
-  let on = true;
+  const state = { on: true };
   const loop = (async () => {
-    while (on) {
+    while (state.on) {
       const t0 = performance.now();
       statuses.push((await http(server, "GET", "/v2/health/live")).status);
       maxMs = Math.max(maxMs, performance.now() - t0);
@@ -43,7 +43,7 @@ function watchLive(server: InferenceServer): { stop(): Promise<{ statuses: numbe
   })();
   return {
     stop: async () => {
-      on = false;
+      state.on = false;
       await loop;
       return { statuses, maxMs };
     },
