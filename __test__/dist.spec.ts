@@ -270,14 +270,15 @@ test("the release workflow publishes from one job, with the token and --provenan
     t.true(s.run!.includes("--provenance") && s.run!.includes("$DRY_RUN"), s.run!);
     t.is(s.env?.NODE_AUTH_TOKEN, undefined, "no step overrides the job's token");
   }
-  t.true(job.steps.findIndex((s) => s.run?.includes("platform-packages.mjs optional")) < job.steps.indexOf(publishes[1]!), "optionalDependencies are written before the main package is published");
+  t.true(job.steps.findIndex((s) => s.run?.includes("platform-packages.mjs manifest")) < job.steps.indexOf(publishes[1]!), "optionalDependencies are written before the main package is published");
   t.deepEqual(wf.on.workflow_dispatch?.inputs?.["dry-run"], { description: "npm publish --dry-run (untick to publish for real)", type: "boolean", default: true });
   t.true(job.env?.DRY_RUN?.includes("'--dry-run'"), job.env?.DRY_RUN);
   t.deepEqual([job.needs].flat().toSorted(), ["smoke", "test"]);
 });
 
 test("npm/ holds one package per napi target, and the published package names each as an optional dependency", async (t) => {
-  const { platformPackages, optionalDependencies, platformOf } = (await import(pathToFileURL(join(ROOT, "scripts/platform-packages.mjs")).href)) as {
+  const { platformPackages, optionalDependencies, platformOf, releaseManifest } = (await import(pathToFileURL(join(ROOT, "scripts/platform-packages.mjs")).href)) as {
+    releaseManifest: () => { scripts: Record<string, string>; optionalDependencies: Record<string, string>; bin: unknown };
     platformPackages: () => { triple: string; platform: string; name: string; version: string; binary: string; manifest: { os: string[]; cpu: string[]; libc?: string[]; main: string; files: string[] } }[];
     optionalDependencies: () => Record<string, string>;
     platformOf: (triple: string) => string;
@@ -297,6 +298,11 @@ test("npm/ holds one package per napi target, and the published package names ea
   }
   t.is(platformOf("aarch64-unknown-linux-musl"), "linux-arm64-musl");
   t.deepEqual(optionalDependencies(), Object.fromEntries(packages.map((p) => [p.name, pkg.version])));
+  // As published: with them, and without `prepare` (which builds from source in a clone only).
+  const published = releaseManifest();
+  t.deepEqual(published.optionalDependencies, optionalDependencies());
+  t.false("prepare" in published.scripts, "no prepare script in the published package");
+  t.deepEqual(published.bin, { tensorbridge: "dist/cli.js" });
   // Written at publish time only: unpublished names in the repository's package.json would send npm install to the registry.
   t.is(pkg.optionalDependencies, undefined);
   t.truthy(pkg.repository?.url, "npm publish --provenance needs repository");
