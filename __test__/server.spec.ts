@@ -639,7 +639,9 @@ test("GET /metrics: Prometheus text with per-model counters and latency histogra
   t.regex(String(r.headers["content-type"]), /text\/plain/);
   const text = r.body.toString();
   t.regex(text, /^nv_inference_request_success\{model="add_sub",version="1"\} [1-9]\d*$/m);
-  t.regex(text, /^nv_inference_request_failure\{model="add_sub",version="1",reason="REJECTED"\} [1-9]\d*$/m);
+  // As Triton 2.51: a request refused before the model ({ inputs: [] }) is no failure (REJECTED stays 0); each reason has a series.
+  t.regex(text, /^nv_inference_request_failure\{model="add_sub",version="1",reason="REJECTED"\} 0$/m);
+  for (const reason of ["CANCELED", "BACKEND", "OTHER"]) t.regex(text, new RegExp(`^nv_inference_request_failure\\{model="add_sub",version="1",reason="${reason}"\\} \\d+$`, "m"));
   t.regex(text, /^nv_inference_count\{model="add_sub",version="1"\} [1-9]\d*$/m);
   t.regex(text, /^nv_inference_exec_count\{model="add_sub",version="1"\} [1-9]\d*$/m);
   t.regex(text, /^nv_inference_request_duration_us\{model="add_sub",version="1"\} \d+$/m);
