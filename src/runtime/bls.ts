@@ -139,10 +139,16 @@ export function currentCaller(): BlsCaller | undefined {
 /** The prefix Triton's request executor puts on an error raised before the request runs. */
 const failedPrefix = (model: string): string => `Model ${model} - Error when running inference: `;
 
-/** An error response for a call refused before it ran (Triton's words). */
-function refused(model: string, e: unknown, code?: ModelError["code"]): InferenceResponse {
-  const err = ModelError.from(e);
-  return new InferenceResponse({ error: new ModelError(failedPrefix(model) + err.message, code ?? err.code) });
+/**
+ * An error response for a call refused before it ran, in Triton's words
+ * and with its code: Triton 2.51's Python backend answers every such BLS
+ * call (a missing model, a wrong input, exec() on a decoupled model) with
+ * an `INTERNAL` error, whatever the server's own status was (observed live,
+ * __test__/server-toolbox-tritonclient.spec.ts). Only a refusal of ours
+ * that Triton does not have (the deadlock) passes its own code.
+ */
+function refused(model: string, e: unknown, code: ModelError["code"] = "INTERNAL"): InferenceResponse {
+  return new InferenceResponse({ error: new ModelError(failedPrefix(model) + ModelError.from(e).message, code) });
 }
 
 /**
@@ -184,7 +190,6 @@ function execLocal(caller: BlsCaller | undefined, call: BlsCall, decoupled: bool
         name,
         new ModelError(
           `Model ${name} is using the decoupled. The current BLS request call doesn't support models using the decoupled transaction policy. Please use 'decoupled=True' argument to the 'exec' or 'async_exec' calls for decoupled models.'`,
-          "UNSUPPORTED",
         ),
       ),
       true,
@@ -198,8 +203,8 @@ function execLocal(caller: BlsCaller | undefined, call: BlsCall, decoupled: bool
         new ModelError(
           `deadlock: model '${name}' version ${mv.version} calls itself from instance ${caller.instance.name} while every instance of it is busy; ` +
             "the call would wait forever for an instance (give the model more instances, or do not call it from itself)",
-          "UNAVAILABLE",
         ),
+        "UNAVAILABLE",
       ),
       true,
     );
