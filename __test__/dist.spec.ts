@@ -16,7 +16,7 @@ import test from "ava";
 import { parse as parseYaml } from "yaml";
 
 import { ErrorCode } from "../src/errors.js";
-import { platformName } from "../src/native-platform.js";
+import { PREBUILT_PLATFORMS, platformName } from "../src/native-platform.js";
 
 import { ADD_SUB, ROOT, cleanupRepos, makeRepo, sleep } from "./server-helpers.js";
 
@@ -321,6 +321,8 @@ test("npm/ holds one package per napi target, and the published package names ea
     t.deepEqual(p.manifest.files, [p.binary], p.name);
   }
   t.is(platformOf("aarch64-unknown-linux-musl"), "linux-arm64-musl");
+  // The list ERR_NATIVE_UNAVAILABLE's message gives.
+  t.deepEqual([...PREBUILT_PLATFORMS].toSorted(), packages.map((p) => p.platform).toSorted());
   t.deepEqual(optionalDependencies(), Object.fromEntries(packages.map((p) => [p.name, pkg.version])));
   // As published: with them, and without `prepare` (which builds from source in a clone only).
   const published = releaseManifest();
