@@ -19,8 +19,13 @@
  *   except where {@link KNOWN} says why it differs.
  * - Where Triton runs here too (bench/.work/venv-peers), it is probed
  *   alongside and the live transcripts must agree (the same exceptions).
+ * - The logging model's lines with verbose logging on (ours with
+ *   logVerbose, Triton with --log-verbose=1, each a second server) are
+ *   the transcript's logger/lines_verbose.
+ * - The same probe against a server whose instances all run in worker
+ *   threads (TENSORBRIDGE_INSTANCE_THREADS) must give the same transcript.
  * - Ours alone: log lines name the model and version, verbose lines only
- *   with logVerbose (a second server), the families gone after unload.
+ *   with logVerbose, the families gone after unload.
  *
  * The transcripts go to bench/.work/toolbox/ for reading;
  * `TB_TOOLBOX_RECORD=1` rewrites the fixture from a live Triton run.
@@ -53,10 +58,12 @@ interface Ctx {
   triton?: RunningTriton;
   ours?: Transcript;
   theirs?: Transcript;
-  /** Our server's log lines (all of them), default and verbose servers. */
-  log: { plain: LogLine[]; verbose: LogLine[] };
+  /** Our server's log lines (all of them): default, verbose and thread-instance servers. */
+  log: { plain: LogLine[]; verbose: LogLine[]; threads: LogLine[] };
   /** The verbose server's transcript (logger only). */
   verbose?: Transcript;
+  /** The thread-instance server's transcript. */
+  threads?: Transcript;
   failed?: string;
 }
 const test = anyTest as TestFn<Ctx>;
@@ -73,15 +80,26 @@ const KNOWN: Record<string, { why: string; ours: unknown }> = {
   "bls/load_missing/http": { why: "a failed pb_utils.load_model aborts Triton 2.51 (boost lock_exception); ours is an error", ours: LOAD_MISSING },
   "bls/load_missing/grpc": { why: "a failed pb_utils.load_model aborts Triton 2.51 (boost lock_exception); ours is an error", ours: LOAD_MISSING },
   "metrics/after_unload": { why: "issue #13 removes a model's families at unload; Triton 2.51 keeps them", ours: [] },
+  "logger/lines_verbose": {
+    why: "our log marks a verbose line V, as its own verbose lines; Triton 2.51 writes it as an I line",
+    ours: [
+      ["I", "toolbox info 7"],
+      ["W", "toolbox warn 7"],
+      ["E", "toolbox error 7"],
+      ["V", "toolbox verbose 7"],
+    ],
+  },
 };
 
-/** A repository with every model of models.json, for one backend. */
-function repo(kind: "triton" | "tensorbridge"): string {
+const THREADS = `parameters: { key: "TENSORBRIDGE_INSTANCE_THREADS" value: { string_value: "yes" } }`;
+
+/** A repository with every model of models.json, for one backend (ours: `threads` runs every instance in a worker thread). */
+function repo(kind: "triton" | "tensorbridge", threads = false): string {
   const dir = mkdtempSync(join(tmpdir(), `tb-toolbox-${kind}-`));
   const ext = kind === "triton" ? "py" : "ts";
   for (const [name, body] of Object.entries(MODELS)) {
     mkdirSync(join(dir, name, "1"), { recursive: true });
-    writeFileSync(join(dir, name, "config.pbtxt"), `name: "${name}"\nbackend: "${kind === "triton" ? "python" : "tensorbridge"}"\n${body}\n`);
+    writeFileSync(join(dir, name, "config.pbtxt"), `name: "${name}"\nbackend: "${kind === "triton" ? "python" : "tensorbridge"}"\n${body}\n${threads ? THREADS : ""}\n`);
     copyFileSync(join(FIXTURES, `${SOURCE[name] ?? name}.${ext}`), join(dir, name, "1", `model.${ext}`));
   }
   return dir;
@@ -139,7 +157,7 @@ function tritonToolboxLines(log: string): LogLine[] {
 test.before(async (t) => {
   t.context.repos = [];
   t.context.servers = [];
-  t.context.log = { plain: [], verbose: [] };
+  t.context.log = { plain: [], verbose: [], threads: [] };
   if (clientMissing) return;
   try {
     const tb = repo("tensorbridge");
@@ -148,8 +166,9 @@ test.before(async (t) => {
     t.context.servers.push(server);
     const ours = `${server.address.host}:${server.address.port}`;
     const probes: Promise<Transcript>[] = [probe(ours, server.grpcAddress!.url, `http://${ours}/metrics`)];
+    let tr: string | undefined;
     if (!noTriton) {
-      const tr = repo("triton");
+      tr = repo("triton");
       t.context.repos.push(tr);
       const [httpPort, grpcPort, metricsPort] = await freePorts(3);
       // load_model / unload_model from a model need explicit model control (Triton refuses them otherwise).
@@ -166,16 +185,42 @@ test.before(async (t) => {
     const [o, theirs] = await Promise.all(probes);
     t.context.ours = { ...o, "logger/lines": ourToolboxLines(t.context.log.plain) };
     if (theirs) t.context.theirs = { ...theirs, "logger/lines": tritonToolboxLines(t.context.triton!.log()) };
+    await t.context.triton?.stop();
 
+    // The same probe with every instance in a worker thread (BLS, Logger and metrics forwarded to the serving thread).
+    const trepo = repo("tensorbridge", true);
+    t.context.repos.push(trepo);
+    const tserver = await startTestServer(trepo, { logger: capture(t.context.log.threads) });
+    t.context.servers.push(tserver);
+    const th = `${tserver.address.host}:${tserver.address.port}`;
+    t.context.threads = { ...(await probe(th, tserver.grpcAddress!.url, `http://${th}/metrics`)), "logger/lines": ourToolboxLines(t.context.log.threads) };
+
+    // Verbose logging: ours with logVerbose, Triton with --log-verbose=1 (the logging model alone).
     const vrepo = repo("tensorbridge");
     t.context.repos.push(vrepo);
     const vserver = await startTestServer(vrepo, { logger: capture(t.context.log.verbose), logVerbose: true });
     t.context.servers.push(vserver);
     const v = `${vserver.address.host}:${vserver.address.port}`;
     t.context.verbose = await probe(v, vserver.grpcAddress!.url, `http://${v}/metrics`, "logger");
+    t.context.ours["logger/lines_verbose"] = ourToolboxLines(t.context.log.verbose);
+    if (tr !== undefined) {
+      const [httpPort, grpcPort, metricsPort] = await freePorts(3);
+      const verbose = startTriton({
+        repository: tr,
+        httpPort: httpPort!,
+        grpcPort: grpcPort!,
+        metricsPort: metricsPort!,
+        args: ["--model-control-mode=explicit", "--load-model=logger", "--log-verbose=1"],
+      });
+      t.context.triton = verbose;
+      await verbose.ready(["logger"]);
+      await probe(`127.0.0.1:${httpPort}`, `127.0.0.1:${grpcPort}`, `http://127.0.0.1:${metricsPort}/metrics`, "logger");
+      t.context.theirs!["logger/lines_verbose"] = tritonToolboxLines(verbose.log());
+    }
 
     mkdirSync(OUT, { recursive: true });
     writeFileSync(join(OUT, "tensorbridge.json"), JSON.stringify(t.context.ours, null, 1));
+    writeFileSync(join(OUT, "tensorbridge-threads.json"), JSON.stringify(t.context.threads, null, 1));
     if (t.context.theirs) {
       writeFileSync(join(OUT, "triton.json"), JSON.stringify(t.context.theirs, null, 1));
       if (process.env["TB_TOOLBOX_RECORD"] === "1") writeFileSync(join(FIXTURES, "triton-2.51.json"), `${JSON.stringify(t.context.theirs, null, 1)}\n`);
@@ -207,6 +252,14 @@ for (const key of keys) {
 clientTest(`the transcript has every key Triton 2.51's has${skipped(clientMissing)}`, (t) => {
   if (t.context.failed || !t.context.ours) return t.fail(t.context.failed ?? "no transcript");
   t.deepEqual(Object.keys(t.context.ours).toSorted(), keys);
+});
+
+clientTest(`thread instances (TENSORBRIDGE_INSTANCE_THREADS) answer the same transcript${skipped(clientMissing)}`, (t) => {
+  if (t.context.failed || !t.context.threads) return t.fail(t.context.failed ?? "no transcript");
+  const threads = t.context.threads;
+  // The logging model's verbose lines come from the verbose server, which runs no threads.
+  t.deepEqual(Object.keys(threads).toSorted(), keys.filter((k) => k !== "logger/lines_verbose"));
+  for (const key of Object.keys(threads).toSorted()) t.deepEqual(threads[key], KNOWN[key] ? KNOWN[key].ours : EXPECTED[key], key);
 });
 
 const liveTest = noTriton ? test.skip : test;
