@@ -31,6 +31,9 @@ const MODEL_DIR = join(ROOT, "examples/models/digits");
 const metrics = JSON.parse(readFileSync(join(ROOT, "examples/digits/metrics.json"), "utf8")) as { correct: number; test: number; accuracy: number };
 const testSet = JSON.parse(readFileSync(join(ROOT, "examples/digits/test-set.json"), "utf8")) as { images: number[][]; labels: number[] };
 
+/** A config input or output. */
+const tensorConfig = (name: string, data_type: string, dims: number[]) => ({ name, data_type, dims });
+
 let io: OrtIo | undefined;
 let why = "";
 try {
@@ -121,14 +124,13 @@ test(`served in-process, a batch of requests is one ONNX Runtime call whose outp
 test(`in instance threads (TENSORBRIDGE_INSTANCE_THREADS) too, ONNX Runtime classifies in the worker${why}`, async (t) => {
   const reg = new ModelRegistry({ repository: join(ROOT, "examples/models") });
   try {
-    const io = (name: string, data_type: string, dims: number[]) => ({ name, data_type, dims });
     await reg.load("digits", {
       config: {
         name: "digits",
         backend: "tensorbridge",
         max_batch_size: 64,
-        input: [io("pixels", "TYPE_FP32", [64])],
-        output: [io("label", "TYPE_INT64", [1]), io("probabilities", "TYPE_FP32", [10])],
+        input: [tensorConfig("pixels", "TYPE_FP32", [64])],
+        output: [tensorConfig("label", "TYPE_INT64", [1]), tensorConfig("probabilities", "TYPE_FP32", [10])],
         dynamic_batching: {},
         instance_group: [{ kind: "KIND_CPU", count: 1 }],
         parameters: { TENSORBRIDGE_INSTANCE_THREADS: { string_value: "yes" } },
