@@ -770,7 +770,7 @@ function stable(h: Record<string, unknown>): Record<string, unknown> {
 }
 
 /** What a client reads of an answer, whichever server sent it. */
-function seen(a: RawGrpcAnswer) {
+function clientView(a: RawGrpcAnswer) {
   return {
     status: a.headers[":status"],
     body: a.body,
@@ -819,9 +819,9 @@ test("both gRPC servers (this package's HTTP/2 and grpc-js's), with and without 
       t.deepEqual(a.trailers, b.trailers, `${what}: trailers, direct or not`);
       t.deepEqual(stable(c.headers), stable(d.headers), `${what}: grpc-js's headers, direct or not`);
       t.deepEqual(c.trailers, d.trailers, `${what}: grpc-js's trailers, direct or not`);
-      t.deepEqual(seen(a), seen(b), `${what}: direct or not`);
-      t.deepEqual(seen(a), seen(c), `${what}: this server as grpc-js`);
-      t.deepEqual(seen(c), seen(d), `${what}: grpc-js, direct or not`);
+      t.deepEqual(clientView(a), clientView(b), `${what}: direct or not`);
+      t.deepEqual(clientView(a), clientView(c), `${what}: this server as grpc-js`);
+      t.deepEqual(clientView(c), clientView(d), `${what}: grpc-js, direct or not`);
     }
     const ok = await rawGrpcCall(direct.port, frame(msg(ADD_SUB_REQ)));
     t.is(ok.trailers["grpc-status"], "0");
