@@ -260,15 +260,15 @@ test.serial("timeoutMs ends a call with an error response, queued or running", a
   await reg.close();
 });
 
-test("a registry with modelControl: false refuses loadModel and unloadModel from models, with a clear error", async (t) => {
+test("a registry with modelControl: false (--model-control-mode none) refuses loadModel and unloadModel from models in Triton's words", async (t) => {
   const first = await loadModels({ add_sub: ADD_SUB, caller: CALLER() });
   await first.reg.close();
   const reg = new ModelRegistry({ repository: first.repo, modelControl: false });
   t.deepEqual(await reg.loadAll(), []);
   for (const mode of ["load", "unload"]) {
     const e = await failure(reg.get("caller").infer(call({ parameters: { mode } })));
-    t.is(e.code, "UNSUPPORTED");
-    t.is(e.message, `cannot ${mode} model 'add_sub': loading and unloading models from a model is not allowed by this server (model control is off)`);
+    t.is(e.code, "UNAVAILABLE");
+    t.is(e.message, "explicit model load / unload is not allowed if polling is enabled");
   }
   t.true(reg.isReady("add_sub"), "nothing was unloaded");
   t.is(out(await reg.get("caller").infer(call({ parameters: { mode: "ready" } })), "OUTPUT0")[0], 1, "isModelReady still answers");

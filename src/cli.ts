@@ -67,6 +67,13 @@ Options:
                             allow the system shared-memory extension (default false)
   --strict-readiness[=true|false]
                             /v2/health/ready only when every model is ready (default true)
+  --model-control-mode <mode>
+                            none: every model loads at start, the load/unload API is
+                            refused (as Triton's default); explicit: only --load-model
+                            models load at start, the API loads and unloads (default:
+                            every model at start, and the API allowed)
+  --load-model <name>       with --model-control-mode explicit: a model to load at
+                            start (repeat it; * for all)
   --disable-auto-complete-config
                             do not run models' static autoCompleteConfig(config), and
                             require config.pbtxt (default: models may complete it)
@@ -151,6 +158,16 @@ export function parseCli(argv: readonly string[]): CliCommand {
         break;
       case "allow-grpc":
         options.allowGrpc = parseBool(name, inline);
+        break;
+      case "model-control-mode": {
+        const v = value().toLowerCase();
+        if (v === "poll") usageError("--model-control-mode poll is not supported (tensorbridge does not poll the repository): use none or explicit");
+        if (v !== "none" && v !== "explicit") usageError(`--model-control-mode takes none or explicit, got '${v}'`);
+        options.modelControlMode = v;
+        break;
+      }
+      case "load-model":
+        options.loadModels = [...(options.loadModels ?? []), value()];
         break;
       case "grpc-server": {
         const v = value();

@@ -42,7 +42,7 @@ import { AsyncLocalStorage } from "node:async_hooks";
 
 import type { Tensor } from "../tensor.js";
 import { Cancellation } from "./cancel.js";
-import { ServingError } from "./errors.js";
+import { MODEL_CONTROL_REFUSAL, ServingError } from "./errors.js";
 import { ModelError } from "./model-error.js";
 import type { InferInput, InferOutput, ModelVersion } from "./model-version.js";
 import type { RequestParameter } from "./request.js";
@@ -265,12 +265,9 @@ function execLocal(caller: BlsCaller | undefined, call: BlsCall, decoupled: bool
 async function controlLocal(caller: BlsCaller | undefined, c: BlsControl): Promise<boolean | undefined> {
   const target = targetOf(caller);
   if (c.op === "isReady") return target !== undefined && target.isReady(c.name, c.version !== undefined && c.version > 0 ? c.version : undefined);
-  // There is no model-control mode flag yet: models may load and unload unless the registry says
-  // otherwise (ModelRegistryOptions.modelControl); Triton requires --model-control-mode=explicit.
   if (target === undefined) throw new ModelError(`cannot ${c.op} model '${c.name}': no model registry runs in this process`, "UNAVAILABLE");
-  if (target.modelControl === false) {
-    throw new ModelError(`cannot ${c.op} model '${c.name}': loading and unloading models from a model is not allowed by this server (model control is off)`, "UNSUPPORTED");
-  }
+  // `--model-control-mode none` (ModelRegistryOptions.modelControl false): refused in Triton's words.
+  if (target.modelControl === false) throw new ModelError(MODEL_CONTROL_REFUSAL, "UNAVAILABLE");
   if (caller !== undefined && caller.target === target && caller.version.name === c.name && caller.instance.busy) {
     // The (re)load or unload waits for the model's running execute() calls, this one included.
     throw new ModelError(

@@ -73,6 +73,18 @@ export interface ServerOptions {
   /** Do not load the repository's models at start (load them via the API). Default false. */
   noAutoLoad?: boolean;
   /**
+   * Triton's `--model-control-mode`. `none`: every model loads at start and
+   * the repository's load/unload API (HTTP, gRPC, and `loadModel` /
+   * `unloadModel` from a model) is refused with Triton's UNAVAILABLE
+   * "explicit model load / unload is not allowed if polling is enabled"
+   * (`ERR_MODEL_CONTROL`). `explicit`: only {@link loadModels} load at start,
+   * and the API loads and unloads. Unset (the default): every model loads at
+   * start and the API is allowed. Triton's `poll` is not offered.
+   */
+  modelControlMode?: "none" | "explicit";
+  /** With `modelControlMode: "explicit"`, the models to load at start (Triton's `--load-model`; `*`: all). */
+  loadModels?: readonly string[];
+  /**
    * Serve `POST …/infer` on a direct path in front of fastify (same
    * responses, less CPU per request; fastify hooks added to
    * {@link InferenceServer.app} then do not run for those requests): the
@@ -259,6 +271,7 @@ export class InferenceServer {
       observer: this.metrics,
       logger: this.#log,
       autoCompleteConfig: opts.autoCompleteConfig ?? true,
+      modelControl: opts.modelControlMode !== "none",
     });
     // Region names are one namespace across both kinds, as in Triton.
     this.shm = new SystemSharedMemory(opts.allowClientShm ?? false, undefined, (name) => this.cudaShm.has(name));
@@ -355,7 +368,21 @@ export class InferenceServer {
    */
   static async start(opts: ServerOptions): Promise<InferenceServer> {
     const server = new InferenceServer(opts);
-    if (!opts.noAutoLoad) {
+    if (opts.loadModels !== undefined && opts.loadModels.length > 0 && opts.modelControlMode !== "explicit") {
+      throw new TensorBridgeError(ErrorCode.INVALID_ARGUMENT, "server option loadModels (--load-model) needs modelControlMode 'explicit' (--model-control-mode explicit)");
+    }
+    if (opts.noAutoLoad) {
+      // nothing at start
+    } else if (opts.modelControlMode === "explicit" && !(opts.loadModels ?? []).includes("*")) {
+      // Triton's EXPLICIT mode: only the models named; one that fails leaves the server up, as loadAll does.
+      for (const name of opts.loadModels ?? []) {
+        try {
+          await server.registry.load(name);
+        } catch (e) {
+          server.#log.warn(`model '${name}' is not available (${errorMessage(e)}); the server serves the others`);
+        }
+      }
+    } else {
       const failed = await server.registry.loadAll();
       for (const name of failed) server.#log.warn(`model '${name}' is not available; the server serves the others`);
     }
