@@ -261,6 +261,8 @@ test("the release workflow: every napi target built on a runner that exists, cro
   const buildRun = wf.jobs.build!.steps.find((s) => s.run?.includes("napi build"))!.run!;
   t.true(buildRun.includes("${{ matrix.zig && '-x' || '' }}"), "musl builds pass -x (cargo-zigbuild)");
   t.true(wf.jobs.build!.steps.some((s) => s.uses?.startsWith("mlugg/setup-zig")), "zig is installed for them");
+  // musl's default static C runtime rules out a cdylib (cargo drops the crate type): off for them.
+  t.is(wf.jobs.build!.steps.find((s) => s.run?.includes("napi build"))!.env?.RUSTFLAGS, "${{ matrix.zig && '-C target-feature=-crt-static' || '' }}");
   t.true(wf.jobs.build!.steps.some((s) => s.run?.includes("git diff --exit-code -- index.js index.d.ts")), "the regenerated loader must be the committed one");
 
   const smoke = wf.jobs.smoke!.strategy!.matrix.include!;
