@@ -57,6 +57,7 @@ test.serial("serverLimits: defaults, the header deadline cut to the request's, a
     grpcMaxConnections: DEFAULT_MAX_CONNECTIONS,
     grpcIdleTimeoutMs: 300_000,
     grpcRequestTimeoutMs: DEFAULT_REQUEST_TIMEOUT_MS,
+    exitTimeoutMs: 30_000,
   });
   t.is(serverLimits({ repository: "x", headersTimeoutMs: 9000, requestTimeoutMs: 2000 }).headersTimeoutMs, 2000);
   t.is(serverLimits({ repository: "x", headersTimeoutMs: 0, requestTimeoutMs: 2000 }).headersTimeoutMs, 2000, "the request's deadline bounds the head too");
@@ -77,8 +78,10 @@ test.serial("parseCli: the deadline and connection-limit flags", (t) => {
     "--grpc-max-connections=40",
     "--grpc-idle-timeout-ms=0",
     "--grpc-request-timeout-ms=500",
+    "--exit-timeout-secs",
+    "3",
   ]).options;
-  t.like(o, { headersTimeoutMs: 1000, requestTimeoutMs: 2000, maxConnections: 300, grpcMaxConnections: 40, grpcIdleTimeoutMs: 0, grpcRequestTimeoutMs: 500 });
+  t.like(o, { headersTimeoutMs: 1000, requestTimeoutMs: 2000, maxConnections: 300, grpcMaxConnections: 40, grpcIdleTimeoutMs: 0, grpcRequestTimeoutMs: 500, exitTimeoutMs: 3000 });
   const err = t.throws(() => parseCli(["serve", "--http-max-connections=-3"]), { instanceOf: ServingError });
   t.is(err?.code, "ERR_CLI_USAGE");
 });

@@ -14,6 +14,7 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 import { ServingError, errorMessage } from "./runtime/errors.js";
 import {
   DEFAULT_BODY_LIMIT,
+  DEFAULT_EXIT_TIMEOUT_MS,
   DEFAULT_GRPC_IDLE_TIMEOUT_MS,
   DEFAULT_HEADERS_TIMEOUT_MS,
   DEFAULT_MAX_CONNECTIONS,
@@ -59,6 +60,8 @@ Options:
   --grpc-idle-timeout-ms <ms>
                             close gRPC connections with no call open this long
                             (default ${DEFAULT_GRPC_IDLE_TIMEOUT_MS}; 0: never)
+  --exit-timeout-secs <s>   on SIGINT/SIGTERM, wait this long for in-flight requests,
+                            then exit anyway (default ${DEFAULT_EXIT_TIMEOUT_MS / 1000})
   --grpc-request-timeout-ms <ms>
                             a unary call's request message must arrive within this
                             time, else DEADLINE_EXCEEDED (default: the HTTP request
@@ -206,6 +209,9 @@ export function parseCli(argv: readonly string[]): CliCommand {
         break;
       case "grpc-request-timeout-ms":
         options.grpcRequestTimeoutMs = intValue(0, 2 ** 31 - 1);
+        break;
+      case "exit-timeout-secs":
+        options.exitTimeoutMs = intValue(0, 2_000_000) * 1000;
         break;
       case "allow-client-shm":
         options.allowClientShm = parseBool(name, inline);

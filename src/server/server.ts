@@ -35,6 +35,8 @@ export const DEFAULT_HEADERS_TIMEOUT_MS = 60_000;
 export const DEFAULT_REQUEST_TIMEOUT_MS = 300_000;
 /** Default limit on open HTTP connections, and on open gRPC connections. */
 export const DEFAULT_MAX_CONNECTIONS = 4096;
+/** Default time {@link InferenceServer.close} waits for requests in flight, in ms: Triton's `--exit-timeout-secs` default. */
+export const DEFAULT_EXIT_TIMEOUT_MS = 30_000;
 /** Default gRPC connection idle timeout (no call open), in ms. */
 export const DEFAULT_GRPC_IDLE_TIMEOUT_MS = 300_000;
 
@@ -142,6 +144,14 @@ export interface ServerOptions {
    * answers, more CPU per call).
    */
   grpcServer?: "tensorbridge" | "grpc-js";
+  /**
+   * Triton's `--exit-timeout-secs`, in ms: how long {@link
+   * InferenceServer.close} waits for requests in flight (a model's
+   * `execute()` that never settles would hold it for ever); past it the
+   * connections left are closed and `close()` resolves without waiting for
+   * them. Default {@link DEFAULT_EXIT_TIMEOUT_MS}.
+   */
+  exitTimeoutMs?: number;
 }
 
 /** A deadline or limit option: a whole number ≥ 0. */
@@ -165,6 +175,8 @@ export interface ServerLimits {
   grpcIdleTimeoutMs: number;
   /** See {@link ServerOptions.grpcRequestTimeoutMs}. */
   grpcRequestTimeoutMs: number;
+  /** See {@link ServerOptions.exitTimeoutMs}. */
+  exitTimeoutMs: number;
 }
 
 /**
@@ -184,6 +196,7 @@ export function serverLimits(opts: ServerOptions): ServerLimits {
     grpcMaxConnections: limitOption("grpcMaxConnections", opts.grpcMaxConnections, DEFAULT_MAX_CONNECTIONS),
     grpcIdleTimeoutMs: limitOption("grpcIdleTimeoutMs", opts.grpcIdleTimeoutMs, DEFAULT_GRPC_IDLE_TIMEOUT_MS),
     grpcRequestTimeoutMs: limitOption("grpcRequestTimeoutMs", opts.grpcRequestTimeoutMs, requestTimeoutMs),
+    exitTimeoutMs: limitOption("exitTimeoutMs", opts.exitTimeoutMs, DEFAULT_EXIT_TIMEOUT_MS),
   };
 }
 
@@ -406,6 +419,7 @@ export class InferenceServer {
           maxConnections: l.grpcMaxConnections,
           idleTimeoutMs: l.grpcIdleTimeoutMs,
           requestTimeoutMs: l.grpcRequestTimeoutMs,
+          shutdownTimeoutMs: l.exitTimeoutMs,
           server: opts.grpcServer,
         });
       } catch (e) {
@@ -468,19 +482,36 @@ export class InferenceServer {
   /**
    * Graceful shutdown: stops accepting connections, lets in-flight requests
    * finish, then unloads every model (calling `finalize()`). Idempotent.
+   * Resolves after {@link ServerOptions.exitTimeoutMs} at the latest:
+   * requests still in flight then are abandoned (their connections closed),
+   * and the models they hold are not finalized.
    */
   close(): Promise<void> {
     this.#closing ??= (async () => {
-      // Idle connections the front reads would hold the listener's close open.
-      this.#front?.close();
-      const grpc = this.#grpc?.close().catch((e: unknown) => this.#log.error(`closing the gRPC server failed: ${errorMessage(e)}`));
-      try {
-        await this.app.close();
-      } catch (e) {
-        this.#log.error(`closing the HTTP server failed: ${errorMessage(e)}`);
+      const graceful = (async () => {
+        // Idle connections the front reads would hold the listener's close open.
+        this.#front?.close();
+        const grpc = this.#grpc?.close().catch((e: unknown) => this.#log.error(`closing the gRPC server failed: ${errorMessage(e)}`));
+        try {
+          await this.app.close();
+        } catch (e) {
+          this.#log.error(`closing the HTTP server failed: ${errorMessage(e)}`);
+        }
+        await grpc;
+        await this.registry.close();
+      })();
+      const ms = this.#limits.exitTimeoutMs;
+      let timer: NodeJS.Timeout | undefined;
+      // As Triton's --exit-timeout-secs: an execute() that never settles must not hold the exit for ever.
+      const expired = new Promise<boolean>((done) => (timer = setTimeout(() => done(true), ms)));
+      const timedOut = await Promise.race([graceful.then(() => false), expired]);
+      clearTimeout(timer);
+      if (timedOut) {
+        this.#log.error(`requests were still in flight ${ms / 1000} s after the shutdown began (--exit-timeout-secs): closing without waiting for them`);
+        this.app.server.closeAllConnections();
+        // A late failure of the abandoned shutdown is logged, not thrown.
+        graceful.catch((e: unknown) => this.#log.error(`closing the server failed: ${errorMessage(e)}`));
       }
-      await grpc;
-      await this.registry.close();
       this.shm.close();
       this.cudaShm.close();
     })();
