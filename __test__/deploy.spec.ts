@@ -191,6 +191,11 @@ for (const file of ["Dockerfile", "Dockerfile.alpine"]) {
   });
 }
 
+/** What a stage COPYs from the build context (not --from=another stage). */
+function fromContext(stage: { instr: string; args: string }[]): string[] {
+  return stage.filter((i) => i.instr === "COPY" && !i.args.startsWith("--from")).flatMap((i) => i.args.split(/\s+/).slice(0, -1));
+}
+
 test("Dockerfiles: the build stage has what npm run build reads, the runtime stage what the npm package ships, and .dockerignore keeps none of it out", (t) => {
   const pkgJson = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { files: string[]; scripts: Record<string, string> };
   const ignored = readFileSync(join(ROOT, ".dockerignore"), "utf8")
@@ -199,9 +204,6 @@ test("Dockerfiles: the build stage has what npm run build reads, the runtime sta
     .filter((l) => l !== "" && !l.startsWith("#"));
   for (const file of ["Dockerfile", "Dockerfile.alpine"]) {
     const stages = dockerfile(file);
-    // COPY sources from the build context (not --from=another stage).
-    const fromContext = (stage: { instr: string; args: string }[]): string[] =>
-      stage.filter((i) => i.instr === "COPY" && !i.args.startsWith("--from")).flatMap((i) => i.args.split(/\s+/).slice(0, -1));
     const build = stages.find((s) => s.some((i) => i.instr === "RUN" && i.args.includes("npm run build")))!;
     const copied = fromContext(build);
     // What `npm run build` names (napi's manifest, tsc's project) and what those read.

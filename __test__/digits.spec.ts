@@ -31,6 +31,9 @@ const MODEL_DIR = join(ROOT, "examples/models/digits");
 const metrics = JSON.parse(readFileSync(join(ROOT, "examples/digits/metrics.json"), "utf8")) as { correct: number; test: number; accuracy: number };
 const testSet = JSON.parse(readFileSync(join(ROOT, "examples/digits/test-set.json"), "utf8")) as { images: number[][]; labels: number[] };
 
+/** A config input or output. */
+const tensorConfig = (name: string, data_type: string, dims: number[]) => ({ name, data_type, dims });
+
 let io: OrtIo | undefined;
 let why = "";
 try {
@@ -113,6 +116,31 @@ test(`served in-process, a batch of requests is one ONNX Runtime call whose outp
     const buffers = outs.map((o) => (o.outputs.find((x) => x.name === "probabilities")!.data() as Float32Array).buffer);
     t.is(buffers[1], buffers[2], "the batched requests' probabilities are views of one output array");
     t.not(buffers[0], buffers[1]);
+  } finally {
+    await reg.close();
+  }
+});
+
+test(`in instance threads (TENSORBRIDGE_INSTANCE_THREADS) too, ONNX Runtime classifies in the worker${why}`, async (t) => {
+  const reg = new ModelRegistry({ repository: join(ROOT, "examples/models") });
+  try {
+    await reg.load("digits", {
+      config: {
+        name: "digits",
+        backend: "tensorbridge",
+        max_batch_size: 64,
+        input: [tensorConfig("pixels", "TYPE_FP32", [64])],
+        output: [tensorConfig("label", "TYPE_INT64", [1]), tensorConfig("probabilities", "TYPE_FP32", [10])],
+        dynamic_batching: {},
+        instance_group: [{ kind: "KIND_CPU", count: 1 }],
+        parameters: { TENSORBRIDGE_INSTANCE_THREADS: { string_value: "yes" } },
+      },
+    });
+    t.true(reg.isReady("digits"), JSON.stringify(await reg.index()));
+    t.is(reg.get("digits").config.parameters["TENSORBRIDGE_INSTANCE_THREADS"]?.string_value, "yes");
+    const outs = await Promise.all([0, 1, 2, 3].map((i) => reg.get("digits").infer({ inputs: [Tensor.from(images(2, 2 * i), { name: "pixels", shape: [2, 64] })] })));
+    const labels = outs.flatMap((o) => Array.from(o.outputs.find((x) => x.name === "label")!.data() as BigInt64Array, Number));
+    t.deepEqual(labels, testSet.labels.slice(0, 8));
   } finally {
     await reg.close();
   }

@@ -16,7 +16,7 @@ import test from "ava";
 import { parse as parseYaml } from "yaml";
 
 import { ErrorCode } from "../src/errors.js";
-import { platformName } from "../src/native.js";
+import { PREBUILT_PLATFORMS, platformName } from "../src/native-platform.js";
 
 import { ADD_SUB, ROOT, cleanupRepos, makeRepo, sleep } from "./server-helpers.js";
 
@@ -108,10 +108,20 @@ ${before}
 try { await import(${JSON.stringify(url)}); console.log(JSON.stringify({ loaded: true })); }
 catch (e) { console.log(JSON.stringify({ code: e.code, message: e.message })); }`;
 
+/** The package without any .node file, with its own loader and dist/ (the shared one's are links into this repository, whose root holds the addon). */
+function barePackage(): string {
+  const bare = mkdtempSync(join(tmpdir(), "tb-bare-"));
+  cpSync(join(sharedPackage(), "dist"), join(bare, "dist"), { recursive: true });
+  for (const f of ["index.js", "index.d.ts", "package.json"]) cpSync(join(ROOT, f), join(bare, f));
+  symlinkSync(join(ROOT, "node_modules"), join(bare, "node_modules"));
+  return bare;
+}
+
 withTsc(`no binary for this platform: ERR_NATIVE_UNAVAILABLE names the platform and how to build from source${needsTsc}`, (t) => {
-  const pkg = sharedPackage();
-  // A platform no package exists for: the loader finds nothing to try.
-  const r = runProgram(importProgram(pathToFileURL(join(pkg, "dist/index.js")).href, 'Object.defineProperty(process, "arch", { value: "riscv64" });'));
+  const bare = barePackage();
+  t.teardown(() => rmSync(bare, { recursive: true, force: true }));
+  // A platform no package exists for.
+  const r = runProgram(importProgram(pathToFileURL(join(bare, "dist/index.js")).href, 'Object.defineProperty(process, "arch", { value: "riscv64" });'));
   t.is(r.code, ErrorCode.NATIVE_UNAVAILABLE, JSON.stringify(r));
   const message = String(r.message);
   t.true(message.includes(`${process.platform}-riscv64`), message);
@@ -121,13 +131,8 @@ withTsc(`no binary for this platform: ERR_NATIVE_UNAVAILABLE names the platform 
 
 withTsc(`a supported platform whose optional package is missing: the error names the package to install${needsTsc}`, (t) => {
   const platform = platformName();
-  // The package without any .node file (and with its own loader and dist/: the
-  // shared one's are links into this repository, whose root holds the addon).
-  const bare = mkdtempSync(join(tmpdir(), "tb-bare-"));
+  const bare = barePackage();
   t.teardown(() => rmSync(bare, { recursive: true, force: true }));
-  cpSync(join(sharedPackage(), "dist"), join(bare, "dist"), { recursive: true });
-  for (const f of ["index.js", "index.d.ts", "package.json"]) cpSync(join(ROOT, f), join(bare, f));
-  symlinkSync(join(ROOT, "node_modules"), join(bare, "node_modules"));
   const r = runProgram(importProgram(pathToFileURL(join(bare, "dist/index.js")).href));
   t.is(r.code, ErrorCode.NATIVE_UNAVAILABLE, JSON.stringify(r));
   const message = String(r.message);
@@ -136,6 +141,18 @@ withTsc(`a supported platform whose optional package is missing: the error names
     t.true(message.includes(`tensorbridge-${platform}@0.1.0`), message);
   }
   t.true(message.includes("build it from source"), message);
+  // The same package with the binary installed as its platform package loads.
+  const plat = join(bare, "node_modules-with-platform");
+  mkdirSync(join(plat, "node_modules", `tensorbridge-${platform}`), { recursive: true });
+  const addon = readdirSync(ROOT).find((f) => /^tensorbridge\..+\.node$/.test(f))!;
+  cpSync(join(ROOT, "npm", platform, "package.json"), join(plat, "node_modules", `tensorbridge-${platform}`, "package.json"));
+  symlinkSync(join(ROOT, addon), join(plat, "node_modules", `tensorbridge-${platform}`, addon));
+  for (const dep of readdirSync(join(ROOT, "node_modules"))) {
+    if (dep !== `tensorbridge-${platform}`) symlinkSync(join(ROOT, "node_modules", dep), join(plat, "node_modules", dep));
+  }
+  rmSync(join(bare, "node_modules"));
+  symlinkSync(join(plat, "node_modules"), join(bare, "node_modules"));
+  t.deepEqual(runProgram(importProgram(pathToFileURL(join(bare, "dist/index.js")).href)), { loaded: true });
 });
 
 withTsc(`a release addon (no test hooks): debug.foreignTensor is ERR_TEST_HOOKS_UNAVAILABLE${needsTsc}`, (t) => {
@@ -169,10 +186,17 @@ withTsc(`debug is the tensorbridge/debug subpath, not a root export${needsTsc}`,
 const sub = await import("tensorbridge/debug");
 let deep = "resolved";
 try { await import("tensorbridge/dist/native.js"); } catch (e) { deep = e.code; }
-console.log(JSON.stringify({ rootDebug: "debug" in root, tensor: typeof root.Tensor, stats: typeof sub.debug.stats().exportsCreated, deep }));`,
+// CommonJS users, where Node can require ES modules: no top-level await on the way.
+let cjs = "unsupported";
+if (process.features.require_module) {
+  const { createRequire } = await import("node:module");
+  try { cjs = typeof createRequire(${JSON.stringify(join(app, "index.cjs"))})("tensorbridge").Tensor; } catch (e) { cjs = e.code; }
+}
+console.log(JSON.stringify({ rootDebug: "debug" in root, tensor: typeof root.Tensor, stats: typeof sub.debug.stats().exportsCreated, deep, cjs }));`,
     { cwd: app },
   );
-  t.deepEqual(r, { rootDebug: false, tensor: "function", stats: "number", deep: "ERR_PACKAGE_PATH_NOT_EXPORTED" });
+  const cjs = (process.features as { require_module?: boolean }).require_module ? "function" : "unsupported";
+  t.deepEqual(r, { rootDebug: false, tensor: "function", stats: "number", deep: "ERR_PACKAGE_PATH_NOT_EXPORTED", cjs });
 });
 
 test("npm pack / npm publish run prepare, which builds nothing there (no cargo needed)", (t) => {
@@ -237,6 +261,8 @@ test("the release workflow: every napi target built on a runner that exists, cro
   const buildRun = wf.jobs.build!.steps.find((s) => s.run?.includes("napi build"))!.run!;
   t.true(buildRun.includes("${{ matrix.zig && '-x' || '' }}"), "musl builds pass -x (cargo-zigbuild)");
   t.true(wf.jobs.build!.steps.some((s) => s.uses?.startsWith("mlugg/setup-zig")), "zig is installed for them");
+  // musl's default static C runtime rules out a cdylib (cargo drops the crate type): off for them.
+  t.is(wf.jobs.build!.steps.find((s) => s.run?.includes("napi build"))!.env?.RUSTFLAGS, "${{ matrix.zig && '-C target-feature=-crt-static' || '' }}");
   t.true(wf.jobs.build!.steps.some((s) => s.run?.includes("git diff --exit-code -- index.js index.d.ts")), "the regenerated loader must be the committed one");
 
   const smoke = wf.jobs.smoke!.strategy!.matrix.include!;
@@ -270,14 +296,15 @@ test("the release workflow publishes from one job, with the token and --provenan
     t.true(s.run!.includes("--provenance") && s.run!.includes("$DRY_RUN"), s.run!);
     t.is(s.env?.NODE_AUTH_TOKEN, undefined, "no step overrides the job's token");
   }
-  t.true(job.steps.findIndex((s) => s.run?.includes("platform-packages.mjs optional")) < job.steps.indexOf(publishes[1]!), "optionalDependencies are written before the main package is published");
+  t.true(job.steps.findIndex((s) => s.run?.includes("platform-packages.mjs manifest")) < job.steps.indexOf(publishes[1]!), "optionalDependencies are written before the main package is published");
   t.deepEqual(wf.on.workflow_dispatch?.inputs?.["dry-run"], { description: "npm publish --dry-run (untick to publish for real)", type: "boolean", default: true });
   t.true(job.env?.DRY_RUN?.includes("'--dry-run'"), job.env?.DRY_RUN);
   t.deepEqual([job.needs].flat().toSorted(), ["smoke", "test"]);
 });
 
 test("npm/ holds one package per napi target, and the published package names each as an optional dependency", async (t) => {
-  const { platformPackages, optionalDependencies, platformOf } = (await import(pathToFileURL(join(ROOT, "scripts/platform-packages.mjs")).href)) as {
+  const { platformPackages, optionalDependencies, platformOf, releaseManifest } = (await import(pathToFileURL(join(ROOT, "scripts/platform-packages.mjs")).href)) as {
+    releaseManifest: () => { scripts: Record<string, string>; optionalDependencies: Record<string, string>; bin: unknown };
     platformPackages: () => { triple: string; platform: string; name: string; version: string; binary: string; manifest: { os: string[]; cpu: string[]; libc?: string[]; main: string; files: string[] } }[];
     optionalDependencies: () => Record<string, string>;
     platformOf: (triple: string) => string;
@@ -296,7 +323,14 @@ test("npm/ holds one package per napi target, and the published package names ea
     t.deepEqual(p.manifest.files, [p.binary], p.name);
   }
   t.is(platformOf("aarch64-unknown-linux-musl"), "linux-arm64-musl");
+  // The list ERR_NATIVE_UNAVAILABLE's message gives.
+  t.deepEqual([...PREBUILT_PLATFORMS].toSorted(), packages.map((p) => p.platform).toSorted());
   t.deepEqual(optionalDependencies(), Object.fromEntries(packages.map((p) => [p.name, pkg.version])));
+  // As published: with them, and without `prepare` (which builds from source in a clone only).
+  const published = releaseManifest();
+  t.deepEqual(published.optionalDependencies, optionalDependencies());
+  t.false("prepare" in published.scripts, "no prepare script in the published package");
+  t.deepEqual(published.bin, { tensorbridge: "dist/cli.js" });
   // Written at publish time only: unpublished names in the repository's package.json would send npm install to the registry.
   t.is(pkg.optionalDependencies, undefined);
   t.truthy(pkg.repository?.url, "npm publish --provenance needs repository");

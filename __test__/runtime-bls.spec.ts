@@ -90,12 +90,13 @@ test("a missing model, a wrong input, a failing callee and exec() on a decoupled
   const caller = reg.get("caller");
   const missing = await failure(caller.infer(call({ parameters: { target: "no_such_model" } })));
   t.is(missing.message, "Model no_such_model - Error when running inference: Failed for execute the inference request. Model 'no_such_model' is not ready.");
-  t.is(missing.code, "UNAVAILABLE");
+  // Triton 2.51's Python backend: INTERNAL for every BLS call refused before it ran (server-toolbox-tritonclient.spec.ts).
+  t.is(missing.code, "INTERNAL");
   const version = await failure(caller.infer(call({ parameters: { version: 7 } })));
   t.is(version.message, "Model add_sub - Error when running inference: Failed for execute the inference request. Model 'add_sub' is not ready.");
 
   const wrong = await failure(caller.infer(call({ parameters: { mode: "wrong-input" } })));
-  t.is(wrong.code, "INVALID_ARG");
+  t.is(wrong.code, "INTERNAL");
   t.regex(wrong.message, /^Model add_sub - Error when running inference: .*expected 2 inputs but got 1 inputs for model 'add_sub'.*missing required input\(s\) \['INPUT1'\]/);
 
   const failing = await failure(caller.infer(call({ parameters: { target: "failing" } })));
@@ -104,7 +105,7 @@ test("a missing model, a wrong input, a failing callee and exec() on a decoupled
   t.is(reg.get("failing").stats.snapshot().inference_stats.fail.count, 1, "the failed call is in the callee's statistics");
 
   const decoupled = await failure(caller.infer(call({ parameters: { target: "d" } })));
-  t.is(decoupled.code, "UNSUPPORTED");
+  t.is(decoupled.code, "INTERNAL");
   t.regex(decoupled.message, /^Model d - Error when running inference: Model d is using the decoupled\. The current BLS request call doesn't support models using the decoupled transaction policy\./);
 
   // The caller keeps working after errors.
@@ -230,7 +231,7 @@ test("through the server: a client's request to a model that calls add_sub, and 
     t.is(a.status, 200, a.body.toString());
     t.deepEqual(a.json.outputs.find((o: { name: string }) => o.name === "OUTPUT0").data, [11, 22, 33, 44]);
     const bad = await http(server, "POST", "/v2/models/caller/infer", { ...body, parameters: { target: "no_such_model" } });
-    t.is(bad.status, 503, "UNAVAILABLE");
+    t.is(bad.status, 500, "INTERNAL, as Triton 2.51");
     t.regex(bad.json.error, /Model no_such_model - Error when running inference: Failed for execute the inference request\. Model 'no_such_model' is not ready\./);
     const stats = await http(server, "GET", "/v2/models/add_sub/stats");
     t.is(stats.json.model_stats[0].inference_stats.success.count, 1);
@@ -259,15 +260,15 @@ test.serial("timeoutMs ends a call with an error response, queued or running", a
   await reg.close();
 });
 
-test("a registry with modelControl: false refuses loadModel and unloadModel from models, with a clear error", async (t) => {
+test("a registry with modelControl: false (--model-control-mode none) refuses loadModel and unloadModel from models in Triton's words", async (t) => {
   const first = await loadModels({ add_sub: ADD_SUB, caller: CALLER() });
   await first.reg.close();
   const reg = new ModelRegistry({ repository: first.repo, modelControl: false });
   t.deepEqual(await reg.loadAll(), []);
   for (const mode of ["load", "unload"]) {
     const e = await failure(reg.get("caller").infer(call({ parameters: { mode } })));
-    t.is(e.code, "UNSUPPORTED");
-    t.is(e.message, `cannot ${mode} model 'add_sub': loading and unloading models from a model is not allowed by this server (model control is off)`);
+    t.is(e.code, "UNAVAILABLE");
+    t.is(e.message, "explicit model load / unload is not allowed if polling is enabled");
   }
   t.true(reg.isReady("add_sub"), "nothing was unloaded");
   t.is(out(await reg.get("caller").infer(call({ parameters: { mode: "ready" } })), "OUTPUT0")[0], 1, "isModelReady still answers");

@@ -32,9 +32,9 @@ const inGrpc = (model: string, v: number) => ({ model_name: model, inputs: [{ na
 function watchLive(server: InferenceServer): { stop(): Promise<{ statuses: number[]; maxMs: number }> } {
   const statuses: number[] = [];
   let maxMs = 0;
-  let on = true;
+  const state = { on: true };
   const loop = (async () => {
-    while (on) {
+    while (state.on) {
       const t0 = performance.now();
       statuses.push((await http(server, "GET", "/v2/health/live")).status);
       maxMs = Math.max(maxMs, performance.now() - t0);
@@ -43,7 +43,7 @@ function watchLive(server: InferenceServer): { stop(): Promise<{ statuses: numbe
   })();
   return {
     stop: async () => {
-      on = false;
+      state.on = false;
       await loop;
       return { statuses, maxMs };
     },
@@ -98,9 +98,10 @@ test("initialize() throwing, execute() rejecting, the wrong count or shape of re
   }
 });
 
-test("execute() that never settles: the others keep serving, live answers, a client's abort (HTTP) or deadline (gRPC) ends the request and reaches the model", async (t) => {
+test("execute() that never settles: the others keep serving, live answers, a client's abort (HTTP) or deadline (gRPC) ends the request and reaches the model; close() gives up on it after exitTimeoutMs (--exit-timeout-secs)", async (t) => {
   const repo = makeRepo({ add_sub: ADD_SUB, never_settles: NEVER_SETTLES });
-  const server = await startTestServer(repo);
+  const errors: string[] = [];
+  const server = await startTestServer(repo, { exitTimeoutMs: 1000, logger: { info() {}, warn() {}, error: (m) => errors.push(m) } });
   const client = grpcClient(server);
   const live = watchLive(server);
   try {
@@ -128,8 +129,11 @@ test("execute() that never settles: the others keep serving, live answers, a cli
     t.log(`/v2/health/live: ${statuses.length} answers, slowest ${maxMs.toFixed(1)} ms`);
     t.true(statuses.length > 0 && statuses.every((s) => s === 200));
     client.close();
-    // close() waits for executions in flight, and this one never ends (see
-    // the report of issue 15): bounded here so that the suite goes on.
-    await Promise.race([server.close(), sleep(1000)]);
+    // The execution never ends: close() waits exitTimeoutMs for it, then resolves.
+    const t0 = Date.now();
+    const closed = await Promise.race([server.close().then(() => true), sleep(15_000).then(() => false)]);
+    t.true(closed, "close() resolved");
+    t.true(Date.now() - t0 >= 900, "close() waited for the execution first");
+    t.true(errors.some((m) => m.includes("--exit-timeout-secs")), errors.join("\n"));
   }
 });

@@ -769,6 +769,16 @@ function stable(h: Record<string, unknown>): Record<string, unknown> {
   return rest;
 }
 
+/** What a client reads of an answer, whichever server sent it. */
+function clientView(a: RawGrpcAnswer) {
+  return {
+    status: a.headers[":status"],
+    body: a.body,
+    grpcStatus: a.trailers["grpc-status"] ?? a.headers["grpc-status"],
+    grpcMessage: decodeURIComponent(String(a.trailers["grpc-message"] ?? a.headers["grpc-message"] ?? "")).replace(/^OK$/, ""),
+  };
+}
+
 test("both gRPC servers (this package's HTTP/2 and grpc-js's), with and without the direct ModelInfer path, answer alike: byte for byte within a server, status, message and body across them", async (t) => {
   const { server } = t.context;
   const start = (o: Partial<GrpcTransportOptions>) => GrpcTransport.start(server.endpoint, { host: "127.0.0.1", port: 0, ...o });
@@ -800,13 +810,6 @@ test("both gRPC servers (this package's HTTP/2 and grpc-js's), with and without 
       ["a gzip-compressed message", gzipFrame(msg(ADD_SUB_REQ)), { "grpc-encoding": "gzip" }],
       ["a deflate-compressed message", deflateFrame(msg(ADD_SUB_REQ)), { "grpc-encoding": "deflate" }],
     ];
-    // What a client reads of an answer, whichever server sent it.
-    const seen = (a: RawGrpcAnswer) => ({
-      status: a.headers[":status"],
-      body: a.body,
-      grpcStatus: a.trailers["grpc-status"] ?? a.headers["grpc-status"],
-      grpcMessage: decodeURIComponent(String(a.trailers["grpc-message"] ?? a.headers["grpc-message"] ?? "")).replace(/^OK$/, ""),
-    });
     for (const [what, body, headers] of cases) {
       const a = await rawGrpcCall(direct.port, body, headers);
       const b = await rawGrpcCall(plain.port, body, headers);
@@ -816,9 +819,9 @@ test("both gRPC servers (this package's HTTP/2 and grpc-js's), with and without 
       t.deepEqual(a.trailers, b.trailers, `${what}: trailers, direct or not`);
       t.deepEqual(stable(c.headers), stable(d.headers), `${what}: grpc-js's headers, direct or not`);
       t.deepEqual(c.trailers, d.trailers, `${what}: grpc-js's trailers, direct or not`);
-      t.deepEqual(seen(a), seen(b), `${what}: direct or not`);
-      t.deepEqual(seen(a), seen(c), `${what}: this server as grpc-js`);
-      t.deepEqual(seen(c), seen(d), `${what}: grpc-js, direct or not`);
+      t.deepEqual(clientView(a), clientView(b), `${what}: direct or not`);
+      t.deepEqual(clientView(a), clientView(c), `${what}: this server as grpc-js`);
+      t.deepEqual(clientView(c), clientView(d), `${what}: grpc-js, direct or not`);
     }
     const ok = await rawGrpcCall(direct.port, frame(msg(ADD_SUB_REQ)));
     t.is(ok.trailers["grpc-status"], "0");

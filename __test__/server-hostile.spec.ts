@@ -9,7 +9,8 @@
  * JSON error (or Triton's 500 for a body that is not JSON), every gRPC
  * call with a non-OK status other than UNKNOWN, or a clean close; the
  * server alive and its RSS bounded. The long run (10^5 requests) is the
- * same script: `node --import tsx scripts/hostile.ts`.
+ * same script: `node --import tsx scripts/hostile.ts`. Both gRPC servers
+ * (tensorbridge's own HTTP/2 and grpc-js) are checked.
  */
 import { rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { basename, join } from "node:path";
@@ -23,26 +24,28 @@ import { ADD_SUB, cleanupRepos, grpcClient, grpcUnary, http, makeRepo, setupMode
 
 test.after.always(cleanupRepos);
 
-test("3000 hostile HTTP and gRPC requests: each refused cleanly, 0 crashes, RSS bounded", async (t) => {
-  t.timeout(240_000);
-  const r = await runHostile({ requests: 3000, concurrency: 16, seed: Number(process.env["TB_FUZZ_SEED"] ?? 0x5eed) });
-  t.log(`${r.sent} requests in ${r.seconds} s, RSS ${r.rssMib.start.toFixed(1)} -> ${r.rssMib.peak.toFixed(1)} MiB (seed ${r.options.seed})`);
-  t.deepEqual(r.failures, []);
-  t.is(r.sent, 3000);
-  t.true(r.alive);
-  // Not vacuous: every kind of case was sent, over both transports.
-  const kinds = Object.keys(r.outcomes);
-  for (const k of ["truncated-body", "oversized-body", "bad-header-length", "binary-size-past-body", "bad-dims", "dtype-shape-mismatch", "bad-json", "bad-utf8", "unknown-model", "traversal-model", "traversal-shm-key", "shm-offset-past-region", "grpc-bad-dims", "grpc-traversal-model", "grpc-shm-offset-past-region", "grpc-bad-protobuf", "grpc-truncated-message"]) {
-    t.true(kinds.includes(k), `no '${k}' case was sent`);
-  }
-  // What the server answered the ones that must be refused, exactly:
-  t.deepEqual(Object.keys(r.outcomes["oversized-body"]!), ["http 413"]);
-  t.deepEqual(Object.keys(r.outcomes["traversal-model"]!), ["http 404"]);
-  t.deepEqual(Object.keys(r.outcomes["grpc-traversal-model"]!), ["grpc 5"], "NOT_FOUND");
-  t.deepEqual(Object.keys(r.outcomes["grpc-shm-offset-past-region"]!), ["grpc 3"], "INVALID_ARGUMENT");
-  t.deepEqual(Object.keys(r.outcomes["shm-offset-past-region"]!), ["http 400"]);
-  t.true(r.rssMib.peak - r.rssMib.start < 128, `RSS grew ${r.rssMib.peak - r.rssMib.start} MiB`);
-});
+for (const grpcServer of ["tensorbridge", "grpc-js"] as const) {
+  test(`3000 hostile HTTP and gRPC requests (gRPC over ${grpcServer}): each refused cleanly, 0 crashes, RSS bounded`, async (t) => {
+    t.timeout(240_000);
+    const r = await runHostile({ requests: 3000, concurrency: 16, seed: Number(process.env["TB_FUZZ_SEED"] ?? 0x5eed), serverArgs: [`--grpc-server=${grpcServer}`] });
+    t.log(`${r.sent} requests in ${r.seconds} s, RSS ${r.rssMib.start.toFixed(1)} -> ${r.rssMib.peak.toFixed(1)} MiB (seed ${r.options.seed})`);
+    t.deepEqual(r.failures, []);
+    t.is(r.sent, 3000);
+    t.true(r.alive);
+    // Not vacuous: every kind of case was sent, over both transports.
+    const kinds = Object.keys(r.outcomes);
+    for (const k of ["truncated-body", "oversized-body", "bad-header-length", "binary-size-past-body", "bad-dims", "dtype-shape-mismatch", "bad-json", "bad-utf8", "unknown-model", "traversal-model", "traversal-shm-key", "shm-offset-past-region", "grpc-bad-dims", "grpc-traversal-model", "grpc-shm-offset-past-region", "grpc-bad-protobuf", "grpc-truncated-message"]) {
+      t.true(kinds.includes(k), `no '${k}' case was sent`);
+    }
+    // What the server answered the ones that must be refused, exactly:
+    t.deepEqual(Object.keys(r.outcomes["oversized-body"]!), ["http 413"]);
+    t.deepEqual(Object.keys(r.outcomes["traversal-model"]!), ["http 404"]);
+    t.deepEqual(Object.keys(r.outcomes["grpc-traversal-model"]!), ["grpc 5"], "NOT_FOUND");
+    t.deepEqual(Object.keys(r.outcomes["grpc-shm-offset-past-region"]!), ["grpc 3"], "INVALID_ARGUMENT");
+    t.deepEqual(Object.keys(r.outcomes["shm-offset-past-region"]!), ["http 400"]);
+    t.true(r.rssMib.peak - r.rssMib.start < 128, `RSS grew ${r.rssMib.peak - r.rssMib.start} MiB`);
+  });
+}
 
 test("security defaults: loopback bind, client shared memory off, models load only from the repository (no ../ way out)", async (t) => {
   const outside = makeRepo({ outside: ADD_SUB });

@@ -133,6 +133,8 @@ test("graceful close: in-flight requests finish, then finalize() runs; close is 
   const s = await startTestServer(repo);
   const url = s.address.url;
   const inflight = http(s, "POST", "/v2/models/slow/infer", SLOW_REQ(400));
+  // Close once the request's connection is accepted (on a loaded machine 100 ms may not be enough).
+  for (let i = 0; i < 500 && s.connectionCounters.http.open === 0; i++) await sleep(10);
   await sleep(100);
   const closing = s.close();
   t.is(s.close(), closing, "close() returns the same promise");

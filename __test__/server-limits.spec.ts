@@ -57,6 +57,7 @@ test.serial("serverLimits: defaults, the header deadline cut to the request's, a
     grpcMaxConnections: DEFAULT_MAX_CONNECTIONS,
     grpcIdleTimeoutMs: 300_000,
     grpcRequestTimeoutMs: DEFAULT_REQUEST_TIMEOUT_MS,
+    exitTimeoutMs: 30_000,
   });
   t.is(serverLimits({ repository: "x", headersTimeoutMs: 9000, requestTimeoutMs: 2000 }).headersTimeoutMs, 2000);
   t.is(serverLimits({ repository: "x", headersTimeoutMs: 0, requestTimeoutMs: 2000 }).headersTimeoutMs, 2000, "the request's deadline bounds the head too");
@@ -77,8 +78,10 @@ test.serial("parseCli: the deadline and connection-limit flags", (t) => {
     "--grpc-max-connections=40",
     "--grpc-idle-timeout-ms=0",
     "--grpc-request-timeout-ms=500",
+    "--exit-timeout-secs",
+    "3",
   ]).options;
-  t.like(o, { headersTimeoutMs: 1000, requestTimeoutMs: 2000, maxConnections: 300, grpcMaxConnections: 40, grpcIdleTimeoutMs: 0, grpcRequestTimeoutMs: 500 });
+  t.like(o, { headersTimeoutMs: 1000, requestTimeoutMs: 2000, maxConnections: 300, grpcMaxConnections: 40, grpcIdleTimeoutMs: 0, grpcRequestTimeoutMs: 500, exitTimeoutMs: 3000 });
   const err = t.throws(() => parseCli(["serve", "--http-max-connections=-3"]), { instanceOf: ServingError });
   t.is(err?.code, "ERR_CLI_USAGE");
 });
@@ -141,70 +144,96 @@ test.serial("HTTP: past --http-max-connections a new connection gets 503 with a 
   }
 });
 
-test.serial("gRPC: past --grpc-max-connections a connection gets GOAWAY ENHANCE_YOUR_CALM (grpc-js: RESOURCE_EXHAUSTED); idle connections close at the idle timeout", async (t) => {
-  const server = await startTestServer(makeRepo({ add_sub: ADD_SUB }), { grpcMaxConnections: 2, grpcIdleTimeoutMs: 500 });
-  try {
-    const url = `http://${server.grpcAddress!.url}`;
-    const sessions = [h2connect(url), h2connect(url)];
-    for (const s of sessions) s.on("error", () => {});
-    await Promise.all(sessions.map((s) => new Promise((r) => s.once("connect", r))));
-    const refused = h2connect(url);
-    refused.on("error", () => {});
-    const code = await new Promise<number>((r) => refused.once("goaway", (c) => r(c)));
-    t.is(code, h2c.NGHTTP2_ENHANCE_YOUR_CALM);
-    const client = grpcClient(server);
-    const a = await grpcUnary(client, "ServerLive", {});
-    t.false(a.ok);
-    // grpc-js reads ENHANCE_YOUR_CALM as RESOURCE_EXHAUSTED (gRPC C-core: UNAVAILABLE)
-    if (!a.ok) t.is(a.code, grpc.status.RESOURCE_EXHAUSTED);
-    client.close();
-    // The two idle sessions are closed by the server (GOAWAY NO_ERROR) at the idle timeout.
-    const t0 = Date.now();
-    const codes = await Promise.all(sessions.map((s) => new Promise<number>((r) => s.once("goaway", (c) => r(c)))));
-    t.deepEqual(codes, [h2c.NGHTTP2_NO_ERROR, h2c.NGHTTP2_NO_ERROR]);
-    t.true(Date.now() - t0 < 3000);
-    await sleep(100);
-    const again = grpcClient(server);
-    t.true((await grpcUnary(again, "ServerLive", {})).ok, "places are free again");
-    again.close();
-    t.true(server.connectionCounters.grpc!.refused >= 1);
-  } finally {
-    await server.close();
-  }
-});
-
-test.serial("gRPC: a unary call whose message trickles ends with DEADLINE_EXCEEDED at --grpc-request-timeout-ms; a normal call is served meanwhile", async (t) => {
-  const server = await startTestServer(makeRepo({ add_sub: ADD_SUB }), { grpcRequestTimeoutMs: 500 });
-  try {
-    const session = h2connect(`http://${server.grpcAddress!.url}`);
-    session.on("error", () => {});
-    const req = session.request({ ":method": "POST", ":path": "/inference.GRPCInferenceService/ModelInfer", "content-type": "application/grpc", te: "trailers" });
-    req.on("error", () => {});
-    const prefix = Buffer.alloc(5);
-    prefix.writeUInt32BE(60 * 1024 * 1024, 1);
-    req.write(prefix);
-    const tick = setInterval(() => req.write(Buffer.alloc(1, 1)), 50);
-    const t0 = Date.now();
-    const status = new Promise<{ status: string; message: string }>((resolve) => {
-      let s = { status: "", message: "" };
-      req.on("response", (h) => (s = { status: String(h["grpc-status"] ?? ""), message: String(h["grpc-message"] ?? "") }));
-      req.on("close", () => resolve(s));
+/** A raw HTTP/2 unary ModelInfer that announces a 60 MiB message and trickles it; resolves with its grpc-status and message. */
+function tricklingCall(url: string, headers: Record<string, string>): { done: Promise<{ status: string; message: string }>; stop(): void } {
+  const session = h2connect(url);
+  session.on("error", () => {});
+  const req = session.request({ ":method": "POST", ":path": "/inference.GRPCInferenceService/ModelInfer", "content-type": "application/grpc", te: "trailers", ...headers });
+  req.on("error", () => {});
+  const prefix = Buffer.alloc(5);
+  prefix.writeUInt32BE(60 * 1024 * 1024, 1);
+  req.write(prefix);
+  const tick = setInterval(() => {
+    if (!req.destroyed) req.write(Buffer.alloc(1, 1));
+  }, 50);
+  const done = new Promise<{ status: string; message: string }>((resolve) => {
+    let s = { status: "", message: "" };
+    const take = (h: Record<string, unknown>) => {
+      if (h["grpc-status"] !== undefined) s = { status: String(h["grpc-status"]), message: String(h["grpc-message"] ?? "") };
+    };
+    req.on("response", take);
+    req.on("trailers", take);
+    req.on("close", () => {
+      clearInterval(tick);
+      session.close();
+      resolve(s);
     });
-    const client = grpcClient(server);
-    const live = await grpcUnary(client, "ServerLive", {});
-    t.true(live.ok);
-    const s = await status;
-    clearInterval(tick);
-    t.is(s.status, String(grpc.status.DEADLINE_EXCEEDED));
-    t.regex(s.message, /--grpc-request-timeout-ms/);
-    const took = Date.now() - t0;
-    t.true(took >= 500 && took < 500 * 1.25 + 2000, `ended after ${took} ms`);
-    client.close();
-    session.close();
-  } finally {
-    await server.close();
-  }
-});
+  });
+  return {
+    done,
+    stop: () => {
+      clearInterval(tick);
+      session.destroy();
+    },
+  };
+}
+
+for (const grpcServer of ["tensorbridge", "grpc-js"] as const) {
+  test.serial(`gRPC (${grpcServer}): past --grpc-max-connections a connection gets GOAWAY ENHANCE_YOUR_CALM (grpc-js clients: RESOURCE_EXHAUSTED); idle connections close at the idle timeout`, async (t) => {
+    const server = await startTestServer(makeRepo({ add_sub: ADD_SUB }), { grpcServer, grpcMaxConnections: 2, grpcIdleTimeoutMs: 500 });
+    try {
+      const url = `http://${server.grpcAddress!.url}`;
+      const sessions = [h2connect(url), h2connect(url)];
+      for (const s of sessions) s.on("error", () => {});
+      // Listening from the start: on a loaded machine the idle timeout may come before the checks below end.
+      const idleCodes = Promise.all(sessions.map((s) => new Promise<number>((r) => s.once("goaway", (c) => r(c)))));
+      await Promise.all(sessions.map((s) => new Promise((r) => s.once("connect", r))));
+      const refused = h2connect(url);
+      refused.on("error", () => {});
+      const code = await new Promise<number>((r) => refused.once("goaway", (c) => r(c)));
+      t.is(code, h2c.NGHTTP2_ENHANCE_YOUR_CALM);
+      const client = grpcClient(server);
+      const a = await grpcUnary(client, "ServerLive", {});
+      t.false(a.ok);
+      // grpc-js reads ENHANCE_YOUR_CALM as RESOURCE_EXHAUSTED (gRPC C-core: UNAVAILABLE)
+      if (!a.ok) t.is(a.code, grpc.status.RESOURCE_EXHAUSTED);
+      client.close();
+      // The two idle sessions are closed by the server (GOAWAY NO_ERROR) at the idle timeout.
+      const codes = await Promise.race([idleCodes, sleep(10_000).then(() => "no GOAWAY within 10 s")]);
+      t.deepEqual(codes, [h2c.NGHTTP2_NO_ERROR, h2c.NGHTTP2_NO_ERROR]);
+      await sleep(100);
+      const again = grpcClient(server);
+      t.true((await grpcUnary(again, "ServerLive", {})).ok, "places are free again");
+      again.close();
+      t.true(server.connectionCounters.grpc!.refused >= 1);
+    } finally {
+      await server.close();
+    }
+  });
+
+  test.serial(`gRPC (${grpcServer}): a unary call whose message trickles ends with DEADLINE_EXCEEDED at --grpc-request-timeout-ms, with and without grpc-timeout; a normal call is served meanwhile`, async (t) => {
+    const server = await startTestServer(makeRepo({ add_sub: ADD_SUB }), { grpcServer, grpcRequestTimeoutMs: 500 });
+    try {
+      const url = `http://${server.grpcAddress!.url}`;
+      const t0 = Date.now();
+      // No grpc-timeout: the direct path reads it; a long grpc-timeout: grpc-js does.
+      const calls = [tricklingCall(url, {}), tricklingCall(url, { "grpc-timeout": "100S" })];
+      const client = grpcClient(server);
+      const live = await grpcUnary(client, "ServerLive", {});
+      t.true(live.ok);
+      const results = await Promise.all(calls.map((c) => c.done));
+      const took = Date.now() - t0;
+      for (const s of results) {
+        t.is(s.status, String(grpc.status.DEADLINE_EXCEEDED));
+        t.regex(s.message, /--grpc-request-timeout-ms/);
+      }
+      t.true(took >= 500 && took < 500 * 1.25 + 2000, `ended after ${took} ms`);
+      client.close();
+    } finally {
+      await server.close();
+    }
+  });
+}
 
 test.serial("scripts/slow-clients.ts at CI size: every slow client ended at its deadline or refused past the limit, the normal client always served, RSS grows with bytes received, not announced", async (t) => {
   t.timeout(180_000);

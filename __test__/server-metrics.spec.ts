@@ -62,8 +62,19 @@ class Reference implements InferenceObserver {
     void new Gauge({ name: "tensorbridge_model_ready", help: "1 when the model version is loaded and ready", labelNames, registers });
   }
 
+  readonly #seen = new Set<string>();
+
+  /** As Triton (and ServerMetrics): a model version's first event gives each failure reason a series at 0. */
+  #first(l: { model: string; version: string }): void {
+    const key = `${l.model}\u0000${l.version}`;
+    if (this.#seen.has(key)) return;
+    this.#seen.add(key);
+    for (const reason of ["REJECTED", "CANCELED", "BACKEND", "OTHER"]) this.#failure.inc({ ...l, reason }, 0);
+  }
+
   requestDone(e: RequestEvent): void {
     const l = { model: e.model, version: String(e.version) };
+    this.#first(l);
     if (e.success) {
       this.#c["success"]!.labels(l).inc();
       this.#c["count"]!.labels(l).inc(e.batchSize);
@@ -77,6 +88,7 @@ class Reference implements InferenceObserver {
 
   executionDone(e: ExecutionEvent): void {
     const l = { model: e.model, version: String(e.version) };
+    this.#first(l);
     this.#c["exec"]!.labels(l).inc();
     this.#c["inputUs"]!.labels(l).inc(Math.round(e.computeInputNs / 1000));
     this.#c["inferUs"]!.labels(l).inc(Math.round(e.computeInferNs / 1000));

@@ -8,6 +8,7 @@
  *
  *   node --import tsx scripts/hostile.ts                         10^5 requests
  *   node --import tsx scripts/hostile.ts --requests 5000 --json out.json
+ *   node --import tsx scripts/hostile.ts --server-arg --grpc-server=grpc-js
  *
  * Kinds: truncated and oversized bodies, a body cut off by the client,
  * wrong `Inference-Header-Content-Length`, `binary_data_size` past the
@@ -47,6 +48,8 @@ export interface HostileOptions {
   seed: number;
   /** Share of gRPC requests (default 0.4). */
   grpcShare: number;
+  /** More `tensorbridge serve` flags (e.g. `--grpc-server=grpc-js`). */
+  serverArgs: string[];
 }
 
 /** The figures {@link runHostile} reports. */
@@ -69,7 +72,7 @@ export interface HostileReport {
   failureCount: number;
 }
 
-const DEFAULTS: HostileOptions = { requests: 100_000, concurrency: 32, seed: 0x5eed, grpcShare: 0.4 };
+const DEFAULTS: HostileOptions = { requests: 100_000, concurrency: 32, seed: 0x5eed, grpcShare: 0.4, serverArgs: [] };
 const BODY_LIMIT = 1024 * 1024;
 
 /** xorshift32, as __test__/fuzz-helpers.ts. */
@@ -431,7 +434,7 @@ function grpcCall(session: ClientHttp2Session, c: GrpcCase): Promise<string> {
 export async function runHostile(opts: Partial<HostileOptions> = {}): Promise<HostileReport> {
   const o: HostileOptions = { ...DEFAULTS, ...opts };
   const t0 = Date.now();
-  const server = await startServerProcess(join(ROOT, "examples/models"), ["--allow-client-shm=true", `--http-max-body-size=${BODY_LIMIT}`]);
+  const server = await startServerProcess(join(ROOT, "examples/models"), ["--allow-client-shm=true", `--http-max-body-size=${BODY_LIMIT}`, ...o.serverArgs]);
   // A real 64-byte region for the offset cases.
   const key = `tb-hostile-${process.pid}`;
   writeFileSync(`/dev/shm/${key}`, Buffer.alloc(64));
@@ -533,6 +536,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     else if (name === "--concurrency") opts.concurrency = Number(v);
     else if (name === "--seed") opts.seed = Number(v);
     else if (name === "--grpc-share") opts.grpcShare = Number(v);
+    else if (name === "--server-arg") (opts.serverArgs ??= []).push(v);
     else if (name === "--json") jsonOut = v;
     else throw new Error(`unknown argument ${name}`);
   }

@@ -8,8 +8,12 @@
 // The release workflow's publish job runs:
 //
 //   node scripts/platform-packages.mjs check      every npm/<platform> holds its .node file
-//   node scripts/platform-packages.mjs optional   package.json gets the optionalDependencies
+//   node scripts/platform-packages.mjs manifest   package.json as published: the
+//                                                  optionalDependencies, no `prepare`
 //
+// `prepare` (scripts/ensure-addon.mjs, which the package does not ship) builds
+// the addon in a clone; npm 11 lists it among the install scripts to approve
+// when a package is installed from a tarball, so the published manifest drops it.
 // scripts/pack-proof.mjs stages the main package the same way.
 import { existsSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
@@ -49,6 +53,13 @@ export function optionalDependencies(dir = root) {
   return Object.fromEntries(platformPackages(dir).map((p) => [p.name, version]));
 }
 
+/** package.json as the publish job writes it before `npm publish`. */
+export function releaseManifest(dir = root) {
+  const pkg = mainPackage(dir);
+  const { prepare: _prepare, ...scripts } = pkg.scripts ?? {};
+  return { ...pkg, scripts, optionalDependencies: optionalDependencies(dir) };
+}
+
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const command = process.argv[2];
   if (command === "check") {
@@ -58,13 +69,12 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
     for (const d of stray) console.error(`npm/${d} is no napi target in package.json`);
     if (missing.length > 0 || stray.length > 0) process.exit(1);
     console.log(`all ${platformPackages().length} platform packages hold their binary`);
-  } else if (command === "optional") {
-    const pkg = mainPackage();
-    pkg.optionalDependencies = optionalDependencies();
+  } else if (command === "manifest") {
+    const pkg = releaseManifest();
     writeFileSync(join(root, "package.json"), JSON.stringify(pkg, null, 2) + "\n");
-    console.log(`package.json optionalDependencies: ${Object.keys(pkg.optionalDependencies).join(", ")}`);
+    console.log(`package.json: no prepare script; optionalDependencies ${Object.keys(pkg.optionalDependencies).join(", ")}`);
   } else {
-    console.error("usage: node scripts/platform-packages.mjs check | optional");
+    console.error("usage: node scripts/platform-packages.mjs check | manifest");
     process.exit(2);
   }
 }

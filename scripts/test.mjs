@@ -45,6 +45,21 @@ const steps = [
     env: { RUSTDOCFLAGS: "-D warnings" },
   },
   {
+    // tensorbridge-core as crates.io gets it: the packaged crate builds on its own.
+    name: "cargo-package",
+    cmd: ["cargo", "package", "-p", "tensorbridge-core", "--allow-dirty"],
+  },
+  {
+    // docs.rs's build (Cargo.toml's [package.metadata.docs.rs]: `--cfg docsrs`, nightly),
+    // which labels the `dlpark` items with their feature.
+    name: "docs-rs",
+    cmd: ["cargo", "+nightly", "doc", "-p", "tensorbridge-core", "--features", "cuda,dlpark", "--no-deps", "--target-dir", "target/docsrs"],
+    env: { RUSTDOCFLAGS: "--cfg docsrs -D warnings" },
+    skip: spawnSync("rustup", ["run", "nightly", "rustc", "-V"], { stdio: "ignore" }).status !== 0
+      ? "no nightly Rust toolchain (docs.rs builds with nightly; .ci/run installs one)"
+      : undefined,
+  },
+  {
     name: "interop",
     cmd: ["cargo", "test", "-p", "tensorbridge-interop"],
     skip: hasVenv
@@ -78,6 +93,12 @@ const steps = [
     cmd: [process.execPath, "--import", "tsx", "scripts/docs.ts", "--check"],
   },
   { name: "ava", cmd: [bin("ava")] },
+  {
+    // The release addon and both npm packages, installed with no Rust on PATH and run
+    // (scripts/pack-proof.mjs): a DLPack round trip and `npx tensorbridge serve`.
+    name: "pack-proof",
+    cmd: [process.execPath, "scripts/pack-proof.mjs"],
+  },
 ];
 
 const only = [];

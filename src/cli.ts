@@ -14,6 +14,7 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 import { ServingError, errorMessage } from "./runtime/errors.js";
 import {
   DEFAULT_BODY_LIMIT,
+  DEFAULT_EXIT_TIMEOUT_MS,
   DEFAULT_GRPC_IDLE_TIMEOUT_MS,
   DEFAULT_HEADERS_TIMEOUT_MS,
   DEFAULT_MAX_CONNECTIONS,
@@ -59,6 +60,8 @@ Options:
   --grpc-idle-timeout-ms <ms>
                             close gRPC connections with no call open this long
                             (default ${DEFAULT_GRPC_IDLE_TIMEOUT_MS}; 0: never)
+  --exit-timeout-secs <s>   on SIGINT/SIGTERM, wait this long for in-flight requests,
+                            then exit anyway (default ${DEFAULT_EXIT_TIMEOUT_MS / 1000})
   --grpc-request-timeout-ms <ms>
                             a unary call's request message must arrive within this
                             time, else DEADLINE_EXCEEDED (default: the HTTP request
@@ -67,6 +70,13 @@ Options:
                             allow the system shared-memory extension (default false)
   --strict-readiness[=true|false]
                             /v2/health/ready only when every model is ready (default true)
+  --model-control-mode <mode>
+                            none: every model loads at start, the load/unload API is
+                            refused (as Triton's default); explicit: only --load-model
+                            models load at start, the API loads and unloads (default:
+                            every model at start, and the API allowed)
+  --load-model <name>       with --model-control-mode explicit: a model to load at
+                            start (repeat it; * for all)
   --disable-auto-complete-config
                             do not run models' static autoCompleteConfig(config), and
                             require config.pbtxt (default: models may complete it)
@@ -152,6 +162,16 @@ export function parseCli(argv: readonly string[]): CliCommand {
       case "allow-grpc":
         options.allowGrpc = parseBool(name, inline);
         break;
+      case "model-control-mode": {
+        const v = value().toLowerCase();
+        if (v === "poll") usageError("--model-control-mode poll is not supported (tensorbridge does not poll the repository): use none or explicit");
+        if (v !== "none" && v !== "explicit") usageError(`--model-control-mode takes none or explicit, got '${v}'`);
+        options.modelControlMode = v;
+        break;
+      }
+      case "load-model":
+        options.loadModels = [...(options.loadModels ?? []), value()];
+        break;
       case "grpc-server": {
         const v = value();
         if (v !== "tensorbridge" && v !== "grpc-js") usageError(`--grpc-server takes tensorbridge or grpc-js, got '${v}'`);
@@ -189,6 +209,9 @@ export function parseCli(argv: readonly string[]): CliCommand {
         break;
       case "grpc-request-timeout-ms":
         options.grpcRequestTimeoutMs = intValue(0, 2 ** 31 - 1);
+        break;
+      case "exit-timeout-secs":
+        options.exitTimeoutMs = intValue(0, 2_000_000) * 1000;
         break;
       case "allow-client-shm":
         options.allowClientShm = parseBool(name, inline);

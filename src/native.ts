@@ -15,70 +15,13 @@
  * @module
  */
 
-import { readFileSync } from "node:fs";
+// Evaluated before the generated loader (imports run in order): it throws
+// ERR_NATIVE_UNAVAILABLE, naming the platform and how to build from source,
+// when no binary exists to load.
+import "./native-platform.js";
+import * as binding from "../index.js";
 
-import { ErrorCode, TensorBridgeError } from "./errors.js";
-
-/** The platforms a published package has a prebuilt binary for (package.json's napi targets). */
-export const PREBUILT_PLATFORMS: readonly string[] = [
-  "linux-x64-gnu",
-  "linux-x64-musl",
-  "linux-arm64-gnu",
-  "linux-arm64-musl",
-  "darwin-x64",
-  "darwin-arm64",
-  "win32-x64-msvc",
-  "win32-arm64-msvc",
-];
-
-/** This process's platform as the per-platform packages name it (`linux-x64-gnu`, `darwin-arm64`). */
-export function platformName(): string {
-  const base = `${process.platform}-${process.arch}`;
-  if (process.platform === "win32") return `${base}-msvc`;
-  if (process.platform !== "linux") return base;
-  // glibc reports its version in the process report; musl (Alpine) does not.
-  const report = process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined;
-  return `${base}-${report?.header?.glibcVersionRuntime === undefined ? "musl" : "gnu"}`;
-}
-
-/**
- * The error when no binary loads: which platform this is, which package
- * would have had the binary, and how to build one from source.
- */
-function bindingUnavailable(cause: unknown): TensorBridgeError {
-  const platform = platformName();
-  let version = "";
-  try {
-    version = (JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version?: string }).version ?? "";
-  } catch {
-    // A missing package.json only drops the version from the message.
-  }
-  const prebuilt = PREBUILT_PLATFORMS.includes(platform);
-  const why = prebuilt
-    ? `its prebuilt binary comes in the optional dependency tensorbridge-${platform}${version ? `@${version}` : ""}, which is not installed or did not load ` +
-      "(reinstall without --no-optional / --omit=optional, and check that the package manager installed optional dependencies)"
-    : `no prebuilt binary exists for ${platform} (prebuilt: ${PREBUILT_PLATFORMS.join(", ")})`;
-  return new TensorBridgeError(
-    ErrorCode.NATIVE_UNAVAILABLE,
-    `tensorbridge's native addon could not be loaded on ${platform} (Node ${process.version}): ${why}. ` +
-      "To build it from source: install Rust (https://rustup.rs) and a C linker, clone the repository, " +
-      "run `npm install` there (it builds the addon with cargo), then `npm run build` and `npm pack`, and install that tarball; " +
-      "or set NAPI_RS_NATIVE_LIBRARY_PATH to a tensorbridge .node file you built.",
-    { cause },
-  );
-}
-
-// A dynamic import so that a missing binary fails with the error above (the
-// generated loader's own says only "Cannot find native binding").
-let loaded: typeof import("../index.js");
-try {
-  loaded = await import("../index.js");
-} catch (e) {
-  throw bindingUnavailable(e);
-}
-const binding = loaded;
-
-export const {
+export {
   cudaDeviceCount,
   cudaIpcClose,
   cudaIpcHandle,
@@ -94,7 +37,7 @@ export const {
   nativeStats,
   noop,
   testingHooks,
-} = binding;
+} from "../index.js";
 export type { NativeStats } from "../index.js";
 
 /**

@@ -42,7 +42,7 @@ import { AsyncLocalStorage } from "node:async_hooks";
 
 import type { Tensor } from "../tensor.js";
 import { Cancellation } from "./cancel.js";
-import { ServingError } from "./errors.js";
+import { MODEL_CONTROL_REFUSAL, ServingError } from "./errors.js";
 import { ModelError } from "./model-error.js";
 import type { InferInput, InferOutput, ModelVersion } from "./model-version.js";
 import type { RequestParameter } from "./request.js";
@@ -139,10 +139,16 @@ export function currentCaller(): BlsCaller | undefined {
 /** The prefix Triton's request executor puts on an error raised before the request runs. */
 const failedPrefix = (model: string): string => `Model ${model} - Error when running inference: `;
 
-/** An error response for a call refused before it ran (Triton's words). */
-function refused(model: string, e: unknown, code?: ModelError["code"]): InferenceResponse {
-  const err = ModelError.from(e);
-  return new InferenceResponse({ error: new ModelError(failedPrefix(model) + err.message, code ?? err.code) });
+/**
+ * An error response for a call refused before it ran, in Triton's words
+ * and with its code: Triton 2.51's Python backend answers every such BLS
+ * call (a missing model, a wrong input, exec() on a decoupled model) with
+ * an `INTERNAL` error, whatever the server's own status was (observed live,
+ * __test__/server-toolbox-tritonclient.spec.ts). Only a refusal of ours
+ * that Triton does not have (the deadlock) passes its own code.
+ */
+function refused(model: string, e: unknown, code: ModelError["code"] = "INTERNAL"): InferenceResponse {
+  return new InferenceResponse({ error: new ModelError(failedPrefix(model) + ModelError.from(e).message, code) });
 }
 
 /**
@@ -184,7 +190,6 @@ function execLocal(caller: BlsCaller | undefined, call: BlsCall, decoupled: bool
         name,
         new ModelError(
           `Model ${name} is using the decoupled. The current BLS request call doesn't support models using the decoupled transaction policy. Please use 'decoupled=True' argument to the 'exec' or 'async_exec' calls for decoupled models.'`,
-          "UNSUPPORTED",
         ),
       ),
       true,
@@ -198,8 +203,8 @@ function execLocal(caller: BlsCaller | undefined, call: BlsCall, decoupled: bool
         new ModelError(
           `deadlock: model '${name}' version ${mv.version} calls itself from instance ${caller.instance.name} while every instance of it is busy; ` +
             "the call would wait forever for an instance (give the model more instances, or do not call it from itself)",
-          "UNAVAILABLE",
         ),
+        "UNAVAILABLE",
       ),
       true,
     );
@@ -260,12 +265,9 @@ function execLocal(caller: BlsCaller | undefined, call: BlsCall, decoupled: bool
 async function controlLocal(caller: BlsCaller | undefined, c: BlsControl): Promise<boolean | undefined> {
   const target = targetOf(caller);
   if (c.op === "isReady") return target !== undefined && target.isReady(c.name, c.version !== undefined && c.version > 0 ? c.version : undefined);
-  // There is no model-control mode flag yet: models may load and unload unless the registry says
-  // otherwise (ModelRegistryOptions.modelControl); Triton requires --model-control-mode=explicit.
   if (target === undefined) throw new ModelError(`cannot ${c.op} model '${c.name}': no model registry runs in this process`, "UNAVAILABLE");
-  if (target.modelControl === false) {
-    throw new ModelError(`cannot ${c.op} model '${c.name}': loading and unloading models from a model is not allowed by this server (model control is off)`, "UNSUPPORTED");
-  }
+  // `--model-control-mode none` (ModelRegistryOptions.modelControl false): refused in Triton's words.
+  if (target.modelControl === false) throw new ModelError(MODEL_CONTROL_REFUSAL, "UNAVAILABLE");
   if (caller !== undefined && caller.target === target && caller.version.name === c.name && caller.instance.busy) {
     // The (re)load or unload waits for the model's running execute() calls, this one included.
     throw new ModelError(

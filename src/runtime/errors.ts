@@ -61,6 +61,10 @@ import type { ModelErrorCode } from "./model-error.js";
  *   its model's `EXECUTE_TIMEOUT_MS` parameter; its worker was stopped (it
  *   restarts) and the requests of that execute() fail (Triton code
  *   UNAVAILABLE: the instance serves again once restarted).
+ * - `ERR_MODEL_CONTROL`: a model load or unload was asked of a server whose
+ *   model-control mode forbids it (`--model-control-mode none`; Triton's
+ *   UNAVAILABLE "explicit model load / unload is not allowed if polling is
+ *   enabled"), over HTTP, gRPC or from a model.
  */
 export type ServingErrorCode =
   | "ERR_CONFIG_SYNTAX"
@@ -83,7 +87,8 @@ export type ServingErrorCode =
   | "ERR_QUEUE_FULL"
   | "ERR_QUEUE_TIMEOUT"
   | "ERR_BATCH_MISMATCH"
-  | "ERR_EXECUTE_TIMEOUT";
+  | "ERR_EXECUTE_TIMEOUT"
+  | "ERR_MODEL_CONTROL";
 
 /**
  * The Triton error code each {@link ServingErrorCode} stands for: what a
@@ -112,7 +117,11 @@ export const SERVING_ERROR_TRITON_CODE: Readonly<Record<ServingErrorCode, ModelE
   ERR_QUEUE_TIMEOUT: "UNAVAILABLE",
   ERR_BATCH_MISMATCH: "INVALID_ARG",
   ERR_EXECUTE_TIMEOUT: "UNAVAILABLE",
+  ERR_MODEL_CONTROL: "UNAVAILABLE",
 });
+
+/** Triton's words for a load or unload its model-control mode forbids (NONE and POLL alike). */
+export const MODEL_CONTROL_REFUSAL = "explicit model load / unload is not allowed if polling is enabled";
 
 /** Options of {@link ServingError}. */
 export interface ServingErrorOptions {

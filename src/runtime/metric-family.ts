@@ -103,6 +103,10 @@ export class MetricFamily {
    */
   metric(init: MetricInit = {}): Metric {
     const s = this.#store.series(this.#data, init?.labels);
+    // In an instance thread the serving thread makes the series now too, so
+    // that a metric nobody has touched yet is on /metrics at 0 (as in-thread
+    // and as Triton's), not missing until its first operation.
+    this.#forward?.(forwarded(this.#data, s, "create", 0));
     return new Metric(this.#data, s, this.#forward);
   }
 }
@@ -127,11 +131,7 @@ export class Metric {
 
   #op(op: "increment" | "set" | "observe", value: number): void {
     applyMetricOp(this.#f, this.#s, op, value);
-    const fw = this.#forward;
-    if (fw !== undefined) {
-      const f = this.#f;
-      fw({ kind: "metric", family: { name: f.name, description: f.description, kind: f.kind, buckets: f.buckets === undefined ? undefined : [...f.buckets] }, labels: { ...this.#s.labels }, op, value });
-    }
+    this.#forward?.(forwarded(this.#f, this.#s, op, value));
   }
 
   /**
@@ -169,6 +169,11 @@ export class Metric {
   }
 }
 
+/** An instance thread's metric operation, as it is posted to the serving thread. */
+function forwarded(f: MetricFamilyData, s: MetricSeries, op: Extract<ForwardedOp, { kind: "metric" }>["op"], value: number): ForwardedOp {
+  return { kind: "metric", family: { name: f.name, description: f.description, kind: f.kind, buckets: f.buckets === undefined ? undefined : [...f.buckets] }, labels: { ...s.labels }, op, value };
+}
+
 /**
  * The serving thread's side of an instance thread's metric operation:
  * applied in the instance's model context (errors there are the
@@ -177,6 +182,7 @@ export class Metric {
 export function applyForwardedMetric(op: Extract<ForwardedOp, { kind: "metric" }>): void {
   const fam = new MetricFamily({ name: op.family.name, description: op.family.description, kind: op.family.kind as MetricKind, ...(op.family.buckets === undefined ? {} : { buckets: op.family.buckets }) });
   const m = fam.metric({ labels: op.labels });
+  if (op.op === "create") return;
   if (op.op === "increment") m.increment(op.value);
   else if (op.op === "set") m.set(op.value);
   else m.observe(op.value);

@@ -77,7 +77,8 @@ export type ForwardedOp =
       readonly kind: "metric";
       readonly family: { readonly name: string; readonly description: string; readonly kind: string; readonly buckets: number[] | undefined };
       readonly labels: Record<string, string>;
-      readonly op: "increment" | "set" | "observe";
+      /** `create`: the metric of `labels` was made; it is exported (at 0) before any operation, as Triton's. */
+      readonly op: "create" | "increment" | "set" | "observe";
       readonly value: number;
     };
 

@@ -50,9 +50,10 @@ export interface ModelRegistryOptions {
   /** Where load/unload messages go (default: silent). */
   logger?: RuntimeLogger;
   /**
-   * Whether models may load and unload models (`loadModel` / `unloadModel`
-   * from a model, see bls.ts); default true, as there is no model-control
-   * mode flag yet.
+   * Whether models may be loaded and unloaded once the registry runs (the
+   * repository API over HTTP and gRPC, and `loadModel` / `unloadModel` from
+   * a model, see bls.ts): false is Triton's `--model-control-mode none`.
+   * Default true.
    */
   modelControl?: boolean;
   /**

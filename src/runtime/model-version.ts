@@ -701,9 +701,10 @@ export class ModelVersion {
       }
     }
     if (err !== undefined) {
-      // As Triton: a request refused before it reaches the model is a
-      // failure in the metrics (reason REJECTED), not in the statistics.
-      this.#record(false, received, -1, 1, "REJECTED", false);
+      // As Triton 2.51 (observed live, __test__/server-toolbox-tritonclient.spec.ts):
+      // a request refused before it reaches the model (not ready, a wrong
+      // input) is counted nowhere, neither in the statistics nor in
+      // nv_inference_request_failure; REJECTED counts queue timeouts.
       if (sink !== undefined) sink.error(err, true);
       else done!.reject(err);
       return;

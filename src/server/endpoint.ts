@@ -14,7 +14,7 @@
  * @module
  */
 import { configTypeToDtype, type ModelConfig } from "../runtime/config.js";
-import { ServingError } from "../runtime/errors.js";
+import { MODEL_CONTROL_REFUSAL, ServingError } from "../runtime/errors.js";
 import { ModelError } from "../runtime/model-error.js";
 import type { ModelIndexEntry, ModelRegistry } from "../runtime/model-registry.js";
 import type { InferCallbacks, InferInput, ModelVersion, RuntimeLogger, StreamCallbacks } from "../runtime/model-version.js";
@@ -244,10 +244,12 @@ export class InferenceEndpoint {
    * Loads (or reloads) a model, optionally with a config given as JSON.
    * @param parameters - the load request's parameters (`config`; `file:…`
    * parameters are refused).
-   * @throws {ServingError} `ERR_UNSUPPORTED` for `file:` parameters,
+   * @throws {ServingError} `ERR_MODEL_CONTROL` when the model-control mode
+   * forbids it, `ERR_UNSUPPORTED` for `file:` parameters,
    * `ERR_MODEL_NOT_FOUND`, `ERR_MODEL_LOAD`.
    */
   async loadModel(model: string, parameters: Readonly<Record<string, unknown>> = {}): Promise<void> {
+    this.#controlAllowed();
     for (const k of Object.keys(parameters)) {
       if (k.startsWith("file:")) throw new ServingError("ERR_UNSUPPORTED", "loading a model from files sent in the request ('file:' parameters) is not supported");
     }
@@ -256,10 +258,17 @@ export class InferenceEndpoint {
 
   /**
    * Unloads a model (waits for its requests, runs `finalize()`).
-   * @throws {ServingError} `ERR_MODEL_NOT_FOUND`.
+   * @throws {ServingError} `ERR_MODEL_CONTROL` when the model-control mode
+   * forbids it, `ERR_MODEL_NOT_FOUND`.
    */
-  unloadModel(model: string): Promise<void> {
+  async unloadModel(model: string): Promise<void> {
+    this.#controlAllowed();
     return this.registry.unload(model);
+  }
+
+  /** Refuses a load or unload as Triton does in its NONE (and POLL) model-control modes. */
+  #controlAllowed(): void {
+    if (!this.registry.modelControl) throw new ServingError("ERR_MODEL_CONTROL", MODEL_CONTROL_REFUSAL);
   }
 
   // --- inference -------------------------------------------------------------

@@ -20,9 +20,16 @@ import { CustomMetrics, type MetricFamilyData } from "../runtime/custom-metrics.
 import type { ModelHost } from "../runtime/model-context.js";
 import type { ModelRegistry } from "../runtime/model-registry.js";
 import type { RuntimeLogger } from "../runtime/model-version.js";
-import type { InferenceObserver } from "../runtime/stats.js";
+import type { FailureReason, InferenceObserver } from "../runtime/stats.js";
 
 type Labels = { model: string; version: string };
+
+/**
+ * Triton's reasons of `nv_inference_request_failure`: each has a series
+ * (0 until it counts) once a model version has metrics, as Triton 2.51
+ * shows them, so that a rate() over one never starts from nothing.
+ */
+const FAILURE_REASONS: readonly FailureReason[] = ["REJECTED", "CANCELED", "BACKEND", "OTHER"];
 
 const LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
@@ -307,6 +314,7 @@ export class ServerMetrics implements InferenceObserver {
         inferLatency: this.#inferLatency.series(l),
       };
       this.#series.set(key, c);
+      for (const reason of FAILURE_REASONS) this.#failure.inc({ ...l, reason }, 0);
     }
     this.#last = c;
     return c;

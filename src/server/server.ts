@@ -35,6 +35,8 @@ export const DEFAULT_HEADERS_TIMEOUT_MS = 60_000;
 export const DEFAULT_REQUEST_TIMEOUT_MS = 300_000;
 /** Default limit on open HTTP connections, and on open gRPC connections. */
 export const DEFAULT_MAX_CONNECTIONS = 4096;
+/** Default time {@link InferenceServer.close} waits for requests in flight, in ms: Triton's `--exit-timeout-secs` default. */
+export const DEFAULT_EXIT_TIMEOUT_MS = 30_000;
 /** Default gRPC connection idle timeout (no call open), in ms. */
 export const DEFAULT_GRPC_IDLE_TIMEOUT_MS = 300_000;
 
@@ -72,6 +74,18 @@ export interface ServerOptions {
   defaultMetrics?: boolean;
   /** Do not load the repository's models at start (load them via the API). Default false. */
   noAutoLoad?: boolean;
+  /**
+   * Triton's `--model-control-mode`. `none`: every model loads at start and
+   * the repository's load/unload API (HTTP, gRPC, and `loadModel` /
+   * `unloadModel` from a model) is refused with Triton's UNAVAILABLE
+   * "explicit model load / unload is not allowed if polling is enabled"
+   * (`ERR_MODEL_CONTROL`). `explicit`: only {@link loadModels} load at start,
+   * and the API loads and unloads. Unset (the default): every model loads at
+   * start and the API is allowed. Triton's `poll` is not offered.
+   */
+  modelControlMode?: "none" | "explicit";
+  /** With `modelControlMode: "explicit"`, the models to load at start (Triton's `--load-model`; `*`: all). */
+  loadModels?: readonly string[];
   /**
    * Serve `POST …/infer` on a direct path in front of fastify (same
    * responses, less CPU per request; fastify hooks added to
@@ -130,6 +144,14 @@ export interface ServerOptions {
    * answers, more CPU per call).
    */
   grpcServer?: "tensorbridge" | "grpc-js";
+  /**
+   * Triton's `--exit-timeout-secs`, in ms: how long {@link
+   * InferenceServer.close} waits for requests in flight (a model's
+   * `execute()` that never settles would hold it for ever); past it the
+   * connections left are closed and `close()` resolves without waiting for
+   * them. Default {@link DEFAULT_EXIT_TIMEOUT_MS}.
+   */
+  exitTimeoutMs?: number;
 }
 
 /** A deadline or limit option: a whole number ≥ 0. */
@@ -153,6 +175,8 @@ export interface ServerLimits {
   grpcIdleTimeoutMs: number;
   /** See {@link ServerOptions.grpcRequestTimeoutMs}. */
   grpcRequestTimeoutMs: number;
+  /** See {@link ServerOptions.exitTimeoutMs}. */
+  exitTimeoutMs: number;
 }
 
 /**
@@ -172,6 +196,7 @@ export function serverLimits(opts: ServerOptions): ServerLimits {
     grpcMaxConnections: limitOption("grpcMaxConnections", opts.grpcMaxConnections, DEFAULT_MAX_CONNECTIONS),
     grpcIdleTimeoutMs: limitOption("grpcIdleTimeoutMs", opts.grpcIdleTimeoutMs, DEFAULT_GRPC_IDLE_TIMEOUT_MS),
     grpcRequestTimeoutMs: limitOption("grpcRequestTimeoutMs", opts.grpcRequestTimeoutMs, requestTimeoutMs),
+    exitTimeoutMs: limitOption("exitTimeoutMs", opts.exitTimeoutMs, DEFAULT_EXIT_TIMEOUT_MS),
   };
 }
 
@@ -259,6 +284,7 @@ export class InferenceServer {
       observer: this.metrics,
       logger: this.#log,
       autoCompleteConfig: opts.autoCompleteConfig ?? true,
+      modelControl: opts.modelControlMode !== "none",
     });
     // Region names are one namespace across both kinds, as in Triton.
     this.shm = new SystemSharedMemory(opts.allowClientShm ?? false, undefined, (name) => this.cudaShm.has(name));
@@ -355,7 +381,21 @@ export class InferenceServer {
    */
   static async start(opts: ServerOptions): Promise<InferenceServer> {
     const server = new InferenceServer(opts);
-    if (!opts.noAutoLoad) {
+    if (opts.loadModels !== undefined && opts.loadModels.length > 0 && opts.modelControlMode !== "explicit") {
+      throw new TensorBridgeError(ErrorCode.INVALID_ARGUMENT, "server option loadModels (--load-model) needs modelControlMode 'explicit' (--model-control-mode explicit)");
+    }
+    if (opts.noAutoLoad) {
+      // nothing at start
+    } else if (opts.modelControlMode === "explicit" && !(opts.loadModels ?? []).includes("*")) {
+      // Triton's EXPLICIT mode: only the models named; one that fails leaves the server up, as loadAll does.
+      for (const name of opts.loadModels ?? []) {
+        try {
+          await server.registry.load(name);
+        } catch (e) {
+          server.#log.warn(`model '${name}' is not available (${errorMessage(e)}); the server serves the others`);
+        }
+      }
+    } else {
       const failed = await server.registry.loadAll();
       for (const name of failed) server.#log.warn(`model '${name}' is not available; the server serves the others`);
     }
@@ -379,6 +419,7 @@ export class InferenceServer {
           maxConnections: l.grpcMaxConnections,
           idleTimeoutMs: l.grpcIdleTimeoutMs,
           requestTimeoutMs: l.grpcRequestTimeoutMs,
+          shutdownTimeoutMs: l.exitTimeoutMs,
           server: opts.grpcServer,
         });
       } catch (e) {
@@ -441,19 +482,36 @@ export class InferenceServer {
   /**
    * Graceful shutdown: stops accepting connections, lets in-flight requests
    * finish, then unloads every model (calling `finalize()`). Idempotent.
+   * Resolves after {@link ServerOptions.exitTimeoutMs} at the latest:
+   * requests still in flight then are abandoned (their connections closed),
+   * and the models they hold are not finalized.
    */
   close(): Promise<void> {
     this.#closing ??= (async () => {
-      // Idle connections the front reads would hold the listener's close open.
-      this.#front?.close();
-      const grpc = this.#grpc?.close().catch((e: unknown) => this.#log.error(`closing the gRPC server failed: ${errorMessage(e)}`));
-      try {
-        await this.app.close();
-      } catch (e) {
-        this.#log.error(`closing the HTTP server failed: ${errorMessage(e)}`);
+      const graceful = (async () => {
+        // Idle connections the front reads would hold the listener's close open.
+        this.#front?.close();
+        const grpc = this.#grpc?.close().catch((e: unknown) => this.#log.error(`closing the gRPC server failed: ${errorMessage(e)}`));
+        try {
+          await this.app.close();
+        } catch (e) {
+          this.#log.error(`closing the HTTP server failed: ${errorMessage(e)}`);
+        }
+        await grpc;
+        await this.registry.close();
+      })();
+      const ms = this.#limits.exitTimeoutMs;
+      let timer: NodeJS.Timeout | undefined;
+      // As Triton's --exit-timeout-secs: an execute() that never settles must not hold the exit for ever.
+      const expired = new Promise<boolean>((done) => (timer = setTimeout(() => done(true), ms)));
+      const timedOut = await Promise.race([graceful.then(() => false), expired]);
+      clearTimeout(timer);
+      if (timedOut) {
+        this.#log.error(`requests were still in flight ${ms / 1000} s after the shutdown began (--exit-timeout-secs): closing without waiting for them`);
+        this.app.server.closeAllConnections();
+        // A late failure of the abandoned shutdown is logged, not thrown.
+        graceful.catch((e: unknown) => this.#log.error(`closing the server failed: ${errorMessage(e)}`));
       }
-      await grpc;
-      await this.registry.close();
       this.shm.close();
       this.cudaShm.close();
     })();

@@ -1,0 +1,203 @@
+#!/usr/bin/env node
+// Proof that the package installs and runs with no Rust toolchain, as a user
+// gets it from npm. The `pack-proof` step of `npm test`:
+//
+//  1. builds the release addon for this machine exactly as `npm run build` and
+//     the release workflow do (napi build --platform --release --esm, no
+//     `testing` feature) and checks that the loader it writes (index.js,
+//     index.d.ts) is the committed one, byte for byte;
+//  2. makes the platform package (npm/<platform> + that binary) and the main
+//     package (package.json's `files`, dist/ from tsc, and the
+//     optionalDependencies the publish job writes) and packs both with
+//     `npm pack`;
+//  3. checks the tarballs hold no tests, Rust sources or build leftovers, and
+//     prints their sizes;
+//  4. installs both tarballs into an empty folder with no `cargo` or `rustc` on
+//     PATH, and there runs a TypeScript program (a DLPack round trip; the
+//     release addon has no test hooks) and `npx tensorbridge serve` on the
+//     bundled example models, with an inference over HTTP.
+//
+//   node scripts/pack-proof.mjs [--keep]   (--keep leaves the temp folder)
+//
+// The release build shares target/ with the development build; cargo keeps
+// both feature sets, so a repeat run relinks only the addon.
+import { spawn, spawnSync } from "node:child_process";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import { tmpdir } from "node:os";
+import { delimiter, dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+import { mainPackage, platformPackages, releaseManifest } from "./platform-packages.mjs";
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+const keep = process.argv.includes("--keep");
+const t0 = Date.now();
+const stage = mkdtempSync(join(tmpdir(), "tb-pack-proof-"));
+const elapsed = () => `${((Date.now() - t0) / 1000).toFixed(1)}s`;
+const kib = (n) => `${(n / 1024).toFixed(1)} KiB`;
+const log = (line) => console.log(`pack-proof [${elapsed()}] ${line}`);
+
+function fail(message) {
+  console.error(`pack-proof: FAILED: ${message}`);
+  if (!keep) rmSync(stage, { recursive: true, force: true });
+  else console.error(`pack-proof: left ${stage}`);
+  process.exit(1);
+}
+
+/** Runs a command; fails the proof when it fails. Returns its stdout. */
+function run(cmd, args, options = {}) {
+  const r = spawnSync(cmd, args, { encoding: "utf8", maxBuffer: 64 << 20, ...options });
+  if (r.status !== 0) fail(`${cmd} ${args.join(" ")} exited ${r.status ?? r.signal}\n${r.stdout ?? ""}\n${r.stderr ?? ""}`);
+  return r.stdout;
+}
+
+// 1. The release addon, and the loader it generates.
+const pkg = mainPackage();
+const napi = join(root, "node_modules", "@napi-rs", "cli", "dist", "cli.js");
+const napiArgs = pkg.scripts.build.split("&&")[0].trim().split(/\s+/).slice(2); // `napi build …` as npm run build has it
+const out = join(stage, "build");
+log(`napi build ${napiArgs.join(" ").replace("--output-dir .", "--output-dir <temp>")}`);
+run(process.execPath, [napi, "build", ...napiArgs.map((a, i) => (napiArgs[i - 1] === "--output-dir" ? out : a))], { cwd: root, stdio: ["ignore", "ignore", "inherit"] });
+for (const f of ["index.js", "index.d.ts"]) {
+  if (!readFileSync(join(out, f)).equals(readFileSync(join(root, f)))) {
+    fail(`the release build's ${f} differs from the committed one: commit what \`npm run build\` generates (diff ${join(out, f)} ${f})`);
+  }
+}
+log("the release build's index.js and index.d.ts are the committed ones, byte for byte");
+
+const binaries = readdirSync(out).filter((f) => f.endsWith(".node"));
+if (binaries.length !== 1) fail(`expected one .node file from the build, found ${binaries.join(", ") || "none"}`);
+const binary = binaries[0];
+const platform = platformPackages().find((p) => p.binary === binary);
+if (!platform) fail(`${binary} is no napi target's binary (package.json napi.targets)`);
+const release = createRequire(import.meta.url)(join(out, binary));
+if (release.testingHooks() !== null) fail("the release addon has test hooks (the `testing` feature leaked into the release build)");
+log(`${binary}: a release build, testingHooks() is null`);
+
+// 2. The two packages, packed as the publish job packs them.
+const platDir = join(stage, "platform");
+mkdirSync(platDir);
+for (const f of readdirSync(platform.folder)) cpSync(join(platform.folder, f), join(platDir, f));
+cpSync(join(out, binary), join(platDir, binary));
+
+const mainDir = join(stage, "main");
+mkdirSync(mainDir);
+run(process.execPath, [join(root, "node_modules", "typescript", "bin", "tsc"), "-p", join(root, "tsconfig.build.json"), "--outDir", join(mainDir, "dist")], { cwd: root });
+for (const entry of pkg.files.filter((f) => !f.startsWith("!") && f !== "dist")) cpSync(join(root, entry), join(mainDir, entry), { recursive: true });
+for (const f of ["README.md", "LICENSE"]) if (existsSync(join(root, f))) cpSync(join(root, f), join(mainDir, f));
+writeFileSync(join(mainDir, "package.json"), JSON.stringify(releaseManifest(), null, 2) + "\n");
+
+const tarballs = join(stage, "tarballs");
+mkdirSync(tarballs);
+const packed = [];
+for (const dir of [platDir, mainDir]) {
+  const [info] = JSON.parse(run("npm", ["pack", "--json", "--pack-destination", tarballs], { cwd: dir }));
+  packed.push({ ...info, path: join(tarballs, info.filename) });
+}
+
+// 3. What the tarballs hold.
+const leftovers = [
+  [/(^|\/)__test__\//, "tests"],
+  [/\.(spec|test)\.[cm]?[jt]s$/, "tests"],
+  [/\.rs$|(^|\/)Cargo\.(toml|lock)$|(^|\/)crates\//, "Rust sources"],
+  [/(^|\/)(target|node_modules|\.venv|bench|scripts|src)\//, "build leftovers or sources"],
+  [/\.(map|tsbuildinfo|log|tgz)$|(^|\/)\.DS_Store$/, "build leftovers"],
+];
+for (const p of packed) {
+  const bad = p.files.flatMap((f) => leftovers.filter(([re]) => re.test(f.path)).map(([, what]) => `${f.path} (${what})`));
+  if (bad.length > 0) fail(`${p.filename} holds what users must not install:\n  ${bad.join("\n  ")}`);
+  const nodes = p.files.filter((f) => f.path.endsWith(".node")).map((f) => f.path);
+  const expected = p.name === pkg.name ? [] : [binary];
+  if (JSON.stringify(nodes) !== JSON.stringify(expected)) fail(`${p.filename}: .node files ${JSON.stringify(nodes)}, expected ${JSON.stringify(expected)}`);
+  log(`${p.filename}: ${kib(statSync(p.path).size)} packed, ${kib(p.unpackedSize)} unpacked, ${p.entryCount} files`);
+}
+
+// 4. A user's empty folder, no Rust toolchain on PATH.
+const app = join(stage, "app");
+mkdirSync(app);
+writeFileSync(join(app, "package.json"), JSON.stringify({ name: "tb-proof-app", private: true, type: "module" }, null, 2) + "\n");
+const noRust = process.env.PATH.split(delimiter).filter((dir) => !["cargo", "rustc"].some((tool) => existsSync(join(dir, tool)))).join(delimiter);
+const env = { ...process.env, PATH: noRust, CARGO: "", RUSTC: "", npm_config_update_notifier: "false" };
+delete env.CARGO_HOME;
+delete env.RUSTUP_HOME;
+if (spawnSync("sh", ["-c", "command -v cargo || command -v rustc"], { env }).status === 0) fail("cargo or rustc is still on PATH");
+const install = spawnSync("npm", ["install", "--no-audit", "--no-fund", "--prefer-offline", ...packed.map((p) => p.path)], { cwd: app, env, encoding: "utf8" });
+if (install.status !== 0) fail(`npm install exited ${install.status}\n${install.stdout}\n${install.stderr}`);
+const said = `${install.stdout}${install.stderr}`.trim();
+log(`npm install (no cargo/rustc on PATH): ${said.split("\n").join(" | ")}`);
+// npm 11 lists every dependency whose install script it skipped; tensorbridge's own
+// packages must not be among them, nor in any other warning. The dependencies' are
+// printed for the record: everything below runs with their scripts skipped.
+const warnings = said.split("\n").filter((l) => /\bwarn\b|\bERR!/i.test(l));
+const own = warnings.filter((l) => /\btensorbridge(-[a-z0-9-]+)?@/.test(l));
+if (own.length > 0 || /\bERR!/.test(said)) fail(`npm install printed, about tensorbridge itself:\n${warnings.join("\n")}`);
+if (warnings.length > 0) log(`npm install's warnings, all about dependencies (none needed for what follows): ${warnings.length} lines above`);
+
+writeFileSync(
+  join(app, "roundtrip.ts"),
+  `import { DLPackCapsule, Tensor } from "tensorbridge";
+import { debug } from "tensorbridge/debug";
+
+const t: Tensor = Tensor.from(new Float32Array([1, 2, 3, 4, 5, 6]), { shape: [2, 3] });
+const capsule: DLPackCapsule = t.toDlpack();
+const back = Tensor.fromDlpack(capsule);
+let hooks = "present";
+try {
+  debug.foreignTensor({ shape: [1], versioned: true });
+} catch (e) {
+  hooks = (e as { code?: string }).code ?? String(e);
+}
+console.log(JSON.stringify({
+  shape: back.shape,
+  dtype: back.dtype,
+  values: [...(back.data() as Float32Array)],
+  zeroCopy: back.dataPtr === t.dataPtr,
+  hooks,
+}));
+`,
+);
+const rt = JSON.parse(run(process.execPath, ["--import", "tsx", "roundtrip.ts"], { cwd: app, env }).trim().split("\n").at(-1));
+const expected = { shape: [2, 3], dtype: "FP32", values: [1, 2, 3, 4, 5, 6], zeroCopy: true, hooks: "ERR_TEST_HOOKS_UNAVAILABLE" };
+if (JSON.stringify(rt) !== JSON.stringify(expected)) fail(`roundtrip.ts printed ${JSON.stringify(rt)}, expected ${JSON.stringify(expected)}`);
+log(`roundtrip.ts (tsx, installed package): ${JSON.stringify(rt)}`);
+
+const server = spawn("npx", ["--no-install", "tensorbridge", "serve", "--http-port", "0", "--grpc-port", "0"], { cwd: app, env, stdio: ["ignore", "pipe", "pipe"], detached: true });
+let said2 = "";
+server.stdout.on("data", (d) => (said2 += d));
+server.stderr.on("data", (d) => (said2 += d));
+const stop = () => {
+  try {
+    process.kill(-server.pid, "SIGTERM");
+  } catch {
+    // already gone
+  }
+};
+try {
+  let url;
+  for (const deadline = Date.now() + 60_000; url === undefined; await new Promise((r) => setTimeout(r, 100))) {
+    url = /Started HTTPService at (\S+:\d+)/.exec(said2)?.[1];
+    if (server.exitCode !== null || Date.now() > deadline) fail(`npx tensorbridge serve did not start:\n${said2}`);
+  }
+  const res = await fetch(`http://${url}/v2/models/add_sub/infer`, {
+    method: "POST",
+    body: JSON.stringify({
+      inputs: [
+        { name: "INPUT0", shape: [4], datatype: "FP32", data: [1, 2, 3, 4] },
+        { name: "INPUT1", shape: [4], datatype: "FP32", data: [4, 3, 2, 1] },
+      ],
+    }),
+  });
+  const body = await res.json();
+  const outputs = Object.fromEntries((body.outputs ?? []).map((o) => [o.name, o.data]));
+  if (res.status !== 200 || JSON.stringify(outputs) !== JSON.stringify({ OUTPUT0: [5, 5, 5, 5], OUTPUT1: [-3, -1, 1, 3] })) {
+    fail(`add_sub answered ${res.status} ${JSON.stringify(body)}\n${said2}`);
+  }
+  log(`npx tensorbridge serve (bundled examples/models): POST /v2/models/add_sub/infer -> ${res.status} ${JSON.stringify(outputs)}`);
+} finally {
+  stop();
+}
+
+if (!keep) rmSync(stage, { recursive: true, force: true });
+else log(`left ${stage}`);
+log("ok");
