@@ -75,7 +75,7 @@ function probe(http: string, grpc: string): Promise<Transcript> {
     let err = "";
     child.stdout.on("data", (d: Buffer) => (out += d.toString()));
     child.stderr.on("data", (d: Buffer) => (err += d.toString()));
-    const timer = setTimeout(() => child.kill("SIGKILL"), 240_000);
+    const timer = setTimeout(() => child.kill("SIGKILL"), 420_000);
     child.on("error", reject);
     child.on("exit", (code) => {
       clearTimeout(timer);
