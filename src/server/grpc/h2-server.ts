@@ -312,7 +312,11 @@ class Arrivals {
  * bytes]`, decompressed when flagged.
  */
 class MessageReader {
-  #buf: Buffer | undefined;
+  /** Bytes not yet a whole message, as they came (joined once a message is complete: no copy per chunk). */
+  #parts: Buffer[] = [];
+  #size = 0;
+  /** Bytes needed before anything can be read: the 5-byte prefix, then the whole message. */
+  #need = 5;
   /** Set when a message breaks the rules: the call answers with it. */
   error: GrpcStatus | undefined;
 
@@ -321,17 +325,25 @@ class MessageReader {
     readonly encoding: string,
   ) {}
 
-  /** Adds a chunk; returns the complete messages in it (with earlier leftovers). */
+  /** Adds a chunk; appends the messages it completes to `out`. */
   push(chunk: Buffer, out: Buffer[]): void {
-    let buf = this.#buf === undefined ? chunk : Buffer.concat([this.#buf, chunk]);
-    this.#buf = undefined;
+    this.#parts.push(chunk);
+    this.#size += chunk.length;
+    if (this.#size < this.#need) return;
+    let buf = this.#parts.length === 1 ? this.#parts[0]! : Buffer.concat(this.#parts, this.#size);
+    this.#parts = [];
+    this.#size = 0;
+    this.#need = 5;
     while (buf.length >= 5) {
       const len = buf.readUInt32BE(1);
       if (len > this.maxMessage) {
         this.error = { code: RESOURCE_EXHAUSTED, details: `Received message larger than max (${len} vs. ${this.maxMessage})` };
         return;
       }
-      if (buf.length < 5 + len) break;
+      if (buf.length < 5 + len) {
+        this.#need = 5 + len;
+        break;
+      }
       const compressed = buf[0] === 1;
       let msg = buf.subarray(5, 5 + len);
       buf = buf.subarray(5 + len);
@@ -346,12 +358,15 @@ class MessageReader {
       }
       out.push(msg);
     }
-    if (buf.length > 0) this.#buf = buf;
+    if (buf.length > 0) {
+      this.#parts.push(buf);
+      this.#size = buf.length;
+    }
   }
 
   /** Bytes of an incomplete message left at the end. */
   get leftover(): number {
-    return this.#buf?.length ?? 0;
+    return this.#size;
   }
 }
 

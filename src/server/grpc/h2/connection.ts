@@ -178,8 +178,11 @@ export class H2Connection {
   readonly #opts: H2ConnectionOptions;
   readonly #decoder = new HpackDecoder(4096, MAX_HEADER_LIST);
   readonly #streams = new Map<number, H2Stream>();
-  /** Bytes read but not yet a whole frame (or the preface). */
-  #buf: Buffer = EMPTY;
+  /** Bytes read but not yet a whole frame (or the preface), as they came: joined once enough is in. */
+  #parts: Buffer[] = [];
+  #size = 0;
+  /** Bytes needed before the next frame can be read: its header, then the whole frame. */
+  #need = 9;
   #prefaceSeen = false;
   #lastStreamId = 0;
   /** A header block in progress (HEADERS without END_HEADERS, then CONTINUATIONs). */
@@ -400,7 +403,14 @@ export class H2Connection {
   // ------------------------------------------------------------------ input
 
   #onData(chunk: Buffer): void {
-    const buf = this.#buf.length === 0 ? chunk : Buffer.concat([this.#buf, chunk]);
+    this.#parts.push(chunk);
+    this.#size += chunk.length;
+    if (this.#prefaceSeen && this.#size < this.#need) return;
+    // A large frame arrives in many reads: the reads are joined once it is whole, not at each read.
+    const buf = this.#parts.length === 1 ? this.#parts[0]! : Buffer.concat(this.#parts, this.#size);
+    this.#parts = [];
+    this.#size = 0;
+    this.#need = 9;
     let pos = 0;
     if (!this.#prefaceSeen) {
       const n = Math.min(buf.length, PREFACE.length);
@@ -411,7 +421,8 @@ export class H2Connection {
         return;
       }
       if (buf.length < PREFACE.length) {
-        this.#buf = buf;
+        this.#parts.push(buf);
+        this.#size = buf.length;
         return;
       }
       this.#prefaceSeen = true;
@@ -423,7 +434,10 @@ export class H2Connection {
         this.#fatal(FRAME_SIZE_ERROR, `a frame of ${len} octets (the limit is ${MAX_FRAME_SIZE})`);
         return;
       }
-      if (buf.length - pos < 9 + len) break;
+      if (buf.length - pos < 9 + len) {
+        this.#need = 9 + len;
+        break;
+      }
       const type = buf[pos + 3]!;
       const flags = buf[pos + 4]!;
       const id = buf.readUInt32BE(pos + 5) & 0x7fffffff;
@@ -431,11 +445,11 @@ export class H2Connection {
       pos += 9 + len;
       this.#frame(type, flags, id, payload);
     }
-    if (this.#closed) return;
-    // Keep the partial frame; copy it when it is a small tail of a large chunk (no pinning the chunk).
-    if (pos >= buf.length) this.#buf = EMPTY;
-    else if (pos === 0) this.#buf = buf;
-    else this.#buf = Buffer.from(buf.subarray(pos));
+    if (this.#closed || pos >= buf.length) return;
+    // Keep the partial frame: a small tail is copied (it would pin the whole chunk), a large one kept as a view.
+    const rest = pos === 0 ? buf : buf.length - pos < 4096 ? Buffer.from(buf.subarray(pos)) : buf.subarray(pos);
+    this.#parts.push(rest);
+    this.#size = rest.length;
   }
 
   #frame(type: number, flags: number, id: number, payload: Buffer): void {
