@@ -20,16 +20,15 @@
  *
  * The transcripts go to bench/.work/batching/ for reading.
  */
-import { spawn } from "node:child_process";
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 import anyTest, { type TestFn } from "ava";
 
-import { WORK, freePorts, startTriton, tritonMissing, type RunningTriton } from "../bench/serving/triton.js";
+import { WORK, startTritonReady, tritonMissing, type RunningTriton } from "../bench/serving/triton.js";
 import type { InferenceServer } from "../src/server/server.js";
-import { CLIENT_VENV, ROOT, grpcClientMissing, startTestServer } from "./server-helpers.js";
+import { CLIENT_VENV, ROOT, grpcClientMissing, runProbe, startTestServer } from "./server-helpers.js";
 
 const FIXTURES = join(ROOT, "__test__/fixtures/batching");
 const OUT = join(WORK, "batching");
@@ -69,24 +68,7 @@ function repo(kind: "triton" | "tensorbridge"): string {
 }
 
 function probe(http: string, grpc: string): Promise<Transcript> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(join(CLIENT_VENV, "bin/python"), [join(FIXTURES, "probe.py"), "--http", http, "--grpc", grpc], { stdio: ["ignore", "pipe", "pipe"] });
-    let out = "";
-    let err = "";
-    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (err += d.toString()));
-    const timer = setTimeout(() => child.kill("SIGKILL"), 420_000);
-    child.on("error", reject);
-    child.on("exit", (code) => {
-      clearTimeout(timer);
-      if (code !== 0) return reject(new Error(`probe.py against ${http} exited ${code}:\n${err.slice(-3000)}`));
-      try {
-        resolve(JSON.parse(out) as Transcript);
-      } catch (e) {
-        reject(new Error(`probe.py printed no JSON (${(e as Error).message}):\n${out.slice(0, 2000)}\n${err.slice(-2000)}`));
-      }
-    });
-  });
+  return runProbe<Transcript>(join(CLIENT_VENV, "bin/python"), join(FIXTURES, "probe.py"), ["--http", http, "--grpc", grpc], 420_000);
 }
 
 test.before(async (t) => {
@@ -100,9 +82,8 @@ test.before(async (t) => {
     if (!noTriton) {
       const tr = repo("triton");
       t.context.repos.push(tr);
-      const [httpPort, grpcPort, metricsPort] = await freePorts(3);
-      t.context.triton = startTriton({ repository: tr, httpPort: httpPort!, grpcPort: grpcPort!, metricsPort: metricsPort! });
-      await t.context.triton.ready(Object.keys(JSON.parse(readFileSync(join(FIXTURES, "models.json"), "utf8")) as object));
+      const { triton, httpPort, grpcPort } = await startTritonReady({ repository: tr }, Object.keys(JSON.parse(readFileSync(join(FIXTURES, "models.json"), "utf8")) as object), 3, (m) => t.log(m));
+      t.context.triton = triton;
       probes.push(probe(`127.0.0.1:${httpPort}`, `127.0.0.1:${grpcPort}`));
     }
     const [ours, theirs] = await Promise.all(probes);

@@ -317,3 +317,29 @@ export async function rawGrpcCall(
     session.close();
   }
 }
+
+/**
+ * Runs a Python probe (a script that drives a server with tritonclient and
+ * prints a JSON transcript) and resolves with the parsed transcript; rejects
+ * with the tail of its stderr when it fails, or when it runs past `timeoutMs`.
+ */
+export function runProbe<T>(python: string, script: string, args: readonly string[], timeoutMs: number): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(python, [script, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    let err = "";
+    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (err += d.toString()));
+    const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+    child.on("error", reject);
+    child.on("exit", (code) => {
+      clearTimeout(timer);
+      if (code !== 0) return reject(new Error(`${script} ${args.join(" ")} exited ${code}:\n${err.slice(-3000)}`));
+      try {
+        resolve(JSON.parse(out) as T);
+      } catch (e) {
+        reject(new Error(`${script} printed no JSON (${(e as Error).message}):\n${out.slice(0, 2000)}\n${err.slice(-2000)}`));
+      }
+    });
+  });
+}

@@ -30,17 +30,16 @@
  * The transcripts go to bench/.work/toolbox/ for reading;
  * `TB_TOOLBOX_RECORD=1` rewrites the fixture from a live Triton run.
  */
-import { spawn } from "node:child_process";
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 import anyTest, { type TestFn } from "ava";
 
-import { WORK, freePorts, startTriton, tritonMissing, type RunningTriton } from "../bench/serving/triton.js";
+import { WORK, freePorts, startTriton, startTritonReady, tritonMissing, type RunningTriton } from "../bench/serving/triton.js";
 import type { RuntimeLogger } from "../src/runtime/model-version.js";
 import type { InferenceServer } from "../src/server/server.js";
-import { CLIENT_VENV, ROOT, grpcClientMissing, startTestServer } from "./server-helpers.js";
+import { CLIENT_VENV, ROOT, grpcClientMissing, runProbe, startTestServer } from "./server-helpers.js";
 
 const FIXTURES = join(ROOT, "__test__/fixtures/toolbox");
 const OUT = join(WORK, "toolbox");
@@ -106,25 +105,8 @@ function repo(kind: "triton" | "tensorbridge", threads = false): string {
 }
 
 function probe(http: string, grpc: string, metrics: string, only?: string): Promise<Transcript> {
-  return new Promise((resolve, reject) => {
-    const args = [join(FIXTURES, "probe.py"), "--http", http, "--grpc", grpc, "--metrics", metrics, ...(only ? ["--only", only] : [])];
-    const child = spawn(join(CLIENT_VENV, "bin/python"), args, { stdio: ["ignore", "pipe", "pipe"] });
-    let out = "";
-    let err = "";
-    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (err += d.toString()));
-    const timer = setTimeout(() => child.kill("SIGKILL"), 150_000);
-    child.on("error", reject);
-    child.on("exit", (code) => {
-      clearTimeout(timer);
-      if (code !== 0) return reject(new Error(`probe.py against ${http} exited ${code}:\n${err.slice(-3000)}`));
-      try {
-        resolve(JSON.parse(out) as Transcript);
-      } catch (e) {
-        reject(new Error(`probe.py printed no JSON (${(e as Error).message}):\n${out.slice(0, 2000)}\n${err.slice(-2000)}`));
-      }
-    });
-  });
+  const args = ["--http", http, "--grpc", grpc, "--metrics", metrics, ...(only ? ["--only", only] : [])];
+  return runProbe<Transcript>(join(CLIENT_VENV, "bin/python"), join(FIXTURES, "probe.py"), args, 150_000);
 }
 
 /** A logger that keeps every line with its level letter, as the server's stderr lines have it. */
@@ -170,16 +152,14 @@ test.before(async (t) => {
     if (!noTriton) {
       tr = repo("triton");
       t.context.repos.push(tr);
-      const [httpPort, grpcPort, metricsPort] = await freePorts(3);
       // load_model / unload_model from a model need explicit model control (Triton refuses them otherwise).
-      t.context.triton = startTriton({
-        repository: tr,
-        httpPort: httpPort!,
-        grpcPort: grpcPort!,
-        metricsPort: metricsPort!,
-        args: ["--model-control-mode=explicit", "--load-model=*"],
-      });
-      await t.context.triton.ready(Object.keys(MODELS));
+      const { triton, httpPort, grpcPort, metricsPort } = await startTritonReady(
+        { repository: tr, args: ["--model-control-mode=explicit", "--load-model=*"] },
+        Object.keys(MODELS),
+        3,
+        (m) => t.log(m),
+      );
+      t.context.triton = triton;
       probes.push(probe(`127.0.0.1:${httpPort}`, `127.0.0.1:${grpcPort}`, `http://127.0.0.1:${metricsPort}/metrics`));
     }
     const [o, theirs] = await Promise.all(probes);

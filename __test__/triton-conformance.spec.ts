@@ -19,16 +19,15 @@
  * and bench/.work/venv-client (tritonclient, `bash bench/serving/setup.sh
  * client`); without them every group is skipped with the reason in its title.
  */
-import { spawn } from "node:child_process";
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 import anyTest, { type TestFn } from "ava";
 
-import { WORK, freePorts, startTriton, tritonMissing, type RunningTriton } from "../bench/serving/triton.js";
+import { WORK, startTritonReady, tritonMissing, type RunningTriton } from "../bench/serving/triton.js";
 import type { InferenceServer } from "../src/server/server.js";
-import { ROOT, startTestServer } from "./server-helpers.js";
+import { ROOT, runProbe, startTestServer } from "./server-helpers.js";
 
 const FIXTURES = join(ROOT, "__test__/fixtures/conformance");
 const CLIENT = process.env["TENSORBRIDGE_CLIENT_VENV"] ?? join(WORK, "venv-client");
@@ -79,24 +78,7 @@ function repo(kind: "triton" | "tensorbridge"): string {
 }
 
 function probe(http: string, grpc: string): Promise<Transcript> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(PYTHON, [join(FIXTURES, "probe.py"), "--http", http, "--grpc", grpc], { stdio: ["ignore", "pipe", "pipe"] });
-    let out = "";
-    let err = "";
-    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (err += d.toString()));
-    const timer = setTimeout(() => child.kill("SIGKILL"), 150_000);
-    child.on("error", reject);
-    child.on("exit", (code) => {
-      clearTimeout(timer);
-      if (code !== 0) return reject(new Error(`probe.py against ${http} exited ${code}:\n${err.slice(-3000)}`));
-      try {
-        resolve(JSON.parse(out) as Transcript);
-      } catch (e) {
-        reject(new Error(`probe.py printed no JSON (${(e as Error).message}):\n${out.slice(0, 2000)}\n${err.slice(-2000)}`));
-      }
-    });
-  });
+  return runProbe<Transcript>(PYTHON, join(FIXTURES, "probe.py"), ["--http", http, "--grpc", grpc], 150_000);
 }
 
 const show = (v: unknown): string => (v === undefined ? "(no such case)" : JSON.stringify(v));
@@ -119,10 +101,9 @@ test.before(async (t) => {
   const tbRepo = repo("tensorbridge");
   t.context.repos.push(tritonRepo, tbRepo);
   try {
-    const [httpPort, grpcPort, metricsPort] = await freePorts(3);
-    t.context.triton = startTriton({ repository: tritonRepo, httpPort: httpPort!, grpcPort: grpcPort!, metricsPort: metricsPort! });
     t.context.server = await startTestServer(tbRepo);
-    await t.context.triton.ready(MODELS);
+    const { triton: started, httpPort, grpcPort } = await startTritonReady({ repository: tritonRepo }, MODELS, 3, (m) => t.log(m));
+    t.context.triton = started;
     const server = t.context.server;
     // gRPC may be off or not yet served: the probe then records the connection errors.
     const tbGrpc = server.grpcAddress?.url ?? "127.0.0.1:1";

@@ -19,7 +19,7 @@ import { join } from "node:path";
 
 import anyTest, { type TestFn } from "ava";
 
-import { freePorts, startTriton, tritonMissing, type RunningTriton } from "../bench/serving/triton.js";
+import { startTritonReady, tritonMissing, type RunningTriton } from "../bench/serving/triton.js";
 import type { InferenceServer } from "../src/server/server.js";
 import { startTestServer } from "./server-helpers.js";
 
@@ -208,16 +208,15 @@ test.before(async (t) => {
   const tbRepo = repo("tensorbridge");
   t.context.dirs.push(tritonRepo, tbRepo);
   try {
-    const [httpPort, grpcPort, metricsPort] = await freePorts(3);
-    t.context.triton = startTriton({
-      repository: tritonRepo,
-      httpPort: httpPort!,
-      grpcPort: grpcPort!,
-      metricsPort: metricsPort!,
-      args: ["--exit-on-error=false", "--strict-readiness=false"],
-    });
     t.context.server = await startTestServer(tbRepo);
-    await t.context.triton.ready(["warm_ok", "auto_nocfg", "raise"]);
+    // startTritonReady starts Triton again if it crashes while loading (seen with Triton 2.51 here).
+    const ready = await startTritonReady(
+      { repository: tritonRepo, args: ["--exit-on-error=false", "--strict-readiness=false"] },
+      ["warm_ok", "auto_nocfg", "raise"],
+      3,
+      (m) => t.log(m),
+    );
+    t.context.triton = ready.triton;
     const tb = `http://${t.context.server.address.host}:${t.context.server.address.port}`;
     t.context.sides = {
       triton: { url: t.context.triton.httpUrl, index: await index(t.context.triton.httpUrl) },

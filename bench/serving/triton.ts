@@ -190,6 +190,41 @@ export function startTriton(opts: TritonOptions): RunningTriton {
   };
 }
 
+/** A started, ready tritonserver and the ports it took. */
+export interface ReadyTriton {
+  triton: RunningTriton;
+  httpPort: number;
+  grpcPort: number;
+  metricsPort: number;
+}
+
+/**
+ * Starts tritonserver on free ports and waits until it and `models` are
+ * ready. Triton 2.51 was seen to die while loading Python-backend models on
+ * a loaded machine (SIGSEGV, "Non-graceful termination detected" in its
+ * stub), once in a few runs: a server that exits before it is ready is
+ * started again, up to `tries` times in all; any other failure is thrown.
+ */
+export async function startTritonReady(
+  opts: Omit<TritonOptions, "httpPort" | "grpcPort" | "metricsPort">,
+  models: string[],
+  tries = 3,
+  onRetry?: (message: string) => void,
+): Promise<ReadyTriton> {
+  for (let attempt = 1; ; attempt++) {
+    const [httpPort, grpcPort, metricsPort] = (await freePorts(3)) as [number, number, number];
+    const triton = startTriton({ ...opts, httpPort, grpcPort, metricsPort });
+    try {
+      await triton.ready(models);
+      return { triton, httpPort, grpcPort, metricsPort };
+    } catch (e) {
+      await triton.stop();
+      if (attempt >= tries || !/^tritonserver exited/.test((e as Error).message)) throw e;
+      onRetry?.(`tritonserver exited while loading (try ${attempt} of ${tries}); starting it again`);
+    }
+  }
+}
+
 /**
  * Free TCP ports on 127.0.0.1 (bound to port 0 together, then released: a
  * port can still be taken by someone else before tritonserver binds it,
