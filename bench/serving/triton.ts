@@ -219,7 +219,7 @@ export async function startTritonReady(
       return { triton, httpPort, grpcPort, metricsPort };
     } catch (e) {
       await triton.stop();
-      if (attempt >= tries || !/^tritonserver exited/.test((e as Error).message)) throw e;
+      if (attempt >= tries || !(e as Error).message.startsWith("tritonserver exited")) throw e;
       onRetry?.(`tritonserver exited while loading (try ${attempt} of ${tries}); starting it again`);
     }
   }
