@@ -14,6 +14,7 @@ import { parseGrpcTimeout } from "../src/server/grpc/h2-server.js";
 import { parseCli } from "../src/cli.js";
 import { ServingError } from "../src/runtime/errors.js";
 import type { InferenceServer } from "../src/server/server.js";
+import { rng } from "./fuzz-helpers.js";
 import { ADD_SUB, ROOT, cleanupRepos, makeRepo, rawGrpcCall, startTestServer, type TestModel } from "./server-helpers.js";
 
 const ECHO: TestModel = {
@@ -375,18 +376,6 @@ test("a client's GOAWAY and a session closed mid-call leave the server serving",
 
 // ------------------------------------------------------------------ fuzzing
 
-/** A small deterministic PRNG (mulberry32), so a failure can be replayed from its seed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 test("HPACK decoder under 20 000 random and mutated blocks: a HeaderMap or an HpackError, nothing else", (t) => {
   const r = rng(1);
   const valid = [
@@ -414,7 +403,7 @@ test("HPACK decoder under 20 000 random and mutated blocks: a HeaderMap or an Hp
       d.decode(block); // again, against whatever the first left in the table
       ok++;
     } catch (e) {
-      if (!(e instanceof HpackError)) t.fail(`seed 1, block ${i} (${block.toString("hex")}): ${String(e)}`);
+      if (!(e instanceof HpackError)) t.fail(`seed 1 (fuzz-helpers' rng), block ${i} (${block.toString("hex")}): ${String(e)}`);
       refused++;
     }
   }

@@ -37,6 +37,7 @@ import { join } from "node:path";
 import { Pool } from "undici";
 
 import { ROOT, startServerProcess } from "./lib/server-process.js";
+import { rng } from "../__test__/fuzz-helpers.js";
 
 /** Options of {@link runHostile}. */
 export interface HostileOptions {
@@ -75,18 +76,6 @@ export interface HostileReport {
 const DEFAULTS: HostileOptions = { requests: 100_000, concurrency: 32, seed: 0x5eed, grpcShare: 0.4, serverArgs: [] };
 const BODY_LIMIT = 1024 * 1024;
 
-/** xorshift32, as __test__/fuzz-helpers.ts. */
-function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s / 0x1_0000_0000;
-  };
-}
 
 // --- HTTP cases ---------------------------------------------------------------
 
