@@ -17,6 +17,10 @@
  * serves `src/cli.ts` through tsx instead (the rows before 2026-11-26 16:00),
  * whose `keepNames` wraps named functions in `__name` calls.
  *
+ * `tensorbridge-grpc-js` (opt-in: `--only tensorbridge,tensorbridge-grpc-js,...`)
+ * is the same build serving gRPC with `--grpc-server grpc-js`, grpc-js's
+ * server on node:http2, beside the default (tensorbridge's own HTTP/2).
+ *
  * `floor-grpc` (floor-grpc.mjs) is bare node:http2 with canned answers:
  * the ceiling of a gRPC server built on node:http2 here (grpc-js's server
  * is one). tensorbridge's gRPC runs on its own HTTP/2 (src/server/grpc/h2)
@@ -240,6 +244,14 @@ function prepare(): Peer[] {
       url: "http://127.0.0.1:8200",
       grpc: "127.0.0.1:8201",
       start: () => startProcess(process.execPath, [...tbCli, "serve", tb, "--http-port", "8200", "--grpc-port", "8201", ...TB_ARGS], {}),
+    },
+    {
+      // Not in the default --only: the same build with grpc-js's server for gRPC (issue 12 asks for grpc-js; this row shows what it gives).
+      name: "tensorbridge-grpc-js",
+      url: "http://127.0.0.1:8250",
+      grpc: "127.0.0.1:8251",
+      unsupported: { binary: "the same HTTP server as tensorbridge's row", json: "the same HTTP server as tensorbridge's row", ...NO_DIGITS },
+      start: () => startProcess(process.execPath, [...tbCli, "serve", tb, "--http-port", "8250", "--grpc-port", "8251", "--grpc-server", "grpc-js", ...TB_ARGS], {}),
     },
     ...(baseline
       ? [
