@@ -54,8 +54,8 @@ export interface BlsTarget {
   get(name: string, version?: number | string): ModelVersion;
   /** True when the model (version) is ready. */
   isReady(name: string, version?: number | string): boolean;
-  /** Loads or reloads a model. */
-  load(name: string, opts?: { config?: unknown }): Promise<void>;
+  /** Loads or reloads a model (from the repository, or from the files given). */
+  load(name: string, opts?: { config?: unknown; files?: Readonly<Record<string, Uint8Array>> }): Promise<void>;
   /** Unloads a model. */
   unload(name: string): Promise<void>;
   /** False when models may not load or unload models (`loadModel` / `unloadModel` are refused); absent means allowed. */
@@ -86,7 +86,7 @@ export interface BlsCall {
 /** Model loading API calls, as an executor takes them. */
 export type BlsControl =
   | { op: "isReady"; name: string; version?: number | undefined }
-  | { op: "load"; name: string; config?: unknown }
+  | { op: "load"; name: string; config?: unknown; files?: Record<string, Uint8Array> | undefined }
   | { op: "unload"; name: string };
 
 /**
@@ -276,7 +276,7 @@ async function controlLocal(caller: BlsCaller | undefined, c: BlsControl): Promi
     );
   }
   try {
-    if (c.op === "load") await target.load(c.name, c.config === undefined ? {} : { config: c.config });
+    if (c.op === "load") await target.load(c.name, { ...(c.config === undefined ? {} : { config: c.config }), ...(c.files === undefined ? {} : { files: c.files }) });
     else await target.unload(c.name);
   } catch (e) {
     throw ModelError.from(e);
@@ -384,25 +384,53 @@ export async function isModelReady(name: string, version?: number | string): Pro
 
 /** Options of {@link loadModel}. */
 export interface LoadModelOptions {
-  /** A config (Triton JSON form, object or JSON string) to load the model with instead of its config.pbtxt. */
+  /** A config (Triton JSON form, object or JSON string) to load the model with instead of its config.pbtxt; required with `files`. */
   config?: unknown;
-  /** Model files given with the load: not supported (an `UNSUPPORTED` ModelError). */
-  files?: Record<string, unknown>;
+  /**
+   * The model's files, keyed as Triton's `pb_utils.load_model(model_name,
+   * config, files)` keys them: `file:` and the path relative to the model
+   * directory (`file:1/model.ts` is version 1's model file). A string is
+   * the file's text (UTF-8). The model loads from a temporary directory
+   * made of these instead of the repository (a name the repository does
+   * not have is fine); loading it again (with other files, or from the
+   * repository) or unloading it removes that directory.
+   */
+  files?: Readonly<Record<string, Uint8Array | string>>;
 }
 
 /**
- * Loads (or reloads) a model of the repository (Triton's
- * `pb_utils.load_model(model_name, config, files)`). There is no
- * model-control mode yet, so a model may always load others.
+ * Loads (or reloads) a model (Triton's
+ * `pb_utils.load_model(model_name, config, files)`): from the repository,
+ * or from `files`.
  *
- * @throws {ModelError} `UNSUPPORTED` when `files` is given; the load's error
- * (`NOT_FOUND`, `INVALID_ARG`…) when it fails.
+ * @example
+ * ```ts
+ * await loadModel("doubler", {
+ *   config: { input: [{ name: "X", data_type: "TYPE_FP32", dims: [4] }], output: [{ name: "Y", data_type: "TYPE_FP32", dims: [4] }] },
+ *   files: { "file:1/model.ts": source },
+ * });
+ * ```
+ * @throws {ModelError} `UNAVAILABLE` when the server's model-control mode
+ * forbids loading; `INVALID_ARG` when a file's content is neither bytes nor
+ * a string; the load's error otherwise (`INTERNAL` for files that do not
+ * make a model directory, e.g. without `config` or with a path that leaves
+ * it; `NOT_FOUND`; `INVALID_ARG`…).
  */
 export async function loadModel(name: string, opts: LoadModelOptions = {}): Promise<void> {
-  if (opts.files !== undefined && opts.files !== null && Object.keys(opts.files).length > 0) {
-    throw new ModelError(`loadModel('${name}'): loading a model with files is not supported`, "UNSUPPORTED");
+  let files: Record<string, Uint8Array> | undefined;
+  if (opts.files !== undefined && opts.files !== null) {
+    if (typeof opts.files !== "object" || Array.isArray(opts.files)) {
+      throw new ModelError(`failed to load model '${name}', files should be a dictionary of file paths and file contents`, "INVALID_ARG");
+    }
+    for (const [k, v] of Object.entries(opts.files)) {
+      files ??= {};
+      if (typeof v === "string") files[k] = new TextEncoder().encode(v);
+      else if (v instanceof Uint8Array) files[k] = v;
+      else throw new ModelError(`failed to load model '${name}', files should be a dictionary of file paths and file contents (the content of '${k}' is neither bytes nor a string)`, "INVALID_ARG");
+    }
   }
-  await executor.control({ op: "load", name, config: typeof opts.config === "string" ? opts.config : opts.config === undefined ? undefined : JSON.stringify(opts.config) });
+  const config = typeof opts.config === "string" ? opts.config : opts.config === undefined ? undefined : JSON.stringify(opts.config);
+  await executor.control({ op: "load", name, config, files });
 }
 
 /**

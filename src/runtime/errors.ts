@@ -65,6 +65,15 @@ import type { ModelErrorCode } from "./model-error.js";
  *   model-control mode forbids it (`--model-control-mode none`; Triton's
  *   UNAVAILABLE "explicit model load / unload is not allowed if polling is
  *   enabled"), over HTTP, gRPC or from a model.
+ * - `ERR_MODEL_FILES`: a load request's model files (`file:` parameters,
+ *   `loadModel(name, { files })`) do not make a model directory: files
+ *   without a `config`, a path that is empty, absolute, holds NUL or a
+ *   backslash, or leaves the model directory (`..`), a file where another
+ *   file needs a directory, content that is not base64 (HTTP) or not bytes,
+ *   a key without the `file:` prefix, a model name that is not a plain
+ *   name. Triton 2.51 answers these as INTERNAL "failed to load '…', failed
+ *   to poll from model repository" (HTTP 500): so does this code, with the
+ *   reason after it; a malformed value is INVALID_ARG.
  */
 export type ServingErrorCode =
   | "ERR_CONFIG_SYNTAX"
@@ -88,7 +97,8 @@ export type ServingErrorCode =
   | "ERR_QUEUE_TIMEOUT"
   | "ERR_BATCH_MISMATCH"
   | "ERR_EXECUTE_TIMEOUT"
-  | "ERR_MODEL_CONTROL";
+  | "ERR_MODEL_CONTROL"
+  | "ERR_MODEL_FILES";
 
 /**
  * The Triton error code each {@link ServingErrorCode} stands for: what a
@@ -118,6 +128,7 @@ export const SERVING_ERROR_TRITON_CODE: Readonly<Record<ServingErrorCode, ModelE
   ERR_BATCH_MISMATCH: "INVALID_ARG",
   ERR_EXECUTE_TIMEOUT: "UNAVAILABLE",
   ERR_MODEL_CONTROL: "UNAVAILABLE",
+  ERR_MODEL_FILES: "INTERNAL",
 });
 
 /** Triton's words for a load or unload its model-control mode forbids (NONE and POLL alike). */

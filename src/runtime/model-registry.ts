@@ -3,15 +3,23 @@
  * load/reload/unload on request, look models up, list the repository index,
  * and finalize everything on close.
  *
+ * A load may bring the model's files instead (Triton's `file:` load
+ * parameters, see model-files.ts): the model then loads from a private
+ * temporary directory, which is removed when the model is unloaded, loaded
+ * again (from other files or from the repository), or the load fails, and
+ * at close.
+ *
  * @module
  */
 import { modelConfigFromJson, type ModelConfig } from "./config.js";
 import { addBlsTarget } from "./bls.js";
 import { ServingError, errorMessage } from "./errors.js";
 import { ModelVersion, type RuntimeLogger } from "./model-version.js";
+import { checkFilesModelName, filesRefusal, modelFilePaths, writeModelFiles, type ModelFiles, type ModelFilesDirectory } from "./model-files.js";
 import {
   findModelFile,
   findRepositoryModel,
+  modelDirectory,
   readModelConfig,
   scanRepository,
   selectVersions,
@@ -68,8 +76,14 @@ export interface ModelRegistryOptions {
 
 /** Options of {@link ModelRegistry.load}. */
 export interface LoadOptions {
-  /** A config (Triton JSON form, object or JSON string) to use instead of config.pbtxt. */
+  /** A config (Triton JSON form, object or JSON string) to use instead of config.pbtxt; required with `files`. */
   config?: unknown;
+  /**
+   * The model's files (`file:<path relative to the model directory>` →
+   * content, e.g. `file:1/model.ts`): the model loads from a temporary
+   * directory made of them instead of the repository's (see model-files.ts).
+   */
+  files?: ModelFiles;
 }
 
 interface ModelEntry {
@@ -82,6 +96,10 @@ interface ModelEntry {
   lock: Promise<void>;
   /** True while the model is meant to be served (loaded and not unloaded since). */
   wanted: boolean;
+  /** The directory of the files its serving versions were loaded from (a load with files); removed when they go. */
+  files: ModelFilesDirectory | undefined;
+  /** True when the last load was from files: the index lists it only if the repository has it too (as Triton). */
+  fromFiles: boolean;
 }
 
 const silent: RuntimeLogger = { info() {}, warn() {}, error() {} };
@@ -143,9 +161,53 @@ export class ModelRegistry {
    */
   async load(name: string, opts: LoadOptions = {}): Promise<void> {
     if (this.#closed) throw new ServingError("ERR_SERVER_CLOSED", "the server is shutting down");
+    // Any key makes it a load from files (a key without the `file:` prefix is refused there, as Triton refuses it).
+    if (opts.files !== undefined && opts.files !== null && Object.keys(opts.files).length > 0) return this.#loadFiles(name, opts.config, opts.files);
     const m = await findRepositoryModel(this.repository, name);
     if (!m) throw new ServingError("ERR_MODEL_NOT_FOUND", `failed to load '${name}': no model directory '${name}' in the model repository`);
-    await this.#withLock(name, () => this.#load(m, opts.config));
+    await this.#withLock(name, async () => {
+      await this.#load(m, opts.config);
+      // Served from the repository again: the files it was loaded from before go.
+      await this.#dropFiles(this.#models.get(name)!);
+    });
+  }
+
+  /**
+   * Loads a model from the files given with the load: checked, written to a
+   * temporary directory, loaded from there with the given config. On
+   * failure the directory is removed and what served before keeps serving.
+   */
+  async #loadFiles(name: string, config: unknown, files: ModelFiles): Promise<void> {
+    checkFilesModelName(name);
+    if (config === undefined || config === null || config === "") {
+      throw filesRefusal(name, "Load parameter 'config' must be specified for model file override");
+    }
+    modelFilePaths(name, files); // every path checked before anything is written
+    await this.#withLock(name, async () => {
+      if (this.#closed) throw new ServingError("ERR_SERVER_CLOSED", "the server is shutting down");
+      const entry = this.#models.get(name)!;
+      if (entry.versions.size === 0) entry.fromFiles = true;
+      const dir = await writeModelFiles(name, files);
+      try {
+        await this.#load(await modelDirectory(name, dir.path), config);
+      } catch (e) {
+        await dir.remove();
+        throw e;
+      }
+      const old = entry.files;
+      entry.files = dir;
+      entry.fromFiles = true;
+      // #load unloaded the versions that ran from the old files before it returned.
+      await old?.remove();
+    });
+  }
+
+  /** Removes the files a model's versions were loaded from, once those versions are gone. */
+  async #dropFiles(entry: ModelEntry): Promise<void> {
+    const dir = entry.files;
+    entry.files = undefined;
+    entry.fromFiles = false;
+    await dir?.remove();
   }
 
   /**
@@ -168,6 +230,10 @@ export class ModelRegistry {
       const versions = [...entry.versions.values()];
       await Promise.all(versions.map((v) => v.unload(this.#log)));
       entry.versions.clear();
+      const fromFiles = entry.fromFiles;
+      await this.#dropFiles(entry);
+      // Unloaded, a model that came from files is still not the repository's (the index leaves it out).
+      entry.fromFiles = fromFiles;
       entry.state = "UNAVAILABLE";
       entry.reason = "unloaded";
       this.#log.info(`successfully unloaded '${name}'`);
@@ -177,7 +243,7 @@ export class ModelRegistry {
   async #withLock<T>(name: string, fn: () => Promise<T>): Promise<T> {
     let entry = this.#models.get(name);
     if (!entry) {
-      entry = { name, state: "LOADING", reason: "", config: undefined, versions: new Map(), lock: Promise.resolve(), wanted: true };
+      entry = { name, state: "LOADING", reason: "", config: undefined, versions: new Map(), lock: Promise.resolve(), wanted: true, files: undefined, fromFiles: false };
       this.#models.set(name, entry);
     }
     const prev = entry.lock;
@@ -366,11 +432,15 @@ export class ModelRegistry {
    */
   async index(opts: { ready?: boolean } = {}): Promise<ModelIndexEntry[]> {
     const names = new Set<string>(this.#models.keys());
+    const inRepository = new Set<string>();
     try {
-      for (const m of await scanRepository(this.repository)) names.add(m.name);
+      for (const m of await scanRepository(this.repository)) inRepository.add(m.name);
     } catch {
       // repository gone: list what we know
     }
+    for (const n of inRepository) names.add(n);
+    // As Triton 2.51: a model loaded from files is listed only if the repository has a directory of that name.
+    for (const [n, e] of this.#models) if (e.fromFiles && !inRepository.has(n)) names.delete(n);
     const out: ModelIndexEntry[] = [];
     for (const name of [...names].toSorted()) {
       const e = this.#models.get(name);

@@ -71,6 +71,15 @@ export async function findRepositoryModel(root: string, name: string): Promise<R
   return { name, dir, configPath: join(dir, "config.pbtxt"), versions: await listVersions(dir) };
 }
 
+/**
+ * A model directory outside the repository (the one a load's files were
+ * written to, see model-files.ts), read as a repository's model directory
+ * of that name.
+ */
+export async function modelDirectory(name: string, dir: string): Promise<RepositoryModel> {
+  return { name, dir, configPath: join(dir, "config.pbtxt"), versions: await listVersions(dir) };
+}
+
 async function isDirectory(p: string): Promise<boolean> {
   try {
     return (await stat(p)).isDirectory();

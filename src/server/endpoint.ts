@@ -16,6 +16,7 @@
 import { configTypeToDtype, type ModelConfig } from "../runtime/config.js";
 import { MODEL_CONTROL_REFUSAL, ServingError } from "../runtime/errors.js";
 import { ModelError } from "../runtime/model-error.js";
+import { FILE_PARAMETER_PREFIX, fileParameterContent } from "../runtime/model-files.js";
 import type { ModelIndexEntry, ModelRegistry } from "../runtime/model-registry.js";
 import type { InferCallbacks, InferInput, ModelVersion, RuntimeLogger, StreamCallbacks } from "../runtime/model-version.js";
 import type { ModelStatistics } from "../runtime/stats.js";
@@ -241,19 +242,31 @@ export class InferenceEndpoint {
   }
 
   /**
-   * Loads (or reloads) a model, optionally with a config given as JSON.
-   * @param parameters - the load request's parameters (`config`; `file:…`
-   * parameters are refused).
+   * Loads (or reloads) a model, optionally with a config given as JSON and
+   * with the model's files (Triton's model-repository extension): every
+   * transport's load request comes here.
+   *
+   * @param parameters - the load request's parameters: `config` (a JSON
+   * string), and `file:<path>` parameters whose values are the files'
+   * contents, as bytes (gRPC's `bytes_param`) or base64 strings (HTTP). With
+   * files the model loads from a temporary directory made of them (see
+   * `runtime/model-files.ts`) and `config` is required.
    * @throws {ServingError} `ERR_MODEL_CONTROL` when the model-control mode
-   * forbids it, `ERR_UNSUPPORTED` for `file:` parameters,
-   * `ERR_MODEL_NOT_FOUND`, `ERR_MODEL_LOAD`.
+   * forbids it; `ERR_MODEL_FILES` for files that do not make a model
+   * directory (Triton's INTERNAL "failed to load '…', failed to poll from
+   * model repository", with the reason), or a value that is not base64
+   * (INVALID_ARG); `ERR_MODEL_NOT_FOUND`, `ERR_CONFIG_*`, `ERR_MODEL_LOAD`.
    */
   async loadModel(model: string, parameters: Readonly<Record<string, unknown>> = {}): Promise<void> {
     this.#controlAllowed();
-    for (const k of Object.keys(parameters)) {
-      if (k.startsWith("file:")) throw new ServingError("ERR_UNSUPPORTED", "loading a model from files sent in the request ('file:' parameters) is not supported");
+    let files: Record<string, Uint8Array> | undefined;
+    for (const [k, v] of Object.entries(parameters)) {
+      if (!k.startsWith(FILE_PARAMETER_PREFIX)) continue;
+      files ??= {};
+      files[k] = fileParameterContent(model, k, v);
     }
-    await this.registry.load(model, parameters["config"] === undefined ? {} : { config: parameters["config"] });
+    const config = parameters["config"];
+    await this.registry.load(model, { ...(config === undefined ? {} : { config }), ...(files === undefined ? {} : { files }) });
   }
 
   /**

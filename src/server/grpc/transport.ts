@@ -13,8 +13,9 @@
  *   this server has neither, and does not list the `trace` and `logging`
  *   extensions.
  * - `RepositoryModelLoad` takes the `config` parameter (`string_param`,
- *   JSON); `file:` parameters are checked as Triton checks them, then
- *   refused (UNIMPLEMENTED), as over HTTP.
+ *   JSON) and `file:<path>` parameters (`bytes_param`: the model's files,
+ *   loaded from a temporary directory as over HTTP; see the endpoint's
+ *   `loadModel`), checked as Triton checks them.
  * - Classification outputs are refused (UNIMPLEMENTED), as over HTTP.
  *
  * Triton's own ways kept here: `ModelReady` / `ServerReady` answer an
