@@ -1,35 +1,67 @@
 /**
- * Loads model modules. Installs (once) a Node module resolution hook so that
+ * Loads model modules. Installs (once) a Node module hook so that
  * `import ... from "tensorbridge"` inside a model, wherever the model
  * repository lies on disk and with no `node_modules` of its own, resolves to
  * the serving process's own copy of tensorbridge (the way Triton provides
- * `triton_python_backend_utils` to Python models). `.ts` models load without
- * a build step: under tsx the running loader handles them; from the built
- * `dist/` the runtime registers tsx itself.
+ * `triton_python_backend_utils` to Python models), and so that `.ts` models
+ * load without a build step: the hook transpiles a model's TypeScript files
+ * itself with sucrase, whether or not the server runs under tsx.
+ *
+ * Why sucrase: it is plain JavaScript with no install script anywhere in its
+ * dependencies (tsx needs esbuild, whose postinstall npm 11 asks every user of
+ * the package to approve), runs on Node 20, keeps `import`/`export` as they
+ * are and every line where it was (a model's stack traces are right even
+ * without source maps). `@swc/wasm-typescript` (a 3.7 MB wasm module, no line
+ * preservation) and `typescript`'s `transpileModule` (24 MB) were the other
+ * candidates; Node's own type stripping needs Node 22.18+.
  *
  * @module
  */
 import { existsSync } from "node:fs";
-import { register } from "node:module";
+import { createRequire, register } from "node:module";
 import { extname } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
+import { MessageChannel, type MessagePort } from "node:worker_threads";
 
 import { ServingError, errorMessage } from "./errors.js";
 
 /**
- * The resolve hook, as an ES module source. It runs on Node's loader thread;
- * `initialize` receives the entry URL. Bare `tensorbridge` (and
- * `tensorbridge/...` for the package's own subpaths) maps to the serving
- * copy; model files (`.ts`/`.js`, whatever the package scope above them says)
- * are loaded as ES modules: a model loaded as CommonJS would get a second,
- * CommonJS instance of tensorbridge, whose classes are not the server's.
+ * The hook, as an ES module source. It runs on Node's hooks thread;
+ * `initialize` receives the entry URL, the transpiler's path and a port on
+ * which the runtime announces model directories.
+ *
+ * A model's scope: files under a model directory, and the files such files
+ * import by a relative path (wherever they lie). Within it:
+ * - resolve: bare `tensorbridge` maps to the serving copy; a relative
+ *   `./util.js` that does not exist resolves to `./util.ts` (`.mjs` to
+ *   `.mts`, `.cjs` to `.cts`; `./util` to `.ts`, `.mts`, `.cts`, `/index.ts`),
+ *   as tsx resolves it; TypeScript files and a model directory's `.js` files
+ *   are ES modules whatever the package scope above them says (a model loaded
+ *   as CommonJS would get a second, CommonJS instance of tensorbridge, whose
+ *   classes are not the server's).
+ * - load: `.ts`/`.mts`/`.cts` files are transpiled here (types removed,
+ *   enums and parameter properties compiled, `import x = require()` through
+ *   `createRequire`), with an inline source map, and never reach tsx or
+ *   Node's own type stripping.
+ * Resolution still goes through the next hooks (another hook sees a model's
+ * imports); only loading TypeScript is short-circuited.
  */
 const HOOK_SOURCE = `
+import { readFileSync, statSync } from "node:fs";
+import { createRequire } from "node:module";
+import { fileURLToPath } from "node:url";
+
 let entry;
-let modelDirs = [];
+let transpilerPath;
+let transform;
 let port;
+const modelDirs = [];
+const importedByModels = new Set();
+const TYPESCRIPT = /\\.(ts|mts|cts)$/;
+
 export async function initialize(data) {
   entry = data.entry;
+  transpilerPath = data.transpiler;
   port = data.port;
   if (port) {
     port.on("message", (m) => {
@@ -41,23 +73,70 @@ export async function initialize(data) {
     port.unref();
   }
 }
+
+const withoutQuery = (url) => url.split(/[?#]/)[0];
+const inModelDir = (path) => modelDirs.some((d) => path.startsWith(d));
+const inModelScope = (url) => url.startsWith("file:") && (inModelDir(withoutQuery(url)) || importedByModels.has(withoutQuery(url)));
+const isRelative = (s) => s.startsWith("./") || s.startsWith("../") || s === "." || s === "..";
+
+function isFile(url) {
+  try {
+    return statSync(fileURLToPath(withoutQuery(url))).isFile();
+  } catch {
+    return false;
+  }
+}
+
+/** The TypeScript file a relative import of a missing .js (or extensionless) path means, as tsx resolves it. */
+function typeScriptTwin(url) {
+  const path = withoutQuery(url);
+  const rest = url.slice(path.length);
+  if (isFile(url)) return undefined;
+  const js = /\\.([mc]?)js$/.exec(path);
+  const name = path.slice(path.lastIndexOf("/") + 1);
+  const candidates = js
+    ? [path.slice(0, -js[0].length) + "." + js[1] + "ts"]
+    : name.includes(".") ? [] : [path + ".ts", path + ".mts", path + ".cts", path + "/index.ts"];
+  const found = candidates.find(isFile);
+  return found === undefined ? undefined : found + rest;
+}
+
 export async function resolve(specifier, context, next) {
   if (specifier === "tensorbridge") return next(entry, context);
-  const r = await next(specifier, context);
-  if (r.url.startsWith("file:") && modelDirs.some((d) => r.url.startsWith(d))) {
-    const path = r.url.split(/[?#]/)[0];
-    if (/\\.(ts|js)$/.test(path)) {
-      if (r.format === undefined || r.format === null || r.format === "commonjs") return { ...r, format: "module" };
-      // Node >= 22.18 strips types itself and labels .ts files by package scope.
-      if (r.format === "commonjs-typescript") return { ...r, format: "module-typescript" };
-    }
+  const parent = context.parentURL;
+  const relativeFromModel = parent !== undefined && isRelative(specifier) && inModelScope(parent);
+  const twin = relativeFromModel ? typeScriptTwin(new URL(specifier, parent).href) : undefined;
+  const r = await next(twin ?? specifier, context);
+  if (!r.url.startsWith("file:")) return r;
+  const path = withoutQuery(r.url);
+  if (relativeFromModel) importedByModels.add(path);
+  if (TYPESCRIPT.test(path) && inModelScope(r.url)) return { ...r, format: "module" };
+  if (path.endsWith(".js") && inModelDir(path)) {
+    if (r.format === undefined || r.format === null || r.format === "commonjs") return { ...r, format: "module" };
   }
   return r;
 }
+
+export async function load(url, context, next) {
+  if (!url.startsWith("file:") || !TYPESCRIPT.test(withoutQuery(url)) || !inModelScope(url)) return next(url, context);
+  const href = withoutQuery(url);
+  const file = fileURLToPath(href);
+  const source = readFileSync(file, "utf8");
+  transform ??= createRequire(transpilerPath)(transpilerPath).transform;
+  const out = transform(source, {
+    transforms: ["typescript"],
+    disableESTransforms: true,
+    injectCreateRequireForImportRequire: true,
+    filePath: file,
+    sourceMapOptions: { compiledFilename: file },
+  });
+  const map = { ...out.sourceMap, file: href, sources: [href] };
+  const inline = Buffer.from(JSON.stringify(map)).toString("base64");
+  return { format: "module", source: out.code + "\\n//# sourceMappingURL=data:application/json;base64," + inline, shortCircuit: true };
+}
 `;
 
-let installed: { entry: string; port?: import("node:worker_threads").MessagePort } | undefined;
-let tsxReady: Promise<void> | undefined;
+let installed: { entry: string; port?: MessagePort } | undefined;
 let loadCounter = 0;
 let ackCounter = 0;
 const knownDirs = new Set<string>();
@@ -77,42 +156,31 @@ export function defaultEntryUrl(): string {
   return new URL(`../model${ext}`, here).href;
 }
 
-/** True when this module itself was loaded as TypeScript (tsx or similar is active). */
-function typescriptLoaderActive(): boolean {
-  return extname(new URL(import.meta.url).pathname) === ".ts";
-}
-
 /**
- * Installs the module hook (idempotent). Models imported afterwards see the
- * serving copy of `tensorbridge`.
+ * Installs the module hook in this thread (idempotent). Models imported
+ * afterwards see the serving copy of `tensorbridge`, and their TypeScript
+ * files are transpiled by the hook.
  *
  * @param entry - override the URL bare `tensorbridge` resolves to (tests).
- * @returns resolves once `.ts` files can be imported.
+ * @returns resolves once the hook is registered.
  */
 export async function installModelModuleHook(entry?: string): Promise<void> {
-  // tsx first: hooks registered later run first, and ours must map
-  // `tensorbridge` before tsx could. And tsx without a tsconfig: it would
-  // take the working directory's, whose `paths` may map `tensorbridge` to
-  // another copy (this repository's does); a worker on Node 22+ still saw
-  // that mapping first. Model files are not the working directory's code.
-  if (!typescriptLoaderActive()) {
-    tsxReady ??= import("tsx/esm/api").then((m) => {
-      m.register({ tsconfig: false });
-    });
-    await tsxReady;
-  }
-  if (!installed) {
-    const { MessageChannel } = await import("node:worker_threads");
-    const { port1, port2 } = new MessageChannel();
-    const url = entry ?? defaultEntryUrl();
-    register(`data:text/javascript,${encodeURIComponent(HOOK_SOURCE)}`, {
-      parentURL: import.meta.url,
-      data: { entry: url, port: port2 },
-      transferList: [port2],
-    });
-    port1.unref();
-    installed = { entry: url, port: port1 };
-  }
+  if (installed) return;
+  const { port1, port2 } = new MessageChannel();
+  const url = entry ?? defaultEntryUrl();
+  // Hooks registered later run first: under `--import tsx` ours still sees
+  // model files before tsx does (and tsx's tsconfig `paths`, which may map
+  // `tensorbridge` to another copy, never apply to them).
+  register(`data:text/javascript,${encodeURIComponent(HOOK_SOURCE)}`, {
+    parentURL: import.meta.url,
+    data: { entry: url, transpiler: createRequire(import.meta.url).resolve("sucrase"), port: port2 },
+    transferList: [port2],
+  });
+  port1.unref();
+  installed = { entry: url, port: port1 };
+  // The hook's inline source maps put a model's own file and line in its
+  // stack traces (the URL it is imported under carries a load counter).
+  process.setSourceMapsEnabled(true);
 }
 
 /** The entry URL the hook maps `tensorbridge` to (undefined before installation). */
