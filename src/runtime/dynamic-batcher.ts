@@ -18,6 +18,10 @@
  *   level's requests still in time), and `allow_timeout_override` (a
  *   request's `timeout`, in µs, that only shortens the default).
  *
+ * `preserve_ordering` is checked here (one priority level, no DELAY
+ * timeout action, as Triton refuses otherwise) and honoured where answers
+ * leave the model version: response-order.ts.
+ *
  * Requests that a batch may hold together also agree in the shape of every
  * input with a variable dim (unless `allow_ragged_batch`), in the contents
  * of shape tensors, and, for a model with optional inputs, in which inputs

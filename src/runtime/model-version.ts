@@ -2,7 +2,10 @@
  * One loaded version of a model: its instances (one model object each), the
  * scheduler that spreads requests across them (one `execute()` per instance
  * at a time; with `dynamic_batching`, queued requests are grouped), request
- * and response validation against the config, and statistics.
+ * and response validation against the config, and statistics. With
+ * `dynamic_batching { preserve_ordering: true }` the answers go out in the
+ * order the requests left the queue (response-order.ts), whichever
+ * transport or BLS call sent them.
  *
  * @module
  */
@@ -31,6 +34,7 @@ import { planInstances, type GpuInventory } from "./instance-plan.js";
 import { prepareWarmup, warmupFailed, warmupTooLarge, type WarmupSample } from "./warmup.js";
 import { InferenceRequest, type RequestControl, type RequestParameter } from "./request.js";
 import { InferenceResponse } from "./response.js";
+import { ANSWER_COMPLETE, ANSWER_ERROR, ANSWER_RESPONSE, ResponseOrder, type AnswerKind, type OrderSlot } from "./response-order.js";
 import { InferenceResponseSender, runtimeFailures, senderDroppedError, type ResponseChannel } from "./response-sender.js";
 import { StatsRecorder, type FailureReason, type InferenceObserver } from "./stats.js";
 import { ThreadInstance } from "./thread-instance.js";
@@ -172,6 +176,8 @@ class Pending implements RequestControl {
   outputNs = 0;
   /** Its outcome went out (a request answered without a sender). */
   ended = false;
+  /** Its place in the answer order (`preserve_ordering`), once it left the queue. */
+  slot: OrderSlot<Pending> | undefined = undefined;
 
   constructor(
     readonly hooks: StreamHooks,
@@ -246,6 +252,17 @@ interface Instance {
   passive: boolean;
   /** The BLS context its initialize() and execute() run in (when the version has a BLS target). */
   caller: BlsCaller | undefined;
+}
+
+/** Passes one answer to the request's client (held answers too, when their turn comes: see response-order.ts). */
+function answerNow(p: Pending, kind: AnswerKind, value: unknown, final: boolean): void {
+  const sink = p.sink;
+  if (sink !== undefined) {
+    if (kind === ANSWER_RESPONSE) sink.response(value as InferOutput, final);
+    else if (kind === ANSWER_ERROR) sink.error(value, final);
+    else sink.complete();
+  } else if (kind === ANSWER_RESPONSE) p.done!.resolve(value as InferOutput);
+  else p.done!.reject(value);
 }
 
 /** A request's error among a batch's results. */
@@ -337,6 +354,8 @@ export class ModelVersion {
   /** Requests answered through their senders that have not sent their final flag. */
   readonly #open = new Set<Stream>();
   readonly #hooks: StreamHooks;
+  /** `preserve_ordering`: answers go out in the order requests left the queue (undefined: as they come). */
+  readonly #order: ResponseOrder<Pending> | undefined;
   #inflight = 0;
   #drained: (() => void) | undefined;
   #rr = 0;
@@ -370,6 +389,7 @@ export class ModelVersion {
     this.#forceCpu = forceCpuOnlyInputs(opts.config);
     this.#decoupled = opts.config.model_transaction_policy?.decoupled === true;
     this.#queue = createRequestQueue<Pending>(opts.config, (p) => p.input.inputs);
+    this.#order = opts.config.dynamic_batching?.preserve_ordering === true ? new ResponseOrder<Pending>(answerNow) : undefined;
     this.#hooks = {
       open: (p) => this.#openSender(p),
       deliver: (s, r, final) => this.#deliver(s, r, final),
@@ -802,6 +822,9 @@ export class ModelVersion {
         this.#wakeUp(next);
         break;
       }
+      // preserve_ordering: each request's place in the answer order is where it left the queue (Triton's DelegateResponse at Dequeue).
+      const order = this.#order;
+      if (order !== undefined) for (const p of next) p.slot = order.open(p);
       idle.busy = true;
       this.#inflight++;
       // One AsyncLocalStorage run per batch: execute() and what it starts are the model's.
@@ -966,7 +989,8 @@ export class ModelVersion {
     // The model's own error response answered the request: Triton counts it a success.
     if (answered) this.#record(true, p.receivedAt, Number(start - p.enqueuedAt), p.batchSize, undefined, true, p);
     else this.#record(false, p.receivedAt, Number(start - p.enqueuedAt), p.batchSize, reason);
-    if (p.sink !== undefined) p.sink.error(e, true);
+    if (p.slot !== undefined) this.#order!.send(p.slot, ANSWER_ERROR, e, true);
+    else if (p.sink !== undefined) p.sink.error(e, true);
     else p.done!.reject(e);
   }
 
@@ -978,7 +1002,8 @@ export class ModelVersion {
       p.unsubscribe = undefined;
     }
     this.#record(true, p.receivedAt, Number(start - p.enqueuedAt), p.batchSize, undefined, true, p);
-    if (p.sink !== undefined) p.sink.response(o, true);
+    if (p.slot !== undefined) this.#order!.send(p.slot, ANSWER_RESPONSE, o, true);
+    else if (p.sink !== undefined) p.sink.response(o, true);
     else p.done!.resolve(o);
   }
 
@@ -1123,7 +1148,11 @@ export class ModelVersion {
       return;
     }
     if (final) this.#close(s, undefined, "BACKEND");
-    if (out === undefined) sink.complete();
+    if (p.slot !== undefined) {
+      if (out === undefined) this.#order!.send(p.slot, ANSWER_COMPLETE, undefined, final);
+      else if (out instanceof Failed) this.#order!.send(p.slot, ANSWER_ERROR, out.err, final);
+      else this.#order!.send(p.slot, ANSWER_RESPONSE, out, final);
+    } else if (out === undefined) sink.complete();
     else if (out instanceof Failed) sink.error(out.err, final);
     else sink.response(out, final);
   }
@@ -1158,10 +1187,11 @@ export class ModelVersion {
     }
     const failed = (err !== undefined && !answered) || s.failed;
     this.#record(!failed, p.receivedAt, Number(p.startedAt - p.enqueuedAt), p.batchSize, failed ? reason : undefined, true, p);
-    if (p.sink !== undefined) {
-      if (err !== undefined) p.sink.error(err, true);
-    } else if (err !== undefined) p.done!.reject(err);
-    else p.done!.resolve(unary!);
+    if (p.sink !== undefined && err === undefined) return;
+    const kind = err !== undefined ? ANSWER_ERROR : ANSWER_RESPONSE;
+    const value = err !== undefined ? err : unary;
+    if (p.slot !== undefined) this.#order!.send(p.slot, kind, value, true);
+    else answerNow(p, kind, value, true);
   }
 
   #execution(batch: Pending[], inputNs: number, inferNs: number, outputNs: number): void {
