@@ -26,6 +26,10 @@
  *   threads (TENSORBRIDGE_INSTANCE_THREADS) must give the same transcript.
  * - Ours alone: log lines name the model and version, verbose lines only
  *   with logVerbose, the families gone after unload.
+ * - files/…: a model loaded from files sent with the load request (the
+ *   probe sends fixtures/toolbox/files.py to Triton, files.ts to us);
+ *   where Triton's client sees only "failed to poll from model repository",
+ *   ours says why after those words ({@link EXTENDS}).
  *
  * The transcripts go to bench/.work/toolbox/ for reading;
  * `TB_TOOLBOX_RECORD=1` rewrites the fixture from a live Triton run.
@@ -79,6 +83,8 @@ const KNOWN: Record<string, { why: string; ours: unknown }> = {
   "bls/load_missing/http": { why: "a failed pb_utils.load_model aborts Triton 2.51 (boost lock_exception); ours is an error", ours: LOAD_MISSING },
   "bls/load_missing/grpc": { why: "a failed pb_utils.load_model aborts Triton 2.51 (boost lock_exception); ours is an error", ours: LOAD_MISSING },
   "metrics/after_unload": { why: "issue #13 removes a model's families at unload; Triton 2.51 keeps them", ours: [] },
+  ...filesKnown("http", "500", "404"),
+  ...filesKnown("grpc", "StatusCode.INTERNAL", "StatusCode.NOT_FOUND"),
   "logger/lines_verbose": {
     why: "our log marks a verbose line V, as its own verbose lines; Triton 2.51 writes it as an I line",
     ours: [
@@ -89,6 +95,43 @@ const KNOWN: Record<string, { why: string; ours: unknown }> = {
     ],
   },
 };
+
+/** The files/… keys where we differ on purpose, for one transport (its status strings as tritonclient gives them). */
+function filesKnown(transport: string, internal: string, notFound: string): Record<string, { why: string; ours: unknown }> {
+  const name = `files_${transport}`;
+  return {
+    [`files/reload_same_config/${transport}`]: {
+      why: "Triton 2.51 keeps the old model when new files come with the same config; ours loads the new files",
+      ours: ["ok", { outputs: { OUT: [31, 32, 33, 34] } }],
+    },
+    [`files/load_after_unload/${transport}`]: {
+      why: "a model the repository does not have is NOT_FOUND here, as any missing model's load; Triton 2.51 answers INTERNAL 'failed to poll from model repository'",
+      ours: { status: notFound, error: `failed to load '${name}': no model directory '${name}' in the model repository` },
+    },
+    [`files/absolute/${transport}`]: {
+      why: "an absolute file path is refused; Triton 2.51 writes it under the model directory",
+      ours: {
+        status: internal,
+        error: `failed to load '${name}_absolute', failed to poll from model repository: Invalid file parameter 'file:/absolute/addend.txt': the path is absolute (paths are relative to the model directory, e.g. 'file:1/model.ts')`,
+      },
+    },
+  };
+}
+
+/**
+ * Keys whose answer is Triton's error (same status) with the reason Triton
+ * only logs after its message: ours must start with Triton's words.
+ */
+const EXTENDS = new Set(["files/no_config/http", "files/no_config/grpc", "files/escape/http", "files/escape/grpc"]);
+
+/** Ours against theirs: equal, or for {@link EXTENDS} keys, the same status and Triton's message followed by `: ` and the reason. */
+function sameAnswer(t: { deepEqual(a: unknown, b: unknown, m?: string): void; true(v: boolean, m?: string): void; is(a: unknown, b: unknown, m?: string): void }, key: string, ours: unknown, theirs: unknown): void {
+  if (!EXTENDS.has(key)) return t.deepEqual(ours, theirs, key);
+  const o = ours as { status?: string; error?: string } | undefined;
+  const w = theirs as { status?: string; error?: string } | undefined;
+  t.is(o?.status, w?.status, `${key}: status`);
+  t.true(typeof o?.error === "string" && typeof w?.error === "string" && o.error.startsWith(`${w.error}: `), `${key}:\n  triton:       ${w?.error}\n  tensorbridge: ${o?.error}`);
+}
 
 const THREADS = `parameters: { key: "TENSORBRIDGE_INSTANCE_THREADS" value: { string_value: "yes" } }`;
 
@@ -104,8 +147,8 @@ function repo(kind: "triton" | "tensorbridge", threads = false): string {
   return dir;
 }
 
-function probe(http: string, grpc: string, metrics: string, only?: string): Promise<Transcript> {
-  const args = ["--http", http, "--grpc", grpc, "--metrics", metrics, ...(only ? ["--only", only] : [])];
+function probe(http: string, grpc: string, metrics: string, only?: string, backend = "tensorbridge"): Promise<Transcript> {
+  const args = ["--http", http, "--grpc", grpc, "--metrics", metrics, "--backend", backend, ...(only ? ["--only", only] : [])];
   return runProbe<Transcript>(join(CLIENT_VENV, "bin/python"), join(FIXTURES, "probe.py"), args, 150_000);
 }
 
@@ -160,7 +203,7 @@ test.before(async (t) => {
         (m) => t.log(m),
       );
       t.context.triton = triton;
-      probes.push(probe(`127.0.0.1:${httpPort}`, `127.0.0.1:${grpcPort}`, `http://127.0.0.1:${metricsPort}/metrics`));
+      probes.push(probe(`127.0.0.1:${httpPort}`, `127.0.0.1:${grpcPort}`, `http://127.0.0.1:${metricsPort}/metrics`, undefined, "python"));
     }
     const [o, theirs] = await Promise.all(probes);
     t.context.ours = { ...o, "logger/lines": ourToolboxLines(t.context.log.plain) };
@@ -222,10 +265,13 @@ const clientTest = clientMissing ? test.skip : test;
 
 for (const key of keys) {
   const known = KNOWN[key];
-  const title = known ? `tritonclient ${key}: tensorbridge answers as recorded, not as Triton 2.51 (${known.why})` : `tritonclient ${key}: tensorbridge answers as Triton 2.51 did`;
+  const title = known
+    ? `tritonclient ${key}: tensorbridge answers as recorded, not as Triton 2.51 (${known.why})`
+    : `tritonclient ${key}: tensorbridge answers as Triton 2.51 did${EXTENDS.has(key) ? ", with the reason after Triton's message" : ""}`;
   clientTest(`${title}${skipped(clientMissing)}`, (t) => {
     if (t.context.failed || !t.context.ours) return t.fail(t.context.failed ?? "no transcript");
-    t.deepEqual(t.context.ours[key], known ? known.ours : EXPECTED[key]);
+    if (known) t.deepEqual(t.context.ours[key], known.ours);
+    else sameAnswer(t, key, t.context.ours[key], EXPECTED[key]);
   });
 }
 
@@ -239,7 +285,10 @@ clientTest(`thread instances (TENSORBRIDGE_INSTANCE_THREADS) answer the same tra
   const threads = t.context.threads;
   // The logging model's verbose lines come from the verbose server, which runs no threads.
   t.deepEqual(Object.keys(threads).toSorted(), keys.filter((k) => k !== "logger/lines_verbose"));
-  for (const key of Object.keys(threads).toSorted()) t.deepEqual(threads[key], KNOWN[key] ? KNOWN[key].ours : EXPECTED[key], key);
+  for (const key of Object.keys(threads).toSorted()) {
+    if (KNOWN[key]) t.deepEqual(threads[key], KNOWN[key].ours, key);
+    else sameAnswer(t, key, threads[key], EXPECTED[key]);
+  }
 });
 
 const liveTest = noTriton ? test.skip : test;
@@ -249,7 +298,7 @@ liveTest(`tritonclient against live Triton 2.51: the same transcript${skipped(no
   for (const key of Object.keys(theirs).toSorted()) {
     if (KNOWN[key]) continue;
     if (JSON.stringify(ours[key]) !== JSON.stringify(theirs[key])) t.log(`${key}\n  triton:       ${JSON.stringify(theirs[key])}\n  tensorbridge: ${JSON.stringify(ours[key])}`);
-    t.deepEqual(ours[key], theirs[key], key);
+    sameAnswer(t, key, ours[key], theirs[key]);
   }
   for (const key of Object.keys(KNOWN)) t.notDeepEqual(theirs[key], KNOWN[key]!.ours, `${key}: Triton now answers as we do; drop it from KNOWN`);
 });
