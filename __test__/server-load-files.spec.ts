@@ -2,6 +2,7 @@
 // parameters with a `config`), over HTTP (base64), gRPC (bytes_param) and from a model (loadModel(name,
 // { config, files })): the model serves from a private temporary directory, removed when the model is
 // unloaded, loaded again or closed; every refusal has its code and Triton 2.51's status.
+import { spawnSync } from "node:child_process";
 import { existsSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
 
@@ -10,7 +11,7 @@ import anyTest, { type TestFn } from "ava";
 import { liveModelFilesDirectories } from "../src/runtime/model-files.js";
 import { ServingError } from "../src/runtime/errors.js";
 import type { InferenceServer } from "../src/server/server.js";
-import { ADD_SUB, cleanupRepos, grpcClient, grpcUnary, http, makeRepo, startTestServer } from "./server-helpers.js";
+import { ADD_SUB, ROOT, cleanupRepos, grpcClient, grpcUnary, http, makeRepo, startTestServer } from "./server-helpers.js";
 
 // Serial: the checks that no directory is left read this process's list of them.
 const test = (anyTest as TestFn).serial;
@@ -292,4 +293,13 @@ test("closing the server removes the directories of models loaded from files", a
   }
   for (const d of dirs) t.false(existsSync(d), d);
   t.deepEqual(liveModelFilesDirectories(), []);
+});
+
+test("a process that exits without closing its registry leaves no model directory behind", (t) => {
+  const script = join(ROOT, "__test__/fixtures/load-files/exit-without-close.ts");
+  const r = spawnSync(process.execPath, [...process.execArgv, script], { cwd: ROOT, encoding: "utf8", timeout: 120_000 });
+  t.is(r.status, 0, r.stderr);
+  const dir = r.stdout.trim().split("\n").at(-1)!;
+  t.regex(dir, /tensorbridge-model-/);
+  t.false(existsSync(dir), `${dir} was removed at exit`);
 });
