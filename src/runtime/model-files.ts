@@ -35,11 +35,6 @@ export const FILE_PARAMETER_PREFIX = "file:";
 /** A load's model files: `file:<relative path>` → content. */
 export type ModelFiles = Readonly<Record<string, Uint8Array>>;
 
-/** True when a load's parameters (or files) hold at least one `file:` entry. */
-export function hasModelFiles(parameters: Readonly<Record<string, unknown>> | undefined | null): boolean {
-  return parameters !== undefined && parameters !== null && Object.keys(parameters).some((k) => k.startsWith(FILE_PARAMETER_PREFIX));
-}
-
 /**
  * A load refused for its files: Triton 2.51's client-side words (INTERNAL,
  * "failed to load '…', failed to poll from model repository"), then the

@@ -189,7 +189,8 @@ export class ModelRegistry {
       if (entry.versions.size === 0) entry.fromFiles = true;
       const dir = await writeModelFiles(name, files);
       try {
-        await this.#load(await modelDirectory(name, dir.path), config);
+        const m = await modelDirectory(name, dir.path);
+        await this.#load(m, config);
       } catch (e) {
         await dir.remove();
         throw e;
