@@ -208,7 +208,7 @@ test("RepositoryIndex lists the models; repository_name is UNIMPLEMENTED as in T
   isError(t, await grpcUnary(c, "RepositoryIndex", { repository_name: "other" }), grpc.status.UNIMPLEMENTED, "'repository_name' specification is not supported");
 });
 
-test("RepositoryModelLoad / Unload: a config parameter (string_param), Triton's parameter checks, file: refused", async (t) => {
+test("RepositoryModelLoad / Unload: a config parameter (string_param), Triton's parameter checks, file: without config refused", async (t) => {
   // a server of its own: this test unloads and reloads a model
   const server = await startTestServer(t.context.repo, { noAutoLoad: true });
   await server.registry.load("slow");
@@ -220,7 +220,8 @@ test("RepositoryModelLoad / Unload: a config parameter (string_param), Triton's 
   isError(t, await grpcUnary(c, "RepositoryModelLoad", { model_name: "add_sub", parameters: { foo: { string_param: "x" } } }), grpc.status.INVALID_ARGUMENT, "unrecognized load parameter 'foo'.");
   isError(t, await grpcUnary(c, "RepositoryModelLoad", { model_name: "add_sub", parameters: { config: { bool_param: true } } }), grpc.status.INVALID_ARGUMENT, "invalid value type for load parameter 'config', expected string_param.");
   isError(t, await grpcUnary(c, "RepositoryModelLoad", { model_name: "add_sub", parameters: { "file:1/model.ts": { string_param: "x" } } }), grpc.status.INVALID_ARGUMENT, "invalid value type for load parameter 'file:1/model.ts', expected bytes_param.");
-  isError(t, await grpcUnary(c, "RepositoryModelLoad", { model_name: "add_sub", parameters: { "file:1/model.ts": { bytes_param: Buffer.from("x") } } }), grpc.status.UNIMPLEMENTED, /file:/);
+  // Files without a config (server-load-files.spec.ts loads models from files): Triton's INTERNAL.
+  isError(t, await grpcUnary(c, "RepositoryModelLoad", { model_name: "add_sub", parameters: { "file:1/model.ts": { bytes_param: Buffer.from("x") } } }), grpc.status.INTERNAL, /Load parameter 'config' must be specified for model file override/);
   isError(t, await grpcUnary(c, "RepositoryModelUnload", { model_name: "add_sub", parameters: { unload_dependents: { string_param: "yes" } } }), grpc.status.INVALID_ARGUMENT, "invalid value type for 'unload_dependents' parameter, expected bool_param.");
 
   t.deepEqual(await grpcUnary(c, "RepositoryModelUnload", { model_name: "slow" }), { ok: true, value: {} });
