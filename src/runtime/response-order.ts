@@ -76,6 +76,20 @@ export class ResponseOrder<T> {
    * carries it, and none comes after it.
    */
   send(s: OrderSlot<T>, kind: AnswerKind, value: unknown, final: boolean): void {
+    if (s === this.#head && !this.#flushing && s.held === undefined) {
+      // The front, nothing held: out at once (the common case when batches finish in order).
+      // (The next slot is the front before the final answer goes: a callback that throws leaves no slot stuck.)
+      if (final) this.#advance(s);
+      this.#flushing = true;
+      try {
+        this.#emit(s.owner, kind, value, final);
+      } finally {
+        this.#flushing = false;
+      }
+      // Answers sent meanwhile were held: their turn may have come.
+      if (this.#head !== undefined && this.#head.held !== undefined) this.#flush();
+      return;
+    }
     (s.held ??= []).push(kind, value, final);
     if (s === this.#head && !this.#flushing) this.#flush();
   }
@@ -92,17 +106,23 @@ export class ResponseOrder<T> {
         let ended = false;
         for (let i = 0; i < h.length; i += 3) {
           const final = h[i + 2] as boolean;
-          if (final) ended = true;
+          if (final) {
+            ended = true;
+            this.#advance(s);
+          }
           this.#emit(s.owner, h[i] as AnswerKind, h[i + 1], final);
         }
-        if (!ended) continue;
-        this.#head = s.next;
-        s.next = undefined;
-        if (this.#head === undefined) this.#tail = undefined;
-        s = this.#head;
+        if (ended) s = this.#head;
       }
     } finally {
       this.#flushing = false;
     }
+  }
+
+  /** The front slot `s` sent its final answer: the next one is the front. */
+  #advance(s: OrderSlot<T>): void {
+    this.#head = s.next;
+    s.next = undefined;
+    if (this.#head === undefined) this.#tail = undefined;
   }
 }
