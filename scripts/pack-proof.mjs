@@ -7,15 +7,20 @@
 //     `testing` feature) and checks that the loader it writes (index.js,
 //     index.d.ts) is the committed one, byte for byte;
 //  2. makes the platform package (npm/<platform> + that binary) and the main
-//     package (package.json's `files`, dist/ from tsc, and the
-//     optionalDependencies the publish job writes) and packs both with
-//     `npm pack`;
-//  3. checks the tarballs hold no tests, Rust sources or build leftovers, and
-//     prints their sizes;
+//     package (package.json's `files`, dist/ from tsc, the optionalDependencies
+//     the publish job writes, and the bundleDependencies as package-lock.json
+//     has them, copied from node_modules) and packs both with `npm pack`;
+//  3. checks the tarballs hold no tests, Rust sources or build leftovers of
+//     ours, and under node_modules/ exactly the bundled packages, and prints
+//     their sizes;
 //  4. installs both tarballs into an empty folder with no `cargo` or `rustc` on
-//     PATH, and there runs a TypeScript program (a DLPack round trip; the
-//     release addon has no test hooks) and `npx tensorbridge serve` on the
-//     bundled example models, with an inference over HTTP.
+//     PATH; any `npm warn` or `npm error` line fails the proof (a user must act
+//     on nothing), and so does any package in the installed tree, outside
+//     tensorbridge's bundled dependencies, with an install script; there it
+//     runs a TypeScript program (a DLPack round trip; the release addon has no
+//     test hooks) and `npx tensorbridge serve` on the example models, whose
+//     `.ts` files the runtime transpiles itself (no tsx or esbuild installed),
+//     with an inference over HTTP.
 //
 //   node scripts/pack-proof.mjs [--keep]   (--keep leaves the temp folder)
 //
@@ -25,7 +30,7 @@ import { spawn, spawnSync } from "node:child_process";
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
-import { delimiter, dirname, join } from "node:path";
+import { delimiter, dirname, join, relative, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 
 import { mainPackage, platformPackages, releaseManifest } from "./platform-packages.mjs";
@@ -87,6 +92,19 @@ run(process.execPath, [join(root, "node_modules", "typescript", "bin", "tsc"), "
 for (const entry of pkg.files.filter((f) => !f.startsWith("!") && f !== "dist")) cpSync(join(root, entry), join(mainDir, entry), { recursive: true });
 for (const f of ["README.md", "LICENSE"]) if (existsSync(join(root, f))) cpSync(join(root, f), join(mainDir, f));
 writeFileSync(join(mainDir, "package.json"), JSON.stringify(releaseManifest(), null, 2) + "\n");
+// The bundled dependencies (gRPC: protobufjs, under @grpc/proto-loader, has a
+// postinstall that npm 11 would ask every user to approve; a bundled package's
+// is not asked about) go in as the lock file places them, which is what
+// `npm publish` in the release job packs from its `npm ci` tree.
+const lock = JSON.parse(readFileSync(join(root, "package-lock.json"), "utf8"));
+const bundledPaths = Object.keys(lock.packages).filter((p) => lock.packages[p].inBundle);
+const bundledNames = pkg.bundleDependencies ?? [];
+for (const name of bundledNames) if (!bundledPaths.includes(`node_modules/${name}`)) fail(`package-lock.json does not bundle ${name} (run npm install)`);
+for (const p of bundledPaths) {
+  if (!existsSync(join(root, p, "package.json"))) fail(`${p} is missing (the bundled dependencies are packed from node_modules: run npm ci)`);
+  // A bundled package's own node_modules holds only packages the lock lists as bundled paths of their own.
+  cpSync(join(root, p), join(mainDir, p), { recursive: true, filter: (src) => !relative(join(root, p), src).split(sep).includes("node_modules") });
+}
 
 const tarballs = join(stage, "tarballs");
 mkdirSync(tarballs);
@@ -96,7 +114,9 @@ for (const dir of [platDir, mainDir]) {
   packed.push({ ...info, path: join(tarballs, info.filename) });
 }
 
-// 3. What the tarballs hold.
+// 3. What the tarballs hold. Our files: no tests, sources or leftovers. Under
+// node_modules/: the bundled packages' files, as their authors published them,
+// and nothing else.
 const leftovers = [
   [/(^|\/)__test__\//, "tests"],
   [/\.(spec|test)\.[cm]?[jt]s$/, "tests"],
@@ -104,13 +124,26 @@ const leftovers = [
   [/(^|\/)(target|node_modules|\.venv|bench|scripts|src)\//, "build leftovers or sources"],
   [/\.(map|tsbuildinfo|log|tgz)$|(^|\/)\.DS_Store$/, "build leftovers"],
 ];
+/** The bundled package a tarball path lies in (its lock path, the deepest), or undefined. */
+const bundledPathOf = (path) => bundledPaths.filter((b) => path.startsWith(`${b}/`)).sort((a, b) => b.length - a.length)[0];
 for (const p of packed) {
-  const bad = p.files.flatMap((f) => leftovers.filter(([re]) => re.test(f.path)).map(([, what]) => `${f.path} (${what})`));
-  if (bad.length > 0) fail(`${p.filename} holds what users must not install:\n  ${bad.join("\n  ")}`);
+  const main = p.name === pkg.name;
+  const ours = p.files.filter((f) => !(main && f.path.startsWith("node_modules/")));
+  const stray = p.files.filter((f) => f.path.startsWith("node_modules/") && (!main || bundledPathOf(f.path) === undefined)).map((f) => `${f.path} (not a bundled dependency)`);
+  const bad = ours.flatMap((f) => leftovers.filter(([re]) => re.test(f.path)).map(([, what]) => `${f.path} (${what})`));
+  if (bad.length + stray.length > 0) fail(`${p.filename} holds what users must not install:\n  ${[...bad, ...stray].join("\n  ")}`);
   const nodes = p.files.filter((f) => f.path.endsWith(".node")).map((f) => f.path);
-  const expected = p.name === pkg.name ? [] : [binary];
+  const expected = main ? [] : [binary];
   if (JSON.stringify(nodes) !== JSON.stringify(expected)) fail(`${p.filename}: .node files ${JSON.stringify(nodes)}, expected ${JSON.stringify(expected)}`);
-  log(`${p.filename}: ${kib(statSync(p.path).size)} packed, ${kib(p.unpackedSize)} unpacked, ${p.entryCount} files`);
+  const inBundle = main ? bundledPaths : [];
+  const missing = inBundle.filter((b) => !p.files.some((f) => f.path === `${b}/package.json`));
+  if (missing.length > 0) fail(`${p.filename} lacks bundled packages: ${missing.join(", ")}`);
+  // npm pack names the bundled packages at the top of node_modules/.
+  const topLevel = inBundle.filter((b) => !b.slice("node_modules/".length).includes("/node_modules/")).map((b) => b.slice("node_modules/".length));
+  if (JSON.stringify([...(p.bundled ?? [])].sort()) !== JSON.stringify(topLevel.sort())) fail(`${p.filename}: npm pack bundled ${JSON.stringify(p.bundled)}, expected ${JSON.stringify(topLevel)}`);
+  const theirs = p.files.length - ours.length;
+  const bundledNote = main ? ` (${ours.length} of ours; ${theirs} in ${inBundle.length} bundled packages: ${bundledNames.join(", ")} and their dependencies)` : "";
+  log(`${p.filename}: ${kib(statSync(p.path).size)} packed, ${kib(p.unpackedSize)} unpacked, ${p.entryCount} files${bundledNote}`);
 }
 
 // 4. A user's empty folder, no Rust toolchain on PATH.
@@ -126,13 +159,43 @@ const install = spawnSync("npm", ["install", "--no-audit", "--no-fund", "--prefe
 if (install.status !== 0) fail(`npm install exited ${install.status}\n${install.stdout}\n${install.stderr}`);
 const said = `${install.stdout}${install.stderr}`.trim();
 log(`npm install (no cargo/rustc on PATH): ${said.split("\n").join(" | ")}`);
-// npm 11 lists every dependency whose install script it skipped; tensorbridge's own
-// packages must not be among them, nor in any other warning. The dependencies' are
-// printed for the record: everything below runs with their scripts skipped.
-const warnings = said.split("\n").filter((l) => /\bwarn\b|\bERR!/i.test(l));
-const own = warnings.filter((l) => /\btensorbridge(-[a-z0-9-]+)?@/.test(l));
-if (own.length > 0 || /\bERR!/.test(said)) fail(`npm install printed, about tensorbridge itself:\n${warnings.join("\n")}`);
-if (warnings.length > 0) log(`npm install's warnings, all about dependencies (none needed for what follows): ${warnings.length} lines above`);
+// Nothing for the user to act on: no warning (EBADENGINE, install scripts not
+// covered by allowScripts, deprecations) and no error, about any package.
+const warnings = said.split("\n").filter((l) => /^npm (warn|error|ERR!)/i.test(l.trim()));
+if (warnings.length > 0) fail(`npm install printed what a user would have to act on:\n${warnings.join("\n")}`);
+
+// No install script anywhere in the installed tree but inside the bundled
+// dependencies (npm neither runs nor asks about those), whichever npm installs.
+const scripted = [];
+const walk = (modules) => {
+  if (!existsSync(modules)) return;
+  for (const name of readdirSync(modules)) {
+    if (name.startsWith(".")) continue;
+    const dir = join(modules, name);
+    if (name.startsWith("@")) {
+      walk(dir);
+      continue;
+    }
+    const manifest = join(dir, "package.json");
+    if (existsSync(manifest)) {
+      const { scripts = {} } = JSON.parse(readFileSync(manifest, "utf8"));
+      const hooks = ["preinstall", "install", "postinstall"].filter((h) => scripts[h] !== undefined);
+      if (existsSync(join(dir, "binding.gyp")) && !hooks.includes("install")) hooks.push("install (node-gyp, binding.gyp)");
+      if (hooks.length > 0) scripted.push({ path: relative(app, dir), hooks });
+    }
+    walk(join(dir, "node_modules"));
+  }
+};
+walk(join(app, "node_modules"));
+const bundledRoot = join("node_modules", pkg.name, "node_modules") + sep;
+const unbundled = scripted.filter((s) => !s.path.startsWith(bundledRoot));
+if (unbundled.length > 0) fail(`installed packages with install scripts:\n  ${unbundled.map((s) => `${s.path}: ${s.hooks.join(", ")}`).join("\n  ")}`);
+// npm's own view (npm 11.16+): what it would ask the user to approve.
+const review = spawnSync("npm", ["install-scripts", "ls"], { cwd: app, env, encoding: "utf8" });
+if (review.status === 0 && !/No packages with unreviewed install scripts/.test(review.stdout)) fail(`npm install-scripts ls:\n${review.stdout}${review.stderr}`);
+log(`npm install-scripts ls: ${review.status === 0 ? review.stdout.trim() : `not run (npm ${run("npm", ["--version"], { env }).trim()} lacks it)`}`);
+for (const tool of ["tsx", "esbuild"]) if (existsSync(join(app, "node_modules", tool))) fail(`${tool} was installed: the runtime must not depend on it`);
+log(`installed tree: no install scripts outside tensorbridge's bundled dependencies (inside: ${scripted.map((s) => `${s.path.slice(bundledRoot.length)} ${s.hooks.join(", ")}`).join("; ") || "none"}); no tsx, no esbuild`);
 
 writeFileSync(
   join(app, "roundtrip.ts"),
@@ -157,10 +220,13 @@ console.log(JSON.stringify({
 }));
 `,
 );
-const rt = JSON.parse(run(process.execPath, ["--import", "tsx", "roundtrip.ts"], { cwd: app, env }).trim().split("\n").at(-1));
+// The user's own TypeScript runner (tensorbridge ships none; its runtime
+// transpiles only models): this repository's tsx.
+const tsx = import.meta.resolve("tsx");
+const rt = JSON.parse(run(process.execPath, ["--import", tsx, "roundtrip.ts"], { cwd: app, env }).trim().split("\n").at(-1));
 const expected = { shape: [2, 3], dtype: "FP32", values: [1, 2, 3, 4, 5, 6], zeroCopy: true, hooks: "ERR_TEST_HOOKS_UNAVAILABLE" };
 if (JSON.stringify(rt) !== JSON.stringify(expected)) fail(`roundtrip.ts printed ${JSON.stringify(rt)}, expected ${JSON.stringify(expected)}`);
-log(`roundtrip.ts (tsx, installed package): ${JSON.stringify(rt)}`);
+log(`roundtrip.ts (this repository's tsx, installed package): ${JSON.stringify(rt)}`);
 
 const server = spawn("npx", ["--no-install", "tensorbridge", "serve", "--http-port", "0", "--grpc-port", "0"], { cwd: app, env, stdio: ["ignore", "pipe", "pipe"], detached: true });
 let said2 = "";
