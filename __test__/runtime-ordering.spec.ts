@@ -18,6 +18,7 @@
 import test from "ava";
 
 import { Cancellation } from "../src/runtime/cancel.js";
+import { ANSWER_COMPLETE, ANSWER_ERROR, ANSWER_RESPONSE, ResponseOrder, type AnswerKind } from "../src/runtime/response-order.js";
 import type { ModelError } from "../src/runtime/model-error.js";
 import type { InferInput, InferOutput, ModelVersion, StreamCallbacks } from "../src/runtime/model-version.js";
 import { Tensor } from "../src/tensor.js";
@@ -447,3 +448,55 @@ for (const ordered of [true, false]) {
     await reg.close();
   });
 }
+
+// ---------------------------------------------------------------- ResponseOrder alone
+
+const KINDS = ["response", "error", "complete"];
+
+test("ResponseOrder: answers out in slot order; a later slot's answers wait, in their order, and go when every earlier slot ended", (t) => {
+  const out: string[] = [];
+  const order = new ResponseOrder<string>((owner, kind: AnswerKind, value, final) => out.push(`${owner} ${KINDS[kind]} ${String(value)}${final ? " final" : ""}`));
+  const [a, b, c] = [order.open("a"), order.open("b"), order.open("c")];
+  order.send(c, ANSWER_RESPONSE, 1, false);
+  order.send(b, ANSWER_ERROR, "bad", true);
+  order.send(a, ANSWER_RESPONSE, 1, false);
+  t.deepEqual(out, ["a response 1"], "the front goes out at once; b and c wait");
+  order.send(c, ANSWER_COMPLETE, undefined, true);
+  order.send(a, ANSWER_RESPONSE, 2, true);
+  t.deepEqual(out, ["a response 1", "a response 2 final", "b error bad final", "c response 1", "c complete undefined final"]);
+  const d = order.open("d");
+  order.send(d, ANSWER_RESPONSE, 1, true);
+  t.is(out.at(-1), "d response 1 final", "nothing left holding: the next slot goes out at once");
+});
+
+test("ResponseOrder: an answer sent from inside a callback keeps the order (the callback's own request's next answer, and a later slot's)", (t) => {
+  const out: string[] = [];
+  let reenter: (() => void) | undefined;
+  // The callback's side effects run before it writes its own answer (as a transport's might).
+  const order = new ResponseOrder<string>((owner, _kind, value, final) => {
+    const r = reenter;
+    reenter = undefined;
+    r?.();
+    out.push(`${owner}${String(value)}${final ? "!" : ""}`);
+  });
+  const [a, b] = [order.open("a"), order.open("b")];
+  // a's first answer makes b answer, then a's last: both wait until a's first is out.
+  reenter = () => {
+    order.send(b, ANSWER_RESPONSE, 1, true);
+    order.send(a, ANSWER_RESPONSE, 2, true);
+  };
+  order.send(a, ANSWER_RESPONSE, 1, false);
+  t.deepEqual(out, ["a1", "a2!", "b1!"]);
+});
+
+test("ResponseOrder: a callback that throws leaves no slot stuck", (t) => {
+  const out: string[] = [];
+  const order = new ResponseOrder<string>((owner, _kind, value) => {
+    if (value === "boom") throw new Error("callback failed");
+    out.push(`${owner}${String(value)}`);
+  });
+  const [a, b] = [order.open("a"), order.open("b")];
+  t.throws(() => order.send(a, ANSWER_RESPONSE, "boom", true), { message: "callback failed" });
+  order.send(b, ANSWER_RESPONSE, 1, true);
+  t.deepEqual(out, ["b1"], "b is the front once a's final answer went, thrown or not");
+});
