@@ -744,3 +744,51 @@ test("at the client's end, stray CR LF after a request is not a request; one cut
   t.deepEqual(errors, [{ message: "Parse Error", code: "HPE_INVALID_EOF_STATE", reason: "Invalid EOF state", bytesParsed: 0 }]);
   await h.close();
 });
+
+test("a head sent again byte for byte is served from its first parse; any changed byte is parsed anew, and a parse cannot be changed by a route", async (t) => {
+  const seen: FrontRequest[] = [];
+  const server = createServer((_req, res) => res.end("node"));
+  const front = HttpFront.install<true>(server, {
+    accept: (req) => {
+      seen.push(req);
+      return req.url.startsWith("/echo") ? true : undefined;
+    },
+    serve: (req, res, _route, body) => {
+      // A route that tries to change what it was given does not change the next request's head.
+      t.throws(() => {
+        (req.headers as Record<string, string>)["x-added"] = "1";
+      });
+      const out = Buffer.from(`${req.url} ${req.headers["x-n"] ?? "-"} ${body?.toString("latin1") ?? ""}`);
+      res.writeHead(200, { "content-length": String(out.length) });
+      res.end(out);
+    },
+    keepAliveTimeout: 65_000,
+    headersTimeout: 60_000,
+    checkInterval: 30_000,
+    maxHeaderSize,
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  const c = new Client((server.address() as AddressInfo).port);
+  const sends = [
+    post("/echo", "aaa", { "x-n": "1" }),
+    post("/echo", "bbb", { "x-n": "1" }),
+    post("/echo", "ccc", { "x-n": "1" }),
+    post("/echo", "ddd", { "x-n": "2" }),
+    post("/echoes", "eee", { "x-n": "2" }),
+    post("/echoes", "fff", { "x-n": "2", connection: "close" }),
+  ];
+  for (let i = 0; i < sends.length; i++) {
+    c.write(sends[i]!);
+    await c.until(i + 1);
+  }
+  t.deepEqual(
+    c.responses.map((r) => r.body),
+    ["/echo 1 aaa", "/echo 1 bbb", "/echo 1 ccc", "/echo 2 ddd", "/echoes 2 eee", "/echoes 2 fff"],
+  );
+  t.is(c.responses[5]!.headers["connection"], "close");
+  t.false("x-added" in seen[1]!.headers);
+  t.true(Object.isFrozen(seen[0]!.headers));
+  await c.closedByServer();
+  server.closeAllConnections();
+  await new Promise<void>((r) => server.close(() => r()));
+});

@@ -279,6 +279,14 @@ class Connection {
   #buf: Buffer | undefined;
   /** How much of `#buf` was searched for the end of a head already. */
   #scanned = 0;
+  /**
+   * The last head parsed on this connection, its bytes and its parse: a
+   * keep-alive client (perf_analyzer, any SDK) sends the same head again and
+   * again, and an identical head needs no second parse (the parse is a pure
+   * function of the bytes; the result is frozen, so nothing carries over).
+   */
+  #lastHeadBytes: Buffer | undefined;
+  #lastHead: ParsedHead | undefined;
   /** The request whose body is being read. */
   #req: ParsedHead | undefined;
   #route: unknown;
@@ -449,7 +457,7 @@ class Connection {
     // A head that came whole in one read started now.
     this.requestSince = this.headSince === 0 ? Date.now() : this.headSince;
     this.headSince = 0;
-    const req = end > max ? undefined : parseRequestHead(buf.toString("latin1", 0, end));
+    const req = end > max ? undefined : this.#parseHead(buf, end);
     const route = req === undefined ? undefined : this.front.options.accept(req);
     if (req === undefined || route === undefined) {
       this.#handover();
@@ -465,6 +473,19 @@ class Connection {
     this.#have = buf.length - rest;
     this.#buf = undefined;
     return true;
+  }
+
+  /** {@link parseRequestHead} of `buf`'s first `end` bytes, or the last head's parse when the bytes are the same. */
+  #parseHead(buf: Buffer, end: number): ParsedHead | undefined {
+    const last = this.#lastHeadBytes;
+    if (last !== undefined && last.length === end && last.compare(buf, 0, end) === 0) return this.#lastHead;
+    const req = parseRequestHead(buf.toString("latin1", 0, end));
+    if (req !== undefined) {
+      Object.freeze(req.headers);
+      this.#lastHeadBytes = Buffer.from(buf.subarray(0, end));
+      this.#lastHead = Object.freeze(req);
+    }
+    return req;
   }
 
   /** Serves the current request once its body is complete; false while bytes are missing. */
