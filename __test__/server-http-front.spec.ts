@@ -788,7 +788,9 @@ test("a head sent again byte for byte is served from its first parse; any change
   t.is(c.responses[5]!.headers["connection"], "close");
   t.false("x-added" in seen[1]!.headers);
   t.true(Object.isFrozen(seen[0]!.headers));
+  t.deepEqual(front.counters, { connections: 1, served: 6, handedOver: 0 });
   await c.closedByServer();
+  front.close();
   server.closeAllConnections();
   await new Promise<void>((r) => server.close(() => r()));
 });
