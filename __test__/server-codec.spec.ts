@@ -61,6 +61,53 @@ test("unaligned binary inputs are copied once into aligned memory", (t) => {
   t.is(view.byteOffset % 8, 0);
 });
 
+test("unaligned binary inputs of every width get aligned copies of their own, apart from the body and from each other", (t) => {
+  for (const [dtype, Ctor, values] of [
+    ["FP32", Float32Array, [1.5, -2, 3]],
+    ["FP64", Float64Array, [2.5, -0, 1e300]],
+    ["INT64", BigInt64Array, [1n, -(2n ** 63n), 2n ** 62n]],
+    ["INT16", Int16Array, [1, -2, 3]],
+  ] as const) {
+    const a = new (Ctor as new (v: readonly unknown[]) => ArrayBufferView)(values);
+    const b = new (Ctor as new (v: readonly unknown[]) => ArrayBufferView)(values);
+    const n = a.byteLength;
+    const header = JSON.stringify({
+      inputs: [
+        { name: "A", datatype: dtype, shape: [3], parameters: { binary_data_size: n } },
+        { name: "B", datatype: dtype, shape: [3], parameters: { binary_data_size: n } },
+      ],
+    });
+    const h = Buffer.from(header + " ".repeat((8 - (header.length % 8)) % 8 + 1)); // one byte past alignment
+    const buf = Buffer.concat([h, Buffer.from(a.buffer), Buffer.from(b.buffer)]);
+    const d = decodeInferRequest(buf, String(h.length));
+    const [x, y] = d.input.inputs.map((i) => i.data());
+    t.deepEqual(Array.from(x as Iterable<unknown>), [...values], dtype);
+    t.is(x!.byteOffset % (Ctor as unknown as { BYTES_PER_ELEMENT: number }).BYTES_PER_ELEMENT, 0, dtype);
+    t.is(y!.byteOffset % (Ctor as unknown as { BYTES_PER_ELEMENT: number }).BYTES_PER_ELEMENT, 0, dtype);
+    // Copies: writing one changes neither the other nor the body.
+    const before = Buffer.from(buf);
+    new Uint8Array(x!.buffer, x!.byteOffset, x!.byteLength).fill(0x7f);
+    t.deepEqual(Array.from(y as Iterable<unknown>), [...values], dtype);
+    t.true(buf.equals(before), dtype);
+  }
+});
+
+test("an output's JSON head follows its name, dtype and shape from one response to the next", (t) => {
+  const dec = decodeInferRequest(Buffer.from(JSON.stringify({ inputs: [], parameters: { binary_data_output: true } })), undefined);
+  const head = (out: Tensor) =>
+    (JSON.parse(Buffer.from(encodeInferResponse({ modelName: "m", modelVersion: 1, id: "", outputs: [out] }, dec).chunks[0]!).toString()) as { outputs: unknown[] }).outputs[0];
+  const seq: [Tensor, object][] = [
+    [Tensor.from(new Float32Array(4), { name: "Y" }), { name: "Y", datatype: "FP32", shape: [4], parameters: { binary_data_size: 16 } }],
+    [Tensor.from(new Float32Array(4), { name: "Y" }), { name: "Y", datatype: "FP32", shape: [4], parameters: { binary_data_size: 16 } }],
+    [Tensor.from(new Float32Array(4), { name: "Y", shape: [2, 2] }), { name: "Y", datatype: "FP32", shape: [2, 2], parameters: { binary_data_size: 16 } }],
+    [Tensor.from(new Int32Array(4), { name: "Y", shape: [2, 2] }), { name: "Y", datatype: "INT32", shape: [2, 2], parameters: { binary_data_size: 16 } }],
+    [Tensor.from(new Int32Array(4), { name: "Y", shape: [4, 1] }), { name: "Y", datatype: "INT32", shape: [4, 1], parameters: { binary_data_size: 16 } }],
+    [Tensor.from(new Int32Array(4), { name: 'Z"\\' }), { name: 'Z"\\', datatype: "INT32", shape: [4], parameters: { binary_data_size: 16 } }],
+    [Tensor.from(new Float32Array(5), { name: "Y" }), { name: "Y", datatype: "FP32", shape: [5], parameters: { binary_data_size: 20 } }],
+  ];
+  for (const [out, want] of seq) t.deepEqual(head(out), want);
+});
+
 test("binary outputs are sent from the tensors' own memory", (t) => {
   const out = Tensor.from(new Float32Array([1, 2, 3]), { name: "Y" });
   const dec = decodeInferRequest(Buffer.from(JSON.stringify({ inputs: [], parameters: { binary_data_output: true } })), undefined);

@@ -1,0 +1,191 @@
+// The serving path's own CPU per request, without sockets: add_sub requests
+// (binary tensors and JSON, as perf_analyzer sends them) handed to the HTTP
+// inference handler (`directInfer`: decode, validate, schedule, execute,
+// encode, the response written to a sink that keeps nothing), one at a
+// time, on the serving thread; beside it `floor-js`, the work no KServe
+// server in JavaScript can skip for the same request (parse the JSON part,
+// view the tensors, add and subtract, write the JSON answer and put the
+// body together). Rounds alternate (these machines are shared and noisy);
+// CPU time is the process's (`process.cpuUsage`), so time lost to other
+// processes does not count.
+//
+//   node --import tsx --expose-gc bench/serving/path.bench.ts [--rounds 7] [--requests 20000] [--cases binary,json]
+//
+// What it answers: how much of the server's CPU per request (bench/serving
+// run.ts's last column) is our own JavaScript, and how much of that is the
+// unavoidable part. The rest of a served request (the socket's read and
+// write, node:net, the kernel) is floor-net's figure in run.ts.
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { loadavg, tmpdir } from "node:os";
+import { join } from "node:path";
+
+import { directInfer, type InferRoute, type ResponseSink } from "../../src/server/http-infer.js";
+import { InferenceServer } from "../../src/server/server.js";
+
+function arg(name: string, dflt: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 && process.argv[i + 1] ? process.argv[i + 1]! : dflt;
+}
+const ROUNDS = Number(arg("rounds", "7"));
+const REQUESTS = Number(arg("requests", "20000"));
+const CASES = arg("cases", "binary,json").split(",");
+
+const root = new URL("../..", import.meta.url).pathname;
+const repo = mkdtempSync(join(tmpdir(), "tb-path-bench-"));
+mkdirSync(join(repo, "add_sub/1"), { recursive: true });
+writeFileSync(join(repo, "add_sub/config.pbtxt"), readFileSync(join(root, "examples/models/add_sub/config.pbtxt"), "utf8"));
+writeFileSync(join(repo, "add_sub/1/model.ts"), readFileSync(join(root, "examples/models/add_sub/1/model.ts"), "utf8"));
+
+const server = await InferenceServer.start({ repository: repo, port: 0, allowGrpc: false, quiet: true });
+const direct = directInfer(server.endpoint, { bodyLimit: 64 << 20, chunkThreshold: 64 * 1024 });
+
+// perf_analyzer's add_sub request: INPUT0 and INPUT1, FP32 [4].
+const a = Float32Array.from({ length: 4 }, (_, i) => i / 3);
+const b = Float32Array.from({ length: 4 }, (_, i) => 1 - i / 7);
+const binaryHeader = Buffer.from(
+  JSON.stringify({
+    inputs: [
+      { name: "INPUT0", shape: [4], datatype: "FP32", parameters: { binary_data_size: 16 } },
+      { name: "INPUT1", shape: [4], datatype: "FP32", parameters: { binary_data_size: 16 } },
+    ],
+    outputs: [
+      { name: "OUTPUT0", parameters: { binary_data: true } },
+      { name: "OUTPUT1", parameters: { binary_data: true } },
+    ],
+  }),
+);
+const binaryBody = Buffer.concat([binaryHeader, Buffer.from(a.buffer), Buffer.from(b.buffer)]);
+const jsonBody = Buffer.from(
+  JSON.stringify({
+    inputs: [
+      { name: "INPUT0", shape: [4], datatype: "FP32", data: [...a] },
+      { name: "INPUT1", shape: [4], datatype: "FP32", data: [...b] },
+    ],
+  }),
+);
+
+interface Case {
+  name: string;
+  headers: Record<string, string>;
+  body: Buffer;
+}
+const all: Case[] = [
+  {
+    name: "binary",
+    headers: { host: "x", "content-length": String(binaryBody.length), "content-type": "application/octet-stream", "inference-header-content-length": String(binaryHeader.length) },
+    body: binaryBody,
+  },
+  { name: "json", headers: { host: "x", "content-length": String(jsonBody.length), "content-type": "application/json" }, body: jsonBody },
+];
+const cases = all.filter((c) => CASES.includes(c.name));
+
+/** A response sink that keeps the status and the body's length, and says when the response ended. */
+class Sink implements ResponseSink {
+  headersSent = false;
+  status = 0;
+  bytes = 0;
+  done: () => void = () => {};
+  writeHead(status: number): this {
+    this.status = status;
+    this.headersSent = true;
+    return this;
+  }
+  write(chunk: Uint8Array): boolean {
+    this.bytes += chunk.length;
+    return true;
+  }
+  end(chunk?: Uint8Array): void {
+    if (chunk !== undefined) this.bytes += chunk.length;
+    this.done();
+  }
+  cork(): void {}
+  uncork(): void {}
+  destroy(): void {
+    throw new Error("path.bench: the handler dropped a response");
+  }
+}
+
+async function serveOne(c: Case): Promise<void> {
+  const req = { method: "POST", url: "/v2/models/add_sub/infer", headers: c.headers };
+  const route = direct.route(req) as InferRoute | undefined;
+  if (route === undefined) throw new Error("path.bench: the handler did not take the request");
+  const sink = new Sink();
+  const ended = new Promise<void>((r) => (sink.done = r));
+  direct.serve(req, sink, route, c.body);
+  await ended;
+  if (sink.status !== 200) throw new Error(`path.bench: status ${sink.status}`);
+}
+
+/** What any KServe server in JavaScript does for the same request, and no more. */
+function floorOne(c: Case): number {
+  let x: Float32Array;
+  let y: Float32Array;
+  if (c.name === "binary") {
+    const hl = Number(c.headers["inference-header-content-length"]);
+    const head = JSON.parse(c.body.toString("utf8", 0, hl)) as { inputs: { parameters: { binary_data_size: number } }[] };
+    const n0 = head.inputs[0]!.parameters.binary_data_size;
+    const aligned = Buffer.from(c.body.subarray(hl)); // the body's offset is not 4-aligned: one copy, as the server's
+    x = new Float32Array(aligned.buffer, aligned.byteOffset, n0 / 4);
+    y = new Float32Array(aligned.buffer, aligned.byteOffset + n0, n0 / 4);
+  } else {
+    const req = JSON.parse(c.body.toString("utf8")) as { inputs: { data: number[] }[] };
+    x = Float32Array.from(req.inputs[0]!.data);
+    y = Float32Array.from(req.inputs[1]!.data);
+  }
+  const sum = new Float32Array(x.length);
+  const diff = new Float32Array(x.length);
+  for (let i = 0; i < x.length; i++) {
+    sum[i] = x[i]! + y[i]!;
+    diff[i] = x[i]! - y[i]!;
+  }
+  let out: Buffer;
+  if (c.name === "binary") {
+    const text = `{"model_name":"add_sub","model_version":"1","outputs":[{"name":"OUTPUT0","datatype":"FP32","shape":[${x.length}],"parameters":{"binary_data_size":${sum.byteLength}}},{"name":"OUTPUT1","datatype":"FP32","shape":[${x.length}],"parameters":{"binary_data_size":${diff.byteLength}}}]}`;
+    out = Buffer.concat([Buffer.from(text), Buffer.from(sum.buffer), Buffer.from(diff.buffer)]);
+  } else {
+    out = Buffer.from(`{"model_name":"add_sub","model_version":"1","outputs":[{"name":"OUTPUT0","datatype":"FP32","shape":[${x.length}],"data":[${sum.join(",")}]},{"name":"OUTPUT1","datatype":"FP32","shape":[${x.length}],"data":[${diff.join(",")}]}]}`);
+  }
+  return out.length;
+}
+
+/** CPU µs per request of `n` requests through `one`. */
+async function measure(n: number, one: () => Promise<void> | number): Promise<number> {
+  globalThis.gc?.();
+  const t0 = process.cpuUsage();
+  for (let i = 0; i < n; i++) {
+    const r = one();
+    if (typeof r !== "number") await r;
+  }
+  const t = process.cpuUsage(t0);
+  return (t.user + t.system) / n;
+}
+
+const median = (xs: number[]) => [...xs].sort((p, q) => p - q)[Math.floor(xs.length / 2)]!;
+
+console.log(`path.bench: ${ROUNDS} rounds of ${REQUESTS} requests, load average ${loadavg()[0]!.toFixed(2)}`);
+const results = new Map<string, number[]>();
+for (const c of cases) {
+  await measure(2000, () => serveOne(c)); // warm-up
+  await measure(2000, async () => void floorOne(c));
+}
+for (let r = 0; r < ROUNDS; r++) {
+  for (const c of cases) {
+    for (const [name, one] of [
+      [`tensorbridge ${c.name}`, () => serveOne(c)],
+      [`floor-js ${c.name}`, () => floorOne(c)],
+    ] as const) {
+      const us = await measure(REQUESTS, one);
+      results.set(name, [...(results.get(name) ?? []), us]);
+    }
+  }
+}
+console.log("| request | tensorbridge CPU/request (µs) | floor-js CPU/request (µs) | ratio |");
+console.log("|---|---|---|---|");
+for (const c of cases) {
+  const ours = median(results.get(`tensorbridge ${c.name}`)!);
+  const floor = median(results.get(`floor-js ${c.name}`)!);
+  console.log(`| ${c.name} | ${ours.toFixed(2)} | ${floor.toFixed(2)} | ${(ours / floor).toFixed(2)}× |`);
+}
+console.log(`(medians of ${ROUNDS} rounds; load average at the end ${loadavg()[0]!.toFixed(2)})`);
+await server.close();
+rmSync(repo, { recursive: true, force: true });
