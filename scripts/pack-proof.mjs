@@ -43,7 +43,11 @@ const elapsed = () => `${((Date.now() - t0) / 1000).toFixed(1)}s`;
 const kib = (n) => `${(n / 1024).toFixed(1)} KiB`;
 const log = (line) => console.log(`pack-proof [${elapsed()}] ${line}`);
 
+/** Servers started by withServer, stopped by fail() too. */
+const running = new Set();
+
 function fail(message) {
+  for (const stop of running) stop();
   console.error(`pack-proof: FAILED: ${message}`);
   if (!keep) rmSync(stage, { recursive: true, force: true });
   else console.error(`pack-proof: left ${stage}`);
@@ -228,41 +232,88 @@ const expected = { shape: [2, 3], dtype: "FP32", values: [1, 2, 3, 4, 5, 6], zer
 if (JSON.stringify(rt) !== JSON.stringify(expected)) fail(`roundtrip.ts printed ${JSON.stringify(rt)}, expected ${JSON.stringify(expected)}`);
 log(`roundtrip.ts (this repository's tsx, installed package): ${JSON.stringify(rt)}`);
 
-const server = spawn("npx", ["--no-install", "tensorbridge", "serve", "--http-port", "0", "--grpc-port", "0"], { cwd: app, env, stdio: ["ignore", "pipe", "pipe"], detached: true });
-let said2 = "";
-server.stdout.on("data", (d) => (said2 += d));
-server.stderr.on("data", (d) => (said2 += d));
-const stop = () => {
+/** Runs `npx tensorbridge serve <args>` in the app folder until `check(url, said)` is done. */
+async function withServer(args, check) {
+  const server = spawn("npx", ["--no-install", "tensorbridge", "serve", ...args, "--http-port", "0", "--grpc-port", "0"], { cwd: app, env, stdio: ["ignore", "pipe", "pipe"], detached: true });
+  let said = "";
+  server.stdout.on("data", (d) => (said += d));
+  server.stderr.on("data", (d) => (said += d));
+  const stop = () => {
+    try {
+      process.kill(-server.pid, "SIGTERM");
+    } catch {
+      // already gone
+    }
+  };
+  running.add(stop);
   try {
-    process.kill(-server.pid, "SIGTERM");
-  } catch {
-    // already gone
+    let url;
+    for (const deadline = Date.now() + 60_000; url === undefined; await new Promise((r) => setTimeout(r, 100))) {
+      url = /Started HTTPService at (\S+:\d+)/.exec(said)?.[1];
+      if (server.exitCode !== null || Date.now() > deadline) fail(`npx tensorbridge serve ${args.join(" ")} did not start:\n${said}`);
+    }
+    await check(url, () => said);
+  } finally {
+    running.delete(stop);
+    stop();
   }
-};
-try {
-  let url;
-  for (const deadline = Date.now() + 60_000; url === undefined; await new Promise((r) => setTimeout(r, 100))) {
-    url = /Started HTTPService at (\S+:\d+)/.exec(said2)?.[1];
-    if (server.exitCode !== null || Date.now() > deadline) fail(`npx tensorbridge serve did not start:\n${said2}`);
-  }
-  const res = await fetch(`http://${url}/v2/models/add_sub/infer`, {
-    method: "POST",
-    body: JSON.stringify({
-      inputs: [
-        { name: "INPUT0", shape: [4], datatype: "FP32", data: [1, 2, 3, 4] },
-        { name: "INPUT1", shape: [4], datatype: "FP32", data: [4, 3, 2, 1] },
-      ],
-    }),
-  });
-  const body = await res.json();
-  const outputs = Object.fromEntries((body.outputs ?? []).map((o) => [o.name, o.data]));
-  if (res.status !== 200 || JSON.stringify(outputs) !== JSON.stringify({ OUTPUT0: [5, 5, 5, 5], OUTPUT1: [-3, -1, 1, 3] })) {
-    fail(`add_sub answered ${res.status} ${JSON.stringify(body)}\n${said2}`);
-  }
-  log(`npx tensorbridge serve (bundled examples/models): POST /v2/models/add_sub/infer -> ${res.status} ${JSON.stringify(outputs)}`);
-} finally {
-  stop();
 }
+
+/** POSTs a JSON inference; returns the status, the body and the outputs' data by name. */
+async function infer(url, model, inputs) {
+  const res = await fetch(`http://${url}/v2/models/${model}/infer`, { method: "POST", body: JSON.stringify({ inputs }) });
+  const body = await res.json();
+  return { status: res.status, body, outputs: Object.fromEntries((body.outputs ?? []).map((o) => [o.name, o.data])) };
+}
+
+await withServer([], async (url, said) => {
+  const r = await infer(url, "add_sub", [
+    { name: "INPUT0", shape: [4], datatype: "FP32", data: [1, 2, 3, 4] },
+    { name: "INPUT1", shape: [4], datatype: "FP32", data: [4, 3, 2, 1] },
+  ]);
+  if (r.status !== 200 || JSON.stringify(r.outputs) !== JSON.stringify({ OUTPUT0: [5, 5, 5, 5], OUTPUT1: [-3, -1, 1, 3] })) {
+    fail(`add_sub answered ${r.status} ${JSON.stringify(r.body)}\n${said()}`);
+  }
+  log(`npx tensorbridge serve (bundled examples/models): POST /v2/models/add_sub/infer -> ${r.status} ${JSON.stringify(r.outputs)}`);
+});
+
+// A user's TypeScript model, in the serving thread and in an instance thread,
+// with nothing but the installed package: `./util.js` is util.ts, an enum, a
+// type-only import without `type`, and a stack trace whose column (after a
+// type the transpiler removed) is the source's, through the hook's source map.
+const UTIL_TS = `export enum Mode { Off, On = 7 }
+export function where(): string {
+  const n: number = 1; return new Error("probe" + n).stack!.split("\\n")[1]!;
+}
+`;
+const MODEL_TS = `import { InferenceResponse, Tensor, type InferenceRequest } from "tensorbridge";
+import { TritonModel } from "tensorbridge";
+import { Mode, where } from "./util.js";
+export default class User implements TritonModel {
+  execute(requests: InferenceRequest[]) {
+    const at = /util\\.ts:(\\d+):(\\d+)\\)?$/.exec(where());
+    return requests.map(() => new InferenceResponse({ outputTensors: { Y: Tensor.from(new Float32Array([Mode.On, Number(at?.[1] ?? -1), Number(at?.[2] ?? -1)])) } }));
+  }
+}
+`;
+const IO = `input { name: "X" data_type: TYPE_FP32 dims: [ -1 ] }\noutput { name: "Y" data_type: TYPE_FP32 dims: [ -1 ] }\n`;
+const userModels = { ts_user: IO, ts_user_threads: `${IO}parameters: { key: "TENSORBRIDGE_INSTANCE_THREADS" value: { string_value: "yes" } }\n` };
+for (const [name, config] of Object.entries(userModels)) {
+  mkdirSync(join(app, "models", name, "1"), { recursive: true });
+  writeFileSync(join(app, "models", name, "config.pbtxt"), config);
+  writeFileSync(join(app, "models", name, "1", "model.ts"), MODEL_TS);
+  writeFileSync(join(app, "models", name, "1", "util.ts"), UTIL_TS);
+}
+const column = UTIL_TS.split("\n")[2].indexOf("new Error") + 1;
+await withServer(["models"], async (url, said) => {
+  for (const name of Object.keys(userModels)) {
+    const r = await infer(url, name, [{ name: "X", shape: [1], datatype: "FP32", data: [0] }]);
+    if (r.status !== 200 || JSON.stringify(r.outputs) !== JSON.stringify({ Y: [7, 3, column] })) {
+      fail(`${name} answered ${r.status} ${JSON.stringify(r.body)}, expected Y [7, 3, ${column}]\n${said()}`);
+    }
+    log(`npx tensorbridge serve models: a user's TypeScript model (${name}): Y ${JSON.stringify(r.outputs.Y)} (enum, ./util.js -> util.ts, stack at util.ts line 3 column ${column})`);
+  }
+});
 
 if (!keep) rmSync(stage, { recursive: true, force: true });
 else log(`left ${stage}`);
