@@ -23,6 +23,7 @@ import { InferenceRequest } from "../src/runtime/request.js";
 import type { InferenceResponse } from "../src/runtime/response.js";
 import { decodeMessage, encodeMessage } from "../src/runtime/thread-codec.js";
 import { ThreadInstance } from "../src/runtime/thread-instance.js";
+import { fromWire, INLINE_MAX_BYTES, toWire } from "../src/runtime/thread-wire.js";
 import { RingReader, ringBuffer, RingWriter } from "../src/runtime/thread-ring.js";
 import { Tensor } from "../src/tensor.js";
 import { cleanupRepos, makeRepo, setupModelEntry } from "./server-helpers.js";
@@ -95,6 +96,15 @@ test("the codec: execute calls, their replies and sends cross intact (BYTES, err
   t.deepEqual(roundTrip({ id: 3, value: { result: { notArray: "undefined" }, open: [] } }), { id: 3, value: { result: { notArray: "undefined" }, open: [] } });
   t.deepEqual(roundTrip({ op: "send", call: 4, index: 2, response: undefined, final: true }), { op: "send", call: 4, index: 2, response: undefined, final: true });
   t.deepEqual(roundTrip({ id: 1, value: true }), { id: 1, value: true });
+  // A small output by value: its bytes are copied out of the ring into memory of their own.
+  const half = { name: "H", dtype: "FP16", shape: [2, 2], data: new Uint8Array(new Uint16Array([1, 2, 3, 65535]).buffer) };
+  const encoded = Buffer.from(encodeMessage({ id: 9, value: { result: { responses: [{ outputs: [half], error: undefined }] }, open: [] } })!);
+  const decodedReply = decodeMessage(encoded, 0) as { value: { result: { responses: { outputs: { name: string; dtype: string; shape: number[]; data: Uint8Array }[] }[] } } };
+  const inline = decodedReply.value.result.responses[0]!.outputs[0]!;
+  t.deepEqual({ ...inline, data: Array.from(inline.data) }, { ...half, data: Array.from(half.data) });
+  t.not(inline.data.buffer, encoded.buffer, "the decoded bytes do not point into the ring");
+  encoded.fill(0);
+  t.deepEqual(Array.from(new Uint16Array(inline.data.buffer)), [1, 2, 3, 65535]);
   t.is(encodeMessage({ op: "execute", id: 1, requests: [{ ...execute.requests[1]!, inputs: [{ name: "X", address: 2n ** 60n }] }] }), undefined);
 
   const { port1, port2 } = new MessageChannel();
@@ -128,6 +138,11 @@ export default class Echo {
       const s = r.getInputTensorByName("S");
       if (s) outputTensors["S_OUT"] = Tensor.fromBytes(s.bytes(), { shape: [...s.shape] });
       if (mode === "big") outputTensors["BIG"] = Tensor.fromBytes(Array.from({ length: 500 }, (_, i) => "b".repeat(100) + i));
+      if (mode === "sizes") {
+        outputTensors["HALF"] = Tensor.from(new Uint16Array([0x3c00, 0x4000, 0x4200, 0x4400]), { dtype: "FP16", shape: [2, 2] });
+        outputTensors["WIDE"] = Tensor.from(Float32Array.from({ length: 8192 }, (_, i) => i), { shape: [8192] });
+        outputTensors["SAME"] = x;
+      }
       out.push(new InferenceResponse({ outputTensors }));
     }
     return out;
@@ -207,6 +222,34 @@ test("a request and a response larger than the ring cross intact (BYTES both way
   t.deepEqual(Array.from(out(small!, "Y").data() as Float32Array), [4]);
   idle(t, ti);
   await ti.finalize();
+});
+
+test("small host outputs come back by value, larger ones and BYTES by DLPack address or copy; dtype, shape and name kept; all outlive the worker", async (t) => {
+  // The rule, on the wire: up to INLINE_MAX_BYTES a host tensor goes by value, above it by address; inputs always by address.
+  const small = toWire(Tensor.from(new Float32Array(INLINE_MAX_BYTES / 4), { name: "A" }), true);
+  t.true("data" in small && small.data.byteLength === INLINE_MAX_BYTES);
+  const large = toWire(Tensor.from(new Float32Array(INLINE_MAX_BYTES / 4 + 1), { name: "B" }), true);
+  t.true("address" in large);
+  fromWire(large).dispose();
+  const input = toWire(Tensor.from(new Float32Array(4), { name: "C" }));
+  t.true("address" in input, "without inline (inputs), by address");
+  fromWire(input).dispose();
+
+  const ti = await echoInstance();
+  const [r] = await ti.execute([request([1.5, -2], { mode: "sizes" })]);
+  await ti.finalize();
+  // The worker is gone: what came back must not point into its memory or the ring.
+  const junk = Array.from({ length: 16 }, () => new Float32Array(1 << 18).fill(9));
+  const half = out(r!, "HALF");
+  t.is(half.dtype, "FP16");
+  t.deepEqual(half.shape, [2, 2]);
+  t.deepEqual(Array.from(half.data() as Uint16Array), [0x3c00, 0x4000, 0x4200, 0x4400]);
+  const wide = out(r!, "WIDE");
+  t.deepEqual(wide.shape, [8192]);
+  t.true((wide.data() as Float32Array).every((v, i) => v === i));
+  t.deepEqual(Array.from(out(r!, "SAME").data() as Float32Array), [1.5, -2]);
+  t.deepEqual(Array.from(out(r!, "Y").data() as Float32Array), [1.5, -2]);
+  t.is(junk.length, 16);
 });
 
 test("errors keep their code or class through the ring; an async execute() and a worker that idled past its blocking wait still answer", async (t) => {

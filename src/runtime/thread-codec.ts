@@ -11,6 +11,7 @@
  *
  * @module
  */
+import type { DType } from "../dtype.js";
 import type { WireError, WireResponse, WireTensor } from "./thread-wire.js";
 
 /** The first byte of an encoded message. */
@@ -65,6 +66,15 @@ class Out {
     this.at += 4 + n;
   }
 
+  /** Raw bytes: their length (u32), then the bytes. */
+  bytes(b: Uint8Array): void {
+    const n = b.byteLength;
+    this.#room(4 + n);
+    this.buf.writeUInt32LE(n, this.at);
+    this.buf.set(b, this.at + 4);
+    this.at += 4 + n;
+  }
+
   /** An optional string: a flag byte, then the string. */
   optStr(s: string | undefined): void {
     if (s === undefined) this.u8(0);
@@ -108,12 +118,29 @@ class In {
   optStr(): string | undefined {
     return this.u8() === 0 ? undefined : this.str();
   }
+
+  /** Raw bytes, copied out of the ring (whose slot is reused once read) into memory of their own. */
+  bytes(): Uint8Array {
+    const n = this.u32();
+    const b = new Uint8Array(n);
+    b.set(this.buf.subarray(this.at, this.at + n));
+    this.at += n;
+    return b;
+  }
 }
 
 const out = new Out();
 
 function putTensor(o: Out, t: WireTensor): void {
   o.optStr(t.name);
+  if ("data" in t) {
+    o.u8(2);
+    o.str(t.dtype);
+    o.u32(t.shape.length);
+    for (const d of t.shape) o.f64(d);
+    o.bytes(t.data);
+    return;
+  }
   if ("base64" in t) {
     o.u8(1);
     o.u32(t.shape.length);
@@ -130,7 +157,14 @@ function putTensor(o: Out, t: WireTensor): void {
 
 function getTensor(i: In): WireTensor {
   const name = i.optStr();
-  if (i.u8() === 0) return { name, address: i.f64() };
+  const form = i.u8();
+  if (form === 0) return { name, address: i.f64() };
+  if (form === 2) {
+    const dtype = i.str() as DType;
+    const shape: number[] = [];
+    for (let n = i.u32(); n > 0; n--) shape.push(i.f64());
+    return { name, dtype, shape, data: i.bytes() };
+  }
   const shape: number[] = [];
   for (let n = i.u32(); n > 0; n--) shape.push(i.f64());
   const lengths: number[] = [];

@@ -134,7 +134,7 @@ class WorkerRequest implements RequestControl, ResponseChannel {
 
   deliver(response: InferenceResponse | undefined, final: boolean): void {
     if (final) forget(this);
-    const m: WireSend = { op: "send", call: this.call, index: this.index, response: response === undefined ? undefined : responseToWire(response), final };
+    const m: WireSend = { op: "send", call: this.call, index: this.index, response: response === undefined ? undefined : responseToWire(response, true), final };
     post(m);
   }
 
@@ -192,7 +192,7 @@ async function handle(m: ToWorker): Promise<void> {
         if (modelDecoupled) for (const r of requests) r.getResponseSender();
         let result: ReturnType<typeof resultToWire>;
         try {
-          result = resultToWire(await model!.execute(requests));
+          result = resultToWire(await model!.execute(requests), true);
         } finally {
           // A request answered without a sender is done once execute() returns.
           for (const c of controls) if (!c.hasSender && !c.closed) forget(c);
@@ -226,7 +226,7 @@ setBlsExecutor({
       decoupled,
       modelName: call.modelName,
       modelVersion: call.modelVersion,
-      inputs: call.inputs.map(toWire),
+      inputs: call.inputs.map((t) => toWire(t)),
       requested: call.requestedOutputNames,
       requestId: call.requestId,
       parameters: call.parameters,

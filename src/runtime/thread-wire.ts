@@ -3,13 +3,20 @@
  * other (see `thread-instance.ts`): requests and responses with their
  * tensors handed over by `Tensor.transfer` (no byte copy, but for a worker's
  * own JS memory), BYTES tensors (which have no DLPack form) as copies of
- * their elements, and errors as message and Triton code. All of it is
- * plain JSON (a tensor is its DLPack address, a number, and its name; BYTES
- * elements are base64), which is what the shared-memory ring of
- * `thread-ring.ts` carries.
+ * their elements, and errors as message and Triton code. A tensor is its
+ * DLPack address (a number) and its name; BYTES elements are base64.
+ *
+ * A small host output of the worker ({@link INLINE_MAX_BYTES} or less) goes
+ * back as its bytes instead ({@link toWire} with `inline`): the codec copies
+ * them into the ring and the serving thread into fresh memory of its own.
+ * Two copies of a few KiB cost far less than a DLPack handover (a native
+ * struct, a handle and a finalizer on each side, and for the worker's own
+ * JS memory a copy anyway), and leave the worker nothing to keep alive.
+ * Inputs always cross by address: a model sees the caller's memory.
  *
  * @module
  */
+import type { DType } from "../dtype.js";
 import { Tensor, type TransferredTensor } from "../tensor.js";
 import { ModelError, type ModelErrorCode } from "./model-error.js";
 import { InferenceRequest, type RequestControl, type RequestParameter } from "./request.js";
@@ -24,7 +31,27 @@ import { InferenceResponse } from "./response.js";
  */
 export type WireTensor =
   | { readonly name: string | undefined; readonly address: number | bigint }
-  | { readonly name: string | undefined; readonly shape: number[]; readonly lengths: number[]; readonly base64: string };
+  | { readonly name: string | undefined; readonly shape: number[]; readonly lengths: number[]; readonly base64: string }
+  | WireInline;
+
+/**
+ * A small host tensor sent as its bytes (see {@link INLINE_MAX_BYTES}).
+ * From {@link toWire}, `data` views the tensor's own memory; decoded, it is
+ * a copy that the receiver owns.
+ */
+export interface WireInline {
+  readonly name: string | undefined;
+  readonly dtype: DType;
+  readonly shape: readonly number[];
+  readonly data: Uint8Array;
+}
+
+/**
+ * Host outputs up to this size (bytes) go back by value, not by DLPack
+ * address: below it, copying into the ring and out again costs less than
+ * a handover (about 5 µs a tensor here).
+ */
+export const INLINE_MAX_BYTES = 16 * 1024;
 
 /** A request on the wire. */
 export interface WireRequest {
@@ -52,9 +79,18 @@ export interface WireError {
  */
 export type WireResponse = { readonly outputs: WireTensor[]; readonly error: WireError | undefined } | { readonly other: string };
 
-/** Packs a tensor: its memory is handed over (BYTES elements are copied). */
-export function toWire(t: Tensor): WireTensor {
-  if (t.dtype === "BYTES") {
+/**
+ * Packs a tensor: its memory is handed over (BYTES elements are copied);
+ * with `inline`, a host tensor of {@link INLINE_MAX_BYTES} or less goes by
+ * value instead (only the binary codec and `postMessage` carry that form).
+ */
+export function toWire(t: Tensor, inline = false): WireTensor {
+  const dtype = t.dtype;
+  if (inline && dtype !== "BYTES" && t.isCpu() && t.byteLength <= INLINE_MAX_BYTES) {
+    const v = t.data();
+    return { name: t.name, dtype, shape: t.shape, data: new Uint8Array(v.buffer, v.byteOffset, v.byteLength) };
+  }
+  if (dtype === "BYTES") {
     const elements = t.bytes();
     return { name: t.name, shape: [...t.shape], lengths: elements.map((b) => b.byteLength), base64: Buffer.concat(elements).toString("base64") };
   }
@@ -65,6 +101,7 @@ export function toWire(t: Tensor): WireTensor {
 
 /** Unpacks a tensor; call once per wire tensor (it takes ownership of the memory). */
 export function fromWire(w: WireTensor): Tensor {
+  if ("data" in w) return Tensor.from(w.data, w.name === undefined ? { dtype: w.dtype, shape: w.shape } : { dtype: w.dtype, shape: w.shape, name: w.name });
   if ("base64" in w) {
     const all = Buffer.from(w.base64, "base64");
     let at = 0;
@@ -78,7 +115,7 @@ export function fromWire(w: WireTensor): Tensor {
 /** Packs a request. */
 export function requestToWire(r: InferenceRequest): WireRequest {
   return {
-    inputs: r.inputs().map(toWire),
+    inputs: r.inputs().map((t) => toWire(t)),
     requested: r.requestedOutputNames(),
     requestId: r.requestId,
     parameters: { ...r.parameters },
@@ -121,11 +158,18 @@ export function errorFromWire(w: WireError): Error {
 /** What `execute()` returned, on the wire: its responses, or the type of what was not an array. */
 export type WireResult = { readonly responses: WireResponse[] } | { readonly notArray: string };
 
-/** Packs one response (returned or sent). A response whose outputs cannot be packed becomes that response's error. */
-export function responseToWire(r: unknown): WireResponse {
+/**
+ * Packs one response (returned or sent). A response whose outputs cannot be
+ * packed becomes that response's error. `inline`: small host outputs by
+ * value (see {@link toWire}).
+ */
+export function responseToWire(r: unknown, inline = false): WireResponse {
   if (!(r instanceof InferenceResponse)) return { other: r === null ? "null" : typeof r };
   try {
-    return { outputs: r.outputTensors.map(toWire), error: r.error === undefined ? undefined : errorToWire(r.error) };
+    const tensors = r.outputTensors;
+    const outputs: WireTensor[] = [];
+    for (const t of tensors) outputs.push(toWire(t, inline));
+    return { outputs, error: r.error === undefined ? undefined : errorToWire(r.error) };
   } catch (e) {
     return { outputs: [], error: { message: `an output could not be handed to the serving thread: ${e instanceof Error ? e.message : String(e)}`, code: "INTERNAL" } };
   }
@@ -141,10 +185,12 @@ export function responseFromWire(r: WireResponse): unknown {
   return new InferenceResponse(r.error === undefined ? { outputTensors } : { outputTensors, error: errorFromWire(r.error) });
 }
 
-/** Packs what `execute()` returned. */
-export function resultToWire(out: unknown): WireResult {
+/** Packs what `execute()` returned; `inline`: small host outputs by value (see {@link toWire}). */
+export function resultToWire(out: unknown, inline = false): WireResult {
   if (!Array.isArray(out)) return { notArray: out === null ? "null" : typeof out };
-  return { responses: out.map(responseToWire) };
+  const responses: WireResponse[] = [];
+  for (const r of out as unknown[]) responses.push(responseToWire(r, inline));
+  return { responses };
 }
 
 /**
