@@ -10,10 +10,13 @@
  * Why sucrase: it is plain JavaScript with no install script anywhere in its
  * dependencies (tsx needs esbuild, whose postinstall npm 11 asks every user of
  * the package to approve), runs on Node 20, keeps `import`/`export` as they
- * are and every line where it was (a model's stack traces are right even
- * without source maps). `@swc/wasm-typescript` (a 3.7 MB wasm module, no line
- * preservation) and `typescript`'s `transpileModule` (24 MB) were the other
- * candidates; Node's own type stripping needs Node 22.18+.
+ * are and every line where it was (a model's stack traces keep their lines
+ * even without source maps), and adds about 10 MiB to a thread that loads it.
+ * `@swc/wasm-typescript` (one 3.7 MB wasm module) would add about 38 MiB to
+ * every hooks thread, the serving thread's and each instance thread's, and
+ * moves lines; `typescript`'s `transpileModule` weighs 24 MB; Node's own type
+ * stripping needs Node 22.18+. What sucrase lacks, model files cannot use:
+ * decorators, and namespaces that hold values (sucrase drops them).
  *
  * @module
  */
