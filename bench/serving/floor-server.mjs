@@ -6,12 +6,16 @@
  * under this perf_analyzer on this machine (Node's HTTP stack, loopback TCP
  * and perf_analyzer's own CPU on the same cores).
  *
- *   node bench/serving/floor-server.mjs [--port 8230] [--host 127.0.0.1] [--net]
+ *   node bench/serving/floor-server.mjs [--port 8230] [--host 127.0.0.1] [--net] [--compute]
  *
  * `--net` serves over `node:net` with a minimal HTTP/1.1 reader (keep-alive,
  * `Content-Length` bodies, nothing else) instead of `node:http`: the ceiling
  * of any server written in Node, whatever its HTTP layer, under this
  * perf_analyzer on this machine. Not a server to use: it checks nothing.
+ *
+ * `--compute` answers every inference with floor-kserve.mjs (no kept
+ * response): with `--net`, the work no KServe server written in Node can
+ * skip on top of floor-net's I/O. run.ts serves it as `floor-kserve`.
  *
  * Inference responses are correct: the first request with a given body is
  * decoded and computed (OUTPUT0 = INPUT0 + INPUT1, OUTPUT1 = INPUT0 - INPUT1,
@@ -22,11 +26,14 @@
 import http from "node:http";
 import net from "node:net";
 
+import { addSubKserve } from "./floor-kserve.mjs";
+
 function arg(name, dflt) {
   const i = process.argv.indexOf(`--${name}`);
   return i >= 0 && process.argv[i + 1] ? process.argv[i + 1] : dflt;
 }
 const PORT = Number(arg("port", "8230"));
+const COMPUTE = process.argv.includes("--compute");
 const HOST = arg("host", "127.0.0.1");
 
 const io = (name) => ({ name, datatype: "FP32" });
@@ -155,6 +162,19 @@ function handle(req, res, body) {
     case "/ready":
       return send(res, 200, EMPTY);
     case "/infer": {
+      if (COMPUTE) {
+        const hl = req.headers["inference-header-content-length"];
+        const r = addSubKserve(m[1], body, hl === undefined ? undefined : Number(hl));
+        model.count++;
+        model.last = Date.now();
+        res.writeHead(200, {
+          ...(r.headerLength === undefined
+            ? { "content-type": "application/json" }
+            : { "content-type": "application/octet-stream", "inference-header-content-length": String(r.headerLength) }),
+          "content-length": r.body.length,
+        });
+        return res.end(r.body);
+      }
       let k = kept.get(url);
       if (!k || !k.body.equals(body)) {
         try {

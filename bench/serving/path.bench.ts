@@ -9,7 +9,7 @@
 // CPU time is the process's (`process.cpuUsage`), so time lost to other
 // processes does not count.
 //
-//   node --import tsx --expose-gc bench/serving/path.bench.ts [--rounds 7] [--requests 20000] [--cases binary,json]
+//   node --import tsx --expose-gc bench/serving/path.bench.ts [--rounds 7] [--requests 20000] [--cases binary,json] [--concurrency 1]
 //
 // What it answers: how much of the server's CPU per request (bench/serving
 // run.ts's last column) is our own JavaScript, and how much of that is the
@@ -21,6 +21,7 @@ import { join } from "node:path";
 
 import { directInfer, type InferRoute, type ResponseSink } from "../../src/server/http-infer.js";
 import { InferenceServer } from "../../src/server/server.js";
+import { addSubKserve } from "./floor-kserve.mjs";
 
 function arg(name: string, dflt: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -29,6 +30,7 @@ function arg(name: string, dflt: string): string {
 const ROUNDS = Number(arg("rounds", "7"));
 const REQUESTS = Number(arg("requests", "20000"));
 const CASES = arg("cases", "binary,json").split(",");
+const CONCURRENCY = Number(arg("concurrency", "1"));
 
 const root = new URL("../..", import.meta.url).pathname;
 const repo = mkdtempSync(join(tmpdir(), "tb-path-bench-"));
@@ -116,45 +118,24 @@ async function serveOne(c: Case): Promise<void> {
   if (sink.status !== 200) throw new Error(`path.bench: status ${sink.status}`);
 }
 
-/** What any KServe server in JavaScript does for the same request, and no more. */
+/** What any KServe server in JavaScript does for the same request, and no more (floor-kserve.mjs). */
 function floorOne(c: Case): number {
-  let x: Float32Array;
-  let y: Float32Array;
-  if (c.name === "binary") {
-    const hl = Number(c.headers["inference-header-content-length"]);
-    const head = JSON.parse(c.body.toString("utf8", 0, hl)) as { inputs: { parameters: { binary_data_size: number } }[] };
-    const n0 = head.inputs[0]!.parameters.binary_data_size;
-    const aligned = Buffer.from(c.body.subarray(hl)); // the body's offset is not 4-aligned: one copy, as the server's
-    x = new Float32Array(aligned.buffer, aligned.byteOffset, n0 / 4);
-    y = new Float32Array(aligned.buffer, aligned.byteOffset + n0, n0 / 4);
-  } else {
-    const req = JSON.parse(c.body.toString("utf8")) as { inputs: { data: number[] }[] };
-    x = Float32Array.from(req.inputs[0]!.data);
-    y = Float32Array.from(req.inputs[1]!.data);
-  }
-  const sum = new Float32Array(x.length);
-  const diff = new Float32Array(x.length);
-  for (let i = 0; i < x.length; i++) {
-    sum[i] = x[i]! + y[i]!;
-    diff[i] = x[i]! - y[i]!;
-  }
-  let out: Buffer;
-  if (c.name === "binary") {
-    const text = `{"model_name":"add_sub","model_version":"1","outputs":[{"name":"OUTPUT0","datatype":"FP32","shape":[${x.length}],"parameters":{"binary_data_size":${sum.byteLength}}},{"name":"OUTPUT1","datatype":"FP32","shape":[${x.length}],"parameters":{"binary_data_size":${diff.byteLength}}}]}`;
-    out = Buffer.concat([Buffer.from(text), Buffer.from(sum.buffer), Buffer.from(diff.buffer)]);
-  } else {
-    out = Buffer.from(`{"model_name":"add_sub","model_version":"1","outputs":[{"name":"OUTPUT0","datatype":"FP32","shape":[${x.length}],"data":[${sum.join(",")}]},{"name":"OUTPUT1","datatype":"FP32","shape":[${x.length}],"data":[${diff.join(",")}]}]}`);
-  }
-  return out.length;
+  const hl = c.headers["inference-header-content-length"];
+  return addSubKserve("add_sub", c.body, hl === undefined ? undefined : Number(hl)).body.length;
 }
 
 /** CPU µs per request of `n` requests through `one`. */
 async function measure(n: number, one: () => Promise<void> | number): Promise<number> {
   globalThis.gc?.();
   const t0 = process.cpuUsage();
-  for (let i = 0; i < n; i++) {
-    const r = one();
-    if (typeof r !== "number") await r;
+  // `CONCURRENCY` requests in flight: a batch of them started together, then awaited.
+  for (let i = 0; i < n; i += CONCURRENCY) {
+    const batch: Promise<void>[] = [];
+    for (let j = 0; j < CONCURRENCY; j++) {
+      const r = one();
+      if (typeof r !== "number") batch.push(r);
+    }
+    await Promise.all(batch);
   }
   const t = process.cpuUsage(t0);
   return (t.user + t.system) / n;

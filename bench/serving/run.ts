@@ -6,7 +6,7 @@
  * 127.0.0.1.
  *
  *   bash bench/serving/setup.sh client peers     # once
- *   node --import tsx bench/serving/run.ts [--duration-ms 3000] [--concurrency 1,8] [--only tensorbridge,triton,mlserver,floor,floor-net,floor-native]
+ *   node --import tsx bench/serving/run.ts [--duration-ms 3000] [--concurrency 1,8] [--only tensorbridge,triton,mlserver,floor,floor-net,floor-kserve,floor-native]
  *                                          [--formats binary,json,grpc,stream]
  *                                          [--baseline <git-rev>] [--tensorbridge-args "<serve options>"] [--tensorbridge-from dist|tsx]
  *
@@ -79,7 +79,7 @@ function arg(name: string, dflt: string): string {
 }
 const DURATION = Number(arg("duration-ms", "3000"));
 const CONCURRENCY = arg("concurrency", "1,8").split(",").map(Number);
-const ONLY = arg("only", "tensorbridge,triton,mlserver,floor,floor-net,floor-native,floor-grpc").split(",");
+const ONLY = arg("only", "tensorbridge,triton,mlserver,floor,floor-net,floor-kserve,floor-native,floor-grpc").split(",");
 const FORMATS = arg("formats", "binary,json,grpc,stream").split(",") as Format[];
 for (const f of FORMATS) {
   if (!["binary", "json", "grpc", "stream", "digits", "digits-json"].includes(f)) {
@@ -276,6 +276,12 @@ function prepare(): Peer[] {
       start: () => startProcess(process.execPath, [join(ROOT, "bench/serving/floor-server.mjs"), "--port", "8231", "--net"], {}),
     },
     {
+      name: "floor-kserve",
+      url: "http://127.0.0.1:8235",
+      unsupported: { grpc: "HTTP only", stream: "HTTP only", ...NO_DIGITS },
+      start: () => startProcess(process.execPath, [join(ROOT, "bench/serving/floor-server.mjs"), "--port", "8235", "--net", "--compute"], {}),
+    },
+    {
       name: "floor-native",
       url: "http://127.0.0.1:8232",
       unsupported: { grpc: "HTTP only", stream: "HTTP only", ...NO_DIGITS },
@@ -311,6 +317,15 @@ function prepare(): Peer[] {
     },
   ];
 }
+
+/** How the floors are named in the table: what each is, and that none is a competitor. */
+const FLOOR_LABELS: Record<string, string> = {
+  floor: "floor (bare node:http, canned responses; not a competitor)",
+  "floor-net": "floor-net (bare node:net, minimal HTTP/1.1, canned responses; not a competitor)",
+  "floor-kserve": "floor-kserve (floor-net that decodes, computes and encodes every request: the KServe work no Node server can skip; not a competitor)",
+  "floor-native": "floor-native (C, epoll, decodes and computes each request; not a competitor)",
+  "floor-grpc": "floor-grpc (bare node:http2, canned answers; the node:http2 ceiling, not a competitor)",
+};
 
 /** The floors answer add_sub only. */
 const NO_DIGITS = { digits: "add_sub only", "digits-json": "add_sub only" } as const;
@@ -590,16 +605,7 @@ for (const r of rows) {
   const tr = find("triton", r.format, r.concurrency);
   const ml = find("mlserver", r.format, r.concurrency);
   const ours = r.server.startsWith("tensorbridge") || r.server.startsWith("floor");
-  const label =
-    r.server === "floor"
-      ? "floor (bare node:http, canned responses; not a competitor)"
-      : r.server === "floor-net"
-        ? "floor-net (bare node:net, minimal HTTP/1.1, canned responses; not a competitor)"
-        : r.server === "floor-native"
-          ? "floor-native (C, epoll, decodes and computes each request; not a competitor)"
-          : r.server === "floor-grpc"
-            ? "floor-grpc (bare node:http2, canned answers; the node:http2 ceiling, not a competitor)"
-            : r.server;
+  const label = FLOOR_LABELS[r.server] ?? r.server;
   lines.push(
     `| ${label} | ${r.format} | ${r.concurrency} | ${r.throughput?.toFixed(0) ?? "–"} | ${r.responses?.toFixed(0) ?? ""} | ${r.p50us ?? "–"} | ${r.p99us ?? "–"} | ` +
       `${ours ? ratio(r.p50us, tr?.p50us) : ""} | ${ours ? ratio(r.throughput, tr?.throughput) : ""} | ` +
