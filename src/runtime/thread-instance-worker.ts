@@ -24,7 +24,7 @@ import { parentPort, workerData, type MessagePort } from "node:worker_threads";
 
 import { errorMessage } from "./errors.js";
 import { importModelClass } from "./loader.js";
-import type { RequestControl } from "./request.js";
+import type { InferenceRequest, RequestControl } from "./request.js";
 import { InferenceResponseSender, senderDroppedError, type ResponseChannel } from "./response-sender.js";
 import type { InferenceResponse } from "./response.js";
 import { setBlsExecutor } from "./bls.js";
@@ -185,9 +185,12 @@ async function handle(m: ToWorker): Promise<void> {
         return;
       }
       case "execute": {
-        const controls = m.requests.map((w, i) => new WorkerRequest(m.id, i, w.requestId, modelDecoupled));
-        calls.set(m.id, [...controls]);
-        const requests = m.requests.map((w, i) => requestFromWire(w, controls[i]));
+        const n = m.requests.length;
+        const controls: WorkerRequest[] = [];
+        const requests: InferenceRequest[] = [];
+        for (let i = 0; i < n; i++) controls.push(new WorkerRequest(m.id, i, m.requests[i]!.requestId, modelDecoupled));
+        calls.set(m.id, controls.slice());
+        for (let i = 0; i < n; i++) requests.push(requestFromWire(m.requests[i]!, controls[i]));
         // As the serving thread does: a decoupled request's sender exists from the start, so one the model drops is noticed.
         if (modelDecoupled) for (const r of requests) r.getResponseSender();
         let result: ReturnType<typeof resultToWire>;
@@ -197,7 +200,9 @@ async function handle(m: ToWorker): Promise<void> {
           // A request answered without a sender is done once execute() returns.
           for (const c of controls) if (!c.hasSender && !c.closed) forget(c);
         }
-        reply(m.id, { result, open: controls.filter((c) => c.hasSender && !c.closed).map((c) => c.index) } satisfies ExecuteReply);
+        const open: number[] = [];
+        for (const c of controls) if (c.hasSender && !c.closed) open.push(c.index);
+        reply(m.id, { result, open } satisfies ExecuteReply);
         return;
       }
       case "cancel":

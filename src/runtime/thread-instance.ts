@@ -53,6 +53,7 @@ import {
   type WireBlsControl,
   type WireBlsReply,
   type WireError,
+  type WireRequest,
   type WireSend,
 } from "./thread-wire.js";
 import { localExecutor, type BlsCaller } from "./bls.js";
@@ -292,7 +293,7 @@ export class ThreadInstance implements TritonModel {
       this.#spawn();
       this.#gone = undefined;
       try {
-        await this.#post({ op: "initialize", args });
+        await this.#post({ op: "initialize", id: ++this.#next, args });
       } catch (e) {
         this.#gone = `its worker thread could not be restarted: ${e instanceof Error ? e.message : String(e)}`;
         // For good: its end is not another restart.
@@ -407,17 +408,18 @@ export class ThreadInstance implements TritonModel {
   }
 
   /** Posts a message to the worker once any restart under way is done; resolves with its reply. */
-  async #call(m: ToWorkerBody, id = ++this.#next): Promise<unknown> {
+  async #call(m: ToWorkerBody): Promise<unknown> {
     if (this.#restarting !== undefined) await this.#restarting;
-    return this.#post(m, id);
+    return this.#post({ ...m, id: ++this.#next } as ToWorker);
   }
 
-  #post(m: ToWorkerBody, id = ++this.#next, byPort = false): Promise<unknown> {
+  /** Writes `m` to the worker; resolves with the reply to its id. */
+  #post(m: ToWorker, byPort = false): Promise<unknown> {
     if (this.#gone !== undefined) return Promise.reject(new ModelError(`${this.label}: ${this.#gone}`, "INTERNAL"));
     return new Promise((resolve, reject) => {
-      this.#waiting.set(id, { resolve, reject });
+      this.#waiting.set(m.id, { resolve, reject });
       this.#keepAlive();
-      this.#out.write({ ...m, id } as ToWorker, byPort);
+      this.#out.write(m, byPort);
     });
   }
 
@@ -444,23 +446,33 @@ export class ThreadInstance implements TritonModel {
   async execute(requests: InferenceRequest[]): Promise<InferenceResponse[]> {
     const id = ++this.#next;
     const n = requests.length;
-    const call: Call = { requests, open: Array.from({ length: n }, () => true), responded: Array.from({ length: n }, () => false), unsubscribe: [], replied: false };
+    // (Plain loops, no per-request closures but the cancel listeners: this runs once per request hop.)
+    const open: boolean[] = [];
+    const responded: boolean[] = [];
+    const wire: WireRequest[] = [];
+    // A parameter that JSON would alter (NaN, Infinity: null) goes by postMessage, which keeps it.
+    let byPort = false;
+    for (let i = 0; i < n; i++) {
+      open.push(true);
+      responded.push(false);
+      const params = requests[i]!.parameters;
+      for (const k in params) {
+        const v = params[k];
+        if (typeof v === "number" && !Number.isFinite(v)) byPort = true;
+      }
+    }
+    const call: Call = { requests, open, responded, unsubscribe: [], replied: false };
     this.#calls.set(id, call);
-    requests.forEach((r, index) => {
-      const control = requestControl(r);
-      if (control === undefined) return;
-      const cancel = () => {
-        if (call.open[index] && this.#gone === undefined) this.#out.write({ op: "cancel", id: 0, call: id, index } satisfies ToWorker);
-      };
-      call.unsubscribe.push(control.onCancel(cancel));
-    });
+    for (let i = 0; i < n; i++) {
+      const control = requestControl(requests[i]!);
+      if (control !== undefined) call.unsubscribe.push(control.onCancel(() => this.#cancel(call, id, i)));
+    }
     let value: ExecuteReply;
     let timer: NodeJS.Timeout | undefined;
     try {
       if (this.#restarting !== undefined) await this.#restarting;
-      // A parameter that JSON would alter (NaN, Infinity: null) goes by postMessage, which keeps it.
-      const byPort = requests.some((r) => Object.values(r.parameters).some((v) => typeof v === "number" && !Number.isFinite(v)));
-      const reply = this.#post({ op: "execute", requests: requests.map(requestToWire) }, id, byPort);
+      for (const r of requests) wire.push(requestToWire(r));
+      const reply = this.#post({ op: "execute", id, requests: wire }, byPort);
       const ms = this.#options.executeTimeoutMs;
       if (ms !== undefined) timer = setTimeout(() => this.#timedOut(ms), ms);
       value = (await reply) as ExecuteReply;
@@ -471,14 +483,22 @@ export class ThreadInstance implements TritonModel {
       clearTimeout(timer);
     }
     call.replied = true;
-    const stillOpen = new Set(value.open);
-    for (let i = 0; i < n; i++) {
-      if (!stillOpen.has(i)) call.open[i] = false;
-      // The serving thread's request answers through its sender too (a model that is not decoupled makes it on first use).
-      else requests[i]!.getResponseSender();
+    const stillOpen = value.open;
+    if (stillOpen.length === 0) this.#forget(id, call);
+    else {
+      for (let i = 0; i < n; i++) {
+        if (!stillOpen.includes(i)) call.open[i] = false;
+        // The serving thread's request answers through its sender too (a model that is not decoupled makes it on first use).
+        else requests[i]!.getResponseSender();
+      }
+      if (!call.open.includes(true)) this.#forget(id, call);
     }
-    if (!call.open.includes(true)) this.#forget(id, call);
     return resultFromWire(value.result) as InferenceResponse[];
+  }
+
+  /** Request `index` of execute call `id` was cancelled: tell the worker, while it may still answer. */
+  #cancel(call: Call, id: number, index: number): void {
+    if (call.open[index] && this.#gone === undefined) this.#out.write({ op: "cancel", id: 0, call: id, index } satisfies ToWorker);
   }
 
   /** An execute() ran past its bound: stop the worker (its 'exit' fails the calls with the timeout, then restarts it). */
