@@ -11,13 +11,35 @@
 //   second core buys), and against two in-thread instances (which share
 //   the serving thread: what the default gives).
 //
+//
+// And, in the same rounds, the floors that no implementation of thread
+// instances could beat on this machine:
+//
+// - the ring floor: a bare round trip through the same shared-memory rings
+//   (thread-ring.ts: the serving thread on Atomics.waitAsync, the worker in
+//   Atomics.wait), carrying an add_sub request's execute message out and
+//   its reply (two 4-element outputs by value) back, encoded and decoded by
+//   thread-codec.ts; nothing else (no tensors handed over, no request
+//   objects, no model): wall and CPU time per round trip;
+// - the handover floor: what handing add_sub's two inputs to another thread
+//   without a copy costs (Tensor.transfer + Tensor.fromTransferred + data()
+//   for each, in one thread, CPU time): a zero-copy input needs a native
+//   handle on each side;
+// - the scaling floor: two bare workers, each a busy loop of `--busy-ms` per
+//   message, fed by the main thread (postMessage, eight in flight), against
+//   one: what a second worker can gain at all on this machine, with the
+//   load it has at the time.
+//
 //   node --import tsx bench/threads.bench.ts [--rounds 5] [--busy-ms 2]
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
+import { MessageChannel, Worker } from "node:worker_threads";
 
 import { ModelRegistry } from "../src/runtime/model-registry.js";
 import { installModelModuleHook } from "../src/runtime/loader.js";
+import { encodeMessage } from "../src/runtime/thread-codec.js";
+import { RingReader, ringBuffer, RingWriter, waitAsync, WRITTEN } from "../src/runtime/thread-ring.js";
 import { Tensor } from "../src/tensor.js";
 
 function arg(name: string, dflt: string): string {
@@ -96,20 +118,133 @@ async function throughput(name: string, total: number, inflight: number): Promis
   return total / ((performance.now() - t0) / 1000);
 }
 
+// The ring floor's messages: add_sub's execute call (two inputs by address) and its reply (two outputs by value).
+const EXECUTE = {
+  op: "execute",
+  id: 1,
+  requests: [{ inputs: [{ name: "INPUT0", address: 140_000_000_123 }, { name: "INPUT1", address: 140_000_000_456 }], requested: [], requestId: "", parameters: {}, modelName: "add_sub_threads", modelVersion: 1 }],
+};
+const output = (name: string) => ({ name, dtype: "FP32", shape: [4], data: new Uint8Array(16) });
+const REPLY = { id: 1, value: { result: { responses: [{ outputs: [output("OUTPUT0"), output("OUTPUT1")], error: undefined }] }, open: [] } };
+if (encodeMessage(EXECUTE) === undefined || encodeMessage(REPLY) === undefined) throw new Error("the ring floor's messages must fit the binary codec");
+
+// The ring floor's worker: decodes each message and answers with the reply, as a thread instance's worker would.
+const RING_WORKER = `
+const { workerData, parentPort } = require("node:worker_threads");
+const { RingReader, RingWriter, WRITTEN } = require(${JSON.stringify(new URL("../src/runtime/thread-ring.ts", import.meta.url).pathname)});
+const inbox = new RingReader(workerData.toWorker, workerData.port);
+const outbox = new RingWriter(workerData.fromWorker, workerData.port);
+const reply = workerData.reply;
+parentPort.on("message", () => {});
+const loop = () => {
+  for (;;) {
+    for (let m = inbox.read(); m !== undefined; m = inbox.read()) outbox.write({ id: m.id, value: reply.value });
+    if (Atomics.wait(inbox.ctrl, WRITTEN, inbox.readCount, 2) === "timed-out") break;
+  }
+  setImmediate(loop);
+};
+loop();`;
+
+/** µs per bare ring round trip (see the header): wall, and CPU time of the process. */
+async function ringFloor(n: number): Promise<{ wall: number; cpu: number }> {
+  const toWorker = ringBuffer();
+  const fromWorker = ringBuffer();
+  const { port1, port2 } = new MessageChannel();
+  const boot = `require(${JSON.stringify(import.meta.resolve("tsx/cjs/api").replace("file://", ""))}).register(); ${RING_WORKER}`;
+  const w = new Worker(boot, { eval: true, workerData: { toWorker, fromWorker, port: port2, reply: REPLY }, transferList: [port2] });
+  await new Promise((r) => w.once("online", r));
+  const out = new RingWriter(toWorker, port1);
+  const inbox = new RingReader(fromWorker, port1);
+  const once = async (): Promise<void> => {
+    out.write(EXECUTE);
+    for (;;) {
+      if (inbox.read() !== undefined) return;
+      const r = waitAsync(inbox.ctrl, WRITTEN, inbox.readCount);
+      if (r.async) await r.value;
+    }
+  };
+  for (let i = 0; i < 2000; i++) await once();
+  const c0 = process.cpuUsage();
+  const t0 = performance.now();
+  for (let i = 0; i < n; i++) await once();
+  const wall = ((performance.now() - t0) * 1000) / n;
+  const c = process.cpuUsage(c0);
+  await w.terminate();
+  port1.close();
+  return { wall, cpu: (c.user + c.system) / n };
+}
+
+/** Hands add_sub's two inputs over once, as a thread instance does on both of its sides, and views them. */
+function handOver(): void {
+  for (const t of [a, b]) {
+    const there = Tensor.fromTransferred(t.transfer());
+    there.data();
+    there.dispose();
+  }
+}
+
+/** CPU µs to hand add_sub's two inputs to another thread and view them there (transfer, fromTransferred, data()). */
+function handoverFloor(n: number): number {
+  for (let i = 0; i < 2000; i++) handOver();
+  const c0 = process.cpuUsage();
+  for (let i = 0; i < n; i++) handOver();
+  const c = process.cpuUsage(c0);
+  return (c.user + c.system) / n;
+}
+
+// The scaling floor's worker: a busy loop of the message's milliseconds, then an answer.
+const BUSY_WORKER = `
+const { parentPort } = require("node:worker_threads");
+parentPort.on("message", (ms) => {
+  const end = performance.now() + ms;
+  let x = 0;
+  while (performance.now() < end) x++;
+  parentPort.postMessage(x);
+});`;
+
+/** Messages per second through `workers` bare busy workers, `inflight` at a time (round-robin). */
+async function scalingFloor(workers: number, total: number, inflight: number): Promise<number> {
+  const ws = Array.from({ length: workers }, () => new Worker(BUSY_WORKER, { eval: true }));
+  await Promise.all(ws.map((w) => new Promise((r) => w.once("online", r))));
+  // Each worker answers in order: a queue of resolvers per worker.
+  const waiting = ws.map(() => [] as (() => void)[]);
+  ws.forEach((w, i) => w.on("message", () => waiting[i]!.shift()!()));
+  let started = 0;
+  const t0 = performance.now();
+  const lane = async (k: number) => {
+    while (started < total) {
+      started++;
+      const i = k % workers;
+      await new Promise<void>((r) => {
+        waiting[i]!.push(r);
+        ws[i]!.postMessage(BUSY_MS);
+      });
+    }
+  };
+  await Promise.all(Array.from({ length: inflight }, (_, k) => lane(k)));
+  const rate = total / ((performance.now() - t0) / 1000);
+  await Promise.all(ws.map((w) => w.terminate()));
+  return rate;
+}
+
 await hop("add_sub", 2000);
 await hop("add_sub_threads", 2000);
 console.log(`load average ${loadavg().map((l) => l.toFixed(2)).join(" ")} (${process.env["BENCH_NOTE"] ?? "this machine"})`);
 interface Row {
   hopMain: { wall: number; cpu: number };
   hopThreads: { wall: number; cpu: number };
+  ring: { wall: number; cpu: number };
+  handover: number;
   busyMain: number;
   busyThreads: number;
   busyThreads1: number;
+  bare2: number;
+  bare1: number;
 }
 const rows: Row[] = [];
 for (let r = 0; r < ROUNDS; r++) {
   // Alternate which goes first, so that drift in the machine's load splits evenly.
-  const order = r % 2 === 0 ? [0, 1, 2] : [2, 1, 0];
+  const order = r % 2 === 0 ? [0, 1, 2, 3] : [3, 2, 1, 0];
   const row = {} as Row;
   for (const k of order) {
     if (k === 0) {
@@ -118,16 +253,23 @@ for (let r = 0; r < ROUNDS; r++) {
     } else if (k === 1) {
       row.hopThreads = await hop("add_sub_threads", 5000);
       row.busyThreads = await throughput("busy_threads", 200, 8);
-    } else {
+    } else if (k === 2) {
       row.busyThreads1 = await throughput("busy_threads_1", 200, 8);
+    } else {
+      row.ring = await ringFloor(5000);
+      row.handover = handoverFloor(5000);
+      row.bare2 = await scalingFloor(2, 200, 8);
+      row.bare1 = await scalingFloor(1, 200, 8);
     }
   }
   rows.push(row);
   console.log(
     `round ${r + 1}: add_sub ${row.hopMain.wall.toFixed(1)} µs in-thread (${row.hopMain.cpu.toFixed(1)} µs CPU), ` +
       `${row.hopThreads.wall.toFixed(1)} µs thread instance (${row.hopThreads.cpu.toFixed(1)} µs CPU): hop ${(row.hopThreads.wall - row.hopMain.wall).toFixed(1)} µs; ` +
+      `floors: ring ${row.ring.wall.toFixed(1)} µs (${row.ring.cpu.toFixed(1)} µs CPU), 2 inputs' handover ${row.handover.toFixed(1)} µs CPU; ` +
       `busy ${BUSY_MS} ms: ${row.busyThreads.toFixed(0)}/s 2 thread instances, ${row.busyThreads1.toFixed(0)}/s 1 (${(row.busyThreads / row.busyThreads1).toFixed(2)}x), ` +
-      `${row.busyMain.toFixed(0)}/s 2 in-thread (threads ${(row.busyThreads / row.busyMain).toFixed(2)}x)`,
+      `${row.busyMain.toFixed(0)}/s 2 in-thread (threads ${(row.busyThreads / row.busyMain).toFixed(2)}x); ` +
+      `bare workers ${row.bare2.toFixed(0)}/s 2, ${row.bare1.toFixed(0)}/s 1 (${(row.bare2 / row.bare1).toFixed(2)}x)`,
   );
 }
 const median = (xs: number[]) => xs.toSorted((p, q) => p - q)[Math.floor(xs.length / 2)]!;
@@ -135,8 +277,11 @@ console.log(
   `median of ${ROUNDS}: hop ${median(rows.map((r) => r.hopThreads.wall - r.hopMain.wall)).toFixed(1)} µs per request ` +
     `(add_sub ${median(rows.map((r) => r.hopMain.wall)).toFixed(1)} µs in-thread, ${median(rows.map((r) => r.hopThreads.wall)).toFixed(1)} µs thread instance; ` +
     `CPU ${median(rows.map((r) => r.hopMain.cpu)).toFixed(1)} vs ${median(rows.map((r) => r.hopThreads.cpu)).toFixed(1)} µs); ` +
+    `floors: ring round trip ${median(rows.map((r) => r.ring.wall)).toFixed(1)} µs (${median(rows.map((r) => r.ring.cpu)).toFixed(1)} µs CPU), ` +
+    `2 inputs' handover ${median(rows.map((r) => r.handover)).toFixed(1)} µs CPU, hop / ring floor ${median(rows.map((r) => (r.hopThreads.wall - r.hopMain.wall) / r.ring.wall)).toFixed(2)}x; ` +
     `busy ${BUSY_MS} ms: 2 thread instances ${median(rows.map((r) => r.busyThreads / r.busyThreads1)).toFixed(2)}x one, ` +
-    `${median(rows.map((r) => r.busyThreads / r.busyMain)).toFixed(2)}x 2 in-thread instances`,
+    `${median(rows.map((r) => r.busyThreads / r.busyMain)).toFixed(2)}x 2 in-thread instances; ` +
+    `bare workers 2 vs 1 ${median(rows.map((r) => r.bare2 / r.bare1)).toFixed(2)}x (thread instances reach ${median(rows.map((r) => r.busyThreads / r.busyThreads1 / (r.bare2 / r.bare1))).toFixed(2)} of it)`,
 );
 console.log(`load average ${loadavg().map((l) => l.toFixed(2)).join(" ")}`);
 await reg.close();
