@@ -17,6 +17,7 @@ import { ModelRegistry } from "../src/runtime/model-registry.js";
 import type { InferInput, InferOutput } from "../src/runtime/model-version.js";
 import { InferenceRequest } from "../src/runtime/request.js";
 import { Tensor } from "../src/tensor.js";
+import { cuda } from "../src/cuda.js";
 import { ADD_SUB, CALLER, FAILING, PROBE, TICKER, blsHarness } from "./fixtures/runtime-bls.js";
 import { DECOUPLED, IN, PLAIN, cleanupModels, closeGate, loadModels } from "./fixtures/runtime-decoupled.js";
 import { cleanupRepos, http, makeRepo, startTestServer } from "./server-helpers.js";
@@ -311,5 +312,61 @@ test("the README's BLS example runs: it calls add_sub, then streams from repeat"
   t.deepEqual(out(o, "OUTPUT0"), [11, 22, 33, 44]);
   t.deepEqual(out(o, "OUTPUT1"), [22, 44, 66, 88]);
   t.is(reg.get("repeat").stats.snapshot().inference_stats.success.count, 1);
+  await reg.close();
+});
+
+// --- with a GPU -------------------------------------------------------------
+
+const gpu = cuda.isAvailable() ? test : test.skip;
+const needsGpu = cuda.isAvailable() ? "" : ` [skipped: needs a CUDA GPU; ${cuda.unavailableReason()}]`;
+
+const ADD_SUB_IO = readFileSync(join(import.meta.dirname, "..", "examples/models/add_sub/config.pbtxt"), "utf8").replace(/^name: .*$/m, "");
+/** Records where its INPUT0 lives (device, address) by request id, and answers add_sub on the host. */
+const GPU_PROBE = `
+import { InferenceResponse, Tensor, type InferenceRequest } from "tensorbridge";
+export default class GpuProbe {
+  execute(requests: InferenceRequest[]) {
+    return requests.map((r) => {
+      const a = r.getInputTensorByName("INPUT0")!;
+      (globalThis as any).__tbGpuBls.seen.set(r.requestId, { cpu: a.isCpu(), ptr: a.dataPtr });
+      const x = a.toCpu().data() as Float32Array, y = r.getInputTensorByName("INPUT1")!.toCpu().data() as Float32Array;
+      return new InferenceResponse({ outputTensors: { OUTPUT0: Tensor.from(x.map((v, i) => v + y[i]!)), OUTPUT1: Tensor.from(x.map((v, i) => v - y[i]!)) } });
+    });
+  }
+}
+`;
+/** Moves its inputs to the GPU and calls the model named by its \`target\` parameter with them. */
+const GPU_CALLER = `
+import { InferenceRequest, InferenceResponse, type InferenceRequest as Req } from "tensorbridge";
+export default class GpuCaller {
+  async execute(requests: Req[]) {
+    const out = [];
+    for (const r of requests) {
+      const a = r.getInputTensorByName("INPUT0")!.cuda(0).withName("INPUT0");
+      const b = r.getInputTensorByName("INPUT1")!.cuda(0).withName("INPUT1");
+      (globalThis as any).__tbGpuBls.sent.set(r.requestId, a.dataPtr);
+      const res = await new InferenceRequest({ modelName: String(r.parameters["target"]), inputs: [a, b], requestedOutputNames: ["OUTPUT0", "OUTPUT1"] }).exec();
+      if (res.hasError()) throw res.error;
+      out.push(new InferenceResponse({ outputTensors: res.outputTensors }));
+    }
+    return out;
+  }
+}
+`;
+
+gpu(`GPU tensors cross a BLS call without a copy where the callee keeps GPU inputs (FORCE_CPU_ONLY_INPUT_TENSORS "no"), and reach it on the host by default${needsGpu}`, async (t) => {
+  const seen = new Map<string, { cpu: boolean; ptr: bigint }>();
+  const sent = new Map<string, bigint>();
+  (globalThis as unknown as { __tbGpuBls: unknown }).__tbGpuBls = { seen, sent };
+  const keepGpu = `${ADD_SUB_IO}\nparameters: { key: "FORCE_CPU_ONLY_INPUT_TENSORS" value: { string_value: "no" } }\n`;
+  const { reg } = await loadModels({ caller: { config: ADD_SUB_IO, model: GPU_CALLER }, on_gpu: { config: keepGpu, model: GPU_PROBE }, on_cpu: { config: ADD_SUB_IO, model: GPU_PROBE } });
+  for (const [id, target] of [["keep", "on_gpu"], ["host", "on_cpu"]] as const) {
+    const o = await reg.get("caller").infer(call({ id, parameters: { target } }));
+    t.deepEqual(out(o, "OUTPUT0"), [11, 22, 33, 44], id);
+    t.deepEqual(out(o, "OUTPUT1"), [-9, -18, -27, -36], id);
+  }
+  t.false(seen.get("keep")!.cpu, "the callee got the tensor on the GPU");
+  t.is(seen.get("keep")!.ptr, sent.get("keep")!, "the same device memory: no copy");
+  t.true(seen.get("host")!.cpu, "FORCE_CPU_ONLY_INPUT_TENSORS's default moves it to the host, as Triton does");
   await reg.close();
 });

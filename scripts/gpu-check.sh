@@ -5,7 +5,7 @@
 #
 #   1. cargo: crates/core/tests/cuda.rs, GPU tests included (TB_REQUIRE_CUDA=1: no skipping)
 #   2. node:  scripts/gpu/node-check.mjs against the built JS package and addon
-#   3. ava:   the suites with GPU-gated tests (cuda, server-cuda-shm, dlpack, runtime-threads), run from the working tree
+#   3. ava:   the suites with GPU-gated tests (cuda, server-cuda-shm, dlpack, runtime-threads, runtime-bls, runtime-load), run from the working tree
 #      with the carried node_modules and addon; a skipped GPU test is a failure here
 #      (TB_AVA_ALL=1: every suite; TB_AVA_FILES="x.spec.ts …": those)
 #   4. python: scripts/gpu/torch_interop.py, PyTorch CUDA <-> tensorbridge-core in one process
@@ -70,7 +70,7 @@ ava_gpu() {
   local log="$logs/ava-gpu.log"
   # TB_AVA_ALL=1: every suite, to see that nothing else changes where CUDA works (the real-
   # client suites skip there: no Triton client venv).
-  local files=(__test__/cuda.spec.ts __test__/server-cuda-shm.spec.ts __test__/dlpack.spec.ts __test__/runtime-threads.spec.ts)
+  local files=(__test__/cuda.spec.ts __test__/server-cuda-shm.spec.ts __test__/dlpack.spec.ts __test__/runtime-threads.spec.ts __test__/runtime-bls.spec.ts __test__/runtime-load.spec.ts)
   [[ "${TB_AVA_ALL:-0}" == 1 ]] && files=()
   # TB_AVA_FILES="a.spec.ts b.spec.ts": those suites only.
   [[ -n "${TB_AVA_FILES:-}" ]] && read -r -a files <<<"$TB_AVA_FILES"
