@@ -161,11 +161,11 @@ delete env.RUSTUP_HOME;
 if (spawnSync("sh", ["-c", "command -v cargo || command -v rustc"], { env }).status === 0) fail("cargo or rustc is still on PATH");
 const install = spawnSync("npm", ["install", "--no-audit", "--no-fund", "--prefer-offline", ...packed.map((p) => p.path)], { cwd: app, env, encoding: "utf8" });
 if (install.status !== 0) fail(`npm install exited ${install.status}\n${install.stdout}\n${install.stderr}`);
-const said = `${install.stdout}${install.stderr}`.trim();
-log(`npm install (no cargo/rustc on PATH): ${said.split("\n").join(" | ")}`);
+const installed = `${install.stdout}${install.stderr}`.trim();
+log(`npm install (no cargo/rustc on PATH): ${installed.split("\n").join(" | ")}`);
 // Nothing for the user to act on: no warning (EBADENGINE, install scripts not
 // covered by allowScripts, deprecations) and no error, about any package.
-const warnings = said.split("\n").filter((l) => /^npm (warn|error|ERR!)/i.test(l.trim()));
+const warnings = installed.split("\n").filter((l) => /^npm (warn|error|ERR!)/i.test(l.trim()));
 if (warnings.length > 0) fail(`npm install printed what a user would have to act on:\n${warnings.join("\n")}`);
 
 // No install script anywhere in the installed tree but inside the bundled
