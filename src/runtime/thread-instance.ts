@@ -6,10 +6,12 @@
  *
  * The serving thread keeps a stand-in model object ({@link ThreadInstance})
  * in the instance's place, so scheduling, batching, input and output checks
- * and statistics are the same as for an in-thread instance. Tensors cross
- * with `Tensor.transfer`: without copying their bytes, but for outputs in
- * the worker's own JS memory, which dies with the worker (and BYTES
- * elements); errors keep their message and Triton code.
+ * and statistics are the same as for an in-thread instance. Inputs cross
+ * with `Tensor.transfer`, without copying their bytes; outputs too, but for
+ * small host outputs (16 KiB or less, see thread-wire.ts), which come back
+ * by value through the ring, cheaper than a handover, and outputs in the
+ * worker's own JS memory, which dies with the worker, which are copied once
+ * (BYTES elements are copied); errors keep their message and Triton code.
  *
  * Requests, responses and every other message go through two
  * `SharedArrayBuffer` rings (one each way, see `thread-ring.ts`), not
