@@ -231,6 +231,11 @@ test("small host outputs come back by value, larger ones and BYTES by DLPack add
   const large = toWire(Tensor.from(new Float32Array(INLINE_MAX_BYTES / 4 + 1), { name: "B" }), true);
   t.true("address" in large);
   fromWire(large).dispose();
+  const big = new Float32Array(1 << 20);
+  big.set([1, 2, 3, 4], 8);
+  const window = toWire(Tensor.from(big.subarray(8, 12), { name: "W" }), true);
+  t.true("data" in window && window.data.buffer.byteLength === 16, "a window on a larger buffer is cut out (postMessage would clone all of it)");
+  t.deepEqual(Array.from(fromWire(window).data() as Float32Array), [1, 2, 3, 4]);
   const input = toWire(Tensor.from(new Float32Array(4), { name: "C" }));
   t.true("address" in input, "without inline (inputs), by address");
   fromWire(input).dispose();

@@ -88,7 +88,9 @@ export function toWire(t: Tensor, inline = false): WireTensor {
   const dtype = t.dtype;
   if (inline && dtype !== "BYTES" && t.isCpu() && t.byteLength <= INLINE_MAX_BYTES) {
     const v = t.data();
-    return { name: t.name, dtype, shape: t.shape, data: new Uint8Array(v.buffer, v.byteOffset, v.byteLength) };
+    const bytes = new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
+    // A window on a larger buffer is cut out: a message that goes by postMessage (a full ring) clones a view's whole buffer.
+    return { name: t.name, dtype, shape: t.shape, data: v.buffer.byteLength === v.byteLength ? bytes : bytes.slice() };
   }
   if (dtype === "BYTES") {
     const elements = t.bytes();
