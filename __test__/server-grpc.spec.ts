@@ -231,7 +231,7 @@ test("RepositoryModelLoad / Unload: a config parameter (string_param), Triton's 
   t.deepEqual(await grpcUnary(c, "ModelReady", { name: "slow" }), { ok: true, value: { ready: true } });
   const cfg = await grpcUnary(c, "ModelConfig", { name: "slow" });
   t.is(cfg.ok && cfg.value.config.instance_group[0].count, 3, "loaded with the config sent");
-  isError(t, await grpcUnary(c, "RepositoryModelLoad", { model_name: "nope" }), grpc.status.NOT_FOUND, /nope/);
+  isError(t, await grpcUnary(c, "RepositoryModelLoad", { model_name: "nope" }), grpc.status.INTERNAL, /^failed to load 'nope', failed to poll from model repository: /);
   isError(t, await grpcUnary(c, "RepositoryModelLoad", { repository_name: "r", model_name: "slow" }), grpc.status.UNIMPLEMENTED, "'repository_name' specification is not supported");
 });
 

@@ -63,27 +63,28 @@ test("load a model added after start, unload it (finalize runs), load it again",
   }
 });
 
-test("load/unload errors: unknown model, bad config, bad body", async (t) => {
+test("load/unload errors: unknown model, bad config, bad body (Triton 2.51's statuses; server-repository-api.spec.ts has the rest)", async (t) => {
   const repo = makeRepo({ add_sub: ADD_SUB });
   const s = await startTestServer(repo);
   try {
     const unknown = await http(s, "POST", "/v2/repository/models/nope/load");
-    t.is(unknown.status, 404);
-    t.regex(unknown.json.error, /no model directory 'nope'/);
-    t.is((await http(s, "POST", "/v2/repository/models/nope/unload")).status, 404);
+    t.is(unknown.status, 500);
+    t.regex(unknown.json.error, /^failed to load 'nope', failed to poll from model repository: no model directory 'nope'/);
+    t.is((await http(s, "POST", "/v2/repository/models/nope/unload")).status, 200, "unloading what is not there succeeds, as in Triton");
     addModel(repo, "bad_force", BAD_FORCE);
     const bad = await http(s, "POST", "/v2/repository/models/bad_force/load");
-    t.is(bad.status, 400);
+    // Refused by the config's checks, before anything loads: Triton's 500 "failed to poll from model repository".
+    t.is(bad.status, 500);
     t.regex(bad.json.error, /FORCE_CPU_ONLY_INPUT_TENSORS must be "yes" or "no", got "maybe"/);
-    t.is((await http(s, "POST", "/v2/repository/models/add_sub/load", "{x")).status, 400);
-    t.is((await http(s, "POST", "/v2/repository/models/add_sub/load", { parameters: [] })).status, 400);
+    t.is((await http(s, "POST", "/v2/repository/models/add_sub/load", "{x")).status, 500);
+    t.is((await http(s, "POST", "/v2/repository/models/add_sub/load", { parameters: [] })).status, 500);
     // Files need a config (server-load-files.spec.ts has the rest): Triton's 500.
     const files = await http(s, "POST", "/v2/repository/models/add_sub/load", { parameters: { "file:1/model.ts": "" } });
     t.is(files.status, 500);
     t.regex(files.json.error, /Load parameter 'config' must be specified for model file override/);
     const badJson = await http(s, "POST", "/v2/repository/models/add_sub/load", { parameters: { config: "{nope" } });
-    t.is(badJson.status, 400);
-    t.regex(badJson.json.error, /not valid JSON/);
+    t.is(badJson.status, 500);
+    t.regex(badJson.json.error, /failed to poll from model repository: .*not valid JSON/);
     t.is((await http(s, "POST", "/v2/models/add_sub/infer", ADD_SUB_JSON)).status, 200, "a failed reload keeps the old version serving");
   } finally {
     await s.close();
@@ -103,7 +104,7 @@ test("reload with a config override from the load request", async (t) => {
     t.is(now.instance_group[0].name, "add_sub_0");
     t.is((await http(s, "POST", "/v2/models/add_sub/infer", ADD_SUB_JSON)).status, 200);
     const bad = await http(s, "POST", "/v2/repository/models/add_sub/load", { parameters: { config: JSON.stringify({ ...cfg, bogus: 1 }) } });
-    t.is(bad.status, 400);
+    t.is(bad.status, 500, "a config refused: Triton's 'failed to poll from model repository'");
     t.regex(bad.json.error, /field "bogus": unknown field/);
   } finally {
     await s.close();

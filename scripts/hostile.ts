@@ -189,6 +189,8 @@ function httpCase(next: () => number, region: string): HttpCase {
     case 9: {
       const name = pick(TRAVERSAL);
       const path = pick([infer(name), `/v2/models/${name}`, `/v2/models/${name}/config`, `/v2/repository/models/${name}/load`, `/v2/repository/models/${name}/unload`, `/v2/models/${name}/versions/1/infer`]);
+      // Unloading a model the repository lacks succeeds in Triton 2.51 (and here): a kind of its own, whose 200 is no failure.
+      if (path.endsWith("/unload")) return { kind: "traversal-unload", path, body: "{}", method: "POST", mayServe: true };
       return { kind: "traversal-model", path, body: path.endsWith("infer") ? VALID_JSON : path.endsWith("load") ? "{}" : undefined, method: path.endsWith("config") || !/infer|load/.test(path) ? "GET" : "POST" };
     }
     case 10: {
@@ -388,6 +390,10 @@ async function pooledHttp(pool: Pool, c: HttpCase): Promise<{ outcome: string; e
   // Triton 2.51 answers a body that is not JSON with 500 and these words (see
   // DESIGN.md's observed behaviour): matched, so counted apart, not as a failure.
   if (res.statusCode === 500 && error?.startsWith("failed to parse the request JSON buffer")) return { outcome: "http 500 (Triton's answer to unparseable JSON)" };
+  // And a load of a model the repository does not have with 500 "failed to load '…', failed to poll from model repository".
+  if (res.statusCode === 500 && error !== undefined && /^failed to load '.*', failed to poll from model repository: /s.test(error)) {
+    return { outcome: "http 500 (Triton's answer to loading a model the repository lacks)" };
+  }
   return { outcome: `http ${res.statusCode}`, error: res.statusCode >= 400 && error === undefined ? `no JSON error in ${JSON.stringify(text.slice(0, 200))}` : undefined };
 }
 

@@ -15,6 +15,7 @@ import { modelConfigFromJson, type ModelConfig } from "./config.js";
 import { addBlsTarget } from "./bls.js";
 import { ServingError, errorMessage } from "./errors.js";
 import { ModelVersion, type RuntimeLogger } from "./model-version.js";
+import { modelDirectorySnapshot } from "./model-snapshot.js";
 import { checkFilesModelName, filesRefusal, modelFilePaths, writeModelFiles, type ModelFiles, type ModelFilesDirectory } from "./model-files.js";
 import {
   findModelFile,
@@ -100,6 +101,31 @@ interface ModelEntry {
   files: ModelFilesDirectory | undefined;
   /** True when the last load was from files: the index lists it only if the repository has it too (as Triton). */
   fromFiles: boolean;
+  /**
+   * False until a load of it got past its config (Triton's "poll" of the
+   * repository): until then the model is unknown to the server, as in
+   * Triton (the index lists its directory only, requests find no model,
+   * readiness ignores it, unloading it changes nothing).
+   */
+  polled: boolean;
+  /** Its directory as it was when the serving versions were loaded from the repository (see model-snapshot.ts); undefined: unknown, or loaded from files. */
+  snapshot: string | undefined;
+}
+
+/**
+ * A load refused before anything was loaded: the model is missing, or its
+ * config cannot be read or is not valid. Triton 2.51 answers these
+ * INTERNAL "failed to load '…', failed to poll from model repository" and
+ * only logs why; the reason follows those words here. The code stays the
+ * cause's (`ERR_MODEL_NOT_FOUND`, `ERR_CONFIG_*`).
+ */
+export function pollRefusal(name: string, cause: ServingError): ServingError {
+  return new ServingError(cause.code, `failed to load '${name}', failed to poll from model repository: ${cause.message}`, { tritonCode: "INTERNAL", cause });
+}
+
+/** Whether a load's `config` is given (absent, null and "" are not: Triton's `load_model(name, config="")` from a model). */
+function hasConfig(config: unknown): boolean {
+  return config !== undefined && config !== null && config !== "";
 }
 
 const silent: RuntimeLogger = { info() {}, warn() {}, error() {} };
@@ -143,7 +169,7 @@ export class ModelRegistry {
     const failed: string[] = [];
     for (const m of models) {
       try {
-        await this.#withLock(m.name, () => this.#load(m, undefined));
+        await this.#withLock(m.name, async () => this.#load(m, undefined, { snapshot: await modelDirectorySnapshot(m.dir) }));
       } catch {
         failed.push(m.name);
       }
@@ -154,21 +180,31 @@ export class ModelRegistry {
   /**
    * Loads (or reloads) one model. On reload the new versions are loaded
    * first and the old ones are unloaded (after their requests finish) only
-   * when that succeeded; otherwise the old ones keep serving.
+   * when that succeeded; otherwise the old ones keep serving. As Triton
+   * 2.51: a model that serves from the repository is not loaded again when
+   * the load brings no config and its directory did not change since (the
+   * request succeeds; the running versions keep their state and
+   * statistics).
    *
-   * @throws {ServingError} `ERR_MODEL_NOT_FOUND` when the repository has no
-   * such model; `ERR_CONFIG_*` / `ERR_MODEL_LOAD` when it fails to load.
+   * @throws {ServingError} refused before anything loads ({@link pollRefusal},
+   * INTERNAL, nothing changes): `ERR_MODEL_NOT_FOUND` when the repository
+   * has no such model, `ERR_CONFIG_*` for a config that cannot be read or is
+   * not valid; `ERR_CONFIG_*` / `ERR_MODEL_LOAD` when it fails to load.
    */
   async load(name: string, opts: LoadOptions = {}): Promise<void> {
     if (this.#closed) throw new ServingError("ERR_SERVER_CLOSED", "the server is shutting down");
     // Any key makes it a load from files (a key without the `file:` prefix is refused there, as Triton refuses it).
     if (opts.files !== undefined && opts.files !== null && Object.keys(opts.files).length > 0) return this.#loadFiles(name, opts.config, opts.files);
     const m = await findRepositoryModel(this.repository, name);
-    if (!m) throw new ServingError("ERR_MODEL_NOT_FOUND", `failed to load '${name}': no model directory '${name}' in the model repository`);
+    if (!m) throw pollRefusal(name, new ServingError("ERR_MODEL_NOT_FOUND", `no model directory '${name}' in the model repository`));
     await this.#withLock(name, async () => {
-      await this.#load(m, opts.config);
+      const entry = this.#models.get(name)!;
+      const snapshot = await modelDirectorySnapshot(m.dir);
+      const unchanged = snapshot !== undefined && snapshot === entry.snapshot && entry.files === undefined && entry.versions.size > 0;
+      if (unchanged && !hasConfig(opts.config)) return;
+      await this.#load(m, opts.config, { api: true, snapshot });
       // Served from the repository again: the files it was loaded from before go.
-      await this.#dropFiles(this.#models.get(name)!);
+      await this.#dropFiles(entry);
     });
   }
 
@@ -190,7 +226,7 @@ export class ModelRegistry {
       const dir = await writeModelFiles(name, files);
       try {
         const m = await modelDirectory(name, dir.path);
-        await this.#load(m, config);
+        await this.#load(m, config, { api: true });
       } catch (e) {
         await dir.remove();
         throw e;
@@ -214,18 +250,15 @@ export class ModelRegistry {
   /**
    * Unloads a model: it stops taking requests, waits for running ones, and
    * its instances are finalised. Unloading a model that is not loaded does
-   * nothing.
-   *
-   * @throws {ServingError} `ERR_MODEL_NOT_FOUND` for a model neither loaded
-   * nor in the repository.
+   * nothing and succeeds, also for a name the repository does not have (as
+   * Triton 2.51).
    */
   async unload(name: string): Promise<void> {
     const entry = this.#models.get(name);
-    if (!entry) {
-      if (await findRepositoryModel(this.repository, name)) return;
-      throw new ServingError("ERR_MODEL_NOT_FOUND", `failed to unload '${name}': no such model`);
-    }
+    if (!entry) return;
     await this.#withLock(name, async () => {
+      // Never got past a load's config (a load may have been under way): still unknown, nothing to unload.
+      if (!entry.polled) return;
       entry.wanted = false;
       entry.state = "UNLOADING";
       const versions = [...entry.versions.values()];
@@ -244,7 +277,19 @@ export class ModelRegistry {
   async #withLock<T>(name: string, fn: () => Promise<T>): Promise<T> {
     let entry = this.#models.get(name);
     if (!entry) {
-      entry = { name, state: "LOADING", reason: "", config: undefined, versions: new Map(), lock: Promise.resolve(), wanted: true, files: undefined, fromFiles: false };
+      entry = {
+        name,
+        state: "LOADING",
+        reason: "",
+        config: undefined,
+        versions: new Map(),
+        lock: Promise.resolve(),
+        wanted: true,
+        files: undefined,
+        fromFiles: false,
+        polled: false,
+        snapshot: undefined,
+      };
       this.#models.set(name, entry);
     }
     const prev = entry.lock;
@@ -258,13 +303,21 @@ export class ModelRegistry {
     }
   }
 
-  async #load(m: RepositoryModel, override: unknown): Promise<void> {
+  /**
+   * Loads a model's versions from `m`. `api`: a load request's (a config
+   * refused is a {@link pollRefusal} and changes nothing; at start it is
+   * recorded as the model's reason). `snapshot`: the directory as it was
+   * before the load, recorded when it succeeds.
+   */
+  async #load(m: RepositoryModel, override: unknown, opts: { api?: boolean; snapshot?: string } = {}): Promise<void> {
     const entry = this.#models.get(m.name)!;
+    const before = { state: entry.state, reason: entry.reason, wanted: entry.wanted };
     entry.wanted = true;
     const wasServing = entry.versions.size > 0;
     if (!wasServing) entry.state = "LOADING";
     let config: ModelConfig;
     const fresh: ModelVersion[] = [];
+    let polled = false;
     try {
       // With auto-complete on, inputs and outputs may leave out what the model's autoCompleteConfig fills in.
       const source = async (partial: boolean): Promise<ModelConfig> => {
@@ -286,6 +339,8 @@ export class ModelRegistry {
         return readModelConfig(m, { partial });
       };
       config = await source(this.autoCompleteConfig);
+      polled = true;
+      entry.polled = true;
       let imported: { file: string; cls: new () => unknown } | undefined;
       const versions = selectVersions(config.version_policy, m.versions);
       if (versions.length === 0) {
@@ -339,6 +394,13 @@ export class ModelRegistry {
       for (const mv of fresh) await mv.unload(this.#log);
       const err =
         e instanceof ServingError ? e : new ServingError("ERR_MODEL_LOAD", `failed to load '${m.name}': ${errorMessage(e)}`, { cause: e });
+      if (!polled && opts.api) {
+        // As Triton: a load request refused at the config leaves the model as it was (not even known, if it was not).
+        Object.assign(entry, before);
+        this.#log.error(`failed to load '${m.name}', failed to poll from model repository: ${err.message}`);
+        throw pollRefusal(m.name, err);
+      }
+      entry.polled = true;
       if (!wasServing) {
         entry.state = "UNAVAILABLE";
         entry.reason = err.message;
@@ -351,6 +413,7 @@ export class ModelRegistry {
     entry.config = config;
     entry.state = "READY";
     entry.reason = "";
+    entry.snapshot = opts.snapshot;
     for (const v of fresh) this.#log.info(`successfully loaded '${m.name}' version ${v.version}`);
     await Promise.all(old.map((v) => v.unload(this.#log)));
   }
@@ -366,7 +429,7 @@ export class ModelRegistry {
    */
   get(name: string, version?: number | string): ModelVersion {
     const entry = this.#models.get(name);
-    if (!entry) throw new ServingError("ERR_MODEL_NOT_FOUND", `Request for unknown model: '${name}' is not found`);
+    if (!entry?.polled) throw new ServingError("ERR_MODEL_NOT_FOUND", `Request for unknown model: '${name}' is not found`);
     if (version === undefined || version === "") {
       let best: ModelVersion | undefined;
       for (const v of entry.versions.values()) if (v.ready && (!best || v.version > best.version)) best = v;
@@ -419,6 +482,7 @@ export class ModelRegistry {
   allReady(strict = true): boolean {
     if (this.#closed) return false;
     for (const e of this.#models.values()) {
+      if (!e.polled) continue;
       if (e.state === "LOADING" && e.versions.size === 0) return false;
       if (strict && e.wanted && e.versions.size === 0) return false;
     }
@@ -432,7 +496,8 @@ export class ModelRegistry {
    * @param opts - `ready: true` lists only ready versions.
    */
   async index(opts: { ready?: boolean } = {}): Promise<ModelIndexEntry[]> {
-    const names = new Set<string>(this.#models.keys());
+    // A model no load got past its config is listed as its directory only (or not at all, without one).
+    const names = new Set<string>([...this.#models].filter(([, e]) => e.polled).map(([n]) => n));
     const inRepository = new Set<string>();
     try {
       for (const m of await scanRepository(this.repository)) inRepository.add(m.name);
@@ -445,7 +510,7 @@ export class ModelRegistry {
     const out: ModelIndexEntry[] = [];
     for (const name of [...names].toSorted()) {
       const e = this.#models.get(name);
-      if (!e) {
+      if (!e?.polled) {
         if (!opts.ready) out.push({ name });
         continue;
       }

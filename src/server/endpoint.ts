@@ -17,7 +17,7 @@ import { configTypeToDtype, type ModelConfig } from "../runtime/config.js";
 import { MODEL_CONTROL_REFUSAL, ServingError } from "../runtime/errors.js";
 import { ModelError } from "../runtime/model-error.js";
 import { FILE_PARAMETER_PREFIX, fileParameterContent } from "../runtime/model-files.js";
-import type { ModelIndexEntry, ModelRegistry } from "../runtime/model-registry.js";
+import { pollRefusal, type ModelIndexEntry, type ModelRegistry } from "../runtime/model-registry.js";
 import type { InferCallbacks, InferInput, ModelVersion, RuntimeLogger, StreamCallbacks } from "../runtime/model-version.js";
 import type { ModelStatistics } from "../runtime/stats.js";
 import type { SharedMemoryAccess } from "./codec.js";
@@ -250,12 +250,19 @@ export class InferenceEndpoint {
    * string), and `file:<path>` parameters whose values are the files'
    * contents, as bytes (gRPC's `bytes_param`) or base64 strings (HTTP). With
    * files the model loads from a temporary directory made of them (see
-   * `runtime/model-files.ts`) and `config` is required.
+   * `runtime/model-files.ts`) and `config` is required. Each transport
+   * checks the parameters' kinds and keys first, as Triton's frontend for
+   * it does. A model that serves and whose directory did not change is not
+   * loaded again by a load without `config` (see the registry's `load`).
    * @throws {ServingError} `ERR_MODEL_CONTROL` when the model-control mode
-   * forbids it; `ERR_MODEL_FILES` for files that do not make a model
-   * directory (Triton's INTERNAL "failed to load '…', failed to poll from
-   * model repository", with the reason), or a value that is not base64
-   * (INVALID_ARG); `ERR_MODEL_NOT_FOUND`, `ERR_CONFIG_*`, `ERR_MODEL_LOAD`.
+   * forbids it; refusals before anything loads, INTERNAL "failed to load
+   * '…', failed to poll from model repository" as Triton's, then why:
+   * `ERR_MODEL_FILES` for files that do not make a model directory,
+   * `ERR_MODEL_NOT_FOUND` for a model the repository does not have,
+   * `ERR_CONFIG_*` for a `config` that is empty, not JSON or not a valid
+   * config (or such a config.pbtxt); `ERR_MODEL_FILES` (INVALID_ARG) for a
+   * file value that is not base64; `ERR_CONFIG_*`, `ERR_MODEL_LOAD` when the
+   * model fails to load.
    */
   async loadModel(model: string, parameters: Readonly<Record<string, unknown>> = {}): Promise<void> {
     this.#controlAllowed();
@@ -266,13 +273,19 @@ export class InferenceEndpoint {
       files[k] = fileParameterContent(model, k, v);
     }
     const config = parameters["config"];
+    // Sent empty, over HTTP or gRPC, it is a config Triton fails to parse (the registry reads "" as none: a model's load_model(name, config="")).
+    if (config === "" && files === undefined) {
+      throw pollRefusal(model, new ServingError("ERR_CONFIG_INVALID", `the config given for '${model}' is empty (send the model's config as JSON, or leave 'config' out)`));
+    }
     await this.registry.load(model, { ...(config === undefined ? {} : { config }), ...(files === undefined ? {} : { files }) });
   }
 
   /**
-   * Unloads a model (waits for its requests, runs `finalize()`).
+   * Unloads a model (waits for its requests, runs `finalize()`); a model
+   * that is not loaded, or that the repository does not have, is unloaded
+   * already: that succeeds, as in Triton 2.51.
    * @throws {ServingError} `ERR_MODEL_CONTROL` when the model-control mode
-   * forbids it, `ERR_MODEL_NOT_FOUND`.
+   * forbids it.
    */
   async unloadModel(model: string): Promise<void> {
     this.#controlAllowed();

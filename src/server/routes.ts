@@ -10,6 +10,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 
 import { Cancellation } from "../runtime/cancel.js";
 import { ServingError, errorMessage } from "../runtime/errors.js";
+import { FILE_PARAMETER_PREFIX } from "../runtime/model-files.js";
 import type { InferenceEndpoint } from "./endpoint.js";
 import { serveGenerate } from "./http-generate.js";
 import { inferBody, inferResponseHeaders, writeInferResponse } from "./http-infer.js";
@@ -39,6 +40,56 @@ function jsonBody(req: FastifyRequest): Record<string, unknown> {
     throw new ServingError("ERR_INVALID_REQUEST", "the request body must be a JSON object");
   }
   return v as Record<string, unknown>;
+}
+
+/**
+ * The JSON body of a repository request, as Triton 2.51's HTTP frontend
+ * reads it: empty or not an object is no field at all; JSON that does not
+ * parse is 500 (INTERNAL) in Triton's words, then why.
+ */
+function repositoryBody(req: FastifyRequest): Record<string, unknown> {
+  const body = req.body as Buffer | undefined;
+  if (!body || body.length === 0) return {};
+  let v: unknown;
+  try {
+    v = JSON.parse(body.toString("utf8"));
+  } catch (e) {
+    throw new ServingError("ERR_INVALID_REQUEST", `failed to parse the request JSON buffer: ${errorMessage(e)}`, { tritonCode: "INTERNAL" });
+  }
+  return typeof v === "object" && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
+}
+
+/**
+ * A load request's `parameters`, checked in their order as Triton 2.51's
+ * HTTP frontend checks them (each refusal 500, INTERNAL, in Triton's words
+ * and then why): an object, every value a string, every key `config` or
+ * `file:<path>`.
+ */
+function loadParameters(body: Record<string, unknown>): Record<string, unknown> {
+  const params = body["parameters"];
+  if (params === undefined) return {};
+  if (typeof params !== "object" || params === null || Array.isArray(params)) {
+    throw new ServingError("ERR_INVALID_REQUEST", "attempt to get members for non-object: 'parameters' must be a JSON object", { tritonCode: "INTERNAL" });
+  }
+  for (const [key, value] of Object.entries(params)) {
+    if (typeof value !== "string") {
+      const what = key.startsWith(FILE_PARAMETER_PREFIX) ? "the file's content as a base64 string" : key === "config" ? "the model's config as a JSON string" : "a string";
+      throw new ServingError("ERR_INVALID_REQUEST", `attempt to access JSON non-string as string: load parameter '${key}' must be ${what}`, { tritonCode: "INTERNAL" });
+    }
+    if (key !== "config" && !key.startsWith(FILE_PARAMETER_PREFIX)) {
+      throw new ServingError(
+        "ERR_INVALID_REQUEST",
+        `unexpected error on creating Triton parameter: unknown load parameter '${key}' (a load takes 'config' and '${FILE_PARAMETER_PREFIX}<path>' parameters)`,
+        { tritonCode: "INTERNAL" },
+      );
+    }
+  }
+  return params as Record<string, unknown>;
+}
+
+/** A repository request that succeeded: 200 with an empty body, as Triton 2.51 answers. */
+function done(reply: FastifyReply): FastifyReply {
+  return reply.code(200).header("content-type", "application/json").send("");
 }
 
 function notReady(reply: FastifyReply, message: string): FastifyReply {
@@ -128,25 +179,24 @@ export function registerRoutes(app: FastifyInstance, endpoint: InferenceEndpoint
   }
 
   // --- model repository ----------------------------------------------------
+  // Triton 2.51's HTTP answers: bodies and parameters as repositoryBody and
+  // loadParameters read them; success is 200 with no body.
   app.post("/v2/repository/index", async (req) => {
-    const body = jsonBody(req);
-    const ready = body["ready"];
-    if (ready !== undefined && typeof ready !== "boolean") throw new ServingError("ERR_INVALID_REQUEST", "'ready' must be true or false");
+    const ready = repositoryBody(req)["ready"];
+    if (ready !== undefined && typeof ready !== "boolean") {
+      throw new ServingError("ERR_INVALID_REQUEST", "attempt to access JSON non-boolean as boolean: 'ready' must be true or false", { tritonCode: "INTERNAL" });
+    }
     return endpoint.repositoryIndex(ready === true);
   });
   app.post("/v2/repository/models/:model/load", async (req: FastifyRequest<{ Params: Params }>, reply) => {
-    const body = jsonBody(req);
-    const params = body["parameters"];
-    if (params !== undefined && (typeof params !== "object" || params === null || Array.isArray(params))) {
-      throw new ServingError("ERR_INVALID_REQUEST", "'parameters' must be a JSON object");
-    }
-    await endpoint.loadModel(req.params.model!, (params ?? {}) as Record<string, unknown>);
-    return reply.code(200).send({});
+    await endpoint.loadModel(req.params.model!, loadParameters(repositoryBody(req)));
+    return done(reply);
   });
+  // Triton 2.51 unloads whatever the body holds (JSON or not, any
+  // parameters): there are no dependents to unload here (no ensembles).
   app.post("/v2/repository/models/:model/unload", async (req: FastifyRequest<{ Params: Params }>, reply) => {
-    jsonBody(req);
     await endpoint.unloadModel(req.params.model!);
-    return reply.code(200).send({});
+    return done(reply);
   });
 
   // --- shared memory -------------------------------------------------------
