@@ -26,6 +26,10 @@ const test = base.serial;
 
 const POLL = "failed to poll from model repository";
 const OTHER = { ...ADD_SUB, config: ADD_SUB.config.replace(/name: "add_sub"/, 'name: "other"') };
+const FAILING = {
+  config: ADD_SUB.config.replace(/name: "add_sub"/, 'name: "failing"'),
+  model: `export default class Failing { initialize(): void { throw new Error("init boom"); } execute(): never { throw new Error("never"); } }`,
+};
 const INFER = {
   inputs: [
     { name: "INPUT0", shape: [4], datatype: "FP32", data: [1, 2, 3, 4] },
@@ -34,7 +38,7 @@ const INFER = {
 };
 
 base.before(async (t) => {
-  const repo = makeRepo({ add_sub: ADD_SUB, other: OTHER, broken: { config: 'input [ { name: "X" ', model: ADD_SUB.model } });
+  const repo = makeRepo({ add_sub: ADD_SUB, other: OTHER, broken: { config: 'input [ { name: "X" ', model: ADD_SUB.model }, failing: FAILING });
   t.context.repo = repo;
   t.context.server = await startTestServer(repo, { modelControlMode: "explicit", loadModels: ["add_sub"] });
   t.context.client = grpcClient(t.context.server);
@@ -110,7 +114,7 @@ test("a bad config without files (not JSON, not an object, not valid, empty) and
   t.is(e?.code, "ERR_CONFIG_SYNTAX");
   // add_sub still serves; 'other' and 'broken' are still unknown, as in Triton (directory only in the index, not found, the server ready).
   t.is((await http(s, "POST", "/v2/models/add_sub/infer", INFER)).status, 200);
-  t.deepEqual(await index(s), [{ name: "add_sub", version: "1", state: "READY" }, { name: "broken" }, { name: "other" }]);
+  t.deepEqual(await index(s), [{ name: "add_sub", version: "1", state: "READY" }, { name: "broken" }, { name: "failing" }, { name: "other" }]);
   t.is((await http(s, "GET", "/v2/models/other")).json?.error, "Request for unknown model: 'other' is not found");
   t.is((await http(s, "GET", "/v2/health/ready")).status, 200);
 });
@@ -165,7 +169,7 @@ test("repository index: 'ready' not a boolean is 500 'attempt to access JSON non
   t.is(all.status, 200);
   t.deepEqual(
     (all.json as { name: string }[]).map((m) => m.name),
-    ["add_sub", "broken", "other"],
+    ["add_sub", "broken", "failing", "other"],
   );
   t.deepEqual((await http(s, "POST", "/v2/repository/index", { ready: true })).json, [{ name: "add_sub", version: "1", state: "READY" }]);
 });
@@ -192,4 +196,19 @@ test("a load without config of a model that serves from an unchanged directory d
   addModel(repo, "add_sub", { ...ADD_SUB, config: `${ADD_SUB.config}\nversion_policy: { all { } }`, versions: [1, 2] });
   t.is((await load(s, "add_sub")).status, 200);
   t.deepEqual((await http(s, "GET", "/v2/models/add_sub")).json.versions, ["1", "2"]);
+});
+
+test("a model that fails to load (its initialize() throws): HTTP 400 / gRPC INVALID_ARGUMENT 'load failed for model …: version 1 is at UNAVAILABLE state: ' and why, as Triton's; ERR_MODEL_LOAD; the index's reason is why alone", async (t) => {
+  const { server: s, client: c } = t.context;
+  const words = "load failed for model 'failing': version 1 is at UNAVAILABLE state";
+  refused(t, await load(s, "failing"), 400, words, "HTTP");
+  const g = await grpcUnary(c, "RepositoryModelLoad", { model_name: "failing" });
+  t.true(!g.ok && g.code === grpc.status.INVALID_ARGUMENT && g.details.startsWith(`${words}: `), JSON.stringify(g));
+  const e = await t.throwsAsync(s.endpoint.loadModel("failing"), { instanceOf: ServingError });
+  t.is(e?.code, "ERR_MODEL_LOAD");
+  t.regex(e!.message, /^load failed for model 'failing': version 1 is at UNAVAILABLE state: .*init boom/);
+  const row = (await index(s)).find((m) => m.name === "failing") as { state?: string; reason?: string };
+  t.is(row.state, "UNAVAILABLE");
+  t.regex(row.reason ?? "", /^initialize\(\) of instance failing_0_0 failed: init boom/);
+  t.is((await http(s, "POST", "/v2/repository/models/failing/unload", {})).status, 200);
 });

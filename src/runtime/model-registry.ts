@@ -123,6 +123,17 @@ export function pollRefusal(name: string, cause: ServingError): ServingError {
   return new ServingError(cause.code, `failed to load '${name}', failed to poll from model repository: ${cause.message}`, { tritonCode: "INTERNAL", cause });
 }
 
+/**
+ * A load request whose model failed to load (its code, a module that does
+ * not import, an `initialize()` that throws…): Triton 2.51's words, "load
+ * failed for model '…': version N is at UNAVAILABLE state: ", then why
+ * (Triton's own reason is its backend's; the index's reason is why alone,
+ * as Triton's). The code and Triton code stay the cause's.
+ */
+export function loadRefusal(name: string, version: number, cause: ServingError): ServingError {
+  return new ServingError(cause.code, `load failed for model '${name}': version ${version} is at UNAVAILABLE state: ${cause.message}`, { tritonCode: cause.tritonCode, cause });
+}
+
 /** Whether a load's `config` is given (absent, null and "" are not: Triton's `load_model(name, config="")` from a model). */
 function hasConfig(config: unknown): boolean {
   return config !== undefined && config !== null && config !== "";
@@ -318,6 +329,8 @@ export class ModelRegistry {
     let config: ModelConfig;
     const fresh: ModelVersion[] = [];
     let polled = false;
+    /** The version being loaded when it failed (the newest while its class completes the config). */
+    let failing: number | undefined;
     try {
       // With auto-complete on, inputs and outputs may leave out what the model's autoCompleteConfig fills in.
       const source = async (partial: boolean): Promise<ModelConfig> => {
@@ -343,6 +356,7 @@ export class ModelRegistry {
       entry.polled = true;
       let imported: { file: string; cls: new () => unknown } | undefined;
       const versions = selectVersions(config.version_policy, m.versions);
+      failing = versions.at(-1);
       if (versions.length === 0) {
         throw new ServingError(
           "ERR_MODEL_LOAD",
@@ -368,6 +382,7 @@ export class ModelRegistry {
         config = completed ?? (await source(false));
       }
       for (const v of versions) {
+        failing = v;
         const dir = join(m.dir, String(v));
         const file = findModelFile(dir, config);
         if (!file) {
@@ -406,7 +421,7 @@ export class ModelRegistry {
         entry.reason = err.message;
       }
       this.#log.error(`failed to load '${m.name}': ${err.message}`);
-      throw err;
+      throw opts.api && failing !== undefined ? loadRefusal(m.name, failing, err) : err;
     }
     const old = [...entry.versions.values()];
     entry.versions = new Map(fresh.map((v) => [v.version, v]));
