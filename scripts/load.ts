@@ -14,7 +14,8 @@
  * the request's own input; a stream's responses by id and index): lost,
  * duplicated and mixed-up answers are counted and are failures. Requests
  * started before SIGTERM must be answered (but for HTTP requests written
- * on a keep-alive connection the server closed as idle at that moment,
+ * on a keep-alive connection the server closed as idle at that moment, or
+ * whose new connection was refused because the listener had closed:
  * counted apart as `keepAliveRace`); requests started after it are
  * answered or refused cleanly (HTTP 503 with a JSON error, gRPC
  * UNAVAILABLE, a refused or closed connection). Reports p50/p99/max per
@@ -67,7 +68,9 @@ export interface LoadReport {
      * HTTP requests the client had just written on a keep-alive connection
      * that the server, seeing it idle, closed at SIGTERM: never read, so
      * never accepted (HTTP/1.1 has no way to close a connection without
-     * this race; the client sees "other side closed" and may retry). gRPC
+     * this race; the client sees "other side closed" and may retry); and
+     * HTTP requests whose client was still opening a new connection when
+     * the listener closed (ECONNREFUSED: the server never saw them). gRPC
      * has no such race (GOAWAY names the last stream taken).
      */
     keepAliveRace: number;
@@ -337,7 +340,7 @@ export async function runLoad(opts: Partial<LoadOptions> = {}): Promise<LoadRepo
         st.sent++;
         if (inFlightAtSigterm.has(p)) {
           if (outcome.kind === "ok" || outcome.kind === "expected-error") shutdownStats.inFlightAnswered++;
-          else if (outcome.kind === "refused" && kind.endsWith("-http") && (outcome.how === "UND_ERR_SOCKET" || outcome.how === "ECONNRESET")) shutdownStats.keepAliveRace++;
+          else if (outcome.kind === "refused" && kind.endsWith("-http") && (outcome.how === "UND_ERR_SOCKET" || outcome.how === "ECONNRESET" || outcome.how === "ECONNREFUSED")) shutdownStats.keepAliveRace++;
           else if (failures.length < 20) failures.push(`${kind} ${id}: in flight at SIGTERM and not answered: ${JSON.stringify(outcome)}`);
         } else {
           st.lat.push(ms);
