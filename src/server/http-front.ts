@@ -51,7 +51,8 @@ export interface HttpFrontOptions<R> {
    * Whether the front serves a request whose head arrived: its route, or
    * undefined to hand the connection to node:http. Must not take a request
    * whose `Content-Length` is over the body limit (node:http answers those
-   * with 413).
+   * with 413). `req` may be shared with later requests that send the same
+   * head on the connection: neither this nor {@link serve} may change it.
    */
   accept(req: FrontRequest): R | undefined;
   /**
@@ -280,13 +281,15 @@ class Connection {
   /** How much of `#buf` was searched for the end of a head already. */
   #scanned = 0;
   /**
-   * The last head parsed on this connection, its bytes and its parse: a
+   * The last head kept on this connection, its bytes and its parse: a
    * keep-alive client (perf_analyzer, any SDK) sends the same head again and
    * again, and an identical head needs no second parse (the parse is a pure
-   * function of the bytes; the result is frozen, so nothing carries over).
+   * function of the bytes, and the front's users do not change it).
    */
   #lastHeadBytes: Buffer | undefined;
   #lastHead: ParsedHead | undefined;
+  /** Heads parsed since the kept one last matched. */
+  #headMisses = 0;
   /** The request whose body is being read. */
   #req: ParsedHead | undefined;
   #route: unknown;
@@ -478,12 +481,17 @@ class Connection {
   /** {@link parseRequestHead} of `buf`'s first `end` bytes, or the last head's parse when the bytes are the same. */
   #parseHead(buf: Buffer, end: number): ParsedHead | undefined {
     const last = this.#lastHeadBytes;
-    if (last !== undefined && last.length === end && last.compare(buf, 0, end) === 0) return this.#lastHead;
+    if (last !== undefined && last.length === end && last.compare(buf, 0, end) === 0) {
+      this.#headMisses = 0;
+      return this.#lastHead;
+    }
     const req = parseRequestHead(buf.toString("latin1", 0, end));
-    if (req !== undefined) {
-      Object.freeze(req.headers);
+    // A client whose heads differ every time (a body length that changes
+    // with each request) gains nothing from a kept head: after two misses in
+    // a row, keep one again only every 16th head.
+    if (req !== undefined && (this.#headMisses++ < 2 || (this.#headMisses & 15) === 0)) {
       this.#lastHeadBytes = Buffer.from(buf.subarray(0, end));
-      this.#lastHead = Object.freeze(req);
+      this.#lastHead = req;
     }
     return req;
   }
