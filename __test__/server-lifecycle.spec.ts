@@ -50,7 +50,7 @@ test("load a model added after start, unload it (finalize runs), load it again",
     const idx = await http(s, "POST", "/v2/repository/index");
     t.deepEqual(
       (idx.json as { name: string }[]).find((e) => e.name === "slow"),
-      { name: "slow", state: "UNAVAILABLE", reason: "unloaded" },
+      { name: "slow", version: "1", state: "UNAVAILABLE", reason: "unloaded" },
     );
     t.is((await http(s, "GET", "/v2/health/ready")).status, 200, "an unloaded model does not make the server unready");
 

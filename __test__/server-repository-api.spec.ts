@@ -207,8 +207,28 @@ test("a model that fails to load (its initialize() throws): HTTP 400 / gRPC INVA
   const e = await t.throwsAsync(s.endpoint.loadModel("failing"), { instanceOf: ServingError });
   t.is(e?.code, "ERR_MODEL_LOAD");
   t.regex(e!.message, /^load failed for model 'failing': version 1 is at UNAVAILABLE state: .*init boom/);
-  const row = (await index(s)).find((m) => m.name === "failing") as { state?: string; reason?: string };
-  t.is(row.state, "UNAVAILABLE");
-  t.regex(row.reason ?? "", /^initialize\(\) of instance failing_0_0 failed: init boom/);
+  // As Triton's index: one row per version, the failing one with why alone; an unload keeps it.
+  const rows = async () => (await index(s)).filter((m) => m.name === "failing") as { version?: string; state?: string; reason?: string }[];
+  const failed = await rows();
+  t.like(failed, [{ name: "failing", version: "1", state: "UNAVAILABLE" }]);
+  t.is(failed.length, 1);
+  t.regex(failed[0]!.reason ?? "", /^initialize\(\) of instance failing_0_0 failed: init boom/);
   t.is((await http(s, "POST", "/v2/repository/models/failing/unload", {})).status, 200);
+  t.deepEqual(await rows(), failed);
+});
+
+test("the index after an unload: a row per version that served, UNAVAILABLE 'unloaded' (as Triton's); ready: true leaves them out", async (t) => {
+  const s = t.context.server;
+  addModel(t.context.repo, "two", { ...OTHER, config: `${OTHER.config.replace(/name: "other"/, 'name: "two"')}\nversion_policy: { all { } }`, versions: [1, 2] });
+  t.is((await load(s, "two")).status, 200);
+  t.deepEqual((await index(s)).filter((m) => m.name === "two"), [
+    { name: "two", version: "1", state: "READY" },
+    { name: "two", version: "2", state: "READY" },
+  ]);
+  t.is((await http(s, "POST", "/v2/repository/models/two/unload", {})).status, 200);
+  t.deepEqual((await index(s)).filter((m) => m.name === "two"), [
+    { name: "two", version: "1", state: "UNAVAILABLE", reason: "unloaded" },
+    { name: "two", version: "2", state: "UNAVAILABLE", reason: "unloaded" },
+  ]);
+  t.false(((await http(s, "POST", "/v2/repository/index", { ready: true })).json as { name: string }[]).some((m) => m.name === "two"));
 });

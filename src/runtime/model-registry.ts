@@ -110,6 +110,12 @@ interface ModelEntry {
   polled: boolean;
   /** Its directory as it was when the serving versions were loaded from the repository (see model-snapshot.ts); undefined: unknown, or loaded from files. */
   snapshot: string | undefined;
+  /**
+   * While no version serves: why each version a load or unload got to is
+   * not available (`unloaded`, or its load error), as Triton 2.51's index
+   * lists them, one row per version.
+   */
+  rows: Map<number, string>;
 }
 
 /**
@@ -275,6 +281,8 @@ export class ModelRegistry {
       const versions = [...entry.versions.values()];
       await Promise.all(versions.map((v) => v.unload(this.#log)));
       entry.versions.clear();
+      // As Triton: a model that failed to load keeps its versions' reasons.
+      if (versions.length > 0) entry.rows = new Map(versions.map((v) => [v.version, "unloaded"]));
       const fromFiles = entry.fromFiles;
       await this.#dropFiles(entry);
       // Unloaded, a model that came from files is still not the repository's (the index leaves it out).
@@ -300,6 +308,7 @@ export class ModelRegistry {
         fromFiles: false,
         polled: false,
         snapshot: undefined,
+        rows: new Map(),
       };
       this.#models.set(name, entry);
     }
@@ -419,6 +428,9 @@ export class ModelRegistry {
       if (!wasServing) {
         entry.state = "UNAVAILABLE";
         entry.reason = err.message;
+        // As Triton: the versions that loaded were unloaded again, the failing one has its reason.
+        entry.rows = new Map(fresh.map((v) => [v.version, "unloaded"]));
+        if (failing !== undefined) entry.rows.set(failing, err.message);
       }
       this.#log.error(`failed to load '${m.name}': ${err.message}`);
       throw opts.api && failing !== undefined ? loadRefusal(m.name, failing, err) : err;
@@ -429,6 +441,7 @@ export class ModelRegistry {
     entry.state = "READY";
     entry.reason = "";
     entry.snapshot = opts.snapshot;
+    entry.rows = new Map();
     for (const v of fresh) this.#log.info(`successfully loaded '${m.name}' version ${v.version}`);
     await Promise.all(old.map((v) => v.unload(this.#log)));
   }
@@ -536,7 +549,10 @@ export class ModelRegistry {
           // As Triton: no reason for a version that has none to give.
           out.push(v.reason ? { name, version: String(v.version), state, reason: v.reason } : { name, version: String(v.version), state });
         }
+      } else if (!opts.ready && e.state === "UNAVAILABLE" && e.rows.size > 0) {
+        for (const [version, reason] of [...e.rows].toSorted(([a], [b]) => a - b)) out.push({ name, version: String(version), state: "UNAVAILABLE", reason });
       } else if (!opts.ready) {
+        // No version known (its config was refused at start, or it has no version to load).
         const state = e.state === "READY" ? "UNAVAILABLE" : e.state;
         out.push(e.reason ? { name, state, reason: e.reason } : { name, state });
       }
