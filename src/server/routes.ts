@@ -26,20 +26,25 @@ export interface RouteContext {
 
 type Params = { model?: string; version?: string; region?: string };
 
+/** The parsed JSON body, undefined when empty; `refusal` words a body that does not parse. */
+function parsedBody(req: FastifyRequest, refusal: (why: string) => ServingError): unknown {
+  const body = req.body as Buffer | undefined;
+  if (!body || body.length === 0) return undefined;
+  try {
+    return JSON.parse(body.toString("utf8")) as unknown;
+  } catch (e) {
+    throw refusal(errorMessage(e));
+  }
+}
+
+const isJsonObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
+
 /** Parses an optional JSON body of a non-inference endpoint. */
 function jsonBody(req: FastifyRequest): Record<string, unknown> {
-  const body = req.body as Buffer | undefined;
-  if (!body || body.length === 0) return {};
-  let v: unknown;
-  try {
-    v = JSON.parse(body.toString("utf8"));
-  } catch (e) {
-    throw new ServingError("ERR_INVALID_REQUEST", `failed to parse the request JSON: ${errorMessage(e)}`);
-  }
-  if (typeof v !== "object" || v === null || Array.isArray(v)) {
-    throw new ServingError("ERR_INVALID_REQUEST", "the request body must be a JSON object");
-  }
-  return v as Record<string, unknown>;
+  const v = parsedBody(req, (why) => new ServingError("ERR_INVALID_REQUEST", `failed to parse the request JSON: ${why}`));
+  if (v === undefined) return {};
+  if (!isJsonObject(v)) throw new ServingError("ERR_INVALID_REQUEST", "the request body must be a JSON object");
+  return v;
 }
 
 /**
@@ -48,15 +53,8 @@ function jsonBody(req: FastifyRequest): Record<string, unknown> {
  * parse is 500 (INTERNAL) in Triton's words, then why.
  */
 function repositoryBody(req: FastifyRequest): Record<string, unknown> {
-  const body = req.body as Buffer | undefined;
-  if (!body || body.length === 0) return {};
-  let v: unknown;
-  try {
-    v = JSON.parse(body.toString("utf8"));
-  } catch (e) {
-    throw new ServingError("ERR_INVALID_REQUEST", `failed to parse the request JSON buffer: ${errorMessage(e)}`, { tritonCode: "INTERNAL" });
-  }
-  return typeof v === "object" && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
+  const v = parsedBody(req, (why) => new ServingError("ERR_INVALID_REQUEST", `failed to parse the request JSON buffer: ${why}`, { tritonCode: "INTERNAL" }));
+  return isJsonObject(v) ? v : {};
 }
 
 /**
