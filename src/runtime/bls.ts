@@ -9,7 +9,8 @@
  *
  * - the one that runs the calling model. Each instance's `initialize()` and
  *   `execute()` run inside an `AsyncLocalStorage` context that names its
- *   registry, its model version and the instance; the context follows the
+ *   registry, its model version and the instance (model-context.ts's scope,
+ *   which holds the model's Logger context too); the context follows the
  *   model's awaits, timers and callbacks, so a call made after an `await` in
  *   an async `execute()`, or from a timer a decoupled model set, still goes
  *   to the right registry (several registries in one process, as in the
@@ -38,12 +39,11 @@
  *
  * @module
  */
-import { AsyncLocalStorage } from "node:async_hooks";
-
 import type { Tensor } from "../tensor.js";
 import { Cancellation } from "./cancel.js";
 import { MODEL_CONTROL_REFUSAL, ServingError } from "./errors.js";
 import { ModelError } from "./model-error.js";
+import { currentScope } from "./model-context.js";
 import type { InferInput, InferOutput, ModelVersion } from "./model-version.js";
 import type { RequestParameter } from "./request.js";
 import { InferenceResponse } from "./response.js";
@@ -107,7 +107,6 @@ export interface BlsExecutor {
   control(c: BlsControl): Promise<boolean | undefined>;
 }
 
-const scope = new AsyncLocalStorage<BlsCaller>();
 /** The registries of the process that are not closed, oldest first. */
 const live: BlsTarget[] = [];
 
@@ -126,14 +125,9 @@ export function addBlsTarget(target: BlsTarget): () => void {
   };
 }
 
-/** Runs `fn` (an instance's initialize() or execute()) in the caller context `c`. */
-export function runAsCaller<T>(c: BlsCaller, fn: () => T): T {
-  return scope.run(c, fn);
-}
-
 /** The context of the model code running now, if any. */
 export function currentCaller(): BlsCaller | undefined {
-  return scope.getStore();
+  return currentScope()?.caller;
 }
 
 /** The prefix Triton's request executor puts on an error raised before the request runs. */
@@ -158,8 +152,8 @@ function refused(model: string, e: unknown, code: ModelError["code"] = "INTERNAL
  */
 export function localExecutor(caller?: BlsCaller): BlsExecutor {
   return {
-    exec: (call, decoupled, onResponse) => execLocal(caller ?? scope.getStore(), call, decoupled, onResponse),
-    control: (c) => controlLocal(caller ?? scope.getStore(), c),
+    exec: (call, decoupled, onResponse) => execLocal(caller ?? currentCaller(), call, decoupled, onResponse),
+    control: (c) => controlLocal(caller ?? currentCaller(), c),
   };
 }
 

@@ -5,7 +5,10 @@
  * A {@link ModelVersion} runs its instances' `initialize()`, `execute()`
  * and `finalize()` inside an `AsyncLocalStorage` context (one `run` per
  * load, per batch and per unload) that names the model, its version and
- * its {@link ModelHost} (the server's log and custom metrics). The context
+ * its {@link ModelHost} (the server's log and custom metrics), and, for an
+ * instance's code, its BLS caller (bls.ts). One store holds both: with
+ * Node 20's AsyncLocalStorage every promise made anywhere in the process
+ * pays a hook per store, and a batch one `run` per store. The context
  * follows the model's awaits, timers and callbacks, so a line logged after
  * an `await`, or from a timer a decoupled model set, still names its
  * model. In an instance thread the worker forwards lines to the serving
@@ -18,6 +21,7 @@
  */
 import { AsyncLocalStorage } from "node:async_hooks";
 
+import type { BlsCaller } from "./bls.js";
 import { ServingError } from "./errors.js";
 import type { RuntimeLogger } from "./model-version.js";
 import { CustomMetrics } from "./custom-metrics.js";
@@ -55,19 +59,43 @@ export const DEFAULT_MODEL_HOST: ModelHost = Object.freeze({
   metrics: new CustomMetrics(),
 });
 
-const scope = new AsyncLocalStorage<ModelContext>();
+/** What the code running now belongs to: a model, a BLS caller (an instance's code), or both. */
+export interface ModelScope {
+  /** The model (undefined: BLS caller only, e.g. a test's). */
+  readonly model: ModelContext | undefined;
+  /** The instance whose code this is, for BLS calls (bls.ts). */
+  readonly caller: BlsCaller | undefined;
+}
+
+const scope = new AsyncLocalStorage<ModelScope>();
 
 /**
  * Runs `fn(...args)` in the model context `ctx` (what ModelVersion does
- * around each load, batch and unload).
+ * around each load and unload), keeping the BLS caller of the code running
+ * now.
  */
 export function runInModel<A extends unknown[], R>(ctx: ModelContext, fn: (...args: A) => R, ...args: A): R {
-  return scope.run(ctx, fn, ...args);
+  const cur = scope.getStore();
+  if (cur?.model === ctx) return fn(...args);
+  return scope.run({ model: ctx, caller: cur?.caller }, fn, ...args);
+}
+
+/**
+ * Runs `fn(...args)` in a scope made beforehand: ModelVersion keeps one per
+ * instance (its model and its BLS caller), so a batch allocates none.
+ */
+export function runInScope<A extends unknown[], R>(s: ModelScope, fn: (...args: A) => R, ...args: A): R {
+  return scope.run(s, fn, ...args);
+}
+
+/** The scope of the code running now (undefined outside any model or caller). */
+export function currentScope(): ModelScope | undefined {
+  return scope.getStore();
 }
 
 /** The model context of the code running now (undefined outside any model). */
 export function currentModel(): ModelContext | undefined {
-  return scope.getStore();
+  return scope.getStore()?.model;
 }
 
 /** A model operation an instance thread forwards to its serving thread. */
@@ -160,7 +188,7 @@ export class Logger {
   static log(message: string, level: LogLevel = "INFO"): void {
     if (!LEVELS.has(level)) throw new ServingError("ERR_LOG", `unknown log level '${String(level)}' (use Logger.INFO, WARNING, ERROR or VERBOSE)`);
     const text = String(message);
-    const ctx = scope.getStore();
+    const ctx = scope.getStore()?.model;
     if (ctx === undefined && forwarder !== undefined) forwarder({ kind: "log", level, message: text });
     else writeModelLog(ctx, level, text);
   }

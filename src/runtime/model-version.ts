@@ -24,12 +24,12 @@ import {
   type ModelOutputConfig,
 } from "./config.js";
 import { ServingError, errorMessage } from "./errors.js";
-import { runAsCaller, type BlsCaller, type BlsTarget } from "./bls.js";
+import type { BlsCaller, BlsTarget } from "./bls.js";
 import { createRequestQueue, queueTimeoutError, type RequestQueue } from "./dynamic-batcher.js";
 import { importModelClass } from "./loader.js";
 import type { Cancellation } from "./cancel.js";
 import { ModelError } from "./model-error.js";
-import { DEFAULT_MODEL_HOST, currentModel, runInModel, writeModelLog, type ModelContext, type ModelHost } from "./model-context.js";
+import { DEFAULT_MODEL_HOST, currentModel, runInModel, runInScope, writeModelLog, type ModelContext, type ModelHost, type ModelScope } from "./model-context.js";
 import { planInstances, type GpuInventory } from "./instance-plan.js";
 import { prepareWarmup, warmupFailed, warmupTooLarge, type WarmupSample } from "./warmup.js";
 import { InferenceRequest, type RequestControl, type RequestParameter } from "./request.js";
@@ -252,6 +252,8 @@ interface Instance {
   passive: boolean;
   /** The BLS context its initialize() and execute() run in (when the version has a BLS target). */
   caller: BlsCaller | undefined;
+  /** Its model and its caller, the one AsyncLocalStorage scope its code runs in (when it has a caller). */
+  scope: ModelScope | undefined;
 }
 
 /** Passes one answer to the request's client (held answers too, when their turn comes: see response-order.ts). */
@@ -446,8 +448,11 @@ export class ModelVersion {
       const configJson = JSON.stringify(this.config);
       for (const p of plan) {
         let model: TritonModel;
-        const inst: Instance = { ...p, model: undefined as unknown as TritonModel, busy: false, caller: undefined };
-        if (this.#bls !== undefined) inst.caller = { target: this.#bls, version: this, instance: inst };
+        const inst: Instance = { ...p, model: undefined as unknown as TritonModel, busy: false, caller: undefined, scope: undefined };
+        if (this.#bls !== undefined) {
+          inst.caller = { target: this.#bls, version: this, instance: inst };
+          inst.scope = { model: this.#ctx, caller: inst.caller };
+        }
         if (cls === undefined) {
           model = new ThreadInstance(this.file, `model '${this.name}' instance ${p.name}`, inst.caller, {
             executeTimeoutMs: executeTimeoutMs(this.config),
@@ -475,7 +480,7 @@ export class ModelVersion {
         if (typeof model.initialize === "function") {
           try {
             const m = model;
-            await (inst.caller === undefined ? m.initialize!(args) : runAsCaller(inst.caller, () => m.initialize!(args)));
+            await (inst.scope === undefined ? m.initialize!(args) : runInScope(inst.scope, () => m.initialize!(args)));
           } catch (e) {
             await this.#finalizeAll();
             // A worker's message says which step failed (the import, the constructor or initialize()).
@@ -552,9 +557,8 @@ export class ModelVersion {
       const call = sample.requests(this.name, this.version, this.#decoupled, this.#outputNames);
       let errors: string[];
       try {
-        const c = inst.caller;
         const run = () => inst.model.execute(call.requests);
-        errors = await call.outcome(await (c === undefined ? run() : runAsCaller(c, run)));
+        errors = await call.outcome(await (inst.scope === undefined ? run() : runInScope(inst.scope, run)));
       } catch (e) {
         // Every request of the call fails with it (Triton lists each request's error).
         const message = executeError(inst.name, e).message;
@@ -827,8 +831,11 @@ export class ModelVersion {
       if (order !== undefined) for (const p of next) p.slot = order.open(p);
       idle.busy = true;
       this.#inflight++;
-      // One AsyncLocalStorage run per batch: execute() and what it starts are the model's.
-      runInModel(this.#ctx, this.#runBatch, idle, next);
+      // One AsyncLocalStorage run per batch: execute() and what it starts are
+      // the model's and its instance's (BLS). Without a BLS target, the
+      // caller of the code running now (a BLS call's) is kept.
+      if (idle.scope !== undefined) runInScope(idle.scope, this.#runBatch, idle, next);
+      else runInModel(this.#ctx, this.#runBatch, idle, next);
       if (q.nextDeadline !== undefined) {
         t = now();
         this.#rejectExpired(t);
@@ -926,8 +933,8 @@ export class ModelVersion {
     const inputNs = Number(inferStart - start);
     let responses: unknown;
     try {
-      const c = inst.caller;
-      responses = c === undefined ? inst.model.execute(requests) : runAsCaller(c, () => inst.model.execute(requests));
+      // (In its instance's scope already: #pumpLoop.)
+      responses = inst.model.execute(requests);
     } catch (e) {
       try {
         this.#executeFailed(inst, batch, start, inputNs, inferStart, e);
