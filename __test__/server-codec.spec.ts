@@ -393,3 +393,33 @@ test("mayHoldUnsafeIntegers answers as its regular expression does, on random an
   }
   t.true(matches > 50, `the random texts hit the pattern too (${matches})`);
 });
+
+test("decoded tensors (Tensor.fromChecked): frozen shapes, the same answers with and without a kept plan, a native handle on demand, and too many dimensions refused as Tensor.from refuses them", (t) => {
+  forgetDecodePlans();
+  const a = new Float32Array([1, 2, 3, 4, 5, 6]);
+  const { buf, hl } = body({ inputs: [{ name: "A", datatype: "FP32", shape: [2, 3], parameters: { binary_data_size: 24 } }] }, new Uint8Array(a.buffer));
+  const json = Buffer.from(JSON.stringify({ inputs: [{ name: "J", datatype: "INT32", shape: [1, 3], data: [[7, 8, 9]] }] }));
+  for (const round of ["parsed", "from the kept plan"]) {
+    const x = decodeInferRequest(buf, hl).input.inputs[0]!;
+    t.deepEqual([...x.shape], [2, 3], round);
+    t.true(Object.isFrozen(x.shape), round);
+    t.throws(() => (x.shape as number[]).push(1), { instanceOf: TypeError }, round);
+    t.is(x.dtype, "FP32");
+    t.false(x.readOnly);
+    t.deepEqual(Array.from(x.data() as Float32Array), [1, 2, 3, 4, 5, 6]);
+    // The native handle is made on demand over the body's bytes (no copy).
+    t.is(x.byteLength, 24);
+    t.is(x.dataPtr > 0n, true);
+    const j = decodeInferRequest(json, undefined).input.inputs[0]!;
+    t.deepEqual([...j.shape], [1, 3], round);
+    t.true(Object.isFrozen(j.shape));
+    t.is(j.dtype, "INT32");
+    t.deepEqual(Array.from(j.data() as Int32Array), [7, 8, 9]);
+  }
+  const deep = Array.from({ length: 65 }, () => 1);
+  const d65 = body({ inputs: [{ name: "A", datatype: "FP32", shape: deep, parameters: { binary_data_size: 4 } }] }, new Uint8Array(4));
+  const viaFrom = t.throws(() => Tensor.from(new Float32Array(1), { shape: deep }));
+  t.like(t.throws(() => decodeInferRequest(d65.buf, d65.hl)), { code: (viaFrom as { code?: string }).code });
+  const j65 = Buffer.from(JSON.stringify({ inputs: [{ name: "A", datatype: "FP32", shape: deep, data: [1] }] }));
+  t.like(t.throws(() => decodeInferRequest(j65, undefined)), { code: (viaFrom as { code?: string }).code });
+});

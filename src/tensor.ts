@@ -122,6 +122,18 @@ interface InternalInit {
   readonly name: string | undefined;
 }
 
+/** {@link Tensor.fromChecked}'s init, reused: host memory, its native handle still to be made. */
+const CHECKED_INIT: { -readonly [K in keyof InternalInit]: InternalInit[K] } = {
+  [INTERNAL]: true,
+  native: undefined,
+  source: undefined,
+  pendingReadOnly: false,
+  bytes: undefined,
+  shape: undefined,
+  dtype: undefined,
+  name: undefined,
+};
+
 function fail(code: string, message: string): never {
   throw new TensorBridgeError(code, message);
 }
@@ -252,7 +264,8 @@ export class Tensor {
       this.#pendingReadOnly = data.pendingReadOnly;
       this.#source = data.source;
       this.#bytes = data.bytes;
-      this.#shape = data.shape === undefined ? undefined : Object.freeze(data.shape.slice());
+      // A frozen shape cannot change under the tensor: kept as it is (the decoder's plans share one).
+      this.#shape = data.shape === undefined ? undefined : Object.isFrozen(data.shape) ? data.shape : Object.freeze(data.shape.slice());
       this.#dtype = data.dtype;
       this.#name = data.name;
       return;
@@ -316,6 +329,29 @@ export class Tensor {
   /** @internal Wraps a native tensor made by the binding. */
   static fromNative(native: NativeTensor, name?: string): Tensor {
     return new Tensor({ [INTERNAL]: true, native, source: undefined, bytes: undefined, shape: undefined, dtype: undefined, name });
+  }
+
+  /**
+   * @internal A host tensor over `source`, whose dtype (`source` is of its
+   * natural class), shape (non-negative integers whose product is
+   * `source.length`) and name the caller has already checked: the server's
+   * request decoders, which build a few tensors per request. None of
+   * {@link Tensor.from}'s checks or copies run; a frozen `shape` is kept as
+   * it is. A shape of more dimensions than a tensor may have goes through
+   * Tensor.from, which refuses it in its words.
+   */
+  static fromChecked(source: TypedArray, dtype: DType, shape: readonly number[], name: string | undefined): Tensor {
+    if (shape.length > MAX_NDIM) return new Tensor(source, { shape, dtype, name });
+    // One init object, refilled per call (construction is synchronous): no allocation but the tensor.
+    const init = CHECKED_INIT;
+    init.source = source;
+    init.dtype = dtype;
+    init.shape = shape;
+    init.name = name;
+    const t = new Tensor(init);
+    init.source = undefined;
+    init.shape = undefined;
+    return t;
   }
 
   /**

@@ -668,7 +668,8 @@ function tensorFromBytes(name: string, dtype: DType, shape: number[], count: num
   }
   const Ctor = viewClass(dtype)!;
   const typed = new Ctor(view.buffer, view.byteOffset, count);
-  return Tensor.from(typed, { shape, dtype, name });
+  // Checked here and by the header's parse: no second round of checks.
+  return Tensor.fromChecked(typed, dtype, shape, name);
 }
 
 function flatten(data: unknown, out: unknown[]): void {
@@ -773,7 +774,7 @@ function tensorFromJson(name: string, dtype: DType, shape: number[], count: numb
       }
     }
   }
-  return Tensor.from(typed, { shape, dtype, name });
+  return Tensor.fromChecked(typed, dtype, shape, name);
 }
 
 /** A tensor's elements as the JSON text of a flat array (BYTES as strings), as JSON outputs carry them. */
