@@ -317,6 +317,18 @@ function badResponse(model: string, m: string): never {
   throw new ServingError("ERR_MODEL_EXECUTE", `model '${model}' returned an invalid response: ${m}`);
 }
 
+/** The tensor of `ts` named `name` (outputs a model returned: a few, names unique). */
+function outputNamed(ts: readonly Tensor[], name: string): Tensor | undefined {
+  for (let j = 0; j < ts.length; j++) if (ts[j]!.name === name) return ts[j];
+  return undefined;
+}
+
+/** Whether one of the first `end` tensors is named `name`. */
+function nameBefore(ts: readonly Tensor[], end: number, name: string): boolean {
+  for (let j = 0; j < end; j++) if ((ts[j]!.name ?? "") === name) return true;
+  return false;
+}
+
 function fmtShape(s: readonly number[]): string {
   return `[${s.join(",")}]`;
 }
@@ -592,15 +604,19 @@ export class ModelVersion {
   validate(input: InferInput): number {
     const model = this.name;
     const bad: (m: string) => never = badRequest;
-    const seen = new Set<string>();
+    const inputs = input.inputs;
+    // The names seen so far: a scan of the inputs before this one for a few
+    // (no Set per request), a Set beyond.
+    const seen = inputs.length > 8 ? new Set<string>() : undefined;
     const mbs = this.config.max_batch_size;
     let batch = -1;
-    for (const t of input.inputs) {
+    for (let i = 0; i < inputs.length; i++) {
+      const t = inputs[i]!;
       const n = t.name ?? "";
       const cfg = this.#inputs.get(n);
       if (!cfg) bad(`unexpected inference input '${n}' for model '${model}'`);
-      if (seen.has(n)) bad(`input '${n}' is given more than once`);
-      seen.add(n);
+      if (seen !== undefined ? seen.has(n) : nameBefore(inputs, i, n)) bad(`input '${n}' is given more than once`);
+      seen?.add(n);
       const want = configTypeToDtype(cfg.data_type);
       if (t.dtype !== want) badInput(input.id, `inference input '${n}' data-type is '${t.dtype}', but model '${model}' expects '${want}'`);
       const shape = t.shape;
@@ -617,22 +633,24 @@ export class ModelVersion {
       }
     }
     let allThere = true;
-    for (const name of this.#required) allThere &&= seen.has(name);
+    for (const name of this.#required) allThere &&= seen !== undefined ? seen.has(name) : nameBefore(inputs, inputs.length, name);
     if (!allThere) {
-      const missing = this.#required.filter((name) => !seen.has(name));
+      const missing = this.#required.filter((name) => !(seen !== undefined ? seen.has(name) : nameBefore(inputs, inputs.length, name)));
+      const given = inputs.map((t) => t.name ?? "");
       badInput(
         input.id,
         `expected ${this.#inputs.size} inputs but got ${input.inputs.length} inputs for model '${model}'. ` +
-          `Got input(s) [${[...seen].map((s) => `'${s}'`).join(", ")}], but missing required input(s) [${missing.map((s) => `'${s}'`).join(", ")}]. Please provide all required input(s).`,
+          `Got input(s) [${given.map((s) => `'${s}'`).join(", ")}], but missing required input(s) [${missing.map((s) => `'${s}'`).join(", ")}]. Please provide all required input(s).`,
       );
     }
     const requested = input.outputs;
     if (requested !== undefined && requested.length > 0) {
-      const outs = new Set<string>();
-      for (const o of requested) {
+      const outs = requested.length > 8 ? new Set<string>() : undefined;
+      for (let i = 0; i < requested.length; i++) {
+        const o = requested[i]!;
         if (!this.#outputs.has(o)) bad(`unexpected inference output '${o}' for model '${model}'`);
-        if (outs.has(o)) bad(`output '${o}' is requested more than once`);
-        outs.add(o);
+        if (outs !== undefined ? outs.has(o) : i > 0 && requested.lastIndexOf(o, i - 1) >= 0) bad(`output '${o}' is requested more than once`);
+        outs?.add(o);
       }
     }
     return mbs > 0 ? Math.max(batch, 1) : 1;
@@ -1232,14 +1250,17 @@ export class ModelVersion {
       const err = ModelError.from(resp.error);
       throw runtimeFailures.has(err) ? err : new ErrorResponse(err);
     }
-    const outs = new Map<string, Tensor>();
+    // The outputs in the model's order, checked; names are unique (a scan of
+    // a few, no Map per response; a Map beyond).
+    const outs: Tensor[] = [];
+    const byName = resp.outputTensors.length > 8 ? new Map<string, Tensor>() : undefined;
     for (const t of resp.outputTensors) {
       if (typeof t !== "object" || t === null || !Array.isArray((t as Tensor).shape)) badResponse(model, "an output is not a Tensor");
       const n = t.name;
       if (n === undefined || n === "") badResponse(model, "an output tensor has no name (use Tensor.from(data, { name }) or a { NAME: tensor } record)");
       const cfg = this.#outputs.get(n);
       if (!cfg) badResponse(model, `output '${n}' is not in the model's config (outputs: ${[...this.#outputs.keys()].join(", ")})`);
-      if (outs.has(n)) badResponse(model, `output '${n}' appears more than once`);
+      if ((byName !== undefined ? byName.get(n) : outputNamed(outs, n)) !== undefined) badResponse(model, `output '${n}' appears more than once`);
       const want = configTypeToDtype(cfg.data_type);
       if (t.dtype !== want) badResponse(model, `output '${n}' has data type ${t.dtype}, but the config says ${cfg.data_type} (${want})`);
       const shape = t.shape;
@@ -1251,14 +1272,15 @@ export class ModelVersion {
         const expected = this.config.max_batch_size > 0 ? `[${p.batchSize},${cfg.dims.join(",")}]` : fmtShape(cfg.dims);
         badResponse(model, `output '${n}' has shape ${fmtShape(t.shape)}, but the config expects ${expected}`);
       }
-      outs.set(n, t);
+      outs.push(t);
+      byName?.set(n, t);
     }
     const requested = p.input.outputs ?? [];
     let outputs: Tensor[];
     if (requested.length > 0) {
-      outputs = requested.map((n) => outs.get(n) ?? badResponse(model, `requested output '${n}' was not produced`));
+      outputs = requested.map((n) => (byName !== undefined ? byName.get(n) : outputNamed(outs, n)) ?? badResponse(model, `requested output '${n}' was not produced`));
     } else {
-      outputs = [...outs.values()];
+      outputs = outs;
     }
     return { modelName: this.name, modelVersion: this.version, id: p.input.id ?? "", outputs };
   }
