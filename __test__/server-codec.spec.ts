@@ -423,3 +423,15 @@ test("decoded tensors (Tensor.fromChecked): frozen shapes, the same answers with
   const j65 = Buffer.from(JSON.stringify({ inputs: [{ name: "A", datatype: "FP32", shape: deep, data: [1] }] }));
   t.like(t.throws(() => decodeInferRequest(j65, undefined)), { code: (viaFrom as { code?: string }).code });
 });
+
+test("responses of different models and versions, one after another, each name their own (the encoder keeps the last one's text)", (t) => {
+  const req = decodeInferRequest(Buffer.from(JSON.stringify({ inputs: [{ name: "A", datatype: "FP32", shape: [2], data: [1, 2] }] })), undefined);
+  const out = (modelName: string, modelVersion: number, id = "") => {
+    const enc = encodeInferResponse({ modelName, modelVersion, id, outputs: [Tensor.from(new Float32Array([0.5, -1]), { name: "Y" })] }, req);
+    return JSON.parse(Buffer.concat(enc.chunks).toString()) as Record<string, unknown>;
+  };
+  for (const [m, v, id] of [["a", 1, ""], ["a", 2, "x"], ['b"q', 2, ""], ["a", 1, "y"], ["a", 1, ""]] as const) {
+    t.like(out(m, v, id), { model_name: m, model_version: String(v), outputs: [{ name: "Y", datatype: "FP32", shape: [2], data: [0.5, -1] }] });
+    t.is(out(m, v, id)["id"], id === "" ? undefined : id);
+  }
+});

@@ -785,8 +785,8 @@ export function jsonData(t: Tensor): string {
   }
   const d = t.data();
   const n = d.length;
-  const parts: string[] = [];
-  parts.length = n;
+  // Made at its length (setting `.length` of an empty array is a slow runtime call).
+  const parts = new Array<string>(n);
   switch (t.dtype) {
     case "BOOL":
       for (let i = 0; i < n; i++) parts[i] = d[i] ? "true" : "false";
@@ -974,6 +974,21 @@ function encodeParts(result: InferOutput, req: DecodedRequest, shm: SharedMemory
     }
   }
   const idPart = result.id ? `"id":${JSON.stringify(result.id)},` : "";
-  const text = `{${idPart}"model_name":${JSON.stringify(result.modelName)},"model_version":"${result.modelVersion}","outputs":[${parts}]}`;
+  const text = `{${idPart}${modelPart(result.modelName, result.modelVersion)}${parts}]}`;
   return { text, binaries, binaryLength };
+}
+
+/** The last model name and version answered, and their text: a server answers the same model request after request. */
+let lastModel = "";
+let lastVersion = -1;
+let lastModelText = "";
+
+/** `"model_name":…,"model_version":"…","outputs":[` of a response. */
+function modelPart(name: string, version: number): string {
+  if (name !== lastModel || version !== lastVersion) {
+    lastModelText = `"model_name":${JSON.stringify(name)},"model_version":"${version}","outputs":[`;
+    lastModel = name;
+    lastVersion = version;
+  }
+  return lastModelText;
 }
