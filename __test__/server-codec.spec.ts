@@ -243,6 +243,12 @@ test("a JSON body seen before with other numbers decodes as the full path does: 
     "-9223372036854775808,18446744073709551615,1,2",
     "1E2,+1,2,3",
     "01,2,3,4",
+    // Runs of 16+ digits that are integers (kept exact: the full parse) and that are not (fractions, exponents).
+    "-12345678901234567,1,2,3",
+    "1,-9007199254740993 ,2,3",
+    "0.12345678901234567,1e-12345678901234567,2,1.5E+12345678901234567",
+    "12345678901234567.5,12345678901234567e0,-12345678901234567E1,3",
+    "1234567890123456,-1234567890123456,1,2",
   ];
   let viaPlan = 0;
   for (const tpl of templates) {

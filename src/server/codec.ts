@@ -307,6 +307,48 @@ function numericEnd(text: string, i: number): number {
 }
 
 /**
+ * {@link numericEnd} for a request's array, with what json-exact.ts's
+ * `mayHoldUnsafeIntegers` asks of it in the same pass: the index of the
+ * first character from `i` that is not {@link NUMERIC}, or -1 when the
+ * characters up to it hold an integer token of 16 or more digits (its
+ * digits not after `.`, `e`, `E`, `+`, or a `-` that follows one of
+ * `0-9.eE+-`, and not followed by `.`, `e` or `E`). Its array then goes
+ * to the full parse, which keeps such integers exact.
+ */
+function numericArrayEnd(text: string, i: number): number {
+  const n = text.length;
+  // The previous two characters (numeric characters only; 0 before the array).
+  let p1 = 0;
+  let p2 = 0;
+  while (i < n) {
+    const c = text.charCodeAt(i);
+    if (c >= 128 || NUMERIC[c] === 0) break;
+    if (c < 48 || c > 57) {
+      p2 = p1;
+      p1 = c;
+      i++;
+      continue;
+    }
+    const start = i;
+    while (i < n) {
+      const d = text.charCodeAt(i);
+      if (d < 48 || d > 57) break;
+      i++;
+    }
+    if (i - start >= 16) {
+      const next = i < n ? text.charCodeAt(i) : 0;
+      // p1 and p2: the two characters before the run (p1 is no digit, or the run would be longer).
+      const integer =
+        next !== 46 && next !== 101 && next !== 69 && p1 !== 46 && p1 !== 101 && p1 !== 69 && p1 !== 43 && (p1 !== 45 || ((p2 < 48 || p2 > 57) && p2 !== 46 && p2 !== 101 && p2 !== 69 && p2 !== 43 && p2 !== 45));
+      if (integer) return -1;
+    }
+    p2 = 57;
+    p1 = 57;
+  }
+  return i;
+}
+
+/**
  * The `[` and `]` indexes of every array that is the value of a `"data"`
  * key, anywhere in a JSON text, when each holds only numeric characters
  * (see {@link NUMERIC}); undefined when a `"data"` key has any other value.
@@ -400,17 +442,23 @@ function matchJsonPlan(text: string): { plan: JsonPlan; data: unknown[][] } | un
     let off = segs[0]!.length;
     const arrays: number[] = [];
     let k = 1;
+    let unsafe = false;
     for (; k < segs.length; k++) {
-      const end = numericEnd(text, off);
+      const end = numericArrayEnd(text, off);
+      if (end < 0) {
+        unsafe = true;
+        break;
+      }
       if (!text.startsWith(segs[k]!, end)) break;
       arrays.push(off - 1, end);
       off = end + segs[k]!.length;
     }
+    // An integer JSON.parse would round: the full path parses it exactly.
+    if (unsafe) return undefined;
     if (k !== segs.length || off !== text.length) continue;
     const data: unknown[][] = [];
     for (let a = 0; a < arrays.length; a += 2) {
       const slice = text.slice(arrays[a], arrays[a + 1]! + 1);
-      if (mayHoldUnsafeIntegers(slice)) return undefined;
       try {
         data.push(JSON.parse(slice) as unknown[]);
       } catch {
