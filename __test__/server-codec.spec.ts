@@ -441,3 +441,23 @@ test("responses of different models and versions, one after another, each name t
     t.is(out(m, v, id)["id"], id === "" ? undefined : id);
   }
 });
+
+test("scheduling parameters (priority, timeout, sequence keys) leave the model's parameters and reach the request, parsed or from a kept plan, binary or JSON", (t) => {
+  forgetDecodePlans();
+  const a = new Float32Array([1, 2]);
+  const parameters = { priority: 2, timeout: 100, sequence_id: 5, x: "y" };
+  const bin = body({ parameters, inputs: [{ name: "A", datatype: "FP32", shape: [2], parameters: { binary_data_size: 8 } }] }, new Uint8Array(a.buffer));
+  const json = Buffer.from(JSON.stringify({ parameters, inputs: [{ name: "A", datatype: "FP32", shape: [2], data: [1, 2] }] }));
+  const plain = Buffer.from(JSON.stringify({ parameters: { x: "y" }, inputs: [{ name: "A", datatype: "FP32", shape: [2], data: [1, 2] }] }));
+  for (const round of ["parsed", "from the kept plan"]) {
+    for (const [what, d] of [["binary", decodeInferRequest(bin.buf, bin.hl)], ["JSON", decodeInferRequest(json, undefined)]] as const) {
+      t.is(d.input.priority, 2, `${what}, ${round}`);
+      t.is(d.input.timeoutUs, 100, `${what}, ${round}`);
+      t.deepEqual({ ...d.input.parameters }, { x: "y" }, `${what}, ${round}`);
+    }
+    const p = decodeInferRequest(plain, undefined).input;
+    t.is(p.priority, undefined);
+    t.is(p.timeoutUs, undefined);
+    t.deepEqual({ ...p.parameters }, { x: "y" }, round);
+  }
+});

@@ -143,6 +143,12 @@ function takeSchedulingParameters(input: InferInput, parameters: Readonly<Record
   input.parameters = rest;
 }
 
+/** `parameters` holds one of {@link SCHEDULING_PARAMETERS}. */
+function hasSchedulingParameters(parameters: Readonly<Record<string, RequestParameter>>): boolean {
+  for (const key of SCHEDULING_PARAMETERS) if (Object.hasOwn(parameters, key)) return true;
+  return false;
+}
+
 function elementCount(shape: readonly number[]): number {
   let n = 1;
   for (const d of shape) n *= d;
@@ -215,6 +221,8 @@ interface RequestPlan {
   binaryDefault: boolean;
   /** An input or output is in shared memory (a server without it answers such a header with an error). */
   usesShm: boolean;
+  /** `parameters` holds a scheduling parameter (see {@link takeSchedulingParameters}); most requests have none. */
+  scheduling: boolean;
 }
 
 /**
@@ -426,6 +434,7 @@ function keepJsonPlan(
     outputNames: Object.freeze(decoded.outputs.map((o) => o.name)),
     binaryDefault: decoded.binaryDefault,
     usesShm: decoded.outputs.some((o) => o.shm !== undefined),
+    scheduling: hasSchedulingParameters(decoded.parameters),
   });
 }
 
@@ -474,7 +483,7 @@ function matchJsonPlan(text: string): { plan: JsonPlan; data: unknown[][] } | un
 function decodedFromPlan(plan: RequestPlan, inputs: Tensor[]): DecodedRequest {
   const input: InferInput = { inputs, outputs: [...plan.outputNames], parameters: plan.parameters as Record<string, RequestParameter> };
   if (plan.id !== undefined) input.id = plan.id;
-  takeSchedulingParameters(input, plan.parameters);
+  if (plan.scheduling) takeSchedulingParameters(input, plan.parameters);
   return { input, outputs: plan.outputs as OutputSpec[], binaryDefault: plan.binaryDefault };
 }
 
@@ -501,15 +510,14 @@ export function decodeInferRequest(
 ): DecodedRequest {
   if (!body || body.length === 0) bad("the inference request has an empty body; send a JSON object with 'inputs'");
   const hdrLen = headerLengthOf(body, headerLength);
-  const binary = body.subarray(hdrLen);
   const cached = hdrLen <= PLAN_MAX_BYTES ? cachedPlan(body, hdrLen) : undefined;
   if (cached !== undefined && (shm !== undefined || !cached.usesShm)) {
-    const inputs = inputsFromPlan(cached, binary, shm);
+    const inputs = inputsFromPlan(cached, body.subarray(hdrLen), shm);
     return decodedFromPlan(cached, inputs);
   }
   // A JSON body (no binary part) whose text around its arrays was seen before.
   let ascii: string | undefined;
-  if (binary.length === 0 && jsonPlans.length > 0 && hdrLen <= JSON_PLAN_MAX_BODY) {
+  if (hdrLen === body.length && jsonPlans.length > 0 && hdrLen <= JSON_PLAN_MAX_BODY) {
     ascii = textOf(body, hdrLen, "latin1");
     const m = matchJsonPlan(ascii);
     if (m !== undefined && (shm !== undefined || !m.plan.usesShm)) {
@@ -522,6 +530,7 @@ export function decodeInferRequest(
       return decodedFromPlan(plan, inputs);
     }
   }
+  const binary = body.subarray(hdrLen);
   const json = parseHeader(body, hdrLen);
   if (!isObject(json)) bad("the inference request must be a JSON object");
   const id = json["id"];
@@ -651,6 +660,7 @@ export function decodeInferRequest(
       outputNames: Object.freeze(outputs.map((o) => o.name)),
       binaryDefault,
       usesShm: plan.some((x) => x.shm !== undefined) || outputs.some((o) => o.shm !== undefined),
+      scheduling: hasSchedulingParameters(parameters),
     });
   }
   return { input, outputs, binaryDefault };
