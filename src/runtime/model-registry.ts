@@ -203,7 +203,7 @@ export class ModelRegistry {
    * request succeeds; the running versions keep their state and
    * statistics).
    *
-   * @throws {ServingError} refused before anything loads ({@link pollRefusal},
+   * @throws {ServingError} refused before anything loads (Triton's "failed to poll" refusal,
    * INTERNAL, nothing changes): `ERR_MODEL_NOT_FOUND` when the repository
    * has no such model, `ERR_CONFIG_*` for a config that cannot be read or is
    * not valid; `ERR_CONFIG_*` / `ERR_MODEL_LOAD` when it fails to load.
@@ -325,7 +325,7 @@ export class ModelRegistry {
 
   /**
    * Loads a model's versions from `m`. `api`: a load request's (a config
-   * refused is a {@link pollRefusal} and changes nothing; at start it is
+   * refused is Triton's "failed to poll" refusal and changes nothing; at start it is
    * recorded as the model's reason). `snapshot`: the directory as it was
    * before the load, recorded when it succeeds.
    */
