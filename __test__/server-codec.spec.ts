@@ -461,3 +461,58 @@ test("scheduling parameters (priority, timeout, sequence keys) leave the model's
     t.deepEqual({ ...p.parameters }, { x: "y" }, round);
   }
 });
+
+test("all-binary responses one after another (the header kept while outputs stay the same): each body is what its outputs say, joined or in chunks", (t) => {
+  const req = (outputs?: string[]) =>
+    decodeInferRequest(
+      Buffer.from(JSON.stringify({ inputs: [{ name: "A", datatype: "FP32", shape: [1], data: [1] }], parameters: { binary_data_output: true }, ...(outputs ? { outputs: outputs.map((name) => ({ name })) } : {}) })),
+      undefined,
+    );
+  const all = req();
+  const f32 = (name: string, v: number[], shape = [v.length]) => Tensor.from(new Float32Array(v), { name, shape });
+  const i64 = (name: string, v: bigint[]) => Tensor.from(new BigInt64Array(v), { name });
+  // Splits a binary body into its header and each output's values, as a client reads it.
+  const read = (enc: ReturnType<typeof encodeInferResponse>) => {
+    const body = Buffer.concat(enc.chunks);
+    t.is(body.length, enc.length);
+    const header = JSON.parse(body.subarray(0, enc.headerLength).toString()) as { model_name: string; model_version: string; outputs: { name: string; datatype: string; shape: number[]; parameters: { binary_data_size: number } }[] };
+    let off = enc.headerLength!;
+    const values = header.outputs.map((o) => {
+      const bytes = Buffer.from(body.subarray(off, off + o.parameters.binary_data_size));
+      off += o.parameters.binary_data_size;
+      return o.datatype === "INT64" ? [...new BigInt64Array(bytes.buffer, bytes.byteOffset, bytes.length / 8)].map(String) : [...new Float32Array(bytes.buffer, bytes.byteOffset, bytes.length / 4)];
+    });
+    t.is(off, body.length);
+    return { header, values };
+  };
+  const kept: ReturnType<typeof encodeInferResponse>[] = [];
+  const cases = [
+    { m: "a", outputs: [f32("X", [1, 2]), f32("Y", [3])], want: [[1, 2], [3]] },
+    { m: "a", outputs: [f32("X", [4, 5]), f32("Y", [6])], want: [[4, 5], [6]] },
+    { m: "a", outputs: [f32("X", [4, 5, 6]), f32("Y", [6])], want: [[4, 5, 6], [6]] },
+    { m: "a", outputs: [f32("X", [4, 5, 6], [3, 1]), f32("Y", [6])], want: [[4, 5, 6], [6]] },
+    { m: "b", outputs: [f32("X", [7, 8, 9], [3, 1]), f32("Y", [1])], want: [[7, 8, 9], [1]] },
+    { m: "b", outputs: [f32("Y", [1]), f32("X", [7, 8, 9], [3, 1])], want: [[1], [7, 8, 9]] },
+    { m: "b", outputs: [f32("Y", [2])], want: [[2]] },
+    { m: "b", outputs: [i64("Y", [2n ** 62n])], want: [[String(2n ** 62n)]] },
+    { m: "b", outputs: [f32("Y", [2])], want: [[2]] },
+  ];
+  for (const joinBelow of [0, 1 << 16]) {
+    for (const { m, outputs, want } of cases) {
+      const enc = encodeInferResponse({ modelName: m, modelVersion: 3, id: "", outputs }, all, undefined, joinBelow);
+      kept.push(enc);
+      const { header, values } = read(enc);
+      t.like(header, { model_name: m, model_version: "3" });
+      t.deepEqual(header.outputs.map((o) => [o.name, o.datatype, o.shape]), outputs.map((o) => [o.name, o.dtype, [...o.shape]]));
+      t.deepEqual(values, want);
+    }
+  }
+  // Bodies encoded earlier are unchanged by later ones (a kept header is never written to).
+  for (const [i, enc] of kept.entries()) t.deepEqual(read(enc).values, cases[i % cases.length]!.want);
+  // A request for some outputs as JSON, or an id, takes the general path: the same bytes as before for the binary ones.
+  const mixed = decodeInferRequest(Buffer.from(JSON.stringify({ inputs: [{ name: "A", datatype: "FP32", shape: [1], data: [1] }], outputs: [{ name: "X", parameters: { binary_data: true } }, { name: "Y" }] })), undefined);
+  const enc = encodeInferResponse({ modelName: "a", modelVersion: 3, id: "q", outputs: [f32("X", [1]), f32("Y", [2])] }, mixed);
+  const body = Buffer.concat(enc.chunks);
+  t.like(JSON.parse(body.subarray(0, enc.headerLength).toString()), { id: "q", outputs: [{ name: "X", parameters: { binary_data_size: 4 } }, { name: "Y", data: [2] }] });
+  t.is(body.readFloatLE(enc.headerLength!), 1);
+});

@@ -962,12 +962,95 @@ function copyBytes(body: Buffer, off: number, b: ArrayBufferView): void {
  * keep the tensors' own memory as chunks. 0 (default): never joined.
  */
 export function encodeInferResponse(result: InferOutput, req: DecodedRequest, shm?: SharedMemoryAccess, joinBelow = 0): EncodedResponse {
+  const fast = allBinary(result, req);
+  if (fast !== undefined) return binaryChunksOf(fast, joinBelow);
   const { text, binaries, binaryLength } = encodeParts(result, req, shm);
   if (binaries.length === 0) {
     const header = Buffer.from(text, "utf8");
     return { chunks: [header], length: header.length, headerLength: undefined };
   }
   return binaryChunks(text, Buffer.byteLength(text, "utf8"), binaries, binaryLength, joinBelow);
+}
+
+/**
+ * The last response whose outputs all went as binary data, without an id:
+ * its header's parts and bytes. A model answers with the same outputs
+ * (names, dtypes, shapes, sizes) request after request, and then its JSON
+ * header is the same bytes each time: kept, it is neither built nor
+ * encoded again (the header was most of the encoder's time).
+ */
+const lastBinary = { model: "", heads: [] as string[], sizes: [] as number[], header: Buffer.alloc(0) };
+/** Most outputs a response may have for {@link allBinary} (more: the general path). */
+const ALL_BINARY_MAX = 16;
+
+/** An all-binary response: its header's bytes and its outputs' bytes (views or typed arrays). */
+interface BinaryParts {
+  header: Buffer;
+  binaries: ArrayBufferView[];
+  binaryLength: number;
+}
+
+/**
+ * The parts of a response whose outputs all go as binary data from host
+ * memory (no shared memory, no BYTES, no `id`), with its header reused
+ * from {@link lastBinary} when the same; undefined for any other response
+ * (encodeParts then encodes it).
+ */
+function allBinary(result: InferOutput, req: DecodedRequest): BinaryParts | undefined {
+  const outs = result.outputs;
+  const n = outs.length;
+  if (result.id !== "" || n === 0 || n > ALL_BINARY_MAX) return undefined;
+  const specs = req.outputs;
+  for (let i = 0; i < n; i++) {
+    const t = outs[i]!;
+    const spec = specs.length > 0 ? specOf(specs, t.name!) : undefined;
+    if (spec?.shm !== undefined || !(spec?.binary ?? req.binaryDefault) || t.dtype === "BYTES" || !t.isCpu()) return undefined;
+  }
+  const model = modelPart(result.modelName, result.modelVersion);
+  const last = lastBinary;
+  let same = last.model === model && last.heads.length === n;
+  const binaries: ArrayBufferView[] = [];
+  let binaryLength = 0;
+  for (let i = 0; i < n; i++) {
+    const t = outs[i]!;
+    const bytes = t.data();
+    binaries.push(bytes);
+    binaryLength += bytes.byteLength;
+    // outputHead gives the same string object while name, dtype and shape stay.
+    const head = outputHead(t.name!, t.dtype, t.shape);
+    if (same && (last.heads[i] !== head || last.sizes[i] !== bytes.byteLength)) same = false;
+    if (!same) {
+      last.heads[i] = head;
+      last.sizes[i] = bytes.byteLength;
+    }
+  }
+  if (!same) {
+    last.heads.length = n;
+    last.sizes.length = n;
+    let parts = "";
+    for (let i = 0; i < n; i++) parts += `${i > 0 ? "," : ""}${last.heads[i]},"parameters":{"binary_data_size":${last.sizes[i]}}}`;
+    last.model = model;
+    last.header = Buffer.from(`{${model}${parts}]}`, "utf8");
+  }
+  return { header: last.header, binaries, binaryLength };
+}
+
+/** {@link binaryChunks} of a header already encoded. */
+function binaryChunksOf(p: BinaryParts, joinBelow: number): EncodedResponse {
+  const headerLength = p.header.length;
+  const length = headerLength + p.binaryLength;
+  if (length < joinBelow) {
+    const body = Buffer.allocUnsafe(length);
+    p.header.copy(body, 0);
+    let off = headerLength;
+    for (const b of p.binaries) {
+      copyBytes(body, off, b);
+      off += b.byteLength;
+    }
+    return { chunks: [body], length, headerLength };
+  }
+  // The kept header is shared by responses: it is never written to.
+  return { chunks: [p.header, ...p.binaries.map(bytesView)], length, headerLength };
 }
 
 /** A binary response's chunks: one joined buffer below `joinBelow` bytes, else the header and the tensors' own memory. */
