@@ -516,3 +516,52 @@ test("all-binary responses one after another (the header kept while outputs stay
   t.like(JSON.parse(body.subarray(0, enc.headerLength).toString()), { id: "q", outputs: [{ name: "X", parameters: { binary_data_size: 4 } }, { name: "Y", data: [2] }] });
   t.is(body.readFloatLE(enc.headerLength!), 1);
 });
+
+test("binary inputs from a kept header plan are what the full parse makes: values, alignment, views of the body where aligned, errors", (t) => {
+  const inputs: [string, string, number[], Uint8Array][] = [
+    ["I8", "INT8", [3], new Uint8Array([1, 2, 255])],
+    ["F32", "FP32", [2], new Uint8Array(new Float32Array([1.5, -2]).buffer)],
+    ["F64", "FP64", [1], new Uint8Array(new Float64Array([1e300]).buffer)],
+    ["S", "BYTES", [2], Buffer.from([1, 0, 0, 0, 0x61, 2, 0, 0, 0, 0x62, 0x63])],
+    ["I16", "INT16", [3], new Uint8Array(new Int16Array([1, -2, 3]).buffer)],
+  ];
+  const orders = [[1], [1, 4], [0, 1, 2], [2, 0, 1], [3, 1], [1, 3, 2], [4, 1, 0, 2, 3]];
+  for (const order of orders) {
+    for (let pad = 0; pad < 8; pad++) {
+      for (const extra of [0, -1, 1]) {
+        const chosen = order.map((k) => inputs[k]!);
+        const header = JSON.stringify({ inputs: chosen.map(([name, datatype, shape, b]) => ({ name, datatype, shape, parameters: { binary_data_size: b.length } })) });
+        const h = Buffer.from(header + " ".repeat(pad));
+        const data = Buffer.concat(chosen.map((c) => c[3]));
+        const full = Buffer.concat([h, extra < 0 ? data.subarray(0, data.length - 1) : data, Buffer.alloc(Math.max(extra, 0))]);
+        // A body whose bytes sit at an odd place in their ArrayBuffer too.
+        const buf = Buffer.from(new ArrayBuffer(full.length + 8), pad % 3, full.length);
+        full.copy(buf);
+        const outcome = () => {
+          try {
+            const d = decodeInferRequest(buf, String(h.length));
+            return d.input.inputs.map((x) => {
+              const v = x.dtype === "BYTES" ? undefined : x.data();
+              return {
+                name: x.name,
+                shape: [...x.shape],
+                data: x.dtype === "BYTES" ? x.bytes().map((e) => [...e]) : Array.from(v as ArrayLike<number | bigint>, String),
+                aligned: v === undefined || v.byteOffset % (v as { BYTES_PER_ELEMENT: number } & ArrayBufferView).BYTES_PER_ELEMENT === 0,
+                viewOfBody: v !== undefined && v.buffer === buf.buffer,
+              };
+            });
+          } catch (e) {
+            return { code: (e as { code?: string }).code, message: (e as Error).message };
+          }
+        };
+        forgetDecodePlans();
+        const want = outcome();
+        // The full parse keeps the plan only for a body it decoded.
+        if (extra !== 0) decodeInferRequest(Buffer.concat([h, data]), String(h.length));
+        const got = outcome();
+        t.deepEqual(got, want, `${order.join(",")} pad ${pad} extra ${extra}`);
+        if (extra === 0) for (const x of got as { aligned: boolean }[]) t.true(x.aligned);
+      }
+    }
+  }
+});

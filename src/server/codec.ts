@@ -251,31 +251,72 @@ function keepPlan(p: HeaderPlan): void {
   plans.push(p);
 }
 
-/** Inputs from a plan and the body's binary part: the checks of {@link decodeInferRequest} that depend on the bytes, in its order. */
-function inputsFromPlan(plan: HeaderPlan, binary: Uint8Array, shm: SharedMemoryAccess | undefined): Tensor[] {
+/**
+ * Inputs from a plan and the body's binary part (from `hdrLen` on): the
+ * checks of {@link decodeInferRequest} that depend on the bytes, in its
+ * order, and the same tensors, made without cutting the body into Buffers.
+ * Data aligned for its dtype is viewed where it is. When no input's data is
+ * (the usual case: a JSON header of any length puts them all off), the
+ * binary part is copied once, whole, into aligned memory, and each input is
+ * a view of its place there (one not aligned even there, or a BYTES input,
+ * is made as the full path makes it).
+ */
+function inputsFromPlan(plan: HeaderPlan, body: Uint8Array, hdrLen: number, shm: SharedMemoryAccess | undefined): Tensor[] {
+  const binLength = body.length - hdrLen;
+  const srcs = plan.inputs;
+  // Where input data is read: the body from hdrLen on, or the copy from 0.
+  let mem = body;
+  let base = hdrLen;
+  if (binLength > 0 && noneAligned(srcs, body.byteOffset + hdrLen)) {
+    // Buffer.allocUnsafe's slices start at multiples of 8 (its pool is kept aligned).
+    const copy = Buffer.allocUnsafe(binLength);
+    copy.set(new Uint8Array(body.buffer, body.byteOffset + hdrLen, binLength));
+    mem = copy;
+    base = 0;
+  }
   let cursor = 0;
   const inputs: Tensor[] = [];
-  for (const src of plan.inputs) {
+  for (const src of srcs) {
     const { name, dtype, count } = src;
     const dims = src.dims as number[];
     if (src.binarySize >= 0) {
       const binSize = src.binarySize;
-      if (cursor + binSize > binary.length) {
-        bad(`input '${name}': binary_data_size ${binSize} goes past the end of the request body (${binary.length - cursor} binary bytes left)`);
+      if (cursor + binSize > binLength) {
+        bad(`input '${name}': binary_data_size ${binSize} goes past the end of the request body (${binLength - cursor} binary bytes left)`);
       }
-      const bytes = binary.subarray(cursor, cursor + binSize);
+      const at = mem.byteOffset + base + cursor;
       cursor += binSize;
-      inputs.push(tensorFromBytes(name, dtype, dims, count, bytes));
+      const size = dtype === "BYTES" ? 0 : elementSize(dtype);
+      if (size > 0 && at % size === 0 && binSize === count * size) {
+        inputs.push(Tensor.fromChecked(new (viewClass(dtype)!)(mem.buffer, at, count), dtype, dims, name));
+      } else {
+        inputs.push(tensorFromBytes(name, dtype, dims, count, new Uint8Array(mem.buffer, at, binSize)));
+      }
     } else {
       const { region, offset, size } = src.shm!;
       const direct = shm!.tensor?.(region, offset, size, dtype, dims, name);
       inputs.push(direct ?? tensorFromBytes(name, dtype, dims, count, shm!.read(region, offset, size)));
     }
   }
-  if (cursor !== binary.length) {
-    bad(`the request body has ${binary.length - cursor} bytes of binary data that no input claims (check binary_data_size)`);
+  if (cursor !== binLength) {
+    bad(`the request body has ${binLength - cursor} bytes of binary data that no input claims (check binary_data_size)`);
   }
   return inputs;
+}
+
+/** No binary input of `srcs` (BYTES aside) has its data aligned for its dtype, the binary part starting at address `start` (mod 8). */
+function noneAligned(srcs: readonly InputSource[], start: number): boolean {
+  let off = start;
+  let any = false;
+  for (const src of srcs) {
+    if (src.binarySize < 0) continue;
+    if (src.dtype !== "BYTES") {
+      if (off % elementSize(src.dtype) === 0) return false;
+      any = true;
+    }
+    off += src.binarySize;
+  }
+  return any;
 }
 
 /**
@@ -512,7 +553,7 @@ export function decodeInferRequest(
   const hdrLen = headerLengthOf(body, headerLength);
   const cached = hdrLen <= PLAN_MAX_BYTES ? cachedPlan(body, hdrLen) : undefined;
   if (cached !== undefined && (shm !== undefined || !cached.usesShm)) {
-    const inputs = inputsFromPlan(cached, body.subarray(hdrLen), shm);
+    const inputs = inputsFromPlan(cached, body, hdrLen, shm);
     return decodedFromPlan(cached, inputs);
   }
   // A JSON body (no binary part) whose text around its arrays was seen before.
