@@ -10,6 +10,7 @@ import {
   decodeInferRequest,
   encodeInferResponse,
   forgetDecodePlans,
+  jsonData,
   parseBytesElements,
   serializeBytesElements,
 } from "../src/server/codec.js";
@@ -562,6 +563,19 @@ test("binary inputs from a kept header plan are what the full parse makes: value
         t.deepEqual(got, want, `${order.join(",")} pad ${pad} extra ${extra}`);
         if (extra === 0) for (const x of got as { aligned: boolean }[]) t.true(x.aligned);
       }
+    }
+  }
+});
+
+test("JSON output data: floats short (one string) and long (joined) alike, non-finite values as null", (t) => {
+  for (const [dtype, Ctor] of [["FP32", Float32Array], ["FP64", Float64Array]] as const) {
+    for (const n of [0, 1, 4, 255, 256, 257, 1000]) {
+      const v = new Ctor(n);
+      for (let i = 0; i < n; i++) v[i] = [NaN, Infinity, -Infinity, -0, 1.5e-7, 3.25, -1e30, i / 7][i % 8]!;
+      const out = jsonData(Tensor.from(v, { dtype }));
+      const want = Array.from(v, (x) => (Number.isFinite(x) ? x + 0 : null)); // -0 is written "0"
+      t.deepEqual(JSON.parse(out), want, `${dtype} [${n}]`);
+      t.is(out, `[${want.map((x) => (x === null ? "null" : String(x))).join(",")}]`, `${dtype} [${n}] text`);
     }
   }
 });

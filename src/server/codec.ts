@@ -876,6 +876,9 @@ function tensorFromJson(name: string, dtype: DType, shape: number[], count: numb
   return Tensor.fromChecked(typed, dtype, shape, name);
 }
 
+/** Float outputs up to this many elements are written by concatenation (longer ones: an array of texts joined once). */
+const SHORT_JSON_ARRAY = 256;
+
 /** A tensor's elements as the JSON text of a flat array (BYTES as strings), as JSON outputs carry them. */
 export function jsonData(t: Tensor): string {
   if (t.dtype === "BYTES") {
@@ -884,6 +887,12 @@ export function jsonData(t: Tensor): string {
   }
   const d = t.data();
   const n = d.length;
+  if ((t.dtype === "FP32" || t.dtype === "FP64") && n <= SHORT_JSON_ARRAY) {
+    // A small float output (the usual answer) is written into one string: no array of texts to join.
+    let text = "[";
+    for (let i = 0; i < n; i++) text += i === 0 ? jsonNumber(d[i] as number) : `,${jsonNumber(d[i] as number)}`;
+    return `${text}]`;
+  }
   // Made at its length (setting `.length` of an empty array is a slow runtime call).
   const parts = new Array<string>(n);
   switch (t.dtype) {
