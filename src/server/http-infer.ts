@@ -74,14 +74,29 @@ function decodeFor(
   return { mv, decoded };
 }
 
-/** The headers of a successful inference response. */
-export function inferResponseHeaders(enc: EncodedResponse, closing: boolean): Record<string, string> {
+/**
+ * The last success headers made and what they say: a model's responses
+ * have the same lengths request after request, and then the same headers
+ * serve them all (frozen: every response shares them).
+ */
+let lastHeaders: Readonly<Record<string, string>> | undefined;
+let lastLength = -1;
+let lastHeaderLength: number | undefined;
+let lastClosing = false;
+
+/** The headers of a successful inference response (frozen, and shared by responses alike). */
+export function inferResponseHeaders(enc: EncodedResponse, closing: boolean): Readonly<Record<string, string>> {
+  if (lastHeaders !== undefined && enc.length === lastLength && enc.headerLength === lastHeaderLength && closing === lastClosing) return lastHeaders;
   const h: Record<string, string> =
     enc.headerLength === undefined
       ? { "content-type": "application/json", "content-length": String(enc.length) }
       : { "content-type": "application/octet-stream", "inference-header-content-length": String(enc.headerLength), "content-length": String(enc.length) };
   if (closing) h["connection"] = "close";
-  return h;
+  lastHeaders = Object.freeze(h);
+  lastLength = enc.length;
+  lastHeaderLength = enc.headerLength;
+  lastClosing = closing;
+  return lastHeaders;
 }
 
 /**
@@ -91,8 +106,8 @@ export function inferResponseHeaders(enc: EncodedResponse, closing: boolean): Re
 export interface ResponseSink {
   /** True once `writeHead` ran. */
   readonly headersSent: boolean;
-  /** Sets the status and the headers (written with the first body bytes). */
-  writeHead(status: number, headers: Record<string, string>): unknown;
+  /** Sets the status and the headers (written with the first body bytes; the sink must not change them). */
+  writeHead(status: number, headers: Readonly<Record<string, string>>): unknown;
   /** Writes body bytes. */
   write(chunk: Uint8Array): unknown;
   /** Writes the last body bytes, if any, and finishes the response. */
@@ -235,16 +250,26 @@ export function directInfer(endpoint: InferenceEndpoint, opts: DirectInferOption
   };
 
   const state: ReplyState = { shm, closing, chunkThreshold, fail };
+  // The last URL routed and its model and version: clients send one URL again and again.
+  let lastUrl: string | undefined;
+  let lastModel = "";
+  let lastVersion: string | undefined;
   return {
     route(req) {
       if (req.method !== "POST") return undefined;
-      const m = INFER_PATH.exec(req.url!);
-      if (m === null) return undefined;
+      const url = req.url!;
+      if (url !== lastUrl) {
+        const m = INFER_PATH.exec(url);
+        if (m === null) return undefined;
+        lastUrl = url;
+        lastModel = m[1]!;
+        lastVersion = m[2];
+      }
       const cl = req.headers["content-length"];
       if (typeof cl !== "string" || closing()) return undefined;
       const length = Number(cl);
       if (!(length <= bodyLimit)) return undefined;
-      return { model: m[1]!, version: m[2], length };
+      return { model: lastModel, version: lastVersion, length };
     },
     serve(req, res, route, body) {
       try {
