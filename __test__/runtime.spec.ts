@@ -508,10 +508,14 @@ test("every ServingError code stands for a Triton code, and HTTP maps each to a 
   t.is(httpError(new ServingError("ERR_INVALID_REQUEST", "x", { tritonCode: "INTERNAL" })).status, 500, "an overridden Triton code decides the status");
 });
 
+const fp32Inputs = (k: number) => Array.from({ length: k }, (_, i) => `input { name: "I${i}" data_type: TYPE_FP32 dims: [ 1 ] }`).join("\n");
+const fp32Outputs = (k: number) => Array.from({ length: k }, (_, i) => `output { name: "O${i}" data_type: TYPE_FP32 dims: [ 1 ] }`).join("\n");
+const oneFp32 = (i: number) => Tensor.from(new Float32Array(1), { name: `I${i}` });
+
 test("duplicate and missing names are found with few names (scanned) and many (a Set or Map): inputs, requested outputs and the model's outputs", async (t) => {
   const n = 10;
-  const ins = (k: number) => Array.from({ length: k }, (_, i) => `input { name: "I${i}" data_type: TYPE_FP32 dims: [ 1 ] }`).join("\n");
-  const outs = (k: number) => Array.from({ length: k }, (_, i) => `output { name: "O${i}" data_type: TYPE_FP32 dims: [ 1 ] }`).join("\n");
+  const ins = fp32Inputs;
+  const outs = fp32Outputs;
   // Answers with the outputs the request's parameter 'out' names (comma-separated), in that order.
   const model = `import { InferenceResponse, Tensor } from "tensorbridge";
 export default class M { execute(rs: any[]) { return rs.map((r) => new InferenceResponse({ outputTensors: String(r.parameters.out).split(",").map((name) => Tensor.from(new Float32Array(1), { name })) })); } }`;
@@ -520,21 +524,21 @@ export default class M { execute(rs: any[]) { return rs.map((r) => new Inference
   await reg.loadAll();
   for (const [name, k] of [["few", 2], ["many", n]] as const) {
     const mv = reg.get(name);
-    const x = (i: number) => Tensor.from(new Float32Array(1), { name: `I${i}` });
+    const x = oneFp32;
     const all = Array.from({ length: k }, (_, i) => x(i));
     t.is(mv.validate({ inputs: all }), 1, name);
     const bad = (inputs: Tensor[], re: RegExp, outputs?: string[]) =>
       t.throws(() => mv.validate({ inputs, ...(outputs ? { outputs } : {}) }), { instanceOf: ServingError, message: re }, name);
     bad([...all, x(k - 1)], new RegExp(`input 'I${k - 1}' is given more than once`));
-    bad([x(0), ...all.slice(2)], new RegExp(`Got input\\(s\\) \\[${["I0", ...all.slice(2).map((t) => t.name)].map((s) => `'${s}'`).join(", ")}\\], but missing required input\\(s\\) \\['I1'\\]`));
+    bad([x(0), ...all.slice(2)], new RegExp(`Got input\\(s\\) \\[${["I0", ...all.slice(2).map((input) => input.name)].map((s) => `'${s}'`).join(", ")}\\], but missing required input\\(s\\) \\['I1'\\]`));
     bad(all, /output 'O1' is requested more than once/, ["O1", "O0", "O1"]);
     t.is(mv.validate({ inputs: all, outputs: ["O1", "O0"] }), 1, name);
     // The model's outputs: the requested ones in the request's order; a name twice, or a requested one missing, is an error.
     const names = Array.from({ length: k }, (_, i) => `O${i}`);
     const got = await mv.infer({ inputs: all, parameters: { out: names.join(",") }, outputs: ["O1", "O0"] });
     t.deepEqual(got.outputs.map((o) => o.name), ["O1", "O0"], name);
-    const every = await mv.infer({ inputs: all, parameters: { out: [...names].reverse().join(",") } });
-    t.deepEqual(every.outputs.map((o) => o.name), [...names].reverse(), "all outputs, in the model's order");
+    const every = await mv.infer({ inputs: all, parameters: { out: names.toReversed().join(",") } });
+    t.deepEqual(every.outputs.map((o) => o.name), names.toReversed(), "all outputs, in the model's order");
     await t.throwsAsync(mv.infer({ inputs: all, parameters: { out: [...names, "O0"].join(",") } }), { code: "ERR_MODEL_EXECUTE", message: /output 'O0' appears more than once/ });
     await t.throwsAsync(mv.infer({ inputs: all, parameters: { out: names.slice(1).join(",") }, outputs: ["O0"] }), {
       code: "ERR_MODEL_EXECUTE",

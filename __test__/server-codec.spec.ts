@@ -463,27 +463,30 @@ test("scheduling parameters (priority, timeout, sequence keys) leave the model's
   }
 });
 
+/** A decoded request asking for every output (or the named ones) as binary data. */
+const binaryOutputsRequest = (outputs?: string[]) =>
+  decodeInferRequest(
+    Buffer.from(JSON.stringify({ inputs: [{ name: "A", datatype: "FP32", shape: [1], data: [1] }], parameters: { binary_data_output: true }, ...(outputs ? { outputs: outputs.map((name) => ({ name })) } : {}) })),
+    undefined,
+  );
+const f32 = (name: string, v: number[], shape = [v.length]) => Tensor.from(new Float32Array(v), { name, shape });
+const i64 = (name: string, v: bigint[]) => Tensor.from(new BigInt64Array(v), { name });
+
 test("all-binary responses one after another (the header kept while outputs stay the same): each body is what its outputs say, joined or in chunks", (t) => {
-  const req = (outputs?: string[]) =>
-    decodeInferRequest(
-      Buffer.from(JSON.stringify({ inputs: [{ name: "A", datatype: "FP32", shape: [1], data: [1] }], parameters: { binary_data_output: true }, ...(outputs ? { outputs: outputs.map((name) => ({ name })) } : {}) })),
-      undefined,
-    );
+  const req = binaryOutputsRequest;
   const all = req();
-  const f32 = (name: string, v: number[], shape = [v.length]) => Tensor.from(new Float32Array(v), { name, shape });
-  const i64 = (name: string, v: bigint[]) => Tensor.from(new BigInt64Array(v), { name });
   // Splits a binary body into its header and each output's values, as a client reads it.
   const read = (enc: ReturnType<typeof encodeInferResponse>) => {
-    const body = Buffer.concat(enc.chunks);
-    t.is(body.length, enc.length);
-    const header = JSON.parse(body.subarray(0, enc.headerLength).toString()) as { model_name: string; model_version: string; outputs: { name: string; datatype: string; shape: number[]; parameters: { binary_data_size: number } }[] };
+    const whole = Buffer.concat(enc.chunks);
+    t.is(whole.length, enc.length);
+    const header = JSON.parse(whole.subarray(0, enc.headerLength).toString()) as { model_name: string; model_version: string; outputs: { name: string; datatype: string; shape: number[]; parameters: { binary_data_size: number } }[] };
     let off = enc.headerLength!;
     const values = header.outputs.map((o) => {
-      const bytes = Buffer.from(body.subarray(off, off + o.parameters.binary_data_size));
+      const bytes = Buffer.from(whole.subarray(off, off + o.parameters.binary_data_size));
       off += o.parameters.binary_data_size;
       return o.datatype === "INT64" ? [...new BigInt64Array(bytes.buffer, bytes.byteOffset, bytes.length / 8)].map(String) : [...new Float32Array(bytes.buffer, bytes.byteOffset, bytes.length / 4)];
     });
-    t.is(off, body.length);
+    t.is(off, whole.length);
     return { header, values };
   };
   const kept: ReturnType<typeof encodeInferResponse>[] = [];
@@ -513,9 +516,9 @@ test("all-binary responses one after another (the header kept while outputs stay
   // A request for some outputs as JSON, or an id, takes the general path: the same bytes as before for the binary ones.
   const mixed = decodeInferRequest(Buffer.from(JSON.stringify({ inputs: [{ name: "A", datatype: "FP32", shape: [1], data: [1] }], outputs: [{ name: "X", parameters: { binary_data: true } }, { name: "Y" }] })), undefined);
   const enc = encodeInferResponse({ modelName: "a", modelVersion: 3, id: "q", outputs: [f32("X", [1]), f32("Y", [2])] }, mixed);
-  const body = Buffer.concat(enc.chunks);
-  t.like(JSON.parse(body.subarray(0, enc.headerLength).toString()), { id: "q", outputs: [{ name: "X", parameters: { binary_data_size: 4 } }, { name: "Y", data: [2] }] });
-  t.is(body.readFloatLE(enc.headerLength!), 1);
+  const joined = Buffer.concat(enc.chunks);
+  t.like(JSON.parse(joined.subarray(0, enc.headerLength).toString()), { id: "q", outputs: [{ name: "X", parameters: { binary_data_size: 4 } }, { name: "Y", data: [2] }] });
+  t.is(joined.readFloatLE(enc.headerLength!), 1);
 });
 
 test("binary inputs from a kept header plan are what the full parse makes: values, alignment, views of the body where aligned, errors", (t) => {

@@ -26,8 +26,9 @@ export function addSubKserve(model, body, headerLength) {
   let y;
   let shape;
   if (headerLength === undefined) {
-    x = Float32Array.from(inputs[0].data);
-    y = Float32Array.from(inputs[1].data);
+    // perf_analyzer's JSON nests the data by the shape: flat values only.
+    x = Float32Array.from(inputs[0].data.flat(Infinity));
+    y = Float32Array.from(inputs[1].data.flat(Infinity));
   } else {
     const n0 = inputs[0].parameters.binary_data_size;
     const n1 = inputs[1].parameters.binary_data_size;

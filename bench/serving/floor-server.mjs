@@ -164,7 +164,12 @@ function handle(req, res, body) {
     case "/infer": {
       if (COMPUTE) {
         const hl = req.headers["inference-header-content-length"];
-        const r = addSubKserve(m[1], body, hl === undefined ? undefined : Number(hl));
+        let r;
+        try {
+          r = addSubKserve(m[1], body, hl === undefined ? undefined : Number(hl));
+        } catch (e) {
+          return send(res, 400, Buffer.from(JSON.stringify({ error: `floor: ${e.message}` })));
+        }
         model.count++;
         model.last = Date.now();
         res.writeHead(200, {
