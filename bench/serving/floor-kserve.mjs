@@ -25,8 +25,9 @@ export function addSubKserve(model, body, headerLength) {
   let x;
   let y;
   let shape;
-  if (headerLength === undefined) {
-    // perf_analyzer's JSON nests the data by the shape: flat values only.
+  if (inputs[0].data !== undefined) {
+    // JSON tensors (perf_analyzer's JSON requests carry an Inference-Header-Content-Length of the whole body too).
+    // It nests the data by the shape: flat values only.
     x = Float32Array.from(inputs[0].data.flat(Infinity));
     y = Float32Array.from(inputs[1].data.flat(Infinity));
   } else {
