@@ -61,6 +61,17 @@ export function ringBuffer(bytes = DEFAULT_RING_BYTES): SharedArrayBuffer {
 
 const align4 = (n: number): number => (n + 3) & ~3;
 
+/** The views both ends of a ring read it through: its control words, and its data area as bytes and as words. */
+function ringViews(buffer: SharedArrayBuffer): { ctrl: Int32Array; cap: number; bytes: Buffer; words: Int32Array } {
+  const cap = buffer.byteLength - CTRL_WORDS * 4;
+  return {
+    ctrl: new Int32Array(buffer, 0, CTRL_WORDS),
+    cap,
+    bytes: Buffer.from(buffer, CTRL_WORDS * 4, cap),
+    words: new Int32Array(buffer, CTRL_WORDS * 4, cap / 4),
+  };
+}
+
 /** A message that went through the port: its sequence number and the message itself. */
 interface Overflow {
   readonly seq: number;
@@ -84,10 +95,7 @@ export class RingWriter {
    * @param port - this end of the port that messages go through when they do not fit.
    */
   constructor(buffer: SharedArrayBuffer, port: MessagePort) {
-    this.#ctrl = new Int32Array(buffer, 0, CTRL_WORDS);
-    this.#cap = buffer.byteLength - CTRL_WORDS * 4;
-    this.#bytes = Buffer.from(buffer, CTRL_WORDS * 4, this.#cap);
-    this.#words = new Int32Array(buffer, CTRL_WORDS * 4, this.#cap / 4);
+    ({ ctrl: this.#ctrl, cap: this.#cap, bytes: this.#bytes, words: this.#words } = ringViews(buffer));
     this.#port = port;
     this.#tail = Atomics.load(this.#ctrl, TAIL);
   }
@@ -154,10 +162,7 @@ export class RingReader {
    * @param port - this end of the port that messages that did not fit come through.
    */
   constructor(buffer: SharedArrayBuffer, port: MessagePort) {
-    this.#ctrl = new Int32Array(buffer, 0, CTRL_WORDS);
-    this.#cap = buffer.byteLength - CTRL_WORDS * 4;
-    this.#bytes = Buffer.from(buffer, CTRL_WORDS * 4, this.#cap);
-    this.#words = new Int32Array(buffer, CTRL_WORDS * 4, this.#cap / 4);
+    ({ ctrl: this.#ctrl, cap: this.#cap, bytes: this.#bytes, words: this.#words } = ringViews(buffer));
     this.#port = port;
   }
 
