@@ -14,11 +14,12 @@
 // ways is the change's, not the order's. The two checkouts share one V8,
 // so what one does to the process (an AsyncLocalStorage store it runs, its
 // garbage) is paid by both: compare such changes with path.bench.ts runs.
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { loadavg, tmpdir } from "node:os";
+import { rmSync } from "node:fs";
+import { loadavg } from "node:os";
 import { join, resolve } from "node:path";
 
 import type { DirectInfer, InferRoute, ResponseSink } from "../../src/server/http-infer.js";
+import { ADD_SUB_REQUESTS, addSubRepository } from "./add-sub-requests.js";
 
 function arg(name: string, dflt: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -26,36 +27,11 @@ function arg(name: string, dflt: string): string {
 }
 const A = resolve(arg("a", ""));
 const B = resolve(arg("b", "."));
-const CASES = arg("cases", "binary,json").split(",");
+const CASES = arg("cases", "binary,json").split(",") as ("binary" | "json")[];
+for (const c of CASES) if (!(c in ADD_SUB_REQUESTS)) throw new Error(`path-ab.bench: --cases takes binary and json, got '${c}'`);
 const PAIRS = Number(arg("pairs", "30"));
 const N = Number(arg("requests", "5000"));
 if (arg("a", "") === "") throw new Error("path-ab.bench: --a <checkout> is required (see the comment at the top)");
-
-// perf_analyzer's add_sub requests: binary tensors, and JSON.
-const a = Float32Array.from({ length: 4 }, (_, i) => i / 3);
-const b = Float32Array.from({ length: 4 }, (_, i) => 1 - i / 7);
-const header = Buffer.from(
-  JSON.stringify({
-    inputs: [
-      { name: "INPUT0", shape: [4], datatype: "FP32", parameters: { binary_data_size: 16 } },
-      { name: "INPUT1", shape: [4], datatype: "FP32", parameters: { binary_data_size: 16 } },
-    ],
-    outputs: [
-      { name: "OUTPUT0", parameters: { binary_data: true } },
-      { name: "OUTPUT1", parameters: { binary_data: true } },
-    ],
-  }),
-);
-const bodies: Record<string, { body: Buffer; headers: Record<string, string> }> = {
-  binary: {
-    body: Buffer.concat([header, Buffer.from(a.buffer), Buffer.from(b.buffer)]),
-    headers: { "content-type": "application/octet-stream", "inference-header-content-length": String(header.length) },
-  },
-  json: {
-    body: Buffer.from(JSON.stringify({ inputs: [{ name: "INPUT0", shape: [4], datatype: "FP32", data: [...a] }, { name: "INPUT1", shape: [4], datatype: "FP32", data: [...b] }] })),
-    headers: { "content-type": "application/json" },
-  },
-};
 
 /** A sink that counts the successful responses and keeps nothing. */
 class Sink implements ResponseSink {
@@ -90,18 +66,15 @@ interface Side {
 async function side(root: string): Promise<Side> {
   const { directInfer } = (await import(join(root, "src/server/http-infer.ts"))) as typeof import("../../src/server/http-infer.js");
   const { InferenceServer } = (await import(join(root, "src/server/server.ts"))) as typeof import("../../src/server/server.js");
-  const repo = mkdtempSync(join(tmpdir(), "tb-path-ab-"));
-  mkdirSync(join(repo, "add_sub/1"), { recursive: true });
-  writeFileSync(join(repo, "add_sub/config.pbtxt"), readFileSync(join(root, "examples/models/add_sub/config.pbtxt"), "utf8"));
-  writeFileSync(join(repo, "add_sub/1/model.ts"), readFileSync(join(root, "examples/models/add_sub/1/model.ts"), "utf8"));
+  const repo = addSubRepository(root);
   const server = await InferenceServer.start({ repository: repo, port: 0, allowGrpc: false, quiet: true });
   return { root, repo, close: () => server.close(), direct: directInfer(server.endpoint, { bodyLimit: 64 << 20, chunkThreshold: 64 * 1024 }) };
 }
 
 /** CPU µs per request of `n` requests, one at a time. */
-function measure(s: Side, c: string, n: number): number {
-  const { body, headers } = bodies[c]!;
-  const req = { method: "POST", url: "/v2/models/add_sub/infer", headers: { host: "x", "content-length": String(body.length), ...headers } };
+function measure(s: Side, c: "binary" | "json", n: number): number {
+  const { body, headers } = ADD_SUB_REQUESTS[c];
+  const req = { method: "POST", url: "/v2/models/add_sub/infer", headers };
   const sink = new Sink();
   const t0 = process.cpuUsage();
   for (let i = 0; i < n; i++) {

@@ -15,12 +15,12 @@
 // run.ts's last column) is our own JavaScript, and how much of that is the
 // unavoidable part. The rest of a served request (the socket's read and
 // write, node:net, the kernel) is floor-net's figure in run.ts.
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { loadavg, tmpdir } from "node:os";
-import { join } from "node:path";
+import { rmSync } from "node:fs";
+import { loadavg } from "node:os";
 
 import { directInfer, type InferRoute, type ResponseSink } from "../../src/server/http-infer.js";
 import { InferenceServer } from "../../src/server/server.js";
+import { ADD_SUB_REQUESTS, addSubRepository, type AddSubRequest } from "./add-sub-requests.js";
 import { addSubKserve } from "./floor-kserve.mjs";
 
 function arg(name: string, dflt: string): string {
@@ -35,53 +35,15 @@ const CONCURRENCY = Number(arg("concurrency", "1"));
 const WARM = 10000;
 
 const root = new URL("../..", import.meta.url).pathname;
-const repo = mkdtempSync(join(tmpdir(), "tb-path-bench-"));
-mkdirSync(join(repo, "add_sub/1"), { recursive: true });
-writeFileSync(join(repo, "add_sub/config.pbtxt"), readFileSync(join(root, "examples/models/add_sub/config.pbtxt"), "utf8"));
-writeFileSync(join(repo, "add_sub/1/model.ts"), readFileSync(join(root, "examples/models/add_sub/1/model.ts"), "utf8"));
+const repo = addSubRepository(root);
 
 const server = await InferenceServer.start({ repository: repo, port: 0, allowGrpc: false, quiet: true });
 const direct = directInfer(server.endpoint, { bodyLimit: 64 << 20, chunkThreshold: 64 * 1024 });
 
-// perf_analyzer's add_sub request: INPUT0 and INPUT1, FP32 [4].
-const a = Float32Array.from({ length: 4 }, (_, i) => i / 3);
-const b = Float32Array.from({ length: 4 }, (_, i) => 1 - i / 7);
-const binaryHeader = Buffer.from(
-  JSON.stringify({
-    inputs: [
-      { name: "INPUT0", shape: [4], datatype: "FP32", parameters: { binary_data_size: 16 } },
-      { name: "INPUT1", shape: [4], datatype: "FP32", parameters: { binary_data_size: 16 } },
-    ],
-    outputs: [
-      { name: "OUTPUT0", parameters: { binary_data: true } },
-      { name: "OUTPUT1", parameters: { binary_data: true } },
-    ],
-  }),
-);
-const binaryBody = Buffer.concat([binaryHeader, Buffer.from(a.buffer), Buffer.from(b.buffer)]);
-const jsonBody = Buffer.from(
-  JSON.stringify({
-    inputs: [
-      { name: "INPUT0", shape: [4], datatype: "FP32", data: [...a] },
-      { name: "INPUT1", shape: [4], datatype: "FP32", data: [...b] },
-    ],
-  }),
-);
-
-interface Case {
+interface Case extends AddSubRequest {
   name: string;
-  headers: Record<string, string>;
-  body: Buffer;
 }
-const all: Case[] = [
-  {
-    name: "binary",
-    headers: { host: "x", "content-length": String(binaryBody.length), "content-type": "application/octet-stream", "inference-header-content-length": String(binaryHeader.length) },
-    body: binaryBody,
-  },
-  { name: "json", headers: { host: "x", "content-length": String(jsonBody.length), "content-type": "application/json" }, body: jsonBody },
-];
-const cases = all.filter((c) => CASES.includes(c.name));
+const cases: Case[] = (["binary", "json"] as const).filter((name) => CASES.includes(name)).map((name) => ({ name, ...ADD_SUB_REQUESTS[name] }));
 
 /** A response sink that keeps the status and the body's length, and says when the response ended. */
 class Sink implements ResponseSink {
