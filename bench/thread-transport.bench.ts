@@ -11,10 +11,10 @@
 //
 //   node --import tsx bench/thread-transport.bench.ts [--rounds 5] [--n 20000]
 import { loadavg } from "node:os";
-import { MessageChannel, Worker } from "node:worker_threads";
+import { Worker } from "node:worker_threads";
 
 import { decodeMessage, encodeMessage } from "../src/runtime/thread-codec.js";
-import { RingReader, ringBuffer, RingWriter, waitAsync, WRITTEN } from "../src/runtime/thread-ring.js";
+import { perRoundTrip, ringRoundTrip } from "./ring-round-trip.js";
 
 function arg(name: string, dflt: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -60,35 +60,10 @@ else {
   loop();
 }`;
 
-/** µs per round trip: wall and CPU. */
-async function ring(): Promise<{ wall: number; cpu: number }> {
-  const toWorker = ringBuffer();
-  const fromWorker = ringBuffer();
-  const { port1, port2 } = new MessageChannel();
-  const boot = `require(${JSON.stringify(import.meta.resolve("tsx/cjs/api").replace("file://", ""))}).register(); ${WORKER}`;
-  const w = new Worker(boot, { eval: true, workerData: { mode: "ring", toWorker, fromWorker, port: port2 }, transferList: [port2] });
-  await new Promise((r) => w.once("online", r));
-  const out = new RingWriter(toWorker, port1);
-  const inbox = new RingReader(fromWorker, port1);
-  const once = async (): Promise<void> => {
-    out.write(MESSAGE);
-    for (;;) {
-      if (inbox.read() !== undefined) return;
-      const r = waitAsync(inbox.ctrl, WRITTEN, inbox.readCount);
-      if (r.async) await r.value;
-    }
-  };
-  for (let i = 0; i < 2000; i++) await once();
-  const c0 = process.cpuUsage();
-  const t0 = performance.now();
-  for (let i = 0; i < N; i++) await once();
-  const wall = ((performance.now() - t0) * 1000) / N;
-  const c = process.cpuUsage(c0);
-  await w.terminate();
-  port1.close();
-  return { wall, cpu: (c.user + c.system) / N };
-}
+/** µs per round trip through the rings: wall and CPU. */
+const ring = (): Promise<{ wall: number; cpu: number }> => ringRoundTrip(WORKER, { mode: "ring" }, MESSAGE, N);
 
+/** µs per round trip by postMessage: wall and CPU. */
 async function post(): Promise<{ wall: number; cpu: number }> {
   const w = new Worker(WORKER.replace(/^const \{ RingReader.*$/m, ""), { eval: true, workerData: { mode: "post" } });
   await new Promise((r) => w.once("online", r));
@@ -97,14 +72,9 @@ async function post(): Promise<{ wall: number; cpu: number }> {
       w.once("message", () => r());
       w.postMessage(MESSAGE);
     });
-  for (let i = 0; i < 2000; i++) await once();
-  const c0 = process.cpuUsage();
-  const t0 = performance.now();
-  for (let i = 0; i < N; i++) await once();
-  const wall = ((performance.now() - t0) * 1000) / N;
-  const c = process.cpuUsage(c0);
+  const timed = await perRoundTrip(once, N);
   await w.terminate();
-  return { wall, cpu: (c.user + c.system) / N };
+  return timed;
 }
 
 /** CPU µs per call of `f`. */

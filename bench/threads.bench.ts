@@ -34,13 +34,13 @@
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
-import { MessageChannel, Worker } from "node:worker_threads";
+import { Worker } from "node:worker_threads";
 
 import { ModelRegistry } from "../src/runtime/model-registry.js";
 import { installModelModuleHook } from "../src/runtime/loader.js";
 import { encodeMessage } from "../src/runtime/thread-codec.js";
-import { RingReader, ringBuffer, RingWriter, waitAsync, WRITTEN } from "../src/runtime/thread-ring.js";
 import { Tensor } from "../src/tensor.js";
+import { ringRoundTrip } from "./ring-round-trip.js";
 
 function arg(name: string, dflt: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -146,33 +146,7 @@ const loop = () => {
 loop();`;
 
 /** µs per bare ring round trip (see the header): wall, and CPU time of the process. */
-async function ringFloor(n: number): Promise<{ wall: number; cpu: number }> {
-  const toWorker = ringBuffer();
-  const fromWorker = ringBuffer();
-  const { port1, port2 } = new MessageChannel();
-  const boot = `require(${JSON.stringify(import.meta.resolve("tsx/cjs/api").replace("file://", ""))}).register(); ${RING_WORKER}`;
-  const w = new Worker(boot, { eval: true, workerData: { toWorker, fromWorker, port: port2, reply: REPLY }, transferList: [port2] });
-  await new Promise((r) => w.once("online", r));
-  const out = new RingWriter(toWorker, port1);
-  const inbox = new RingReader(fromWorker, port1);
-  const once = async (): Promise<void> => {
-    out.write(EXECUTE);
-    for (;;) {
-      if (inbox.read() !== undefined) return;
-      const r = waitAsync(inbox.ctrl, WRITTEN, inbox.readCount);
-      if (r.async) await r.value;
-    }
-  };
-  for (let i = 0; i < 2000; i++) await once();
-  const c0 = process.cpuUsage();
-  const t0 = performance.now();
-  for (let i = 0; i < n; i++) await once();
-  const wall = ((performance.now() - t0) * 1000) / n;
-  const c = process.cpuUsage(c0);
-  await w.terminate();
-  port1.close();
-  return { wall, cpu: (c.user + c.system) / n };
-}
+const ringFloor = (n: number): Promise<{ wall: number; cpu: number }> => ringRoundTrip(RING_WORKER, { reply: REPLY }, EXECUTE, n);
 
 /** Hands add_sub's two inputs over once, as a thread instance does on both of its sides, and views them. */
 function handOver(): void {
