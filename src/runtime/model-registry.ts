@@ -221,6 +221,7 @@ export class ModelRegistry {
       if (unchanged && !hasConfig(opts.config)) return;
       await this.#load(m, opts.config, { api: true, snapshot });
       // Served from the repository again: the files it was loaded from before go.
+      entry.fromFiles = false;
       await this.#dropFiles(entry);
     });
   }
@@ -232,7 +233,7 @@ export class ModelRegistry {
    */
   async #loadFiles(name: string, config: unknown, files: ModelFiles): Promise<void> {
     checkFilesModelName(name);
-    if (config === undefined || config === null || config === "") {
+    if (!hasConfig(config)) {
       throw filesRefusal(name, "Load parameter 'config' must be specified for model file override");
     }
     modelFilePaths(name, files); // every path checked before anything is written
@@ -260,7 +261,6 @@ export class ModelRegistry {
   async #dropFiles(entry: ModelEntry): Promise<void> {
     const dir = entry.files;
     entry.files = undefined;
-    entry.fromFiles = false;
     await dir?.remove();
   }
 
@@ -283,10 +283,8 @@ export class ModelRegistry {
       entry.versions.clear();
       // As Triton: a model that failed to load keeps its versions' reasons.
       if (versions.length > 0) entry.rows = new Map(versions.map((v) => [v.version, "unloaded"]));
-      const fromFiles = entry.fromFiles;
+      // Unloaded, a model that came from files is still not the repository's (fromFiles stays: the index leaves it out).
       await this.#dropFiles(entry);
-      // Unloaded, a model that came from files is still not the repository's (the index leaves it out).
-      entry.fromFiles = fromFiles;
       entry.state = "UNAVAILABLE";
       entry.reason = "unloaded";
       this.#log.info(`successfully unloaded '${name}'`);
