@@ -17,7 +17,8 @@
  * response): with `--net`, the work no KServe server written in Node can
  * skip on top of floor-net's I/O. run.ts serves it as `floor-kserve`.
  *
- * Inference responses are correct: the first request with a given body is
+ * add_sub's inference responses are correct (digits' are canned, see
+ * DIGITS_ANSWERS): the first request with a given body is
  * decoded and computed (OUTPUT0 = INPUT0 + INPUT1, OUTPUT1 = INPUT0 - INPUT1,
  * FP32), and its response is kept; later requests whose body is byte-equal
  * (perf_analyzer sends the same inputs every time) get the kept response
@@ -65,6 +66,80 @@ const MODELS = Object.fromEntries(
     return [name, { name, meta: Buffer.from(JSON.stringify(meta)), config: Buffer.from(JSON.stringify(config)), count: 0, last: 0 }];
   }),
 );
+/**
+ * digits (examples/models/digits): metadata and config as tensorbridge
+ * serves them, so that perf_analyzer's `--input-data` runs can be pointed at
+ * the floor. Its answers are canned, not computed: one image's label and
+ * probabilities (the JSON text tensorbridge writes for the first held-out
+ * image, and the same values as binary tensors), whatever the request holds.
+ * perf_analyzer does not check answers, so these rows are the ceiling of any
+ * server under the digits runs' perf_analyzer (its JSON work on the same
+ * cores included), not a model served.
+ */
+const DIGITS_PROBABILITIES = [
+  0.000005860675173607888, 0.000002990905841215863, 0.0000050680073400144465, 0.00003978229869971983, 0.0003450603981036693, 0.00003672432285384275,
+  1.4203537546109146e-7, 0.9956580400466919, 0.00005245677675702609, 0.003853855188935995,
+];
+MODELS.digits = {
+  name: "digits",
+  meta: Buffer.from(
+    JSON.stringify({
+      name: "digits",
+      versions: ["1"],
+      platform: "floor",
+      inputs: [{ name: "pixels", datatype: "FP32", shape: [-1, 64] }],
+      outputs: [
+        { name: "label", datatype: "INT64", shape: [-1, 1] },
+        { name: "probabilities", datatype: "FP32", shape: [-1, 10] },
+      ],
+    }),
+  ),
+  config: Buffer.from(
+    JSON.stringify({
+      name: "digits",
+      platform: "",
+      backend: "floor",
+      version_policy: { latest: { num_versions: 1 } },
+      max_batch_size: 64,
+      input: [{ name: "pixels", data_type: "TYPE_FP32", dims: [64] }],
+      output: [
+        { name: "label", data_type: "TYPE_INT64", dims: [1] },
+        { name: "probabilities", data_type: "TYPE_FP32", dims: [10] },
+      ],
+      dynamic_batching: {},
+      instance_group: [{ name: "digits_0", kind: "KIND_CPU", count: 1 }],
+    }),
+  ),
+  count: 0,
+  last: 0,
+};
+/** The canned digits answers: binary tensors (the request had an `Inference-Header-Content-Length`) or JSON. */
+const DIGITS_ANSWERS = (() => {
+  const label = { name: "label", datatype: "INT64", shape: [1, 1] };
+  const probabilities = { name: "probabilities", datatype: "FP32", shape: [1, 10] };
+  const json = Buffer.from(
+    JSON.stringify({ model_name: "digits", model_version: "1", outputs: [{ ...label, data: [7] }, { ...probabilities, data: DIGITS_PROBABILITIES }] }),
+  );
+  const head = Buffer.from(
+    JSON.stringify({
+      model_name: "digits",
+      model_version: "1",
+      outputs: [
+        { ...label, parameters: { binary_data_size: 8 } },
+        { ...probabilities, parameters: { binary_data_size: 40 } },
+      ],
+    }),
+  );
+  const binary = Buffer.concat([head, Buffer.from(new BigInt64Array([7n]).buffer), Buffer.from(new Float32Array(DIGITS_PROBABILITIES).buffer)]);
+  return {
+    json: { headers: { "content-type": "application/json", "content-length": json.length }, body: json },
+    binary: {
+      headers: { "content-type": "application/octet-stream", "inference-header-content-length": String(head.length), "content-length": binary.length },
+      body: binary,
+    },
+  };
+})();
+
 const SERVER = Buffer.from(JSON.stringify({ name: "floor", version: "0", extensions: ["binary_tensor_data", "statistics"] }));
 const EMPTY = Buffer.alloc(0);
 
@@ -162,6 +237,13 @@ function handle(req, res, body) {
     case "/ready":
       return send(res, 200, EMPTY);
     case "/infer": {
+      if (m[1] === "digits") {
+        const answer = req.headers["inference-header-content-length"] === undefined ? DIGITS_ANSWERS.json : DIGITS_ANSWERS.binary;
+        model.count++;
+        model.last = Date.now();
+        res.writeHead(200, answer.headers);
+        return res.end(answer.body);
+      }
       if (COMPUTE) {
         const hl = req.headers["inference-header-content-length"];
         let r;

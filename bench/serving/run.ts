@@ -266,13 +266,13 @@ function prepare(): Peer[] {
     {
       name: "floor",
       url: "http://127.0.0.1:8230",
-      unsupported: { grpc: "HTTP only", stream: "HTTP only", ...NO_DIGITS },
+      unsupported: { grpc: "HTTP only", stream: "HTTP only" },
       start: () => startProcess(process.execPath, [join(ROOT, "bench/serving/floor-server.mjs"), "--port", "8230"], {}),
     },
     {
       name: "floor-net",
       url: "http://127.0.0.1:8231",
-      unsupported: { grpc: "HTTP only", stream: "HTTP only", ...NO_DIGITS },
+      unsupported: { grpc: "HTTP only", stream: "HTTP only" },
       start: () => startProcess(process.execPath, [join(ROOT, "bench/serving/floor-server.mjs"), "--port", "8231", "--net"], {}),
     },
     {
