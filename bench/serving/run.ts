@@ -49,8 +49,10 @@
  * (bench/serving/mlserver_models/digits.py), batching on in all three, over
  * HTTP with binary tensors (MLServer has none) or JSON; perf_analyzer sends
  * the held-out images of examples/digits/test-set.json, one per request
- * (`--input-data`). Not in the default `--formats`:
- *   node --import tsx bench/serving/run.ts --formats digits,digits-json --concurrency 1,16 --only tensorbridge,triton,mlserver
+ * (`--input-data`). `floor` and `floor-net` answer them with one canned
+ * answer (no model): the ceiling of any server under these perf_analyzer
+ * runs, whose own JSON work shares the cores. Not in the default `--formats`:
+ *   node --import tsx bench/serving/run.ts --formats digits,digits-json --concurrency 1,16 --only tensorbridge,triton,mlserver,floor-net
  *
  * Binary rows use `add_sub` (no batching, as the seed's); JSON rows use
  * `add_sub_batched` (max_batch_size 8, same model code): perf_analyzer's JSON
