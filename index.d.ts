@@ -221,8 +221,24 @@ export declare function tensorPrepareExport(id: number, versioned: boolean, copy
 /** Whether the producer marked the memory read-only. */
 export declare function tensorReadOnly(id: number): boolean
 
+/**
+ * Takes batch `id` (from `tensorsPark`, in this thread or another) and returns a new tensor
+ * handle for each of its tensors, in order.
+ */
+export declare function tensorsClaim(id: number): Array<number>
+
+/** Drops batch `id` if nobody claimed it (its receiver is gone); true if it was still parked. */
+export declare function tensorsDiscard(id: number): boolean
+
 /** Dimensions. */
 export declare function tensorShape(id: number): Array<number>
+
+/**
+ * Parks the tensors behind handles `ids` (shares of their memory, not copies) for one
+ * `tensorsClaim` in any thread of this process; returns the batch's id. The handles stay
+ * usable here.
+ */
+export declare function tensorsPark(ids: Array<number>): number
 
 /** Strides in elements. */
 export declare function tensorStrides(id: number): Array<number>

@@ -23,7 +23,7 @@ import { InferenceRequest } from "../src/runtime/request.js";
 import type { InferenceResponse } from "../src/runtime/response.js";
 import { decodeMessage, encodeMessage } from "../src/runtime/thread-codec.js";
 import { ThreadInstance } from "../src/runtime/thread-instance.js";
-import { fromWire, INLINE_MAX_BYTES, toWire } from "../src/runtime/thread-wire.js";
+import { discardRequest, fromWire, INLINE_MAX_BYTES, requestFromWire, requestToWire, toWire } from "../src/runtime/thread-wire.js";
 import { RingReader, ringBuffer, RingWriter } from "../src/runtime/thread-ring.js";
 import { Tensor } from "../src/tensor.js";
 import { cleanupRepos, makeRepo, setupModelEntry } from "./server-helpers.js";
@@ -66,7 +66,7 @@ test("the ring keeps the writer's order across the ring and the port (a full rin
   port2.close();
 });
 
-test("the codec: execute calls, their replies and sends cross intact (BYTES, errors, no response); a bigint address goes by the port", (t) => {
+test("the codec: execute calls (parked inputs, BYTES), their replies and sends cross intact (errors, no response); a bigint address goes by the port", (t) => {
   const roundTrip = (m: unknown): unknown => {
     const bytes = encodeMessage(m);
     t.not(bytes, undefined);
@@ -77,8 +77,8 @@ test("the codec: execute calls, their replies and sends cross intact (BYTES, err
     op: "execute",
     id: 7,
     requests: [
-      { inputs: [{ name: "X", address: 140_000_000_123 }, bytesTensor], requested: ["Y"], requestId: "r-é", parameters: { a: 1, b: "x", c: true }, modelName: "m", modelVersion: 3 },
-      { inputs: [{ name: undefined, address: 8 }], requested: [], requestId: "", parameters: {}, modelName: "m", modelVersion: 3 },
+      { inputs: [{ name: "X", slot: 0 }, bytesTensor, { name: "Z", slot: 1 }], parked: 2 ** 40 + 3, requested: ["Y"], requestId: "r-é", parameters: { a: 1, b: "x", c: true }, modelName: "m", modelVersion: 3 },
+      { inputs: [{ name: undefined, address: 8 }], parked: 0, requested: [], requestId: "", parameters: {}, modelName: "m", modelVersion: 3 },
     ],
   };
   const decodedExecute = roundTrip(execute) as typeof execute;
@@ -118,6 +118,33 @@ test("the codec: execute calls, their replies and sends cross intact (BYTES, err
   t.deepEqual([r.read(), r.read(), r.read(), r.read(), r.read()], [{ a: 1 }, { big: 2n ** 60n }, { nan: Number.NaN }, { b: 2 }, undefined]);
   port1.close();
   port2.close();
+});
+
+test("a request's inputs are parked together and claimed once: the same memory, names and order (BYTES beside them); a second claim, or one after a discard, is ERR_DLPACK_CONSUMED", (t) => {
+  const x = Tensor.from(new Float32Array([1, 2, 3]), { name: "X" });
+  const s = Tensor.fromBytes(["a", "bc"], { name: "S" });
+  const z = Tensor.from(new Int32Array([7]), { name: "Z" });
+  const r = new InferenceRequest({ inputs: [x, s, z], requestId: "p", modelName: "m", modelVersion: 1 });
+  const wire = requestToWire(r);
+  t.true(wire.parked > 0);
+  t.deepEqual(wire.inputs.map((w) => ("slot" in w ? w.slot : "bytes" in w || "base64" in w ? "copied" : "other")), [0, "copied", 1]);
+  // What a second reader of the same message (or a message read twice) would do.
+  const again = { ...wire };
+  const back = requestFromWire(wire).inputs();
+  t.deepEqual(back.map((b) => b.name), ["X", "S", "Z"]);
+  t.not(x.dataPtr, 0n);
+  t.is(back[0]!.dataPtr, x.dataPtr, "no copy");
+  t.is(back[2]!.dataPtr, z.dataPtr, "no copy");
+  t.deepEqual(Array.from(back[0]!.data() as Float32Array), [1, 2, 3]);
+  t.deepEqual(texts(back[1]!), ["a", "bc"]);
+  t.is((t.throws(() => requestFromWire(again)) as Error & { code?: string }).code, "ERR_DLPACK_CONSUMED");
+  // A request whose receiver never claims it: discarded, its batch is gone.
+  const unclaimed = requestToWire(r);
+  discardRequest(unclaimed);
+  t.is((t.throws(() => requestFromWire(unclaimed)) as Error & { code?: string }).code, "ERR_DLPACK_CONSUMED");
+  // Discarding a claimed batch is a no-op; BYTES-only requests park nothing.
+  discardRequest(wire);
+  t.is(requestToWire(new InferenceRequest({ inputs: [s], modelName: "m", modelVersion: 1 })).parked, 0);
 });
 
 /** Echoes X as Y and S as S_OUT; `mode` picks a failure, a hang, an await, or a large BYTES output (`big`). */
@@ -302,12 +329,15 @@ export default class Ticks {
   await ti.finalize();
 });
 
-test("a worker that dies mid-request fails only that request with INTERNAL; its restart gets fresh rings and serves", async (t) => {
+test("a worker that dies mid-request fails that request and the one queued behind it with INTERNAL; its restart gets fresh rings and serves", async (t) => {
   const ti = await echoInstance({ ringBytes: 4096 });
   const dying = ti.execute([request([1], { mode: "exit" })]);
+  // Behind it, a request whose parked inputs the worker never claims: failed too, and its batch discarded.
+  const queued = ti.execute([request([2])]);
   const err = await t.throwsAsync(dying, { instanceOf: ModelError });
   t.is(err.code, "INTERNAL");
   t.regex(err.message, /worker thread exited \(code 9\)/);
+  t.is((await t.throwsAsync(queued, { instanceOf: ModelError })).code, "INTERNAL");
   const answers = await Promise.all(Array.from({ length: 50 }, (_, i) => ti.execute([request([i])])));
   t.true(answers.every(([r], i) => (out(r!, "Y").data() as Float32Array)[0] === i));
   t.is(ti.restarts, 1);

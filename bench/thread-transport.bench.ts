@@ -1,5 +1,5 @@
 // The transport of thread instances alone, side by side with postMessage:
-// a worker echoes an execute-shaped message (two tensors by address) back,
+// a worker echoes an execute-shaped message (two parked tensors) back,
 // one round trip at a time, through
 //
 // - the rings of src/runtime/thread-ring.ts (the serving thread on
@@ -29,9 +29,10 @@ const MESSAGE = {
   requests: [
     {
       inputs: [
-        { name: "INPUT0", address: 140_000_000_123 },
-        { name: "INPUT1", address: 140_000_000_456 },
+        { name: "INPUT0", slot: 0 },
+        { name: "INPUT1", slot: 1 },
       ],
+      parked: 123_456,
       requested: [],
       requestId: "",
       parameters: {},

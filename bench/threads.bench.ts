@@ -22,9 +22,13 @@
 //   thread-codec.ts; nothing else (no tensors handed over, no request
 //   objects, no model): wall and CPU time per round trip;
 // - the handover floor: what handing add_sub's two inputs to another thread
-//   without a copy costs (Tensor.transfer + Tensor.fromTransferred + data()
-//   for each, in one thread, CPU time): a zero-copy input needs a native
-//   handle on each side;
+//   without a copy costs (in one thread, CPU time), the cheapest way this
+//   library has: one native call parks both (NativeTensor.park, as
+//   thread-wire.ts does), one claims them, and each gets its tensor and
+//   data() view there; a zero-copy input needs a native handle and a view
+//   on the receiving side, and a native call on each side. (Until
+//   2026-12-06 this row was Tensor.transfer + Tensor.fromTransferred +
+//   data() per tensor, a DLPack struct and capsule each: ~2.5x this.)
 // - the scaling floor: two bare workers, each a busy loop of `--busy-ms` per
 //   message, fed by the main thread (postMessage, eight in flight), against
 //   one: what a second worker can gain at all on this machine, with the
@@ -39,6 +43,7 @@ import { Worker } from "node:worker_threads";
 import { ModelRegistry } from "../src/runtime/model-registry.js";
 import { installModelModuleHook } from "../src/runtime/loader.js";
 import { encodeMessage } from "../src/runtime/thread-codec.js";
+import { NativeTensor } from "../src/native.js";
 import { Tensor } from "../src/tensor.js";
 import { ringRoundTrip } from "./ring-round-trip.js";
 
@@ -118,11 +123,11 @@ async function throughput(name: string, total: number, inflight: number): Promis
   return total / ((performance.now() - t0) / 1000);
 }
 
-// The ring floor's messages: add_sub's execute call (two inputs by address) and its reply (two outputs by value).
+// The ring floor's messages: add_sub's execute call (two parked inputs) and its reply (two outputs by value).
 const EXECUTE = {
   op: "execute",
   id: 1,
-  requests: [{ inputs: [{ name: "INPUT0", address: 140_000_000_123 }, { name: "INPUT1", address: 140_000_000_456 }], requested: [], requestId: "", parameters: {}, modelName: "add_sub_threads", modelVersion: 1 }],
+  requests: [{ inputs: [{ name: "INPUT0", slot: 0 }, { name: "INPUT1", slot: 1 }], parked: 123_456, requested: [], requestId: "", parameters: {}, modelName: "add_sub_threads", modelVersion: 1 }],
 };
 const output = (name: string) => ({ name, dtype: "FP32", shape: [4], data: new Uint8Array(16) });
 const REPLY = { id: 1, value: { result: { responses: [{ outputs: [output("OUTPUT0"), output("OUTPUT1")], error: undefined }] }, open: [] } };
@@ -148,16 +153,20 @@ loop();`;
 /** µs per bare ring round trip (see the header): wall, and CPU time of the process. */
 const ringFloor = (n: number): Promise<{ wall: number; cpu: number }> => ringRoundTrip(RING_WORKER, { reply: REPLY }, EXECUTE, n);
 
+const inputs = [a, b];
 /** Hands add_sub's two inputs over once, as a thread instance does on both of its sides, and views them. */
 function handOver(): void {
-  for (const t of [a, b]) {
-    const there = Tensor.fromTransferred(t.transfer());
-    there.data();
-    there.dispose();
+  const natives: NativeTensor[] = [];
+  for (const t of inputs) natives.push(Tensor.nativeOf(t)!);
+  const there = NativeTensor.claim(NativeTensor.park(natives));
+  for (let i = 0; i < there.length; i++) {
+    const t = Tensor.fromNative(there[i]!, inputs[i]!.name);
+    t.data();
+    t.dispose();
   }
 }
 
-/** CPU µs to hand add_sub's two inputs to another thread and view them there (transfer, fromTransferred, data()). */
+/** CPU µs to hand add_sub's two inputs to another thread and view them there (park, claim, a tensor and data() each). */
 function handoverFloor(n: number): number {
   for (let i = 0; i < 2000; i++) handOver();
   const c0 = process.cpuUsage();

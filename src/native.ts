@@ -260,4 +260,29 @@ export class NativeTensor {
   drop(): void {
     if (this.#holders > 0 && --this.#holders === 0) fast.tensorFree(this.id);
   }
+
+  /**
+   * Parks the tensors of `natives` (shares of their memory, no copy) for
+   * one {@link claim} in any thread of this process, in one native call;
+   * returns the batch's id, a number any message can carry. The handles
+   * stay usable here.
+   */
+  static park(natives: readonly NativeTensor[]): number {
+    const ids: number[] = [];
+    for (const n of natives) ids.push(n.id);
+    return binding.tensorsPark(ids);
+  }
+
+  /** Takes batch `batch` (see {@link park}): a new handle per tensor, in order. Throws ERR_DLPACK_CONSUMED for a batch claimed already. */
+  static claim(batch: number): NativeTensor[] {
+    const ids = binding.tensorsClaim(batch);
+    const natives: NativeTensor[] = [];
+    for (const id of ids) natives.push(new NativeTensor(id));
+    return natives;
+  }
+
+  /** Drops batch `batch` if nobody claimed it (its receiver is gone); true if it was still parked. */
+  static discard(batch: number): boolean {
+    return binding.tensorsDiscard(batch);
+  }
 }

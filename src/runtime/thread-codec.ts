@@ -133,6 +133,11 @@ const out = new Out();
 
 function putTensor(o: Out, t: WireTensor): void {
   o.optStr(t.name);
+  if ("slot" in t) {
+    o.u8(3);
+    o.u32(t.slot);
+    return;
+  }
   if ("data" in t) {
     o.u8(2);
     o.str(t.dtype);
@@ -158,6 +163,7 @@ function putTensor(o: Out, t: WireTensor): void {
 function getTensor(i: In): WireTensor {
   const name = i.optStr();
   const form = i.u8();
+  if (form === 3) return { name, slot: i.u32() };
   if (form === 0) return { name, address: i.f64() };
   if (form === 2) {
     const dtype = i.str() as DType;
@@ -198,6 +204,7 @@ interface ExecuteMessage {
   id: number;
   requests: {
     inputs: WireTensor[];
+    parked: number;
     requested: string[];
     requestId: string;
     parameters: Record<string, unknown>;
@@ -248,6 +255,7 @@ export function encodeMessage(m: unknown): Buffer | undefined {
           break;
         }
         o.str(empty ? "" : JSON.stringify(r.parameters));
+        o.f64(r.parked);
         o.u32(r.inputs.length);
         for (const t of r.inputs) putTensor(o, t);
       }
@@ -305,9 +313,10 @@ export function decodeMessage(buf: Buffer, at: number): unknown {
         for (let k = i.u32(); k > 0; k--) requested.push(i.str());
         const p = i.str();
         const parameters = p === "" ? {} : (JSON.parse(p) as Record<string, unknown>);
+        const parked = i.f64();
         const inputs: WireTensor[] = [];
         for (let k = i.u32(); k > 0; k--) inputs.push(getTensor(i));
-        requests.push({ inputs, requested, requestId, parameters, modelName, modelVersion });
+        requests.push({ inputs, parked, requested, requestId, parameters, modelName, modelVersion });
       }
       return { op: "execute", id, requests } satisfies ExecuteMessage;
     }

@@ -7,8 +7,10 @@
  * The serving thread keeps a stand-in model object ({@link ThreadInstance})
  * in the instance's place, so scheduling, batching, input and output checks
  * and statistics are the same as for an in-thread instance. Inputs cross
- * with `Tensor.transfer`, without copying their bytes; outputs too, but for
- * small host outputs (16 KiB or less, see thread-wire.ts), which come back
+ * without copying their bytes, a request's together in one native call on
+ * each side (parked and claimed, see thread-wire.ts; what the worker never
+ * claims, because it died first, is released here); outputs by
+ * `Tensor.transfer`, without a copy too, but for small host outputs (16 KiB or less, see thread-wire.ts), which come back
  * by value through the ring, cheaper than a handover, and outputs in the
  * worker's own JS memory, which dies with the worker, which are copied once
  * (BYTES elements are copied); errors keep their message and Triton code.
@@ -43,6 +45,7 @@ import { existsSync } from "node:fs";
 import { MessageChannel, Worker } from "node:worker_threads";
 
 import {
+  discardRequest,
   errorFromWire,
   errorToWire,
   fromWire,
@@ -479,6 +482,8 @@ export class ThreadInstance implements TritonModel {
       if (ms !== undefined) timer = setTimeout(() => this.#timedOut(ms), ms);
       value = (await reply) as ExecuteReply;
     } catch (e) {
+      // Inputs the worker never claimed (it died, was stopped, or was never reached) are released here.
+      for (const w of wire) discardRequest(w);
       this.#forget(id, call);
       throw e;
     } finally {

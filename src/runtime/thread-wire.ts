@@ -12,11 +12,18 @@
  * Two copies of a few KiB cost far less than a DLPack handover (a native
  * struct, a handle and a finalizer on each side, and for the worker's own
  * JS memory a copy anyway), and leave the worker nothing to keep alive.
- * Inputs always cross by address: a model sees the caller's memory.
+ * Inputs always cross without a copy: a model sees the caller's memory.
+ * A request's inputs are parked together in one native call
+ * (`NativeTensor.park`: shares of the tensors themselves, in a process-wide
+ * table) and claimed by the worker in one more, instead of a DLPack struct,
+ * capsule and handle per tensor on each side ({@link WireParked}).
  *
  * @module
  */
+import { isMainThread } from "node:worker_threads";
+
 import type { DType } from "../dtype.js";
+import { NativeTensor } from "../native.js";
 import { Tensor, type TransferredTensor } from "../tensor.js";
 import { ModelError, type ModelErrorCode } from "./model-error.js";
 import { InferenceRequest, type RequestControl, type RequestParameter } from "./request.js";
@@ -32,7 +39,17 @@ import { InferenceResponse } from "./response.js";
 export type WireTensor =
   | { readonly name: string | undefined; readonly address: number | bigint }
   | { readonly name: string | undefined; readonly shape: number[]; readonly lengths: number[]; readonly base64: string }
-  | WireInline;
+  | WireInline
+  | WireParked;
+
+/**
+ * A request input parked with the others of its request (see
+ * {@link WireRequest.parked}): its place in the batch.
+ */
+export interface WireParked {
+  readonly name: string | undefined;
+  readonly slot: number;
+}
 
 /**
  * A small host tensor sent as its bytes (see {@link INLINE_MAX_BYTES}).
@@ -56,6 +73,8 @@ export const INLINE_MAX_BYTES = 16 * 1024;
 /** A request on the wire. */
 export interface WireRequest {
   readonly inputs: WireTensor[];
+  /** The batch id of the inputs parked together ({@link WireParked}), 0 for none; the receiver claims it once. */
+  readonly parked: number;
   readonly requested: string[];
   readonly requestId: string;
   readonly parameters: Record<string, RequestParameter>;
@@ -101,8 +120,9 @@ export function toWire(t: Tensor, inline = false): WireTensor {
   return { name: t.name, address: Number.isSafeInteger(n) ? n : address };
 }
 
-/** Unpacks a tensor; call once per wire tensor (it takes ownership of the memory). */
+/** Unpacks a tensor; call once per wire tensor (it takes ownership of the memory). Not for a {@link WireParked} one (see {@link requestFromWire}). */
 export function fromWire(w: WireTensor): Tensor {
+  if ("slot" in w) throw new Error("a parked tensor is unpacked with its request");
   if ("data" in w) return Tensor.from(w.data, w.name === undefined ? { dtype: w.dtype, shape: w.shape } : { dtype: w.dtype, shape: w.shape, name: w.name });
   if ("base64" in w) {
     const all = Buffer.from(w.base64, "base64");
@@ -114,10 +134,37 @@ export function fromWire(w: WireTensor): Tensor {
   return Tensor.fromTransferred(transferred);
 }
 
-/** Packs a request. */
+/**
+ * Packs a request: its inputs with a native handle (all but BYTES) are
+ * parked together, in one native call. As `Tensor.transfer()` does, a
+ * worker's own JS memory (which dies with the worker) is copied first.
+ */
 export function requestToWire(r: InferenceRequest): WireRequest {
+  const tensors = r.inputs();
+  const inputs: WireTensor[] = [];
+  let natives: NativeTensor[] | undefined;
+  let copies: NativeTensor[] | undefined;
+  for (const t of tensors) {
+    const native = t.dtype === "BYTES" ? undefined : Tensor.nativeOf(t);
+    if (native === undefined) {
+      inputs.push(toWire(t));
+      continue;
+    }
+    let sent = native;
+    if (!isMainThread && native.jsMemory) (copies ??= []).push((sent = native.deepCopy()));
+    (natives ??= []).push(sent);
+    inputs.push({ name: t.name, slot: natives.length - 1 });
+  }
+  let parked = 0;
+  try {
+    if (natives !== undefined) parked = NativeTensor.park(natives);
+  } finally {
+    // The batch holds its own shares of the copies.
+    if (copies !== undefined) for (const c of copies) c.drop();
+  }
   return {
-    inputs: r.inputs().map((t) => toWire(t)),
+    inputs,
+    parked,
     requested: r.requestedOutputNames(),
     requestId: r.requestId,
     parameters: { ...r.parameters },
@@ -128,9 +175,12 @@ export function requestToWire(r: InferenceRequest): WireRequest {
 
 /** Unpacks a request; `control` gives it its sender and cancelled flag. */
 export function requestFromWire(w: WireRequest, control?: RequestControl): InferenceRequest {
+  const natives = w.parked === 0 ? undefined : NativeTensor.claim(w.parked);
+  const inputs: Tensor[] = [];
+  for (const t of w.inputs) inputs.push("slot" in t ? Tensor.fromNative(natives![t.slot]!, t.name) : fromWire(t));
   return new InferenceRequest(
     {
-      inputs: w.inputs.map(fromWire),
+      inputs,
       requestedOutputNames: w.requested,
       requestId: w.requestId,
       parameters: w.parameters,
@@ -139,6 +189,11 @@ export function requestFromWire(w: WireRequest, control?: RequestControl): Infer
     },
     control,
   );
+}
+
+/** Drops the inputs of `w` still parked (its receiver is gone); inputs it claimed already are its own. */
+export function discardRequest(w: WireRequest): void {
+  if (w.parked !== 0) NativeTensor.discard(w.parked);
 }
 
 /** Packs an error (anything thrown). */

@@ -14,6 +14,7 @@
 //!   devices, imported CUDA pointers are checked with the driver, and
 //!   [`Tensor::to_dlpack_with_stream`] orders the consumer's stream after ours. Without a
 //!   driver every CUDA entry point returns `ERR_CUDA_UNAVAILABLE`.
+//! - [`handover`]: several tensors handed to another thread of this process as one id.
 //! - [`DataType`] (Triton's types), [`Device`], the [`layout`] rules (C order as NumPy,
 //!   PyTorch and CuPy define it), the raw [`ffi`] structs, and [`Error`] with stable `ERR_*`
 //!   codes.
@@ -65,6 +66,7 @@ pub mod dtype;
 pub mod error;
 pub mod export;
 pub mod ffi;
+pub mod handover;
 pub mod import;
 pub mod layout;
 pub mod stats;

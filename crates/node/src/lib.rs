@@ -14,6 +14,7 @@
 
 mod binding_capsule;
 mod binding_cuda;
+mod binding_handover;
 mod binding_stats;
 mod binding_tensor;
 #[cfg(feature = "testing")]
