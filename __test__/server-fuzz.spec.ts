@@ -2,6 +2,9 @@
  * Differential fuzzing of the server's two hand-written fast paths against
  * the slow paths they stand in for, on thousands of seeded mutations:
  *
+ * - The HTTP/1.1 front's kept heads against its head parser: a head served
+ *   from a connection's kept parse (the same bytes, or other
+ *   `Content-Length` digits) must be exactly what a fresh parse gives.
  * - The HTTP/1.1 front's head parser against node:http's own (llhttp):
  *   whatever `parseRequestHead` takes, a plain node:http server must read as
  *   the same request (method, target, every header value, body length,
@@ -23,7 +26,7 @@ import { connect, type AddressInfo } from "node:net";
 import test from "ava";
 
 import { decodeInferRequest, forgetDecodePlans } from "../src/server/codec.js";
-import { parseRequestHead } from "../src/server/http-front.js";
+import { keepHead, parseRequestHead, reuseHead, type ParsedHead } from "../src/server/http-front.js";
 import { CASES, SEED, mutate, rng } from "./fuzz-helpers.js";
 import { decodeOutcome } from "./server-helpers.js";
 
@@ -122,6 +125,40 @@ test("every head the front takes, node:http reads as the same request", async (t
   // Not vacuous: the mutations keep enough heads valid for the comparison to mean something.
   t.true(taken >= CASES / 10, `only ${taken} of ${CASES} mutated heads were taken by the front`);
   t.log(`${taken} of ${CASES} mutated heads taken by the front and read alike by node:http (seed ${SEED})`);
+});
+
+/** A parse as plain data, for deepEqual (headers have no prototype). */
+const plain = (h: ParsedHead | undefined) => (h === undefined ? undefined : { ...h, headers: { ...h.headers } });
+
+test("a head served from a kept parse is what parseRequestHead gives for it", (t) => {
+  const next = rng(SEED ^ 0x5eed);
+  const digits = () => Array.from({ length: Math.floor(next() * 18) }, () => String(Math.floor(next() * 10))).join("");
+  let reused = 0;
+  let compared = 0;
+  const failures: string[] = [];
+  for (let i = 0; i < CASES && failures.length < 5; i++) {
+    const a = mutate(next, { seeds: HEADS, alphabet: HEAD_BYTES, lines: HEAD_LINES }).text;
+    const parsedA = parseRequestHead(a);
+    if (!parsedA) continue;
+    const kept = keepHead(Buffer.from(a, "latin1"), a, parsedA);
+    // Other Content-Length digits (none, 1 to 17 of them), then the same with one more mutation anywhere, then A itself.
+    const other = a.slice(0, kept.lengthAt) + digits() + a.slice(kept.lengthEnd);
+    for (const b of [other, mutate(next, { seeds: [other], alphabet: HEAD_BYTES, lines: HEAD_LINES }).text, a]) {
+      compared++;
+      const bytes = Buffer.from(b, "latin1");
+      const got = reuseHead(kept, bytes, bytes.length);
+      if (got === undefined) continue;
+      reused++;
+      const want = parseRequestHead(b);
+      if (JSON.stringify(plain(got)) !== JSON.stringify(plain(want))) {
+        failures.push(`case ${i} (TB_FUZZ_SEED=${SEED} TB_FUZZ_CASES=${i + 1}): kept ${JSON.stringify(a)}, head ${JSON.stringify(b)}: reused ${JSON.stringify(plain(got))}, parsed ${JSON.stringify(plain(want))}`);
+      }
+    }
+  }
+  t.deepEqual(failures, []);
+  // Not vacuous: many heads are served from a kept parse.
+  t.true(reused >= compared / 4, `only ${reused} of ${compared} heads were served from a kept parse`);
+  t.log(`${reused} of ${compared} heads served from a kept parse, each as parseRequestHead reads it (seed ${SEED})`);
 });
 
 /** JSON bodies: perf_analyzer's, every JSON-typed dtype family, parameters and ids. */

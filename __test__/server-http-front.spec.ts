@@ -15,7 +15,7 @@ import { connect, type AddressInfo, type Socket } from "node:net";
 
 import test from "ava";
 
-import { HttpFront, parseRequestHead, type FrontRequest } from "../src/server/http-front.js";
+import { HttpFront, parseRequestHead, type FrontRequest, type ParsedHead } from "../src/server/http-front.js";
 import { http, makeRepo, ADD_SUB, cleanupRepos, startTestServer, sleep } from "./server-helpers.js";
 
 interface Echo {
@@ -250,7 +250,7 @@ test("keep-alive: one connection serves many requests, with node:http's headers"
     t.is(r.headers["keep-alive"], "timeout=65");
     t.regex(r.headers["date"]!, /^[A-Z][a-z]{2}, \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d GMT$/);
   }
-  t.deepEqual(h.front.counters, { connections: 1, served: 20, handedOver: 0 });
+  t.deepEqual(h.front.counters, { connections: 1, served: 20, handedOver: 0, headsParsed: 1 }, "heads that differ only in Content-Length reuse the first parse");
   c.socket.destroy();
   await h.close();
 });
@@ -298,7 +298,7 @@ test("pipelined requests are answered in order, a slow one first included; the f
     rs.map((r) => r.body),
     ["front:a", "front:b", "front:c", "node:GET /health ", "node:POST /echo d"],
   );
-  t.deepEqual(h.front.counters, { connections: 1, served: 3, handedOver: 1 });
+  t.deepEqual(h.front.counters, { connections: 1, served: 3, handedOver: 1, headsParsed: 3 });
   c.socket.destroy();
   await h.close();
 });
@@ -687,7 +687,7 @@ test("counters: a connection accepted after close() is counted as handed over", 
   const c = new Client(h.port);
   c.write(post("/echo", "z"));
   t.is((await c.until(1))[0]?.body, "node:POST /echo z");
-  t.deepEqual({ ...h.front.counters }, { connections: 1, served: 0, handedOver: 1 });
+  t.deepEqual({ ...h.front.counters }, { connections: 1, served: 0, handedOver: 1, headsParsed: 0 });
   c.socket.destroy();
   await h.close();
 });
@@ -786,19 +786,19 @@ test("a head sent again byte for byte is served from its first parse; any change
   t.is(seen[2], seen[0]);
   t.not(seen[3], seen[0], "one byte changed: parsed anew");
   t.is(seen[3]!.headers["x-n"], "2");
-  t.deepEqual(front.counters, { connections: 1, served: 6, handedOver: 0 });
+  t.deepEqual(front.counters, { connections: 1, served: 6, handedOver: 0, headsParsed: 4 });
   await c.closedByServer();
   front.close();
   server.closeAllConnections();
   await new Promise<void>((r) => server.close(() => r()));
 });
 
-test("heads that differ every time (a changing body length) are each parsed and served right while the front stops keeping them", async (t) => {
+test("heads that differ every time (a changing header) are each parsed and served right while the front stops keeping them", async (t) => {
   const h = await start();
   const c = new Client(h.port);
   const bodies = Array.from({ length: 40 }, (_, i) => "x".repeat(i + 1));
   for (let i = 0; i < bodies.length; i++) {
-    c.write(post("/echo", bodies[i]!));
+    c.write(post("/echo", bodies[i]!, { "x-n": String(i) }));
     await c.until(i + 1);
   }
   // Then the same head again and again: kept again and served from it.
@@ -810,6 +810,66 @@ test("heads that differ every time (a changing body length) are each parsed and 
     c.responses.map((r) => r.body),
     [...bodies, ...Array.from({ length: 20 }, () => "same")].map((b) => `front:${b}`),
   );
+  // Each of the 40 heads; then "same" heads (no x-n) are parsed until the
+  // every-16th-miss rule keeps one (the 8th: 48 misses), and served from it after.
+  t.is(h.front.counters.headsParsed, 48);
   c.socket.destroy();
   await h.close();
+});
+
+test("a head that differs from the kept one only in its Content-Length digits is served from the kept parse with its own length; any other change is parsed anew", async (t) => {
+  const seen: FrontRequest[] = [];
+  const server = createServer((_req, res) => res.end("node"));
+  const front = HttpFront.install<true>(server, {
+    accept: (req) => {
+      seen.push(req);
+      return true;
+    },
+    serve: (req, res, _route, body) => {
+      const out = Buffer.from(`${req.headers["content-length"]}/${body?.length ?? 0} ${req.headers["x-n"] ?? "-"} ${body?.toString("latin1") ?? ""}`);
+      res.writeHead(200, { "content-length": String(out.length) });
+      res.end(out);
+    },
+    keepAliveTimeout: 65_000,
+    headersTimeout: 60_000,
+    checkInterval: 30_000,
+    maxHeaderSize,
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  const c = new Client((server.address() as AddressInfo).port);
+  const raw = (length: string, rest: string, body: string) => Buffer.from(`POST /echo HTTP/1.1\r\nhost: x\r\nContent-Length:${length}${rest}\r\n\r\n${body}`, "latin1");
+  const x = (n: number) => "x".repeat(n);
+  const sends: [Buffer, string][] = [
+    // Kept: Content-Length in the middle, after blanks.
+    [raw(" \t 3", "\r\nx-n: 1", "abc"), "3/3 1 abc"],
+    [raw(" \t 9", "\r\nx-n: 1", x(9)), `9/9 1 ${x(9)}`],
+    [raw(" \t 10", "\r\nx-n: 1", x(10)), `10/10 1 ${x(10)}`],
+    [raw(" \t 1234", "\r\nx-n: 1", x(1234)), `1234/1234 1 ${x(1234)}`],
+    [raw(" \t 0", "\r\nx-n: 1", ""), "0/0 1 "],
+    // Leading zeros: as parseRequestHead takes them (the value as sent, its number as the length).
+    [raw(" \t 007", "\r\nx-n: 1", x(7)), `007/7 1 ${x(7)}`],
+    // The same length with another x-n, and other blanks: parsed anew.
+    [raw(" \t 5", "\r\nx-n: 2", x(5)), `5/5 2 ${x(5)}`],
+    [raw(" 5", "\r\nx-n: 2", x(5)), `5/5 2 ${x(5)}`],
+  ];
+  for (let i = 0; i < sends.length; i++) {
+    c.write(sends[i]![0]);
+    await c.until(i + 1);
+  }
+  t.deepEqual(
+    c.responses.map((r) => r.body),
+    sends.map(([, want]) => want),
+  );
+  t.deepEqual(
+    seen.map((r) => (r as ParsedHead).length),
+    [3, 9, 10, 1234, 0, 7, 5, 5],
+  );
+  t.is(seen[1]!.url, "/echo");
+  t.not(seen[1]!.headers, seen[0]!.headers, "a reused parse gets its own headers, with its own length");
+  t.is(seen[0]!.headers["content-length"], "3", "the kept parse is not changed by a reuse");
+  t.deepEqual(front.counters, { connections: 1, served: 8, handedOver: 0, headsParsed: 3 });
+  c.socket.destroy();
+  front.close();
+  server.closeAllConnections();
+  await new Promise<void>((r) => server.close(() => r()));
 });

@@ -100,6 +100,8 @@ export interface HttpFrontCounters {
   served: number;
   /** Connections handed to node:http. */
   handedOver: number;
+  /** Request heads parsed; the others were served from the parse a connection kept. */
+  headsParsed: number;
 }
 
 const HEAD_END = Buffer.from("\r\n\r\n");
@@ -166,6 +168,61 @@ export function parseRequestHead(text: string): ParsedHead | undefined {
     else if (v !== "keep-alive") return undefined;
   }
   return { method, url, headers, close, length: Number(cl) };
+}
+
+/**
+ * A head a connection keeps with its parse: a keep-alive client (perf_analyzer,
+ * any SDK) sends the same head again and again, or heads that differ only in
+ * their `Content-Length` (bodies of different sizes), and such a head needs
+ * no second parse (the parse is a pure function of the bytes, and the
+ * front's users do not change it).
+ */
+export interface KeptHead {
+  /** The head's bytes (a copy), up to the blank line. */
+  readonly bytes: Buffer;
+  /** Its parse. */
+  readonly head: ParsedHead;
+  /** Where its `Content-Length` digits start in `bytes`. */
+  readonly lengthAt: number;
+  /** Where they end. */
+  readonly lengthEnd: number;
+}
+
+/** Where a head's Content-Length value starts (after its blanks). */
+const CONTENT_LENGTH_AT = /\r\ncontent-length:[ \t]*/i;
+
+/** A head to keep: `bytes` (copied), their latin1 `text`, and `head`, parseRequestHead's parse of it. */
+export function keepHead(bytes: Uint8Array, text: string, head: ParsedHead): KeptHead {
+  // parseRequestHead took the head, so it has exactly one Content-Length: digits after optional blanks.
+  const at = CONTENT_LENGTH_AT.exec(text)!;
+  const lengthAt = at.index + at[0].length;
+  return { bytes: Buffer.from(bytes), head, lengthAt, lengthEnd: lengthAt + head.headers["content-length"]!.length };
+}
+
+/**
+ * What {@link parseRequestHead} returns for `buf`'s first `end` bytes, when
+ * they are the kept head's bytes (its parse itself), or the kept head's
+ * bytes but for 1 to 15 other `Content-Length` digits (a copy of its parse
+ * with that length); undefined otherwise.
+ */
+export function reuseHead(kept: KeptHead, buf: Buffer, end: number): ParsedHead | undefined {
+  const last = kept.bytes;
+  if (last.length === end && last.compare(buf, 0, end) === 0) return kept.head;
+  const at = kept.lengthAt;
+  const after = kept.lengthEnd;
+  if (end <= at || last.compare(buf, 0, at, 0, at) !== 0) return undefined;
+  let i = at;
+  while (i < end && buf[i]! >= 0x30 && buf[i]! <= 0x39) i++;
+  const digits = i - at;
+  if (digits === 0 || digits > 15 || end - i !== last.length - after || last.compare(buf, i, end, after) !== 0) return undefined;
+  const prev = kept.head;
+  const value = buf.toString("latin1", at, i);
+  // A copy by hand: Object.assign into a prototype-less object costs twice as much.
+  const headers: Record<string, string> = Object.create(null) as Record<string, string>;
+  const from = prev.headers;
+  for (const k in from) headers[k] = from[k]!;
+  headers["content-length"] = value;
+  return { method: prev.method, url: prev.url, headers, close: prev.close, length: Number(value) };
 }
 
 let dateSecond = -1;
@@ -280,14 +337,8 @@ class Connection {
   #buf: Buffer | undefined;
   /** How much of `#buf` was searched for the end of a head already. */
   #scanned = 0;
-  /**
-   * The last head kept on this connection, its bytes and its parse: a
-   * keep-alive client (perf_analyzer, any SDK) sends the same head again and
-   * again, and an identical head needs no second parse (the parse is a pure
-   * function of the bytes, and the front's users do not change it).
-   */
-  #lastHeadBytes: Buffer | undefined;
-  #lastHead: ParsedHead | undefined;
+  /** The last head kept on this connection (see {@link KeptHead}). */
+  #kept: KeptHead | undefined;
   /** Heads parsed since the kept one last matched. */
   #headMisses = 0;
   /** The request whose body is being read. */
@@ -478,21 +529,27 @@ class Connection {
     return true;
   }
 
-  /** {@link parseRequestHead} of `buf`'s first `end` bytes, or the last head's parse when the bytes are the same. */
+  /**
+   * {@link parseRequestHead} of `buf`'s first `end` bytes; the kept head's
+   * parse when the bytes are the same, or when only its `Content-Length`
+   * digits differ (see {@link reuseHead}).
+   */
   #parseHead(buf: Buffer, end: number): ParsedHead | undefined {
-    const last = this.#lastHeadBytes;
-    if (last !== undefined && last.length === end && last.compare(buf, 0, end) === 0) {
-      this.#headMisses = 0;
-      return this.#lastHead;
+    const kept = this.#kept;
+    if (kept !== undefined) {
+      const again = reuseHead(kept, buf, end);
+      if (again !== undefined) {
+        this.#headMisses = 0;
+        return again;
+      }
     }
-    const req = parseRequestHead(buf.toString("latin1", 0, end));
-    // A client whose heads differ every time (a body length that changes
-    // with each request) gains nothing from a kept head: after two misses in
-    // a row, keep one again only every 16th head.
-    if (req !== undefined && (this.#headMisses++ < 2 || (this.#headMisses & 15) === 0)) {
-      this.#lastHeadBytes = Buffer.from(buf.subarray(0, end));
-      this.#lastHead = req;
-    }
+    const text = buf.toString("latin1", 0, end);
+    const req = parseRequestHead(text);
+    this.front.counters.headsParsed++;
+    // A client whose heads differ every time (other than in their body
+    // length) gains nothing from a kept head: after two misses in a row,
+    // keep one again only every 16th head.
+    if (req !== undefined && (this.#headMisses++ < 2 || (this.#headMisses & 15) === 0)) this.#kept = keepHead(buf.subarray(0, end), text, req);
     return req;
   }
 
@@ -640,7 +697,7 @@ export class HttpFront<R> {
   /** Open connections the front still reads. */
   readonly connections = new Set<Connection>();
   /** What the front did so far. */
-  readonly counters: HttpFrontCounters = { connections: 0, served: 0, handedOver: 0 };
+  readonly counters: HttpFrontCounters = { connections: 0, served: 0, handedOver: 0, headsParsed: 0 };
   /** node:http's own `connection` listeners, called on hand-over. */
   readonly #nodeListeners: ((socket: Socket) => void)[];
   #closing = false;
