@@ -77,7 +77,7 @@ test("the codec: execute calls (parked inputs, BYTES), their replies and sends c
     op: "execute",
     id: 7,
     requests: [
-      { inputs: [{ name: "X", slot: 0 }, bytesTensor, { name: "Z", slot: 1 }], parked: 2 ** 40 + 3, requested: ["Y"], requestId: "r-é", parameters: { a: 1, b: "x", c: true }, modelName: "m", modelVersion: 3 },
+      { inputs: [{ name: "X", slot: 0, dtype: "FP32", shape: [2, 3] }, bytesTensor, { name: "Z", slot: 1, dtype: "BF16", shape: [] }], parked: 2 ** 40 + 3, requested: ["Y"], requestId: "r-é", parameters: { a: 1, b: "x", c: true }, modelName: "m", modelVersion: 3 },
       { inputs: [{ name: undefined, address: 8 }], parked: 0, requested: [], requestId: "", parameters: {}, modelName: "m", modelVersion: 3 },
     ],
   };
@@ -106,6 +106,14 @@ test("the codec: execute calls (parked inputs, BYTES), their replies and sends c
   encoded.fill(0);
   t.deepEqual(Array.from(new Uint16Array(inline.data.buffer)), [1, 2, 3, 65535]);
   t.is(encodeMessage({ op: "execute", id: 1, requests: [{ ...execute.requests[1]!, inputs: [{ name: "X", address: 2n ** 60n }] }] }), undefined);
+  // Short strings and shapes are kept between messages: other bytes in the same place of the same buffer (a reused ring slot) read as themselves.
+  const slot = Buffer.alloc(256);
+  for (const [name, shape] of [["OUT_A", [2, 2]], ["OUT_B", [2, 2]], ["OUT_B", [4, 1]], ["OUT_A", [2, 2]]] as const) {
+    slot.fill(0);
+    encodeMessage({ op: "send", call: 1, index: 0, final: false, response: { outputs: [{ ...half, name, shape }], error: undefined } })!.copy(slot);
+    const sent = decodeMessage(slot, 0) as { response: { outputs: { name: string; shape: number[] }[] } };
+    t.deepEqual([sent.response.outputs[0]!.name, sent.response.outputs[0]!.shape], [name, shape]);
+  }
 
   const { port1, port2 } = new MessageChannel();
   const sab = ringBuffer(1024);
@@ -131,7 +139,7 @@ test("a request's inputs are parked together and claimed once: the same memory, 
   // What a second reader of the same message (or a message read twice) would do.
   const again = { ...wire };
   const back = requestFromWire(wire).inputs();
-  t.deepEqual(back.map((b) => b.name), ["X", "S", "Z"]);
+  t.deepEqual(back.map((b) => [b.name, b.dtype, b.shape]), [["X", "FP32", [3]], ["S", "BYTES", [2]], ["Z", "INT32", [1]]]);
   t.not(x.dataPtr, 0n);
   t.is(back[0]!.dataPtr, x.dataPtr, "no copy");
   t.is(back[2]!.dataPtr, z.dataPtr, "no copy");

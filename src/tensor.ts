@@ -326,9 +326,13 @@ export class Tensor {
     return t.#live();
   }
 
-  /** @internal Wraps a native tensor made by the binding. */
-  static fromNative(native: NativeTensor, name?: string): Tensor {
-    return new Tensor({ [INTERNAL]: true, native, source: undefined, bytes: undefined, shape: undefined, dtype: undefined, name });
+  /**
+   * @internal Wraps a native tensor made by the binding; `dtype` and a
+   * frozen `shape`, when the caller knows them (they must be the handle's),
+   * spare asking the binding.
+   */
+  static fromNative(native: NativeTensor, name?: string, dtype?: DType, shape?: readonly number[]): Tensor {
+    return new Tensor({ [INTERNAL]: true, native, source: undefined, bytes: undefined, shape, dtype, name });
   }
 
   /**
@@ -678,8 +682,10 @@ export class Tensor {
       rethrowNative(e);
     }
     const Ctor = viewClass(this.dtype)!;
-    // The buffer may be longer: another tensor's view from the same pointer (one per thread).
-    return (this.#view = new Ctor(buffer, 0, native.byteLength / Ctor.BYTES_PER_ELEMENT));
+    // The buffer may be longer: another tensor's view from the same pointer (one per thread). A known
+    // shape gives the length without asking the binding (a dense tensor: its elements are its size).
+    const length = this.#shape !== undefined ? product(this.#shape) : native.byteLength / Ctor.BYTES_PER_ELEMENT;
+    return (this.#view = new Ctor(buffer, 0, length));
   }
 
   /** Alias of {@link data}. */

@@ -11,7 +11,7 @@
  *
  * @module
  */
-import type { DType } from "../dtype.js";
+import { DTYPES, type DType } from "../dtype.js";
 import type { WireError, WireResponse, WireTensor } from "./thread-wire.js";
 
 /** The first byte of an encoded message. */
@@ -24,6 +24,17 @@ const enum Kind {
 
 /** Thrown inside {@link encodeMessage} for a message the binary form cannot hold. */
 const UNFIT = Symbol("unfit");
+
+/** Strings of up to this many UTF-16 units (encoding) or bytes (decoding) are kept ({@link Out.str}, {@link In.str}). */
+const SHORT = 48;
+/** How many encoded short strings are kept before the cache starts over. */
+const KEPT = 256;
+const encoded = new Map<string, Buffer>();
+/** How many decoded short strings are kept (round robin): a message's names and model. */
+const RECENT = 8;
+const recentBytes: Uint8Array[] = Array.from({ length: RECENT }, () => new Uint8Array(0));
+const recentStrings: string[] = Array.from({ length: RECENT }, () => "");
+let recentNext = 0;
 
 /** A growing scratch buffer that messages are encoded into (then copied into the ring). */
 class Out {
@@ -61,9 +72,22 @@ class Out {
   str(s: string): void {
     // At most 3 bytes per UTF-16 unit.
     this.#room(4 + s.length * 3);
-    const n = s.length === 0 ? 0 : this.buf.write(s, this.at + 4, "utf8");
-    this.buf.writeUInt32LE(n, this.at);
-    this.at += 4 + n;
+    const buf = this.buf;
+    const at = this.at + 4;
+    let n: number;
+    if (s.length === 0) n = 0;
+    else if (s.length <= SHORT) {
+      // Names come again and again: their bytes are kept, and copied by hand (no native UTF-8 encoder call).
+      let b = encoded.get(s);
+      if (b === undefined) {
+        if (encoded.size >= KEPT) encoded.clear();
+        encoded.set(s, (b = Buffer.from(s, "utf8")));
+      }
+      n = b.length;
+      for (let k = 0; k < n; k++) buf[at + k] = b[k]!;
+    } else n = buf.write(s, at, "utf8");
+    buf.writeUInt32LE(n, this.at);
+    this.at = at + n;
   }
 
   /** Raw bytes: their length (u32), then the bytes. */
@@ -110,8 +134,27 @@ class In {
 
   str(): string {
     const n = this.u32();
-    const s = n === 0 ? "" : this.buf.toString("utf8", this.at, this.at + n);
-    this.at += n;
+    const at = this.at;
+    this.at = at + n;
+    if (n === 0) return "";
+    if (n > SHORT) return this.buf.toString("utf8", at, at + n);
+    // A short string decoded lately, byte for byte: the same string again (no native UTF-8 decoder call).
+    const buf = this.buf;
+    for (let e = 0; e < RECENT; e++) {
+      const b = recentBytes[e]!;
+      if (b.length !== n) continue;
+      let k = 0;
+      while (k < n && b[k] === buf[at + k]) k++;
+      if (k === n) return recentStrings[e]!;
+    }
+    const s = buf.toString("utf8", at, at + n);
+    const slot = recentNext;
+    recentNext = (slot + 1) % RECENT;
+    // A copy (a Buffer's slice() would be a view of the ring, whose bytes change).
+    const kept = new Uint8Array(n);
+    for (let k = 0; k < n; k++) kept[k] = buf[at + k]!;
+    recentBytes[slot] = kept;
+    recentStrings[slot] = s;
     return s;
   }
 
@@ -123,26 +166,74 @@ class In {
   bytes(): Uint8Array {
     const n = this.u32();
     const b = new Uint8Array(n);
-    b.set(this.buf.subarray(this.at, this.at + n));
-    this.at += n;
+    const buf = this.buf;
+    const at = this.at;
+    // A few bytes (a small output) are copied faster by hand than through a subarray.
+    if (n <= 64) for (let k = 0; k < n; k++) b[k] = buf[at + k]!;
+    else buf.copy(b, 0, at, at + n);
+    this.at = at + n;
     return b;
   }
 }
 
 const out = new Out();
 
+/** A dtype on the wire: its index in {@link DTYPES}. */
+const DTYPE_INDEX = new Map<DType, number>(DTYPES.map((d, i) => [d, i]));
+
+function putDtype(o: Out, d: DType): void {
+  const i = DTYPE_INDEX.get(d);
+  if (i === undefined) throw UNFIT;
+  o.u8(i);
+}
+
+function getDtype(i: In): DType {
+  return DTYPES[i.u8()]!;
+}
+
+function putShape(o: Out, shape: readonly number[]): void {
+  o.u32(shape.length);
+  for (const d of shape) o.f64(d);
+}
+
+/** The last shape decoded: requests and responses mostly repeat their shapes, and freezing a new array costs more than reading one. */
+let lastShape: readonly number[] = Object.freeze([]);
+
+/** A shape, frozen (as a tensor keeps it: no copy when it becomes one), the last one again when the same. */
+function getShape(i: In): readonly number[] {
+  const n = i.u32();
+  const last = lastShape;
+  if (n === last.length) {
+    let same = true;
+    for (let k = 0; k < n; k++) {
+      if (i.buf.readDoubleLE(i.at + 8 * k) !== last[k]) {
+        same = false;
+        break;
+      }
+    }
+    if (same) {
+      i.at += 8 * n;
+      return last;
+    }
+  }
+  const shape: number[] = [];
+  for (let k = 0; k < n; k++) shape.push(i.f64());
+  return (lastShape = Object.freeze(shape));
+}
+
 function putTensor(o: Out, t: WireTensor): void {
   o.optStr(t.name);
   if ("slot" in t) {
     o.u8(3);
     o.u32(t.slot);
+    putDtype(o, t.dtype);
+    putShape(o, t.shape);
     return;
   }
   if ("data" in t) {
     o.u8(2);
-    o.str(t.dtype);
-    o.u32(t.shape.length);
-    for (const d of t.shape) o.f64(d);
+    putDtype(o, t.dtype);
+    putShape(o, t.shape);
     o.bytes(t.data);
     return;
   }
@@ -163,12 +254,15 @@ function putTensor(o: Out, t: WireTensor): void {
 function getTensor(i: In): WireTensor {
   const name = i.optStr();
   const form = i.u8();
-  if (form === 3) return { name, slot: i.u32() };
+  if (form === 3) {
+    const slot = i.u32();
+    const dtype = getDtype(i);
+    return { name, slot, dtype, shape: getShape(i) };
+  }
   if (form === 0) return { name, address: i.f64() };
   if (form === 2) {
-    const dtype = i.str() as DType;
-    const shape: number[] = [];
-    for (let n = i.u32(); n > 0; n--) shape.push(i.f64());
+    const dtype = getDtype(i);
+    const shape = getShape(i);
     return { name, dtype, shape, data: i.bytes() };
   }
   const shape: number[] = [];

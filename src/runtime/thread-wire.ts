@@ -22,7 +22,7 @@
  */
 import { isMainThread } from "node:worker_threads";
 
-import type { DType } from "../dtype.js";
+import { viewClass, type DType } from "../dtype.js";
 import { NativeTensor } from "../native.js";
 import { Tensor, type TransferredTensor } from "../tensor.js";
 import { ModelError, type ModelErrorCode } from "./model-error.js";
@@ -49,6 +49,9 @@ export type WireTensor =
 export interface WireParked {
   readonly name: string | undefined;
   readonly slot: number;
+  /** The tensor's dtype and shape, so that the receiver need not ask the binding. */
+  readonly dtype: DType;
+  readonly shape: readonly number[];
 }
 
 /**
@@ -123,7 +126,15 @@ export function toWire(t: Tensor, inline = false): WireTensor {
 /** Unpacks a tensor; call once per wire tensor (it takes ownership of the memory). Not for a {@link WireParked} one (see {@link requestFromWire}). */
 export function fromWire(w: WireTensor): Tensor {
   if ("slot" in w) throw new Error("a parked tensor is unpacked with its request");
-  if ("data" in w) return Tensor.from(w.data, w.name === undefined ? { dtype: w.dtype, shape: w.shape } : { dtype: w.dtype, shape: w.shape, name: w.name });
+  if ("data" in w) {
+    // The codec's copy is fresh, aligned memory of exactly the shape's size (the sender's tensor was checked): no checks again.
+    const Ctor = viewClass(w.dtype);
+    const d = w.data;
+    if (Ctor !== undefined && d.byteOffset % Ctor.BYTES_PER_ELEMENT === 0 && Object.isFrozen(w.shape)) {
+      return Tensor.fromChecked(new Ctor(d.buffer, d.byteOffset, d.byteLength / Ctor.BYTES_PER_ELEMENT), w.dtype, w.shape, w.name);
+    }
+    return Tensor.from(w.data, w.name === undefined ? { dtype: w.dtype, shape: w.shape } : { dtype: w.dtype, shape: w.shape, name: w.name });
+  }
   if ("base64" in w) {
     const all = Buffer.from(w.base64, "base64");
     let at = 0;
@@ -153,7 +164,7 @@ export function requestToWire(r: InferenceRequest): WireRequest {
     let sent = native;
     if (!isMainThread && native.jsMemory) (copies ??= []).push((sent = native.deepCopy()));
     (natives ??= []).push(sent);
-    inputs.push({ name: t.name, slot: natives.length - 1 });
+    inputs.push({ name: t.name, slot: natives.length - 1, dtype: t.dtype, shape: t.shape });
   }
   let parked = 0;
   try {
@@ -177,7 +188,7 @@ export function requestToWire(r: InferenceRequest): WireRequest {
 export function requestFromWire(w: WireRequest, control?: RequestControl): InferenceRequest {
   const natives = w.parked === 0 ? undefined : NativeTensor.claim(w.parked);
   const inputs: Tensor[] = [];
-  for (const t of w.inputs) inputs.push("slot" in t ? Tensor.fromNative(natives![t.slot]!, t.name) : fromWire(t));
+  for (const t of w.inputs) inputs.push("slot" in t ? Tensor.fromNative(natives![t.slot]!, t.name, t.dtype, Object.isFrozen(t.shape) ? t.shape : Object.freeze([...t.shape])) : fromWire(t));
   return new InferenceRequest(
     {
       inputs,
