@@ -176,6 +176,9 @@ function post(url: string, body: string, headers: Record<string, string> = {}): 
   return Buffer.from(`POST ${url} HTTP/1.1\r\n${Object.entries(h).map(([k, v]) => `${k}: ${v}\r\n`).join("")}\r\n${body}`, "latin1");
 }
 const get = (url: string) => Buffer.from(`GET ${url} HTTP/1.1\r\nhost: x\r\n\r\n`);
+/** A POST to /echo with a Content-Length of `length` as written (blanks included), then `rest` (more header lines), then `body`. */
+const raw = (length: string, rest: string, body: string) => Buffer.from(`POST /echo HTTP/1.1\r\nhost: x\r\nContent-Length:${length}${rest}\r\n\r\n${body}`, "latin1");
+const xs = (n: number) => "x".repeat(n);
 
 // ---------------------------------------------------------------- parsing
 
@@ -837,20 +840,18 @@ test("a head that differs from the kept one only in its Content-Length digits is
   });
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
   const c = new Client((server.address() as AddressInfo).port);
-  const raw = (length: string, rest: string, body: string) => Buffer.from(`POST /echo HTTP/1.1\r\nhost: x\r\nContent-Length:${length}${rest}\r\n\r\n${body}`, "latin1");
-  const x = (n: number) => "x".repeat(n);
   const sends: [Buffer, string][] = [
     // Kept: Content-Length in the middle, after blanks.
     [raw(" \t 3", "\r\nx-n: 1", "abc"), "3/3 1 abc"],
-    [raw(" \t 9", "\r\nx-n: 1", x(9)), `9/9 1 ${x(9)}`],
-    [raw(" \t 10", "\r\nx-n: 1", x(10)), `10/10 1 ${x(10)}`],
-    [raw(" \t 1234", "\r\nx-n: 1", x(1234)), `1234/1234 1 ${x(1234)}`],
+    [raw(" \t 9", "\r\nx-n: 1", xs(9)), `9/9 1 ${xs(9)}`],
+    [raw(" \t 10", "\r\nx-n: 1", xs(10)), `10/10 1 ${xs(10)}`],
+    [raw(" \t 1234", "\r\nx-n: 1", xs(1234)), `1234/1234 1 ${xs(1234)}`],
     [raw(" \t 0", "\r\nx-n: 1", ""), "0/0 1 "],
     // Leading zeros: as parseRequestHead takes them (the value as sent, its number as the length).
-    [raw(" \t 007", "\r\nx-n: 1", x(7)), `007/7 1 ${x(7)}`],
+    [raw(" \t 007", "\r\nx-n: 1", xs(7)), `007/7 1 ${xs(7)}`],
     // The same length with another x-n, and other blanks: parsed anew.
-    [raw(" \t 5", "\r\nx-n: 2", x(5)), `5/5 2 ${x(5)}`],
-    [raw(" 5", "\r\nx-n: 2", x(5)), `5/5 2 ${x(5)}`],
+    [raw(" \t 5", "\r\nx-n: 2", xs(5)), `5/5 2 ${xs(5)}`],
+    [raw(" 5", "\r\nx-n: 2", xs(5)), `5/5 2 ${xs(5)}`],
   ];
   for (let i = 0; i < sends.length; i++) {
     c.write(sends[i]![0]);
