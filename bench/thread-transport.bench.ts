@@ -29,8 +29,8 @@ const MESSAGE = {
   requests: [
     {
       inputs: [
-        { name: "INPUT0", slot: 0 },
-        { name: "INPUT1", slot: 1 },
+        { name: "INPUT0", slot: 0, dtype: "FP32", shape: [4] },
+        { name: "INPUT1", slot: 1, dtype: "FP32", shape: [4] },
       ],
       parked: 123_456,
       requested: [],

@@ -127,7 +127,7 @@ async function throughput(name: string, total: number, inflight: number): Promis
 const EXECUTE = {
   op: "execute",
   id: 1,
-  requests: [{ inputs: [{ name: "INPUT0", slot: 0 }, { name: "INPUT1", slot: 1 }], parked: 123_456, requested: [], requestId: "", parameters: {}, modelName: "add_sub_threads", modelVersion: 1 }],
+  requests: [{ inputs: [{ name: "INPUT0", slot: 0, dtype: "FP32", shape: [4] }, { name: "INPUT1", slot: 1, dtype: "FP32", shape: [4] }], parked: 123_456, requested: [], requestId: "", parameters: {}, modelName: "add_sub_threads", modelVersion: 1 }],
 };
 const output = (name: string) => ({ name, dtype: "FP32", shape: [4], data: new Uint8Array(16) });
 const REPLY = { id: 1, value: { result: { responses: [{ outputs: [output("OUTPUT0"), output("OUTPUT1")], error: undefined }] }, open: [] } };
