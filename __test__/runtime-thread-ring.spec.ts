@@ -12,7 +12,9 @@
 import { spawnSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { MessageChannel } from "node:worker_threads";
+import { once } from "node:events";
+import { fileURLToPath } from "node:url";
+import { MessageChannel, Worker } from "node:worker_threads";
 
 import test from "ava";
 
@@ -153,6 +155,29 @@ test("a request's inputs are parked together and claimed once: the same memory, 
   // Discarding a claimed batch is a no-op; BYTES-only requests park nothing.
   discardRequest(wire);
   t.is(requestToWire(new InferenceRequest({ inputs: [s], modelName: "m", modelVersion: 1 })).parked, 0);
+});
+
+/** A module of src/, as a JS string literal of its path (for a worker's eval'd source). */
+const srcPath = (f: string): string => JSON.stringify(fileURLToPath(new URL(`../src/${f}`, import.meta.url)));
+
+test("inputs a worker thread parks over its own JS memory are copied first: claimed after that worker ended, they hold their values", async (t) => {
+  const src = srcPath;
+  const boot = `require(${JSON.stringify(fileURLToPath(import.meta.resolve("tsx/cjs/api")))}).register();
+    const { parentPort } = require("node:worker_threads");
+    const { requestToWire } = require(${src("runtime/thread-wire.ts")});
+    const { InferenceRequest } = require(${src("runtime/request.ts")});
+    const { Tensor } = require(${src("tensor.ts")});
+    const values = new Float32Array([1.5, 2.5, 3.5]);
+    const x = Tensor.from(values, { name: "X" });
+    const wire = requestToWire(new InferenceRequest({ inputs: [x], modelName: "m", modelVersion: 1 }));
+    values.fill(0);
+    parentPort.postMessage({ wire, ptr: x.dataPtr });`;
+  const w = new Worker(boot, { eval: true });
+  const [{ wire, ptr }] = (await once(w, "message")) as [{ wire: ReturnType<typeof requestToWire>; ptr: bigint }];
+  await w.terminate();
+  const [x] = requestFromWire(wire).inputs();
+  t.not(x!.dataPtr, ptr, "a copy, not the worker's memory");
+  t.deepEqual(Array.from(x!.data() as Float32Array), [1.5, 2.5, 3.5]);
 });
 
 /** Echoes X as Y and S as S_OUT; `mode` picks a failure, a hang, an await, or a large BYTES output (`big`). */
