@@ -23,19 +23,24 @@ export async function perRoundTrip(once: () => Promise<void>, n: number): Promis
  * `workerData` = `{ toWorker, fromWorker, port, ...data }`: two rings and
  * the port their overflow goes through. Then times `n` round trips: this
  * thread writes `message` to the worker and waits (`Atomics.waitAsync`) for
- * one message back.
+ * one message back; with `pollUs`, it first polls the ring for that long
+ * (and the worker's source may read `workerData.pollUs` to do the same).
  */
-export async function ringRoundTrip(source: string, data: Record<string, unknown>, message: unknown, n: number): Promise<{ wall: number; cpu: number }> {
+export async function ringRoundTrip(source: string, data: Record<string, unknown>, message: unknown, n: number, pollUs = 0): Promise<{ wall: number; cpu: number }> {
   const toWorker = ringBuffer();
   const fromWorker = ringBuffer();
   const { port1, port2 } = new MessageChannel();
   const boot = `require(${JSON.stringify(import.meta.resolve("tsx/cjs/api").replace("file://", ""))}).register(); ${source}`;
-  const w = new Worker(boot, { eval: true, workerData: { toWorker, fromWorker, port: port2, ...data }, transferList: [port2] });
+  const w = new Worker(boot, { eval: true, workerData: { toWorker, fromWorker, port: port2, pollUs, ...data }, transferList: [port2] });
   await new Promise((r) => w.once("online", r));
   const out = new RingWriter(toWorker, port1);
   const inbox = new RingReader(fromWorker, port1);
   const once = async (): Promise<void> => {
     out.write(message);
+    if (pollUs > 0) {
+      const end = performance.now() + pollUs / 1000;
+      while (!inbox.pending() && performance.now() < end);
+    }
     for (;;) {
       if (inbox.read() !== undefined) return;
       const r = waitAsync(inbox.ctrl, WRITTEN, inbox.readCount);
