@@ -119,43 +119,64 @@ function http2ServersOf(server: Server): Http2Server[] | undefined {
   return out.every((s) => typeof s?.listeners === "function") ? out : undefined;
 }
 
-/** A unary call whose request is still arriving, and since when. */
-interface Arriving {
-  stream: ServerHttp2Stream;
-  since: number;
-}
-
 /**
  * Ends unary calls whose request message is not in after a deadline: one
- * sweep now and then over the calls opened since, rather than a timer per
+ * sweep now and then over the calls still arriving, rather than a timer per
  * call (most requests are in within a millisecond).
+ *
+ * A call is forgotten as soon as its stream closes, not at the next sweep:
+ * the sweep runs every `ms / 4` up to 30 s (30 s at the default 300 s
+ * deadline), and a set that kept every stream until then held each call's
+ * stream, its states, listeners and request bytes (about 2.6 KB a call) for
+ * up to 30 s. At perf_analyzer's pace (5 000 calls/s at concurrency 1) that
+ * is 150 000 streams and hundreds of MB of heap, all promoted to the old
+ * generation before they die. Measured with perf_analyzer -i grpc add_sub
+ * at concurrency 1 (default 300 s deadline): the heap after a mark-compact
+ * grew to 122 MB after 130 000 calls, and stays at 17 MB since; server CPU
+ * per call 154 against 171 µs (median of 5 alternating runs, busy machine).
  */
 class RequestDeadline {
-  readonly #arriving = new Set<Arriving>();
+  /** The calls whose request may still be arriving, and when each started. */
+  readonly #arriving = new Map<ServerHttp2Stream, number>();
+  /** One listener for every stream's `close` (the stream is `this`): no closure per call. */
+  readonly #forget: (this: ServerHttp2Stream) => void;
   readonly #timer: NodeJS.Timeout;
   /** Calls ended at the deadline so far. */
   expired = 0;
 
   constructor(readonly ms: number) {
+    const arriving = this.#arriving;
+    this.#forget = function (this: ServerHttp2Stream) {
+      arriving.delete(this);
+    };
     this.#timer = setInterval(() => this.#sweep(), Math.min(30_000, Math.max(50, Math.floor(ms / 4))));
     this.#timer.unref();
   }
 
   /** Watches `srv`'s new streams; call after every other `stream` listener is in place. */
   watch(srv: Http2Server): void {
-    srv.prependListener("stream", (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => {
-      if (headers[":path"] !== STREAM_INFER_PATH && !stream.state.remoteClose) this.#arriving.add({ stream, since: Date.now() });
+    srv.prependListener("stream", (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, flags: number) => {
+      // A request whose headers end the stream has arrived whole (the HEADERS
+      // frame's END_STREAM flag: what `stream.state.remoteClose` would say,
+      // without a call into the binding per stream).
+      if ((flags & http2Constants.NGHTTP2_FLAG_END_STREAM) !== 0 || headers[":path"] === STREAM_INFER_PATH) return;
+      this.#arriving.set(stream, Date.now());
+      stream.on("close", this.#forget);
     });
+  }
+
+  /** Calls watched now (their request may still be arriving). */
+  get watched(): number {
+    return this.#arriving.size;
   }
 
   #sweep(): void {
     const limit = Date.now() - this.ms;
-    for (const a of this.#arriving) {
-      const { stream } = a;
+    for (const [stream, since] of this.#arriving) {
       if (stream.destroyed || stream.headersSent || stream.state.remoteClose === 1) {
-        this.#arriving.delete(a);
-      } else if (a.since < limit) {
-        this.#arriving.delete(a);
+        this.#arriving.delete(stream);
+      } else if (since < limit) {
+        this.#arriving.delete(stream);
         this.expired++;
         this.#end(stream);
       }
@@ -420,6 +441,15 @@ export class GrpcTransport {
   get requestsTimedOut(): number {
     if (this.#server instanceof H2GrpcServer) return this.#server.requestsTimedOut;
     return this.#deadline?.expired ?? 0;
+  }
+
+  /**
+   * Unary calls watched for the request deadline now: those whose stream is
+   * still open (grpc-js's server; this package's HTTP/2 server keeps its
+   * own). For diagnostics and tests.
+   */
+  get callsWatched(): number {
+    return this.#deadline?.watched ?? 0;
   }
 
   /** ModelStreamInfer calls open now (for diagnostics and tests). */
