@@ -236,30 +236,32 @@ for (const grpcServer of ["tensorbridge", "grpc-js"] as const) {
   });
 }
 
-test.serial("gRPC (grpc-js): a call is watched for --grpc-request-timeout-ms only while its stream is open, not until the next sweep", async (t) => {
-  const server = await startTestServer(makeRepo({ add_sub: ADD_SUB }), { allowGrpc: false });
-  // A 60 s deadline sweeps every 15 s: nothing below waits for a sweep.
-  const transport = await GrpcTransport.start(server.endpoint, { host: "127.0.0.1", port: 0, server: "grpc-js", requestTimeoutMs: 60_000 });
-  const client = grpcClient(`127.0.0.1:${transport.port}`);
-  try {
-    const req = { model_name: "add_sub", inputs: ["INPUT0", "INPUT1"].map((name) => ({ name, datatype: "FP32", shape: [4] })), raw_input_contents: [Buffer.from(new Float32Array([1, 2, 3, 4]).buffer), Buffer.from(new Float32Array([4, 3, 2, 1]).buffer)] };
-    // The direct path (no deadline), grpc-js's own (a deadline), and another RPC.
-    for (let i = 0; i < 20; i++) {
-      const answers = await Promise.all([grpcUnary(client, "ModelInfer", req), grpcUnary(client, "ModelInfer", req, { deadline: 10_000 }), grpcUnary(client, "ServerLive", {})]);
-      t.true(answers.every((a) => a.ok));
+for (const grpcServer of ["tensorbridge", "grpc-js"] as const) {
+  test.serial(`gRPC (${grpcServer}): a call is watched for --grpc-request-timeout-ms only while its request is arriving, not until the next sweep`, async (t) => {
+    const server = await startTestServer(makeRepo({ add_sub: ADD_SUB }), { allowGrpc: false });
+    // A 60 s deadline sweeps every 15 s: nothing below waits for a sweep.
+    const transport = await GrpcTransport.start(server.endpoint, { host: "127.0.0.1", port: 0, server: grpcServer, requestTimeoutMs: 60_000 });
+    const client = grpcClient(`127.0.0.1:${transport.port}`);
+    try {
+      const req = { model_name: "add_sub", inputs: ["INPUT0", "INPUT1"].map((name) => ({ name, datatype: "FP32", shape: [4] })), raw_input_contents: [Buffer.from(new Float32Array([1, 2, 3, 4]).buffer), Buffer.from(new Float32Array([4, 3, 2, 1]).buffer)] };
+      // The direct path (no deadline), grpc-js's own (a deadline), and another RPC.
+      for (let i = 0; i < 20; i++) {
+        const answers = await Promise.all([grpcUnary(client, "ModelInfer", req), grpcUnary(client, "ModelInfer", req, { deadline: 10_000 }), grpcUnary(client, "ServerLive", {})]);
+        t.true(answers.every((a) => a.ok));
+      }
+      const trickling = tricklingCall(`http://127.0.0.1:${transport.port}`, {});
+      for (let i = 0; i < 200 && transport.callsWatched !== 1; i++) await sleep(5);
+      t.is(transport.callsWatched, 1, "the call whose message is still arriving is watched, and only it");
+      trickling.stop();
+      for (let i = 0; i < 200 && transport.callsWatched > 0; i++) await sleep(5);
+      t.is(transport.callsWatched, 0, "no call is watched once its stream closed");
+    } finally {
+      client.close();
+      await transport.close();
+      await server.close();
     }
-    const trickling = tricklingCall(`http://127.0.0.1:${transport.port}`, {});
-    for (let i = 0; i < 200 && transport.callsWatched !== 1; i++) await sleep(5);
-    t.is(transport.callsWatched, 1, "the call whose message is still arriving is watched, and only it");
-    trickling.stop();
-    for (let i = 0; i < 200 && transport.callsWatched > 0; i++) await sleep(5);
-    t.is(transport.callsWatched, 0, "no call is watched once its stream closed");
-  } finally {
-    client.close();
-    await transport.close();
-    await server.close();
-  }
-});
+  });
+}
 
 test.serial("scripts/slow-clients.ts at CI size: every slow client ended at its deadline or refused past the limit, the normal client always served, RSS grows with bytes received, not announced", async (t) => {
   t.timeout(180_000);

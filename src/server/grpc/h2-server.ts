@@ -188,6 +188,11 @@ export class H2GrpcServer {
     return this.#arrivals?.expired ?? 0;
   }
 
+  /** Unary calls whose request is still arriving, watched for the request deadline. */
+  get callsWatched(): number {
+    return this.#arrivals?.watched ?? 0;
+  }
+
   #accept(socket: Socket): void {
     if (this.#closing) {
       socket.destroy();
@@ -266,10 +271,14 @@ export class H2GrpcServer {
 /**
  * Unary calls whose request is still arriving: one sweep now and then ends
  * those past the request deadline (rather than a timer per call: nearly
- * every request arrives with its headers, in the same read).
+ * every request arrives with its headers, in the same read). A call is
+ * forgotten as soon as its request arrived or it ended, not at the next
+ * sweep: a client that sends its message after its headers (perf_analyzer,
+ * grpc-js) would otherwise keep every call of the last sweep period (30 s
+ * by default) alive.
  */
 class Arrivals {
-  readonly #calls = new Set<OneMessageCall>();
+  /** Each call watched, and when it started. */
   readonly #since = new Map<OneMessageCall, number>();
   readonly #timer: NodeJS.Timeout;
   /** Calls ended at the deadline so far. */
@@ -281,28 +290,32 @@ class Arrivals {
   }
 
   add(call: OneMessageCall): void {
-    this.#calls.add(call);
     this.#since.set(call, Date.now());
+    call.arrivals = this;
+  }
+
+  /** Stops watching `call`: its request arrived, or it ended. */
+  forget(call: OneMessageCall): void {
+    this.#since.delete(call);
+  }
+
+  /** Calls watched now. */
+  get watched(): number {
+    return this.#since.size;
   }
 
   #sweep(): void {
     const limit = Date.now() - this.ms;
-    for (const call of this.#calls) {
-      if (call.arrived || call.done) {
-        this.#calls.delete(call);
-        this.#since.delete(call);
-      } else if (this.#since.get(call)! < limit) {
-        this.#calls.delete(call);
-        this.#since.delete(call);
-        this.expired++;
-        call.expire({ code: DEADLINE_EXCEEDED, details: `the request message did not arrive within ${this.ms} ms (see --grpc-request-timeout-ms)` });
-      }
+    for (const [call, since] of this.#since) {
+      if (since >= limit) continue;
+      this.#since.delete(call);
+      this.expired++;
+      call.expire({ code: DEADLINE_EXCEEDED, details: `the request message did not arrive within ${this.ms} ms (see --grpc-request-timeout-ms)` });
     }
   }
 
   stop(): void {
     clearInterval(this.#timer);
-    this.#calls.clear();
     this.#since.clear();
   }
 }
@@ -379,6 +392,8 @@ abstract class OneMessageCall implements H2StreamHandler {
   done = false;
   /** True once the request arrived whole (the client's END_STREAM). */
   arrived = false;
+  /** The request deadline's watch, while this call's request is arriving. */
+  arrivals: Arrivals | undefined;
 
   constructor(
     readonly stream: H2Stream,
@@ -399,6 +414,7 @@ abstract class OneMessageCall implements H2StreamHandler {
 
   end(): void {
     this.arrived = true;
+    this.#unwatch();
     if (this.done) return;
     const err = this.reader.error;
     if (err !== undefined) {
@@ -448,9 +464,17 @@ abstract class OneMessageCall implements H2StreamHandler {
 
   protected finish(): void {
     this.done = true;
+    this.#unwatch();
     if (this.#timer !== undefined) {
       clearTimeout(this.#timer);
       this.#timer = undefined;
+    }
+  }
+
+  #unwatch(): void {
+    if (this.arrivals !== undefined) {
+      this.arrivals.forget(this);
+      this.arrivals = undefined;
     }
   }
 

@@ -444,11 +444,12 @@ export class GrpcTransport {
   }
 
   /**
-   * Unary calls watched for the request deadline now: those whose stream is
-   * still open (grpc-js's server; this package's HTTP/2 server keeps its
-   * own). For diagnostics and tests.
+   * Unary calls watched for the request deadline now: on this package's
+   * HTTP/2 server those whose request is still arriving, on grpc-js's those
+   * whose stream is still open. For diagnostics and tests.
    */
   get callsWatched(): number {
+    if (this.#server instanceof H2GrpcServer) return this.#server.callsWatched;
     return this.#deadline?.watched ?? 0;
   }
 
