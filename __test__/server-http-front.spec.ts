@@ -748,16 +748,21 @@ test("at the client's end, stray CR LF after a request is not a request; one cut
   await h.close();
 });
 
-test("a head sent again byte for byte is served from its first parse; any changed byte is parsed anew", async (t) => {
+/**
+ * A front that records every head offered to it (`seen`) and answers
+ * `answer(req, body)` to those `takes` accepts (node:http answers the rest),
+ * and a client connected to it.
+ */
+async function recordingFront(takes: (req: FrontRequest) => boolean, answer: (req: FrontRequest, body: Buffer | undefined) => string) {
   const seen: FrontRequest[] = [];
   const server = createServer((_req, res) => res.end("node"));
   const front = HttpFront.install<true>(server, {
     accept: (req) => {
       seen.push(req);
-      return req.url.startsWith("/echo") ? true : undefined;
+      return takes(req) ? true : undefined;
     },
     serve: (req, res, _route, body) => {
-      const out = Buffer.from(`${req.url} ${req.headers["x-n"] ?? "-"} ${body?.toString("latin1") ?? ""}`);
+      const out = Buffer.from(answer(req, body));
       res.writeHead(200, { "content-length": String(out.length) });
       res.end(out);
     },
@@ -767,7 +772,20 @@ test("a head sent again byte for byte is served from its first parse; any change
     maxHeaderSize,
   });
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  const c = new Client((server.address() as AddressInfo).port);
+  const client = new Client((server.address() as AddressInfo).port);
+  const close = async () => {
+    front.close();
+    server.closeAllConnections();
+    await new Promise<void>((r) => server.close(() => r()));
+  };
+  return { seen, front, client, close };
+}
+
+test("a head sent again byte for byte is served from its first parse; any changed byte is parsed anew", async (t) => {
+  const { seen, front, client: c, close } = await recordingFront(
+    (req) => req.url.startsWith("/echo"),
+    (req, body) => `${req.url} ${req.headers["x-n"] ?? "-"} ${body?.toString("latin1") ?? ""}`,
+  );
   const sends = [
     post("/echo", "aaa", { "x-n": "1" }),
     post("/echo", "bbb", { "x-n": "1" }),
@@ -791,9 +809,7 @@ test("a head sent again byte for byte is served from its first parse; any change
   t.is(seen[3]!.headers["x-n"], "2");
   t.deepEqual(front.counters, { connections: 1, served: 6, handedOver: 0, headsParsed: 4 });
   await c.closedByServer();
-  front.close();
-  server.closeAllConnections();
-  await new Promise<void>((r) => server.close(() => r()));
+  await close();
 });
 
 test("heads that differ every time (a changing header) are each parsed and served right while the front stops keeping them", async (t) => {
@@ -821,25 +837,10 @@ test("heads that differ every time (a changing header) are each parsed and serve
 });
 
 test("a head that differs from the kept one only in its Content-Length digits is served from the kept parse with its own length; any other change is parsed anew", async (t) => {
-  const seen: FrontRequest[] = [];
-  const server = createServer((_req, res) => res.end("node"));
-  const front = HttpFront.install<true>(server, {
-    accept: (req) => {
-      seen.push(req);
-      return true;
-    },
-    serve: (req, res, _route, body) => {
-      const out = Buffer.from(`${req.headers["content-length"]}/${body?.length ?? 0} ${req.headers["x-n"] ?? "-"} ${body?.toString("latin1") ?? ""}`);
-      res.writeHead(200, { "content-length": String(out.length) });
-      res.end(out);
-    },
-    keepAliveTimeout: 65_000,
-    headersTimeout: 60_000,
-    checkInterval: 30_000,
-    maxHeaderSize,
-  });
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  const c = new Client((server.address() as AddressInfo).port);
+  const { seen, front, client: c, close } = await recordingFront(
+    () => true,
+    (req, body) => `${req.headers["content-length"]}/${body?.length ?? 0} ${req.headers["x-n"] ?? "-"} ${body?.toString("latin1") ?? ""}`,
+  );
   const sends: [Buffer, string][] = [
     // Kept: Content-Length in the middle, after blanks.
     [raw(" \t 3", "\r\nx-n: 1", "abc"), "3/3 1 abc"],
@@ -870,7 +871,5 @@ test("a head that differs from the kept one only in its Content-Length digits is
   t.is(seen[0]!.headers["content-length"], "3", "the kept parse is not changed by a reuse");
   t.deepEqual(front.counters, { connections: 1, served: 8, handedOver: 0, headsParsed: 3 });
   c.socket.destroy();
-  front.close();
-  server.closeAllConnections();
-  await new Promise<void>((r) => server.close(() => r()));
+  await close();
 });
