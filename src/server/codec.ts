@@ -344,20 +344,9 @@ const jsonPlans: JsonPlan[] = [];
 const NUMERIC = new Uint8Array(128);
 for (const c of "0123456789+-.eE, \t\n\r") NUMERIC[c.charCodeAt(0)] = 1;
 
-/** Index of the first character from `i` that is not {@link NUMERIC}. */
-function numericEnd(text: string, i: number): number {
-  const n = text.length;
-  while (i < n) {
-    const c = text.charCodeAt(i);
-    if (c >= 128 || NUMERIC[c] === 0) break;
-    i++;
-  }
-  return i;
-}
-
 /**
- * {@link numericEnd} for a request's array, with what json-exact.ts's
- * `mayHoldUnsafeIntegers` asks of it in the same pass: the index of the
+ * The end of a numeric array's elements, with what json-exact.ts's
+ * `mayHoldUnsafeIntegers` asks of them in the same pass: the index of the
  * first character from `i` that is not {@link NUMERIC}, or -1 when the
  * characters up to it hold an integer token of 16 or more digits (its
  * digits not after `.`, `e`, `E`, `+`, or a `-` that follows one of
@@ -427,8 +416,9 @@ function numericDataArrays(text: string): number[] | undefined {
     k++;
     while (k < n && isSpace(text.charCodeAt(k))) k++;
     if (text.charCodeAt(k) !== 91) return undefined;
-    const end = numericEnd(text, k + 1);
-    if (text.charCodeAt(end) !== 93) return undefined;
+    // The text has no integer of 16+ digits (see decodeInferRequest), so never -1 here.
+    const end = numericArrayEnd(text, k + 1);
+    if (end < 0 || text.charCodeAt(end) !== 93) return undefined;
     at.push(k, end);
     i = end + 1;
   }
