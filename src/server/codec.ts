@@ -1004,7 +1004,7 @@ function copyBytes(body: Buffer, off: number, b: ArrayBufferView): void {
  */
 export function encodeInferResponse(result: InferOutput, req: DecodedRequest, shm?: SharedMemoryAccess, joinBelow = 0): EncodedResponse {
   const fast = allBinary(result, req);
-  if (fast !== undefined) return binaryChunksOf(fast, joinBelow);
+  if (fast !== undefined) return binaryChunks(fast.header, fast.header.length, fast.binaries, fast.binaryLength, joinBelow);
   const { text, binaries, binaryLength } = encodeParts(result, req, shm);
   if (binaries.length === 0) {
     const header = Buffer.from(text, "utf8");
@@ -1076,38 +1076,25 @@ function allBinary(result: InferOutput, req: DecodedRequest): BinaryParts | unde
   return { header: last.header, binaries, binaryLength };
 }
 
-/** {@link binaryChunks} of a header already encoded. */
-function binaryChunksOf(p: BinaryParts, joinBelow: number): EncodedResponse {
-  const headerLength = p.header.length;
-  const length = headerLength + p.binaryLength;
-  if (length < joinBelow) {
-    const body = Buffer.allocUnsafe(length);
-    p.header.copy(body, 0);
-    let off = headerLength;
-    for (const b of p.binaries) {
-      copyBytes(body, off, b);
-      off += b.byteLength;
-    }
-    return { chunks: [body], length, headerLength };
-  }
-  // The kept header is shared by responses: it is never written to.
-  return { chunks: [p.header, ...p.binaries.map(bytesView)], length, headerLength };
-}
-
-/** A binary response's chunks: one joined buffer below `joinBelow` bytes, else the header and the tensors' own memory. */
-function binaryChunks(text: string, headerLength: number, binaries: ArrayBufferView[], binaryLength: number, joinBelow: number): EncodedResponse {
+/**
+ * A binary response's chunks: one joined buffer below `joinBelow` bytes,
+ * else the header and the tensors' own memory. `header` is its JSON text,
+ * or its bytes already encoded (kept by {@link allBinary} and shared by
+ * responses: never written to).
+ */
+function binaryChunks(header: string | Buffer, headerLength: number, binaries: ArrayBufferView[], binaryLength: number, joinBelow: number): EncodedResponse {
   const length = headerLength + binaryLength;
   if (length < joinBelow) {
     // One buffer for the whole body: no separate header buffer and no join later.
     const body = Buffer.allocUnsafe(length);
-    let off = body.write(text, 0, "utf8");
+    let off = typeof header === "string" ? body.write(header, 0, "utf8") : header.copy(body, 0);
     for (const b of binaries) {
       copyBytes(body, off, b);
       off += b.byteLength;
     }
     return { chunks: [body], length, headerLength };
   }
-  return { chunks: [Buffer.from(text, "utf8"), ...binaries.map(bytesView)], length, headerLength };
+  return { chunks: [typeof header === "string" ? Buffer.from(header, "utf8") : header, ...binaries.map(bytesView)], length, headerLength };
 }
 
 /** The JSON text of a response (the whole body, or the header before the binary outputs) and its binary outputs. */
