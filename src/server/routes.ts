@@ -66,7 +66,7 @@ function repositoryBody(req: FastifyRequest): Record<string, unknown> {
 function loadParameters(body: Record<string, unknown>): Record<string, unknown> {
   const params = body["parameters"];
   if (params === undefined) return {};
-  if (typeof params !== "object" || params === null || Array.isArray(params)) {
+  if (!isJsonObject(params)) {
     throw new ServingError("ERR_INVALID_REQUEST", "attempt to get members for non-object: 'parameters' must be a JSON object", { tritonCode: "INTERNAL" });
   }
   for (const [key, value] of Object.entries(params)) {
@@ -82,7 +82,7 @@ function loadParameters(body: Record<string, unknown>): Record<string, unknown> 
       );
     }
   }
-  return params as Record<string, unknown>;
+  return params;
 }
 
 /** A repository request that succeeded: 200 with an empty body, as Triton 2.51 answers. */
