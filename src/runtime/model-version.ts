@@ -317,16 +317,20 @@ function badResponse(model: string, m: string): never {
   throw new ServingError("ERR_MODEL_EXECUTE", `model '${model}' returned an invalid response: ${m}`);
 }
 
-/** The tensor of `ts` named `name` (outputs a model returned: a few, names unique). */
-function outputNamed(ts: readonly Tensor[], name: string): Tensor | undefined {
-  for (let j = 0; j < ts.length; j++) if (ts[j]!.name === name) return ts[j];
+/** The first of the first `end` tensors named `name` (no name reads as ""): a scan, for a request's few tensors. */
+function namedBefore(ts: readonly Tensor[], end: number, name: string): Tensor | undefined {
+  for (let j = 0; j < end; j++) if ((ts[j]!.name ?? "") === name) return ts[j];
   return undefined;
 }
 
-/** Whether one of the first `end` tensors is named `name`. */
-function nameBefore(ts: readonly Tensor[], end: number, name: string): boolean {
-  for (let j = 0; j < end; j++) if ((ts[j]!.name ?? "") === name) return true;
-  return false;
+/** The tensor of `ts` named `name`: from `byName` when there are many (it holds them all), else by a scan. */
+function tensorNamed(byName: ReadonlyMap<string, Tensor> | undefined, ts: readonly Tensor[], name: string): Tensor | undefined {
+  return byName !== undefined ? byName.get(name) : namedBefore(ts, ts.length, name);
+}
+
+/** Whether a tensor of `ts` is named `name`: in `names` when there are many (it holds them all), else by a scan. */
+function hasNamed(names: ReadonlySet<string> | undefined, ts: readonly Tensor[], name: string): boolean {
+  return names !== undefined ? names.has(name) : namedBefore(ts, ts.length, name) !== undefined;
 }
 
 function fmtShape(s: readonly number[]): string {
@@ -615,7 +619,7 @@ export class ModelVersion {
       const n = t.name ?? "";
       const cfg = this.#inputs.get(n);
       if (!cfg) bad(`unexpected inference input '${n}' for model '${model}'`);
-      if (seen !== undefined ? seen.has(n) : nameBefore(inputs, i, n)) bad(`input '${n}' is given more than once`);
+      if (seen !== undefined ? seen.has(n) : namedBefore(inputs, i, n) !== undefined) bad(`input '${n}' is given more than once`);
       seen?.add(n);
       const want = configTypeToDtype(cfg.data_type);
       if (t.dtype !== want) badInput(input.id, `inference input '${n}' data-type is '${t.dtype}', but model '${model}' expects '${want}'`);
@@ -633,9 +637,9 @@ export class ModelVersion {
       }
     }
     let allThere = true;
-    for (const name of this.#required) allThere &&= seen !== undefined ? seen.has(name) : nameBefore(inputs, inputs.length, name);
+    for (const name of this.#required) allThere &&= hasNamed(seen, inputs, name);
     if (!allThere) {
-      const missing = this.#required.filter((name) => !(seen !== undefined ? seen.has(name) : nameBefore(inputs, inputs.length, name)));
+      const missing = this.#required.filter((name) => !hasNamed(seen, inputs, name));
       const given = inputs.map((t) => t.name ?? "");
       badInput(
         input.id,
@@ -1260,7 +1264,7 @@ export class ModelVersion {
       if (n === undefined || n === "") badResponse(model, "an output tensor has no name (use Tensor.from(data, { name }) or a { NAME: tensor } record)");
       const cfg = this.#outputs.get(n);
       if (!cfg) badResponse(model, `output '${n}' is not in the model's config (outputs: ${[...this.#outputs.keys()].join(", ")})`);
-      if ((byName !== undefined ? byName.get(n) : outputNamed(outs, n)) !== undefined) badResponse(model, `output '${n}' appears more than once`);
+      if (tensorNamed(byName, outs, n) !== undefined) badResponse(model, `output '${n}' appears more than once`);
       const want = configTypeToDtype(cfg.data_type);
       if (t.dtype !== want) badResponse(model, `output '${n}' has data type ${t.dtype}, but the config says ${cfg.data_type} (${want})`);
       const shape = t.shape;
@@ -1278,7 +1282,7 @@ export class ModelVersion {
     const requested = p.input.outputs ?? [];
     let outputs: Tensor[];
     if (requested.length > 0) {
-      outputs = requested.map((n) => (byName !== undefined ? byName.get(n) : outputNamed(outs, n)) ?? badResponse(model, `requested output '${n}' was not produced`));
+      outputs = requested.map((n) => tensorNamed(byName, outs, n) ?? badResponse(model, `requested output '${n}' was not produced`));
     } else {
       outputs = outs;
     }
