@@ -146,14 +146,28 @@ export interface RunningTriton {
   log(): string;
   /** Resolves once `GET /v2/health/ready` answers 200 (and each of `models` is ready); rejects if it exits or the time runs out. */
   ready(models?: string[], timeoutMs?: number): Promise<void>;
-  /** SIGTERM, then SIGKILL after 20 s; resolves when it has exited. */
+  /**
+   * SIGTERM, then SIGKILL after 20 s; resolves when it has exited and no
+   * process it started (a Python backend stub, or anything a model spawned)
+   * is left.
+   */
   stop(): Promise<void>;
 }
 
 /** Starts tritonserver (see {@link tritonCommand}); wait for it with `ready()`. */
 export function startTriton(opts: TritonOptions): RunningTriton {
   const { cmd, args, env } = tritonCommand(opts);
-  const child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+  // Its own process group, so that what it leaves behind when it dies can be
+  // killed with it: a stub orphaned by a crash keeps our pipes open, and the
+  // test process waiting on them never exits.
+  const child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"], detached: true });
+  const group = child.pid!;
+  liveGroups.add(group);
+  const closed = new Promise<void>((resolve) => child.once("close", () => resolve()));
+  child.once("exit", () => {
+    killGroup(group);
+    liveGroups.delete(group);
+  });
   let out = "";
   child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
   child.stderr!.on("data", (d: Buffer) => (out += d.toString()));
@@ -180,14 +194,37 @@ export function startTriton(opts: TritonOptions): RunningTriton {
       }
     },
     async stop() {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      const done = new Promise((r) => child.once("exit", r));
-      child.kill("SIGTERM");
-      const t = setTimeout(() => child.kill("SIGKILL"), 20_000);
-      await done;
-      clearTimeout(t);
+      if (child.exitCode === null && child.signalCode === null) {
+        const done = new Promise((r) => child.once("exit", r));
+        child.kill("SIGTERM");
+        const t = setTimeout(() => child.kill("SIGKILL"), 20_000);
+        await done;
+        clearTimeout(t);
+      }
+      // The group was killed on exit; its pipes close once the last holder is
+      // gone, or are let go after 5 s (a process that left the group).
+      const grace = new Promise<void>((resolve) => setTimeout(resolve, 5_000).unref());
+      await Promise.race([closed, grace]);
+      child.stdout!.destroy();
+      child.stderr!.destroy();
     },
   };
+}
+
+/** Process groups of the tritonservers this process started and that still run. */
+const liveGroups = new Set<number>();
+// A detached server outlives us unless taken down: do it when this process exits.
+process.once("exit", () => {
+  for (const g of liveGroups) killGroup(g);
+});
+
+/** SIGKILL to every process of a group; one already gone is no error. */
+function killGroup(group: number): void {
+  try {
+    process.kill(-group, "SIGKILL");
+  } catch {
+    // ESRCH: nothing left in it
+  }
 }
 
 /** A started, ready tritonserver and the ports it took. */
