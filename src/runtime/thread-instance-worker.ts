@@ -12,8 +12,9 @@
  * Every message, both ways, goes through the shared-memory rings of
  * `thread-ring.ts`, in order. While this worker has nothing to do (no
  * call running, no request open on its sender, no BLS call waiting) it
- * waits for the next message in `Atomics.wait`, which a message ends within
- * microseconds, but for at most {@link IDLE_WAIT_MS}: then it waits with
+ * polls for the next message a few µs while that pays (see `PollBudget`),
+ * then waits in `Atomics.wait`, which a message ends within microseconds,
+ * but for at most {@link IDLE_WAIT_MS}: then it waits with
  * `Atomics.waitAsync` and lets its event loop run (timers, an async
  * `execute()`, a decoupled model sending later), as it does whenever it has
  * something pending.
@@ -45,7 +46,7 @@ import {
 } from "./thread-wire.js";
 import type { InitializeArgs, TritonModel } from "./types.js";
 import { setModelForwarder, type ForwardedOp } from "./model-context.js";
-import { RingReader, RingWriter, waitAsync, WRITTEN } from "./thread-ring.js";
+import { PollBudget, pollFor, RingReader, RingWriter, waitAsync, WRITTEN } from "./thread-ring.js";
 
 /** What the serving thread sends. */
 export type ToWorker =
@@ -303,6 +304,8 @@ let armed = false;
 let checking = false;
 /** When the event loop last had a turn. */
 let turnAt = performance.now();
+/** How long an idle worker polls for the next message before it blocks (see thread-ring.ts). */
+const poll = new PollBudget();
 
 /** Takes the messages waiting and starts what they ask; while idle, blocks a short while for the next one. */
 function pump(): void {
@@ -319,7 +322,19 @@ function pump(): void {
         yieldTurn = true;
         break;
       }
-      if (Atomics.wait(inbox.ctrl, WRITTEN, inbox.readCount, IDLE_WAIT_MS) === "timed-out") {
+      const us = poll.next();
+      const polled = performance.now();
+      if (us > 0 && pollFor(inbox, us)) {
+        poll.hit();
+        continue;
+      }
+      const waited = Atomics.wait(inbox.ctrl, WRITTEN, inbox.readCount, IDLE_WAIT_MS);
+      if (waited === "ok") {
+        const late = inbox.lateness();
+        poll.woke(late);
+        if (us > 0) poll.late((performance.now() - polled) * 1000 - late);
+      } else if (us > 0) poll.miss();
+      if (waited === "timed-out") {
         idle = true;
         break;
       }

@@ -71,7 +71,7 @@ import { ModelError } from "./model-error.js";
 import { ServingError } from "./errors.js";
 import { currentModel, runInModel, type ForwardedOp, type ModelContext } from "./model-context.js";
 import { handleForwardedOp } from "./metric-family.js";
-import { DEFAULT_RING_BYTES, RingReader, ringBuffer, RingWriter, waitAsync, WRITTEN } from "./thread-ring.js";
+import { DEFAULT_RING_BYTES, PollBudget, RingReader, ringBuffer, RingWriter, waitAsync, WRITTEN } from "./thread-ring.js";
 
 /**
  * Starts the worker entry beside this module: `.js` in `dist/`; from source
@@ -224,14 +224,9 @@ export class ThreadInstance implements TritonModel {
     // A loaded model must not keep the process alive on its own; the server does (and requests in flight, #keepAlive).
     worker.unref();
     this.#refd = false;
-    const read = (): void => {
-      if (worker !== this.#worker || this.#ended.has(worker)) return;
-      this.#drain(reader);
-      const w = waitAsync(reader.ctrl, WRITTEN, reader.readCount);
-      if (w.async) void w.value.then(read);
-      else queueMicrotask(read);
-    };
-    read();
+    this.#armed = false;
+    this.#polling = false;
+    this.#arm();
     worker.on("error", (e) => this.#died(worker, `its worker thread failed: ${e.message}`));
     worker.on("exit", (code) => this.#died(worker, `its worker thread exited (code ${code})`));
   }
@@ -425,7 +420,92 @@ export class ThreadInstance implements TritonModel {
       this.#waiting.set(m.id, { resolve, reject });
       this.#keepAlive();
       this.#out.write(m, byPort);
+      this.#poll();
     });
+  }
+
+  /** How long this thread polls for the worker's messages before it leaves them to `waitAsync`. */
+  readonly #budget = new PollBudget();
+  /** A `waitAsync` on the current worker's ring is pending. */
+  #armed = false;
+  /** {@link #poll} checks the ring on each event-loop turn. */
+  #polling = false;
+  /** When the last poll that ran out began (performance.now()), until a message judges it; 0: none. */
+  #ranOut = 0;
+
+  /**
+   * Keeps a `waitAsync` pending on the worker's ring: whatever the worker
+   * writes while this thread does not poll wakes it.
+   */
+  #arm(): void {
+    if (this.#armed) return;
+    const worker = this.#worker;
+    const w = waitAsync(this.#in.ctrl, WRITTEN, this.#in.readCount);
+    const woken = (): void => {
+      if (worker !== this.#worker || this.#ended.has(worker)) return;
+      this.#armed = false;
+      if (!this.#polling && this.#in.pending()) {
+        const late = this.#in.lateness();
+        this.#budget.woke(late);
+        // The poll that ran out before this message: how long after it began the message came.
+        if (this.#ranOut !== 0) this.#budget.late((performance.now() - this.#ranOut) * 1000 - late);
+        this.#ranOut = 0;
+      }
+      this.#drain(this.#in);
+      this.#arm();
+    };
+    if (!w.async) {
+      queueMicrotask(woken);
+      return;
+    }
+    this.#armed = true;
+    void w.value.then(woken);
+  }
+
+  /**
+   * While a reply is awaited, checks the ring once per event-loop turn
+   * (`setImmediate`), for as long as {@link PollBudget} allows: a reply that
+   * comes meanwhile is taken without this thread being woken from its event
+   * loop's sleep (tens of µs on an idle VM), and the worker, told so by the
+   * ring, does not notify (which posts a task here). Unlike the worker's
+   * poll this one blocks nothing: other I/O goes on between two checks. The
+   * `waitAsync` of {@link #arm} stays pending all along, for when it stops.
+   */
+  #poll(): void {
+    if (this.#polling) return;
+    const us = this.#budget.next();
+    if (us === 0) return;
+    this.#polling = true;
+    const worker = this.#worker;
+    const reader = this.#in;
+    reader.polling(true);
+    const began = performance.now();
+    let end = began + us / 1000;
+    const stop = (): void => {
+      this.#polling = false;
+      reader.polling(false);
+      // Written since the flag was last seen set: nobody was woken for it.
+      if (reader.pending()) this.#drain(reader);
+    };
+    const turn = (): void => {
+      if (worker !== this.#worker || this.#ended.has(worker)) return;
+      if (reader.pending()) {
+        this.#drain(reader);
+        this.#budget.hit();
+        this.#ranOut = 0;
+        if (this.#waiting.size === 0) return stop();
+        end = performance.now() + this.#budget.next() / 1000;
+      } else if (this.#waiting.size === 0) {
+        // (Taken by the waitAsync first: that says nothing of what polling is worth.)
+        return stop();
+      } else if (performance.now() > end) {
+        // Judged when the reply comes (#arm), by how late it was.
+        this.#ranOut = began;
+        return stop();
+      }
+      setImmediate(turn);
+    };
+    setImmediate(turn);
   }
 
   /** Imports the model in the worker, makes its object and runs its `initialize(args)`. */

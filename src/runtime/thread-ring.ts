@@ -17,7 +17,8 @@
  * `postMessage`s, not a stall.
  *
  * Layout of the buffer: {@link CTRL_WORDS} `Int32` control words (the
- * read and write positions, the count of messages written), then the data:
+ * read and write positions, the count of messages written, the reader's
+ * polling flag, when the last message was written), then the data:
  * each message is `[byte length][sequence number][payload]`, 4-byte
  * aligned; a length of -1 says the next message starts at offset 0.
  *
@@ -28,13 +29,17 @@ import { receiveMessageOnPort, type MessagePort } from "node:worker_threads";
 import { decodeMessage, encodeMessage } from "./thread-codec.js";
 
 /** Control words at the start of a ring's buffer. */
-export const CTRL_WORDS = 4;
+export const CTRL_WORDS = 6;
 /** Where the reader is (byte offset in the data), written by the reader only. */
 const HEAD = 0;
 /** Where the writer is, written by the writer only. */
 const TAIL = 1;
 /** How many messages were written (either way), modulo 2^32: the word readers wait on. */
 export const WRITTEN = 2;
+/** Nonzero while the reader polls the ring (see {@link RingReader.polling}): the writer need not wake it. */
+const POLLING = 3;
+/** When the last message was written (µs, modulo 2^32, see {@link nowUs}): a woken reader's lateness. */
+const WRITTEN_AT = 4;
 /** Says the data goes on at offset 0. */
 const WRAP = -1;
 /** A message's header: its byte length and its sequence number. */
@@ -113,8 +118,10 @@ export class RingWriter {
       if (!byPort) this.overflowed++;
       this.#port.postMessage({ seq, message: m } satisfies Overflow);
     }
+    Atomics.store(this.#ctrl, WRITTEN_AT, nowUs());
     Atomics.add(this.#ctrl, WRITTEN, 1);
-    Atomics.notify(this.#ctrl, WRITTEN);
+    // (The count goes up first: a reader that stops polling clears its flag, then looks at the count.)
+    if (Atomics.load(this.#ctrl, POLLING) === 0) Atomics.notify(this.#ctrl, WRITTEN);
   }
 
   /** Puts one message in the ring if it fits in the free space; false if not. */
@@ -176,6 +183,21 @@ export class RingReader {
     return this.#read;
   }
 
+  /**
+   * Says whether this end polls the ring, so that the writer can skip its
+   * `Atomics.notify` (which, to a thread with a `waitAsync` pending, posts
+   * a task to it). A reader that stops polling must look at
+   * {@link pending} afterwards: a message written meanwhile woke nobody.
+   */
+  polling(on: boolean): void {
+    Atomics.store(this.#ctrl, POLLING, on ? 1 : 0);
+  }
+
+  /** µs since the last message was written: after a blocked wait, what the wake cost. */
+  lateness(): number {
+    return (nowUs() - Atomics.load(this.#ctrl, WRITTEN_AT)) | 0;
+  }
+
   /** Whether a message is waiting. */
   pending(): boolean {
     return Atomics.load(this.#ctrl, WRITTEN) !== this.#read;
@@ -211,5 +233,102 @@ export class RingReader {
     if (o === undefined || o.seq !== seq) throw new Error(`thread ring: message ${seq} is missing (got ${o === undefined ? "none" : o.seq})`);
     return o.message;
   }
+}
 
+/**
+ * The clock both ends of a ring share, in µs modulo 2^32 (an `Int32`
+ * control word holds it; differences of less than half an hour are right).
+ */
+function nowUs(): number {
+  return ((performance.timeOrigin + performance.now()) * 1000) % 0x1_0000_0000 | 0;
+}
+
+/** The longest one end of a ring polls for the next message before it blocks (µs). */
+export const POLL_MAX_US = 200;
+/** A budget below this is none: polling is off (µs). */
+const POLL_MIN_US = 4;
+/**
+ * A poll's budget at most, in wakes: spinning longer than a few wakes cost
+ * saves less than it burns.
+ */
+const WAKES = 4;
+/** While polling is off, every this many-th wait polls anyway, for the full budget, to see whether it pays again. */
+const PROBE_EVERY = 64;
+
+/**
+ * How long one end of a ring polls for its next message before it blocks,
+ * learned from the waits before (spin-then-block).
+ *
+ * - The budget is at most {@link WAKES} times what a blocked wait's wake
+ *   costs, measured on each blocked wait a message ends as the time from its
+ *   write to the reader running: tens of µs to well over 100 on an idle VM
+ *   here (a halted vCPU), around 15 on a loaded one, where polling would
+ *   also take the core the other side needs; and at most
+ *   {@link POLL_MAX_US}.
+ * - A poll that found its message keeps the full budget.
+ * - A poll that ran out, whose message then came within the full budget
+ *   after it began, was too short: the next one is half as long again as
+ *   that message took. This is what gets both ends of a request's hop out of
+ *   blocking: each answers late because the other blocked, so each of their
+ *   polls runs out just before the answer.
+ * - One whose message came later, or not at all before the wait gave up,
+ *   halves the budget, down to none: messages that come seldom cost a few
+ *   polls, then nothing but a probe every {@link PROBE_EVERY} waits.
+ */
+export class PollBudget {
+  /** What a blocked wait's wake costs (µs), a moving average. */
+  #wake = POLL_MAX_US;
+  /** The budget of the next poll (µs), before the cap of {@link full}. */
+  #us = POLL_MAX_US;
+  #sinceProbe = 0;
+
+  /** The most a poll may take now (µs). */
+  get #full(): number {
+    return Math.min(POLL_MAX_US, WAKES * this.#wake);
+  }
+
+  /** µs to poll for this wait; 0: block at once. */
+  next(): number {
+    const us = Math.min(this.#us, this.#full);
+    if (us >= POLL_MIN_US) return us;
+    if (++this.#sinceProbe < PROBE_EVERY) return 0;
+    this.#sinceProbe = 0;
+    return this.#full;
+  }
+
+  /** The poll found its message. */
+  hit(): void {
+    this.#us = POLL_MAX_US;
+  }
+
+  /** The poll ran out, and its message did not come while the wait lasted (or is not known to have). */
+  miss(): void {
+    this.#us = Math.min(this.#us, this.#full) / 2;
+  }
+
+  /** The poll ran out; its message came `arrivalUs` after the poll began (see {@link RingReader.lateness}). */
+  late(arrivalUs: number): void {
+    if (arrivalUs <= this.#full) this.#us = Math.max(this.#us, 1.5 * arrivalUs);
+    else this.miss();
+  }
+
+  /** A blocked wait was ended by a message written `lateUs` before (see {@link RingReader.lateness}). */
+  woke(lateUs: number): void {
+    // (A negative or huge lateness is a clock oddity, or a message that came before the wait: no sample.)
+    if (lateUs >= 0 && lateUs < 10_000) this.#wake += (lateUs - this.#wake) / 8;
+  }
+
+  /** The current budget (µs; 0 while off), for the tests. */
+  get us(): number {
+    const us = Math.min(this.#us, this.#full);
+    return us >= POLL_MIN_US ? us : 0;
+  }
+}
+
+/** Polls `reader` for up to `us` µs, blocking this thread; true as soon as a message is waiting. */
+export function pollFor(reader: RingReader, us: number): boolean {
+  const end = performance.now() + us / 1000;
+  do if (reader.pending()) return true;
+  while (performance.now() < end);
+  return false;
 }

@@ -1,0 +1,110 @@
+/**
+ * How the two ends of a thread instance's rings poll before they block
+ * (thread-ring.ts): the budget that PollBudget learns from the waits before
+ * (the cost of a wake, polls that found their message, ran out just
+ * before it, or ran out for good), and the ring's polling flag, which
+ * spares the writer its notify while the reader polls and must not lose a
+ * message when the reader stops.
+ */
+import { MessageChannel } from "node:worker_threads";
+
+import test from "ava";
+
+import { PollBudget, pollFor, POLL_MAX_US, RingReader, ringBuffer, RingWriter, waitAsync, WRITTEN } from "../src/runtime/thread-ring.js";
+
+/** A ring and both its ends, in this thread. */
+function ring(): { reader: RingReader; writer: RingWriter; close(): void } {
+  const buf = ringBuffer(1024);
+  const { port1, port2 } = new MessageChannel();
+  return { reader: new RingReader(buf, port2), writer: new RingWriter(buf, port1), close: () => port1.close() };
+}
+
+/** What a pending waitAsync on the reader's count gives within `ms`: "ok" if notified. */
+async function notifiedWithin(reader: RingReader, ms: number): Promise<string> {
+  const w = waitAsync(reader.ctrl, WRITTEN, reader.readCount, ms);
+  if (!w.async) return w.value;
+  // (A pending waitAsync does not keep the process alive.)
+  const alive = setTimeout(() => {}, ms + 1000);
+  try {
+    return await w.value;
+  } finally {
+    clearTimeout(alive);
+  }
+}
+
+test("a fresh budget polls for the longest; misses halve it down to none; then one wait in 64 probes with the full budget", (t) => {
+  const b = new PollBudget();
+  t.is(b.next(), POLL_MAX_US);
+  const seen: number[] = [];
+  while (b.us > 0) {
+    seen.push(b.us);
+    b.miss();
+  }
+  t.deepEqual(seen.slice(0, 3), [POLL_MAX_US, POLL_MAX_US / 2, POLL_MAX_US / 4]);
+  t.true(seen.length < 10, `it took ${seen.length} misses to turn polling off`);
+  const budgets = Array.from({ length: 128 }, () => b.next());
+  t.deepEqual(
+    budgets.flatMap((us, i) => (us > 0 ? [i] : [])),
+    [63, 127],
+    "every 64th wait probes",
+  );
+  t.is(budgets[63], POLL_MAX_US);
+  b.hit();
+  t.is(b.next(), POLL_MAX_US, "a probe that found its message turns polling back on");
+});
+
+test("the budget is at most four wakes: cheap wakes (a loaded machine) poll briefly; nonsense lateness is no sample", (t) => {
+  const b = new PollBudget();
+  for (let i = 0; i < 100; i++) b.woke(10);
+  t.true(b.us > 39 && b.us <= 41, `budget ${b.us} µs after wakes of 10 µs`);
+  b.woke(-5);
+  b.woke(1e9);
+  t.true(b.us > 39 && b.us <= 41, "a negative or huge lateness moved the estimate");
+  for (let i = 0; i < 100; i++) b.woke(1000);
+  t.is(b.us, POLL_MAX_US, "expensive wakes: the longest poll, no more");
+});
+
+test("a poll that ran out just before its message lengthens the next; one that ran out for long halves it", (t) => {
+  const b = new PollBudget();
+  for (let i = 0; i < 4; i++) b.miss();
+  const short = b.us;
+  b.late(60);
+  t.is(b.us, 90, "half as long again as the message took");
+  b.late(POLL_MAX_US + 1);
+  t.is(b.us, 45, "a message later than the longest poll: halved");
+  t.true(short < 45);
+});
+
+test("pollFor: true at once with a message waiting, false when none comes within the budget", (t) => {
+  const { reader, writer, close } = ring();
+  t.teardown(close);
+  t.false(pollFor(reader, 20));
+  writer.write({ x: 1 });
+  t.true(pollFor(reader, 1_000_000));
+  t.deepEqual(reader.read(), { x: 1 });
+});
+
+test("while the reader polls, the writer does not notify; a reader that stops polling finds what came meanwhile", async (t) => {
+  const { reader, writer, close } = ring();
+  t.teardown(close);
+  reader.polling(true);
+  const quiet = notifiedWithin(reader, 200);
+  writer.write({ n: 1 });
+  t.is(await quiet, "timed-out", "a polling reader was notified");
+  reader.polling(false);
+  t.true(reader.pending(), "the message written while it polled");
+  t.deepEqual(reader.read(), { n: 1 });
+  const woken = notifiedWithin(reader, 10_000);
+  writer.write({ n: 2 });
+  t.is(await woken, "ok", "a reader that does not poll is notified");
+  t.deepEqual(reader.read(), { n: 2 });
+});
+
+test("lateness: the µs since the last write, on the clock both threads share", (t) => {
+  const { reader, writer, close } = ring();
+  t.teardown(close);
+  writer.write(1);
+  const late = reader.lateness();
+  t.true(late >= 0 && late < 1_000_000, `lateness ${late} µs`);
+  reader.read();
+});
