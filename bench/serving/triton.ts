@@ -99,6 +99,9 @@ export function tritonInstall(): TritonInstall {
     env: {
       LD_LIBRARY_PATH: [join(site, "nvidia_pytriton.libs"), pyLib, process.env["LD_LIBRARY_PATH"]].filter(Boolean).join(":"),
       PATH: `${join(PEERS, "bin")}:${process.env["PATH"]}`,
+      // The Python stub would write __pycache__ into a model's version directory as it imports model.py,
+      // a change that Triton's next load of the model sees, at times, and reloads for.
+      PYTHONDONTWRITEBYTECODE: "1",
     },
   };
 }
