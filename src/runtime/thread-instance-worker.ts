@@ -333,7 +333,11 @@ function pump(): void {
         const late = inbox.lateness();
         poll.woke(late);
         if (us > 0) poll.late((performance.now() - polled) * 1000 - late);
-      } else if (us > 0) poll.miss();
+      } else if (us > 0) {
+        // "not-equal": the message came between the poll's end and the wait.
+        if (waited === "not-equal") poll.late((performance.now() - polled) * 1000);
+        else poll.miss();
+      }
       if (waited === "timed-out") {
         idle = true;
         break;

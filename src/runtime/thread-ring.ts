@@ -28,7 +28,7 @@ import { receiveMessageOnPort, type MessagePort } from "node:worker_threads";
 
 import { decodeMessage, encodeMessage } from "./thread-codec.js";
 
-/** Control words at the start of a ring's buffer. */
+/** Control words at the start of a ring's buffer (the last one spare, so that the data starts 8-byte aligned). */
 export const CTRL_WORDS = 6;
 /** Where the reader is (byte offset in the data), written by the reader only. */
 const HEAD = 0;
@@ -278,7 +278,7 @@ const PROBE_EVERY = 64;
 export class PollBudget {
   /** What a blocked wait's wake costs (µs), a moving average. */
   #wake = POLL_MAX_US;
-  /** The budget of the next poll (µs), before the cap of {@link full}. */
+  /** The budget of the next poll (µs), before the cap (`#full`). */
   #us = POLL_MAX_US;
   #sinceProbe = 0;
 
