@@ -10,7 +10,15 @@ import { MessageChannel } from "node:worker_threads";
 
 import test from "ava";
 
+import { ModelRegistry } from "../src/runtime/model-registry.js";
 import { PollBudget, pollFor, POLL_MAX_US, RingReader, ringBuffer, RingWriter, waitAsync, WRITTEN } from "../src/runtime/thread-ring.js";
+import { Tensor } from "../src/tensor.js";
+import { cleanupRepos, makeRepo, setupModelEntry } from "./server-helpers.js";
+
+test.before(async () => {
+  await setupModelEntry();
+});
+test.after.always(() => cleanupRepos());
 
 /** A ring and both its ends, in this thread. */
 function ring(): { reader: RingReader; writer: RingWriter; close(): void } {
@@ -107,4 +115,45 @@ test("lateness: the µs since the last write, on the clock both threads share", 
   const late = reader.lateness();
   t.true(late >= 0 && late < 1_000_000, `lateness ${late} µs`);
   reader.read();
+});
+
+test("through a thread instance, requests with pauses of every length between them (so polls hit, run out just before, and run out for good), and some at once: every one answered, in its own order", async (t) => {
+  const root = makeRepo({
+    echo: {
+      config: `name: "echo"
+input { name: "X" data_type: TYPE_INT32 dims: [ 1 ] }
+output { name: "Y" data_type: TYPE_INT32 dims: [ 1 ] }
+parameters: { key: "TENSORBRIDGE_INSTANCE_THREADS" value: { string_value: "yes" } }`,
+      model: `
+import { InferenceResponse, type InferenceRequest } from "tensorbridge";
+export default class Echo {
+  execute(requests: InferenceRequest[]) {
+    return requests.map((r) => new InferenceResponse({ outputTensors: { Y: r.getInputTensorByName("X")! } }));
+  }
+}`,
+    },
+  });
+  const reg = new ModelRegistry({ repository: root });
+  t.teardown(() => reg.close());
+  await reg.loadAll();
+  const mv = reg.get("echo");
+  const ask = async (i: number): Promise<number> => {
+    const out = await mv.infer({ inputs: [Tensor.from(new Int32Array([i]), { name: "X" })] });
+    return (out.outputs[0]!.data() as Int32Array)[0]!;
+  };
+  // Pauses from none to well past the longest poll and the worker's blocking wait (2 ms).
+  const pauses = [0, 0, 0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 1, 3, 5];
+  let wrong = 0;
+  for (let i = 0; i < 1200; i++) {
+    const pause = pauses[(i * 7) % pauses.length]!;
+    const until = performance.now() + pause;
+    if (pause >= 1) await new Promise((r) => setTimeout(r, pause));
+    else while (performance.now() < until);
+    if ((await ask(i)) !== i) wrong++;
+    if (i % 100 === 99) {
+      const many = await Promise.all(Array.from({ length: 16 }, (_, k) => ask(100_000 + k)));
+      t.deepEqual(many, Array.from({ length: 16 }, (_, k) => 100_000 + k));
+    }
+  }
+  t.is(wrong, 0);
 });
