@@ -6,12 +6,13 @@
  * spares the writer its notify while the reader polls and must not lose a
  * message when the reader stops.
  */
+import { availableParallelism } from "node:os";
 import { MessageChannel } from "node:worker_threads";
 
 import test from "ava";
 
 import { ModelRegistry } from "../src/runtime/model-registry.js";
-import { PollBudget, pollFor, POLL_MAX_US, RingReader, ringBuffer, RingWriter, waitAsync, WRITTEN } from "../src/runtime/thread-ring.js";
+import { PollBudget, pollFor, PollGate, POLL_MAX_US, RingReader, ringBuffer, RingWriter, waitAsync, WRITTEN } from "../src/runtime/thread-ring.js";
 import { Tensor } from "../src/tensor.js";
 import { cleanupRepos, makeRepo, setupModelEntry } from "./server-helpers.js";
 
@@ -81,6 +82,18 @@ test("a poll that ran out just before its message lengthens the next; one that r
   b.late(POLL_MAX_US + 1);
   t.is(b.us, 45, "a message later than the longest poll: halved");
   t.true(short < 45);
+});
+
+test("PollGate: no more threads poll at once than it allows (by default the cores but one, at least one); a place given back is taken again", (t) => {
+  const buffer = PollGate.buffer(2);
+  const a = new PollGate(buffer);
+  const b = new PollGate(buffer);
+  t.true(a.enter());
+  t.true(b.enter());
+  t.false(a.enter(), "a third place");
+  b.leave();
+  t.true(a.enter());
+  t.is(new Int32Array(PollGate.buffer())[1], Math.max(1, availableParallelism() - 1));
 });
 
 test("pollFor: true at once with a message waiting, false when none comes within the budget", (t) => {

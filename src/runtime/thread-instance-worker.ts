@@ -46,7 +46,7 @@ import {
 } from "./thread-wire.js";
 import type { InitializeArgs, TritonModel } from "./types.js";
 import { setModelForwarder, type ForwardedOp } from "./model-context.js";
-import { PollBudget, pollFor, RingReader, RingWriter, waitAsync, WRITTEN } from "./thread-ring.js";
+import { PollBudget, pollFor, PollGate, RingReader, RingWriter, waitAsync, WRITTEN } from "./thread-ring.js";
 
 /** What the serving thread sends. */
 export type ToWorker =
@@ -74,6 +74,8 @@ export interface WorkerStart {
   readonly fromWorker: SharedArrayBuffer;
   /** The worker's end of the port that messages that do not fit in a ring go through. */
   readonly port: MessagePort;
+  /** The process's {@link PollGate}: how many workers may poll at once. */
+  readonly pollers: SharedArrayBuffer;
 }
 
 /**
@@ -92,7 +94,7 @@ export const IDLE_WAIT_MS = 2;
  */
 const TURN_EVERY_MS = 10;
 
-const { file, toWorker, fromWorker, port: overflow } = workerData as WorkerStart;
+const { file, toWorker, fromWorker, port: overflow, pollers } = workerData as WorkerStart;
 const inbox = new RingReader(toWorker, overflow);
 const outbox = new RingWriter(fromWorker, overflow);
 /** Sends a message to the serving thread; `byPort` for one whose content JSON could alter (see thread-ring.ts). */
@@ -306,6 +308,7 @@ let checking = false;
 let turnAt = performance.now();
 /** How long an idle worker polls for the next message before it blocks (see thread-ring.ts). */
 const poll = new PollBudget();
+const gate = new PollGate(pollers);
 
 /** Takes the messages waiting and starts what they ask; while idle, blocks a short while for the next one. */
 function pump(): void {
@@ -322,11 +325,16 @@ function pump(): void {
         yieldTurn = true;
         break;
       }
-      const us = poll.next();
+      // (With every place to poll taken by other workers, this one blocks at once, and learns nothing.)
+      const us = gate.enter() ? poll.next() : -1;
       const polled = performance.now();
-      if (us > 0 && pollFor(inbox, us)) {
-        poll.hit();
-        continue;
+      if (us >= 0) {
+        const found = us > 0 && pollFor(inbox, us);
+        gate.leave();
+        if (found) {
+          poll.hit();
+          continue;
+        }
       }
       const waited = Atomics.wait(inbox.ctrl, WRITTEN, inbox.readCount, IDLE_WAIT_MS);
       if (waited === "ok") {

@@ -71,7 +71,7 @@ import { ModelError } from "./model-error.js";
 import { ServingError } from "./errors.js";
 import { currentModel, runInModel, type ForwardedOp, type ModelContext } from "./model-context.js";
 import { handleForwardedOp } from "./metric-family.js";
-import { DEFAULT_RING_BYTES, PollBudget, RingReader, ringBuffer, RingWriter, waitAsync, WRITTEN } from "./thread-ring.js";
+import { DEFAULT_RING_BYTES, PollBudget, PollGate, RingReader, ringBuffer, RingWriter, waitAsync, WRITTEN } from "./thread-ring.js";
 
 /**
  * Starts the worker entry beside this module: `.js` in `dist/`; from source
@@ -87,6 +87,9 @@ function startWorker(workerData: WorkerStart): Worker {
   const boot = `import(${JSON.stringify(tsx)}).then((m) => { m.register(); return import(${JSON.stringify(ts)}); })`;
   return new Worker(boot, { eval: true, workerData, transferList });
 }
+
+/** The gate that all workers of this process poll through (see thread-ring.ts). */
+const POLLERS = PollGate.buffer();
 
 /** What the worker sends: a call's answer, a send, a BLS call, a Logger line or metric operation. */
 type FromWorker = { id: number; value?: unknown; error?: WireError } | WireSend | WireBlsCall | WireBlsCancel | WireBlsControl | { model: ForwardedOp };
@@ -215,7 +218,7 @@ export class ThreadInstance implements TritonModel {
     const toWorker = ringBuffer(bytes);
     const fromWorker = ringBuffer(bytes);
     const { port1, port2 } = new MessageChannel();
-    const worker = startWorker({ file: this.#file, toWorker, fromWorker, port: port2 });
+    const worker = startWorker({ file: this.#file, toWorker, fromWorker, port: port2, pollers: POLLERS });
     this.#worker = worker;
     this.#out = new RingWriter(toWorker, port1);
     this.#outSide = new RingReader(toWorker, port1);

@@ -24,6 +24,7 @@
  *
  * @module
  */
+import { availableParallelism } from "node:os";
 import { receiveMessageOnPort, type MessagePort } from "node:worker_threads";
 
 import { decodeMessage, encodeMessage } from "./thread-codec.js";
@@ -322,6 +323,42 @@ export class PollBudget {
   get us(): number {
     const us = Math.min(this.#us, this.#full);
     return us >= POLL_MIN_US ? us : 0;
+  }
+}
+
+/**
+ * How many threads of the process may poll a ring (blocking, as workers
+ * do) at once: all thread instances' workers share one, made by the
+ * serving thread and passed to each. At most the cores but one, which the
+ * serving thread keeps: with more instances than cores, workers polling for
+ * their next request would take the cores the others compute on.
+ */
+export class PollGate {
+  /** [threads polling now, the most allowed]. */
+  readonly #words: Int32Array;
+
+  /** A gate over `buffer`, made by {@link PollGate.buffer}. */
+  constructor(buffer: SharedArrayBuffer) {
+    this.#words = new Int32Array(buffer);
+  }
+
+  /** A gate's shared words, for at most `max` threads polling at once (default: the cores but one, at least one). */
+  static buffer(max = Math.max(1, availableParallelism() - 1)): SharedArrayBuffer {
+    const buffer = new SharedArrayBuffer(8);
+    new Int32Array(buffer)[1] = max;
+    return buffer;
+  }
+
+  /** Takes a place to poll in; false when all are taken (then block without polling). */
+  enter(): boolean {
+    if (Atomics.add(this.#words, 0, 1) < Atomics.load(this.#words, 1)) return true;
+    Atomics.sub(this.#words, 0, 1);
+    return false;
+  }
+
+  /** Gives back the place {@link enter} took. */
+  leave(): void {
+    Atomics.sub(this.#words, 0, 1);
   }
 }
 
