@@ -1,14 +1,14 @@
 /**
  * The harness that runs real Triton 2.51 beside tensorbridge
  * (bench/serving/triton.ts): a tritonserver that dies leaves nothing
- * behind. Its Python stubs, and whatever a model started, inherit its
+ * behind (no process, no open pipe, no /dev/shm region). Its Python stubs, and whatever a model started, inherit its
  * stdout; left running they held the test process open after its last test
  * (CI, Triton crashing while loading).
  *
  * Needs bench/.work/venv-peers (`bash bench/serving/setup.sh peers`);
  * without it the test is skipped with the reason in its title.
  */
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -70,4 +70,11 @@ class TritonPythonModel:
   t.is(triton.child.signalCode, "SIGKILL");
   t.false(alive(orphan), "the model's child outlived tritonserver");
   t.true(triton.child.stdout!.destroyed && triton.child.stderr!.destroyed, "tritonserver's pipes are still open");
+  const prefix = /shm-region-prefix-name=(\S+)/.exec(triton.child.spawnargs.join(" "))?.[1];
+  t.truthy(prefix, "each tritonserver gets a /dev/shm prefix of its own");
+  t.deepEqual(
+    readdirSync("/dev/shm").filter((n) => n.startsWith(prefix!)),
+    [],
+    "the killed server's shared-memory regions are left",
+  );
 });

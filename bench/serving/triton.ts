@@ -118,15 +118,22 @@ export interface TritonOptions {
   args?: string[];
 }
 
-/** The command line and environment of one tritonserver run. */
-export function tritonCommand(opts: TritonOptions): { cmd: string; args: string[]; env: Record<string, string> } {
+/** tritonservers this process has started: each gets a /dev/shm prefix of its own. */
+let started = 0;
+
+/** The command line and environment of one tritonserver run, and the prefix of the /dev/shm regions it makes. */
+export function tritonCommand(opts: TritonOptions): { cmd: string; args: string[]; env: Record<string, string>; shmPrefix: string } {
   const install = tritonInstall();
   const host = opts.host ?? "127.0.0.1";
+  const shmPrefix = `tb${process.pid}_${++started}_`;
   return {
+    shmPrefix,
     cmd: install.bin,
     args: [
       `--model-repository=${opts.repository}`,
       ...install.baseArgs,
+      // The Python backend's /dev/shm regions start with this: a killed server's can be found and removed.
+      `--backend-config=python,shm-region-prefix-name=${shmPrefix}`,
       `--http-address=${host}`,
       `--http-port=${opts.httpPort}`,
       `--grpc-address=${host}`,
@@ -152,14 +159,14 @@ export interface RunningTriton {
   /**
    * SIGTERM, then SIGKILL after 20 s; resolves when it has exited and no
    * process it started (a Python backend stub, or anything a model spawned)
-   * is left.
+   * is left, nor any of its /dev/shm regions.
    */
   stop(): Promise<void>;
 }
 
 /** Starts tritonserver (see {@link tritonCommand}); wait for it with `ready()`. */
 export function startTriton(opts: TritonOptions): RunningTriton {
-  const { cmd, args, env } = tritonCommand(opts);
+  const { cmd, args, env, shmPrefix } = tritonCommand(opts);
   // Its own process group, so that what it leaves behind when it dies can be
   // killed with it: a stub orphaned by a crash keeps our pipes open, and the
   // test process waiting on them never exits.
@@ -210,6 +217,8 @@ export function startTriton(opts: TritonOptions): RunningTriton {
       await Promise.race([closed, grace]);
       child.stdout!.destroy();
       child.stderr!.destroy();
+      // A server that exits cleanly removes its regions; one that was killed leaves them.
+      removeShm(shmPrefix);
     },
   };
 }
@@ -220,6 +229,17 @@ const liveGroups = new Set<number>();
 process.once("exit", () => {
   for (const g of liveGroups) killGroup(g);
 });
+
+/** Removes the /dev/shm regions whose names start with `prefix`. */
+function removeShm(prefix: string): void {
+  let names: string[];
+  try {
+    names = readdirSync("/dev/shm");
+  } catch {
+    return;
+  }
+  for (const name of names) if (name.startsWith(prefix)) rmSync(join("/dev/shm", name), { force: true });
+}
 
 /** SIGKILL to every process of a group; one already gone is no error. */
 function killGroup(group: number): void {
