@@ -173,56 +173,83 @@ export function parseRequestHead(text: string): ParsedHead | undefined {
 /**
  * A head a connection keeps with its parse: a keep-alive client (perf_analyzer,
  * any SDK) sends the same head again and again, or heads that differ only in
- * their `Content-Length` (bodies of different sizes), and such a head needs
- * no second parse (the parse is a pure function of the bytes, and the
- * front's users do not change it).
+ * the digits of their numeric headers (`Content-Length` for bodies of
+ * different sizes, and `Inference-Header-Content-Length` too for JSON
+ * bodies), and such a head needs no second parse (the parse is a pure
+ * function of the bytes, and the front's users do not change it).
  */
 export interface KeptHead {
   /** The head's bytes (a copy), up to the blank line. */
   readonly bytes: Buffer;
   /** Its parse. */
   readonly head: ParsedHead;
-  /** Where its `Content-Length` digits start in `bytes`. */
-  readonly lengthAt: number;
-  /** Where they end. */
-  readonly lengthEnd: number;
+  /** Where its header values that are 1 to 15 digits lie in `bytes` (`Content-Length` always among them), in order. */
+  readonly numbers: readonly NumberSpan[];
 }
 
-/** Where a head's Content-Length value starts (after its blanks). */
-const CONTENT_LENGTH_AT = /\r\ncontent-length:[ \t]*/i;
+/** A header value of digits in a kept head's bytes. */
+export interface NumberSpan {
+  /** The header's name, lowercase (its key in the parse). */
+  readonly key: string;
+  /** Where the digits start. */
+  readonly at: number;
+  /** Where they end. */
+  readonly end: number;
+}
+
+/** A header line whose value is 1 to 15 digits between optional blanks (the 'd' flag: where the digits are). */
+const NUMERIC_HEADER = /\r\n([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*([0-9]{1,15})[ \t]*(?=\r\n|$)/dg;
 
 /** A head to keep: `bytes` (copied), their latin1 `text`, and `head`, parseRequestHead's parse of it. */
 export function keepHead(bytes: Uint8Array, text: string, head: ParsedHead): KeptHead {
-  // parseRequestHead took the head, so it has exactly one Content-Length: digits after optional blanks.
-  const at = CONTENT_LENGTH_AT.exec(text)!;
-  const lengthAt = at.index + at[0].length;
-  return { bytes: Buffer.from(bytes), head, lengthAt, lengthEnd: lengthAt + head.headers["content-length"]!.length };
+  const numbers: NumberSpan[] = [];
+  for (const m of text.matchAll(NUMERIC_HEADER)) {
+    const key = m[1]!.toLowerCase();
+    // (parseRequestHead took the head, so each name is there once, with its value trimmed: these digits.)
+    if (head.headers[key] !== m[2]) continue;
+    const [at, end] = m.indices![2]!;
+    numbers.push({ key, at, end });
+  }
+  return { bytes: Buffer.from(bytes), head, numbers };
 }
 
 /**
  * What {@link parseRequestHead} returns for `buf`'s first `end` bytes, when
  * they are the kept head's bytes (its parse itself), or the kept head's
- * bytes but for 1 to 15 other `Content-Length` digits (a copy of its parse
- * with that length); undefined otherwise.
+ * bytes but for other digits (1 to 15) in its numeric header values (a copy
+ * of its parse with those values, and the length of its `Content-Length`);
+ * undefined otherwise.
  */
 export function reuseHead(kept: KeptHead, buf: Buffer, end: number): ParsedHead | undefined {
   const last = kept.bytes;
   if (last.length === end && last.compare(buf, 0, end) === 0) return kept.head;
-  const at = kept.lengthAt;
-  const after = kept.lengthEnd;
-  if (end <= at || last.compare(buf, 0, at, 0, at) !== 0) return undefined;
-  let i = at;
-  while (i < end && buf[i]! >= 0x30 && buf[i]! <= 0x39) i++;
-  const digits = i - at;
-  if (digits === 0 || digits > 15 || end - i !== last.length - after || last.compare(buf, i, end, after) !== 0) return undefined;
   const prev = kept.head;
-  const value = buf.toString("latin1", at, i);
-  // A copy by hand: Object.assign into a prototype-less object costs twice as much.
-  const headers: Record<string, string> = Object.create(null) as Record<string, string>;
-  const from = prev.headers;
-  for (const k in from) headers[k] = from[k]!;
-  headers["content-length"] = value;
-  return { method: prev.method, url: prev.url, headers, close: prev.close, length: Number(value) };
+  let headers: Record<string, string> | undefined;
+  // `from` walks the kept bytes, `i` the new ones: equal between the spans, digits in them.
+  let from = 0;
+  let i = 0;
+  for (const n of kept.numbers) {
+    const same = n.at - from;
+    if (i + same > end || last.compare(buf, i, i + same, from, n.at) !== 0) return undefined;
+    i += same;
+    const start = i;
+    while (i < end && buf[i]! >= 0x30 && buf[i]! <= 0x39) i++;
+    const digits = i - start;
+    if (digits === 0 || digits > 15) return undefined;
+    if (digits !== n.end - n.at || last.compare(buf, start, i, n.at, n.end) !== 0) {
+      if (headers === undefined) {
+        // A copy by hand: Object.assign into a prototype-less object costs twice as much.
+        headers = Object.create(null) as Record<string, string>;
+        const old = prev.headers;
+        for (const k in old) headers[k] = old[k]!;
+      }
+      headers[n.key] = buf.toString("latin1", start, i);
+    }
+    from = n.end;
+  }
+  if (end - i !== last.length - from || last.compare(buf, i, end, from) !== 0) return undefined;
+  if (headers === undefined) return prev;
+  return { method: prev.method, url: prev.url, headers, close: prev.close, length: Number(headers["content-length"]) };
 }
 
 let dateSecond = -1;
@@ -531,8 +558,8 @@ class Connection {
 
   /**
    * {@link parseRequestHead} of `buf`'s first `end` bytes; the kept head's
-   * parse when the bytes are the same, or when only its `Content-Length`
-   * digits differ (see {@link reuseHead}).
+   * parse when the bytes are the same, or when only the digits of its
+   * numeric header values differ (see {@link reuseHead}).
    */
   #parseHead(buf: Buffer, end: number): ParsedHead | undefined {
     const kept = this.#kept;
@@ -546,8 +573,8 @@ class Connection {
     const text = buf.toString("latin1", 0, end);
     const req = parseRequestHead(text);
     this.front.counters.headsParsed++;
-    // A client whose heads differ every time (other than in their body
-    // length) gains nothing from a kept head: after two misses in a row,
+    // A client whose heads differ every time (other than in their numeric
+    // values) gains nothing from a kept head: after two misses in a row,
     // keep one again only every 16th head.
     if (req !== undefined && (this.#headMisses++ < 2 || (this.#headMisses & 15) === 0)) this.#kept = keepHead(buf.subarray(0, end), text, req);
     return req;
