@@ -239,8 +239,7 @@ function putTensor(o: Out, t: WireTensor): void {
   }
   if ("base64" in t) {
     o.u8(1);
-    o.u32(t.shape.length);
-    for (const d of t.shape) o.f64(d);
+    putShape(o, t.shape);
     o.u32(t.lengths.length);
     for (const n of t.lengths) o.u32(n);
     o.str(t.base64);
@@ -265,8 +264,7 @@ function getTensor(i: In): WireTensor {
     const shape = getShape(i);
     return { name, dtype, shape, data: i.bytes() };
   }
-  const shape: number[] = [];
-  for (let n = i.u32(); n > 0; n--) shape.push(i.f64());
+  const shape = getShape(i);
   const lengths: number[] = [];
   for (let n = i.u32(); n > 0; n--) lengths.push(i.u32());
   return { name, shape, lengths, base64: i.str() };

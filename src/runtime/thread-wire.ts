@@ -38,7 +38,7 @@ import { InferenceResponse } from "./response.js";
  */
 export type WireTensor =
   | { readonly name: string | undefined; readonly address: number | bigint }
-  | { readonly name: string | undefined; readonly shape: number[]; readonly lengths: number[]; readonly base64: string }
+  | { readonly name: string | undefined; readonly shape: readonly number[]; readonly lengths: number[]; readonly base64: string }
   | WireInline
   | WireParked;
 
@@ -116,7 +116,7 @@ export function toWire(t: Tensor, inline = false): WireTensor {
   }
   if (dtype === "BYTES") {
     const elements = t.bytes();
-    return { name: t.name, shape: [...t.shape], lengths: elements.map((b) => b.byteLength), base64: Buffer.concat(elements).toString("base64") };
+    return { name: t.name, shape: t.shape, lengths: elements.map((b) => b.byteLength), base64: Buffer.concat(elements).toString("base64") };
   }
   const address = t.transfer().address;
   const n = Number(address);
