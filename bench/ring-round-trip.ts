@@ -5,7 +5,7 @@
  */
 import { MessageChannel, Worker } from "node:worker_threads";
 
-import { RingReader, ringBuffer, RingWriter, waitAsync, WRITTEN } from "../src/runtime/thread-ring.js";
+import { pollFor, RingReader, ringBuffer, RingWriter, waitAsync, WRITTEN } from "../src/runtime/thread-ring.js";
 
 /** µs per call of `once`, over `n` calls after 2000 uncounted ones: wall time, and the process's CPU time. */
 export async function perRoundTrip(once: () => Promise<void>, n: number): Promise<{ wall: number; cpu: number }> {
@@ -37,10 +37,7 @@ export async function ringRoundTrip(source: string, data: Record<string, unknown
   const inbox = new RingReader(fromWorker, port1);
   const once = async (): Promise<void> => {
     out.write(message);
-    if (pollUs > 0) {
-      const end = performance.now() + pollUs / 1000;
-      while (!inbox.pending() && performance.now() < end);
-    }
+    if (pollUs > 0) pollFor(inbox, pollUs);
     for (;;) {
       if (inbox.read() !== undefined) return;
       const r = waitAsync(inbox.ctrl, WRITTEN, inbox.readCount);

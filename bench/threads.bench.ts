@@ -142,21 +142,16 @@ if (encodeMessage(EXECUTE) === undefined || encodeMessage(REPLY) === undefined) 
 // The ring floor's worker: decodes each message and answers with the reply, as a thread instance's worker would.
 const RING_WORKER = `
 const { workerData, parentPort } = require("node:worker_threads");
-const { RingReader, RingWriter, WRITTEN } = require(${JSON.stringify(new URL("../src/runtime/thread-ring.ts", import.meta.url).pathname)});
+const { pollFor, RingReader, RingWriter, WRITTEN } = require(${JSON.stringify(new URL("../src/runtime/thread-ring.ts", import.meta.url).pathname)});
 const inbox = new RingReader(workerData.toWorker, workerData.port);
 const outbox = new RingWriter(workerData.fromWorker, workerData.port);
 const reply = workerData.reply;
 const pollUs = workerData.pollUs;
 parentPort.on("message", () => {});
-const polled = () => {
-  const end = performance.now() + pollUs / 1000;
-  while (performance.now() < end) if (inbox.pending()) return true;
-  return false;
-};
 const loop = () => {
   for (;;) {
     for (let m = inbox.read(); m !== undefined; m = inbox.read()) outbox.write({ id: m.id, value: reply.value });
-    if (pollUs > 0 && polled()) continue;
+    if (pollUs > 0 && pollFor(inbox, pollUs)) continue;
     if (Atomics.wait(inbox.ctrl, WRITTEN, inbox.readCount, 2) === "timed-out") break;
   }
   setImmediate(loop);
