@@ -290,8 +290,8 @@ export class PollBudget {
 
   /** µs to poll for this wait; 0: block at once. */
   next(): number {
-    const us = Math.min(this.#us, this.#full);
-    if (us >= POLL_MIN_US) return us;
+    const us = this.us;
+    if (us > 0) return us;
     if (++this.#sinceProbe < PROBE_EVERY) return 0;
     this.#sinceProbe = 0;
     return this.#full;
@@ -319,7 +319,7 @@ export class PollBudget {
     if (lateUs >= 0 && lateUs < 10_000) this.#wake += (lateUs - this.#wake) / 8;
   }
 
-  /** The current budget (µs; 0 while off), for the tests. */
+  /** The current budget (µs; 0 while off, when {@link next} only probes). */
   get us(): number {
     const us = Math.min(this.#us, this.#full);
     return us >= POLL_MIN_US ? us : 0;
