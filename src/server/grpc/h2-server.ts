@@ -24,6 +24,7 @@ import { ConnectionLimit, http2Refusal, type ConnectionLimitCounters } from "../
 import { DirectReply, type DirectHandler, type UnaryOut } from "./direct.js";
 import { H2_CANCEL, H2_NO_ERROR, H2Connection, type H2Stream, type H2StreamHandler } from "./h2/connection.js";
 import { encodeHeaders, type HeaderMap } from "./h2/hpack.js";
+import { RequestDeadlineWatch } from "./request-deadline.js";
 import type { GrpcStatus } from "./status.js";
 
 /** gRPC status codes used here. */
@@ -269,54 +270,20 @@ export class H2GrpcServer {
 }
 
 /**
- * Unary calls whose request is still arriving: one sweep now and then ends
- * those past the request deadline (rather than a timer per call: nearly
- * every request arrives with its headers, in the same read). A call is
- * forgotten as soon as its request arrived or it ended, not at the next
- * sweep: a client that sends its message after its headers (perf_analyzer,
+ * The request deadline (see request-deadline.ts) of this server's unary
+ * calls: a call is watched from its headers until its request arrived or it
+ * ended; a client that sends its message after its headers (perf_analyzer,
  * grpc-js) would otherwise keep every call of the last sweep period (30 s
  * by default) alive.
  */
-class Arrivals {
-  /** Each call watched, and when it started. */
-  readonly #since = new Map<OneMessageCall, number>();
-  readonly #timer: NodeJS.Timeout;
-  /** Calls ended at the deadline so far. */
-  expired = 0;
-
-  constructor(readonly ms: number) {
-    this.#timer = setInterval(() => this.#sweep(), Math.min(30_000, Math.max(50, Math.floor(ms / 4))));
-    this.#timer.unref();
-  }
-
+class Arrivals extends RequestDeadlineWatch<OneMessageCall> {
   add(call: OneMessageCall): void {
-    this.#since.set(call, Date.now());
+    this.watchCall(call);
     call.arrivals = this;
   }
 
-  /** Stops watching `call`: its request arrived, or it ended. */
-  forget(call: OneMessageCall): void {
-    this.#since.delete(call);
-  }
-
-  /** Calls watched now. */
-  get watched(): number {
-    return this.#since.size;
-  }
-
-  #sweep(): void {
-    const limit = Date.now() - this.ms;
-    for (const [call, since] of this.#since) {
-      if (since >= limit) continue;
-      this.#since.delete(call);
-      this.expired++;
-      call.expire({ code: DEADLINE_EXCEEDED, details: `the request message did not arrive within ${this.ms} ms (see --grpc-request-timeout-ms)` });
-    }
-  }
-
-  stop(): void {
-    clearInterval(this.#timer);
-    this.#since.clear();
+  protected expire(call: OneMessageCall, details: string): void {
+    call.expire({ code: DEADLINE_EXCEEDED, details });
   }
 }
 

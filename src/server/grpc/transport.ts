@@ -58,6 +58,7 @@ import { decoupledRefusal, type InferenceEndpoint } from "../endpoint.js";
 import { requestToInput, responseOutputs, type GrpcInferRequest } from "./infer.js";
 import { installDirectPath, MODEL_INFER_PATH, type DirectContext, type DirectHandler } from "./direct.js";
 import { H2GrpcServer } from "./h2-server.js";
+import { RequestDeadlineWatch } from "./request-deadline.js";
 import { HEALTH_NOT_SERVING, HEALTH_SERVICE, HEALTH_SERVING, grpcInferenceService } from "./proto.js";
 import { grpcStatusOf, type GrpcStatus } from "./status.js";
 import { StreamSession } from "./stream.js";
@@ -120,9 +121,9 @@ function http2ServersOf(server: Server): Http2Server[] | undefined {
 }
 
 /**
- * Ends unary calls whose request message is not in after a deadline: one
- * sweep now and then over the calls still arriving, rather than a timer per
- * call (most requests are in within a millisecond).
+ * The request deadline (see request-deadline.ts) of grpc-js's server: it
+ * watches the streams of unary calls whose request did not come with their
+ * headers, and ends one past the deadline itself (grpc-js has no hook).
  *
  * A call is forgotten as soon as its stream closes, not at the next sweep:
  * the sweep runs every `ms / 4` up to 30 s (30 s at the default 300 s
@@ -135,22 +136,16 @@ function http2ServersOf(server: Server): Http2Server[] | undefined {
  * grew to 122 MB after 130 000 calls, and stays at 17 MB since; server CPU
  * per call 154 against 171 µs (median of 5 alternating runs, busy machine).
  */
-class RequestDeadline {
-  /** The calls whose request may still be arriving, and when each started. */
-  readonly #arriving = new Map<ServerHttp2Stream, number>();
+class RequestDeadline extends RequestDeadlineWatch<ServerHttp2Stream> {
   /** One listener for every stream's `close` (the stream is `this`): no closure per call. */
   readonly #forget: (this: ServerHttp2Stream) => void;
-  readonly #timer: NodeJS.Timeout;
-  /** Calls ended at the deadline so far. */
-  expired = 0;
 
-  constructor(readonly ms: number) {
-    const arriving = this.#arriving;
+  constructor(ms: number) {
+    super(ms);
+    const forget = this.forget.bind(this);
     this.#forget = function (this: ServerHttp2Stream) {
-      arriving.delete(this);
+      forget(this);
     };
-    this.#timer = setInterval(() => this.#sweep(), Math.min(30_000, Math.max(50, Math.floor(ms / 4))));
-    this.#timer.unref();
   }
 
   /** Watches `srv`'s new streams; call after every other `stream` listener is in place. */
@@ -160,30 +155,16 @@ class RequestDeadline {
       // frame's END_STREAM flag: what `stream.state.remoteClose` would say,
       // without a call into the binding per stream).
       if ((flags & http2Constants.NGHTTP2_FLAG_END_STREAM) !== 0 || headers[":path"] === STREAM_INFER_PATH) return;
-      this.#arriving.set(stream, Date.now());
+      this.watchCall(stream);
       stream.on("close", this.#forget);
     });
   }
 
-  /** Calls watched now (their request may still be arriving). */
-  get watched(): number {
-    return this.#arriving.size;
+  protected override settled(stream: ServerHttp2Stream): boolean {
+    return stream.destroyed || stream.headersSent || stream.state.remoteClose === 1;
   }
 
-  #sweep(): void {
-    const limit = Date.now() - this.ms;
-    for (const [stream, since] of this.#arriving) {
-      if (stream.destroyed || stream.headersSent || stream.state.remoteClose === 1) {
-        this.#arriving.delete(stream);
-      } else if (since < limit) {
-        this.#arriving.delete(stream);
-        this.expired++;
-        this.#end(stream);
-      }
-    }
-  }
-
-  #end(stream: ServerHttp2Stream): void {
+  protected expire(stream: ServerHttp2Stream, details: string): void {
     try {
       stream.respond(
         {
@@ -191,7 +172,7 @@ class RequestDeadline {
           "content-type": "application/grpc+proto",
           "grpc-status": String(Status.DEADLINE_EXCEEDED),
           // grpc-message is percent-encoded: these words need none.
-          "grpc-message": `the request message did not arrive within ${this.ms} ms (see --grpc-request-timeout-ms)`,
+          "grpc-message": details,
         },
         { endStream: true },
       );
@@ -199,11 +180,6 @@ class RequestDeadline {
       // The answer is out: the client is told to stop sending (RST_STREAM NO_ERROR).
       stream.close(http2Constants.NGHTTP2_NO_ERROR);
     }
-  }
-
-  stop(): void {
-    clearInterval(this.#timer);
-    this.#arriving.clear();
   }
 }
 
