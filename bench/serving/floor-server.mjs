@@ -14,8 +14,9 @@
  * perf_analyzer on this machine. Not a server to use: it checks nothing.
  *
  * `--compute` answers every inference with floor-kserve.mjs (no kept
- * response): with `--net`, the work no KServe server written in Node can
- * skip on top of floor-net's I/O. run.ts serves it as `floor-kserve`.
+ * response), and digits by running the model (floor-digits.mjs): with
+ * `--net`, the work no KServe server written in Node can skip on top of
+ * floor-net's I/O. run.ts serves it as `floor-kserve`.
  *
  * add_sub's inference responses are correct (digits' are canned, see
  * DIGITS_ANSWERS): the first request with a given body is
@@ -28,6 +29,7 @@ import http from "node:http";
 import net from "node:net";
 
 import { addSubKserve } from "./floor-kserve.mjs";
+import { openDigitsFloor } from "./floor-digits.mjs";
 
 function arg(name, dflt) {
   const i = process.argv.indexOf(`--${name}`);
@@ -36,6 +38,8 @@ function arg(name, dflt) {
 const PORT = Number(arg("port", "8230"));
 const COMPUTE = process.argv.includes("--compute");
 const HOST = arg("host", "127.0.0.1");
+/** With `--compute`, digits requests run the model (floor-digits.mjs) instead of getting a canned answer. */
+const DIGITS = COMPUTE ? await openDigitsFloor(new URL("../../examples/models/digits/1/model.onnx", import.meta.url).pathname) : undefined;
 
 const io = (name) => ({ name, datatype: "FP32" });
 const tensor = (name) => ({ name, data_type: "TYPE_FP32", dims: [4] });
@@ -237,6 +241,20 @@ function handle(req, res, body) {
     case "/ready":
       return send(res, 200, EMPTY);
     case "/infer": {
+      if (m[1] === "digits" && DIGITS !== undefined) {
+        const hl = req.headers["inference-header-content-length"];
+        try {
+          DIGITS.submit(body, hl === undefined ? undefined : Number(hl), (headers, answer) => {
+            model.count++;
+            model.last = Date.now();
+            res.writeHead(200, headers);
+            res.end(answer);
+          });
+        } catch (e) {
+          return send(res, 400, Buffer.from(JSON.stringify({ error: `floor: ${e.message}` })));
+        }
+        return;
+      }
       if (m[1] === "digits") {
         const answer = req.headers["inference-header-content-length"] === undefined ? DIGITS_ANSWERS.json : DIGITS_ANSWERS.binary;
         model.count++;

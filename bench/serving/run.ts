@@ -6,7 +6,7 @@
  * 127.0.0.1.
  *
  *   bash bench/serving/setup.sh client peers     # once
- *   node --import tsx bench/serving/run.ts [--duration-ms 3000] [--concurrency 1,8] [--only tensorbridge,triton,mlserver,floor,floor-net,floor-kserve,floor-native]
+ *   node --import tsx bench/serving/run.ts [--duration-ms 3000] [--concurrency 1,8] [--rounds 1] [--only tensorbridge,triton,mlserver,floor,floor-net,floor-kserve,floor-native]
  *                                          [--formats binary,json,grpc,stream]
  *                                          [--baseline <git-rev>] [--tensorbridge-args "<serve options>"] [--tensorbridge-from dist|tsx]
  *
@@ -51,17 +51,28 @@
  * the held-out images of examples/digits/test-set.json, one per request
  * (`--input-data`). `floor` and `floor-net` answer them with one canned
  * answer (no model): the ceiling of any server under these perf_analyzer
- * runs, whose own JSON work shares the cores. Not in the default `--formats`:
- *   node --import tsx bench/serving/run.ts --formats digits,digits-json --concurrency 1,16 --only tensorbridge,triton,mlserver,floor-net
+ * runs, whose own JSON work shares the cores. `floor-kserve` runs the model
+ * (floor-digits.mjs: parse, batch, one ONNX Runtime call, encode, nothing
+ * else): the floor of a Node server that serves it. Not in the default
+ * `--formats`:
+ *   node --import tsx bench/serving/run.ts --formats digits,digits-json --concurrency 1,16 --only tensorbridge,triton,mlserver,floor-net,floor-kserve
  *
  * Binary rows use `add_sub` (no batching, as the seed's); JSON rows use
  * `add_sub_batched` (max_batch_size 8, same model code): perf_analyzer's JSON
  * writer counts elements from dim 1 on, so it only sends whole tensors to
  * batching models (Triton itself rejects its JSON for add_sub).
  *
- * The last column is the server's CPU time (user + system, its process and
- * children, from /proc) over each perf_analyzer run divided by the requests
- * its statistics counted meanwhile: what a serving change saves per request.
+ * "server CPU/request" is the server's CPU time (user + system, its process
+ * and children, from /proc) over each perf_analyzer run divided by the
+ * requests its statistics counted meanwhile: what a serving change saves per
+ * request; "of it, system" is its kernel part (socket calls, wakes), which
+ * moves with the machine's scheduling more than with the server's code.
+ *
+ * `--rounds N` measures every point N times, round after round (in a round,
+ * each point for every server back to back), and prints each row's median;
+ * each ratio column is the median of the rounds' own ratios. This machine's
+ * load moves single rows by up to 1.8× from run to run: a ratio from one
+ * round is one sample.
  *
  * Writes bench/.work/serving-results.{md,json} and prints the table.
  */
@@ -80,6 +91,11 @@ function arg(name: string, dflt: string): string {
   return i >= 0 && process.argv[i + 1] ? process.argv[i + 1]! : dflt;
 }
 const DURATION = Number(arg("duration-ms", "3000"));
+const ROUNDS = Number(arg("rounds", "1"));
+if (!Number.isInteger(ROUNDS) || ROUNDS < 1) {
+  console.error(`bench/serving: --rounds takes a whole number of at least 1, got '${arg("rounds", "1")}'`);
+  process.exit(2);
+}
 const CONCURRENCY = arg("concurrency", "1,8").split(",").map(Number);
 const ONLY = arg("only", "tensorbridge,triton,mlserver,floor,floor-net,floor-kserve,floor-native,floor-grpc").split(",");
 const FORMATS = arg("formats", "binary,json,grpc,stream").split(",") as Format[];
@@ -157,11 +173,6 @@ function batched(cfg: string): string {
 /** An MLServer model-settings tensor. */
 function io(n: string): { name: string; datatype: string; shape: number[] } {
   return { name: n, datatype: "FP32", shape: [-1, 4] };
-}
-
-/** `a / b` as "1.23×", or "–". */
-function ratio(a?: number, b?: number): string {
-  return a && b ? `${(a / b).toFixed(2)}×` : "–";
 }
 
 function prepare(): Peer[] {
@@ -280,7 +291,7 @@ function prepare(): Peer[] {
     {
       name: "floor-kserve",
       url: "http://127.0.0.1:8235",
-      unsupported: { grpc: "HTTP only", stream: "HTTP only", ...NO_DIGITS },
+      unsupported: { grpc: "HTTP only", stream: "HTTP only" },
       start: () => startProcess(process.execPath, [join(ROOT, "bench/serving/floor-server.mjs"), "--port", "8235", "--net", "--compute"], {}),
     },
     {
@@ -329,7 +340,7 @@ const FLOOR_LABELS: Record<string, string> = {
   "floor-grpc": "floor-grpc (bare node:http2, canned answers; the node:http2 ceiling, not a competitor)",
 };
 
-/** The floors answer add_sub only. */
+/** The floors that answer add_sub only (floor and floor-net give digits a canned answer; floor-kserve runs the model). */
 const NO_DIGITS = { digits: "add_sub only", "digits-json": "add_sub only" } as const;
 
 /** perf_analyzer's --input-data for the digits rows (written by prepare()). */
@@ -431,6 +442,8 @@ interface Row {
   p99us?: number;
   /** Server CPU (user + system, the process and its children) per request served, in µs. */
   cpuUs?: number;
+  /** The system (kernel) part of {@link cpuUs}: the socket calls and the wakes. */
+  sysUs?: number;
   note?: string;
 }
 
@@ -438,15 +451,15 @@ interface Row {
 
 const CLK_TCK = Number(execFileSync("getconf", ["CLK_TCK"]).toString().trim()) || 100;
 
-/** utime + stime (in clock ticks) of one process, or 0 when it is gone. */
-function ticks(pid: number): number {
+/** utime and stime (in clock ticks) of one process, or 0 when it is gone. */
+function ticks(pid: number): { user: number; sys: number } {
   try {
     // Fields after the ")" that ends the command name: state is field 3, utime 14, stime 15.
     const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
     const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return Number(f[11]) + Number(f[12]);
+    return { user: Number(f[11]), sys: Number(f[12]) };
   } catch {
-    return 0;
+    return { user: 0, sys: 0 };
   }
 }
 
@@ -467,11 +480,16 @@ function tree(root: number): number[] {
   return out;
 }
 
-/** CPU seconds used so far by the server's process tree. */
-function cpuSeconds(root: number): number {
-  let t = 0;
-  for (const pid of tree(root)) t += ticks(pid);
-  return t / CLK_TCK;
+/** CPU seconds used so far by the server's process tree: all, and in the kernel. */
+function cpuSeconds(root: number): { all: number; sys: number } {
+  let user = 0;
+  let sys = 0;
+  for (const pid of tree(root)) {
+    const t = ticks(pid);
+    user += t.user;
+    sys += t.sys;
+  }
+  return { all: (user + sys) / CLK_TCK, sys: sys / CLK_TCK };
 }
 
 /**
@@ -545,7 +563,8 @@ async function perf(peer: Peer, model: string, format: Format, concurrency: numb
 
 need(join(CLIENT, "bin/perf_analyzer"), "perf_analyzer (tritonclient[all]==2.51.0)");
 const peers = prepare().filter((p) => ONLY.includes(p.name.split("@")[0]!));
-const rows: Row[] = [];
+/** Every measurement, round after round. */
+const measured: (Row & { round: number })[] = [];
 // All servers run at once (idle ones cost nothing) and each measurement
 // point is taken for every server back to back, so that the load of this
 // shared machine drifts as little as possible between the compared numbers.
@@ -569,49 +588,99 @@ for (const peer of peers) {
   }
 }
 try {
-  for (const format of FORMATS) {
-    for (const c of CONCURRENCY) {
-      for (const peer of peers) {
-        const reason = skipped.get(peer.name) ?? peer.unsupported?.[format];
-        if (reason) {
-          rows.push({ server: peer.name, format, concurrency: c, note: reason });
-          continue;
+  // Round after round, each point back to back for every server: a ratio
+  // between two rows of one round compares the same minute of this machine.
+  for (let round = 1; round <= ROUNDS; round++) {
+    for (const format of FORMATS) {
+      for (const c of CONCURRENCY) {
+        for (const peer of peers) {
+          const reason = skipped.get(peer.name) ?? peer.unsupported?.[format];
+          if (reason) {
+            measured.push({ round, server: peer.name, format, concurrency: c, note: reason });
+            continue;
+          }
+          const model = format === "json" ? "add_sub_batched" : format === "stream" ? "repeat" : format.startsWith("digits") ? "digits" : "add_sub";
+          console.error(`== ${peer.name}: ${format}, concurrency ${c}${ROUNDS > 1 ? `, round ${round} of ${ROUNDS}` : ""}`);
+          // Server CPU per request over the whole perf_analyzer run (its
+          // warm-up and every window): what the server spends per request,
+          // apart from the scheduling luck that moves latency.
+          const pid = running.get(peer.name)!.child.pid!;
+          const n0 = await servedRequests(peer.url, model);
+          const c0 = cpuSeconds(pid);
+          const res = await perf(peer, model, format, c);
+          const c1 = cpuSeconds(pid);
+          const n1 = await servedRequests(peer.url, model);
+          const served = n0 !== undefined && n1 !== undefined && n1 > n0 ? n1 - n0 : undefined;
+          const cpu = served !== undefined ? { cpuUs: ((c1.all - c0.all) * 1e6) / served, sysUs: ((c1.sys - c0.sys) * 1e6) / served } : {};
+          measured.push({ round, server: peer.name, format, concurrency: c, ...res, ...cpu });
         }
-        const model = format === "json" ? "add_sub_batched" : format === "stream" ? "repeat" : format.startsWith("digits") ? "digits" : "add_sub";
-        console.error(`== ${peer.name}: ${format}, concurrency ${c}`);
-        // Server CPU per request over the whole perf_analyzer run (its
-        // warm-up and every window): what the server spends per request,
-        // apart from the scheduling luck that moves latency.
-        const pid = running.get(peer.name)!.child.pid!;
-        const n0 = await servedRequests(peer.url, model);
-        const c0 = cpuSeconds(pid);
-        const res = await perf(peer, model, format, c);
-        const c1 = cpuSeconds(pid);
-        const n1 = await servedRequests(peer.url, model);
-        const cpuUs = n0 !== undefined && n1 !== undefined && n1 > n0 ? ((c1 - c0) * 1e6) / (n1 - n0) : undefined;
-        rows.push({ server: peer.name, format, concurrency: c, ...res, ...(cpuUs !== undefined ? { cpuUs } : {}) });
       }
     }
   }
 } finally {
   for (const proc of running.values()) await stop(proc.child);
 }
+/** The median of the numbers given (undefined ones left out); undefined when none is. */
+function median(xs: (number | undefined)[]): number | undefined {
+  const v = xs.filter((x): x is number => x !== undefined && Number.isFinite(x)).sort((a, b) => a - b);
+  if (v.length === 0) return undefined;
+  const m = v.length >> 1;
+  return v.length % 2 === 1 ? v[m] : (v[m - 1]! + v[m]!) / 2;
+}
+
+const key = (server: string, format: string, c: number) => `${server}\u0000${format}\u0000${c}`;
+const byKey = new Map<string, (Row & { round: number })[]>();
+for (const m of measured) {
+  const k = key(m.server, m.format, m.concurrency);
+  byKey.set(k, [...(byKey.get(k) ?? []), m]);
+}
+/** One row per server, format and concurrency: the median of its rounds. */
+const rows: Row[] = [...byKey.values()].map((ms) => {
+  const { server, format, concurrency } = ms[0]!;
+  const r: Row = { server, format, concurrency };
+  for (const f of ["throughput", "responses", "p50us", "p99us", "cpuUs", "sysUs"] as const) {
+    const v = median(ms.map((m) => m[f]));
+    if (v !== undefined) r[f] = v;
+  }
+  const notes = [...new Set(ms.map((m) => m.note).filter(Boolean))];
+  if (notes.length > 0) r.note = ms.length > 1 && notes.length > 0 && r.throughput !== undefined ? `${notes.join("; ")} (in some rounds)` : notes.join("; ");
+  return r;
+});
 rows.sort((a, b) => peers.findIndex((p) => p.name === a.server) - peers.findIndex((p) => p.name === b.server));
 
-const find = (server: string, format: string, c: number) => rows.find((r) => r.server === server && r.format === format && r.concurrency === c);
+/**
+ * `a`'s field over `b`'s, round by round, as the median of those ratios
+ * (each ratio pairs two measurements of the same minute), "–" when no
+ * round has both.
+ */
+function pairedRatio(a: Row, b: string, field: "throughput" | "p50us" | "cpuUs"): string {
+  const theirs = new Map(byKey.get(key(b, a.format, a.concurrency))?.map((m) => [m.round, m[field]]) ?? []);
+  const m = median((byKey.get(key(a.server, a.format, a.concurrency)) ?? []).map((r) => {
+    const x = r[field];
+    const y = theirs.get(r.round);
+    return x && y ? x / y : undefined;
+  }));
+  return m === undefined ? "–" : `${m.toFixed(2)}×`;
+}
+
 const lines = [
-  `| server | format | concurrency | throughput (infer/s) | responses/s | p50 (µs) | p99 (µs) | p50 vs Triton | throughput vs Triton | throughput vs MLServer | server CPU/request (µs) |`,
-  `|---|---|---|---|---|---|---|---|---|---|---|`,
+  `| server | format | concurrency | throughput (infer/s) | responses/s | p50 (µs) | p99 (µs) | p50 vs Triton | throughput vs Triton | throughput vs MLServer | server CPU/request (µs) | of it, system (µs) | CPU vs floor-net |`,
+  `|---|---|---|---|---|---|---|---|---|---|---|---|---|`,
 ];
 for (const r of rows) {
-  const tr = find("triton", r.format, r.concurrency);
-  const ml = find("mlserver", r.format, r.concurrency);
   const ours = r.server.startsWith("tensorbridge") || r.server.startsWith("floor");
   const label = FLOOR_LABELS[r.server] ?? r.server;
   lines.push(
-    `| ${label} | ${r.format} | ${r.concurrency} | ${r.throughput?.toFixed(0) ?? "–"} | ${r.responses?.toFixed(0) ?? ""} | ${r.p50us ?? "–"} | ${r.p99us ?? "–"} | ` +
-      `${ours ? ratio(r.p50us, tr?.p50us) : ""} | ${ours ? ratio(r.throughput, tr?.throughput) : ""} | ` +
-      `${ours ? ratio(r.throughput, ml?.throughput) : ""} | ${r.cpuUs?.toFixed(0) ?? "–"} |${r.note ? ` ${r.note}` : ""}`,
+    `| ${label} | ${r.format} | ${r.concurrency} | ${r.throughput?.toFixed(0) ?? "–"} | ${r.responses?.toFixed(0) ?? ""} | ${r.p50us?.toFixed(0) ?? "–"} | ${r.p99us?.toFixed(0) ?? "–"} | ` +
+      `${ours ? pairedRatio(r, "triton", "p50us") : ""} | ${ours ? pairedRatio(r, "triton", "throughput") : ""} | ` +
+      `${ours ? pairedRatio(r, "mlserver", "throughput") : ""} | ${r.cpuUs?.toFixed(0) ?? "–"} | ${r.sysUs?.toFixed(0) ?? "–"} | ` +
+      `${ours && r.server !== "floor-net" ? pairedRatio(r, "floor-net", "cpuUs") : ""} |${r.note ? ` ${r.note}` : ""}`,
+  );
+}
+if (ROUNDS > 1) {
+  lines.push(
+    "",
+    `Each row is the median of ${ROUNDS} rounds; each ratio is the median of the rounds' ratios (both rows measured back to back in the same round).`,
   );
 }
 lines.push(
@@ -623,4 +692,7 @@ lines.push(
 const table = lines.join("\n");
 console.log(table);
 writeFileSync(join(WORK, "serving-results.md"), `${table}\n`);
-writeFileSync(join(WORK, "serving-results.json"), JSON.stringify({ date: new Date().toISOString(), durationMs: DURATION, tensorbridgeFrom: TB_FROM, rows }, null, 2));
+writeFileSync(
+  join(WORK, "serving-results.json"),
+  JSON.stringify({ date: new Date().toISOString(), durationMs: DURATION, rounds: ROUNDS, tensorbridgeFrom: TB_FROM, rows, measured }, null, 2),
+);
