@@ -12,7 +12,7 @@ import { MessageChannel } from "node:worker_threads";
 import test from "ava";
 
 import { ModelRegistry } from "../src/runtime/model-registry.js";
-import { PollBudget, pollFor, PollGate, POLL_MAX_US, RingReader, ringBuffer, RingWriter, waitAsync, WRITTEN } from "../src/runtime/thread-ring.js";
+import { LOOKS_PER_CLOCK, PollBudget, pollFor, PollGate, POLL_MAX_US, RingReader, ringBuffer, RingWriter, waitAsync, WRITTEN } from "../src/runtime/thread-ring.js";
 import { Tensor } from "../src/tensor.js";
 import { cleanupRepos, makeRepo, setupModelEntry } from "./server-helpers.js";
 
@@ -103,6 +103,25 @@ test("pollFor: true at once with a message waiting, false when none comes within
   writer.write({ x: 1 });
   t.true(pollFor(reader, 1_000_000));
   t.deepEqual(reader.read(), { x: 1 });
+});
+
+test("pollFor looks at the ring many times per reading of the clock (a reading allocates: read per look, polls made most of a worker's garbage)", (t) => {
+  const { reader, close } = ring();
+  t.teardown(close);
+  let looks = 0;
+  let clocks = 0;
+  const pending = reader.pending.bind(reader);
+  reader.pending = () => (looks++, pending());
+  const now = performance.now.bind(performance);
+  performance.now = () => (clocks++, now());
+  try {
+    t.false(pollFor(reader, 2000));
+  } finally {
+    // (Synchronous: no other test runs meanwhile and sees the stand-in clock.)
+    delete (performance as { now?: unknown }).now;
+  }
+  t.true(performance.now !== undefined && clocks > 1);
+  t.true(looks >= LOOKS_PER_CLOCK * (clocks - 1), `${looks} looks for ${clocks} readings of the clock`);
 });
 
 test("while the reader polls, the writer does not notify; a reader that stops polling finds what came meanwhile", async (t) => {
