@@ -68,6 +68,95 @@ test("the ring keeps the writer's order across the ring and the port (a full rin
   port2.close();
 });
 
+/** A send message with `n` bytes of data (each `n`), as a worker's sender makes. */
+const sendOf = (n: number) => ({ op: "send", call: 1, index: n, final: false, response: { outputs: [{ name: "B", dtype: "UINT8", shape: [n], data: new Uint8Array(n).fill(n) }], error: undefined } });
+/** A message the codec writes as JSON, taking exactly `slot` bytes of a ring (8 of them its header). */
+const jsonOf = (slot: number) => ({ pad: "x".repeat(slot - 8 - encodeMessage({ pad: "" })!.length) });
+
+test("a message is encoded straight into the ring's free space: one that fills it to the end stays there, one a word larger starts over at 0, one that fits in neither piece goes by the port, and while the reader is at 0 the last word stays free", (t) => {
+  const { port1, port2 } = new MessageChannel();
+  t.teardown(() => port1.close());
+  const sab = ringBuffer(256);
+  const w = new RingWriter(sab, port1);
+  const r = new RingReader(sab, port2);
+  const base = encodeMessage(sendOf(0))!.length;
+  /** A send message taking exactly `slot` bytes of the ring (8 of them its header). */
+  const sized = (slot: number) => sendOf(slot - 8 - base);
+  const intact = (m: unknown): void => {
+    const got = r.read() as ReturnType<typeof sendOf>;
+    t.deepEqual(got.index, (m as ReturnType<typeof sendOf>).index);
+    t.deepEqual(Array.from(got.response.outputs[0]!.data), Array.from((m as ReturnType<typeof sendOf>).response.outputs[0]!.data));
+  };
+  /** Moves the reader and the writer on by `slot` bytes. */
+  const advance = (slot: number): void => {
+    const m = sized(slot);
+    w.write(m);
+    intact(m);
+  };
+
+  // The reader at 0: the whole ring is one word too many.
+  w.write(sized(256));
+  t.is(w.overflowed, 1);
+  intact(sized(256));
+  const most = sized(252);
+  w.write(most);
+  t.is(w.overflowed, 1, "a word less fits");
+  t.is(r.usedBytes(), 252);
+  intact(most);
+  // The reader at 252: a message does not fit in the word left before the end, and starts over at 0
+  // if it leaves a word before the reader.
+  const whole = sized(252);
+  w.write(whole);
+  t.is(w.overflowed, 2, "up to the reader: by the port");
+  intact(whole);
+  const wrapped = sized(100);
+  w.write(wrapped);
+  t.is(w.overflowed, 2, "it wrapped");
+  t.is(r.usedBytes(), 104, "the skipped word and the message");
+  // Behind the reader: up to a word before it.
+  const tooMany = sized(152);
+  w.write(tooMany);
+  t.is(w.overflowed, 3, "up to the reader: by the port");
+  const upTo = sized(148);
+  w.write(upTo);
+  t.is(w.overflowed, 3);
+  t.is(r.usedBytes(), 252);
+  intact(wrapped);
+  intact(tooMany);
+  intact(upTo);
+  advance(64);
+  // The reader at 64: a message of exactly the 192 bytes left before the end stays there (no wrap).
+  const exact = sized(192);
+  w.write(exact);
+  t.is(w.overflowed, 3);
+  t.is(r.usedBytes(), 192);
+  intact(exact);
+  t.is(r.usedBytes(), 0);
+  // The reader at 0 again. 100 unread bytes, then 160: neither before the end (the reader at 0 keeps its word) nor by wrapping.
+  const a = sized(100);
+  const b = sized(156);
+  w.write(a);
+  w.write(b);
+  t.is(w.overflowed, 4, "the second went by the port");
+  const c = sized(148);
+  w.write(c);
+  t.is(w.overflowed, 4, "a smaller one after it goes in the ring: the order stays the writer's");
+  intact(a);
+  intact(b);
+  intact(c);
+  // The reader at 248: 100 bytes start over at 0, so the reader is at 100. A long string (JSON) of exactly
+  // the 156 bytes before the end stays there, though three bytes per character would not fit.
+  advance(100);
+  const long = jsonOf(156);
+  t.true(long.pad.length * 3 > 156);
+  w.write(long);
+  t.is(w.overflowed, 4);
+  t.is(r.usedBytes(), 156, "not wrapped");
+  t.deepEqual(r.read(), long);
+  t.false(r.pending());
+  t.is(r.usedBytes(), 0);
+});
+
 test("the codec: execute calls (parked inputs, BYTES), their replies and sends cross intact (errors, no response); a bigint address goes by the port", (t) => {
   const roundTrip = (m: unknown): unknown => {
     const bytes = encodeMessage(m);

@@ -27,7 +27,7 @@
 import { availableParallelism } from "node:os";
 import { receiveMessageOnPort, type MessagePort } from "node:worker_threads";
 
-import { decodeMessage, encodeMessage } from "./thread-codec.js";
+import { decodeMessage, ENCODE_NO_ROOM, encodeInto } from "./thread-codec.js";
 
 /** Control words at the start of a ring's buffer (the last one spare, so that the data starts 8-byte aligned). */
 export const CTRL_WORDS = 6;
@@ -67,14 +67,15 @@ export function ringBuffer(bytes = DEFAULT_RING_BYTES): SharedArrayBuffer {
 
 const align4 = (n: number): number => (n + 3) & ~3;
 
-/** The views both ends of a ring read it through: its control words, and its data area as bytes and as words. */
-function ringViews(buffer: SharedArrayBuffer): { ctrl: Int32Array; cap: number; bytes: Buffer; words: Int32Array } {
+/** The views both ends of a ring read it through: its control words, and its data area as bytes, as words and as a `DataView` (the codec's numbers). */
+function ringViews(buffer: SharedArrayBuffer): { ctrl: Int32Array; cap: number; bytes: Buffer; words: Int32Array; view: DataView } {
   const cap = buffer.byteLength - CTRL_WORDS * 4;
   return {
     ctrl: new Int32Array(buffer, 0, CTRL_WORDS),
     cap,
     bytes: Buffer.from(buffer, CTRL_WORDS * 4, cap),
     words: new Int32Array(buffer, CTRL_WORDS * 4, cap / 4),
+    view: new DataView(buffer, CTRL_WORDS * 4, cap),
   };
 }
 
@@ -89,6 +90,7 @@ export class RingWriter {
   readonly #ctrl: Int32Array;
   readonly #bytes: Buffer;
   readonly #words: Int32Array;
+  readonly #view: DataView;
   readonly #cap: number;
   readonly #port: MessagePort;
   #tail: number;
@@ -101,7 +103,7 @@ export class RingWriter {
    * @param port - this end of the port that messages go through when they do not fit.
    */
   constructor(buffer: SharedArrayBuffer, port: MessagePort) {
-    ({ ctrl: this.#ctrl, cap: this.#cap, bytes: this.#bytes, words: this.#words } = ringViews(buffer));
+    ({ ctrl: this.#ctrl, cap: this.#cap, bytes: this.#bytes, words: this.#words, view: this.#view } = ringViews(buffer));
     this.#port = port;
     this.#tail = Atomics.load(this.#ctrl, TAIL);
   }
@@ -114,8 +116,7 @@ export class RingWriter {
   write(m: unknown, byPort = false): void {
     const seq = this.#seq;
     this.#seq = (seq + 1) | 0;
-    const bytes = byPort ? undefined : encodeMessage(m);
-    if (bytes === undefined || !this.#put(bytes, seq)) {
+    if (byPort || !this.#put(m, seq)) {
       if (!byPort) this.overflowed++;
       this.#port.postMessage({ seq, message: m } satisfies Overflow);
     }
@@ -125,29 +126,32 @@ export class RingWriter {
     if (Atomics.load(this.#ctrl, POLLING) === 0) Atomics.notify(this.#ctrl, WRITTEN);
   }
 
-  /** Puts one message in the ring if it fits in the free space; false if not. */
-  #put(bytes: Buffer, seq: number): boolean {
-    const len = bytes.byteLength;
-    const need = HEADER + align4(len);
+  /**
+   * Encodes `m` straight into the ring's free space (no scratch copy) if it
+   * fits there and the codec can hold it; false if not. The reader sees
+   * none of the bytes until the tail moves past them.
+   */
+  #put(m: unknown, seq: number): boolean {
     const cap = this.#cap;
     const head = Atomics.load(this.#ctrl, HEAD);
     let at = this.#tail;
-    // The ring is never filled to its last byte, so that head === tail means empty.
-    if (at >= head) {
-      if (cap - at < need || (head === 0 && cap - at === need)) {
-        // Not enough room before the end: start over at 0, if the room before the reader is enough.
-        if (head <= need) return false;
+    // The ring is never filled to its last word, so that head === tail means empty: a message ends
+    // a word before the reader at the latest (and a word before the end while the reader is at 0).
+    let end = encodeInto(m, this.#bytes, this.#view, at + HEADER, at >= head ? (head === 0 ? cap - 4 : cap) : head - 4);
+    if (end === ENCODE_NO_ROOM && at >= head && head > 0) {
+      // Not enough room before the end: start over at 0, if the room before the reader is enough.
+      end = encodeInto(m, this.#bytes, this.#view, HEADER, head - 4);
+      if (end >= 0) {
         this.#words[at >> 2] = WRAP;
         at = 0;
       }
-    } else if (head - at <= need) {
-      return false;
     }
+    if (end < 0) return false;
+    const len = end - at - HEADER;
     const w = at >> 2;
     this.#words[w] = len;
     this.#words[w + 1] = seq;
-    this.#bytes.set(bytes, at + HEADER);
-    let tail = at + need;
+    let tail = at + HEADER + align4(len);
     if (tail === cap) tail = 0;
     this.#tail = tail;
     Atomics.store(this.#ctrl, TAIL, tail);
@@ -160,6 +164,7 @@ export class RingReader {
   readonly #ctrl: Int32Array;
   readonly #bytes: Buffer;
   readonly #words: Int32Array;
+  readonly #view: DataView;
   readonly #cap: number;
   readonly #port: MessagePort;
   /** Messages read, modulo 2^32 (compared with the writer's count). */
@@ -170,7 +175,7 @@ export class RingReader {
    * @param port - this end of the port that messages that did not fit come through.
    */
   constructor(buffer: SharedArrayBuffer, port: MessagePort) {
-    ({ ctrl: this.#ctrl, cap: this.#cap, bytes: this.#bytes, words: this.#words } = ringViews(buffer));
+    ({ ctrl: this.#ctrl, cap: this.#cap, bytes: this.#bytes, words: this.#words, view: this.#view } = ringViews(buffer));
     this.#port = port;
   }
 
@@ -222,7 +227,7 @@ export class RingReader {
       const w = head >> 2;
       if (this.#words[w + 1] === seq) {
         const len = this.#words[w]!;
-        const m = decodeMessage(this.#bytes, head + HEADER);
+        const m = decodeMessage(this.#bytes, head + HEADER, this.#view);
         let next = head + HEADER + align4(len);
         if (next === this.#cap) next = 0;
         Atomics.store(this.#ctrl, HEAD, next);
