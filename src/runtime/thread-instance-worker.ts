@@ -113,6 +113,8 @@ class WorkerRequest implements RequestControl, ResponseChannel {
   sent = 0;
   /** A sender was made for it. */
   hasSender = false;
+  /** Done: no longer among its call's requests that may be cancelled (see {@link forget}). */
+  forgotten = false;
 
   constructor(
     readonly call: number,
@@ -150,14 +152,24 @@ class WorkerRequest implements RequestControl, ResponseChannel {
   }
 }
 
-/** The requests of each execute call that may still be cancelled, by call id. */
-const calls = new Map<number, (WorkerRequest | undefined)[]>();
+/** The requests of each execute call, by call id, while one of them may still be cancelled (one not {@link WorkerRequest.forgotten}). */
+const calls = new Map<number, WorkerRequest[]>();
 
 function forget(r: WorkerRequest): void {
+  r.forgotten = true;
   const rs = calls.get(r.call);
   if (rs === undefined) return;
-  rs[r.index] = undefined;
-  if (rs.every((x) => x === undefined)) calls.delete(r.call);
+  for (let i = 0; i < rs.length; i++) if (!rs[i]!.forgotten) return;
+  calls.delete(r.call);
+}
+
+/**
+ * An array for `n` elements, filled by the caller: its store has their
+ * room, where a push onto `[]` makes one of 16 or more.
+ */
+function sized<T>(n: number): T[] {
+  // oxlint-disable-next-line unicorn/no-new-array -- n holes that the caller fills: a store of n slots, not 16
+  return n === 0 ? [] : new Array<T>(n);
 }
 
 /** Replies to message `id` with a value. */
@@ -188,23 +200,30 @@ async function handle(m: ToWorker): Promise<void> {
         return;
       }
       case "execute": {
+        // (Plain loops and arrays made at their size: this runs once per request hop.)
         const n = m.requests.length;
-        const controls: WorkerRequest[] = [];
-        const requests: InferenceRequest[] = [];
-        for (let i = 0; i < n; i++) controls.push(new WorkerRequest(m.id, i, m.requests[i]!.requestId, modelDecoupled));
-        calls.set(m.id, controls.slice());
-        for (let i = 0; i < n; i++) requests.push(requestFromWire(m.requests[i]!, controls[i]));
+        const controls = sized<WorkerRequest>(n);
+        const requests = sized<InferenceRequest>(n);
+        for (let i = 0; i < n; i++) controls[i] = new WorkerRequest(m.id, i, m.requests[i]!.requestId, modelDecoupled);
+        calls.set(m.id, controls);
+        for (let i = 0; i < n; i++) requests[i] = requestFromWire(m.requests[i]!, controls[i]);
         // As the serving thread does: a decoupled request's sender exists from the start, so one the model drops is noticed.
-        if (modelDecoupled) for (const r of requests) r.getResponseSender();
+        if (modelDecoupled) for (let i = 0; i < n; i++) requests[i]!.getResponseSender();
         let result: ReturnType<typeof resultToWire>;
         try {
           result = resultToWire(await model!.execute(requests), true);
         } finally {
           // A request answered without a sender is done once execute() returns.
-          for (const c of controls) if (!c.hasSender && !c.closed) forget(c);
+          for (let i = 0; i < n; i++) {
+            const c = controls[i]!;
+            if (!c.hasSender && !c.closed) forget(c);
+          }
         }
         const open: number[] = [];
-        for (const c of controls) if (c.hasSender && !c.closed) open.push(c.index);
+        for (let i = 0; i < n; i++) {
+          const c = controls[i]!;
+          if (c.hasSender && !c.closed) open.push(c.index);
+        }
         reply(m.id, { result, open } satisfies ExecuteReply);
         return;
       }
@@ -279,7 +298,7 @@ function dispatch(m: ToWorker | WireBlsReply): void {
   if (m.op === "bls-response" || m.op === "bls-control-reply") blsReply(m);
   else if (m.op === "cancel") {
     const r = calls.get(m.call)?.[m.index];
-    if (r !== undefined) r.cancelled = true;
+    if (r !== undefined && !r.forgotten) r.cancelled = true;
   } else queue.push(m);
 }
 
@@ -288,11 +307,20 @@ function startNext(): void {
   const m = queue.shift();
   if (m === undefined) return;
   running = true;
-  // (handle() answers its own errors.)
-  void handle(m).finally(() => {
-    running = false;
-    pump();
-  });
+  // (handle() answers its own errors; module-level callbacks: no closures per call.)
+  void handle(m).then(handled, handleFailed);
+}
+
+/** The call that {@link startNext} started is done: the next one may start. */
+function handled(): void {
+  running = false;
+  pump();
+}
+
+/** As {@link handled}, for a call whose handle() threw after all: its error stays unhandled, as a `finally` would leave it. */
+function handleFailed(e: unknown): never {
+  handled();
+  throw e;
 }
 
 /** Something may still happen without a message: a call runs, a request is open on its sender, a BLS call waits. */

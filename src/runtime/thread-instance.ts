@@ -88,6 +88,15 @@ function startWorker(workerData: WorkerStart): Worker {
   return new Worker(boot, { eval: true, workerData, transferList });
 }
 
+/**
+ * An array for `n` elements, filled by the caller: its store has their
+ * room, where a push onto `[]` makes one of 16 or more.
+ */
+function sized<T>(n: number): T[] {
+  // oxlint-disable-next-line unicorn/no-new-array -- n holes that the caller fills: a store of n slots, not 16
+  return n === 0 ? [] : new Array<T>(n);
+}
+
 /** The gate that all workers of this process poll through (see thread-ring.ts). */
 const POLLERS = PollGate.buffer();
 
@@ -405,7 +414,7 @@ export class ThreadInstance implements TritonModel {
   }
 
   #forget(id: number, call: Call): void {
-    for (const u of call.unsubscribe) u();
+    for (let i = 0; i < call.unsubscribe.length; i++) call.unsubscribe[i]!();
     this.#calls.delete(id);
     this.#keepAlive();
   }
@@ -534,15 +543,15 @@ export class ThreadInstance implements TritonModel {
   async execute(requests: InferenceRequest[]): Promise<InferenceResponse[]> {
     const id = ++this.#next;
     const n = requests.length;
-    // (Plain loops, no per-request closures but the cancel listeners: this runs once per request hop.)
-    const open: boolean[] = [];
-    const responded: boolean[] = [];
-    const wire: WireRequest[] = [];
+    // (Plain loops and arrays made at their size, no per-request closures but the cancel listeners: this runs once per request hop.)
+    const open = sized<boolean>(n);
+    const responded = sized<boolean>(n);
+    const wire = sized<WireRequest>(n);
     // A parameter that JSON would alter (NaN, Infinity: null) goes by postMessage, which keeps it.
     let byPort = false;
     for (let i = 0; i < n; i++) {
-      open.push(true);
-      responded.push(false);
+      open[i] = true;
+      responded[i] = false;
       const params = requests[i]!.parameters;
       for (const k in params) {
         const v = params[k];
@@ -559,14 +568,15 @@ export class ThreadInstance implements TritonModel {
     let timer: NodeJS.Timeout | undefined;
     try {
       if (this.#restarting !== undefined) await this.#restarting;
-      for (const r of requests) wire.push(requestToWire(r));
+      for (let i = 0; i < n; i++) wire[i] = requestToWire(requests[i]!);
       const reply = this.#post({ op: "execute", id, requests: wire }, byPort);
       const ms = this.#options.executeTimeoutMs;
       if (ms !== undefined) timer = setTimeout(() => this.#timedOut(ms), ms);
       value = (await reply) as ExecuteReply;
     } catch (e) {
       // Inputs the worker never claimed (it died, was stopped, or was never reached) are released here.
-      for (const w of wire) discardRequest(w);
+      // (Those not packed yet are holes.)
+      for (let i = 0; i < n; i++) if (wire[i] !== undefined) discardRequest(wire[i]!);
       this.#forget(id, call);
       throw e;
     } finally {

@@ -123,6 +123,15 @@ export function toWire(t: Tensor, inline = false): WireTensor {
   return { name: t.name, address: Number.isSafeInteger(n) ? n : address };
 }
 
+/**
+ * An array for `n` elements, filled by the caller: its store has their
+ * room, where a push onto `[]` makes one of 16 or more.
+ */
+function sized<T>(n: number): T[] {
+  // oxlint-disable-next-line unicorn/no-new-array -- n holes that the caller fills: a store of n slots, not 16
+  return n === 0 ? [] : new Array<T>(n);
+}
+
 /** Unpacks a tensor; call once per wire tensor (it takes ownership of the memory). Not for a {@link WireParked} one (see {@link requestFromWire}). */
 export function fromWire(w: WireTensor): Tensor {
   if ("slot" in w) throw new Error("a parked tensor is unpacked with its request");
@@ -152,19 +161,21 @@ export function fromWire(w: WireTensor): Tensor {
  */
 export function requestToWire(r: InferenceRequest): WireRequest {
   const tensors = r.inputs();
-  const inputs: WireTensor[] = [];
+  const inputs = sized<WireTensor>(tensors.length);
   let natives: NativeTensor[] | undefined;
   let copies: NativeTensor[] | undefined;
-  for (const t of tensors) {
+  // (Indexed loops here and below: for-of over these arrays allocated an iterator result per element.)
+  for (let i = 0; i < tensors.length; i++) {
+    const t = tensors[i]!;
     const native = t.dtype === "BYTES" ? undefined : Tensor.nativeOf(t);
     if (native === undefined) {
-      inputs.push(toWire(t));
+      inputs[i] = toWire(t);
       continue;
     }
     let sent = native;
     if (!isMainThread && native.jsMemory) (copies ??= []).push((sent = native.deepCopy()));
     (natives ??= []).push(sent);
-    inputs.push({ name: t.name, slot: natives.length - 1, dtype: t.dtype, shape: t.shape });
+    inputs[i] = { name: t.name, slot: natives.length - 1, dtype: t.dtype, shape: t.shape };
   }
   let parked = 0;
   try {
@@ -187,8 +198,11 @@ export function requestToWire(r: InferenceRequest): WireRequest {
 /** Unpacks a request; `control` gives it its sender and cancelled flag. */
 export function requestFromWire(w: WireRequest, control?: RequestControl): InferenceRequest {
   const natives = w.parked === 0 ? undefined : NativeTensor.claim(w.parked);
-  const inputs: Tensor[] = [];
-  for (const t of w.inputs) inputs.push("slot" in t ? Tensor.fromNative(natives![t.slot]!, t.name, t.dtype, Object.isFrozen(t.shape) ? t.shape : Object.freeze([...t.shape])) : fromWire(t));
+  const inputs = sized<Tensor>(w.inputs.length);
+  for (let i = 0; i < w.inputs.length; i++) {
+    const t = w.inputs[i]!;
+    inputs[i] = "slot" in t ? Tensor.fromNative(natives![t.slot]!, t.name, t.dtype, Object.isFrozen(t.shape) ? t.shape : Object.freeze([...t.shape])) : fromWire(t);
+  }
   return new InferenceRequest(
     {
       inputs,
@@ -235,8 +249,8 @@ export function responseToWire(r: unknown, inline = false): WireResponse {
   if (!(r instanceof InferenceResponse)) return { other: r === null ? "null" : typeof r };
   try {
     const tensors = r.outputTensors;
-    const outputs: WireTensor[] = [];
-    for (const t of tensors) outputs.push(toWire(t, inline));
+    const outputs = sized<WireTensor>(tensors.length);
+    for (let i = 0; i < tensors.length; i++) outputs[i] = toWire(tensors[i]!, inline);
     return { outputs, error: r.error === undefined ? undefined : errorToWire(r.error) };
   } catch (e) {
     return { outputs: [], error: { message: `an output could not be handed to the serving thread: ${e instanceof Error ? e.message : String(e)}`, code: "INTERNAL" } };
@@ -256,8 +270,8 @@ export function responseFromWire(r: WireResponse): unknown {
 /** Packs what `execute()` returned; `inline`: small host outputs by value (see {@link toWire}). */
 export function resultToWire(out: unknown, inline = false): WireResult {
   if (!Array.isArray(out)) return { notArray: out === null ? "null" : typeof out };
-  const responses: WireResponse[] = [];
-  for (const r of out as unknown[]) responses.push(responseToWire(r, inline));
+  const responses = sized<WireResponse>(out.length);
+  for (let i = 0; i < out.length; i++) responses[i] = responseToWire(out[i], inline);
   return { responses };
 }
 
