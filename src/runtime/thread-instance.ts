@@ -488,36 +488,56 @@ export class ThreadInstance implements TritonModel {
     const us = this.#budget.next();
     if (us === 0) return;
     this.#polling = true;
-    const worker = this.#worker;
+    this.#in.polling(true);
+    this.#pollBegan = performance.now();
+    this.#pollEnd = this.#pollBegan + us / 1000;
+    // (One chain of turns at most: one still pending from a poll that a restart cut short goes on with this one.)
+    if (!this.#turnPending) {
+      this.#turnPending = true;
+      setImmediate(this.#turn);
+    }
+  }
+
+  /** When the current poll began (performance.now()). */
+  #pollBegan = 0;
+  /** When it runs out, unless a message comes first. */
+  #pollEnd = 0;
+  /** A {@link #turn} is scheduled. */
+  #turnPending = false;
+
+  /**
+   * One check of {@link #poll}'s, per event-loop turn. Made once, with the
+   * poll's state in fields: a poll per request made two closures per request.
+   */
+  readonly #turn = (): void => {
+    this.#turnPending = false;
+    // (Stopped by a restart, whose new worker's poll has not begun; or the worker is gone.)
+    if (!this.#polling || this.#ended.has(this.#worker)) return;
     const reader = this.#in;
-    reader.polling(true);
-    const began = performance.now();
-    let end = began + us / 1000;
-    const stop = (): void => {
-      this.#polling = false;
-      reader.polling(false);
-      // Written since the flag was last seen set: nobody was woken for it.
-      if (reader.pending()) this.#drain(reader);
-    };
-    const turn = (): void => {
-      if (worker !== this.#worker || this.#ended.has(worker)) return;
-      if (reader.pending()) {
-        this.#drain(reader);
-        this.#budget.hit();
-        this.#ranOut = 0;
-        if (this.#waiting.size === 0) return stop();
-        end = performance.now() + this.#budget.next() / 1000;
-      } else if (this.#waiting.size === 0) {
-        // (Taken by the waitAsync first: that says nothing of what polling is worth.)
-        return stop();
-      } else if (performance.now() > end) {
-        // Judged when the reply comes (#arm), by how late it was.
-        this.#ranOut = began;
-        return stop();
-      }
-      setImmediate(turn);
-    };
-    setImmediate(turn);
+    if (reader.pending()) {
+      this.#drain(reader);
+      this.#budget.hit();
+      this.#ranOut = 0;
+      if (this.#waiting.size === 0) return this.#stopPolling();
+      this.#pollEnd = performance.now() + this.#budget.next() / 1000;
+    } else if (this.#waiting.size === 0) {
+      // (Taken by the waitAsync first: that says nothing of what polling is worth.)
+      return this.#stopPolling();
+    } else if (performance.now() > this.#pollEnd) {
+      // Judged when the reply comes (#arm), by how late it was.
+      this.#ranOut = this.#pollBegan;
+      return this.#stopPolling();
+    }
+    this.#turnPending = true;
+    setImmediate(this.#turn);
+  };
+
+  #stopPolling(): void {
+    this.#polling = false;
+    const reader = this.#in;
+    reader.polling(false);
+    // Written since the flag was last seen set: nobody was woken for it.
+    if (reader.pending()) this.#drain(reader);
   }
 
   /** Imports the model in the worker, makes its object and runs its `initialize(args)`. */
