@@ -119,8 +119,8 @@ interface Call {
   /** Per request: still open (it may send), and whether a response went through already. */
   readonly open: boolean[];
   readonly responded: boolean[];
-  /** Removes each request's cancel listener. */
-  readonly unsubscribe: (() => void)[];
+  /** Removes each request's cancel listener (undefined for a request without a control). */
+  readonly unsubscribe: ((() => void) | undefined)[];
   /** execute() has replied: a request not listed open then is done. */
   replied: boolean;
 }
@@ -414,7 +414,7 @@ export class ThreadInstance implements TritonModel {
   }
 
   #forget(id: number, call: Call): void {
-    for (let i = 0; i < call.unsubscribe.length; i++) call.unsubscribe[i]!();
+    for (let i = 0; i < call.unsubscribe.length; i++) call.unsubscribe[i]?.();
     this.#calls.delete(id);
     this.#keepAlive();
   }
@@ -578,11 +578,11 @@ export class ThreadInstance implements TritonModel {
         if (typeof v === "number" && !Number.isFinite(v)) byPort = true;
       }
     }
-    const call: Call = { requests, open, responded, unsubscribe: [], replied: false };
+    const call: Call = { requests, open, responded, unsubscribe: sized(n), replied: false };
     this.#calls.set(id, call);
     for (let i = 0; i < n; i++) {
       const control = requestControl(requests[i]!);
-      if (control !== undefined) call.unsubscribe.push(control.onCancel(() => this.#cancel(call, id, i)));
+      call.unsubscribe[i] = control === undefined ? undefined : control.onCancel(() => this.#cancel(call, id, i));
     }
     let value: ExecuteReply;
     let timer: NodeJS.Timeout | undefined;
