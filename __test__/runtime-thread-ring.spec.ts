@@ -219,6 +219,38 @@ test("the codec: execute calls (parked inputs, BYTES), their replies and sends c
   port2.close();
 });
 
+test("a small output by value becomes a tensor over a fresh array of its dtype's class, byte for byte (NaN payloads too), every dtype", (t) => {
+  const bytesOf = (v: ArrayBufferView): number[] => Array.from(new Uint8Array(v.buffer, v.byteOffset, v.byteLength));
+  // A quiet and a signalling NaN with payloads (element by element through a number, their bits might change).
+  const f32 = new Float32Array(new Uint32Array([0x7fc0_1234, 0x7f80_0001, 0x3f80_0000, 0x8000_0000]).buffer);
+  const f64 = new Float64Array(new BigUint64Array([0x7ff8_0000_0000_1234n, 0x7ff0_0000_0000_0001n]).buffer);
+  const cases: [string, ArrayBufferView, number[]][] = [
+    ["FP32", f32, [4]],
+    ["FP32", new Float32Array([1.5, -0, Infinity, 1e-45]), [2, 2]],
+    ["FP64", f64, [2]],
+    ["FP64", new Float64Array([Math.PI, -Infinity]), [2]],
+    ["FP16", new Uint16Array([0x3c00, 0x7e01, 0xfc00]), [3]],
+    ["BF16", new Uint16Array([0x3f80, 0x7fc1]), [2]],
+    ["INT64", new BigInt64Array([-(2n ** 63n), 2n ** 63n - 1n]), [2]],
+    ["UINT64", new BigUint64Array([2n ** 64n - 1n]), [1]],
+    ["INT8", new Int8Array([-128, 127, 0]), [3]],
+    ["UINT32", new Uint32Array([0xffff_ffff, 7]), [2]],
+    ["BOOL", new Uint8Array([1, 0, 1]), [3]],
+    ["FP32", new Float32Array(16).fill(2), [16]],
+    ["FP32", new Float32Array(17).fill(3), [17]],
+  ];
+  for (const [dtype, data, shape] of cases) {
+    const sent = { name: "O", dtype, shape: Object.freeze(shape), data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) };
+    const reply = { id: 1, value: { result: { responses: [{ outputs: [sent], error: undefined }] }, open: [] } };
+    const decoded = decodeMessage(Buffer.from(encodeMessage(reply)!), 0) as typeof reply;
+    const tensor = fromWire(decoded.value.result.responses[0]!.outputs[0]! as Parameters<typeof fromWire>[0]);
+    const view = tensor.data();
+    t.is(view.constructor, data.constructor, `${dtype}: its class`);
+    t.deepEqual(bytesOf(view), bytesOf(data), `${dtype} ${data.byteLength} bytes`);
+    t.deepEqual([tensor.dtype, [...tensor.shape], tensor.name], [dtype, shape, "O"]);
+  }
+});
+
 test("a request's inputs are parked together and claimed once: the same memory, names and order (BYTES beside them); a second claim, or one after a discard, is ERR_DLPACK_CONSUMED", (t) => {
   const x = Tensor.from(new Float32Array([1, 2, 3]), { name: "X" });
   const s = Tensor.fromBytes(["a", "bc"], { name: "S" });

@@ -22,7 +22,7 @@
  */
 import { isMainThread } from "node:worker_threads";
 
-import { viewClass, type DType } from "../dtype.js";
+import { viewClass, type DType, type TypedArray, type TypedArrayConstructor } from "../dtype.js";
 import { NativeTensor } from "../native.js";
 import { Tensor, type TransferredTensor } from "../tensor.js";
 import { ModelError, type ModelErrorCode } from "./model-error.js";
@@ -132,6 +132,39 @@ function sized<T>(n: number): T[] {
   return n === 0 ? [] : new Array<T>(n);
 }
 
+/** Typed arrays of up to this many bytes live in V8's heap, without an ArrayBuffer of their own until one is asked for. */
+const ON_HEAP_BYTES = 64;
+/** One element's bytes, and a view of each class over them ({@link copyOnHeap}). */
+const oneElement = new Uint8Array(new ArrayBuffer(8));
+const elementViews = new Map<TypedArrayConstructor, TypedArray>();
+
+/**
+ * A copy of the few `bytes` as a new array of class `Ctor`, element by
+ * element, so that it stays in V8's heap: `new Ctor(bytes.buffer, …)` on
+ * the codec's copy (itself in the heap) moved it out into an ArrayBuffer of
+ * its own, about 0.7 µs an output here, more than the rest of a reply's
+ * decoding. Undefined if an element is a NaN (read as a number, its payload
+ * might not survive) or the bytes are not whole elements.
+ */
+function copyOnHeap(Ctor: TypedArrayConstructor, bytes: Uint8Array): TypedArray | undefined {
+  const size = Ctor.BYTES_PER_ELEMENT;
+  const n = bytes.length / size;
+  if (!Number.isInteger(n)) return undefined;
+  let one = elementViews.get(Ctor);
+  if (one === undefined) elementViews.set(Ctor, (one = new Ctor(oneElement.buffer, 0, 1)));
+  // (Every view class takes a length too; dtype.ts's constructor type names only the buffer form.)
+  const out = new (Ctor as unknown as new (length: number) => TypedArray)(n);
+  const element = one as unknown as { readonly [k: number]: number | bigint };
+  const to = out as unknown as { [k: number]: number | bigint };
+  for (let k = 0, b = 0; k < n; k++) {
+    for (let j = 0; j < size; j++) oneElement[j] = bytes[b++]!;
+    const v = element[0]!;
+    if (Number.isNaN(v)) return undefined;
+    to[k] = v;
+  }
+  return out;
+}
+
 /** Unpacks a tensor; call once per wire tensor (it takes ownership of the memory). Not for a {@link WireParked} one (see {@link requestFromWire}). */
 export function fromWire(w: WireTensor): Tensor {
   if ("slot" in w) throw new Error("a parked tensor is unpacked with its request");
@@ -139,8 +172,10 @@ export function fromWire(w: WireTensor): Tensor {
     // The codec's copy is fresh, aligned memory of exactly the shape's size (the sender's tensor was checked): no checks again.
     const Ctor = viewClass(w.dtype);
     const d = w.data;
-    if (Ctor !== undefined && d.byteOffset % Ctor.BYTES_PER_ELEMENT === 0 && Object.isFrozen(w.shape)) {
-      return Tensor.fromChecked(new Ctor(d.buffer, d.byteOffset, d.byteLength / Ctor.BYTES_PER_ELEMENT), w.dtype, w.shape, w.name);
+    if (Ctor !== undefined && Object.isFrozen(w.shape)) {
+      const own = d.byteLength <= ON_HEAP_BYTES ? copyOnHeap(Ctor, d) : undefined;
+      if (own !== undefined) return Tensor.fromChecked(own, w.dtype, w.shape, w.name);
+      if (d.byteOffset % Ctor.BYTES_PER_ELEMENT === 0) return Tensor.fromChecked(new Ctor(d.buffer, d.byteOffset, d.byteLength / Ctor.BYTES_PER_ELEMENT), w.dtype, w.shape, w.name);
     }
     return Tensor.from(w.data, w.name === undefined ? { dtype: w.dtype, shape: w.shape } : { dtype: w.dtype, shape: w.shape, name: w.name });
   }
