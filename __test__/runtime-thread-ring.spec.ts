@@ -219,7 +219,7 @@ test("the codec: execute calls (parked inputs, BYTES), their replies and sends c
   port2.close();
 });
 
-test("a small output by value becomes a tensor over a fresh array of its dtype's class, byte for byte (NaN payloads too), every dtype", (t) => {
+test("a small output by value crosses byte for byte (NaN payloads too), every dtype, and becomes a tensor over a fresh array of its dtype's class", (t) => {
   const bytesOf = (v: ArrayBufferView): number[] => Array.from(new Uint8Array(v.buffer, v.byteOffset, v.byteLength));
   // A quiet and a signalling NaN with payloads (element by element through a number, their bits might change).
   const f32 = new Float32Array(new Uint32Array([0x7fc0_1234, 0x7f80_0001, 0x3f80_0000, 0x8000_0000]).buffer);
@@ -240,7 +240,10 @@ test("a small output by value becomes a tensor over a fresh array of its dtype's
     ["FP32", new Float32Array(17).fill(3), [17]],
   ];
   for (const [dtype, data, shape] of cases) {
-    const sent = { name: "O", dtype, shape: Object.freeze(shape), data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) };
+    const before = bytesOf(data);
+    const sent = toWire(Tensor.from(data, { dtype: dtype as "FP32", shape, name: "O" }), true);
+    t.true("data" in sent, `${dtype}: by value`);
+    t.deepEqual(bytesOf(data), before, `${dtype}: the model's array is left as it was`);
     const reply = { id: 1, value: { result: { responses: [{ outputs: [sent], error: undefined }] }, open: [] } };
     const decoded = decodeMessage(Buffer.from(encodeMessage(reply)!), 0) as typeof reply;
     const tensor = fromWire(decoded.value.result.responses[0]!.outputs[0]! as Parameters<typeof fromWire>[0]);

@@ -101,6 +101,67 @@ export interface WireError {
  */
 export type WireResponse = { readonly outputs: WireTensor[]; readonly error: WireError | undefined } | { readonly other: string };
 
+/** Typed arrays of up to this many bytes live in V8's heap, without an ArrayBuffer of their own until one is asked for. */
+const ON_HEAP_BYTES = 64;
+/** One element's bytes, and a view of each class over them ({@link copyOnHeap}, {@link bytesOnHeap}). */
+const oneElement = new Uint8Array(new ArrayBuffer(8));
+const elementViews = new Map<TypedArrayConstructor, TypedArray>();
+
+/** A view of class `Ctor` of the one element in {@link oneElement}. */
+function elementView(Ctor: TypedArrayConstructor): { [k: number]: number | bigint } {
+  let one = elementViews.get(Ctor);
+  if (one === undefined) elementViews.set(Ctor, (one = new Ctor(oneElement.buffer, 0, 1)));
+  return one as unknown as { [k: number]: number | bigint };
+}
+
+/**
+ * A copy of the few `bytes` as a new array of class `Ctor`, element by
+ * element, so that it stays in V8's heap: `new Ctor(bytes.buffer, …)` on
+ * the codec's copy (itself in the heap) moved it out into an ArrayBuffer of
+ * its own, about 0.7 µs an output here, more than the rest of a reply's
+ * decoding. Undefined if an element is a NaN (read as a number, its payload
+ * might not survive) or the bytes are not whole elements.
+ */
+function copyOnHeap(Ctor: TypedArrayConstructor, bytes: Uint8Array): TypedArray | undefined {
+  const size = Ctor.BYTES_PER_ELEMENT;
+  const n = bytes.length / size;
+  if (!Number.isInteger(n)) return undefined;
+  const one = elementView(Ctor);
+  // (Every view class takes a length too; dtype.ts's constructor type names only the buffer form.)
+  const out = new (Ctor as unknown as new (length: number) => TypedArray)(n);
+  const element = one as { readonly [k: number]: number | bigint };
+  const to = out as unknown as { [k: number]: number | bigint };
+  for (let k = 0, b = 0; k < n; k++) {
+    for (let j = 0; j < size; j++) oneElement[j] = bytes[b++]!;
+    const v = element[0]!;
+    if (Number.isNaN(v)) return undefined;
+    to[k] = v;
+  }
+  return out;
+}
+
+/**
+ * The bytes of the few elements of `v` (of class `Ctor`), copied element by
+ * element into a new array in V8's heap: `new Uint8Array(v.buffer, …)` on
+ * a model's small output (itself in the heap, as `new Float32Array(4)` is)
+ * moved it out into an ArrayBuffer of its own first, about 0.7 µs an output.
+ * Undefined if an element is a NaN (its payload might not survive a number).
+ */
+function bytesOnHeap(Ctor: TypedArrayConstructor, v: TypedArray): Uint8Array | undefined {
+  if (v.constructor !== Ctor) return undefined;
+  const one = elementView(Ctor);
+  const size = Ctor.BYTES_PER_ELEMENT;
+  const from = v as unknown as { readonly [k: number]: number | bigint };
+  const out = new Uint8Array(v.byteLength);
+  for (let k = 0, b = 0; k < v.length; k++) {
+    const x = from[k]!;
+    if (Number.isNaN(x)) return undefined;
+    one[0] = x;
+    for (let j = 0; j < size; j++) out[b++] = oneElement[j]!;
+  }
+  return out;
+}
+
 /**
  * Packs a tensor: its memory is handed over (BYTES elements are copied);
  * with `inline`, a host tensor of {@link INLINE_MAX_BYTES} or less goes by
@@ -110,6 +171,8 @@ export function toWire(t: Tensor, inline = false): WireTensor {
   const dtype = t.dtype;
   if (inline && dtype !== "BYTES" && t.isCpu() && t.byteLength <= INLINE_MAX_BYTES) {
     const v = t.data();
+    const copy = v.byteLength <= ON_HEAP_BYTES ? bytesOnHeap(viewClass(dtype)!, v) : undefined;
+    if (copy !== undefined) return { name: t.name, dtype, shape: t.shape, data: copy };
     const bytes = new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
     // A window on a larger buffer is cut out: a message that goes by postMessage (a full ring) clones a view's whole buffer.
     return { name: t.name, dtype, shape: t.shape, data: v.buffer.byteLength === v.byteLength ? bytes : bytes.slice() };
@@ -130,39 +193,6 @@ export function toWire(t: Tensor, inline = false): WireTensor {
 function sized<T>(n: number): T[] {
   // oxlint-disable-next-line unicorn/no-new-array -- n holes that the caller fills: a store of n slots, not 16
   return n === 0 ? [] : new Array<T>(n);
-}
-
-/** Typed arrays of up to this many bytes live in V8's heap, without an ArrayBuffer of their own until one is asked for. */
-const ON_HEAP_BYTES = 64;
-/** One element's bytes, and a view of each class over them ({@link copyOnHeap}). */
-const oneElement = new Uint8Array(new ArrayBuffer(8));
-const elementViews = new Map<TypedArrayConstructor, TypedArray>();
-
-/**
- * A copy of the few `bytes` as a new array of class `Ctor`, element by
- * element, so that it stays in V8's heap: `new Ctor(bytes.buffer, …)` on
- * the codec's copy (itself in the heap) moved it out into an ArrayBuffer of
- * its own, about 0.7 µs an output here, more than the rest of a reply's
- * decoding. Undefined if an element is a NaN (read as a number, its payload
- * might not survive) or the bytes are not whole elements.
- */
-function copyOnHeap(Ctor: TypedArrayConstructor, bytes: Uint8Array): TypedArray | undefined {
-  const size = Ctor.BYTES_PER_ELEMENT;
-  const n = bytes.length / size;
-  if (!Number.isInteger(n)) return undefined;
-  let one = elementViews.get(Ctor);
-  if (one === undefined) elementViews.set(Ctor, (one = new Ctor(oneElement.buffer, 0, 1)));
-  // (Every view class takes a length too; dtype.ts's constructor type names only the buffer form.)
-  const out = new (Ctor as unknown as new (length: number) => TypedArray)(n);
-  const element = one as unknown as { readonly [k: number]: number | bigint };
-  const to = out as unknown as { [k: number]: number | bigint };
-  for (let k = 0, b = 0; k < n; k++) {
-    for (let j = 0; j < size; j++) oneElement[j] = bytes[b++]!;
-    const v = element[0]!;
-    if (Number.isNaN(v)) return undefined;
-    to[k] = v;
-  }
-  return out;
 }
 
 /** Unpacks a tensor; call once per wire tensor (it takes ownership of the memory). Not for a {@link WireParked} one (see {@link requestFromWire}). */
