@@ -219,8 +219,10 @@ test("the codec: execute calls (parked inputs, BYTES), their replies and sends c
   port2.close();
 });
 
+/** The bytes of a view, as numbers. */
+const bytesOf = (v: ArrayBufferView): number[] => Array.from(new Uint8Array(v.buffer, v.byteOffset, v.byteLength));
+
 test("a small output by value crosses byte for byte (NaN payloads too), every dtype, and becomes a tensor over a fresh array of its dtype's class", (t) => {
-  const bytesOf = (v: ArrayBufferView): number[] => Array.from(new Uint8Array(v.buffer, v.byteOffset, v.byteLength));
   // A quiet and a signalling NaN with payloads (element by element through a number, their bits might change).
   const f32 = new Float32Array(new Uint32Array([0x7fc0_1234, 0x7f80_0001, 0x3f80_0000, 0x8000_0000]).buffer);
   const f64 = new Float64Array(new BigUint64Array([0x7ff8_0000_0000_1234n, 0x7ff0_0000_0000_0001n]).buffer);
