@@ -13,6 +13,7 @@
  */
 import { DTYPES, type DType } from "../dtype.js";
 import type { WireError, WireResponse, WireTensor } from "./thread-wire.js";
+import { sized } from "./sized-array.js";
 
 /** The first byte of an encoded message. */
 const enum Kind {
@@ -230,15 +231,6 @@ function getDtype(i: In): DType {
 function putShape(o: Out, shape: readonly number[]): void {
   o.u32(shape.length);
   for (let k = 0; k < shape.length; k++) o.f64(shape[k]!);
-}
-
-/**
- * An array for `n` elements, filled by the caller: its store has their
- * room, where a push onto `[]` makes one of 16 or more.
- */
-function sized<T>(n: number): T[] {
-  // oxlint-disable-next-line unicorn/no-new-array -- n holes that the caller fills: a store of n slots, not 16 (measured: 859 -> 583 bytes per execute decoded)
-  return n === 0 ? [] : new Array<T>(n);
 }
 
 /** The last shape decoded: requests and responses mostly repeat their shapes, and freezing a new array costs more than reading one. */

@@ -47,6 +47,7 @@ import {
 import type { InitializeArgs, TritonModel } from "./types.js";
 import { setModelForwarder, type ForwardedOp } from "./model-context.js";
 import { PollBudget, pollFor, PollGate, RingReader, RingWriter, waitAsync, WRITTEN } from "./thread-ring.js";
+import { sized } from "./sized-array.js";
 
 /** What the serving thread sends. */
 export type ToWorker =
@@ -161,15 +162,6 @@ function forget(r: WorkerRequest): void {
   if (rs === undefined) return;
   for (let i = 0; i < rs.length; i++) if (!rs[i]!.forgotten) return;
   calls.delete(r.call);
-}
-
-/**
- * An array for `n` elements, filled by the caller: its store has their
- * room, where a push onto `[]` makes one of 16 or more.
- */
-function sized<T>(n: number): T[] {
-  // oxlint-disable-next-line unicorn/no-new-array -- n holes that the caller fills: a store of n slots, not 16
-  return n === 0 ? [] : new Array<T>(n);
 }
 
 /** Replies to message `id` with a value. */

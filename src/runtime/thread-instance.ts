@@ -72,6 +72,7 @@ import { ServingError } from "./errors.js";
 import { currentModel, runInModel, type ForwardedOp, type ModelContext } from "./model-context.js";
 import { handleForwardedOp } from "./metric-family.js";
 import { DEFAULT_RING_BYTES, PollBudget, PollGate, RingReader, ringBuffer, RingWriter, waitAsync, WRITTEN } from "./thread-ring.js";
+import { sized } from "./sized-array.js";
 
 /**
  * Starts the worker entry beside this module: `.js` in `dist/`; from source
@@ -86,15 +87,6 @@ function startWorker(workerData: WorkerStart): Worker {
   const tsx = import.meta.resolve("tsx/esm/api");
   const boot = `import(${JSON.stringify(tsx)}).then((m) => { m.register(); return import(${JSON.stringify(ts)}); })`;
   return new Worker(boot, { eval: true, workerData, transferList });
-}
-
-/**
- * An array for `n` elements, filled by the caller: its store has their
- * room, where a push onto `[]` makes one of 16 or more.
- */
-function sized<T>(n: number): T[] {
-  // oxlint-disable-next-line unicorn/no-new-array -- n holes that the caller fills: a store of n slots, not 16
-  return n === 0 ? [] : new Array<T>(n);
 }
 
 /** The gate that all workers of this process poll through (see thread-ring.ts). */

@@ -28,6 +28,7 @@ import { Tensor, type TransferredTensor } from "../tensor.js";
 import { ModelError, type ModelErrorCode } from "./model-error.js";
 import { InferenceRequest, type RequestControl, type RequestParameter } from "./request.js";
 import { InferenceResponse } from "./response.js";
+import { sized } from "./sized-array.js";
 
 /**
  * A tensor on the wire: the address of its `DLManagedTensorVersioned`,
@@ -184,15 +185,6 @@ export function toWire(t: Tensor, inline = false): WireTensor {
   const address = t.transfer().address;
   const n = Number(address);
   return { name: t.name, address: Number.isSafeInteger(n) ? n : address };
-}
-
-/**
- * An array for `n` elements, filled by the caller: its store has their
- * room, where a push onto `[]` makes one of 16 or more.
- */
-function sized<T>(n: number): T[] {
-  // oxlint-disable-next-line unicorn/no-new-array -- n holes that the caller fills: a store of n slots, not 16
-  return n === 0 ? [] : new Array<T>(n);
 }
 
 /** Unpacks a tensor; call once per wire tensor (it takes ownership of the memory). Not for a {@link WireParked} one (see {@link requestFromWire}). */
