@@ -23,7 +23,7 @@ const enum Kind {
   Send = 3,
 }
 
-/** Thrown inside {@link encodeMessage} for a message the binary form cannot hold. */
+/** Thrown inside {@link encodeInto} for a message the binary form cannot hold. */
 const UNFIT = Symbol("unfit");
 
 /** Strings of up to this many UTF-16 units (encoding) or bytes (decoding) are kept ({@link Out.str}, {@link In.str}). */
@@ -41,24 +41,17 @@ let recentNext = 0;
 const NO_ROOM = Symbol("no room");
 
 /**
- * Where a message is encoded: a window of a ring's data (which it must fit
- * in: {@link NO_ROOM} otherwise), or a scratch buffer that grows. Numbers
- * go through a `DataView` (which the optimizer inlines; `Buffer`'s
- * `writeDoubleLE` copies through a scratch array byte by byte).
+ * Where a message is encoded: a window of a buffer (a ring's data, or
+ * {@link encodeMessage}'s scratch), which it must fit in ({@link NO_ROOM}
+ * otherwise). Numbers go through a `DataView` (which the optimizer inlines;
+ * `Buffer`'s `writeDoubleLE` copies through a scratch array byte by byte).
  */
 class Out {
-  buf: Buffer;
-  view: DataView;
+  buf: Buffer = Buffer.alloc(0);
+  view: DataView = new DataView(new ArrayBuffer(0));
   at = 0;
   /** Bytes from `at` up to here are free for this message. */
-  end: number;
-
-  /** @param grows - a scratch buffer (of its own, to start with): it grows instead of refusing a message. */
-  constructor(readonly grows: boolean) {
-    this.buf = Buffer.allocUnsafeSlow(grows ? 4096 : 0);
-    this.view = new DataView(this.buf.buffer, this.buf.byteOffset, this.buf.byteLength);
-    this.end = this.buf.length;
-  }
+  end = 0;
 
   /** Encodes into `buf` (seen through `view`) from `at`, up to `end`. */
   target(buf: Buffer, view: DataView, at: number, end: number): void {
@@ -69,16 +62,7 @@ class Out {
   }
 
   #room(n: number): void {
-    if (this.at + n > this.end) this.#more(this.at + n);
-  }
-
-  #more(needed: number): void {
-    if (!this.grows) throw NO_ROOM;
-    const next = Buffer.allocUnsafeSlow(Math.max(this.buf.length * 2, needed));
-    this.buf.copy(next, 0, 0, this.at);
-    this.buf = next;
-    this.view = new DataView(next.buffer, next.byteOffset, next.byteLength);
-    this.end = next.length;
+    if (this.at + n > this.end) throw NO_ROOM;
   }
 
   u8(v: number): void {
@@ -210,9 +194,8 @@ class In {
   }
 }
 
-/** The scratch buffer of {@link encodeMessage}, and the window of a ring that {@link encodeInto} fills. */
-const scratch = new Out(true);
-const inRing = new Out(false);
+/** The window that {@link encodeInto} fills. */
+const out = new Out();
 const cursor = new In();
 
 /** A dtype on the wire: its index in {@link DTYPES}. */
@@ -426,7 +409,7 @@ export const ENCODE_UNFIT = -2;
  * from `at` may have been written), or {@link ENCODE_UNFIT}.
  */
 export function encodeInto(m: unknown, buf: Buffer, view: DataView, at: number, end: number): number {
-  const o = inRing;
+  const o = out;
   o.target(buf, view, at, end);
   try {
     encodeBody(o, m);
@@ -439,20 +422,22 @@ export function encodeInto(m: unknown, buf: Buffer, view: DataView, at: number, 
   return o.at;
 }
 
+/** {@link encodeMessage}'s buffer: it grows to the largest message encoded. */
+let scratch = Buffer.allocUnsafeSlow(4096);
+let scratchView = new DataView(scratch.buffer);
+
 /**
  * Encodes message `m` into a scratch buffer; the bytes are valid until
  * the next call. Undefined when `m` must go by `postMessage`.
  */
 export function encodeMessage(m: unknown): Buffer | undefined {
-  const o = scratch;
-  o.at = 0;
-  try {
-    encodeBody(o, m);
-  } catch (e) {
-    if (e === UNFIT || e instanceof TypeError) return undefined;
-    throw e;
+  for (;;) {
+    const end = encodeInto(m, scratch, scratchView, 0, scratch.length);
+    if (end >= 0) return scratch.subarray(0, end);
+    if (end === ENCODE_UNFIT) return undefined;
+    scratch = Buffer.allocUnsafeSlow(2 * scratch.length);
+    scratchView = new DataView(scratch.buffer);
   }
-  return o.buf.subarray(0, o.at);
 }
 
 /**
