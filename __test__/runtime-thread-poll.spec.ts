@@ -84,6 +84,21 @@ test("a poll that ran out just before its message lengthens the next; one that r
   t.true(short < 45);
 });
 
+test("a wake after a poll that ran out judges that poll: the message came when the wake says, less its lateness", (t) => {
+  const b = new PollBudget();
+  for (let i = 0; i < 4; i++) b.miss();
+  const short = b.us;
+  // The poll began 80 µs ago; the message was written 20 µs ago: it came 60 µs after the poll began.
+  b.woke(20, performance.now() - 0.08);
+  // (At least: the clock moves on between the two readings.)
+  t.true(b.us >= 90 && b.us <= POLL_MAX_US, `budget ${b.us} µs: half as long again as 60 µs or more`);
+  t.true(short < 45);
+  const c = new PollBudget();
+  for (let i = 0; i < 4; i++) c.miss();
+  c.woke(20);
+  t.is(c.us, short, "without a poll that ran out, only the wake's cost is sampled");
+});
+
 test("PollGate: no more threads poll at once than it allows (by default the cores but one, at least one); a place given back is taken again", (t) => {
   const buffer = PollGate.buffer(2);
   const a = new PollGate(buffer);

@@ -358,9 +358,7 @@ function pump(): void {
       }
       const waited = Atomics.wait(inbox.ctrl, WRITTEN, inbox.readCount, IDLE_WAIT_MS);
       if (waited === "ok") {
-        const late = inbox.lateness();
-        poll.woke(late);
-        if (us > 0) poll.late((performance.now() - polled) * 1000 - late);
+        poll.woke(inbox.lateness(), us > 0 ? polled : undefined);
       } else if (us > 0) {
         // "not-equal": the message came between the poll's end and the wait.
         if (waited === "not-equal") poll.late((performance.now() - polled) * 1000);

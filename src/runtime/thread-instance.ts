@@ -434,8 +434,8 @@ export class ThreadInstance implements TritonModel {
   #armed = false;
   /** {@link #poll} checks the ring on each event-loop turn. */
   #polling = false;
-  /** When the last poll that ran out began (performance.now()), until a message judges it; 0: none. */
-  #ranOut = 0;
+  /** When the last poll that ran out began (performance.now()), until a message judges it. */
+  #ranOut: number | undefined;
 
   /**
    * Keeps a `waitAsync` pending on the worker's ring: whatever the worker
@@ -449,11 +449,9 @@ export class ThreadInstance implements TritonModel {
       if (worker !== this.#worker || this.#ended.has(worker)) return;
       this.#armed = false;
       if (!this.#polling && this.#in.pending()) {
-        const late = this.#in.lateness();
-        this.#budget.woke(late);
-        // The poll that ran out before this message: how long after it began the message came.
-        if (this.#ranOut !== 0) this.#budget.late((performance.now() - this.#ranOut) * 1000 - late);
-        this.#ranOut = 0;
+        // (With the poll that ran out before this message: how long after it began the message came.)
+        this.#budget.woke(this.#in.lateness(), this.#ranOut);
+        this.#ranOut = undefined;
       }
       this.#drain(this.#in);
       this.#arm();
@@ -509,7 +507,7 @@ export class ThreadInstance implements TritonModel {
     if (reader.pending()) {
       this.#drain(reader);
       this.#budget.hit();
-      this.#ranOut = 0;
+      this.#ranOut = undefined;
       if (this.#waiting.size === 0) return this.#stopPolling();
       this.#pollEnd = performance.now() + this.#budget.next() / 1000;
     } else if (this.#waiting.size === 0) {

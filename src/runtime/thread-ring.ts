@@ -321,10 +321,16 @@ export class PollBudget {
     else this.miss();
   }
 
-  /** A blocked wait was ended by a message written `lateUs` before (see {@link RingReader.lateness}). */
-  woke(lateUs: number): void {
+  /**
+   * A blocked wait was ended by a message written `lateUs` before (see
+   * {@link RingReader.lateness}). `ranOutAt`: when the poll before that
+   * wait began (`performance.now()`), if it ran out; the message came
+   * that long after it, less its lateness (see {@link late}).
+   */
+  woke(lateUs: number, ranOutAt?: number): void {
     // (A negative or huge lateness is a clock oddity, or a message that came before the wait: no sample.)
     if (lateUs >= 0 && lateUs < 10_000) this.#wake += (lateUs - this.#wake) / 8;
+    if (ranOutAt !== undefined) this.late((performance.now() - ranOutAt) * 1000 - lateUs);
   }
 
   /** The current budget (µs; 0 while off, when {@link next} only probes). */
