@@ -643,7 +643,8 @@ const rows: Row[] = [...byKey.values()].map((ms) => {
     if (v !== undefined) r[f] = v;
   }
   const notes = [...new Set(ms.map((m) => m.note).filter(Boolean))];
-  if (notes.length > 0) r.note = ms.length > 1 && notes.length > 0 && r.throughput !== undefined ? `${notes.join("; ")} (in some rounds)` : notes.join("; ");
+  // (A round gives either figures or a note: both, and the note is some rounds'.)
+  if (notes.length > 0) r.note = r.throughput !== undefined ? `${notes.join("; ")} (in some rounds)` : notes.join("; ");
   return r;
 });
 rows.sort((a, b) => peers.findIndex((p) => p.name === a.server) - peers.findIndex((p) => p.name === b.server));
