@@ -123,6 +123,21 @@ test("binary outputs are sent from the tensors' own memory", (t) => {
   });
 });
 
+test("a JSON-only body comes as its text too: its chunk is the text's UTF-8 bytes, its length their count; a binary body has no text", (t) => {
+  const out = Tensor.from(new Float32Array([0.1, -2]), { name: "Y" });
+  const dec = decodeInferRequest(Buffer.from('{"inputs":[]}'), undefined);
+  const enc = encodeInferResponse({ modelName: "m", modelVersion: 1, id: "é😀", outputs: [out] }, dec);
+  t.is(typeof enc.text, "string");
+  t.is(enc.chunks.length, 1);
+  t.deepEqual(Buffer.from(enc.chunks[0]!), Buffer.from(enc.text!, "utf8"));
+  t.is(enc.chunks[0], enc.chunks[0], "the bytes are made once");
+  t.is(enc.length, Buffer.byteLength(enc.text!, "utf8"));
+  t.true(enc.length > enc.text!.length, "non-ASCII: more bytes than characters");
+  t.deepEqual(JSON.parse(enc.text!).id, "é😀");
+  const bin = decodeInferRequest(Buffer.from(JSON.stringify({ inputs: [], parameters: { binary_data_output: true } })), undefined);
+  t.is(encodeInferResponse({ modelName: "m", modelVersion: 1, id: "", outputs: [out] }, bin).text, undefined);
+});
+
 test("JSON outputs: INT64/UINT64 beyond 2^53 keep every digit; non-finite floats become null", (t) => {
   const big = Tensor.from(new BigInt64Array([2n ** 62n + 1n, -(2n ** 63n)]), { name: "I" });
   const ubig = Tensor.from(new BigUint64Array([2n ** 64n - 1n]), { name: "U" });

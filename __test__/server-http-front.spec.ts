@@ -27,6 +27,8 @@ interface Echo {
   badHeader: boolean;
   /** Answer with a Date header of its own. */
   date: boolean;
+  /** Answer `front:` and the body as a string (`end(string)`), with this `x-name` header value if any. */
+  text: string | undefined;
 }
 
 interface Harness {
@@ -47,7 +49,7 @@ async function start(keepAliveTimeout = 65_000, headersTimeout = 60_000, checkIn
     accept: (req: FrontRequest) => {
       if (req.method !== "POST" || !req.url.startsWith("/echo") || Number(req.headers["content-length"]) > 1 << 20) return undefined;
       const q = new URLSearchParams(req.url.split("?")[1] ?? "");
-      return { delay: Number(q.get("delay") ?? 0), size: q.has("size") ? Number(q.get("size")) : undefined, noLength: q.has("nolength"), badHeader: q.has("badheader"), date: q.has("date") };
+      return { delay: Number(q.get("delay") ?? 0), size: q.has("size") ? Number(q.get("size")) : undefined, noLength: q.has("nolength"), badHeader: q.has("badheader"), date: q.has("date"), text: q.get("text") ?? undefined };
     },
     serve: (_req, res, route, body) => {
       if (route.badHeader) {
@@ -59,6 +61,12 @@ async function start(keepAliveTimeout = 65_000, headersTimeout = 60_000, checkIn
         }
         res.writeHead(500, { "content-length": String(thrown.length) });
         res.end(Buffer.from(thrown));
+        return;
+      }
+      if (route.text !== undefined) {
+        const out = `front:${body?.toString("utf8") ?? ""}`;
+        res.writeHead(200, { "content-type": "text/plain", ...(route.text ? { "x-name": route.text } : {}), "content-length": String(Buffer.byteLength(out)) });
+        res.end(out);
         return;
       }
       if (route.date) {
@@ -567,6 +575,29 @@ test("response headers: a CR or LF in a value throws as node:http does; a caller
   t.is(text.match(/\r\ndate:/gi)?.length, 2, "one Date per response");
   t.true(text.includes("\r\ndate: Sun, 06 Nov 1994 08:49:37 GMT\r\n"));
   t.false(text.includes("x-injected"));
+  c.socket.destroy();
+  await h.close();
+});
+
+test("a string body goes out as UTF-8 after a latin1 head, in one write when the head is ASCII", async (t) => {
+  const h = await start();
+  const c = new Client(h.port);
+  const body = "é😀 ok";
+  c.write(Buffer.concat([Buffer.from(`POST /echo?text HTTP/1.1\r\nhost: x\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n`), Buffer.from(body)]));
+  await c.until(1);
+  t.is(c.chunks.length, 1, "head and body in one write");
+  // A header value with a latin1 character: the head keeps its latin1 bytes, the body its UTF-8 ones.
+  const chunks = c.chunks.length;
+  c.write(Buffer.concat([Buffer.from(`POST /echo?text=caf%C3%A9 HTTP/1.1\r\nhost: x\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n`), Buffer.from(body)]));
+  const [first, second] = await c.until(2);
+  for (const r of [first!, second!]) {
+    t.is(r.status, 200);
+    t.is(Buffer.from(r.body, "latin1").toString("utf8"), `front:${body}`);
+    t.is(Number(r.headers["content-length"]), Buffer.byteLength(`front:${body}`));
+  }
+  const raw = Buffer.concat(c.chunks.slice(chunks));
+  t.true(raw.includes(Buffer.from("\r\nx-name: caf\xe9\r\n", "latin1")), "the header's é is the one latin1 byte node:http writes");
+  t.true(raw.includes(Buffer.from(`\r\n\r\nfront:${body}`, "utf8")));
   c.socket.destroy();
   await h.close();
 });

@@ -1015,12 +1015,16 @@ export class ModelVersion {
       p.unsubscribe();
       p.unsubscribe = undefined;
     }
-    // The model's own error response answered the request: Triton counts it a success.
-    if (answered) this.#record(true, p.receivedAt, Number(start - p.enqueuedAt), p.batchSize, undefined, true, p);
-    else this.#record(false, p.receivedAt, Number(start - p.enqueuedAt), p.batchSize, reason);
-    if (p.slot !== undefined) this.#order!.send(p.slot, ANSWER_ERROR, e, true);
-    else if (p.sink !== undefined) p.sink.error(e, true);
-    else p.done!.reject(e);
+    // Answered first, counted after (see #succeed).
+    try {
+      if (p.slot !== undefined) this.#order!.send(p.slot, ANSWER_ERROR, e, true);
+      else if (p.sink !== undefined) p.sink.error(e, true);
+      else p.done!.reject(e);
+    } finally {
+      // The model's own error response answered the request: Triton counts it a success.
+      if (answered) this.#record(true, p.receivedAt, Number(start - p.enqueuedAt), p.batchSize, undefined, true, p);
+      else this.#record(false, p.receivedAt, Number(start - p.enqueuedAt), p.batchSize, reason);
+    }
   }
 
   /** Records a request that succeeded and answers it. */
@@ -1030,10 +1034,18 @@ export class ModelVersion {
       p.unsubscribe();
       p.unsubscribe = undefined;
     }
-    this.#record(true, p.receivedAt, Number(start - p.enqueuedAt), p.batchSize, undefined, true, p);
-    if (p.slot !== undefined) this.#order!.send(p.slot, ANSWER_RESPONSE, o, true);
-    else if (p.sink !== undefined) p.sink.response(o, true);
-    else p.done!.resolve(o);
+    // The answer goes out before the statistics and metrics count it: the
+    // client waits on the one, nobody on the other. Both happen in this
+    // synchronous run, so nothing that reads the counts (the statistics
+    // endpoint, /metrics, the client's next request) can see one without
+    // the other.
+    try {
+      if (p.slot !== undefined) this.#order!.send(p.slot, ANSWER_RESPONSE, o, true);
+      else if (p.sink !== undefined) p.sink.response(o, true);
+      else p.done!.resolve(o);
+    } finally {
+      this.#record(true, p.receivedAt, Number(start - p.enqueuedAt), p.batchSize, undefined, true, p);
+    }
   }
 
   /**
@@ -1110,17 +1122,23 @@ export class ModelVersion {
         }
       }
     }
-    this.#execution(batch, inputNs, inferNs, since(outStart));
-    for (let i = 0; i < n; i++) {
-      const p = batch[i]!;
-      const r = results[i];
-      if (r === undefined) continue;
-      if (r instanceof Failed) {
-        if (p.stream !== undefined) this.#end(p.stream, r.err, "BACKEND");
-        else this.#fail(p, start, r.err, "BACKEND", r.answered);
-      } else {
-        this.#succeed(p, start, r);
+    const outputNs = since(outStart);
+    const total = this.#stamp(batch, inputNs, inferNs, outputNs);
+    // The batch's execution is counted once its answers are out (see #succeed).
+    try {
+      for (let i = 0; i < n; i++) {
+        const p = batch[i]!;
+        const r = results[i];
+        if (r === undefined) continue;
+        if (r instanceof Failed) {
+          if (p.stream !== undefined) this.#end(p.stream, r.err, "BACKEND");
+          else this.#fail(p, start, r.err, "BACKEND", r.answered);
+        } else {
+          this.#succeed(p, start, r);
+        }
       }
+    } finally {
+      this.#countExecution(batch.length, total, inputNs, inferNs, outputNs);
     }
   }
 
@@ -1224,6 +1242,11 @@ export class ModelVersion {
   }
 
   #execution(batch: Pending[], inputNs: number, inferNs: number, outputNs: number): void {
+    this.#countExecution(batch.length, this.#stamp(batch, inputNs, inferNs, outputNs), inputNs, inferNs, outputNs);
+  }
+
+  /** Gives each request of a batch the batch's compute times (its statistics use them); returns the batch's size. */
+  #stamp(batch: Pending[], inputNs: number, inferNs: number, outputNs: number): number {
     let total = 0;
     for (const p of batch) {
       total += p.batchSize;
@@ -1231,11 +1254,16 @@ export class ModelVersion {
       p.inferNs = inferNs;
       p.outputNs = outputNs;
     }
+    return total;
+  }
+
+  /** Counts one execution of `requests` requests (`total` in all) in the statistics and for the observer. */
+  #countExecution(requests: number, total: number, inputNs: number, inferNs: number, outputNs: number): void {
     this.stats.execution(total, inputNs, inferNs, outputNs);
     this.#observer?.executionDone({
       model: this.name,
       version: this.version,
-      requests: batch.length,
+      requests,
       batchSize: total,
       computeInputNs: inputNs,
       computeInferNs: inferNs,

@@ -47,11 +47,32 @@ export interface DecodedRequest {
 /** An encoded response body. */
 export interface EncodedResponse {
   /** Body chunks, in order. */
-  chunks: Uint8Array[];
-  /** Total body length. */
-  length: number;
+  readonly chunks: Uint8Array[];
+  /** Total body length in bytes. */
+  readonly length: number;
   /** Length of the JSON header when binary outputs follow it; undefined for a JSON-only body. */
-  headerLength: number | undefined;
+  readonly headerLength: number | undefined;
+  /**
+   * A JSON-only body as its text (`chunks` is then its UTF-8 bytes, made on
+   * first use): a sink that writes strings writes it as it is, with no
+   * Buffer of it in JavaScript.
+   */
+  readonly text?: string;
+}
+
+/** A JSON-only response body: its text, and its UTF-8 bytes only when asked for. */
+class JsonBody implements EncodedResponse {
+  readonly length: number;
+  readonly headerLength = undefined;
+  #chunks: Uint8Array[] | undefined;
+
+  constructor(readonly text: string) {
+    this.length = Buffer.byteLength(text, "utf8");
+  }
+
+  get chunks(): Uint8Array[] {
+    return (this.#chunks ??= [Buffer.from(this.text, "utf8")]);
+  }
 }
 
 /** Reads shared-memory regions for inputs and writes outputs into them. */
@@ -994,6 +1015,7 @@ function copyBytes(body: Buffer, off: number, b: ArrayBufferView): void {
 
 /**
  * Encodes the response: JSON, or a JSON header followed by binary outputs.
+ * A JSON-only body also comes as its text (`text`).
  *
  * @param result - the runtime's result.
  * @param req - the decoded request (output encodings).
@@ -1006,10 +1028,7 @@ export function encodeInferResponse(result: InferOutput, req: DecodedRequest, sh
   const fast = allBinary(result, req);
   if (fast !== undefined) return binaryChunks(fast.header, fast.header.length, fast.binaries, fast.binaryLength, joinBelow);
   const { text, binaries, binaryLength } = encodeParts(result, req, shm);
-  if (binaries.length === 0) {
-    const header = Buffer.from(text, "utf8");
-    return { chunks: [header], length: header.length, headerLength: undefined };
-  }
+  if (binaries.length === 0) return new JsonBody(text);
   return binaryChunks(text, Buffer.byteLength(text, "utf8"), binaries, binaryLength, joinBelow);
 }
 

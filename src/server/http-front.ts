@@ -267,6 +267,8 @@ function httpDate(): string {
 
 /** Responses with a body up to this size go out as one buffer with their head. */
 const JOIN_BELOW = 16 * 1024;
+/** A character a latin1 head and a UTF-8 body would write differently. */
+const NON_ASCII = /[^\x00-\x7f]/;
 
 /** The front's {@link ResponseSink}: writes straight to the socket. */
 class FrontResponse implements ResponseSink {
@@ -319,13 +321,26 @@ class FrontResponse implements ResponseSink {
     return socket.write(chunk);
   }
 
-  end(chunk?: Uint8Array): this {
+  end(chunk?: Uint8Array | string): this {
     if (this.#ended) return this;
     this.#ended = true;
     const socket = this.conn.socket;
     if (!socket.destroyed) {
       const head = this.#head;
-      if (head !== undefined && chunk !== undefined && chunk.length < JOIN_BELOW) {
+      if (typeof chunk === "string") {
+        // A JSON body's text: one write of head and body as one string (no
+        // Buffer of either in JavaScript), when the head is ASCII and so
+        // the same bytes in UTF-8 as in latin1.
+        if (head !== undefined && !NON_ASCII.test(head)) {
+          this.#head = undefined;
+          socket.write(head + chunk, "utf8");
+        } else {
+          socket.cork();
+          this.#flushHead(socket);
+          if (chunk.length > 0) socket.write(chunk, "utf8");
+          socket.uncork();
+        }
+      } else if (head !== undefined && chunk !== undefined && chunk.length < JOIN_BELOW) {
         // One write, as node:http's corked head and body end up.
         const out = Buffer.allocUnsafe(head.length + chunk.length);
         out.write(head, 0, "latin1");

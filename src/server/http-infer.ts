@@ -110,8 +110,8 @@ export interface ResponseSink {
   writeHead(status: number, headers: Readonly<Record<string, string>>): unknown;
   /** Writes body bytes. */
   write(chunk: Uint8Array): unknown;
-  /** Writes the last body bytes, if any, and finishes the response. */
-  end(chunk?: Uint8Array): unknown;
+  /** Writes the last body bytes (a string: its UTF-8 bytes), if any, and finishes the response. */
+  end(chunk?: Uint8Array | string): unknown;
   /** Buffers writes until {@link uncork}. */
   cork(): void;
   /** Sends what {@link cork} buffered, in one write where it can. */
@@ -131,12 +131,15 @@ export interface RequestHead {
 }
 
 /**
- * Writes a successful inference response: one write for small bodies, the
- * tensors' own memory without a join for large ones.
+ * Writes a successful inference response: a JSON body as its text, one
+ * write for small binary bodies, the tensors' own memory without a join for
+ * large ones.
  */
 export function writeInferResponse(res: ResponseSink, enc: EncodedResponse, closing: boolean, chunkThreshold: number): void {
   res.writeHead(200, inferResponseHeaders(enc, closing));
-  if (enc.chunks.length === 1) {
+  if (enc.text !== undefined) {
+    res.end(enc.text);
+  } else if (enc.chunks.length === 1) {
     res.end(enc.chunks[0]);
   } else if (enc.length < chunkThreshold) {
     res.end(Buffer.concat(enc.chunks, enc.length));
