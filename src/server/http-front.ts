@@ -268,7 +268,7 @@ function httpDate(): string {
 /** Responses with a body up to this size go out as one buffer with their head. */
 const JOIN_BELOW = 16 * 1024;
 /** A character a latin1 head and a UTF-8 body would write differently. */
-const NON_ASCII = /[^\x00-\x7f]/;
+const NON_ASCII = /[\u0080-\uffff]/;
 
 /** The front's {@link ResponseSink}: writes straight to the socket. */
 class FrontResponse implements ResponseSink {
