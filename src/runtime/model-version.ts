@@ -1008,7 +1008,7 @@ export class ModelVersion {
     );
   }
 
-  /** Records a failed request (its queue time measured up to `start`) and rejects it. */
+  /** Rejects a failed request, then counts it (its queue time measured up to `start`). */
   #fail(p: Pending, start: bigint, e: unknown, reason: FailureReason, answered = false): void {
     p.ended = true;
     if (p.unsubscribe !== undefined) {
@@ -1027,7 +1027,7 @@ export class ModelVersion {
     }
   }
 
-  /** Records a request that succeeded and answers it. */
+  /** Answers a request that succeeded, then counts it. */
   #succeed(p: Pending, start: bigint, o: InferOutput): void {
     p.ended = true;
     if (p.unsubscribe !== undefined) {
