@@ -8,7 +8,9 @@
  * exception in execute() (the client's error). Messages are compared after
  * Triton's status prefix ("Invalid argument: ", "Internal: ") and Python
  * tracebacks ("\n\nAt:\n…") are taken off: tensorbridge's must contain
- * Triton's.
+ * Triton's. The two models whose warm-up raises are loaded by Triton
+ * processes of their own (Triton 2.51 crashes on them in some starts; see
+ * CRASHING).
  *
  * Needs bench/.work/venv-peers (`bash bench/serving/setup.sh peers`);
  * without it the tests are skipped with the reason in their titles.
@@ -31,6 +33,8 @@ interface Side {
 }
 interface Ctx {
   triton?: RunningTriton;
+  /** The Tritons of the models it crashes on ({@link CRASHING}), one each. */
+  crashing: RunningTriton[];
   server?: InferenceServer;
   dirs: string[];
   sides?: { triton: Side; tensorbridge: Side };
@@ -177,9 +181,19 @@ export default class M { static autoCompleteConfig(c: AutoCompleteModelConfig) {
   },
 };
 
-function repo(kind: "triton" | "tensorbridge"): string {
+/**
+ * Triton 2.51 dies (SIGSEGV) while warming up a model whose execute()
+ * raises, in about half of its starts (measured 2026-12-07: warm_fail 2 of
+ * 6 starts alone, warm_raise 3 of 6; never without them). Each of these
+ * models gets a Triton of its own, started again until it stays up, so that
+ * one unlucky start does not take the other models' comparisons with it.
+ */
+const CRASHING = ["warm_fail", "warm_raise"];
+
+/** A repository of `names` (default: every model) for `kind`. */
+function repo(kind: "triton" | "tensorbridge", names: readonly string[] = Object.keys(MODELS)): string {
   const dir = mkdtempSync(join(tmpdir(), `tb-load-conf-${kind}-`));
-  for (const [name, m] of Object.entries(MODELS)) {
+  for (const [name, m] of Object.entries(MODELS).filter(([n]) => names.includes(n))) {
     mkdirSync(join(dir, name, "1"), { recursive: true });
     if (m.config !== undefined) writeFileSync(join(dir, name, "config.pbtxt"), kind === "triton" ? m.config : m.config.replace('backend: "python"\n', ""));
     writeFileSync(join(dir, name, "1", kind === "triton" ? "model.py" : "model.ts"), kind === "triton" ? m.py : m.ts);
@@ -203,23 +217,29 @@ const core = (m: string): string =>
 
 test.before(async (t) => {
   t.context.dirs = [];
+  t.context.crashing = [];
   if (missing) return;
-  const tritonRepo = repo("triton");
+  const tritonRepo = repo("triton", Object.keys(MODELS).filter((n) => !CRASHING.includes(n)));
   const tbRepo = repo("tensorbridge");
   t.context.dirs.push(tritonRepo, tbRepo);
+  const args = ["--exit-on-error=false", "--strict-readiness=false"];
   try {
     t.context.server = await startTestServer(tbRepo);
-    // startTritonReady starts Triton again if it crashes while loading (seen with Triton 2.51 here).
-    const ready = await startTritonReady(
-      { repository: tritonRepo, args: ["--exit-on-error=false", "--strict-readiness=false"] },
-      ["warm_ok", "auto_nocfg", "raise"],
-      3,
-      (m) => t.log(m),
-    );
+    // startTritonReady starts Triton again if it crashes while loading.
+    const ready = await startTritonReady({ repository: tritonRepo, args }, ["warm_ok", "auto_nocfg", "raise"], 3, (m) => t.log(m));
     t.context.triton = ready.triton;
+    // Triton is up once its first load is over, failed loads included: the index then has their reasons.
+    let tritonIndex = await index(t.context.triton.httpUrl);
+    for (const name of CRASHING) {
+      const dir = repo("triton", [name]);
+      t.context.dirs.push(dir);
+      const own = await startTritonReady({ repository: dir, args }, [], 8, (m) => t.log(`${name}: ${m}`));
+      t.context.crashing.push(own.triton);
+      tritonIndex = [...tritonIndex, ...(await index(own.triton.httpUrl))];
+    }
     const tb = `http://${t.context.server.address.host}:${t.context.server.address.port}`;
     t.context.sides = {
-      triton: { url: t.context.triton.httpUrl, index: await index(t.context.triton.httpUrl) },
+      triton: { url: t.context.triton.httpUrl, index: tritonIndex },
       tensorbridge: { url: tb, index: await index(tb) },
     };
   } catch (e) {
@@ -230,6 +250,7 @@ test.before(async (t) => {
 test.after.always(async (t) => {
   await t.context.server?.close();
   await t.context.triton?.stop();
+  for (const own of t.context.crashing ?? []) await own.stop();
   for (const d of t.context.dirs ?? []) rmSync(d, { recursive: true, force: true });
 });
 
