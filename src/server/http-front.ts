@@ -327,20 +327,13 @@ class FrontResponse implements ResponseSink {
     const socket = this.conn.socket;
     if (!socket.destroyed) {
       const head = this.#head;
-      if (typeof chunk === "string") {
+      if (typeof chunk === "string" && head !== undefined && !NON_ASCII.test(head)) {
         // A JSON body's text: one write of head and body as one string (no
-        // Buffer of either in JavaScript), when the head is ASCII and so
-        // the same bytes in UTF-8 as in latin1.
-        if (head !== undefined && !NON_ASCII.test(head)) {
-          this.#head = undefined;
-          socket.write(head + chunk, "utf8");
-        } else {
-          socket.cork();
-          this.#flushHead(socket);
-          if (chunk.length > 0) socket.write(chunk, "utf8");
-          socket.uncork();
-        }
-      } else if (head !== undefined && chunk !== undefined && chunk.length < JOIN_BELOW) {
+        // Buffer of either in JavaScript), the head being ASCII and so the
+        // same bytes in UTF-8 as in latin1.
+        this.#head = undefined;
+        socket.write(head + chunk, "utf8");
+      } else if (typeof chunk !== "string" && head !== undefined && chunk !== undefined && chunk.length < JOIN_BELOW) {
         // One write, as node:http's corked head and body end up.
         const out = Buffer.allocUnsafe(head.length + chunk.length);
         out.write(head, 0, "latin1");
@@ -350,6 +343,7 @@ class FrontResponse implements ResponseSink {
       } else {
         socket.cork();
         this.#flushHead(socket);
+        // (A string body goes as UTF-8, the head as latin1.)
         if (chunk !== undefined && chunk.length > 0) socket.write(chunk);
         socket.uncork();
       }
