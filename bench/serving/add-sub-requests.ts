@@ -47,9 +47,13 @@ export const ADD_SUB_REQUESTS: Readonly<Record<"binary" | "json", AddSubRequest>
   json: { body: json, headers: { host: "x", "content-length": String(json.length), "content-type": "application/json" } },
 };
 
-/** A fresh model repository with `root`'s examples/models/add_sub only; the caller removes it. */
-export function addSubRepository(root: string): string {
-  const repo = mkdtempSync(join(tmpdir(), "tb-path-bench-"));
+/**
+ * A fresh model repository with `root`'s examples/models/add_sub only, in
+ * `parent` (the system's temporary folder by default); the caller removes it.
+ */
+export function addSubRepository(root: string, parent = tmpdir()): string {
+  mkdirSync(parent, { recursive: true });
+  const repo = mkdtempSync(join(parent, "tb-path-bench-"));
   mkdirSync(join(repo, "add_sub/1"), { recursive: true });
   writeFileSync(join(repo, "add_sub/config.pbtxt"), readFileSync(join(root, "examples/models/add_sub/config.pbtxt"), "utf8"));
   writeFileSync(join(repo, "add_sub/1/model.ts"), readFileSync(join(root, "examples/models/add_sub/1/model.ts"), "utf8"));

@@ -72,7 +72,10 @@
  * each point for every server back to back), and prints each row's median;
  * each ratio column is the median of the rounds' own ratios. This machine's
  * load moves single rows by up to 1.8× from run to run: a ratio from one
- * round is one sample.
+ * round is one sample. Each round starts one server further down the list
+ * (round 2 measures the second server first, and the first last): a server
+ * measured first, right after the previous point's last run, is not always
+ * the same one.
  *
  * Writes bench/.work/serving-results.{md,json} and prints the table.
  */
@@ -593,7 +596,7 @@ try {
   for (let round = 1; round <= ROUNDS; round++) {
     for (const format of FORMATS) {
       for (const c of CONCURRENCY) {
-        for (const peer of peers) {
+        for (const peer of rotated(peers, round - 1)) {
           const reason = skipped.get(peer.name) ?? peer.unsupported?.[format];
           if (reason) {
             measured.push({ round, server: peer.name, format, concurrency: c, note: reason });
@@ -619,6 +622,11 @@ try {
   }
 } finally {
   for (const proc of running.values()) await stop(proc.child);
+}
+/** `xs` started at index `by` (modulo its length), the ones before it moved to the end. */
+function rotated<T>(xs: readonly T[], by: number): T[] {
+  const k = xs.length === 0 ? 0 : by % xs.length;
+  return [...xs.slice(k), ...xs.slice(0, k)];
 }
 /** The median of the numbers given (undefined ones left out); undefined when none is. */
 function median(xs: (number | undefined)[]): number | undefined {
