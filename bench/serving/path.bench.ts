@@ -186,7 +186,7 @@ for (let r = 0; r < ROUNDS; r++) {
   for (const c of cases) {
     for (const [name, one] of [
       [`tensorbridge ${c.name}`, () => serveOne(c)],
-      [`floor-js ${c.name}`, () => c.floor(next(c))],
+      [`floor ${c.name}`, () => c.floor(next(c))],
     ] as const) {
       const us = await measure(REQUESTS, one);
       results.set(name, [...(results.get(name) ?? []), us]);
@@ -197,7 +197,7 @@ console.log("| request | tensorbridge CPU/request (µs) | floor CPU/request (µs
 console.log("|---|---|---|---|");
 for (const c of cases) {
   const ours = median(results.get(`tensorbridge ${c.name}`)!);
-  const floor = median(results.get(`floor-js ${c.name}`)!);
+  const floor = median(results.get(`floor ${c.name}`)!);
   console.log(`| ${c.name} | ${ours.toFixed(2)} | ${floor.toFixed(2)} | ${(ours / floor).toFixed(2)}× |`);
 }
 console.log(`(medians of ${ROUNDS} rounds; load average at the end ${loadavg()[0]!.toFixed(2)})`);
