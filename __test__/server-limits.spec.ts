@@ -145,7 +145,19 @@ test.serial("HTTP: past --http-max-connections a new connection gets 503 with a 
   }
 });
 
-/** A raw HTTP/2 unary ModelInfer that announces a 60 MiB message and trickles it; resolves with its grpc-status and message. */
+/**
+ * A raw HTTP/2 unary ModelInfer that announces a 60 MiB message and
+ * trickles it; resolves with its grpc-status and message once the server
+ * has ended the call.
+ *
+ * The response is read (`resume`) and the request closed as soon as the
+ * server's side ends, as a gRPC client does: a server that ends a call
+ * whose request is still arriving sends its status with END_STREAM and
+ * then RST_STREAM(NO_ERROR), and node's HTTP/2 client keeps a stream whose
+ * response nobody reads, and whose own side is still writing, open until
+ * both sides are done: a CI run waited on such a stream until ava's
+ * timeout (its session, told GOAWAY by the server, stayed half-closed).
+ */
 function tricklingCall(url: string, headers: Record<string, string>): { done: Promise<{ status: string; message: string }>; stop(): void } {
   const session = h2connect(url);
   session.on("error", () => {});
@@ -164,6 +176,12 @@ function tricklingCall(url: string, headers: Record<string, string>): { done: Pr
     };
     req.on("response", take);
     req.on("trailers", take);
+    req.resume();
+    req.on("end", () => {
+      // The server's side is over (its status came with END_STREAM): stop sending and let the stream close.
+      clearInterval(tick);
+      if (!req.closed) req.close();
+    });
     req.on("close", () => {
       clearInterval(tick);
       session.close();

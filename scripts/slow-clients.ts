@@ -208,6 +208,14 @@ function slowGrpc(port: number, kind: string, all: Slow[]): Promise<void> {
       req.on("trailers", (h) => {
         grpcStatus = String(h["grpc-status"] ?? grpcStatus);
       });
+      // Read the response and close the request once the server's side ends, as a
+      // gRPC client does: node's HTTP/2 client keeps a stream whose response nobody
+      // reads, and whose own side still writes, open after the server's
+      // status and RST_STREAM(NO_ERROR) (__test__/server-limits.spec.ts, tricklingCall).
+      req.resume();
+      req.on("end", () => {
+        if (!req.closed) req.close();
+      });
       req.on("close", () => {
         c.end = Date.now();
         // DEADLINE_EXCEEDED: 4; a refused connection's GOAWAY may come before the call's end
