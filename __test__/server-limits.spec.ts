@@ -19,7 +19,7 @@ import { ErrorCode } from "../src/errors.js";
 import { ServingError } from "../src/runtime/errors.js";
 import { DEFAULT_HEADERS_TIMEOUT_MS, DEFAULT_MAX_CONNECTIONS, DEFAULT_REQUEST_TIMEOUT_MS, serverLimits } from "../src/server/server.js";
 import { GrpcTransport } from "../src/server/grpc/transport.js";
-import { runSlowClients } from "../scripts/slow-clients.js";
+import { closeWhenAnswered, runSlowClients } from "../scripts/slow-clients.js";
 import { ADD_SUB, cleanupRepos, grpcClient, grpcUnary, http, makeRepo, sleep, startTestServer } from "./server-helpers.js";
 import { throwsCode } from "./helpers.js";
 
@@ -148,15 +148,9 @@ test.serial("HTTP: past --http-max-connections a new connection gets 503 with a 
 /**
  * A raw HTTP/2 unary ModelInfer that announces a 60 MiB message and
  * trickles it; resolves with its grpc-status and message once the server
- * has ended the call.
- *
- * The response is read (`resume`) and the request closed as soon as the
- * server's side ends, as a gRPC client does: a server that ends a call
- * whose request is still arriving sends its status with END_STREAM and
- * then RST_STREAM(NO_ERROR), and node's HTTP/2 client keeps a stream whose
- * response nobody reads, and whose own side is still writing, open until
- * both sides are done: a CI run waited on such a stream until ava's
- * timeout (its session, told GOAWAY by the server, stayed half-closed).
+ * has ended the call (its response read and the request closed then: see
+ * closeWhenAnswered; without it a CI run waited on such a stream until
+ * ava's timeout).
  */
 function tricklingCall(url: string, headers: Record<string, string>): { done: Promise<{ status: string; message: string }>; stop(): void } {
   const session = h2connect(url);
@@ -176,12 +170,7 @@ function tricklingCall(url: string, headers: Record<string, string>): { done: Pr
     };
     req.on("response", take);
     req.on("trailers", take);
-    req.resume();
-    req.on("end", () => {
-      // The server's side is over (its status came with END_STREAM): stop sending and let the stream close.
-      clearInterval(tick);
-      if (!req.closed) req.close();
-    });
+    closeWhenAnswered(req);
     req.on("close", () => {
       clearInterval(tick);
       session.close();

@@ -22,7 +22,7 @@
  *
  * @module
  */
-import { connect as h2connect, constants as h2c, type ClientHttp2Session } from "node:http2";
+import { connect as h2connect, constants as h2c, type ClientHttp2Session, type ClientHttp2Stream } from "node:http2";
 import { connect as netConnect } from "node:net";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -208,14 +208,7 @@ function slowGrpc(port: number, kind: string, all: Slow[]): Promise<void> {
       req.on("trailers", (h) => {
         grpcStatus = String(h["grpc-status"] ?? grpcStatus);
       });
-      // Read the response and close the request once the server's side ends, as a
-      // gRPC client does: node's HTTP/2 client keeps a stream whose response nobody
-      // reads, and whose own side still writes, open after the server's
-      // status and RST_STREAM(NO_ERROR) (__test__/server-limits.spec.ts, tricklingCall).
-      req.resume();
-      req.on("end", () => {
-        if (!req.closed) req.close();
-      });
+      closeWhenAnswered(req);
       req.on("close", () => {
         c.end = Date.now();
         // DEADLINE_EXCEEDED: 4; a refused connection's GOAWAY may come before the call's end
@@ -229,6 +222,22 @@ function slowGrpc(port: number, kind: string, all: Slow[]): Promise<void> {
         if (!req.destroyed && !req.writableEnded) req.write(b);
       };
     });
+  });
+}
+
+/**
+ * Reads `req`'s response and closes it once the server's side ends, as a
+ * gRPC client does. A server that ends a call whose request is still
+ * arriving sends its status with END_STREAM, then RST_STREAM(NO_ERROR);
+ * node's HTTP/2 client keeps a stream whose response nobody reads, and
+ * whose own side is still writing, open after that (its `close` never
+ * comes). The trickling clients here and in __test__/server-limits.spec.ts
+ * use it.
+ */
+export function closeWhenAnswered(req: ClientHttp2Stream): void {
+  req.resume();
+  req.on("end", () => {
+    if (!req.closed) req.close();
   });
 }
 
